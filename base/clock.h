@@ -1,0 +1,108 @@
+// Time and timers behind an interface, so the scheduler and the emulated
+// boards run unchanged on the wall clock (serving) and on a virtual clock
+// (tests, discrete-event simulation), the way LevelDB's Env is swapped for
+// memenv in its tests.
+#ifndef HGPIPE_BASE_CLOCK_H_
+#define HGPIPE_BASE_CLOCK_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace hgpipe {
+
+// Thread safety: all methods may be called from any thread, including from
+// inside a timer callback.
+class Clock {
+ public:
+  using TimerId = uint64_t;
+  virtual ~Clock() = default;
+
+  virtual absl::Time Now() = 0;
+
+  // Calls `fn` once, at or after `when`, on the clock's timer thread (a
+  // SimClock calls it from Advance*). Timers due at the same time run in the
+  // order they were set. Callbacks must not block: they share one thread.
+  virtual TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn) = 0;
+
+  // Cancels a timer that has not started. Returns false if it already ran,
+  // is running, or never existed.
+  virtual bool Cancel(TimerId id) = 0;
+};
+
+// Timers keyed by (due time, sequence): the one ordering both clocks share.
+class TimerQueue {
+ public:
+  using Fn = absl::AnyInvocable<void()>;
+  Clock::TimerId Add(absl::Time when, Fn fn);
+  bool Cancel(Clock::TimerId id);
+  bool empty() const { return timers_.empty(); }
+  absl::Time next_due() const { return timers_.begin()->first.first; }
+  // Removes and returns the earliest timer's callback.
+  Fn PopNext();
+
+ private:
+  Clock::TimerId next_id_ = 1;
+  std::map<std::pair<absl::Time, Clock::TimerId>, Fn> timers_;
+  std::map<Clock::TimerId, absl::Time> due_by_id_;
+};
+
+// The wall clock, with one timer thread. The destructor joins the thread;
+// timers still pending then are dropped without running.
+class RealClock final : public Clock {
+ public:
+  RealClock();
+  ~RealClock() override;
+  RealClock(const RealClock&) = delete;
+  RealClock& operator=(const RealClock&) = delete;
+
+  absl::Time Now() override { return absl::Now(); }
+  TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn) override;
+  bool Cancel(TimerId id) override;
+
+ private:
+  void Loop();
+  bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  TimerQueue timers_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time wait_due_ ABSL_GUARDED_BY(mu_);  // what Loop() is sleeping for
+  std::unique_ptr<class ThreadHandle> thread_;
+};
+
+// A virtual clock that moves only when told to. Timer callbacks run on the
+// thread that calls Advance*, with the clock set to their due time, so a
+// whole scheduler-plus-boards system runs as a deterministic discrete-event
+// simulation.
+class SimClock final : public Clock {
+ public:
+  explicit SimClock(absl::Time start = absl::UnixEpoch()) : now_(start) {}
+
+  absl::Time Now() override;
+  TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn) override;
+  bool Cancel(TimerId id) override;
+
+  // Runs every timer due up to `until` in time order, then sets Now() to it.
+  void AdvanceTo(absl::Time until);
+  void Advance(absl::Duration d) { AdvanceTo(Now() + d); }
+  // Runs timers until none is left, or until `limit` callbacks have run.
+  // Returns the number run.
+  int64_t RunUntilIdle(int64_t limit = INT64_MAX);
+  bool HasPendingTimers();
+
+ private:
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+  TimerQueue timers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hgpipe
+
+#endif  // HGPIPE_BASE_CLOCK_H_

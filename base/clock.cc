@@ -1,6 +1,7 @@
 #include "base/clock.h"
 
 #include <thread>
+#include <tuple>
 
 namespace hgpipe {
 
@@ -19,32 +20,26 @@ bool TimerQueue::Cancel(Clock::TimerId id) {
   return true;
 }
 
-TimerQueue::Fn TimerQueue::PopNext() {
+std::pair<Clock::TimerId, TimerQueue::Fn> TimerQueue::PopNext() {
   auto it = timers_.begin();
+  const Clock::TimerId id = it->first.second;
   Fn fn = std::move(it->second);
-  due_by_id_.erase(it->first.second);
+  due_by_id_.erase(id);
   timers_.erase(it);
-  return fn;
+  return {id, std::move(fn)};
 }
 
-class ThreadHandle {
- public:
-  explicit ThreadHandle(std::thread t) : t_(std::move(t)) {}
-  ~ThreadHandle() { t_.join(); }
-
- private:
-  std::thread t_;
-};
-
-RealClock::RealClock()
-    : thread_(std::make_unique<ThreadHandle>(std::thread([this] { Loop(); }))) {}
+RealClock::RealClock() {
+  thread_ = std::thread([this] { Loop(); });
+  timer_thread_ = thread_.get_id();
+}
 
 RealClock::~RealClock() {
   {
     absl::MutexLock l(&mu_);
     stop_ = true;
   }
-  thread_.reset();  // joins
+  thread_.join();
 }
 
 Clock::TimerId RealClock::RunAt(absl::Time when, absl::AnyInvocable<void()> fn) {
@@ -54,7 +49,14 @@ Clock::TimerId RealClock::RunAt(absl::Time when, absl::AnyInvocable<void()> fn) 
 
 bool RealClock::Cancel(TimerId id) {
   absl::MutexLock l(&mu_);
-  return timers_.Cancel(id);
+  if (timers_.Cancel(id)) return true;
+  if (running_ == id && std::this_thread::get_id() != timer_thread_) {
+    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return running_ != id;
+    };
+    mu_.Await(absl::Condition(&done));
+  }
+  return false;
 }
 
 bool RealClock::ShouldWake() const {
@@ -73,10 +75,13 @@ void RealClock::Loop() {
                             wait_due_);
       continue;
     }
-    TimerQueue::Fn fn = timers_.PopNext();
+    auto [id, fn] = timers_.PopNext();
+    running_ = id;
     mu_.Unlock();
     fn();
+    fn = nullptr;  // captures die before Cancel(id) may return
     mu_.Lock();
+    running_ = 0;
   }
   mu_.Unlock();
 }
@@ -93,38 +98,44 @@ Clock::TimerId SimClock::RunAt(absl::Time when, absl::AnyInvocable<void()> fn) {
 
 bool SimClock::Cancel(TimerId id) {
   absl::MutexLock l(&mu_);
-  return timers_.Cancel(id);
+  if (timers_.Cancel(id)) return true;
+  if (running_ == id && std::this_thread::get_id() != running_thread_) {
+    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return running_ != id;
+    };
+    mu_.Await(absl::Condition(&done));
+  }
+  return false;
+}
+
+bool SimClock::RunNext(absl::Time limit) {
+  TimerQueue::Fn fn;
+  TimerId id;
+  {
+    absl::MutexLock l(&mu_);
+    if (timers_.empty() || timers_.next_due() > limit) return false;
+    if (timers_.next_due() > now_) now_ = timers_.next_due();
+    std::tie(id, fn) = timers_.PopNext();
+    running_ = id;
+    running_thread_ = std::this_thread::get_id();
+  }
+  fn();
+  fn = nullptr;
+  absl::MutexLock l(&mu_);
+  running_ = 0;
+  return true;
 }
 
 void SimClock::AdvanceTo(absl::Time until) {
-  for (;;) {
-    TimerQueue::Fn fn;
-    {
-      absl::MutexLock l(&mu_);
-      if (timers_.empty() || timers_.next_due() > until) {
-        if (until > now_) now_ = until;
-        return;
-      }
-      if (timers_.next_due() > now_) now_ = timers_.next_due();
-      fn = timers_.PopNext();
-    }
-    fn();
+  while (RunNext(until)) {
   }
+  absl::MutexLock l(&mu_);
+  if (until > now_) now_ = until;
 }
 
 int64_t SimClock::RunUntilIdle(int64_t limit) {
   int64_t ran = 0;
-  while (ran < limit) {
-    TimerQueue::Fn fn;
-    {
-      absl::MutexLock l(&mu_);
-      if (timers_.empty()) break;
-      if (timers_.next_due() > now_) now_ = timers_.next_due();
-      fn = timers_.PopNext();
-    }
-    fn();
-    ++ran;
-  }
+  while (ran < limit && RunNext(absl::InfiniteFuture())) ++ran;
   return ran;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -31,8 +32,10 @@ class Clock {
   // order they were set. Callbacks must not block: they share one thread.
   virtual TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn) = 0;
 
-  // Cancels a timer that has not started. Returns false if it already ran,
-  // is running, or never existed.
+  // Cancels a timer. Returns true if it had not started (it never will);
+  // false if it already ran or never existed. If it is running on another
+  // thread, waits for it to return first, so that after Cancel the callback's
+  // captures may be destroyed. Never call it holding a lock the callback takes.
   virtual bool Cancel(TimerId id) = 0;
 };
 
@@ -43,9 +46,11 @@ class TimerQueue {
   Clock::TimerId Add(absl::Time when, Fn fn);
   bool Cancel(Clock::TimerId id);
   bool empty() const { return timers_.empty(); }
+  // Whether `id` is waiting to run.
+  bool pending(Clock::TimerId id) const { return due_by_id_.count(id) > 0; }
   absl::Time next_due() const { return timers_.begin()->first.first; }
-  // Removes and returns the earliest timer's callback.
-  Fn PopNext();
+  // Removes the earliest timer; returns its id and callback.
+  std::pair<Clock::TimerId, Fn> PopNext();
 
  private:
   Clock::TimerId next_id_ = 1;
@@ -74,7 +79,9 @@ class RealClock final : public Clock {
   TimerQueue timers_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time wait_due_ ABSL_GUARDED_BY(mu_);  // what Loop() is sleeping for
-  std::unique_ptr<class ThreadHandle> thread_;
+  TimerId running_ ABSL_GUARDED_BY(mu_) = 0;  // callback on the timer thread
+  std::thread::id timer_thread_;  // set once, before Loop runs
+  std::thread thread_;
 };
 
 // A virtual clock that moves only when told to. Timer callbacks run on the
@@ -98,9 +105,14 @@ class SimClock final : public Clock {
   bool HasPendingTimers();
 
  private:
+  // Pops and runs the next timer due by `limit`; false if there is none.
+  bool RunNext(absl::Time limit);
+
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   TimerQueue timers_ ABSL_GUARDED_BY(mu_);
+  TimerId running_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread::id running_thread_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hgpipe

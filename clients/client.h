@@ -1,0 +1,134 @@
+// A client of the KServe v2 gRPC protocol (inference.GRPCInferenceService)
+// and of grpc.health.v1: what hgpipe-client, the tests and applications use
+// to talk to hgpipe-server (or any KServe v2 server, e.g. Triton).
+//
+// Errors: every call returns an absl::Status whose code is the gRPC status
+// code and whose message names the RPC and the target, followed by the
+// server's own message.
+//
+// Thread safety: all methods may be called concurrently from any thread.
+#ifndef HGPIPE_CLIENTS_CLIENT_H_
+#define HGPIPE_CLIENTS_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/grpc_service.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
+
+namespace hgpipe::clients {
+
+struct ChannelOptions {
+  // Largest message sent or received. Default: 256 MiB (a request of 64
+  // images is 9.6 MB; gRPC's own default of 4 MiB would refuse 28 images).
+  int max_message_bytes = 256 << 20;
+  // Channels with different indexes never share a TCP connection; channels
+  // with the same index to the same target may. Default: 0.
+  int connection_index = 0;
+};
+
+// An insecure channel to `target` ("host:port", or any gRPC target URI) with
+// `options`. Connects lazily, on the first call.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ChannelOptions& options = {});
+
+// A gRPC status as an absl::Status with the same code; the message is
+// "<rpc> to <target>: <server's message>". OK stays OK.
+absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view rpc,
+                            absl::string_view target);
+
+// The canonical name of a gRPC / absl status code ("UNAVAILABLE", ...).
+std::string StatusCodeName(int code);
+
+class InferenceClient {
+ public:
+  struct Options {
+    ChannelOptions channel;
+    // The deadline of each call is now + this, unless the call takes its own
+    // timeout. Default: 30 s.
+    absl::Duration timeout = absl::Seconds(30);
+  };
+
+  // InvalidArgument if target is empty. Does not connect: a server that is
+  // not there shows as UNAVAILABLE on the first call.
+  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
+      const std::string& target, const Options& options);
+  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
+      const std::string& target) {
+    return Create(target, Options());
+  }
+
+  // Waits until every InferAsync callback has returned. Must not be called
+  // from inside one.
+  ~InferenceClient();
+  InferenceClient(const InferenceClient&) = delete;
+  InferenceClient& operator=(const InferenceClient&) = delete;
+
+  const std::string& target() const { return target_; }
+
+  // ServerLive / ServerReady / ModelReady: the server's answer, or the RPC's
+  // error (UNAVAILABLE when nothing listens at the target).
+  absl::StatusOr<bool> Live();
+  absl::StatusOr<bool> Ready();
+  absl::StatusOr<bool> ModelReady(absl::string_view model,
+                                  absl::string_view version = "");
+  absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata();
+  // NOT_FOUND (from the server) for an unknown model.
+  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(
+      absl::string_view model, absl::string_view version = "");
+  // grpc.health.v1 Check of `service` ("" is the server as a whole).
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health(
+      absl::string_view service = "");
+
+  // One inference, blocking until the response or the deadline (now +
+  // timeout; the client's default when timeout is absl::ZeroDuration()).
+  absl::StatusOr<inference::ModelInferResponse> Infer(
+      const inference::ModelInferRequest& request,
+      absl::Duration timeout = absl::ZeroDuration());
+
+  // One inference without blocking, on gRPC's callback API. `done` is called
+  // exactly once, on a gRPC thread, with the response or the error; it must
+  // not block (it may start further InferAsync calls). The request is shared,
+  // not copied, so one request message can be sent many times.
+  using InferCallback =
+      absl::AnyInvocable<void(absl::StatusOr<inference::ModelInferResponse>)>;
+  void InferAsync(std::shared_ptr<const inference::ModelInferRequest> request,
+                  InferCallback done,
+                  absl::Duration timeout = absl::ZeroDuration());
+  void InferAsync(inference::ModelInferRequest request, InferCallback done,
+                  absl::Duration timeout = absl::ZeroDuration());
+
+  // InferAsync calls whose callback has not returned yet.
+  int64_t InFlight() const;
+
+ private:
+  struct AsyncCall;
+  // Counts calls in flight. Shared with each call, so that the last callback
+  // to finish never touches a mutex the destructor has already freed.
+  struct InFlightCounter {
+    absl::Mutex mu;
+    int64_t calls ABSL_GUARDED_BY(mu) = 0;
+  };
+  InferenceClient(std::string target, const Options& options);
+  absl::Time DeadlineFor(absl::Duration timeout) const;
+
+  // Constant after construction.
+  const std::string target_;
+  const Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
+  const std::shared_ptr<InFlightCounter> in_flight_;
+};
+
+}  // namespace hgpipe::clients
+
+#endif  // HGPIPE_CLIENTS_CLIENT_H_

@@ -1,0 +1,72 @@
+// The KServe v2 GRPCInferenceService on gRPC's callback API. Handlers never
+// block: ModelInfer validates, hands the request to the scheduler and
+// returns; the scheduler's completion finishes the call from a board thread.
+// Internal absl::Status codes become gRPC codes here (they share numbering).
+#ifndef HGPIPE_SERVER_INFERENCE_SERVICE_H_
+#define HGPIPE_SERVER_INFERENCE_SERVICE_H_
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "proto/grpc_service.grpc.pb.h"
+#include "scheduler/scheduler.h"
+#include "server/metrics.h"
+#include "server/model_repository.h"
+
+namespace hgpipe::server {
+
+inline constexpr char kServerName[] = "hgpipe-serve";
+inline constexpr char kServerVersion[] = "0.1.0";
+
+class InferenceService final
+    : public inference::GRPCInferenceService::CallbackService {
+ public:
+  struct LoadedModel {
+    ModelEntry entry;
+    int model_id;  // the scheduler's and the metrics' id
+  };
+  // `scheduler` and `metrics` must outlive the service.
+  InferenceService(std::vector<LoadedModel> models,
+                   scheduler::Scheduler* scheduler, Metrics* metrics);
+
+  // ServerReady reports this (and every model ready). Thread-safe.
+  void SetReady(bool ready) { ready_.store(ready); }
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
+                                       const inference::ServerLiveRequest* req,
+                                       inference::ServerLiveResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
+                                        const inference::ServerReadyRequest* req,
+                                        inference::ServerReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelReadyRequest* req,
+                                       inference::ModelReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerMetadata(
+      grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest* req,
+      inference::ServerMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelMetadata(
+      grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
+      inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelInferRequest* req,
+                                       inference::ModelInferResponse* resp) override;
+
+ private:
+  // The model, or NotFound naming the name and version.
+  absl::StatusOr<const LoadedModel*> Find(const std::string& name,
+                                          const std::string& version) const;
+
+  // Constant after construction.
+  absl::flat_hash_map<std::string, LoadedModel> models_;
+  scheduler::Scheduler* const scheduler_;
+  Metrics* const metrics_;
+  std::atomic<bool> ready_{false};
+};
+
+grpc::Status ToGrpcStatus(const absl::Status& s);
+
+}  // namespace hgpipe::server
+
+#endif  // HGPIPE_SERVER_INFERENCE_SERVICE_H_

@@ -36,6 +36,11 @@ absl::StatusOr<const InferenceService::LoadedModel*> InferenceService::Find(
   return &it->second;
 }
 
+void InferenceService::StartDraining() {
+  ready_.store(false);
+  draining_.store(true);
+}
+
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* ctx, const inference::ServerLiveRequest*,
     inference::ServerLiveResponse* resp) {
@@ -110,7 +115,11 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     inference::ModelInferResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   const absl::Time start = absl::Now();
+  last_call_ns_.store(absl::ToUnixNanos(start));
   auto found = Find(req->model_name(), req->model_version());
+  if (found.ok() && draining_.load()) {
+    found = absl::UnavailableError("hgpipe-server is shutting down");
+  }
   if (!found.ok()) {
     metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0,
                           absl::Now() - start);

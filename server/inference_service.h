@@ -34,6 +34,15 @@ class InferenceService final
   // ServerReady reports this (and every model ready). Thread-safe.
   void SetReady(bool ready) { ready_.store(ready); }
 
+  // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
+  // clients and load balancers retry elsewhere; calls already accepted are
+  // finished. Thread-safe.
+  void StartDraining();
+  // When the last ModelInfer call arrived (accepted or refused).
+  absl::Time last_infer_call() const {
+    return absl::FromUnixNanos(last_call_ns_.load());
+  }
+
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const inference::ServerLiveRequest* req,
                                        inference::ServerLiveResponse* resp) override;
@@ -63,6 +72,8 @@ class InferenceService final
   scheduler::Scheduler* const scheduler_;
   Metrics* const metrics_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> last_call_ns_{0};
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& s);

@@ -1,5 +1,6 @@
 // hgpipe-server: serves the models of a model repository over KServe v2 gRPC
 // from emulated or real HG-PIPE boards, with Prometheus metrics.
+#include <algorithm>
 #include <csignal>
 #include <memory>
 #include <string>
@@ -123,12 +124,23 @@ int Run(const sigset_t& stop_signals) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   LOG(INFO) << "hgpipe-server: " << strsignal(sig) << ", draining";
-  service.SetReady(false);
+  const absl::Time deadline =
+      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  // Refuse new inferences with UNAVAILABLE (retryable elsewhere) and report
+  // NOT_SERVING, so load balancers stop routing here...
+  service.StartDraining();
   server->GetHealthCheckService()->SetServingStatus(false);
+  // ...until calls stop arriving: grpc::Server::Shutdown would cancel the
+  // ones still being received, and CANCELLED is not safe to retry.
+  constexpr absl::Duration kQuiet = absl::Milliseconds(200);
+  for (absl::Time now = absl::Now(); now < deadline; now = absl::Now()) {
+    const absl::Time quiet_at = service.last_infer_call() + kQuiet;
+    if (quiet_at <= now) break;
+    absl::SleepFor(std::min(quiet_at, deadline) - now);
+  }
   // Stops accepting calls and waits for those in flight: their requests are
   // in the scheduler, which keeps running until they are answered.
-  server->Shutdown(absl::ToChronoTime(
-      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s))));
+  server->Shutdown(absl::ToChronoTime(deadline));
   (*sched)->Shutdown();
   LOG(INFO) << "hgpipe-server: stopped";
   return 0;

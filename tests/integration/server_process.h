@@ -1,0 +1,72 @@
+// Starts the real hgpipe-server binary for integration tests: on free ports
+// (it is started with port 0 and reports the ports it took in its ready
+// line), logging to a file, stopped with a signal.
+#ifndef HGPIPE_TESTS_INTEGRATION_SERVER_PROCESS_H_
+#define HGPIPE_TESTS_INTEGRATION_SERVER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace hgpipe::testing {
+
+// build/bin and the source tree, from the environment ctest sets.
+std::string BinDir();
+std::string SourceDir();
+
+struct ExitResult {
+  bool exited = false;  // false: killed by a signal or timed out
+  int code = -1;
+  std::string log;
+};
+
+// Runs `binary` with `args` to completion (killed after `timeout`).
+ExitResult RunToExit(const std::string& binary, const std::vector<std::string>& args,
+                     absl::Duration timeout = absl::Seconds(120));
+
+class ServerProcess {
+ public:
+  // Starts hgpipe-server with `args` plus --grpc-port 0 --metrics-port 0
+  // --host 127.0.0.1 and waits for its ready line. FailedPrecondition with
+  // the server's log if it exits or is not ready within `timeout`.
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const std::vector<std::string>& args,
+      absl::Duration timeout = absl::Seconds(120));
+  // Kills the server if it still runs.
+  ~ServerProcess();
+
+  std::string grpc_target() const;
+  std::string metrics_url() const;
+  int grpc_port() const { return grpc_port_; }
+  pid_t pid() const { return pid_; }
+
+  // Sends `signal` and waits for the exit (killed after `timeout`).
+  ExitResult Stop(int signal, absl::Duration timeout = absl::Seconds(120));
+  std::string Log() const;
+
+ private:
+  ServerProcess() = default;
+  pid_t pid_ = -1;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::string log_path_;
+};
+
+// GET `url`; the body, or Unavailable.
+absl::StatusOr<std::string> HttpGet(const std::string& url);
+
+// The value of the sample `name{labels}` in a Prometheus text exposition,
+// where `labels` is the exact label text, e.g. model="verify",code="OK".
+// NotFound if absent.
+absl::StatusOr<double> MetricValue(const std::string& exposition,
+                                   const std::string& name,
+                                   const std::string& labels);
+
+}  // namespace hgpipe::testing
+
+#endif  // HGPIPE_TESTS_INTEGRATION_SERVER_PROCESS_H_

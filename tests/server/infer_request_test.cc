@@ -1,0 +1,128 @@
+#include "server/infer_request.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hgpipe::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+config::ModelConfig Model() {
+  config::ModelConfig c;
+  c.set_name("tiny");
+  c.mutable_input()->set_name("INPUT");
+  c.mutable_input()->set_datatype("INT8");
+  c.mutable_input()->add_dims(4);
+  c.mutable_input()->add_dims(6);
+  c.mutable_output()->set_name("OUTPUT");
+  c.set_max_images_per_request(3);
+  return c;
+}
+
+inference::ModelInferRequest Request(int64_t n) {
+  inference::ModelInferRequest r;
+  r.set_model_name("tiny");
+  auto* in = r.add_inputs();
+  in->set_name("INPUT");
+  in->set_datatype("INT8");
+  in->add_shape(n);
+  in->add_shape(4);
+  in->add_shape(6);
+  std::string raw(n * 24, '\0');
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<char>(i);
+  r.add_raw_input_contents(raw);
+  return r;
+}
+
+void ExpectBad(const inference::ModelInferRequest& r, const std::string& what) {
+  auto p = PrepareInput(r, Model());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << what;
+  EXPECT_THAT(p.status().message(), HasSubstr(what));
+  EXPECT_THAT(p.status().message(), HasSubstr("model 'tiny'"));
+}
+
+TEST(PrepareInputTest, RawContentsArePointedToNotCopied) {
+  const auto r = Request(2);
+  auto p = PrepareInput(r, Model());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->n_images, 2u);
+  EXPECT_EQ(reinterpret_cast<const char*>(p->images), r.raw_input_contents(0).data());
+  EXPECT_EQ(p->converted, nullptr);
+}
+
+TEST(PrepareInputTest, TypedIntContentsAreConverted) {
+  auto r = Request(1);
+  r.clear_raw_input_contents();
+  for (int i = 0; i < 24; ++i) r.mutable_inputs(0)->mutable_contents()->add_int_contents(i - 12);
+  auto p = PrepareInput(r, Model());
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_NE(p->converted, nullptr);
+  EXPECT_EQ(p->images[0], -12);
+  EXPECT_EQ(p->images[23], 11);
+}
+
+TEST(PrepareInputTest, EachBadRequestSaysWhatIsWrong) {
+  auto r = Request(1);
+  r.clear_inputs();
+  ExpectBad(r, "the request has no inputs; expected 'INPUT'");
+
+  r = Request(1);
+  *r.add_inputs() = r.inputs(0);
+  ExpectBad(r, "the request has 2 inputs");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_name("X");
+  ExpectBad(r, "unknown input 'X'; expected 'INPUT'");
+
+  r = Request(1);
+  r.add_outputs()->set_name("Y");
+  ExpectBad(r, "unknown output 'Y' requested");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_datatype("UINT8");
+  ExpectBad(r, "datatype UINT8 does not match the model's INT8");
+
+  r = Request(1);
+  r.mutable_inputs(0)->add_shape(1);
+  ExpectBad(r, "shape [1, 4, 6, 1] does not match [N, 4, 6]");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_shape(2, 7);
+  ExpectBad(r, "shape [1, 4, 7] does not match [N, 4, 6]");
+
+  r = Request(4);
+  ExpectBad(r, "4 images; a request carries 1 to 3");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_shape(0, 0);
+  ExpectBad(r, "0 images");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_shape(0, -1);
+  ExpectBad(r, "-1 images");
+
+  r = Request(1);
+  r.mutable_inputs(0)->set_shape(0, 2);
+  ExpectBad(r, "raw contents are 24 bytes; shape [2, 4, 6] of INT8 needs 48");
+
+  r = Request(1);
+  r.add_raw_input_contents("x");
+  ExpectBad(r, "raw_input_contents has 2 entries for 1 input");
+
+  r = Request(1);
+  r.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1.0f);
+  ExpectBad(r, "use one or the other");
+
+  r = Request(1);
+  r.clear_raw_input_contents();
+  ExpectBad(r, "int_contents holds 0 values; shape [1, 4, 6] needs 24");
+
+  r = Request(1);
+  r.clear_raw_input_contents();
+  for (int i = 0; i < 24; ++i) r.mutable_inputs(0)->mutable_contents()->add_int_contents(-129);
+  ExpectBad(r, "int_contents[0] = -129 is outside INT8");
+}
+
+}  // namespace
+}  // namespace hgpipe::server

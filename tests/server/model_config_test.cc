@@ -1,0 +1,146 @@
+#include "server/model_config.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "accel/kernel.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "server/model_repository.h"
+
+namespace hgpipe::server {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+config::ModelConfig Parse(const std::string& text) {
+  config::ModelConfig c;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &c));
+  return c;
+}
+
+const accel::BitstreamManifest& Verify() {
+  static const accel::BitstreamManifest m =
+      (*accel::FindEmulatedKernel("verify"))->manifest();
+  return m;
+}
+
+absl::Status Check(const std::string& text) {
+  config::ModelConfig c = Parse(text);
+  NormalizeModelConfig(Verify(), &c);
+  return ValidateModelConfig(c, Verify(), "m", "repo/m/config.pbtxt");
+}
+
+TEST(ModelConfigTest, NormalizeFillsDefaultsFromTheBitstream) {
+  config::ModelConfig c = Parse(R"(name: "m" bitstream: "verify")");
+  NormalizeModelConfig(Verify(), &c);
+  EXPECT_EQ(c.input().name(), "INPUT");
+  EXPECT_EQ(c.input().datatype(), "INT8");
+  EXPECT_THAT(c.input().dims(), ::testing::ElementsAre(196, 768));
+  EXPECT_EQ(c.output().name(), "OUTPUT");
+  EXPECT_THAT(c.output().dims(), ::testing::ElementsAre(1000));
+  EXPECT_EQ(c.batching().max_images_per_run(), 32u);
+  EXPECT_EQ(c.batching().max_queue_delay_us(), 0u);
+  EXPECT_EQ(c.batching().max_queue_images(), 4096u);
+  EXPECT_EQ(c.max_images_per_request(), 256u);
+  EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
+}
+
+TEST(ModelConfigTest, EachBadFieldIsNamedWithTheFile) {
+  struct Case {
+    const char* config;
+    const char* message;
+  } cases[] = {
+      {R"(name: "other" bitstream: "verify")",
+       "repo/m/config.pbtxt: name: 'other' must equal the directory name 'm'"},
+      {R"(name: "m" bitstream: "verify" input { datatype: "FP32" })",
+       "repo/m/config.pbtxt: input.datatype: 'FP32' is not supported"},
+      {R"(name: "m" bitstream: "verify" input { dims: [196] })",
+       "input.dims: [196] does not match bitstream 'verify' ([196, 768])"},
+      {R"(name: "m" bitstream: "verify" output { dims: [10] })",
+       "output.dims: [10] does not match bitstream 'verify' ([1000])"},
+      {R"(name: "m" bitstream: "verify" output { datatype: "FP16" })",
+       "output.datatype: 'FP16' is not supported"},
+      {R"(name: "m" bitstream: "verify" output { name: "INPUT" })",
+       "output.name: must differ from input.name"},
+      {R"(name: "m" bitstream: "verify" batching { max_images_per_run: 4097 })",
+       "batching.max_images_per_run: 4097 is more than 4096"},
+      {R"(name: "m" bitstream: "verify" batching { max_queue_delay_us: 20000000 })",
+       "batching.max_queue_delay_us"},
+      {R"(name: "m" bitstream: "verify" max_images_per_request: 5000)",
+       "max_images_per_request: 5000 exceeds batching.max_queue_images (4096)"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status s = Check(c.config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.config;
+    EXPECT_THAT(s.message(), HasSubstr(c.message)) << c.config;
+  }
+}
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("hgpipe-repo-test-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  void Write(const std::string& model, const std::string& text) {
+    fs::create_directories(root_ / model);
+    std::ofstream(root_ / model / "config.pbtxt") << text;
+  }
+  absl::StatusOr<std::vector<ModelEntry>> Load() {
+    return LoadModelRepository(root_.string(), ResolveEmulatedBitstream);
+  }
+  fs::path root_;
+};
+
+TEST_F(RepositoryTest, LoadsModelsSortedAndSkipsOtherDirectories) {
+  Write("b", R"(name: "b" bitstream: "verify")");
+  Write("a", R"(name: "a" bitstream: "verify")");
+  fs::create_directories(root_ / "not_a_model");
+  auto models = Load();
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 2u);
+  EXPECT_EQ((*models)[0].config.name(), "a");
+  EXPECT_EQ((*models)[1].config.name(), "b");
+  EXPECT_EQ((*models)[0].manifest.name, "verify");
+}
+
+TEST_F(RepositoryTest, ErrorsNameTheFile) {
+  auto empty = Load();
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(empty.status().message(), HasSubstr("no model"));
+
+  Write("a", "name: \"a\"\nbitstream: \"verify\"\nbatching { nonsense: 1 }\n");
+  auto syntax = Load();
+  EXPECT_EQ(syntax.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(syntax.status().message(),
+              HasSubstr("a/config.pbtxt: not a valid ModelConfig: line 3"));
+  EXPECT_THAT(syntax.status().message(), HasSubstr("nonsense"));
+
+  Write("a", R"(name: "a")");
+  EXPECT_THAT(Load().status().message(), HasSubstr("a/config.pbtxt: bitstream: missing"));
+  Write("a", R"(name: "a" bitstream: "nope")");
+  EXPECT_THAT(Load().status().message(),
+              HasSubstr("a/config.pbtxt: bitstream: no emulated kernel for bitstream 'nope'"));
+  EXPECT_EQ(LoadModelRepository("/no/such/dir", ResolveEmulatedBitstream).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(BundledRepositoryTest, TheSourceTreeRepositoryLoads) {
+  const char* src = std::getenv("HGPIPE_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  auto models = LoadModelRepository(std::string(src) + "/models", ResolveEmulatedBitstream);
+  ASSERT_TRUE(models.ok()) << models.status();
+  bool has_verify = false;
+  for (const auto& m : *models) has_verify |= m.config.name() == "verify";
+  EXPECT_TRUE(has_verify);
+}
+
+}  // namespace
+}  // namespace hgpipe::server

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, from Debian bookworm's packages, everything hgpipe-serve needs to
+# build, test, benchmark and package. Idempotent: installs only what is
+# missing. Run as root (CI and the Quick start do).
+set -euo pipefail
+
+# Build and run.
+pkgs=(
+  build-essential g++ cmake ninja-build pkg-config ccache git
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  libabsl-dev prometheus-cpp-dev libgoogle-glog-dev
+  libxrt-dev libxrt-utils
+  libturbojpeg0-dev libspng-dev libstb-dev
+  libdnnl-dev
+)
+# Tests, sanitizers, the clang thread-safety build, benchmarks.
+pkgs+=(
+  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
+  clang libclang-rt-14-dev curl jq
+)
+# Python tooling (Debian's python3 only) and the data set it trains on.
+pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml
+       dataset-fashion-mnist)
+# Deployment tests: a real Prometheus, kubectl, podman for the image.
+pkgs+=(prometheus kubernetes-client
+       podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

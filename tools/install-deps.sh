@@ -22,8 +22,11 @@ pkgs+=(
 pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml
        dataset-fashion-mnist)
 # Deployment tests: a real Prometheus, kubectl, podman for the image.
-pkgs+=(prometheus kubernetes-client
+pkgs+=(prometheus
        podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap)
+
+# kubectl: Debian's kubernetes-client, unless some other package has one.
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -83,8 +83,8 @@ ExitResult Wait(pid_t pid, absl::Duration timeout) {
 
 }  // namespace
 
-std::string BinDir() { return Env("HGPIPE_BIN_DIR", "build/bin"); }
-std::string SourceDir() { return Env("HGPIPE_SOURCE_DIR", "."); }
+std::string BinDir() { return Env("HGPIPE_BIN_DIR", HGPIPE_TEST_BIN_DIR); }
+std::string SourceDir() { return Env("HGPIPE_SOURCE_DIR", HGPIPE_TEST_SOURCE_DIR); }
 
 ExitResult RunToExit(const std::string& binary, const std::vector<std::string>& args,
                      absl::Duration timeout) {

@@ -134,7 +134,7 @@ TEST_F(RepositoryTest, ErrorsNameTheFile) {
 
 TEST(BundledRepositoryTest, TheSourceTreeRepositoryLoads) {
   const char* src = std::getenv("HGPIPE_SOURCE_DIR");
-  ASSERT_NE(src, nullptr);
+  if (src == nullptr) src = HGPIPE_TEST_SOURCE_DIR;
   auto models = LoadModelRepository(std::string(src) + "/models", ResolveEmulatedBitstream);
   ASSERT_TRUE(models.ok()) << models.status();
   bool has_verify = false;

@@ -10,6 +10,10 @@
 #include "accel/kernel.h"
 #include "base/status_macros.h"
 
+#ifdef HGPIPE_HAVE_XRT
+#include "accel/xrt/xrt_board.h"
+#endif
+
 namespace hgpipe::server {
 
 absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec) {
@@ -45,15 +49,81 @@ absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec) {
   return out;
 }
 
+namespace {
+
+absl::Status CreateXrtBoards(
+    const BoardSpec& spec, const std::vector<ModelEntry>& models,
+    const BoardOptions& options,
+    std::vector<std::vector<std::unique_ptr<accel::Board>>>* out) {
+  if (!spec.xrt_all && spec.xrt_devices.empty()) return absl::OkStatus();
+#ifndef HGPIPE_HAVE_XRT
+  return absl::UnimplementedError(
+      "--boards: this hgpipe-server was built without XRT (libxrt-dev); use sim:N");
+#else
+  std::vector<std::string> devices;
+  if (spec.xrt_all) {
+    ASSIGN_OR_RETURN(devices, accel::ListXrtDevices());
+    if (devices.empty()) {
+      return absl::NotFoundError("--boards xrt:all: XRT sees no device");
+    }
+  }
+  for (const std::string& d : spec.xrt_devices) {
+    if (std::find(devices.begin(), devices.end(), d) == devices.end()) {
+      devices.push_back(d);
+    }
+  }
+  std::vector<size_t> served;  // models with an xclbin
+  for (size_t m = 0; m < models.size(); ++m) {
+    if (!models[m].config.xclbin().empty()) served.push_back(m);
+  }
+  if (served.empty()) {
+    return absl::InvalidArgumentError(
+        "--boards names XRT boards, but no model's config.pbtxt names an xclbin");
+  }
+  if (devices.size() < served.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--boards: ", devices.size(), " XRT board(s) for ", served.size(),
+        " models with an xclbin; each needs at least one"));
+  }
+  for (size_t k = 0; k < devices.size(); ++k) {
+    const ModelEntry& model = models[served[k % served.size()]];
+    accel::XrtBoardOptions o;
+    o.name = absl::StrCat("xrt", k);
+    o.device = devices[k];
+    o.xclbin_path = XclbinPath(model);
+    o.max_images_per_run = model.config.batching().max_images_per_run();
+    o.num_slots = options.num_slots;
+    ASSIGN_OR_RETURN(auto board, accel::OpenXrtBoard(o));
+    const accel::DeviceGeometry& want = model.manifest.geometry;
+    const accel::DeviceGeometry& got = board->manifest().geometry;
+    if (got.tokens != want.tokens || got.token_values != want.token_values ||
+        got.classes != want.classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          model.config_path, ": xclbin: ", o.xclbin_path, " is for ", got.tokens,
+          "x", got.token_values, " -> ", got.classes, ", but bitstream '",
+          model.config.bitstream(), "' is ", want.tokens, "x", want.token_values,
+          " -> ", want.classes));
+    }
+    (*out)[served[k % served.size()]].push_back(std::move(board));
+  }
+  return absl::OkStatus();
+#endif
+}
+
+}  // namespace
+
+std::string XclbinPath(const ModelEntry& model) {
+  if (model.config.xclbin().empty() || model.config.xclbin()[0] == '/') {
+    return model.config.xclbin();
+  }
+  return absl::StrCat(model.directory, "/", model.config.xclbin());
+}
+
 absl::StatusOr<std::vector<std::vector<std::unique_ptr<accel::Board>>>>
 CreateBoards(const BoardSpec& spec, const std::vector<ModelEntry>& models,
              const BoardOptions& options, Clock* clock) {
-  if (spec.xrt_all || !spec.xrt_devices.empty()) {
-    return absl::UnimplementedError(
-        "--boards: XRT boards are not available in this build of hgpipe-server "
-        "(use sim:N)");
-  }
   std::vector<std::vector<std::unique_ptr<accel::Board>>> out(models.size());
+  RETURN_IF_ERROR(CreateXrtBoards(spec, models, options, &out));
   int next = 0;
   for (size_t m = 0; m < models.size(); ++m) {
     ASSIGN_OR_RETURN(auto kernel,

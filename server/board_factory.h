@@ -4,6 +4,11 @@
 // emulated boards of its own, programmed with its bitstream. `xrt:all` or
 // `xrt:I` (an index or a PCIe BDF) names real boards; a bare item after an
 // xrt item is another xrt device, so `xrt:0,1` is boards 0 and 1.
+//
+// XRT boards serve the models whose config names an `xclbin`: with one such
+// model it gets every XRT board; with several, the boards are dealt out in
+// turn (each model needs at least one). Each board is programmed with its
+// model's xclbin at start-up.
 #ifndef HGPIPE_SERVER_BOARD_FACTORY_H_
 #define HGPIPE_SERVER_BOARD_FACTORY_H_
 
@@ -27,6 +32,10 @@ struct BoardSpec {
 
 // InvalidArgument naming the bad item.
 absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec);
+
+// The model's xclbin path (config `xclbin`, relative to its directory), or
+// empty if it names none.
+std::string XclbinPath(const ModelEntry& model);
 
 struct BoardOptions {
   // Runs each board can have queued at once. Default: 8.

@@ -9,7 +9,7 @@ pkgs=(
   build-essential g++ cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev prometheus-cpp-dev libgoogle-glog-dev
-  libxrt-dev libxrt-utils
+  libxrt-dev libxrt-utils uuid-dev
   libturbojpeg0-dev libspng-dev libstb-dev
   libdnnl-dev
 )

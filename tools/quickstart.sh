@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
 # Quick start: installs what is missing, builds, starts hgpipe-server on its
 # embedded default (emulated HG-PIPE boards, the bundled model repository),
-# shows it serving a request with hgpipe-client, and keeps serving on
-# :8001 (gRPC) and :8002 (/metrics) until Ctrl-C.
+# shows it serving a request with hgpipe-client, and keeps serving (gRPC on
+# :8001, /metrics on :8002 unless flags say otherwise) until Ctrl-C.
+# Arguments go to hgpipe-server. HGPIPE_QUICKSTART_EXIT=1 stops the server
+# after the demo request (the test suite runs the Quick start that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-tools/build.sh build -DCMAKE_BUILD_TYPE=Release -DHGPIPE_BUILD_TESTS=OFF \
-  -DHGPIPE_BUILD_BENCH=OFF
+# The same build tree and configuration as the test suite, two targets only.
+cmake -S . -B build -G Ninja > build.configure.log 2>&1 || { cat build.configure.log; exit 1; }
+ninja -C build -j"${HGPIPE_JOBS:-2}" hgpipe-server hgpipe-client
 
-build/bin/hgpipe-server "$@" &
+log=$(mktemp)
+build/bin/hgpipe-server "$@" > >(tee "$log") 2>&1 &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM
-for _ in $(seq 1 100); do
-  build/bin/hgpipe-client --url localhost:8001 ready >/dev/null 2>&1 && break
-  kill -0 $server 2>/dev/null || { echo "hgpipe-server did not start"; exit 1; }
+stop() { kill -TERM $server 2>/dev/null || true; wait $server; }
+trap stop INT TERM
+ready=""
+for _ in $(seq 1 600); do
+  ready=$(grep -o 'ready: grpc=[^ ]*' "$log" || true)
+  [ -n "$ready" ] && break
+  kill -0 $server 2>/dev/null || { echo "quickstart: hgpipe-server did not start"; exit 1; }
   sleep 0.1
 done
+[ -n "$ready" ] || { echo "quickstart: hgpipe-server not ready"; stop; exit 1; }
+port=${ready##*:}
 echo
-echo "== hgpipe-client infer verify --random 4"
-build/bin/hgpipe-client --url localhost:8001 infer verify --random 4
+echo "== build/bin/hgpipe-client --url localhost:$port infer verify --random 4"
+status=0
+build/bin/hgpipe-client --url "localhost:$port" infer verify --random 4 || status=$?
 echo
-echo "hgpipe-server is serving: gRPC localhost:8001, metrics http://localhost:8002/metrics"
-echo "(Ctrl-C stops it)"
+if [ "${HGPIPE_QUICKSTART_EXIT:-0}" = 1 ] || [ $status -ne 0 ]; then
+  stop
+  rm -f "$log"
+  exit $status
+fi
+echo "hgpipe-server is serving on localhost:$port (Ctrl-C stops it)"
 wait $server

@@ -53,10 +53,10 @@ XclbinUuid RandomUuid();
 // One kernel argument as EMBEDDED_METADATA describes it.
 struct XclbinArg {
   std::string name;
-  bool global = false;   // addressQualifier 1 (global pointer) or 0 (scalar)
-  uint32_t size = 0;     // bytes in the control register map
-  uint32_t offset = 0;   // offset in the control register map
-  std::string type;      // the C type, e.g. "int*"
+  bool global = false;  // addressQualifier 1 (global pointer) or 0 (scalar)
+  uint32_t size = 0;    // bytes in the control register map
+  uint32_t offset = 0;  // offset in the control register map
+  std::string type;     // the C type, e.g. "int*"
 };
 
 // A kernel with one compute unit "<name>:<instance>".
@@ -69,7 +69,7 @@ struct XclbinKernelSpec {
   std::vector<XclbinArg> args;
 };
 
-// The hgpipe_top kernel contract (docs/hardware.md, "Kernel contract"):
+// The hgpipe_top kernel contract (docs/kernel-contract.md):
 // (0) in: global int8*, (1) out: global int32*, (2) n_images: uint32;
 // ap_ctrl_chain.
 XclbinKernelSpec HgpipeKernelSpec();
@@ -101,8 +101,8 @@ struct XclbinSection {
 
 // A compute unit from IP_LAYOUT.
 struct XclbinIp {
-  std::string name;  // "kernel:instance"
-  uint32_t type = 0;  // IP_TYPE; 1 is IP_KERNEL
+  std::string name;      // "kernel:instance"
+  uint32_t type = 0;     // IP_TYPE; 1 is IP_KERNEL
   uint32_t control = 0;  // IP_CONTROL, for kernels
   bool interrupt = false;
   uint64_t base_address = 0;

@@ -1,0 +1,526 @@
+#include "accel/xrt/xrt_board.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "accel/xrt/bitstream_file.h"
+#include "base/status_macros.h"
+#include "experimental/xrt_system.h"
+#include "experimental/xrt_xclbin.h"
+#include "xrt/xrt_bo.h"
+#include "xrt/xrt_device.h"
+#include "xrt/xrt_kernel.h"
+
+namespace hgpipe::accel {
+namespace {
+
+// The kernel contract's argument indices (docs/kernel-contract.md).
+constexpr int kArgIn = 0;
+constexpr int kArgOut = 1;
+constexpr int kArgImages = 2;
+constexpr int kNumArgs = 3;
+
+// How long one xrt::run::wait call may block before we look at the
+// deadline again; the wait itself sleeps inside XRT.
+constexpr std::chrono::milliseconds kWaitSlice{1000};
+
+constexpr size_t kPageBytes = 4096;
+size_t RoundUpToPage(size_t n) {
+  return (n + kPageBytes - 1) / kPageBytes * kPageBytes;
+}
+
+bool IsFinal(ert_cmd_state s) {
+  switch (s) {
+    case ERT_CMD_STATE_NEW:
+    case ERT_CMD_STATE_QUEUED:
+    case ERT_CMD_STATE_RUNNING:
+    case ERT_CMD_STATE_SUBMITTED:
+      return false;
+    default:
+      return true;
+  }
+}
+
+std::string StateName(ert_cmd_state s) {
+  switch (s) {
+    case ERT_CMD_STATE_NEW:
+      return "NEW";
+    case ERT_CMD_STATE_QUEUED:
+      return "QUEUED";
+    case ERT_CMD_STATE_RUNNING:
+      return "RUNNING";
+    case ERT_CMD_STATE_COMPLETED:
+      return "COMPLETED";
+    case ERT_CMD_STATE_ERROR:
+      return "ERROR";
+    case ERT_CMD_STATE_ABORT:
+      return "ABORT";
+    case ERT_CMD_STATE_SUBMITTED:
+      return "SUBMITTED";
+    case ERT_CMD_STATE_TIMEOUT:
+      return "TIMEOUT";
+    case ERT_CMD_STATE_NORESPONSE:
+      return "NORESPONSE";
+    default:
+      return absl::StrCat("state ", static_cast<int>(s));
+  }
+}
+
+// XRT reports sensors as JSON text. The fields needed here are flat string
+// members of flat objects, so a small scanner is enough: the string value
+// of "key" in `object`, or nullopt.
+std::optional<std::string> JsonStringField(absl::string_view object,
+                                           absl::string_view key) {
+  const std::string quoted = absl::StrCat("\"", key, "\"");
+  size_t pos = object.find(quoted);
+  if (pos == absl::string_view::npos) return std::nullopt;
+  pos = object.find(':', pos + quoted.size());
+  if (pos == absl::string_view::npos) return std::nullopt;
+  pos = object.find('"', pos);
+  if (pos == absl::string_view::npos) return std::nullopt;
+  const size_t end = object.find('"', pos + 1);
+  if (end == absl::string_view::npos) return std::nullopt;
+  return std::string(object.substr(pos + 1, end - pos - 1));
+}
+
+// The FPGA die's temperature from device::info::thermal, when present.
+std::optional<double> FpgaTemperature(absl::string_view json) {
+  size_t pos = 0;
+  while ((pos = json.find("\"location_id\"", pos)) != absl::string_view::npos) {
+    const size_t begin = json.rfind('{', pos);
+    const size_t end = json.find('}', pos);
+    if (begin == absl::string_view::npos || end == absl::string_view::npos) {
+      break;
+    }
+    const absl::string_view obj = json.substr(begin, end - begin);
+    pos = end;
+    if (JsonStringField(obj, "location_id") != "fpga0") continue;
+    if (JsonStringField(obj, "is_present") != "true") return std::nullopt;
+    double celsius;
+    std::optional<std::string> t = JsonStringField(obj, "temp_C");
+    if (t && absl::SimpleAtod(*t, &celsius)) return celsius;
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// The card's power from device::info::electrical, when known ("N/A" not).
+std::optional<double> PowerWatts(absl::string_view json) {
+  std::optional<std::string> w =
+      JsonStringField(json, "power_consumption_watts");
+  double watts;
+  if (w && absl::SimpleAtod(*w, &watts)) return watts;
+  return std::nullopt;
+}
+
+template <typename F>
+auto Optional(F f) -> std::optional<decltype(f())> {
+  try {
+    return f();
+  } catch (const std::exception&) {
+    return std::nullopt;  // most queries are unsupported somewhere
+  }
+}
+
+class XrtBoard final : public Board {
+ public:
+  XrtBoard(const XrtBoardOptions& options, std::string name,
+           const BitstreamManifest& manifest)
+      : xclbin_path_(options.xclbin_path),
+        max_images_per_run_(options.max_images_per_run),
+        run_timeout_(options.run_timeout),
+        test_fault_after_runs_(options.test_fault_after_runs),
+        manifest_(manifest) {
+    info_.name = std::move(name);
+    info_.kind = "xrt";
+    slots_.resize(options.num_slots);
+  }
+
+  ~XrtBoard() override {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (completion_.joinable()) completion_.join();
+    // XRT objects go in reverse order of creation: runs and buffers (slots_)
+    // before the kernel before the device (member order).
+  }
+
+  XrtBoard(const XrtBoard&) = delete;
+  XrtBoard& operator=(const XrtBoard&) = delete;
+
+  // Opens the device, loads the bitstream, allocates the pool; then starts
+  // the completion thread.
+  absl::Status Init(const std::string& device_spec, const BitstreamFile& file);
+
+  const BoardInfo& info() const override { return info_; }
+  const BitstreamManifest& manifest() const override { return manifest_; }
+  int num_slots() const override { return static_cast<int>(slots_.size()); }
+  uint32_t max_images_per_run() const override { return max_images_per_run_; }
+  RunSlotBuffers slot(int index) override {
+    Slot& s = slots_.at(index);
+    return {absl::MakeSpan(s.in_map, s.in_size),
+            absl::MakeConstSpan(s.out_map, s.out_words)};
+  }
+  void Submit(int index, uint32_t n, DoneCallback done) override;
+  absl::Status Health() const override {
+    absl::MutexLock l(&mu_);
+    if (failure_.ok()) return absl::OkStatus();
+    return absl::UnavailableError(failure_.message());
+  }
+
+ private:
+  struct Slot {
+    xrt::bo in;
+    xrt::bo out;
+    int8_t* in_map = nullptr;
+    uint32_t* out_map = nullptr;
+    size_t in_size = 0;
+    size_t out_words = 0;
+    xrt::run run;  // bound to in and out; n_images set per Submit
+  };
+  struct Pending {
+    int slot = -1;
+    uint32_t n = 0;
+    DoneCallback done;
+    absl::Status status;   // not OK: fails without waiting
+    bool claimed = false;  // holds slot_busy_[slot]
+    bool started = false;  // the run was started on the device
+    uint64_t seq = 0;      // 1, 2, ... in submission order
+  };
+
+  // "board <name>: <what>: <XRT's message>", recorded as the board's
+  // failure if it is the first. Returns the run's status.
+  absl::Status Fail(absl::StatusCode code, absl::string_view what)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::string Where(int slot, uint32_t n) const {
+    return absl::StrCat("run of ", n, " images from slot ", slot);
+  }
+  // Waits for a started run, then brings its output to the host.
+  absl::Status FinishRun(const Pending& p) ABSL_LOCKS_EXCLUDED(mu_);
+  void CompletionLoop();
+
+  // Constant after Init.
+  const std::string xclbin_path_;
+  const uint32_t max_images_per_run_;
+  const absl::Duration run_timeout_;
+  const std::optional<uint64_t> test_fault_after_runs_;
+  BoardInfo info_;
+  BitstreamManifest manifest_;
+  xrt::device device_;
+  xrt::kernel kernel_;
+  std::vector<Slot> slots_;
+
+  // Held while a run is started and queued, so runs wait in the completion
+  // queue in the order they were started on the device.
+  absl::Mutex submit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+
+  // State below is protected by mu_.
+  mutable absl::Mutex mu_;
+  std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // first failure; OK: healthy
+  uint64_t runs_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread completion_;
+};
+
+absl::Status XrtBoard::Init(const std::string& device_spec,
+                            const BitstreamFile& file) {
+  const std::string& kernel_name = file.manifest.kernel;
+  const DeviceGeometry& g = manifest_.geometry;
+  std::string stage;
+  try {
+    stage = absl::StrCat("opening XRT device ", device_spec);
+    unsigned index;
+    if (absl::SimpleAtoi(device_spec, &index)) {
+      device_ = xrt::device(index);
+    } else {
+      device_ = xrt::device(device_spec);
+    }
+
+    stage = "reading the xclbin";
+    const xrt::xclbin xclbin(
+        std::vector<char>(file.bytes.begin(), file.bytes.end()));
+    const xrt::xclbin::kernel xk = xclbin.get_kernel(kernel_name);
+    if (!xk) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("board ", info_.name, ": ", xclbin_path_,
+                       ": unknown kernel: no kernel \"", kernel_name,
+                       "\" in its EMBEDDED_METADATA"));
+    }
+    // The contract, as XRT reads the metadata (docs/kernel-contract.md).
+    auto contract_error = [&](absl::string_view what) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "board ", info_.name, ": ", xclbin_path_, ": kernel ", kernel_name,
+          " breaks the kernel contract (docs/kernel-contract.md): ", what));
+    };
+    if (xk.get_num_args() != kNumArgs) {
+      return contract_error(absl::StrCat("it has ", xk.get_num_args(),
+                                         " arguments, the contract 3 (in, "
+                                         "out, n_images)"));
+    }
+    for (int i : {kArgIn, kArgOut}) {
+      if (xk.get_arg(i).get_mems().empty()) {
+        return contract_error(absl::StrCat(
+            "argument ", i, " (", xk.get_arg(i).get_name(),
+            ") must be a global pointer connected to device memory"));
+      }
+    }
+    if (!xk.get_arg(kArgImages).get_mems().empty() ||
+        xk.get_arg(kArgImages).get_size() != sizeof(uint32_t)) {
+      return contract_error(
+          absl::StrCat("argument 2 (", xk.get_arg(kArgImages).get_name(),
+                       ") must be the 4-byte scalar n_images"));
+    }
+
+    stage = "loading the xclbin";
+    device_.load_xclbin(xclbin);
+
+    stage = absl::StrCat("opening kernel ", kernel_name);
+    // By the uuid the file says: XRT refuses it ("xclbin id mismatch") if
+    // the device does not hold that xclbin.
+    kernel_ = xrt::kernel(device_, xrt::uuid(file.uuid.data()), kernel_name);
+
+    stage = "allocating the slot buffers";
+    const size_t in_bytes = g.input_bytes() * max_images_per_run_;
+    const size_t out_bytes = g.output_bytes() * max_images_per_run_;
+    const auto in_group = kernel_.group_id(kArgIn);
+    const auto out_group = kernel_.group_id(kArgOut);
+    for (Slot& s : slots_) {
+      // Whole pages: XRT allocates host backing with aligned_alloc(4096, size),
+      // which requires a size that is a multiple of the alignment.
+      s.in = xrt::bo(device_, RoundUpToPage(in_bytes), in_group);
+      s.out = xrt::bo(device_, RoundUpToPage(out_bytes), out_group);
+      s.in_map = s.in.map<int8_t*>();
+      s.out_map = s.out.map<uint32_t*>();
+      s.in_size = in_bytes;
+      s.out_words = g.output_words() * max_images_per_run_;
+      // Outputs start at zero, as on the emulated board; under the no-op
+      // device they stay what the host left.
+      std::memset(s.out_map, 0, out_bytes);
+      std::memset(s.in_map, 0, in_bytes);
+      s.run = xrt::run(kernel_);
+      s.run.set_arg(kArgIn, s.in);
+      s.run.set_arg(kArgOut, s.out);
+    }
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("board ", info_.name, ": ",
+                                               stage, " (xclbin ", xclbin_path_,
+                                               "): ", e.what()));
+  }
+
+  // Descriptive information: whatever XRT can tell (most queries throw on
+  // the no-op device and on some platforms).
+  info_.device = Optional([&] {
+                   return device_.get_info<xrt::info::device::bdf>();
+                 }).value_or(device_spec);
+  if (auto t = Optional(
+          [&] { return device_.get_info<xrt::info::device::thermal>(); })) {
+    info_.temperature_celsius = FpgaTemperature(*t);
+  }
+  if (auto e = Optional(
+          [&] { return device_.get_info<xrt::info::device::electrical>(); })) {
+    info_.power_watts = PowerWatts(*e);
+  }
+
+  {
+    absl::MutexLock l(&mu_);
+    slot_busy_.assign(slots_.size(), false);
+  }
+  completion_ = std::thread([this] { CompletionLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status XrtBoard::Fail(absl::StatusCode code, absl::string_view what) {
+  absl::Status s(code, absl::StrCat("board ", info_.name, ": ", what));
+  absl::MutexLock l(&mu_);
+  if (failure_.ok()) failure_ = s;
+  return s;
+}
+
+void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
+  Pending p;
+  p.slot = index;
+  p.n = n;
+  p.done = std::move(done);
+  absl::MutexLock sl(&submit_mu_);
+  if (index < 0 || index >= num_slots() || n == 0 || n > max_images_per_run_) {
+    p.status = absl::InvalidArgumentError(absl::StrCat(
+        "board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
+        num_slots(), " slots of ", max_images_per_run_, " images)"));
+  } else {
+    absl::MutexLock l(&mu_);
+    if (!failure_.ok()) {
+      p.status = absl::UnavailableError(
+          absl::StrCat(failure_.message(), " (run refused)"));
+    } else if (slot_busy_[index]) {
+      p.status = absl::FailedPreconditionError(absl::StrCat(
+          "board ", info_.name, ": slot ", index, " is still in flight"));
+    } else {
+      slot_busy_[index] = true;
+      p.claimed = true;
+      p.seq = ++runs_;
+    }
+  }
+  if (p.status.ok()) {
+    Slot& s = slots_[index];
+    try {
+      s.in.sync(XCL_BO_SYNC_BO_TO_DEVICE, manifest_.geometry.input_bytes() * n,
+                0);
+      // set_arg on an idle run (never update_arg: see xrt-noop notes).
+      s.run.set_arg(kArgImages, n);
+      s.run.start();
+      p.started = true;
+    } catch (const std::exception& e) {
+      p.status = Fail(
+          absl::StatusCode::kUnavailable,
+          absl::StrCat("starting a ", Where(index, n), " failed: ", e.what()));
+    }
+  }
+  absl::MutexLock l(&mu_);
+  pending_.push_back(std::move(p));
+}
+
+absl::Status XrtBoard::FinishRun(const Pending& p) {
+  Slot& s = slots_[p.slot];
+  bool failed_before;
+  {
+    absl::MutexLock l(&mu_);
+    failed_before = !failure_.ok();
+  }
+  try {
+    // After a failure the device may be gone: do not wait long for it.
+    const absl::Time deadline =
+        absl::Now() + (failed_before ? absl::Seconds(1) : run_timeout_);
+    ert_cmd_state state;
+    for (;;) {
+      const absl::Duration left =
+          std::max(deadline - absl::Now(), absl::Milliseconds(1));
+      const auto slice = std::min(
+          kWaitSlice,
+          std::chrono::milliseconds(absl::ToInt64Milliseconds(left) + 1));
+      state = s.run.wait(slice);
+      // TIMEOUT is both "the wait timed out" and a final state set by the
+      // scheduler: the run's own state tells which.
+      if (state == ERT_CMD_STATE_TIMEOUT) state = s.run.state();
+      if (IsFinal(state) || absl::Now() >= deadline) break;
+    }
+    if (!IsFinal(state)) {
+      return Fail(absl::StatusCode::kDeadlineExceeded,
+                  absl::StrCat(Where(p.slot, p.n), " did not finish within ",
+                               absl::FormatDuration(run_timeout_), " (state ",
+                               StateName(state), ")"));
+    }
+    if (state != ERT_CMD_STATE_COMPLETED) {
+      return Fail(absl::StatusCode::kUnavailable,
+                  absl::StrCat(Where(p.slot, p.n), " ended in state ",
+                               StateName(state)));
+    }
+    if (test_fault_after_runs_ && p.seq > *test_fault_after_runs_) {
+      // Test-only fault (XrtBoardOptions::test_fault_after_runs): a read
+      // one byte past the end of the buffer object, which XRT refuses.
+      char byte;
+      s.out.read(&byte, 1, s.out.size());
+    }
+    s.out.sync(XCL_BO_SYNC_BO_FROM_DEVICE,
+               manifest_.geometry.output_bytes() * p.n, 0);
+  } catch (const std::exception& e) {
+    return Fail(absl::StatusCode::kUnavailable,
+                absl::StrCat("completing a ", Where(p.slot, p.n),
+                             " failed: ", e.what()));
+  }
+  absl::MutexLock l(&mu_);
+  if (!failure_.ok()) {
+    // Another run failed meanwhile: outputs of this board are not trusted.
+    return absl::UnavailableError(
+        absl::StrCat(failure_.message(), " (run discarded)"));
+  }
+  return absl::OkStatus();
+}
+
+void XrtBoard::CompletionLoop() {
+  for (;;) {
+    Pending p;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
+            return b->stop_ || !b->pending_.empty();
+          },
+          this));
+      if (pending_.empty()) return;  // stop_ and nothing left
+      p = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    absl::Status status = p.status;
+    if (p.started) status = FinishRun(p);
+    if (p.claimed) {
+      absl::MutexLock l(&mu_);
+      slot_busy_[p.slot] = false;
+    }
+    DoneCallback done = std::move(p.done);
+    done(std::move(status));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(
+    const XrtBoardOptions& options) {
+  const std::string name =
+      options.name.empty() ? absl::StrCat("xrt", options.device) : options.name;
+  auto invalid = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("board ", name, ": ", what));
+  };
+  if (options.device.empty()) return invalid("no device (index or PCIe BDF)");
+  if (options.xclbin_path.empty()) return invalid("no xclbin path");
+  if (options.max_images_per_run == 0 || options.num_slots <= 0) {
+    return invalid("max_images_per_run and num_slots must be > 0");
+  }
+  if (options.run_timeout <= absl::ZeroDuration()) {
+    return invalid("run_timeout must be > 0");
+  }
+  absl::StatusOr<BitstreamFile> file = ReadBitstreamFile(options.xclbin_path);
+  if (!file.ok()) {
+    return absl::Status(
+        file.status().code(),
+        absl::StrCat("board ", name, ": ", file.status().message()));
+  }
+  const uint32_t limit = file->manifest.max_images_per_run;
+  if (limit != 0 && options.max_images_per_run > limit) {
+    return invalid(absl::StrCat("max_images_per_run ",
+                                options.max_images_per_run,
+                                " exceeds the bitstream's limit of ", limit,
+                                " (", file->manifest_source, ")"));
+  }
+  auto board =
+      std::make_unique<XrtBoard>(options, name, file->manifest.manifest);
+  RETURN_IF_ERROR(board->Init(options.device, *file));
+  return std::unique_ptr<Board>(std::move(board));
+}
+
+absl::StatusOr<std::vector<std::string>> ListXrtDevices() {
+  try {
+    const unsigned n = xrt::system::enumerate_devices();
+    std::vector<std::string> out;
+    for (unsigned i = 0; i < n; ++i) out.push_back(absl::StrCat(i));
+    return out;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("XRT cannot enumerate devices: ", e.what()));
+  }
+}
+
+}  // namespace hgpipe::accel

@@ -126,8 +126,11 @@ CreateBoards(const BoardSpec& spec, const std::vector<ModelEntry>& models,
   RETURN_IF_ERROR(CreateXrtBoards(spec, models, options, &out));
   int next = 0;
   for (size_t m = 0; m < models.size(); ++m) {
-    ASSIGN_OR_RETURN(auto kernel,
-                     accel::FindEmulatedKernel(models[m].config.bitstream()));
+    const std::shared_ptr<const accel::Kernel>& kernel = models[m].kernel;
+    if (kernel == nullptr && spec.sim_per_model > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model ", models[m].config.name(), ": no emulated kernel loaded"));
+    }
     for (uint32_t i = 0; i < spec.sim_per_model; ++i) {
       accel::EmulatedBoard::Options o;
       o.name = absl::StrCat("sim", next++);

@@ -1,5 +1,7 @@
 #include "server/infer_request.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -13,94 +15,239 @@ absl::Status Bad(const config::ModelConfig& c, absl::string_view what) {
 
 }  // namespace
 
+namespace {
+
+bool HasTyped(const inference::InferTensorContents& t) {
+  return t.int_contents_size() > 0 || t.bool_contents_size() > 0 ||
+         t.int64_contents_size() > 0 || t.uint_contents_size() > 0 ||
+         t.uint64_contents_size() > 0 || t.fp32_contents_size() > 0 ||
+         t.fp64_contents_size() > 0 || t.bytes_contents_size() > 0;
+}
+
+std::string Shape(const google::protobuf::RepeatedField<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
+
+// Splits raw BYTES contents: each element a 4-byte little-endian length,
+// then that many bytes.
+absl::StatusOr<std::vector<absl::string_view>> SplitBytes(const std::string& raw,
+                                                          int64_t n) {
+  std::vector<absl::string_view> out;
+  size_t pos = 0;
+  while (pos < raw.size()) {
+    if (raw.size() - pos < 4) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "raw BYTES contents end inside the length of element ", out.size()));
+    }
+    uint32_t len;
+    std::memcpy(&len, raw.data() + pos, 4);  // little-endian hosts
+    pos += 4;
+    if (len > raw.size() - pos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "raw BYTES element ", out.size(), " claims ", len, " bytes but only ",
+          raw.size() - pos, " remain"));
+    }
+    out.emplace_back(raw.data() + pos, len);
+    pos += len;
+  }
+  if (static_cast<int64_t>(out.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raw BYTES contents hold ", out.size(), " elements; the shape says ", n));
+  }
+  return out;
+}
+
+absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
+                                  const config::ModelConfig& c, int64_t n,
+                                  int64_t per_image, PreparedInput* p) {
+  const auto& in = req.inputs(0);
+  const int64_t elements = n * per_image;
+  if (req.raw_input_contents_size() > 0) {
+    const std::string& raw = req.raw_input_contents(0);
+    if (static_cast<int64_t>(raw.size()) != elements) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': raw contents are ", raw.size(),
+                                 " bytes; shape ", Shape(in.shape()), " of INT8 needs ",
+                                 elements));
+    }
+    p->images = reinterpret_cast<const int8_t*>(raw.data());
+    return absl::OkStatus();
+  }
+  const auto& typed = in.contents();
+  if (typed.int_contents_size() != elements) {
+    return Bad(c, absl::StrCat("input '", in.name(), "': int_contents holds ",
+                               typed.int_contents_size(), " values; shape ",
+                               Shape(in.shape()), " needs ", elements,
+                               " (INT8 travels in int_contents or raw_input_contents)"));
+  }
+  p->converted = std::make_unique<std::vector<int8_t>>(elements);
+  for (int64_t i = 0; i < elements; ++i) {
+    const int32_t v = typed.int_contents(static_cast<int>(i));
+    if (v < -128 || v > 127) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': int_contents[", i, "] = ", v,
+                                 " is outside INT8"));
+    }
+    (*p->converted)[i] = static_cast<int8_t>(v);
+  }
+  p->images = p->converted->data();
+  return absl::OkStatus();
+}
+
+absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
+                            const config::ModelConfig& c, int64_t n,
+                            PreparedInput* p) {
+  const auto& in = req.inputs(0);
+  if (req.raw_input_contents_size() > 0) {
+    auto parts = SplitBytes(req.raw_input_contents(0), n);
+    if (!parts.ok()) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': ", parts.status().message()));
+    }
+    p->encoded = *std::move(parts);
+  } else {
+    if (in.contents().bytes_contents_size() != n) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': bytes_contents holds ",
+                                 in.contents().bytes_contents_size(),
+                                 " elements; the shape says ", n));
+    }
+    for (const std::string& b : in.contents().bytes_contents()) p->encoded.emplace_back(b);
+  }
+  for (size_t i = 0; i < p->encoded.size(); ++i) {
+    if (p->encoded[i].empty()) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': image ", i, " is empty"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PreparePixels(const inference::ModelInferRequest& req,
+                           const config::ModelConfig& c, int64_t n,
+                           PreparedInput* p) {
+  const auto& in = req.inputs(0);
+  p->height = static_cast<int>(in.shape(1));
+  p->width = static_cast<int>(in.shape(2));
+  p->channels = static_cast<int>(in.shape(3));
+  if (in.shape(1) < 1 || in.shape(2) < 1 || in.shape(1) > 65535 || in.shape(2) > 65535 ||
+      (p->channels != 1 && p->channels != 3 && p->channels != 4)) {
+    return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+                               " is not [N, height, width, channels] with channels 1, 3 or 4"));
+  }
+  const int64_t elements = n * p->height * p->width * p->channels;
+  if (req.raw_input_contents_size() > 0) {
+    const std::string& raw = req.raw_input_contents(0);
+    if (static_cast<int64_t>(raw.size()) != elements) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': raw contents are ", raw.size(),
+                                 " bytes; shape ", Shape(in.shape()), " of UINT8 needs ",
+                                 elements));
+    }
+    p->pixels = reinterpret_cast<const uint8_t*>(raw.data());
+    return absl::OkStatus();
+  }
+  const auto& typed = in.contents();
+  if (typed.uint_contents_size() != elements) {
+    return Bad(c, absl::StrCat("input '", in.name(), "': uint_contents holds ",
+                               typed.uint_contents_size(), " values; shape ",
+                               Shape(in.shape()), " needs ", elements));
+  }
+  p->converted_pixels = std::make_unique<std::vector<uint8_t>>(elements);
+  for (int64_t i = 0; i < elements; ++i) {
+    const uint32_t v = typed.uint_contents(static_cast<int>(i));
+    if (v > 255) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': uint_contents[", i, "] = ", v,
+                                 " is outside UINT8"));
+    }
+    (*p->converted_pixels)[i] = static_cast<uint8_t>(v);
+  }
+  p->pixels = p->converted_pixels->data();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& req,
                                            const config::ModelConfig& c) {
   const config::TensorConfig& want = c.input();
   if (req.inputs_size() == 0) {
-    return Bad(c, absl::StrCat("the request has no inputs; expected '",
-                               want.name(), "'"));
+    return Bad(c, absl::StrCat("the request has no inputs; expected '", want.name(), "'"));
   }
   if (req.inputs_size() != 1) {
     return Bad(c, absl::StrCat("the request has ", req.inputs_size(),
                                " inputs; the model takes one, '", want.name(), "'"));
   }
+  PreparedInput p;
+  const int64_t classes = c.output().dims(0);
   for (const auto& out : req.outputs()) {
     if (out.name() != c.output().name()) {
-      return Bad(c, absl::StrCat("unknown output '", out.name(), "' requested; the model has '",
-                                 c.output().name(), "'"));
+      return Bad(c, absl::StrCat("unknown output '", out.name(),
+                                 "' requested; the model has '", c.output().name(), "'"));
+    }
+    auto it = out.parameters().find("classification");
+    if (it != out.parameters().end()) {
+      const auto& param = it->second;
+      const int64_t k = param.has_int64_param()    ? param.int64_param()
+                        : param.has_uint64_param() ? static_cast<int64_t>(param.uint64_param())
+                                                   : -1;
+      if (k < 1 || k > classes) {
+        return Bad(c, absl::StrCat("output '", out.name(),
+                                   "': classification must be an integer from 1 to ",
+                                   classes));
+      }
+      p.classification = static_cast<uint32_t>(k);
     }
   }
   const auto& in = req.inputs(0);
-  const std::string where = absl::StrCat("input '", in.name(), "'");
   if (in.name() != want.name()) {
-    return Bad(c, absl::StrCat("unknown input '", in.name(), "'; expected '",
-                               want.name(), "'"));
+    return Bad(c, absl::StrCat("unknown input '", in.name(), "'; expected '", want.name(), "'"));
   }
   if (in.datatype() != want.datatype()) {
-    return Bad(c, absl::StrCat(where, ": datatype ", in.datatype(),
+    return Bad(c, absl::StrCat("input '", in.name(), "': datatype ", in.datatype(),
                                " does not match the model's ", want.datatype()));
   }
+  // Shape: [N] + dims, where a dim of -1 takes any size. An encoded-image
+  // input ([N, 1]) also takes plain [N].
+  const config::InputFormat format = c.input_format();
+  const bool bare_bytes = format == config::ENCODED_IMAGE && in.shape_size() == 1;
   const std::string want_shape =
       absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]");
-  if (in.shape_size() != want.dims_size() + 1) {
-    return Bad(c, absl::StrCat(where, ": shape [", absl::StrJoin(in.shape(), ", "),
-                               "] does not match ", want_shape));
+  if (in.shape_size() != want.dims_size() + 1 && !bare_bytes) {
+    return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+                               " does not match ", want_shape));
   }
   int64_t per_image = 1;
-  for (int i = 0; i < want.dims_size(); ++i) {
-    if (in.shape(i + 1) != want.dims(i)) {
-      return Bad(c, absl::StrCat(where, ": shape [", absl::StrJoin(in.shape(), ", "),
-                                 "] does not match ", want_shape));
+  for (int i = 0; i + 1 < in.shape_size(); ++i) {
+    if (want.dims(i) != -1 && in.shape(i + 1) != want.dims(i)) {
+      return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+                                 " does not match ", want_shape));
     }
-    per_image *= want.dims(i);
+    per_image *= in.shape(i + 1);
   }
   const int64_t n = in.shape(0);
   if (n < 1 || n > c.max_images_per_request()) {
-    return Bad(c, absl::StrCat(where, ": ", n, " images; a request carries 1 to ",
-                               c.max_images_per_request()));
+    return Bad(c, absl::StrCat("input '", in.name(), "': ", n,
+                               " images; a request carries 1 to ", c.max_images_per_request()));
   }
-  const int64_t elements = n * per_image;
-  PreparedInput p;
   p.n_images = static_cast<uint32_t>(n);
-  const auto& typed = in.contents();
-  const bool has_typed = typed.int_contents_size() > 0 || typed.bool_contents_size() > 0 ||
-                         typed.int64_contents_size() > 0 || typed.uint_contents_size() > 0 ||
-                         typed.uint64_contents_size() > 0 || typed.fp32_contents_size() > 0 ||
-                         typed.fp64_contents_size() > 0 || typed.bytes_contents_size() > 0;
   if (req.raw_input_contents_size() > 0) {
-    if (has_typed) {
-      return Bad(c, absl::StrCat(where, ": has typed contents and the request also has "
-                                        "raw_input_contents; use one or the other"));
+    if (HasTyped(in.contents())) {
+      return Bad(c, absl::StrCat("input '", in.name(),
+                                 "': has typed contents and the request also has "
+                                 "raw_input_contents; use one or the other"));
     }
     if (req.raw_input_contents_size() != 1) {
       return Bad(c, absl::StrCat("raw_input_contents has ", req.raw_input_contents_size(),
                                  " entries for 1 input"));
     }
-    const std::string& raw = req.raw_input_contents(0);
-    if (static_cast<int64_t>(raw.size()) != elements) {
-      return Bad(c, absl::StrCat(where, ": raw contents are ", raw.size(),
-                                 " bytes; shape [", absl::StrJoin(in.shape(), ", "),
-                                 "] of INT8 needs ", elements));
-    }
-    p.images = reinterpret_cast<const int8_t*>(raw.data());
-    return p;
   }
-  if (typed.int_contents_size() != elements) {
-    return Bad(c, absl::StrCat(where, ": int_contents holds ", typed.int_contents_size(),
-                               " values; shape [", absl::StrJoin(in.shape(), ", "),
-                               "] needs ", elements, " (INT8 travels in int_contents "
-                               "or raw_input_contents)"));
+  absl::Status s;
+  switch (format) {
+    case config::ENCODED_IMAGE:
+      s = PrepareEncoded(req, c, n, &p);
+      break;
+    case config::PIXELS:
+      s = PreparePixels(req, c, n, &p);
+      break;
+    default:
+      s = PrepareDevicePatches(req, c, n, per_image, &p);
   }
-  p.converted = std::make_unique<std::vector<int8_t>>(elements);
-  for (int64_t i = 0; i < elements; ++i) {
-    const int32_t v = typed.int_contents(static_cast<int>(i));
-    if (v < -128 || v > 127) {
-      return Bad(c, absl::StrCat(where, ": int_contents[", i, "] = ", v,
-                                 " is outside INT8"));
-    }
-    (*p.converted)[i] = static_cast<int8_t>(v);
-  }
-  p.images = p.converted->data();
+  if (!s.ok()) return s;
   return p;
 }
 

@@ -8,22 +8,35 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "proto/grpc_service.pb.h"
 #include "proto/model_config.pb.h"
 
 namespace hgpipe::server {
 
+// Where a request's images are; every pointer and view points into the
+// request (or into `converted`), so the request must outlive it.
 struct PreparedInput {
-  // n_images flat int8 images: points into the request's raw contents, or
-  // into `converted` when the client sent typed contents.
-  const int8_t* images = nullptr;
   uint32_t n_images = 0;
+  // DEVICE_PATCHES: n_images flat int8 images, from the raw contents or
+  // from `converted` when the client sent typed contents.
+  const int8_t* images = nullptr;
   std::unique_ptr<std::vector<int8_t>> converted;
+  // ENCODED_IMAGE: one encoded file per image.
+  std::vector<absl::string_view> encoded;
+  // PIXELS: n_images images of height x width x channels uint8.
+  const uint8_t* pixels = nullptr;
+  std::unique_ptr<std::vector<uint8_t>> converted_pixels;
+  int height = 0, width = 0, channels = 0;
+  // The `classification` parameter of the requested output: answer with
+  // the top K classes instead of logits. 0: logits.
+  uint32_t classification = 0;
 };
 
 // OK with the images, or InvalidArgument saying what is wrong (no inputs,
 // unknown input or output name, datatype, shape, raw size, raw and typed
-// contents together, values out of range, too many images).
+// contents together, values out of range, malformed BYTES, too many images,
+// a bad classification count).
 absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& request,
                                            const config::ModelConfig& config);
 

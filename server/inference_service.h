@@ -9,11 +9,17 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+#include <optional>
+
 #include "absl/container/flat_hash_map.h"
+#include "preprocess/preprocessor.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "scheduler/scheduler.h"
 #include "server/metrics.h"
+#include "server/infer_request.h"
 #include "server/model_repository.h"
+#include "server/worker_pool.h"
 
 namespace hgpipe::server {
 
@@ -26,10 +32,14 @@ class InferenceService final
   struct LoadedModel {
     ModelEntry entry;
     int model_id;  // the scheduler's and the metrics' id
+    // For ENCODED_IMAGE and PIXELS models.
+    std::optional<preprocess::Preprocessor> preprocessor;
   };
-  // `scheduler` and `metrics` must outlive the service.
+  // `scheduler`, `metrics` and `workers` (which preprocesses images) must
+  // outlive the service.
   InferenceService(std::vector<LoadedModel> models,
-                   scheduler::Scheduler* scheduler, Metrics* metrics);
+                   scheduler::Scheduler* scheduler, Metrics* metrics,
+                   WorkerPool* workers);
 
   // ServerReady reports this (and every model ready). Thread-safe.
   void SetReady(bool ready) { ready_.store(ready); }
@@ -67,10 +77,21 @@ class InferenceService final
   absl::StatusOr<const LoadedModel*> Find(const std::string& name,
                                           const std::string& version) const;
 
+  // Called exactly once per accepted ModelInfer with its outcome.
+  using Finish = absl::AnyInvocable<void(absl::Status)>;
+  // Decodes and preprocesses the request's images on the worker pool, then
+  // Submits them; `keep` owns what the images point into.
+  void Preprocess(const LoadedModel& m, PreparedInput input, int32_t* logits,
+                  Finish finish);
+  // Hands n images to the scheduler; `keep` is released when they are done.
+  void Submit(const LoadedModel& m, const int8_t* images, uint32_t n,
+              int32_t* logits, std::shared_ptr<void> keep, Finish finish);
+
   // Constant after construction.
   absl::flat_hash_map<std::string, LoadedModel> models_;
   scheduler::Scheduler* const scheduler_;
   Metrics* const metrics_;
+  WorkerPool* const workers_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_call_ns_{0};

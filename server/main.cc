@@ -4,6 +4,7 @@
 #include <csignal>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -23,6 +24,7 @@
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/model_repository.h"
+#include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, model_repository, HGPIPE_DEFAULT_MODEL_REPOSITORY,
           "Directory with one sub-directory (config.pbtxt) per model");
@@ -36,6 +38,10 @@ ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 8, "Runs queued on each board at once");
 ABSL_FLAG(int, dispatch_lead_us, 1000,
           "Submit a busy board's next run this long before its input drains");
+ABSL_FLAG(int, preprocess_threads, 0,
+          "Threads decoding and preprocessing images (0: one per core)");
+ABSL_FLAG(int, preprocess_queue, 16384,
+          "Images waiting for preprocessing beyond which requests are refused");
 ABSL_FLAG(int, drain_timeout_s, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to finish");
 
@@ -86,8 +92,19 @@ int Run(const sigset_t& stop_signals) {
     LOG(INFO) << "model " << mo.name << ": bitstream " << e.config.bitstream()
               << ", boards " << absl::StrJoin(board_names, ",");
     names.push_back(mo.name);
-    loaded.push_back({std::move(e), *id});
+    InferenceService::LoadedModel lm{std::move(e), *id, std::nullopt};
+    if (lm.entry.config.input_format() != config::DEVICE_PATCHES) {
+      auto options = PreprocessOptions(lm.entry.config, lm.entry.manifest.geometry);
+      if (!options.ok()) return Fail(options.status());
+      auto pre = preprocess::Preprocessor::Create(*options);
+      if (!pre.ok()) return Fail(pre.status());
+      lm.preprocessor.emplace(*std::move(pre));
+    }
+    loaded.push_back(std::move(lm));
   }
+  int threads = absl::GetFlag(FLAGS_preprocess_threads);
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  WorkerPool workers(threads, absl::GetFlag(FLAGS_preprocess_queue));
 
   const std::string host = absl::GetFlag(FLAGS_host);
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -101,7 +118,7 @@ int Run(const sigset_t& stop_signals) {
   }
   exposer->RegisterCollectable(metrics.registry());
 
-  InferenceService service(std::move(loaded), sched->get(), &metrics);
+  InferenceService service(std::move(loaded), sched->get(), &metrics, &workers);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;

@@ -1,5 +1,8 @@
 #include "server/model_config.h"
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -53,26 +56,160 @@ absl::StatusOr<config::ModelConfig> ParseModelConfigFile(const std::string& path
   return config;
 }
 
-void NormalizeModelConfig(const accel::BitstreamManifest& manifest,
-                          config::ModelConfig* c) {
-  const accel::DeviceGeometry& g = manifest.geometry;
-  if (c->input().name().empty()) c->mutable_input()->set_name("INPUT");
-  if (c->input().datatype().empty()) c->mutable_input()->set_datatype("INT8");
-  if (c->input().dims().empty()) {
-    c->mutable_input()->add_dims(g.tokens);
-    c->mutable_input()->add_dims(g.token_values);
+namespace {
+
+constexpr std::array<float, 3> kImagenetMean = {0.485f, 0.456f, 0.406f};
+constexpr std::array<float, 3> kImagenetStd = {0.229f, 0.224f, 0.225f};
+
+// n if n = k * k for an integer k, else 0.
+uint32_t ExactSqrt(uint32_t n) {
+  uint32_t k = static_cast<uint32_t>(std::lround(std::sqrt(static_cast<double>(n))));
+  return k * k == n ? k : 0;
+}
+
+void NormalizePreprocess(const ModelEntry& e, config::PreprocessConfig* p) {
+  const accel::DeviceGeometry& g = e.manifest.geometry;
+  if (p->channels() == 0) p->set_channels(3);
+  if (p->cls_placeholder().empty()) p->set_cls_placeholder("replace_first_patch");
+  if (p->patch_height() == 0 && p->patch_width() == 0 &&
+      g.token_values % p->channels() == 0) {
+    const uint32_t side = ExactSqrt(g.token_values / p->channels());
+    p->set_patch_height(side);
+    p->set_patch_width(side);
   }
-  if (c->output().name().empty()) c->mutable_output()->set_name("OUTPUT");
-  if (c->output().datatype().empty()) c->mutable_output()->set_datatype("INT32");
-  if (c->output().dims().empty()) c->mutable_output()->add_dims(g.classes);
+  if (p->height() == 0 && p->width() == 0 && p->patch_height() > 0 &&
+      p->patch_height() == p->patch_width()) {
+    const uint32_t patches =
+        p->cls_placeholder() == "prepend" ? g.tokens - 1 : g.tokens;
+    const uint32_t grid = ExactSqrt(patches);
+    p->set_height(grid * p->patch_height());
+    p->set_width(grid * p->patch_width());
+  }
+  if (p->resize().empty()) p->set_resize("none");
+  if (p->resize_shorter_side() == 0) {
+    p->set_resize_shorter_side(static_cast<uint32_t>(
+        std::lround(std::max(p->height(), p->width()) * 256.0 / 224.0)));
+  }
+  if (p->filter().empty()) p->set_filter("bilinear");
+  if (p->mean().empty()) {
+    if (p->channels() == 1) {
+      p->add_mean(0.449f);
+    } else {
+      for (float m : kImagenetMean) p->add_mean(m);
+    }
+  }
+  if (p->stddev().empty()) {
+    if (p->channels() == 1) {
+      p->add_stddev(0.226f);
+    } else {
+      for (float m : kImagenetStd) p->add_stddev(m);
+    }
+  }
+  if (p->quant_scale() == 0) {
+    p->set_quant_scale(e.input_scale > 0 ? static_cast<float>(e.input_scale)
+                                         : 1.0f / 32.0f);
+  }
+  if (p->max_pixels() == 0) p->set_max_pixels(25'000'000);
+}
+
+}  // namespace
+
+void NormalizeModelConfig(const ModelEntry& e, config::ModelConfig* c) {
+  const accel::DeviceGeometry& g = e.manifest.geometry;
+  const config::InputFormat format = c->input_format();
+  if (format != config::DEVICE_PATCHES) NormalizePreprocess(e, c->mutable_preprocess());
+  config::TensorConfig* in = c->mutable_input();
+  if (in->name().empty()) in->set_name("INPUT");
+  if (in->datatype().empty()) {
+    in->set_datatype(format == config::ENCODED_IMAGE ? "BYTES"
+                     : format == config::PIXELS      ? "UINT8"
+                                                     : "INT8");
+  }
+  if (in->dims().empty()) {
+    if (format == config::ENCODED_IMAGE) {
+      in->add_dims(1);
+    } else if (format == config::PIXELS) {
+      in->add_dims(-1);
+      in->add_dims(-1);
+      in->add_dims(c->preprocess().channels());
+    } else {
+      in->add_dims(g.tokens);
+      in->add_dims(g.token_values);
+    }
+  }
+  config::TensorConfig* out = c->mutable_output();
+  if (out->name().empty()) out->set_name("OUTPUT");
+  // Models with a real dequantization scale answer in FP32 by default.
+  if (out->datatype().empty()) out->set_datatype(e.logit_scale != 1.0 ? "FP32" : "INT32");
+  if (out->dims().empty()) out->add_dims(g.classes);
   config::BatchingConfig* b = c->mutable_batching();
   if (b->max_images_per_run() == 0) b->set_max_images_per_run(32);
   if (b->max_queue_images() == 0) b->set_max_queue_images(4096);
   if (c->max_images_per_request() == 0) c->set_max_images_per_request(256);
 }
 
+absl::StatusOr<preprocess::Options> PreprocessOptions(
+    const config::ModelConfig& c, const accel::DeviceGeometry& g) {
+  const config::PreprocessConfig& p = c.preprocess();
+  preprocess::Options o;
+  o.tokens = static_cast<int>(g.tokens);
+  o.token_values = static_cast<int>(g.token_values);
+  o.height = static_cast<int>(p.height());
+  o.width = static_cast<int>(p.width());
+  o.channels = static_cast<int>(p.channels());
+  o.patch_height = static_cast<int>(p.patch_height());
+  o.patch_width = static_cast<int>(p.patch_width());
+  if (p.cls_placeholder() == "replace_first_patch") {
+    o.cls_placeholder = preprocess::ClsPlaceholder::kReplaceFirstPatch;
+  } else if (p.cls_placeholder() == "prepend") {
+    o.cls_placeholder = preprocess::ClsPlaceholder::kPrepend;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "preprocess.cls_placeholder: '", p.cls_placeholder(),
+        "' is not replace_first_patch or prepend"));
+  }
+  if (p.resize() == "none") {
+    o.resize = preprocess::ResizeMode::kNone;
+  } else if (p.resize() == "exact") {
+    o.resize = preprocess::ResizeMode::kExact;
+  } else if (p.resize() == "shorter_side_center_crop") {
+    o.resize = preprocess::ResizeMode::kShorterSideThenCenterCrop;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "preprocess.resize: '", p.resize(),
+        "' is not none, exact or shorter_side_center_crop"));
+  }
+  o.resize_shorter_side = static_cast<int>(p.resize_shorter_side());
+  if (p.filter() == "bilinear") {
+    o.filter = preprocess::ResizeFilter::kBilinear;
+  } else if (p.filter() == "bicubic") {
+    o.filter = preprocess::ResizeFilter::kBicubic;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "preprocess.filter: '", p.filter(), "' is not bilinear or bicubic"));
+  }
+  if (p.mean_size() != o.channels || p.stddev_size() != o.channels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "preprocess.mean / preprocess.stddev: need ", o.channels,
+        " values each (one per channel), got ", p.mean_size(), " and ",
+        p.stddev_size()));
+  }
+  for (int i = 0; i < o.channels; ++i) {
+    o.mean[i] = p.mean(i);
+    o.stddev[i] = p.stddev(i);
+  }
+  o.quant_scale = p.quant_scale();
+  o.quant_zero_point = p.quant_zero_point();
+  o.max_pixels = p.max_pixels();
+  o.output_layout = preprocess::OutputLayout::kFlat;
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("preprocess: ", s.message()));
+  }
+  return o;
+}
+
 absl::Status ValidateModelConfig(const config::ModelConfig& c,
-                                 const accel::BitstreamManifest& manifest,
+                                 const ModelEntry& e,
                                  absl::string_view dir_name,
                                  absl::string_view path) {
   if (c.name() != dir_name) {
@@ -80,23 +217,50 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
                       absl::StrCat("'", c.name(), "' must equal the directory name '",
                                    dir_name, "'"));
   }
+  const accel::BitstreamManifest& manifest = e.manifest;
   const accel::DeviceGeometry& g = manifest.geometry;
-  if (c.input().datatype() != "INT8") {
+  const config::InputFormat format = c.input_format();
+  const char* want_type = format == config::ENCODED_IMAGE ? "BYTES"
+                          : format == config::PIXELS      ? "UINT8"
+                                                          : "INT8";
+  if (c.input().datatype() != want_type) {
     return FieldError(path, "input.datatype",
-                      absl::StrCat("'", c.input().datatype(),
-                                   "' is not supported: the device takes INT8 patches"));
+                      absl::StrCat("'", c.input().datatype(), "' does not fit input_format ",
+                                   config::InputFormat_Name(format), " (", want_type, ")"));
   }
-  if (c.input().dims().size() != 2 || c.input().dims(0) != g.tokens ||
-      c.input().dims(1) != g.token_values) {
+  if (format == config::DEVICE_PATCHES &&
+      (c.input().dims().size() != 2 || c.input().dims(0) != g.tokens ||
+       c.input().dims(1) != g.token_values)) {
     return FieldError(path, "input.dims",
                       absl::StrCat(Dims(c.input().dims()), " does not match bitstream '",
                                    manifest.name, "' ([", g.tokens, ", ",
                                    g.token_values, "])"));
   }
-  if (c.output().datatype() != "INT32") {
+  if (format == config::ENCODED_IMAGE &&
+      (c.input().dims().size() != 1 || c.input().dims(0) != 1)) {
+    return FieldError(path, "input.dims",
+                      absl::StrCat(Dims(c.input().dims()),
+                                   ": an encoded image input is [1] (one file per image)"));
+  }
+  if (format == config::PIXELS) {
+    const auto& d = c.input().dims();
+    const bool ok = d.size() == 3 &&
+                    std::all_of(d.begin(), d.end(), [](int64_t v) { return v == -1 || v > 0; }) &&
+                    (d[2] == -1 || d[2] == 1 || d[2] == 3 || d[2] == 4);
+    if (!ok) {
+      return FieldError(path, "input.dims",
+                        absl::StrCat(Dims(d), ": pixels are [height, width, channels] "
+                                              "(-1 for any; channels 1, 3 or 4)"));
+    }
+  }
+  if (format != config::DEVICE_PATCHES) {
+    auto o = PreprocessOptions(c, g);
+    if (!o.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", o.status().message()));
+  }
+  if (c.output().datatype() != "INT32" && c.output().datatype() != "FP32") {
     return FieldError(path, "output.datatype",
                       absl::StrCat("'", c.output().datatype(),
-                                   "' is not supported: logits are INT32"));
+                                   "' is not supported: logits are INT32 or FP32"));
   }
   if (c.output().dims().size() != 1 || c.output().dims(0) != g.classes) {
     return FieldError(path, "output.dims",

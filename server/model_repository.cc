@@ -5,7 +5,10 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "accel/kernel.h"
+#include "accel/vit/deit_tiny.h"
+#include "accel/vit/vit_kernel.h"
 #include "base/status_macros.h"
 #include "server/model_config.h"
 
@@ -13,10 +16,35 @@ namespace hgpipe::server {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<accel::BitstreamManifest> ResolveEmulatedBitstream(
-    const std::string& bitstream) {
-  ASSIGN_OR_RETURN(auto kernel, accel::FindEmulatedKernel(bitstream));
-  return kernel->manifest();
+constexpr uint64_t kDeitTinySeed = 2024;
+
+absl::Status ResolveEmulatedBitstream(ModelEntry* e) {
+  const std::string& bitstream = e->config.bitstream();
+  const std::string weights =
+      e->config.weights().empty() || e->config.weights()[0] == '/'
+          ? e->config.weights()
+          : absl::StrCat(e->directory, "/", e->config.weights());
+  std::shared_ptr<const accel::vit::VitKernel> vit;
+  if (bitstream == "vit" || (bitstream == "deit_tiny" && !weights.empty())) {
+    if (weights.empty()) {
+      return absl::InvalidArgumentError("weights: bitstream 'vit' needs a weight file");
+    }
+    ASSIGN_OR_RETURN(vit, accel::vit::LoadVitKernel(weights));
+  } else if (bitstream == "deit_tiny") {
+    // Generated weights: HG-PIPE's geometry, numerics and timing, a fixed
+    // seed so every server computes the same function.
+    ASSIGN_OR_RETURN(vit, accel::vit::MakeDeitTinyKernel(kDeitTinySeed));
+  } else {
+    ASSIGN_OR_RETURN(e->kernel, accel::FindEmulatedKernel(bitstream));
+  }
+  if (vit != nullptr) {
+    e->kernel = vit;
+    e->logit_scale = vit->logit_scale();
+    e->input_scale = vit->input_scale();
+    e->labels = vit->labels();
+  }
+  e->manifest = e->kernel->manifest();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
@@ -51,15 +79,17 @@ absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
       return absl::InvalidArgumentError(
           absl::StrCat(m.config_path, ": bitstream: missing"));
     }
-    auto manifest = resolve(m.config.bitstream());
-    if (!manifest.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          m.config_path, ": bitstream: ", manifest.status().message()));
+    if (absl::Status s = resolve(&m); !s.ok()) {
+      const bool names_field = absl::StartsWith(s.message(), "weights:");
+      return absl::Status(
+          s.code() == absl::StatusCode::kNotFound ? absl::StatusCode::kInvalidArgument
+                                                  : s.code(),
+          absl::StrCat(m.config_path, names_field ? ": " : ": bitstream: ",
+                       s.message()));
     }
-    m.manifest = *std::move(manifest);
-    NormalizeModelConfig(m.manifest, &m.config);
-    RETURN_IF_ERROR(ValidateModelConfig(m.config, m.manifest,
-                                        dir.filename().string(), m.config_path));
+    NormalizeModelConfig(m, &m.config);
+    RETURN_IF_ERROR(ValidateModelConfig(m.config, m, dir.filename().string(),
+                                        m.config_path));
     models.push_back(std::move(m));
   }
   return models;

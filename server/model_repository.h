@@ -5,33 +5,30 @@
 #define HGPIPE_SERVER_MODEL_REPOSITORY_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "accel/bitstream.h"
+#include "accel/kernel.h"
 #include "proto/model_config.pb.h"
+#include "server/model_config.h"
 
 namespace hgpipe::server {
 
-struct ModelEntry {
-  config::ModelConfig config;  // normalized and validated
-  std::string directory;
-  std::string config_path;
-  accel::BitstreamManifest manifest;
-};
+// Fills entry->kernel, manifest, scales and labels from entry->config (its
+// `bitstream`, and `weights` relative to entry->directory). Errors say what
+// is wrong without naming the config file: the caller adds it.
+using BitstreamResolver = std::function<absl::Status(ModelEntry* entry)>;
 
-// Finds a bitstream's manifest by the name a config gives in `bitstream`.
-using BitstreamResolver =
-    std::function<absl::StatusOr<accel::BitstreamManifest>(const std::string&)>;
-
-// The manifests of the kernels emulated boards run.
-absl::StatusOr<accel::BitstreamManifest> ResolveEmulatedBitstream(
-    const std::string& bitstream);
+// The kernels emulated boards run: "verify", "vit" (`weights` required) and
+// "deit_tiny" (`weights`, or generated weights without).
+absl::Status ResolveEmulatedBitstream(ModelEntry* entry);
 
 // Loads every sub-directory of `root` holding a config.pbtxt, sorted by name.
 // NotFound if `root` is not a directory or holds no model; InvalidArgument
-// naming the file and field for a bad config.
+// naming the file and field for a bad config or bitstream.
 absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
     const std::string& root, const BitstreamResolver& resolve);
 

@@ -45,6 +45,7 @@ TEST(CreateBoardsTest, SimGivesEveryModelItsOwnBoardsWithUniqueNames) {
     models[i].config.set_name(i == 0 ? "a" : "b");
     models[i].config.set_bitstream("verify");
     models[i].config.mutable_batching()->set_max_images_per_run(16);
+    ASSERT_TRUE(ResolveEmulatedBitstream(&models[i]).ok());
   }
   RealClock clock;
   auto boards = CreateBoards(*ParseBoardSpec("sim:2"), models, {}, &clock);

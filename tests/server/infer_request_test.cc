@@ -16,6 +16,7 @@ config::ModelConfig Model() {
   c.mutable_input()->add_dims(4);
   c.mutable_input()->add_dims(6);
   c.mutable_output()->set_name("OUTPUT");
+  c.mutable_output()->add_dims(10);
   c.set_max_images_per_request(3);
   return c;
 }
@@ -122,6 +123,81 @@ TEST(PrepareInputTest, EachBadRequestSaysWhatIsWrong) {
   r.clear_raw_input_contents();
   for (int i = 0; i < 24; ++i) r.mutable_inputs(0)->mutable_contents()->add_int_contents(-129);
   ExpectBad(r, "int_contents[0] = -129 is outside INT8");
+}
+
+config::ModelConfig EncodedModel() {
+  config::ModelConfig c = Model();
+  c.set_input_format(config::ENCODED_IMAGE);
+  c.mutable_input()->set_datatype("BYTES");
+  c.mutable_input()->clear_dims();
+  c.mutable_input()->add_dims(1);
+  return c;
+}
+
+inference::ModelInferRequest BytesRequest(const std::vector<std::string>& files,
+                                          bool raw = true) {
+  inference::ModelInferRequest r;
+  r.set_model_name("tiny");
+  auto* in = r.add_inputs();
+  in->set_name("INPUT");
+  in->set_datatype("BYTES");
+  in->add_shape(files.size());
+  in->add_shape(1);
+  if (raw) {
+    std::string buf;
+    for (const auto& f : files) {
+      const uint32_t len = f.size();
+      buf.append(reinterpret_cast<const char*>(&len), 4);
+      buf.append(f);
+    }
+    r.add_raw_input_contents(buf);
+  } else {
+    for (const auto& f : files) in->mutable_contents()->add_bytes_contents(f);
+  }
+  return r;
+}
+
+TEST(PrepareInputTest, EncodedImagesAreSplitFromRawOrTypedBytes) {
+  for (bool raw : {true, false}) {
+    const auto r = BytesRequest({"abc", "defgh"}, raw);  // views point into it
+    auto p = PrepareInput(r, EncodedModel());
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->n_images, 2u);
+    ASSERT_EQ(p->encoded.size(), 2u);
+    EXPECT_EQ(p->encoded[0], "abc");
+    EXPECT_EQ(p->encoded[1], "defgh");
+  }
+  auto r = BytesRequest({"abc"});
+  r.mutable_inputs(0)->mutable_shape()->RemoveLast();  // plain [N] is accepted
+  EXPECT_TRUE(PrepareInput(r, EncodedModel()).ok());
+}
+
+TEST(PrepareInputTest, MalformedBytesAreRefused) {
+  auto r = BytesRequest({"abc", "de"});
+  r.mutable_raw_input_contents(0)->resize(12);  // cuts into element 1's bytes
+  EXPECT_THAT(std::string(PrepareInput(r, EncodedModel()).status().message()),
+              HasSubstr("element 1 claims 2 bytes but only 1 remain"));
+  r.mutable_raw_input_contents(0)->resize(9);  // cuts into element 1's length
+  EXPECT_THAT(std::string(PrepareInput(r, EncodedModel()).status().message()),
+              HasSubstr("end inside the length of element 1"));
+  r = BytesRequest({"abc"});
+  r.mutable_inputs(0)->set_shape(0, 2);
+  EXPECT_THAT(PrepareInput(r, EncodedModel()).status().message(),
+              HasSubstr("hold 1 elements; the shape says 2"));
+  EXPECT_THAT(PrepareInput(BytesRequest({"", "x"}), EncodedModel()).status().message(),
+              HasSubstr("image 0 is empty"));
+}
+
+TEST(PrepareInputTest, ClassificationParameterIsCheckedAndReturned) {
+  auto r = Request(1);
+  auto* out = r.add_outputs();
+  out->set_name("OUTPUT");
+  (*out->mutable_parameters())["classification"].set_int64_param(3);
+  auto p = PrepareInput(r, Model());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->classification, 3u);
+  (*out->mutable_parameters())["classification"].set_int64_param(11);
+  ExpectBad(r, "classification must be an integer from 1 to 10");
 }
 
 }  // namespace

@@ -21,10 +21,14 @@ config::ModelConfig Parse(const std::string& text) {
   return c;
 }
 
-const accel::BitstreamManifest& Verify() {
-  static const accel::BitstreamManifest m =
-      (*accel::FindEmulatedKernel("verify"))->manifest();
-  return m;
+const ModelEntry& Verify() {
+  static const ModelEntry* e = [] {
+    auto* e = new ModelEntry;
+    e->config.set_bitstream("verify");
+    EXPECT_TRUE(ResolveEmulatedBitstream(e).ok());
+    return e;
+  }();
+  return *e;
 }
 
 absl::Status Check(const std::string& text) {
@@ -48,6 +52,38 @@ TEST(ModelConfigTest, NormalizeFillsDefaultsFromTheBitstream) {
   EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
 }
 
+TEST(ModelConfigTest, EncodedImageModelsGetPreprocessingDefaultsFromTheGeometry) {
+  config::ModelConfig c =
+      Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+               preprocess { resize: "shorter_side_center_crop" })");
+  NormalizeModelConfig(Verify(), &c);
+  EXPECT_EQ(c.input().datatype(), "BYTES");
+  EXPECT_THAT(c.input().dims(), ::testing::ElementsAre(1));
+  // 196 tokens of 768 = 14 x 14 patches of 16 x 16 x 3, patch 0 replaced.
+  EXPECT_EQ(c.preprocess().height(), 224u);
+  EXPECT_EQ(c.preprocess().patch_width(), 16u);
+  EXPECT_EQ(c.preprocess().resize_shorter_side(), 256u);
+  EXPECT_EQ(c.preprocess().mean_size(), 3);
+  EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
+  auto o = PreprocessOptions(c, Verify().manifest.geometry);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->resize, preprocess::ResizeMode::kShorterSideThenCenterCrop);
+  EXPECT_EQ(o->tokens, 196);
+}
+
+TEST(ModelConfigTest, BadPreprocessingIsNamed) {
+  const absl::Status s = Check(R"(name: "m" bitstream: "verify" input_format: PIXELS
+                                  preprocess { resize: "stretch" })");
+  EXPECT_THAT(s.message(), HasSubstr("repo/m/config.pbtxt: preprocess.resize: 'stretch'"));
+  const absl::Status t = Check(R"(name: "m" bitstream: "verify" input_format: PIXELS
+                                  preprocess { mean: [0.5] })");
+  EXPECT_THAT(t.message(), HasSubstr("preprocess.mean / preprocess.stddev: need 3"));
+  const absl::Status u = Check(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+                                  input { datatype: "UINT8" })");
+  EXPECT_THAT(u.message(), HasSubstr("input.datatype: 'UINT8' does not fit input_format "
+                                     "ENCODED_IMAGE (BYTES)"));
+}
+
 TEST(ModelConfigTest, EachBadFieldIsNamedWithTheFile) {
   struct Case {
     const char* config;
@@ -56,7 +92,8 @@ TEST(ModelConfigTest, EachBadFieldIsNamedWithTheFile) {
       {R"(name: "other" bitstream: "verify")",
        "repo/m/config.pbtxt: name: 'other' must equal the directory name 'm'"},
       {R"(name: "m" bitstream: "verify" input { datatype: "FP32" })",
-       "repo/m/config.pbtxt: input.datatype: 'FP32' is not supported"},
+       "repo/m/config.pbtxt: input.datatype: 'FP32' does not fit input_format "
+       "DEVICE_PATCHES (INT8)"},
       {R"(name: "m" bitstream: "verify" input { dims: [196] })",
        "input.dims: [196] does not match bitstream 'verify' ([196, 768])"},
       {R"(name: "m" bitstream: "verify" output { dims: [10] })",

@@ -1,0 +1,80 @@
+// HG-PIPE's integer Vision Transformer as an emulated board's kernel: the
+// function an HG-PIPE bitstream computes, bit for bit as specified in
+// docs/datapath.md ("Numerics") and by the Python reference
+// tools/vit/intref.py. Input: n images in device order (int8 patches,
+// accel/device_layout.h); output: one 19-bit logit word per class.
+//
+// Thread safety: a VitKernel is immutable after creation; Compute may run on
+// several threads at once.
+#ifndef HGPIPE_ACCEL_VIT_VIT_KERNEL_H_
+#define HGPIPE_ACCEL_VIT_VIT_KERNEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "accel/kernel.h"
+#include "accel/vit/vit_weights.h"
+
+namespace hgpipe::accel::vit {
+
+class VitKernel final : public Kernel {
+ public:
+  struct Options {
+    // Images computed together (one oneDNN call per layer per chunk).
+    // Default: 0, which picks about 2,048 token rows per chunk.
+    uint32_t chunk_images = 0;
+    // OpenMP threads one Compute call uses (oneDNN and the element-wise
+    // stages). Default: 1, so that boards computing at the same time each
+    // take a core instead of contending for the same ones.
+    int threads = 1;
+  };
+
+  // Validates `weights` and prepares the matrix-product primitives.
+  // InvalidArgument for inconsistent weights, Internal if oneDNN refuses a
+  // shape.
+  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
+      VitWeights weights, Options options);
+  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
+      VitWeights weights) {
+    return Create(std::move(weights), Options());
+  }
+  ~VitKernel() override;
+  VitKernel(const VitKernel&) = delete;
+  VitKernel& operator=(const VitKernel&) = delete;
+
+  const BitstreamManifest& manifest() const override { return manifest_; }
+  void Compute(const int8_t* input, uint32_t n,
+               uint32_t* output) const override;
+
+  const VitSpec& spec() const { return weights_.spec; }
+  const VitWeights& weights() const { return weights_; }
+  // FP32 logit = DecodeLogitWord(word) * logit_scale().
+  double logit_scale() const { return weights_.spec.logit_scale; }
+  // The real value an input int8 of 1 stands for (after normalization).
+  double input_scale() const { return weights_.spec.input_scale; }
+  // Class names, one per class, or empty if the weights carry none.
+  const std::vector<std::string>& labels() const { return weights_.labels; }
+
+ private:
+  struct Impl;
+  VitKernel(VitWeights weights, std::unique_ptr<Impl> impl);
+
+  const VitWeights weights_;
+  const BitstreamManifest manifest_;
+  const std::unique_ptr<Impl> impl_;
+};
+
+// Loads a weight file (docs/datapath.md, "Weight file"). Errors name the
+// file and the field: NotFound if unreadable, DataLoss on a CRC mismatch,
+// InvalidArgument when malformed or inconsistent.
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
+    const std::string& weights_path);
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
+    const std::string& weights_path, const VitKernel::Options& options);
+
+}  // namespace hgpipe::accel::vit
+
+#endif  // HGPIPE_ACCEL_VIT_VIT_KERNEL_H_

@@ -1,0 +1,180 @@
+// Host preprocessing cost per image, one core (Google Benchmark; every
+// benchmark is single-threaded). items_per_second is images/s per core.
+//
+//   DeiT-tiny: a photo-sized JPEG (500x375, TurboJPEG quality 90, 4:2:0, a
+//   textured photo-like image) -> decode, shorter side 256 (bicubic), center
+//   crop 224, ImageNet normalization, int8, 196 x 768 patches (150,528 bytes).
+//   fmnist_vit: a 28x28 gray PNG -> 28 tokens x 28 values (784 bytes).
+//
+// HG-PIPE consumes 7,118 images/s per board (../shared/hgpipe.md), so the
+// DeiT-tiny figure says how many cores one board needs for JPEG input.
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "preprocess/image_decoder.h"
+#include "preprocess/image_encoder.h"
+#include "preprocess/preprocessor.h"
+
+namespace hgpipe::preprocess {
+namespace {
+
+// Smooth gradients, edges and seeded noise: compresses about like a photo
+// (tens of KB at quality 90 for 500x375), unlike a flat synthetic image.
+std::vector<uint8_t> PhotoLike(int width, int height) {
+  std::mt19937 rng(1);
+  std::normal_distribution<double> noise(0.0, 14.0);
+  std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const double u = static_cast<double>(x) / width, v = static_cast<double>(y) / height;
+      const double edge = ((x / 37 + y / 29) % 2) * 40.0;
+      const double base[3] = {120 + 80 * std::sin(6 * u + 2 * v) + edge,
+                              110 + 70 * std::cos(5 * v - 3 * u), 90 + 100 * u * v + edge / 2};
+      for (int c = 0; c < 3; ++c) {
+        const double value = base[c] + noise(rng);
+        rgb[(static_cast<size_t>(y) * width + x) * 3 + c] =
+            static_cast<uint8_t>(std::fmin(255.0, std::fmax(0.0, std::round(value))));
+      }
+    }
+  }
+  return rgb;
+}
+
+std::vector<uint8_t> PhotoJpeg(int width, int height) {
+  JpegSpec spec;
+  spec.width = width;
+  spec.height = height;
+  spec.quality = 90;
+  spec.subsampling = 420;
+  return *EncodeJpeg(PhotoLike(width, height), spec);
+}
+
+Options FashionMnist() {
+  Options o;
+  o.tokens = 28;
+  o.token_values = 28;
+  o.cls_placeholder = ClsPlaceholder::kReplaceFirstPatch;
+  o.height = o.width = 28;
+  o.channels = 1;
+  o.patch_height = 4;
+  o.patch_width = 7;
+  o.resize = ResizeMode::kExact;
+  o.mean = {128.0f / 255.0f, 0, 0};
+  o.stddev = {128.0f / 255.0f, 1, 1};
+  o.quant_scale = 1.0f / 128.0f;
+  return o;
+}
+
+void RunEncoded(benchmark::State& state, const Options& options,
+                const std::vector<uint8_t>& encoded) {
+  const Preprocessor p = *Preprocessor::Create(options);
+  std::vector<int8_t> out(p.input_bytes());
+  for (auto _ : state) {
+    const absl::Status s = p.EncodedToPatches(encoded, absl::MakeSpan(out));
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["encoded_bytes"] = static_cast<double>(encoded.size());
+}
+
+void BM_DeitTinyJpeg500x375(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  RunEncoded(state, DeitTinyOptions(), jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375);
+
+void BM_DeitTinyJpeg500x375FullDecode(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  Options o = DeitTinyOptions();
+  o.jpeg_scaled_decode = false;
+  RunEncoded(state, o, jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375FullDecode);
+
+void BM_DeitTinyJpeg500x375DevicePacked(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  Options o = DeitTinyOptions();
+  o.output_layout = OutputLayout::kDevicePacked;
+  RunEncoded(state, o, jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375DevicePacked);
+
+void BM_DeitTinyJpeg500x375Bilinear(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  Options o = DeitTinyOptions();
+  o.filter = ResizeFilter::kBilinear;
+  RunEncoded(state, o, jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375Bilinear);
+
+void BM_DeitTinyJpeg1920x1080(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(1920, 1080);
+  RunEncoded(state, DeitTinyOptions(), jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg1920x1080);
+
+// The decode alone (full size), to split the DeiT-tiny cost.
+void BM_JpegDecodeOnly500x375(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  ScratchBuffer buffer;
+  for (auto _ : state) {
+    auto image = DecodeImage(jpeg, DecodeOptions(), &buffer);
+    if (!image.ok()) state.SkipWithError(image.status().ToString().c_str());
+    benchmark::DoNotOptimize(buffer.capacity());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_JpegDecodeOnly500x375);
+
+// Raw UINT8 pixels (no decode): resize + crop + normalize + patchify.
+void BM_DeitTinyRawPixels500x375(benchmark::State& state) {
+  static const std::vector<uint8_t> rgb = PhotoLike(500, 375);
+  const Preprocessor p = *Preprocessor::Create(DeitTinyOptions());
+  std::vector<int8_t> out(p.input_bytes());
+  for (auto _ : state) {
+    const absl::Status s = p.PixelsToPatches(rgb, 375, 500, 3, absl::MakeSpan(out));
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DeitTinyRawPixels500x375);
+
+// Already 224x224: normalize + patchify only.
+void BM_DeitTinyRawPixels224x224(benchmark::State& state) {
+  static const std::vector<uint8_t> rgb = PhotoLike(224, 224);
+  Options o = DeitTinyOptions();
+  o.resize = ResizeMode::kExact;
+  const Preprocessor p = *Preprocessor::Create(o);
+  std::vector<int8_t> out(p.input_bytes());
+  for (auto _ : state) {
+    const absl::Status s = p.PixelsToPatches(rgb, 224, 224, 3, absl::MakeSpan(out));
+    if (!s.ok()) state.SkipWithError(s.ToString().c_str());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DeitTinyRawPixels224x224);
+
+void BM_FashionMnistPng28x28(benchmark::State& state) {
+  static const std::vector<uint8_t> png = [] {
+    std::vector<uint8_t> gray(28 * 28);
+    const std::vector<uint8_t> rgb = PhotoLike(28, 28);
+    for (size_t i = 0; i < gray.size(); ++i) gray[i] = rgb[3 * i];
+    PngSpec spec;
+    spec.width = spec.height = 28;
+    spec.color_type = 0;
+    return *EncodePng(gray, spec);
+  }();
+  RunEncoded(state, FashionMnist(), png);
+}
+BENCHMARK(BM_FashionMnistPng28x28);
+
+}  // namespace
+}  // namespace hgpipe::preprocess
+
+BENCHMARK_MAIN();

@@ -1,0 +1,154 @@
+// Images/s of HG-PIPE's integer ViT datapath (accel/vit/) on this CPU: the
+// software function of the bitstream, without the board's timing model.
+// run_bench.sh compares it with PyTorch fp32 DeiT-tiny in the same run.
+//
+//   vit_bench --model=deit_tiny --images=64 --threads=2
+//   vit_bench --model=models/fmnist_vit/fmnist_vit.hgvit
+//   vit_bench --model=deit_tiny --write_weights=/tmp/deit_w3a3.hgvit
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "accel/vit/deit_tiny.h"
+#include "accel/vit/vit_kernel.h"
+#include "accel/vit/weight_file.h"
+
+ABSL_FLAG(std::string, model, "deit_tiny",
+          "deit_tiny (W3A3), deit_tiny_w8a8, or a weight file path");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the generated DeiT-tiny weights");
+ABSL_FLAG(int, images, 64, "images to time (after one warm-up run)");
+ABSL_FLAG(int, batch, 16, "images per Compute call");
+ABSL_FLAG(int, threads, 1,
+          "OpenMP threads per Compute call (VitKernel::Options::threads)");
+ABSL_FLAG(int, workers, 2,
+          "host threads calling Compute at once, as boards do; each computes "
+          "its share of the images");
+ABSL_FLAG(int, repeats, 3, "timed repetitions; the best is reported");
+ABSL_FLAG(std::string, write_weights, "",
+          "write the model's weights to this file and exit");
+ABSL_FLAG(std::string, golden, "",
+          "check the model against this golden-vector file "
+          "(tools/vit/golden.py) and exit: 0 if bit-exact");
+
+namespace {
+
+using hgpipe::accel::vit::VitKernel;
+
+int CheckGolden(const VitKernel& k, const std::string& path) {
+  absl::StatusOr<hgpipe::accel::vit::Container> c =
+      hgpipe::accel::vit::ReadContainer(path);
+  if (!c.ok()) {
+    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+    return 1;
+  }
+  const auto& in = c->tensors.at("input");
+  const std::vector<int64_t> want = c->tensors.at("output").ToInt64();
+  const auto& g = k.manifest().geometry;
+  const uint32_t n = in.dims.at(0);
+  if (in.bytes.size() != n * g.input_bytes() ||
+      want.size() != n * g.output_words()) {
+    std::fprintf(stderr, "%s: shapes do not match the model\n", path.c_str());
+    return 1;
+  }
+  std::vector<uint32_t> got(want.size());
+  k.Compute(reinterpret_cast<const int8_t*>(in.bytes.data()), n, got.data());
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += got[i] != uint32_t(want[i]);
+  std::printf("%s: %u images, %zu of %zu words differ\n", path.c_str(), n,
+              bad, got.size());
+  return bad == 0 ? 0 : 2;
+}
+
+int Main() {
+  hgpipe::accel::vit::VitKernel::Options kernel_options;
+  kernel_options.threads = absl::GetFlag(FLAGS_threads);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  absl::StatusOr<std::shared_ptr<const VitKernel>> kernel;
+  if (model == "deit_tiny" || model == "deit_tiny_w8a8") {
+    hgpipe::accel::vit::DeitTinyOptions options;
+    options.precision =
+        model == "deit_tiny"
+            ? hgpipe::accel::vit::DeitTinyOptions::Precision::kW3A3
+            : hgpipe::accel::vit::DeitTinyOptions::Precision::kW8A8;
+    options.kernel = kernel_options;
+    kernel = hgpipe::accel::vit::MakeDeitTinyKernel(absl::GetFlag(FLAGS_seed),
+                                                    options);
+  } else {
+    kernel = hgpipe::accel::vit::LoadVitKernel(model, kernel_options);
+  }
+  if (!kernel.ok()) {
+    std::fprintf(stderr, "%s\n", kernel.status().ToString().c_str());
+    return 1;
+  }
+  const VitKernel& k = **kernel;
+  if (const std::string out = absl::GetFlag(FLAGS_write_weights); !out.empty()) {
+    const std::string bytes = hgpipe::accel::vit::SerializeContainer(
+        hgpipe::accel::vit::VitWeightsToContainer(k.weights()));
+    std::ofstream f(out, std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!f) {
+      std::fprintf(stderr, "cannot write %s\n", out.c_str());
+      return 1;
+    }
+    std::printf("wrote %s (%zu bytes)\n", out.c_str(), bytes.size());
+    return 0;
+  }
+
+  const auto& g = k.manifest().geometry;
+  if (const std::string path = absl::GetFlag(FLAGS_golden); !path.empty()) {
+    return CheckGolden(k, path);
+  }
+  const int n = absl::GetFlag(FLAGS_images);
+  const int batch = std::max(1, absl::GetFlag(FLAGS_batch));
+  std::vector<int8_t> input(size_t(n) * g.input_bytes());
+  uint32_t x = 1;
+  for (int8_t& v : input) {
+    x = x * 1664525u + 1013904223u;
+    v = static_cast<int8_t>(x >> 24);
+  }
+  std::vector<uint32_t> output(size_t(n) * g.output_words());
+  const int workers = std::max(1, absl::GetFlag(FLAGS_workers));
+  // Worker w computes batches w, w + workers, ...
+  auto work = [&](int w) {
+    for (int i = w * batch; i < n; i += workers * batch) {
+      const int b = std::min(batch, n - i);
+      k.Compute(input.data() + size_t(i) * g.input_bytes(), b,
+                output.data() + size_t(i) * g.output_words());
+    }
+  };
+  auto run = [&] {
+    std::vector<std::thread> threads;
+    for (int w = 1; w < workers; ++w) threads.emplace_back(work, w);
+    work(0);
+    for (std::thread& t : threads) t.join();
+  };
+  run();  // warm-up: primitive creation, page faults
+  double best = 1e300;
+  for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    const std::chrono::duration<double> dt =
+        std::chrono::steady_clock::now() - t0;
+    best = std::min(best, dt.count());
+  }
+  std::printf("model=%s workers=%d threads=%d batch=%d images=%d: "
+              "%.1f images/s (%.2f ms/image)\n",
+              k.manifest().name.c_str(), workers, absl::GetFlag(FLAGS_threads),
+              batch, n, n / best, 1e3 * best / n);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Images/s of the integer ViT datapath (see docs/datapath.md).");
+  absl::ParseCommandLine(argc, argv);
+  return Main();
+}

@@ -1,0 +1,315 @@
+// hgpipe-client: talk to a KServe v2 server from the command line.
+//
+//   hgpipe-client [--url HOST:PORT] live
+//   hgpipe-client ready [MODEL]
+//   hgpipe-client health [SERVICE]
+//   hgpipe-client metadata [MODEL]
+//   hgpipe-client infer MODEL (--input FILE | --random N [--seed S])
+//
+// `infer` sends the images as one request and prints each image's top
+// classes; for a model whose platform is "hgpipe/verify" it also checks that
+// every output row is the digest of its own input image. Exit status: 0 on
+// success, 1 on an error or a mismatch (the error, with its gRPC status code
+// name, goes to stderr), 2 on a usage error.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "base/flags.h"
+#include "clients/client.h"
+#include "clients/tensors.h"
+
+ABSL_FLAG(std::string, url, "localhost:8001", "The server's gRPC address.");
+ABSL_FLAG(std::string, input, "",
+          "infer: a file of raw int8 images, N * 150528 bytes (flat "
+          "[N][196][768] patches).");
+ABSL_FLAG(int, random, 0, "infer: send N seeded pseudo-random images.");
+ABSL_FLAG(uint64_t, seed, 1, "infer: seed of --random.");
+ABSL_FLAG(double, timeout, 30, "Deadline of each call, in seconds.");
+ABSL_FLAG(int, top, 5, "infer: classes shown per image.");
+ABSL_FLAG(std::string, model_version, "", "Model version (empty: default).");
+
+namespace hgpipe::clients {
+namespace {
+
+constexpr char kUsage[] =
+    "talks to a KServe v2 inference server.\n"
+    "  hgpipe-client [--url HOST:PORT] live\n"
+    "  hgpipe-client ready [MODEL]\n"
+    "  hgpipe-client health [SERVICE]\n"
+    "  hgpipe-client metadata [MODEL]\n"
+    "  hgpipe-client infer MODEL (--input FILE | --random N [--seed S])";
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "hgpipe-client: error: %s: %s\n",
+               StatusCodeName(static_cast<int>(status.code())).c_str(),
+               std::string(status.message()).c_str());
+  return 1;
+}
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "hgpipe-client: %s\nusage: %s\n", message.c_str(),
+               kUsage);
+  return 2;
+}
+
+std::string Shape(const google::protobuf::RepeatedField<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+int Live(InferenceClient& client) {
+  absl::StatusOr<bool> live = client.Live();
+  if (!live.ok()) return Fail(live.status());
+  std::printf("live: %s\n", *live ? "true" : "false");
+  return *live ? 0 : 1;
+}
+
+int Ready(InferenceClient& client, const std::vector<std::string>& args) {
+  if (args.size() > 1) return UsageError("ready takes at most one MODEL");
+  if (args.empty()) {
+    absl::StatusOr<bool> ready = client.Ready();
+    if (!ready.ok()) return Fail(ready.status());
+    std::printf("ready: %s\n", *ready ? "true" : "false");
+    return *ready ? 0 : 1;
+  }
+  absl::StatusOr<bool> ready =
+      client.ModelReady(args[0], absl::GetFlag(FLAGS_model_version));
+  if (!ready.ok()) return Fail(ready.status());
+  std::printf("model %s ready: %s\n", args[0].c_str(),
+              *ready ? "true" : "false");
+  return *ready ? 0 : 1;
+}
+
+int Health(InferenceClient& client, const std::vector<std::string>& args) {
+  if (args.size() > 1) return UsageError("health takes at most one SERVICE");
+  const std::string service = args.empty() ? "" : args[0];
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
+      client.Health(service);
+  if (!status.ok()) return Fail(status.status());
+  std::printf("health('%s'): %s\n", service.c_str(),
+              grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status)
+                  .c_str());
+  return *status == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
+int Metadata(InferenceClient& client, const std::vector<std::string>& args) {
+  if (args.size() > 1) return UsageError("metadata takes at most one MODEL");
+  if (args.empty()) {
+    absl::StatusOr<inference::ServerMetadataResponse> m = client.ServerMetadata();
+    if (!m.ok()) return Fail(m.status());
+    std::printf("server: %s\nversion: %s\nextensions: %s\n", m->name().c_str(),
+                m->version().c_str(),
+                absl::StrJoin(m->extensions(), ", ").c_str());
+    return 0;
+  }
+  absl::StatusOr<inference::ModelMetadataResponse> m =
+      client.ModelMetadata(args[0], absl::GetFlag(FLAGS_model_version));
+  if (!m.ok()) return Fail(m.status());
+  std::printf("model: %s\nversions: %s\nplatform: %s\n", m->name().c_str(),
+              absl::StrJoin(m->versions(), ", ").c_str(),
+              m->platform().c_str());
+  for (const auto& t : m->inputs()) {
+    std::printf("input: %s %s %s\n", t.name().c_str(), t.datatype().c_str(),
+                Shape(t.shape()).c_str());
+  }
+  for (const auto& t : m->outputs()) {
+    std::printf("output: %s %s %s\n", t.name().c_str(), t.datatype().c_str(),
+                Shape(t.shape()).c_str());
+  }
+  return 0;
+}
+
+absl::StatusOr<std::vector<int8_t>> LoadImages(size_t image_bytes) {
+  const std::string path = absl::GetFlag(FLAGS_input);
+  const int random = absl::GetFlag(FLAGS_random);
+  if (path.empty() == (random <= 0)) {
+    return absl::InvalidArgumentError(
+        "infer needs exactly one of --input FILE or --random N (N > 0)");
+  }
+  if (random > 0) {
+    return GenerateRandomImages(random, absl::GetFlag(FLAGS_seed), image_bytes);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot open --input ", path));
+  }
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  if (bytes.empty() || bytes.size() % image_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--input ", path, " holds ", bytes.size(),
+        " bytes, not a whole, non-zero number of ", image_bytes,
+        "-byte images"));
+  }
+  return std::vector<int8_t>(bytes.begin(), bytes.end());
+}
+
+// The logits of `response` as [n, classes] rows of doubles for printing,
+// whatever their datatype (INT32 or FP32).
+absl::StatusOr<std::vector<std::vector<double>>> LogitRows(
+    const inference::ModelInferResponse& response, const std::string& output,
+    int64_t n, std::vector<std::vector<int32_t>>* int_rows) {
+  std::vector<int64_t> shape;
+  std::vector<double> values;
+  std::string datatype;
+  for (const auto& o : response.outputs()) {
+    if (o.name() == output) datatype = o.datatype();
+  }
+  if (datatype == "FP32") {
+    absl::StatusOr<OutputTensor<float>> t = ReadFp32Output(response, output);
+    if (!t.ok()) return t.status();
+    shape = t->shape;
+    values.assign(t->values.begin(), t->values.end());
+  } else {
+    absl::StatusOr<OutputTensor<int32_t>> t = ReadInt32Output(response, output);
+    if (!t.ok()) return t.status();
+    shape = t->shape;
+    values.assign(t->values.begin(), t->values.end());
+    if (shape.size() == 2 && shape[0] == n) {
+      for (int64_t i = 0; i < n; ++i) {
+        int_rows->emplace_back(t->values.begin() + i * shape[1],
+                               t->values.begin() + (i + 1) * shape[1]);
+      }
+    }
+  }
+  if (shape.size() != 2 || shape[0] != n) {
+    return absl::DataLossError(absl::StrCat(
+        "output '", output, "' has shape [", absl::StrJoin(shape, ", "),
+        "], expected [", n, ", classes]"));
+  }
+  std::vector<std::vector<double>> rows;
+  for (int64_t i = 0; i < n; ++i) {
+    rows.emplace_back(values.begin() + i * shape[1],
+                      values.begin() + (i + 1) * shape[1]);
+  }
+  return rows;
+}
+
+int Infer(InferenceClient& client, const std::vector<std::string>& args) {
+  if (args.size() != 1) return UsageError("infer takes exactly one MODEL");
+  const std::string& model = args[0];
+  const std::string version = absl::GetFlag(FLAGS_model_version);
+  absl::StatusOr<inference::ModelMetadataResponse> metadata =
+      client.ModelMetadata(model, version);
+  if (!metadata.ok()) return Fail(metadata.status());
+  if (metadata->inputs_size() != 1 || metadata->outputs_size() < 1) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        "model ", model, " has ", metadata->inputs_size(), " inputs and ",
+        metadata->outputs_size(),
+        " outputs; hgpipe-client sends one image input")));
+  }
+  const auto& input = metadata->inputs(0);
+  if (input.datatype() != "INT8") {
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("model ", model, " input '", input.name(), "' is ",
+                     input.datatype(), ", hgpipe-client sends INT8 images")));
+  }
+  ImageRequestOptions options;
+  options.input_name = input.name();
+  options.output_name = metadata->outputs(0).name();
+  if (input.shape_size() == 3 && input.shape(1) > 0 && input.shape(2) > 0) {
+    options.tokens = input.shape(1);
+    options.token_values = input.shape(2);
+  }
+  const size_t image_bytes =
+      static_cast<size_t>(options.tokens) * options.token_values;
+  absl::StatusOr<std::vector<int8_t>> images = LoadImages(image_bytes);
+  if (!images.ok()) {
+    if (absl::IsInvalidArgument(images.status()) &&
+        absl::GetFlag(FLAGS_input).empty()) {
+      return UsageError(std::string(images.status().message()));
+    }
+    return Fail(images.status());
+  }
+  const int64_t n = static_cast<int64_t>(images->size() / image_bytes);
+  absl::StatusOr<inference::ModelInferRequest> request =
+      MakeImageRequest(model, *images, options);
+  if (!request.ok()) return Fail(request.status());
+  request->set_model_version(version);
+
+  const absl::Time start = absl::Now();
+  absl::StatusOr<inference::ModelInferResponse> response = client.Infer(
+      *request, absl::Seconds(absl::GetFlag(FLAGS_timeout)));
+  const absl::Duration round_trip = absl::Now() - start;
+  if (!response.ok()) return Fail(response.status());
+
+  std::vector<std::vector<int32_t>> int_rows;
+  absl::StatusOr<std::vector<std::vector<double>>> rows =
+      LogitRows(*response, options.output_name, n, &int_rows);
+  if (!rows.ok()) return Fail(rows.status());
+
+  std::printf("model %s (%s): %lld image%s in %.2f ms\n", model.c_str(),
+              metadata->platform().c_str(), static_cast<long long>(n),
+              n == 1 ? "" : "s", absl::ToDoubleMilliseconds(round_trip));
+  const bool check = metadata->platform() == kVerifyPlatform;
+  int mismatches = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<std::string> top;
+    for (const auto& [cls, value] :
+         TopK<double>((*rows)[i], std::max(0, absl::GetFlag(FLAGS_top)))) {
+      top.push_back(absl::StrFormat("%d (%g)", cls, value));
+    }
+    std::printf("image %lld: top-%zu: %s\n", static_cast<long long>(i),
+                top.size(), absl::StrJoin(top, ", ").c_str());
+    if (!check) continue;
+    absl::Status s =
+        int_rows.empty()
+            ? absl::InvalidArgumentError("verify output is not INT32")
+            : CheckVerifyRow(absl::MakeConstSpan(*images).subspan(
+                                 i * image_bytes, image_bytes),
+                             int_rows[i]);
+    if (s.ok()) {
+      std::printf("image %lld: matches its input digest\n",
+                  static_cast<long long>(i));
+    } else {
+      ++mismatches;
+      std::printf("image %lld: MISMATCH: %s\n", static_cast<long long>(i),
+                  std::string(s.message()).c_str());
+    }
+  }
+  if (mismatches > 0) {
+    return Fail(absl::DataLossError(absl::StrCat(
+        mismatches, " of ", n, " images do not match their input digest")));
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  DashesToUnderscores(argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) return UsageError("missing a command");
+  const std::string command = positional[1];
+  const std::vector<std::string> args(positional.begin() + 2, positional.end());
+  InferenceClient::Options options;
+  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  absl::StatusOr<std::unique_ptr<InferenceClient>> client =
+      InferenceClient::Create(absl::GetFlag(FLAGS_url), options);
+  if (!client.ok()) return Fail(client.status());
+  if (command == "live") {
+    if (!args.empty()) return UsageError("live takes no arguments");
+    return Live(**client);
+  }
+  if (command == "ready") return Ready(**client, args);
+  if (command == "health") return Health(**client, args);
+  if (command == "metadata") return Metadata(**client, args);
+  if (command == "infer") return Infer(**client, args);
+  return UsageError(absl::StrCat("unknown command '", command, "'"));
+}
+
+}  // namespace
+}  // namespace hgpipe::clients
+
+int main(int argc, char** argv) { return hgpipe::clients::Main(argc, argv); }

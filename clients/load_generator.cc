@@ -1,0 +1,598 @@
+#include "clients/load_generator.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "accel/verify_digest.h"
+#include "clients/client.h"
+#include "clients/tensors.h"
+#include "proto/grpc_service.pb.h"
+
+namespace hgpipe::clients {
+namespace {
+
+constexpr char kModelInferMethod[] = "/inference.GRPCInferenceService/ModelInfer";
+// The request pool is cut down to stay within this much memory.
+constexpr size_t kPoolBytesLimit = size_t{64} << 20;
+
+// CPU time of this process so far, in user and kernel mode.
+struct CpuTimes {
+  double user = 0, system = 0;
+};
+CpuTimes CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return {u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6,
+          u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6};
+}
+
+// What the load is made of, built before the clock starts.
+struct PoolEntry {
+  grpc::ByteBuffer request;       // serialized ModelInferRequest
+  std::vector<int32_t> expected;  // verify: images x classes logits
+};
+
+struct ModelShape {
+  std::string platform;
+  std::string input_name;
+  std::string output_name;
+  ImageRequestOptions request_options;
+  int64_t classes = kClasses;
+};
+
+absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
+  absl::StatusOr<std::unique_ptr<InferenceClient>> client =
+      InferenceClient::Create(options.target);
+  if (!client.ok()) return client.status();
+  absl::StatusOr<inference::ModelMetadataResponse> metadata =
+      (*client)->ModelMetadata(options.model);
+  if (!metadata.ok()) return metadata.status();
+  if (metadata->inputs_size() < 1 || metadata->outputs_size() < 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", options.model, "' has ", metadata->inputs_size(),
+        " inputs and ", metadata->outputs_size(),
+        " outputs; the load generator needs one image input and one output"));
+  }
+  const auto& input = metadata->inputs(0);
+  const auto& output = metadata->outputs(0);
+  if (input.datatype() != "INT8") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", options.model, "' input '", input.name(), "' is ",
+        input.datatype(), "; the load generator sends INT8 images"));
+  }
+  ModelShape shape;
+  shape.platform = metadata->platform();
+  shape.input_name = input.name();
+  shape.output_name = output.name();
+  shape.request_options.input_name = input.name();
+  shape.request_options.output_name = output.name();
+  // [N, tokens, token_values] with fixed inner dimensions is the model's own
+  // geometry; anything else gets HG-PIPE's.
+  if (input.shape_size() == 3 && input.shape(1) > 0 && input.shape(2) > 0) {
+    shape.request_options.tokens = input.shape(1);
+    shape.request_options.token_values = input.shape(2);
+  }
+  if (output.shape_size() == 2 && output.shape(1) > 0) {
+    shape.classes = output.shape(1);
+  }
+  if (options.verify && shape.platform != kVerifyPlatform) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "verification needs a model whose platform is '", kVerifyPlatform,
+        "'; model '", options.model, "' is '", shape.platform, "'"));
+  }
+  return shape;
+}
+
+absl::Status ValidateOptions(const LoadOptions& o) {
+  if (o.images_per_request < 1) {
+    return absl::InvalidArgumentError("images_per_request must be >= 1");
+  }
+  if (o.rate < 0 || !std::isfinite(o.rate)) {
+    return absl::InvalidArgumentError("rate must be >= 0 requests/s");
+  }
+  if (o.rate == 0 && o.concurrency < 1) {
+    return absl::InvalidArgumentError("concurrency must be >= 1");
+  }
+  if (o.rate > 0 && o.max_outstanding < 1) {
+    return absl::InvalidArgumentError("max_outstanding must be >= 1");
+  }
+  if (o.duration <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("duration must be > 0");
+  }
+  if (o.warmup < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("warmup must be >= 0");
+  }
+  if (o.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeout must be > 0");
+  }
+  if (o.request_pool < 1 || o.connections < 1) {
+    return absl::InvalidArgumentError(
+        "request_pool and connections must be >= 1");
+  }
+  return absl::OkStatus();
+}
+
+// One run: the calls in flight and the statistics of those that finished.
+class LoadRun {
+ public:
+  LoadRun(const LoadOptions& options, const ModelShape& shape,
+          std::vector<PoolEntry> pool, absl::Time start)
+      : options_(options),
+        shape_(shape),
+        pool_(std::move(pool)),
+        window_start_(start + options.warmup),
+        window_end_(start + options.warmup + options.duration) {
+    for (int i = 0; i < options.connections; ++i) {
+      ChannelOptions channel;
+      channel.connection_index = i;
+      stubs_.push_back(std::make_unique<grpc::GenericStub>(
+          MakeChannel(options.target, channel)));
+    }
+  }
+
+  // Closed loop: starts `concurrency` calls; each completion starts the next
+  // until the window ends.
+  void StartClosedLoop() {
+    {
+      absl::MutexLock l(&mu_);
+      outstanding_ = options_.concurrency;
+    }
+    for (int i = 0; i < options_.concurrency; ++i) Issue(absl::Now());
+  }
+
+  // Open loop: issues calls on the schedule until the window ends. Runs on
+  // its own thread; sleeps between arrivals (it never spins).
+  void RunOpenLoop(absl::Time start) {
+    std::mt19937_64 rng(options_.seed);
+    std::exponential_distribution<double> exponential(options_.rate);
+    const double constant_gap = 1.0 / options_.rate;
+    absl::Time next = start;
+    while (next < window_end_) {
+      const absl::Time now = absl::Now();
+      if (next > now) absl::SleepFor(next - now);
+      {
+        absl::MutexLock l(&mu_);
+        if (outstanding_ >= options_.max_outstanding) {
+          ++late_requests_;
+          auto below_cap = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+            return outstanding_ < options_.max_outstanding;
+          };
+          if (!mu_.AwaitWithDeadline(absl::Condition(&below_cap),
+                                     window_end_)) {
+            break;
+          }
+        }
+        ++outstanding_;
+      }
+      Issue(next);
+      const double gap = options_.arrivals == LoadOptions::Arrivals::kPoisson
+                             ? exponential(rng)
+                             : constant_gap;
+      next += absl::Seconds(gap);
+    }
+    absl::MutexLock l(&mu_);
+    issuing_done_ = true;
+  }
+
+  // Waits until every call has finished, reporting progress about once a
+  // second and sampling CPU time at the window's edges.
+  void Wait(absl::Time start,
+            absl::AnyInvocable<void(const LoadProgress&)>& progress) {
+    absl::Time next_tick = start + absl::Seconds(1);
+    bool window_started = false, window_ended = false;
+    int64_t last_images = 0;
+    absl::Time last_tick = start;
+    for (;;) {
+      absl::Time wake = next_tick;
+      if (!window_started) {
+        wake = std::min(wake, window_start_);
+      } else if (!window_ended) {
+        wake = std::min(wake, window_end_);
+      }
+      std::optional<LoadProgress> report;
+      {
+        absl::MutexLock l(&mu_);
+        auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return issuing_done_ && outstanding_ == 0;
+        };
+        if (mu_.AwaitWithDeadline(absl::Condition(&finished), wake)) break;
+        const absl::Time now = absl::Now();
+        if (!window_started && now >= window_start_) {
+          window_started = true;
+          cpu_at_start_ = CpuSeconds();
+        }
+        if (!window_ended && now >= window_end_) {
+          window_ended = true;
+          cpu_at_end_ = CpuSeconds();
+        }
+        if (now >= next_tick) {
+          LoadProgress& p = report.emplace();
+          p.elapsed = now - start;
+          p.warming_up = now < window_start_;
+          p.images_per_second = (images_all_ - last_images) /
+                                absl::ToDoubleSeconds(now - last_tick);
+          p.errors = error_count_;
+          p.outstanding = outstanding_;
+          last_images = images_all_;
+          last_tick = now;
+          while (next_tick <= now) next_tick += absl::Seconds(1);
+        }
+      }
+      // Outside the lock: the callback may take its time.
+      if (report && progress != nullptr) progress(*report);
+    }
+    if (!window_ended) cpu_at_end_ = CpuSeconds();
+  }
+
+  LoadResult Result() {
+    absl::MutexLock l(&mu_);
+    LoadResult r;
+    r.platform = shape_.platform;
+    r.input_name = shape_.input_name;
+    r.output_name = shape_.output_name;
+    r.request_pool = static_cast<int>(pool_.size());
+    r.window_seconds = absl::ToDoubleSeconds(window_end_ - window_start_);
+    r.requests_ok = static_cast<int64_t>(latencies_ms_.size());
+    r.images_ok = r.requests_ok * options_.images_per_request;
+    r.requests_per_second = r.requests_ok / r.window_seconds;
+    r.images_per_second = r.images_ok / r.window_seconds;
+    std::sort(latencies_ms_.begin(), latencies_ms_.end());
+    if (!latencies_ms_.empty()) {
+      r.latency_ms.p50 = Percentile(latencies_ms_, 0.50);
+      r.latency_ms.p90 = Percentile(latencies_ms_, 0.90);
+      r.latency_ms.p99 = Percentile(latencies_ms_, 0.99);
+      r.latency_ms.max = latencies_ms_.back();
+      double sum = 0;
+      for (double v : latencies_ms_) sum += v;
+      r.latency_ms.mean = sum / latencies_ms_.size();
+    }
+    r.errors = errors_;
+    r.first_error_message = first_error_message_;
+    r.requests_total = requests_total_;
+    r.late_requests = late_requests_;
+    r.client_cpu_user_cores =
+        (cpu_at_end_.user - cpu_at_start_.user) / r.window_seconds;
+    r.client_cpu_system_cores =
+        (cpu_at_end_.system - cpu_at_start_.system) / r.window_seconds;
+    r.client_cpu_cores = r.client_cpu_user_cores + r.client_cpu_system_cores;
+    return r;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    grpc::ByteBuffer response;
+    absl::Time sent;  // or scheduled, in the open loop
+    size_t pool_index;
+  };
+
+  // Starts one call; the caller has counted it in outstanding_.
+  void Issue(absl::Time sent) {
+    const uint64_t n = next_call_.fetch_add(1, std::memory_order_relaxed);
+    auto* call = new Call;
+    call->sent = sent;
+    call->pool_index = n % pool_.size();
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    stubs_[n % stubs_.size()]->UnaryCall(
+        &call->context, kModelInferMethod, grpc::StubOptions(),
+        &pool_[call->pool_index].request, &call->response,
+        [this, call](grpc::Status status) { OnDone(call, std::move(status)); });
+  }
+
+  // On a gRPC thread: records the call and, in the closed loop, replaces it.
+  void OnDone(Call* call, grpc::Status status) {
+    const absl::Time now = absl::Now();
+    std::unique_ptr<Call> owned(call);
+    std::string code, message;
+    if (!status.ok()) {
+      code = StatusCodeName(status.error_code());
+      message = status.error_message();
+    } else if (options_.verify) {
+      if (absl::Status s = Verify(*owned); !s.ok()) {
+        code = "VERIFY_MISMATCH";
+        message = std::string(s.message());
+      }
+    }
+    const absl::Time sent = owned->sent;
+    // Freed before the call is counted as finished: its ClientContext holds
+    // the channel, and the channel must go with the LoadRun on RunLoad's
+    // thread, never last on a gRPC thread while the process exits.
+    owned.reset();
+    bool reissue = false;
+    {
+      absl::MutexLock l(&mu_);
+      ++requests_total_;
+      if (!code.empty()) {
+        ++error_count_;
+        if (errors_[code]++ == 0) first_error_message_[code] = message;
+      } else {
+        images_all_ += options_.images_per_request;
+        if (now >= window_start_ && now <= window_end_) {
+          latencies_ms_.push_back(absl::ToDoubleMilliseconds(now - sent));
+        }
+      }
+      reissue = options_.rate == 0 && now < window_end_;
+      if (!reissue) {
+        --outstanding_;
+        if (options_.rate == 0 && outstanding_ == 0) issuing_done_ = true;
+      }
+    }
+    if (reissue) Issue(now);
+  }
+
+  // OK if every output row is the verify digest of its own input image.
+  absl::Status Verify(Call& call) {
+    inference::ModelInferResponse response;
+    grpc::Status parsed =
+        grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
+            &call.response, &response);
+    if (!parsed.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("unparsable response: ", parsed.error_message()));
+    }
+    absl::StatusOr<OutputTensor<int32_t>> out =
+        ReadInt32Output(response, shape_.output_name);
+    if (!out.ok()) return out.status();
+    const std::vector<int32_t>& expected = pool_[call.pool_index].expected;
+    const int64_t n = options_.images_per_request;
+    if (out->shape.size() != 2 || out->shape[0] != n ||
+        out->shape[1] != shape_.classes) {
+      return absl::DataLossError(absl::StrCat(
+          "output shape is [", absl::StrJoin(out->shape, ","), "], expected [",
+          n, ",", shape_.classes, "]"));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t row = i * shape_.classes;
+      if (std::memcmp(out->values.data() + row, expected.data() + row,
+                      shape_.classes * sizeof(int32_t)) != 0) {
+        return absl::DataLossError(absl::StrCat(
+            "image ", i, " of pool request ", call.pool_index,
+            " does not match its input digest"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Constant after construction.
+  const LoadOptions& options_;
+  const ModelShape shape_;
+  const std::vector<PoolEntry> pool_;
+  const absl::Time window_start_;
+  const absl::Time window_end_;
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
+  std::atomic<uint64_t> next_call_{0};
+
+  absl::Mutex mu_;
+  int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  bool issuing_done_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t requests_total_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t images_all_ ABSL_GUARDED_BY(mu_) = 0;  // ok, whole run
+  int64_t error_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t late_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> first_error_message_ ABSL_GUARDED_BY(mu_);
+  // Written and read by the thread in Wait() only.
+  CpuTimes cpu_at_start_, cpu_at_end_;
+};
+
+absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& options,
+                                                 const ModelShape& shape) {
+  const size_t image_bytes =
+      static_cast<size_t>(shape.request_options.tokens) *
+      shape.request_options.token_values;
+  const size_t request_bytes = image_bytes * options.images_per_request;
+  const size_t pool_size = std::max<size_t>(
+      1, std::min<size_t>(options.request_pool,
+                          kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
+  const std::vector<int8_t> images = GenerateRandomImages(
+      pool_size * options.images_per_request, options.seed, image_bytes);
+  std::vector<PoolEntry> pool(pool_size);
+  for (size_t r = 0; r < pool_size; ++r) {
+    absl::Span<const int8_t> request_images =
+        absl::MakeConstSpan(images).subspan(r * request_bytes, request_bytes);
+    absl::StatusOr<inference::ModelInferRequest> request = MakeImageRequest(
+        options.model, request_images, shape.request_options);
+    if (!request.ok()) return request.status();
+    bool own_buffer = false;
+    grpc::Status s =
+        grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
+            *request, &pool[r].request, &own_buffer);
+    if (!s.ok()) {
+      return absl::InternalError(
+          absl::StrCat("serializing a request: ", s.error_message()));
+    }
+    if (options.verify) {
+      pool[r].expected.resize(options.images_per_request * shape.classes);
+      for (int i = 0; i < options.images_per_request; ++i) {
+        verify::ExpectedLogits(request_images.data() + i * image_bytes,
+                               image_bytes, static_cast<uint32_t>(shape.classes),
+                               pool[r].expected.data() + i * shape.classes);
+      }
+    }
+  }
+  return pool;
+}
+
+void AppendJsonString(std::string& out, absl::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string JsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  return absl::StrFormat("%.6g", v);
+}
+
+}  // namespace
+
+int64_t LoadResult::error_count() const {
+  int64_t n = 0;
+  for (const auto& [code, count] : errors) n += count;
+  return n;
+}
+
+double Percentile(absl::Span<const double> sorted, double q) {
+  if (sorted.empty()) return 0;
+  q = std::clamp(q, 0.0, 1.0);
+  size_t rank = static_cast<size_t>(std::ceil(q * sorted.size()));
+  if (rank < 1) rank = 1;
+  return sorted[rank - 1];
+}
+
+absl::StatusOr<LoadResult> RunLoad(
+    const LoadOptions& options,
+    absl::AnyInvocable<void(const LoadProgress&)> progress) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  absl::StatusOr<ModelShape> shape = DescribeModel(options);
+  if (!shape.ok()) return shape.status();
+  absl::StatusOr<std::vector<PoolEntry>> pool = BuildPool(options, *shape);
+  if (!pool.ok()) return pool.status();
+
+  const absl::Time start = absl::Now();
+  LoadRun run(options, *shape, *std::move(pool), start);
+  std::thread dispatcher;
+  if (options.rate > 0) {
+    dispatcher = std::thread([&run, start] { run.RunOpenLoop(start); });
+  } else {
+    run.StartClosedLoop();
+  }
+  run.Wait(start, progress);
+  if (dispatcher.joinable()) dispatcher.join();
+  return run.Result();
+}
+
+std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
+  std::string j = "{";
+  auto key = [&j](absl::string_view k) {
+    if (j.back() != '{') j += ", ";
+    AppendJsonString(j, k);
+    j += ": ";
+  };
+  key("settings");
+  j += "{";
+  key("url");
+  AppendJsonString(j, o.target);
+  key("model");
+  AppendJsonString(j, o.model);
+  key("images_per_request");
+  j += absl::StrCat(o.images_per_request);
+  key("mode");
+  AppendJsonString(j, o.rate > 0 ? "open" : "closed");
+  if (o.rate > 0) {
+    key("rate");
+    j += JsonNumber(o.rate);
+    key("arrivals");
+    AppendJsonString(
+        j, o.arrivals == LoadOptions::Arrivals::kPoisson ? "poisson" : "constant");
+    key("max_outstanding");
+    j += absl::StrCat(o.max_outstanding);
+  } else {
+    key("concurrency");
+    j += absl::StrCat(o.concurrency);
+  }
+  key("duration_s");
+  j += JsonNumber(absl::ToDoubleSeconds(o.duration));
+  key("warmup_s");
+  j += JsonNumber(absl::ToDoubleSeconds(o.warmup));
+  key("timeout_s");
+  j += JsonNumber(absl::ToDoubleSeconds(o.timeout));
+  key("verify");
+  j += o.verify ? "true" : "false";
+  key("request_pool");
+  j += absl::StrCat(r.request_pool);
+  key("connections");
+  j += absl::StrCat(o.connections);
+  key("seed");
+  j += absl::StrCat(o.seed);
+  j += "}";
+  key("platform");
+  AppendJsonString(j, r.platform);
+  key("window_s");
+  j += JsonNumber(r.window_seconds);
+  key("images_per_second");
+  j += JsonNumber(r.images_per_second);
+  key("requests_per_second");
+  j += JsonNumber(r.requests_per_second);
+  key("latency_ms");
+  j += "{";
+  key("p50");
+  j += JsonNumber(r.latency_ms.p50);
+  key("p90");
+  j += JsonNumber(r.latency_ms.p90);
+  key("p99");
+  j += JsonNumber(r.latency_ms.p99);
+  key("max");
+  j += JsonNumber(r.latency_ms.max);
+  key("mean");
+  j += JsonNumber(r.latency_ms.mean);
+  j += "}";
+  key("requests_ok");
+  j += absl::StrCat(r.requests_ok);
+  key("images_ok");
+  j += absl::StrCat(r.images_ok);
+  key("requests_total");
+  j += absl::StrCat(r.requests_total);
+  key("error_count");
+  j += absl::StrCat(r.error_count());
+  key("errors");
+  j += "{";
+  for (const auto& [code, count] : r.errors) {
+    key(code);
+    j += absl::StrCat(count);
+  }
+  j += "}";
+  key("first_error_message");
+  j += "{";
+  for (const auto& [code, message] : r.first_error_message) {
+    key(code);
+    AppendJsonString(j, message);
+  }
+  j += "}";
+  key("late_requests");
+  j += absl::StrCat(r.late_requests);
+  key("client_cpu_cores");
+  j += JsonNumber(r.client_cpu_cores);
+  key("client_cpu_user_cores");
+  j += JsonNumber(r.client_cpu_user_cores);
+  key("client_cpu_system_cores");
+  j += JsonNumber(r.client_cpu_system_cores);
+  j += "}";
+  return j;
+}
+
+}  // namespace hgpipe::clients

@@ -1,0 +1,334 @@
+#include "preprocess/preprocessor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "preprocess/image_decoder.h"
+#include "preprocess/resample.h"
+
+namespace hgpipe::preprocess {
+namespace {
+
+// Per-thread scratch: decoded image, gray copy, resized image.
+struct ThreadScratch {
+  ScratchBuffer decoded;
+  ScratchBuffer converted;
+  ScratchBuffer resized;
+  ResampleScratch resample;
+};
+
+ThreadScratch& Scratch() {
+  thread_local ThreadScratch scratch;
+  return scratch;
+}
+
+// Buffers above this are freed after each image, so one huge image does not
+// pin its memory for the thread's lifetime; typical photos stay below it.
+constexpr size_t kKeepScratchBytes = 8 << 20;
+
+struct ScratchTrimmer {
+  ~ScratchTrimmer() {
+    ThreadScratch& s = Scratch();
+    s.decoded.TrimTo(kKeepScratchBytes);
+    s.converted.TrimTo(kKeepScratchBytes);
+    s.resized.TrimTo(kKeepScratchBytes);
+    s.resample.intermediate.TrimTo(kKeepScratchBytes);
+  }
+};
+
+// How the height x width model image is cut from a source image: the window
+// at (top, left) of the source resized to resized_height x resized_width.
+struct GeometryPlan {
+  bool resize = false;
+  int resized_height = 0;
+  int resized_width = 0;
+  int top = 0;
+  int left = 0;
+};
+
+// Shorter-side resizing scales the longer side too; a 1 x 20,000,000 image
+// would make it billions of pixels long (only a window is ever computed, but
+// sizes must stay ints).
+constexpr int64_t kMaxResizedSide = 1 << 24;
+
+// Python's round() of a non-negative half-integer: half to even.
+int RoundHalfEven(int twice) {
+  // value = twice / 2
+  if (twice % 2 == 0) return twice / 2;
+  const int down = twice / 2;  // twice is positive here
+  return down % 2 == 0 ? down : down + 1;
+}
+
+absl::StatusOr<GeometryPlan> PlanGeometry(const Options& o, int height, int width) {
+  GeometryPlan plan;
+  switch (o.resize) {
+    case ResizeMode::kNone:
+      if (height != o.height || width != o.width) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("image is ", width, "x", height, " (width x height), the model takes ",
+                         o.width, "x", o.height, " and resizing is off"));
+      }
+      return plan;
+    case ResizeMode::kExact:
+      plan.resize = height != o.height || width != o.width;
+      plan.resized_height = o.height;
+      plan.resized_width = o.width;
+      return plan;
+    case ResizeMode::kShorterSideThenCenterCrop: {
+      // torchvision Resize(S): the shorter side becomes S, the longer
+      // int(S * long / short); CenterCrop: offsets round((size - crop) / 2).
+      const int64_t s = o.resize_shorter_side;
+      int64_t new_height, new_width;
+      if (width <= height) {
+        new_width = s;
+        new_height = s * height / width;
+      } else {
+        new_height = s;
+        new_width = s * width / height;
+      }
+      if (std::max(new_height, new_width) > kMaxResizedSide) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image is ", width, "x", height, " (width x height): aspect ratio too extreme"));
+      }
+      plan.resize = new_height != height || new_width != width;
+      plan.resized_height = static_cast<int>(new_height);
+      plan.resized_width = static_cast<int>(new_width);
+      plan.top = RoundHalfEven(plan.resized_height - o.height);
+      plan.left = RoundHalfEven(plan.resized_width - o.width);
+      return plan;
+    }
+  }
+  return absl::InternalError("unknown resize mode");
+}
+
+// PIL's Image.convert("L"): L = R * 299/1000 + G * 587/1000 + B * 114/1000,
+// in 16-bit fixed point with rounding.
+void RgbToGray(const ImageView& src, uint8_t* dst) {
+  for (int y = 0; y < src.height; ++y) {
+    const uint8_t* p = src.At(y, 0);
+    uint8_t* q = dst + static_cast<size_t>(y) * src.width;
+    for (int x = 0; x < src.width; ++x, p += src.pixel_stride) {
+      q[x] = static_cast<uint8_t>((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+    }
+  }
+}
+
+ImageView PackedView(const uint8_t* pixels, int height, int width, int channels) {
+  ImageView v;
+  v.pixels = pixels;
+  v.height = height;
+  v.width = width;
+  v.channels = channels;
+  v.pixel_stride = channels;
+  v.row_stride = static_cast<size_t>(width) * channels;
+  return v;
+}
+
+// Where value v of token t goes in the output layout. Flat: out[t * TV + v].
+// Packed (accel/device_layout.h):
+// out[(((t / 2) * (TV / 2) + v / 2) * 2 + t % 2) * 2 + v % 2].
+template <bool kPacked>
+struct TokenWriter {
+  int8_t* out;
+  int token_values;
+
+  int8_t* TokenBase(int t) const {
+    if constexpr (kPacked) {
+      return out + static_cast<size_t>(t / 2) * token_values * 2 + (t % 2) * 2;
+    } else {
+      return out + static_cast<size_t>(t) * token_values;
+    }
+  }
+  // Offset of value v within a token, from its base.
+  static size_t ValueOffset(int v) {
+    if constexpr (kPacked) {
+      return static_cast<size_t>(v / 2) * 4 + (v % 2);
+    } else {
+      return static_cast<size_t>(v);
+    }
+  }
+};
+
+// Normalizes, quantizes and patchifies the height x width region of `src`
+// starting at (top, left). `src` has 1 or `channels` channels (1 -> RGB is
+// replication); lut[c][v] is the int8 value.
+template <bool kPacked>
+void Patchify(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+              const ImageView& src, int top, int left, int8_t* out) {
+  const TokenWriter<kPacked> writer{out, o.token_values};
+  const int ph = o.patch_height;
+  const int pw = o.patch_width;
+  const int c_out = o.channels;
+  const int patches_x = o.width / pw;
+  const int patches = o.num_patches();
+  const int first_token = o.cls_placeholder == ClsPlaceholder::kPrepend ? 1 : 0;
+
+  // Token 0: the CLS placeholder, all zeros.
+  {
+    int8_t* base = writer.TokenBase(0);
+    for (int v = 0; v < o.token_values; ++v) base[writer.ValueOffset(v)] = 0;
+  }
+  const bool replicate = src.channels == 1 && c_out == 3;
+  for (int k = 0; k < patches; ++k) {
+    const int t = k + first_token;
+    if (t == 0) continue;  // patch 0 replaced by the placeholder
+    int8_t* base = writer.TokenBase(t);
+    const int y0 = top + (k / patches_x) * ph;
+    const int x0 = left + (k % patches_x) * pw;
+    int v = 0;
+    for (int py = 0; py < ph; ++py) {
+      const uint8_t* pixel = src.At(y0 + py, x0);
+      for (int px = 0; px < pw; ++px, pixel += src.pixel_stride) {
+        if (c_out == 1) {
+          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
+        } else if (replicate) {
+          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
+          base[writer.ValueOffset(v++)] = lut[1][pixel[0]];
+          base[writer.ValueOffset(v++)] = lut[2][pixel[0]];
+        } else {
+          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
+          base[writer.ValueOffset(v++)] = lut[1][pixel[1]];
+          base[writer.ValueOffset(v++)] = lut[2][pixel[2]];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Preprocessor> Preprocessor::Create(const Options& options) {
+  RETURN_IF_ERROR(options.Validate());
+  return Preprocessor(options);
+}
+
+Preprocessor::Preprocessor(const Options& options) : options_(options) {
+  // Float32 throughout, operation by operation as torchvision's ToTensor
+  // (v / 255) and Normalize ((x - mean) / std), then x / scale rounded half
+  // to even (the default rounding mode, as torch.round).
+  for (int c = 0; c < 3; ++c) {
+    const int ci = c < options_.channels ? c : 0;
+    for (int v = 0; v < 256; ++v) {
+      float x = static_cast<float>(v) / 255.0f;
+      x = (x - options_.mean[ci]) / options_.stddev[ci];
+      float q = std::nearbyint(x / options_.quant_scale);
+      q = std::clamp(q, -1e6f, 1e6f);
+      const int value = static_cast<int>(q) + options_.quant_zero_point;
+      lut_[c][v] = static_cast<int8_t>(std::clamp(value, -128, 127));
+    }
+  }
+}
+
+absl::Status Preprocessor::CheckOutput(absl::Span<int8_t> out) const {
+  if (out.size() != input_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output buffer holds ", out.size(), " bytes, one image needs ", input_bytes(),
+                     " (", options_.tokens, " tokens x ", options_.token_values, " values)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
+                                            absl::Span<int8_t> out) const {
+  RETURN_IF_ERROR(CheckOutput(out));
+  DecodeOptions d;
+  d.max_pixels = options_.max_pixels;
+  d.want_gray = options_.channels == 1;
+  d.accept_jpeg_warnings = options_.accept_jpeg_warnings;
+  switch (options_.resize) {
+    case ResizeMode::kNone:
+      break;
+    case ResizeMode::kExact:
+      d.jpeg_scaled_decode = options_.jpeg_scaled_decode;
+      d.jpeg_min_width = options_.width;
+      d.jpeg_min_height = options_.height;
+      break;
+    case ResizeMode::kShorterSideThenCenterCrop:
+      d.jpeg_scaled_decode = options_.jpeg_scaled_decode;
+      d.jpeg_min_shorter_side = options_.resize_shorter_side;
+      break;
+  }
+  ScratchTrimmer trim;
+  ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &Scratch().decoded));
+  return ImageToPatches(image, out);
+}
+
+absl::Status Preprocessor::PixelsToPatches(const uint8_t* hwc, int height, int width, int channels,
+                                           absl::Span<int8_t> out) const {
+  RETURN_IF_ERROR(CheckOutput(out));
+  if (hwc == nullptr) return absl::InvalidArgumentError("raw pixels: null buffer");
+  if (height <= 0 || width <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("raw pixels: height ", height, " and width ", width, " must be positive"));
+  }
+  if (channels != 1 && channels != 3 && channels != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "raw pixels: ", channels, " channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)"));
+  }
+  const uint64_t pixels = uint64_t{static_cast<uint32_t>(height)} * static_cast<uint32_t>(width);
+  if (pixels > options_.max_pixels) {
+    return absl::InvalidArgumentError(absl::StrCat("image too large: ", width, "x", height, " = ",
+                                                   pixels, " pixels, more than the limit of ",
+                                                   options_.max_pixels));
+  }
+  ImageView image;
+  image.pixels = hwc;
+  image.height = height;
+  image.width = width;
+  image.channels = channels == 4 ? 3 : channels;
+  image.pixel_stride = channels;
+  image.row_stride = static_cast<size_t>(width) * channels;
+  ScratchTrimmer trim;
+  return ImageToPatches(image, out);
+}
+
+absl::Status Preprocessor::PixelsToPatches(absl::Span<const uint8_t> hwc, int height, int width,
+                                           int channels, absl::Span<int8_t> out) const {
+  const int64_t expected = int64_t{height} * width * channels;
+  if (height <= 0 || width <= 0 || channels <= 0 || hwc.size() != static_cast<size_t>(expected)) {
+    return absl::InvalidArgumentError(absl::StrCat("raw pixels: ", hwc.size(),
+                                                   " bytes for a height x width x channels of ",
+                                                   height, "x", width, "x", channels));
+  }
+  return PixelsToPatches(hwc.data(), height, width, channels, out);
+}
+
+absl::Status Preprocessor::ImageToPatches(const ImageView& source, absl::Span<int8_t> out) const {
+  const Options& o = options_;
+  ThreadScratch& scratch = Scratch();
+  ASSIGN_OR_RETURN(const GeometryPlan plan, PlanGeometry(o, source.height, source.width));
+
+  // Channels first (as PIL's convert() before a resize); gray -> RGB is left
+  // to Patchify, which replicates (resampling is per channel, so the order
+  // does not matter).
+  ImageView image = source;
+  if (o.channels == 1 && image.channels == 3) {
+    uint8_t* gray = scratch.converted.Get(static_cast<size_t>(source.height) * source.width);
+    RgbToGray(image, gray);
+    image = PackedView(gray, source.height, source.width, 1);
+  }
+
+  int top = plan.top;
+  int left = plan.left;
+  if (plan.resize) {
+    uint8_t* resized =
+        scratch.resized.Get(static_cast<size_t>(o.height) * o.width * image.channels);
+    ResampleCrop(image, plan.resized_width, plan.resized_height, plan.left, plan.top, o.width,
+                 o.height, o.filter, resized, &scratch.resample);
+    image = PackedView(resized, o.height, o.width, image.channels);
+    top = 0;
+    left = 0;
+  }
+
+  if (o.output_layout == OutputLayout::kDevicePacked) {
+    Patchify<true>(o, lut_, image, top, left, out.data());
+  } else {
+    Patchify<false>(o, lut_, image, top, left, out.data());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hgpipe::preprocess

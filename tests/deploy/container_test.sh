@@ -1,0 +1,174 @@
+#!/bin/bash
+# The container image, for real, with podman (no Docker engine here):
+#   1. base images debian:bookworm(-slim): from podman's storage, else made
+#      with debootstrap (deploy/scripts/make-base-image.sh);
+#   2. build the image from deploy/docker/Dockerfile, as `docker build` would;
+#   3. check the image's configuration (user, ports, healthcheck, entrypoint);
+#   4. run it with --network=host on free loopback ports, emulated boards,
+#      the bundled model repository, the default entrypoint;
+#   5. run the image's HEALTHCHECK (gRPC health) with `podman healthcheck run`;
+#   6. inferences with hgpipe-client: the image's own (podman exec) and, if
+#      built, the host's (HGPIPE_BIN_DIR), both checking the verify digests;
+#   7. read /metrics and check the images were counted;
+#   8. stop with SIGTERM (podman stop) and check the server exited 0.
+#
+# ctest: deploy.container (label "container"). Podman storage and the base
+# image tarball are cached in $HGPIPE_CONTAINER_CACHE (default
+# /var/tmp/hgpipe-containers), so a second run reuses the apt layers and, if
+# the sources did not change, the compiled layer.
+set -euo pipefail
+src="${HGPIPE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+bin_dir="${HGPIPE_BIN_DIR:-$src/build/bin}"
+image="localhost/hgpipe-serve:ctest"
+name="hgpipe-ctest-$$"
+
+say() { echo "[container_test $(date +%T)] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+for tool in podman:podman runc:runc; do
+  if ! command -v "${tool%%:*}" >/dev/null; then
+    if [[ "${CI:-}" == true || "${HGPIPE_REQUIRE_DEPLOY_TOOLS:-}" == 1 ]]; then
+      fail "${tool%%:*} not found (Debian package ${tool##*:}); CI must install it"
+    fi
+    echo "SKIP: ${tool%%:*} not found (Debian package ${tool##*:})"
+    exit 77
+  fi
+done
+
+source "$src/deploy/scripts/podman-env.sh"
+
+cleanup() {
+  hgpipe_podman rm -f -t 5 "$name" "$name-idle" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+t0=$SECONDS
+say "base images"
+"$src/deploy/scripts/make-base-image.sh"
+t_base=$((SECONDS - t0))
+
+say "podman build -f deploy/docker/Dockerfile (BUILD_JOBS=2)"
+t1=$SECONDS
+build_log="$HGPIPE_CONTAINER_CACHE/last-build.log"
+build() {
+  hgpipe_podman build --format docker --isolation chroot \
+    -f "$src/deploy/docker/Dockerfile" --build-arg BUILD_JOBS=2 "$@" "$src" \
+    >> "$build_log" 2>&1 ||
+    { tail -60 "$build_log" >&2; fail "image build failed (full log: $build_log)"; }
+}
+: > "$build_log"
+# The deps stage (toolchain, -dev packages) is tagged so that pruning the
+# images this run replaces keeps it as build cache.
+build --target deps -t localhost/hgpipe-serve-deps:cache
+build -t "$image"
+t_build=$((SECONDS - t1))
+awk '/^runtime packages:/ {p=1; printf "  runtime packages:"; next}
+     p && /^(STEP|-->|COMMIT|\[)/ {p=0}
+     p {printf " %s", $0} END {print ""}' "$build_log" || true
+if [[ "$(grep -m1 -A1 'RUN apt-get update' "$build_log")" == *"Using cache"* ]]; then
+  say "deps stage: from cache"
+else
+  say "deps stage: rebuilt (no cache, or build-packages.txt changed)"
+fi
+# Images this run replaced are dangling now; tagged ones and their layers stay.
+hgpipe_podman image prune -f >/dev/null 2>&1 || true
+
+say "image configuration"
+inspect() { hgpipe_podman image inspect --format "$1" "$image"; }
+[[ "$(inspect '{{.Config.User}}')" == hgpipe:hgpipe ]] || fail "image user: $(inspect '{{.Config.User}}')"
+ports="$(inspect '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')"
+[[ "$ports" == *8001/tcp* && "$ports" == *8002/tcp* ]] || fail "exposed ports: $ports"
+health="$(inspect '{{json .Config.Healthcheck}}')"
+[[ "$health" == *hgpipe-client* && "$health" == *health* ]] || fail "healthcheck: $health"
+[[ "$(inspect '{{json .Config.Entrypoint}}')" == *entrypoint.sh* ]] || fail "entrypoint"
+size="$(hgpipe_podman image inspect --format '{{.Size}}' "$image")"
+say "image size: $((size / 1000000)) MB"
+
+read -r grpc_port metrics_port < <(/usr/bin/python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+
+say "podman run: grpc=127.0.0.1:$grpc_port metrics=127.0.0.1:$metrics_port"
+# --health-interval=disable: no periodic timers (they need systemd); the
+# HEALTHCHECK itself is run below with `podman healthcheck run`.
+# (podman still complains that it cannot reach systemd for the timers: its
+# stderr is shown only on failure.)
+hgpipe_podman run -d --name "$name" --network=host --health-interval=disable \
+  -e HGPIPE_HOST=127.0.0.1 -e HGPIPE_GRPC_PORT="$grpc_port" \
+  -e HGPIPE_METRICS_PORT="$metrics_port" -e HGPIPE_BOARDS=sim:2 \
+  "$image" > "$HGPIPE_CONTAINER_CACHE/tmp/run.out" 2>&1 ||
+  { cat "$HGPIPE_CONTAINER_CACHE/tmp/run.out"; fail "podman run failed"; }
+
+# (Logs are read into a variable: `podman logs | grep -q` fails under
+# pipefail when grep stops reading early.)
+server_log() { hgpipe_podman logs "$name" 2>&1; }
+ready=""
+for _ in $(seq 1 240); do
+  log="$(server_log)"
+  if [[ "$log" == *"hgpipe-server ready: grpc=127.0.0.1:$grpc_port"* ]]; then
+    ready=1; break
+  fi
+  [[ "$(hgpipe_podman inspect --format '{{.State.Running}}' "$name")" == true ]] || break
+  sleep 0.5
+done
+log="$(server_log)"
+sed 's/^/  server: /' <<< "$log"
+[[ -n "$ready" ]] || fail "the server in the container did not become ready"
+[[ "$log" == *"models=verify"* ]] || fail "bundled model 'verify' not served"
+
+say "HEALTHCHECK (podman healthcheck run)"
+hgpipe_podman healthcheck run "$name" || fail "the image's HEALTHCHECK reported unhealthy"
+# ... and it really probes: with no server behind its port it fails.
+idle_port=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+hgpipe_podman run -d --name "$name-idle" --network=host --health-interval=disable \
+  -e HGPIPE_GRPC_PORT="$idle_port" --entrypoint sleep "$image" 120 > /dev/null 2>&1 ||
+  fail "podman run (idle container) failed"
+if hgpipe_podman healthcheck run "$name-idle" > /dev/null 2>&1; then
+  fail "the HEALTHCHECK passes with no server listening"
+fi
+hgpipe_podman rm -f -t 0 "$name-idle" > /dev/null 2>&1 || true
+
+say "runs as the non-root user"
+uid="$(hgpipe_podman exec "$name" id -u)"
+[[ "$uid" == 10001 ]] || fail "server runs as uid $uid"
+
+say "inference with the image's hgpipe-client"
+hgpipe_podman exec "$name" hgpipe-client --url "127.0.0.1:$grpc_port" ready verify
+hgpipe_podman exec "$name" hgpipe-client --url "127.0.0.1:$grpc_port" \
+  infer verify --random 8 > "$HGPIPE_CONTAINER_CACHE/tmp/infer.out" ||
+  { cat "$HGPIPE_CONTAINER_CACHE/tmp/infer.out"; fail "inference (in-container client) failed"; }
+[[ "$(grep -c 'matches its input digest' "$HGPIPE_CONTAINER_CACHE/tmp/infer.out")" == 8 ]] ||
+  { cat "$HGPIPE_CONTAINER_CACHE/tmp/infer.out"; fail "not every image matched its digest"; }
+expected=8
+if [[ -x "$bin_dir/hgpipe-client" ]]; then
+  say "inference with the host's hgpipe-client ($bin_dir)"
+  out="$("$bin_dir/hgpipe-client" --url "127.0.0.1:$grpc_port" infer verify --random 4 --seed 7)" ||
+    fail "inference (host client) failed: $out"
+  [[ "$(grep -c 'matches its input digest' <<< "$out")" == 4 ]] || fail "host client: $out"
+  expected=12
+fi
+
+say "/metrics"
+metrics="$(/usr/bin/python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$metrics_port/metrics', timeout=10).read().decode())")"
+images="$(awk '/^hgpipe_images_total\{.*model="verify"/ {print $2}' <<< "$metrics")"
+[[ -n "$images" ]] || fail "no hgpipe_images_total{model=\"verify\"} in /metrics"
+/usr/bin/python3 -c "import sys; sys.exit(0 if float('$images') == $expected else 1)" ||
+  fail "hgpipe_images_total{model=\"verify\"} = $images, expected $expected"
+[[ "$metrics" =~ hgpipe_board_healthy\{[^}]*\}\ 1 ]] || fail "no healthy board in /metrics"
+say "hgpipe_images_total{model=\"verify\"} = $images"
+
+say "podman stop (SIGTERM) and a clean exit"
+hgpipe_podman stop -t 60 "$name" >/dev/null
+code="$(hgpipe_podman inspect --format '{{.State.ExitCode}}' "$name")"
+log="$(server_log)"
+tail -3 <<< "$log" | sed 's/^/  server: /'
+[[ "$code" == 0 ]] || fail "the server exited with $code after SIGTERM"
+[[ "$log" == *draining* ]] || fail "no drain on SIGTERM"
+
+total=$((SECONDS - t0))
+say "PASS: base images ${t_base}s, image build ${t_build}s, total ${total}s"

@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Quantizes the trained float fmnist_vit, exports it in the weight format,
+writes its labels and golden vectors, and reports float and integer top-1
+on the 10,000 Fashion-MNIST test images.
+
+  /usr/bin/python3 tools/vit/train_fmnist.py --out /tmp/hgpipe-fmnist/float.pt
+  /usr/bin/python3 tools/vit/build_fmnist_model.py \\
+      --checkpoint /tmp/hgpipe-fmnist/float.pt --out models/fmnist_vit
+
+Writes OUT/fmnist_vit.hgvit, OUT/labels.txt and OUT/golden.hgvit.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fmnist_data  # noqa: E402
+import golden  # noqa: E402
+import intref  # noqa: E402
+import quantize  # noqa: E402
+import weightfile  # noqa: E402
+from vit_model import HgVit, VitGeometry  # noqa: E402
+
+
+def float_accuracy(model, flat, labels, batch=1000):
+    x = torch.from_numpy(flat.astype(np.float32) * fmnist_data.INPUT_SCALE)
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += int((model(x[i:i + batch]).argmax(1).numpy() ==
+                            labels[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def int_accuracy(manifest, tensors, flat, labels, batch=500):
+    net = intref.IntVit(manifest, tensors)
+    correct = 0
+    for i in range(0, len(flat), batch):
+        logits = net.forward(flat[i:i + batch])
+        correct += int((logits.argmax(1) == labels[i:i + batch]).sum())
+    return correct / len(flat)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--calibration", type=int, default=2000,
+                   help="training images used to calibrate activations")
+    p.add_argument("--golden", type=int, default=64,
+                   help="test images in the golden vectors (+ 8 stress)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    ckpt = torch.load(args.checkpoint)
+    model = HgVit(VitGeometry(**ckpt["geometry"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+
+    train_img, _ = fmnist_data.load("train")
+    rng = np.random.default_rng(0)
+    calib = fmnist_data.to_patches(
+        train_img[rng.choice(len(train_img), args.calibration, replace=False)])
+    calib_x = torch.from_numpy(calib.astype(np.float32) *
+                               fmnist_data.INPUT_SCALE)
+    manifest, tensors, scales = quantize.quantize(
+        model, calib_x, quantize.QuantConfig(), "fmnist_vit",
+        fmnist_data.INPUT_SCALE, labels=fmnist_data.LABELS)
+
+    os.makedirs(args.out, exist_ok=True)
+    weights_path = os.path.join(args.out, "fmnist_vit.hgvit")
+    weightfile.write(weights_path, manifest, tensors)
+    with open(os.path.join(args.out, "labels.txt"), "w") as f:
+        f.write("\n".join(fmnist_data.LABELS) + "\n")
+    manifest, tensors = weightfile.read(weights_path)  # what C++ will see
+
+    test_img, test_lbl = fmnist_data.load("t10k")
+    flat = fmnist_data.to_patches(test_img)
+    t0 = time.time()
+    fa = float_accuracy(model, flat, test_lbl)
+    ia = int_accuracy(manifest, tensors, flat, test_lbl)
+    print(f"float top-1 {fa * 100:.2f}%, integer top-1 {ia * 100:.2f}% "
+          f"(10,000 test images, {time.time() - t0:.0f} s)")
+
+    gflat = np.concatenate([
+        flat[:args.golden],
+        golden.stress_inputs(8, manifest["tokens"], manifest["token_values"],
+                             seed=7)])
+    glabels = [int(x) for x in test_lbl[:args.golden]] + [-1] * 8
+    logits = intref.IntVit(manifest, tensors).forward(gflat)
+    golden.write_golden(os.path.join(args.out, "golden.hgvit"), "fmnist_vit",
+                        gflat, intref.encode_logit_words(logits), glabels)
+    size = os.path.getsize(weights_path)
+    print(f"wrote {weights_path} ({size} bytes), labels.txt, golden.hgvit "
+          f"({len(gflat)} images)")
+    print(f"logit_scale {manifest['logit_scale']}, timing "
+          f"{manifest['interval_cycles']} / {manifest['latency_cycles']} "
+          f"cycles at {manifest['clock_hz']} Hz")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ pkgs+=(
   clang libclang-rt-14-dev curl jq
 )
 # Python tooling (Debian's python3 only) and the data set it trains on.
-pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml
+pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml python3-pil python3-protobuf libopenblas0-openmp
        dataset-fashion-mnist)
 # Deployment tests: a real Prometheus, kubectl, podman for the image.
 pkgs+=(prometheus

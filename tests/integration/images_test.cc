@@ -1,0 +1,214 @@
+// Images in, through the real binary: encoded files and raw pixels are
+// preprocessed by the server, FP32 logits and top-k classes come out, and a
+// bad image is refused with its index while other clients are untouched.
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "clients/client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "preprocess/image_encoder.h"
+#include "server_process.h"
+
+namespace hgpipe::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A 28 x 28 gray image with some structure (a ramp plus noise).
+std::vector<uint8_t> GrayImage(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> px(28 * 28);
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) px[y * 28 + x] = static_cast<uint8_t>((x * 9 + y * 3 + rng() % 40) & 255);
+  return px;
+}
+
+std::string Png(const std::vector<uint8_t>& gray) {
+  preprocess::PngSpec spec;
+  spec.width = 28;
+  spec.height = 28;
+  spec.color_type = 0;
+  spec.bit_depth = 8;
+  auto bytes = preprocess::EncodePng(gray, spec);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return std::string(bytes->begin(), bytes->end());
+}
+
+inference::ModelInferRequest EncodedRequest(const std::string& model,
+                                             const std::vector<std::string>& files) {
+  inference::ModelInferRequest r;
+  r.set_model_name(model);
+  auto* in = r.add_inputs();
+  in->set_name("IMAGE");
+  in->set_datatype("BYTES");
+  in->add_shape(files.size());
+  in->add_shape(1);
+  std::string raw;
+  for (const std::string& f : files) {
+    const uint32_t len = f.size();
+    raw.append(reinterpret_cast<const char*>(&len), 4);
+    raw.append(f);
+  }
+  r.add_raw_input_contents(raw);
+  return r;
+}
+
+std::vector<float> Floats(const inference::ModelInferResponse& r) {
+  std::vector<float> v(r.raw_output_contents(0).size() / 4);
+  std::memcpy(v.data(), r.raw_output_contents(0).data(), v.size() * 4);
+  return v;
+}
+
+std::vector<std::string> ByteElements(const std::string& raw) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos + 4 <= raw.size();) {
+    uint32_t len;
+    std::memcpy(&len, raw.data() + pos, 4);
+    out.push_back(raw.substr(pos + 4, len));
+    pos += 4 + len;
+  }
+  return out;
+}
+
+class ImagesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = ServerProcess::Start({"--boards=sim:1"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = s->release();
+    client_ = clients::InferenceClient::Create(server_->grpc_target())->release();
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    const ExitResult r = server_->Stop(SIGTERM);
+    EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+    delete server_;
+  }
+  static ServerProcess* server_;
+  static clients::InferenceClient* client_;
+};
+ServerProcess* ImagesTest::server_;
+clients::InferenceClient* ImagesTest::client_;
+
+TEST_F(ImagesTest, PngAndRawPixelsGiveTheSameFp32Logits) {
+  const auto a = GrayImage(1), b = GrayImage(2);
+  auto encoded = client_->Infer(EncodedRequest("fmnist_vit", {Png(a), Png(b)}));
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  ASSERT_EQ(encoded->outputs(0).datatype(), "FP32");
+  EXPECT_THAT(encoded->outputs(0).shape(), ::testing::ElementsAre(2, 10));
+  const std::vector<float> from_png = Floats(*encoded);
+  EXPECT_NE(from_png, std::vector<float>(20, 0.0f));
+
+  // The same pixels as a PIXELS model (the fmnist weights, UINT8 input):
+  // PNG is lossless, so the logits must be identical.
+  const std::string repo = std::filesystem::temp_directory_path() /
+                           absl::StrCat("hgpipe-pixels-", getpid());
+  std::filesystem::create_directories(repo + "/px");
+  std::filesystem::copy_file(SourceDir() + "/models/fmnist_vit/fmnist_vit.hgvit",
+                             repo + "/px/fmnist_vit.hgvit",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ifstream in(SourceDir() + "/models/fmnist_vit/config.pbtxt");
+  std::string config((std::istreambuf_iterator<char>(in)), {});
+  config = absl::StrReplaceAll(config, {{"name: \"fmnist_vit\"", "name: \"px\""},
+                                        {"ENCODED_IMAGE", "PIXELS"}});
+  std::ofstream(repo + "/px/config.pbtxt") << config;
+  auto px_server = ServerProcess::Start({"--model-repository=" + repo});
+  ASSERT_TRUE(px_server.ok()) << px_server.status();
+  auto px_client = *clients::InferenceClient::Create((*px_server)->grpc_target());
+  inference::ModelInferRequest r;
+  r.set_model_name("px");
+  auto* t = r.add_inputs();
+  t->set_name("IMAGE");
+  t->set_datatype("UINT8");
+  for (int64_t d : {2, 28, 28, 1}) t->add_shape(d);
+  std::string raw(a.begin(), a.end());
+  raw.append(b.begin(), b.end());
+  r.add_raw_input_contents(raw);
+  auto pixels = px_client->Infer(r);
+  ASSERT_TRUE(pixels.ok()) << pixels.status();
+  EXPECT_EQ(Floats(*pixels), from_png);
+  // A wrong-sized image is refused by the preprocessing (resize "none").
+  t->set_shape(1, 27);
+  t->set_shape(2, 29);
+  r.mutable_raw_input_contents(0)->resize(2 * 27 * 29);
+  auto bad = px_client->Infer(r);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("image 0"));
+  (*px_server)->Stop(SIGTERM);
+}
+
+TEST_F(ImagesTest, ClassificationReturnsTopKWithLabels) {
+  auto r = EncodedRequest("fmnist_vit", {Png(GrayImage(3))});
+  auto* out = r.add_outputs();
+  out->set_name("LOGITS");
+  (*out->mutable_parameters())["classification"].set_int64_param(3);
+  auto resp = client_->Infer(r);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_EQ(resp->outputs(0).datatype(), "BYTES");
+  EXPECT_THAT(resp->outputs(0).shape(), ::testing::ElementsAre(1, 3));
+  const auto top = ByteElements(resp->raw_output_contents(0));
+  ASSERT_EQ(top.size(), 3u);
+  double last = 1e30;
+  for (const std::string& e : top) {
+    std::vector<std::string> f = absl::StrSplit(e, absl::MaxSplits(':', 2));
+    ASSERT_EQ(f.size(), 3u) << e;  // score:index:label
+    const double score = std::stod(f[0]);
+    EXPECT_LE(score, last);
+    last = score;
+    EXPECT_FALSE(f[2].empty());
+  }
+  // The same as the argmax of the logits.
+  auto plain = client_->Infer(EncodedRequest("fmnist_vit", {Png(GrayImage(3))}));
+  const auto logits = Floats(*plain);
+  const int best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(top[0], ':'))[1], std::to_string(best));
+}
+
+TEST_F(ImagesTest, CorruptTruncatedAndUnsupportedImagesAreRefusedByIndex) {
+  const std::string good = Png(GrayImage(4));
+  struct Case {
+    std::string bytes;
+    const char* what;
+  } cases[] = {
+      {good.substr(0, good.size() / 2), "image 1: "},
+      {"GIF89a\x01\x00\x01\x00", "image 1: "},
+      {std::string(300, 'x'), "image 1: "},
+  };
+  for (const Case& c : cases) {
+    auto resp = client_->Infer(EncodedRequest("fmnist_vit", {good, c.bytes, good}));
+    EXPECT_EQ(resp.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(resp.status().message(), HasSubstr(c.what));
+  }
+  // The server and other requests are untouched.
+  auto ok = client_->Infer(EncodedRequest("fmnist_vit", {good, good}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_THAT(ok->outputs(0).shape(), ::testing::ElementsAre(2, 10));
+}
+
+TEST_F(ImagesTest, AJpegPhotoRunsThroughDeitTiny) {
+  // A 320 x 240 RGB "photo": resized to 256 on the short side, cropped to
+  // 224, 196 tokens of 16 x 16 x 3, HG-PIPE's W3A3 datapath.
+  std::vector<uint8_t> px(320 * 240 * 3);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 7) % 251);
+  preprocess::JpegSpec spec;
+  spec.width = 320;
+  spec.height = 240;
+  spec.channels = 3;
+  auto jpeg = preprocess::EncodeJpeg(px, spec);
+  ASSERT_TRUE(jpeg.ok()) << jpeg.status();
+  auto resp = client_->Infer(
+      EncodedRequest("deit_tiny", {std::string(jpeg->begin(), jpeg->end())}));
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_EQ(resp->outputs(0).datatype(), "FP32");
+  EXPECT_THAT(resp->outputs(0).shape(), ::testing::ElementsAre(1, 1000));
+}
+
+}  // namespace
+}  // namespace hgpipe::testing

@@ -12,6 +12,7 @@
 // success, 1 on an error or a mismatch (the error, with its gRPC status code
 // name, goes to stderr), 2 on a usage error.
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -27,6 +28,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "clients/client.h"
 #include "clients/tensors.h"
@@ -39,6 +41,12 @@ ABSL_FLAG(int, random, 0, "infer: send N seeded pseudo-random images.");
 ABSL_FLAG(uint64_t, seed, 1, "infer: seed of --random.");
 ABSL_FLAG(double, timeout, 30, "Deadline of each call, in seconds.");
 ABSL_FLAG(int, top, 5, "infer: classes shown per image.");
+ABSL_FLAG(std::vector<std::string>, image, {},
+          "infer: image files (JPEG or PNG), comma-separated, for models that "
+          "take encoded images.");
+ABSL_FLAG(int, top_k, 5,
+          "infer --image: classes the server returns per image (Triton's "
+          "classification parameter).");
 ABSL_FLAG(std::string, model_version, "", "Model version (empty: default).");
 
 namespace hgpipe::clients {
@@ -50,7 +58,8 @@ constexpr char kUsage[] =
     "  hgpipe-client ready [MODEL]\n"
     "  hgpipe-client health [SERVICE]\n"
     "  hgpipe-client metadata [MODEL]\n"
-    "  hgpipe-client infer MODEL (--input FILE | --random N [--seed S])";
+    "  hgpipe-client infer MODEL (--input FILE | --random N [--seed S])\n"
+    "  hgpipe-client infer MODEL --image FILE[,FILE...] [--top-k K]";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "hgpipe-client: error: %s: %s\n",
@@ -197,6 +206,68 @@ absl::StatusOr<std::vector<std::vector<double>>> LogitRows(
   return rows;
 }
 
+// Models taking encoded images (a BYTES input): sends --image files and
+// asks the server for the top --top-k classes of each.
+int InferEncoded(InferenceClient& client, const std::string& model,
+                 const inference::ModelMetadataResponse& metadata) {
+  const std::vector<std::string> files = absl::GetFlag(FLAGS_image);
+  if (files.empty()) {
+    return UsageError(absl::StrCat("model ", model,
+                                   " takes encoded images: use --image FILE[,FILE...]"));
+  }
+  inference::ModelInferRequest request;
+  request.set_model_name(model);
+  request.set_model_version(absl::GetFlag(FLAGS_model_version));
+  auto* in = request.add_inputs();
+  in->set_name(metadata.inputs(0).name());
+  in->set_datatype("BYTES");
+  in->add_shape(static_cast<int64_t>(files.size()));
+  in->add_shape(1);
+  std::string* raw = request.add_raw_input_contents();
+  for (const std::string& path : files) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return Fail(absl::NotFoundError(absl::StrCat("cannot open --image ", path)));
+    const std::string bytes((std::istreambuf_iterator<char>(f)),
+                            std::istreambuf_iterator<char>());
+    const uint32_t len = static_cast<uint32_t>(bytes.size());
+    raw->append(reinterpret_cast<const char*>(&len), 4);  // little-endian
+    raw->append(bytes);
+  }
+  auto* out = request.add_outputs();
+  out->set_name(metadata.outputs(0).name());
+  (*out->mutable_parameters())["classification"].set_int64_param(
+      std::max(1, absl::GetFlag(FLAGS_top_k)));
+  const absl::Time start = absl::Now();
+  auto response = client.Infer(request, absl::Seconds(absl::GetFlag(FLAGS_timeout)));
+  if (!response.ok()) return Fail(response.status());
+  std::printf("model %s (%s): %zu image%s in %.2f ms\n", model.c_str(),
+              metadata.platform().c_str(), files.size(), files.size() == 1 ? "" : "s",
+              absl::ToDoubleMilliseconds(absl::Now() - start));
+  const auto& tensor = response->outputs(0);
+  if (tensor.datatype() != "BYTES" || tensor.shape_size() != 2 ||
+      response->raw_output_contents_size() != 1) {
+    return Fail(absl::DataLossError("the server did not answer with classifications"));
+  }
+  const std::string& r = response->raw_output_contents(0);
+  const int64_t k = tensor.shape(1);
+  size_t pos = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::printf("%s:\n", files[i].c_str());
+    for (int64_t j = 0; j < k && pos + 4 <= r.size(); ++j) {
+      uint32_t len;
+      std::memcpy(&len, r.data() + pos, 4);
+      // Triton's classification string: score:index[:label].
+      const std::vector<std::string> f =
+          absl::StrSplit(r.substr(pos + 4, len), absl::MaxSplits(':', 2));
+      pos += 4 + len;
+      std::printf("  %lld. %s%s (class %s, score %s)\n", static_cast<long long>(j + 1),
+                  f.size() > 2 ? f[2].c_str() : "", f.size() > 2 ? "" : "class",
+                  f.size() > 1 ? f[1].c_str() : "?", f[0].c_str());
+    }
+  }
+  return 0;
+}
+
 int Infer(InferenceClient& client, const std::vector<std::string>& args) {
   if (args.size() != 1) return UsageError("infer takes exactly one MODEL");
   const std::string& model = args[0];
@@ -211,6 +282,7 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
         " outputs; hgpipe-client sends one image input")));
   }
   const auto& input = metadata->inputs(0);
+  if (input.datatype() == "BYTES") return InferEncoded(client, model, *metadata);
   if (input.datatype() != "INT8") {
     return Fail(absl::FailedPreconditionError(
         absl::StrCat("model ", model, " input '", input.name(), "' is ",

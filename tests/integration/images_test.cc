@@ -171,6 +171,25 @@ TEST_F(ImagesTest, ClassificationReturnsTopKWithLabels) {
   EXPECT_EQ(std::vector<std::string>(absl::StrSplit(top[0], ':'))[1], std::to_string(best));
 }
 
+TEST_F(ImagesTest, HgpipeClientPrintsTopKClassesWithLabelsForImageFiles) {
+  const std::string path = std::filesystem::temp_directory_path() /
+                           absl::StrCat("hgpipe-client-", getpid(), ".png");
+  std::ofstream(path, std::ios::binary) << Png(GrayImage(5));
+  const ExitResult r = RunToExit(
+      BinDir() + "/hgpipe-client",
+      {"--url=" + server_->grpc_target(), "infer", "fmnist_vit", "--image=" + path,
+       "--top-k=4"});
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_THAT(r.log, HasSubstr("model fmnist_vit (hgpipe/vit): 1 image"));
+  EXPECT_THAT(r.log, HasSubstr("  4. "));
+  EXPECT_THAT(r.log, HasSubstr("(class "));
+  // Labels come from the weights: one of Fashion-MNIST's ten names.
+  EXPECT_THAT(r.log, ::testing::ContainsRegex(
+                         "1\\. (T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|"
+                         "Shirt|Sneaker|Bag|Ankle boot) \\(class"));
+  std::filesystem::remove(path);
+}
+
 TEST_F(ImagesTest, CorruptTruncatedAndUnsupportedImagesAreRefusedByIndex) {
   const std::string good = Png(GrayImage(4));
   struct Case {

@@ -1,6 +1,8 @@
 // Images -> the accelerator's int8 input, as declared by Options (options.h):
 // decode, convert channels, resize / center crop, normalize, quantize and
-// patchify in one pass that writes straight into the caller's buffer.
+// patchify. The last step writes straight into the caller's buffer: with
+// OutputLayout::kDevicePacked that can be a board's input slot, so no 150 KB
+// intermediate copy or separate PackImage pass is needed.
 //
 // Thread safety: a Preprocessor is immutable after Create; every method is
 // const and may be called from any number of threads at once (scratch memory

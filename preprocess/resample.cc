@@ -7,15 +7,6 @@
 namespace hgpipe::preprocess {
 namespace {
 
-// The row loops below vectorize; on x86-64 GCC also builds an AVX2 copy,
-// picked at load time when the CPU has it (Debian's baseline is SSE2, which
-// lacks a packed 32-bit multiply).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HGPIPE_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HGPIPE_VECTOR_CLONES
-#endif
-
 // Pillow's fixed point: 8 bits of pixel, 2 of headroom, 22 of fraction.
 constexpr int kPrecisionBits = 32 - 8 - 2;
 constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
@@ -34,21 +25,57 @@ double BicubicKernel(double x) {
   return 0.0;
 }
 
-uint8_t Clip8(int32_t v) {
+[[gnu::always_inline]] inline uint8_t Clip8(int32_t v) {
   if (v >= (1 << kPrecisionBits << 8)) return 255;
   if (v <= 0) return 0;
   return static_cast<uint8_t>(v >> kPrecisionBits);
 }
 
-// sum[i] += row[i] * k, the vertical pass's inner loop.
-HGPIPE_VECTOR_CLONES
-void AccumulateRow(int32_t* __restrict sum, const uint8_t* __restrict row, int n, int32_t k) {
+// The vertical pass's row loops. They vectorize; on x86-64 an AVX2 build of
+// them is also compiled and chosen at run time when the CPU has it (Debian's
+// baseline is SSE2, which lacks a packed 32-bit multiply; AVX2 halves the
+// pass). Plain function pointers, not ifunc-based target_clones, which crash
+// at load time under ThreadSanitizer.
+[[gnu::always_inline]] inline void AccumulateRowBody(int32_t* __restrict sum,
+                                                    const uint8_t* __restrict row, int n,
+                                                    int32_t k) {
   for (int i = 0; i < n; ++i) sum[i] += row[i] * k;
 }
-
-HGPIPE_VECTOR_CLONES
-void ClipRow(const int32_t* __restrict sum, uint8_t* __restrict out, int n) {
+[[gnu::always_inline]] inline void ClipRowBody(const int32_t* __restrict sum,
+                                              uint8_t* __restrict out, int n) {
   for (int i = 0; i < n; ++i) out[i] = Clip8(sum[i]);
+}
+
+void AccumulateRowGeneric(int32_t* sum, const uint8_t* row, int n, int32_t k) {
+  AccumulateRowBody(sum, row, n, k);
+}
+void ClipRowGeneric(const int32_t* sum, uint8_t* out, int n) { ClipRowBody(sum, out, n); }
+
+using AccumulateRowFn = void (*)(int32_t*, const uint8_t*, int, int32_t);
+using ClipRowFn = void (*)(const int32_t*, uint8_t*, int);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) void AccumulateRowAvx2(int32_t* sum, const uint8_t* row, int n,
+                                                       int32_t k) {
+  AccumulateRowBody(sum, row, n, k);
+}
+__attribute__((target("avx2"))) void ClipRowAvx2(const int32_t* sum, uint8_t* out, int n) {
+  ClipRowBody(sum, out, n);
+}
+bool HasAvx2() { return __builtin_cpu_supports("avx2"); }
+#else
+constexpr AccumulateRowFn AccumulateRowAvx2 = AccumulateRowGeneric;
+constexpr ClipRowFn ClipRowAvx2 = ClipRowGeneric;
+bool HasAvx2() { return false; }
+#endif
+
+void AccumulateRow(int32_t* sum, const uint8_t* row, int n, int32_t k) {
+  static const AccumulateRowFn fn = HasAvx2() ? AccumulateRowAvx2 : AccumulateRowGeneric;
+  fn(sum, row, n, k);
+}
+void ClipRow(const int32_t* sum, uint8_t* out, int n) {
+  static const ClipRowFn fn = HasAvx2() ? ClipRowAvx2 : ClipRowGeneric;
+  fn(sum, out, n);
 }
 
 // Pillow's precompute_coeffs + normalize_coeffs_8bpc for output indices

@@ -56,7 +56,7 @@ for s in "${stages[@]}"; do
       CXX=clang++ cmake -S . -B build-tsa -G Ninja -DHGPIPE_THREAD_SAFETY=ON \
         -DHGPIPE_BUILD_TESTS=OFF -DHGPIPE_BUILD_BENCH=OFF >/dev/null &&
         ninja -C build-tsa -j"${HGPIPE_JOBS:-2}" hgpipe_base hgpipe_accel \
-          hgpipe_scheduler hgpipe_server hgpipe_client ||
+          hgpipe_scheduler hgpipe_server hgpipe_client hgpipe_preprocess ||
         { echo "test-all: thread-safety analysis failed"; broken=1; } ;;
     *) echo "test-all: unknown stage $s"; exit 2 ;;
   esac

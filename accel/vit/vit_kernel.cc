@@ -208,7 +208,8 @@ void SoftmaxRows(const int32_t* s, size_t rows, size_t t,
                  uint8_t* __restrict out) {
   const int64_t pmax = (int64_t{1} << p.prob_bits) - 1;
   const int rshift = 31 - p.prob_bits;
-  const int64_t rhalf = int64_t{1} << (rshift - 1);
+  const uint32_t urhalf = uint32_t{1} << (rshift - 1);
+  const uint32_t upmax = static_cast<uint32_t>(pmax);
   for (size_t r = 0; r < rows; ++r) {
     const int32_t* sr = s + r * t;
     uint8_t* o = out + r * t;
@@ -223,10 +224,12 @@ void SoftmaxRows(const int32_t* s, size_t rows, size_t t,
       e[j] = table[idx];
     }
     for (size_t j = 0; j < t; ++j) z += e[j];
-    const int64_t recip = (int64_t{1} << 31) / z;
+    // e <= Z, so e * recip <= 2^31 and the sum stays below 2^32: 32-bit
+    // unsigned lanes compute the same values as int64.
+    const uint32_t recip = static_cast<uint32_t>((int64_t{1} << 31) / z);
     for (size_t j = 0; j < t; ++j) {
-      o[j] = static_cast<uint8_t>(
-          std::min((int64_t{e[j]} * recip + rhalf) >> rshift, pmax));
+      o[j] = static_cast<uint8_t>(std::min<uint32_t>(
+          (static_cast<uint32_t>(e[j]) * recip + urhalf) >> rshift, upmax));
     }
   }
 }
@@ -281,7 +284,7 @@ struct VitKernel::Impl {
   std::vector<BlockPlan> blocks;
   std::unique_ptr<BatchedMatmul> scores, context;
 
-  // Buffers of one chunk; one set per Compute call.
+  // Buffers of one chunk.
   struct Workspace {
     std::vector<int8_t> flat, a8, qkv8;
     std::vector<int32_t> acc, res, scores;
@@ -378,14 +381,19 @@ void VitKernel::Compute(const int8_t* input, uint32_t n,
   const uint32_t chunk = std::min(n, im.chunk);
   const size_t max_rows = size_t{chunk} * t;
 
-  Impl::Workspace ws;
-  ws.flat.resize(max_rows * v);
-  ws.a8.resize(max_rows * std::max(d, hd));
-  ws.qkv8.resize(max_rows * 3 * d);
-  ws.acc.resize(std::max(max_rows * std::max(3 * d, hd), size_t{chunk} * c));
-  ws.res.resize(max_rows * d);
-  ws.scores.resize(size_t{chunk} * h * t * t);
-  ws.probs.resize(ws.scores.size());
+  // Per thread and reused across calls (and kernels): every buffer is
+  // written before it is read, so only its size matters.
+  thread_local Impl::Workspace ws;
+  auto grow = [](auto& vec, size_t n) {
+    if (vec.size() < n) vec.resize(n);
+  };
+  grow(ws.flat, max_rows * v);
+  grow(ws.a8, max_rows * std::max(d, hd));
+  grow(ws.qkv8, max_rows * 3 * d);
+  grow(ws.acc, std::max(max_rows * std::max(3 * d, hd), size_t{chunk} * c));
+  grow(ws.res, max_rows * d);
+  grow(ws.scores, size_t{chunk} * h * t * t);
+  grow(ws.probs, size_t{chunk} * h * t * t);
 
   const int64_t rlo = -(int64_t{1} << (s.residual_bits - 1));
   const int64_t rhi = (int64_t{1} << (s.residual_bits - 1)) - 1;

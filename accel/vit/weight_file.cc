@@ -1,6 +1,7 @@
 #include "accel/vit/weight_file.h"
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 
 namespace hgpipe::accel::vit {
 namespace {
@@ -48,7 +50,7 @@ class Reader {
   template <typename T>
   absl::Status Int(absl::string_view field, T* out) {
     absl::string_view s;
-    if (absl::Status st = Take(sizeof(T), field, &s); !st.ok()) return st;
+    RETURN_IF_ERROR(Take(sizeof(T), field, &s));
     uint64_t v = 0;
     for (size_t i = 0; i < sizeof(T); ++i) {
       v |= uint64_t{static_cast<uint8_t>(s[i])} << (8 * i);
@@ -62,12 +64,6 @@ class Reader {
   absl::string_view source_;
   size_t pos_ = 0;
 };
-
-#define HGPIPE_READ_OR_RETURN(expr)            \
-  do {                                         \
-    ::absl::Status read_status_ = (expr);      \
-    if (!read_status_.ok()) return read_status_; \
-  } while (0)
 
 bool ValidDType(uint8_t code) { return code >= 1 && code <= 5; }
 
@@ -173,9 +169,9 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
     return r.Error("magic", "not an HG-PIPE ViT weight file (expected "
                             "\"HGPVIT\\r\\n\")");
   }
-  HGPIPE_READ_OR_RETURN(r.Take(8, "magic", &magic));
+  RETURN_IF_ERROR(r.Take(8, "magic", &magic));
   uint32_t version = 0;
-  HGPIPE_READ_OR_RETURN(r.Int("version", &version));
+  RETURN_IF_ERROR(r.Int("version", &version));
   if (version != kContainerVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": version ", version, " is not supported (this "
@@ -185,13 +181,13 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
   // the field it ends in; the closing CRC then catches flipped bits.
   Container c;
   uint32_t manifest_bytes = 0;
-  HGPIPE_READ_OR_RETURN(r.Int("manifest length", &manifest_bytes));
+  RETURN_IF_ERROR(r.Int("manifest length", &manifest_bytes));
   if (manifest_bytes > kMaxManifestBytes) {
     return r.Error("manifest length",
                    absl::StrCat(manifest_bytes, " exceeds ", kMaxManifestBytes));
   }
   absl::string_view text;
-  HGPIPE_READ_OR_RETURN(r.Take(manifest_bytes, "manifest", &text));
+  RETURN_IF_ERROR(r.Take(manifest_bytes, "manifest", &text));
   std::set<std::string> keys;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -212,23 +208,23 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
   }
 
   uint32_t count = 0;
-  HGPIPE_READ_OR_RETURN(r.Int("tensor count", &count));
+  RETURN_IF_ERROR(r.Int("tensor count", &count));
   if (count > kMaxTensors) {
     return r.Error("tensor count", absl::StrCat(count, " exceeds ", kMaxTensors));
   }
   for (uint32_t i = 0; i < count; ++i) {
     const std::string field = absl::StrCat("tensor #", i);
     uint16_t name_len = 0;
-    HGPIPE_READ_OR_RETURN(r.Int(field + " name length", &name_len));
+    RETURN_IF_ERROR(r.Int(field + " name length", &name_len));
     absl::string_view name;
-    HGPIPE_READ_OR_RETURN(r.Take(name_len, field + " name", &name));
+    RETURN_IF_ERROR(r.Take(name_len, field + " name", &name));
     const std::string where = absl::StrCat("tensor '", name, "'");
     uint8_t code = 0, rank = 0;
-    HGPIPE_READ_OR_RETURN(r.Int(where + " dtype", &code));
+    RETURN_IF_ERROR(r.Int(where + " dtype", &code));
     if (!ValidDType(code)) {
       return r.Error(where + " dtype", absl::StrCat("unknown code ", code));
     }
-    HGPIPE_READ_OR_RETURN(r.Int(where + " rank", &rank));
+    RETURN_IF_ERROR(r.Int(where + " rank", &rank));
     if (rank > kMaxRank) {
       return r.Error(where + " rank", absl::StrCat(rank, " exceeds ", kMaxRank));
     }
@@ -237,7 +233,7 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
     uint64_t elements = 1;
     for (uint8_t d = 0; d < rank; ++d) {
       uint32_t dim = 0;
-      HGPIPE_READ_OR_RETURN(r.Int(where + " dims", &dim));
+      RETURN_IF_ERROR(r.Int(where + " dims", &dim));
       t.dims.push_back(dim);
       elements *= dim;
       if (elements > kMaxTensorBytes) {
@@ -245,14 +241,14 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
       }
     }
     uint64_t nbytes = 0;
-    HGPIPE_READ_OR_RETURN(r.Int(where + " byte length", &nbytes));
+    RETURN_IF_ERROR(r.Int(where + " byte length", &nbytes));
     if (nbytes != elements * DTypeSize(t.dtype)) {
       return r.Error(where + " byte length",
                      absl::StrCat(nbytes, " does not match ", elements, " ",
                                   DTypeName(t.dtype), " elements"));
     }
     absl::string_view data;
-    HGPIPE_READ_OR_RETURN(r.Take(nbytes, where + " data", &data));
+    RETURN_IF_ERROR(r.Take(nbytes, where + " data", &data));
     t.bytes.assign(data.begin(), data.end());
     if (!c.tensors.emplace(std::string(name), std::move(t)).second) {
       return absl::InvalidArgumentError(
@@ -261,7 +257,7 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
   }
   uint32_t crc = 0;
   const size_t crc_offset = r.offset();
-  HGPIPE_READ_OR_RETURN(r.Int("crc32", &crc));
+  RETURN_IF_ERROR(r.Int("crc32", &crc));
   if (r.remaining() != 0) {
     return r.Error("end", absl::StrCat(r.remaining(),
                                        " unexpected bytes after the CRC"));

@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "accel/emulated_board.h"
 
 #include <atomic>
@@ -69,7 +70,7 @@ EmulatedBoard::EmulatedBoard(Options options)
 
 EmulatedBoard::~EmulatedBoard() {
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     stop_ = true;
   }
   if (worker_.joinable()) worker_.join();
@@ -92,7 +93,7 @@ void EmulatedBoard::Submit(int index, uint32_t n, DoneCallback done) {
   const absl::Time now = clock_->Now();
   RunTimes t;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     ++runs_submitted_;
     if (fail_after_runs_ && runs_submitted_ > *fail_after_runs_) failed_ = true;
     if (failed_) {
@@ -123,7 +124,7 @@ void EmulatedBoard::WorkerLoop() {
   for (;;) {
     Work w;
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
           +[](EmulatedBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
             return b->stop_ || !b->work_.empty();
@@ -139,7 +140,7 @@ void EmulatedBoard::WorkerLoop() {
 }
 
 absl::Status EmulatedBoard::Health() const {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (failed_) {
     return absl::UnavailableError(
         absl::StrCat("board ", info_.name, ": injected fault"));
@@ -148,7 +149,7 @@ absl::Status EmulatedBoard::Health() const {
 }
 
 RunTimes EmulatedBoard::last_run_times() const {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   return last_run_;
 }
 

@@ -16,7 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "accel/board.h"
 #include "accel/kernel.h"
 #include "accel/pipeline_model.h"
@@ -92,7 +92,7 @@ class EmulatedBoard final : public Board {
   BitstreamManifest manifest_;
   std::vector<Slot> slots_;  // buffers are lent to the caller per slot()
 
-  mutable absl::Mutex mu_;
+  mutable hgpipe::Mutex mu_;
   PipelineModel model_ ABSL_GUARDED_BY(mu_);
   RunTimes last_run_ ABSL_GUARDED_BY(mu_);
   uint64_t runs_submitted_ ABSL_GUARDED_BY(mu_) = 0;

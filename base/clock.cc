@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "base/clock.h"
 
 #include <thread>
@@ -36,19 +37,19 @@ RealClock::RealClock() {
 
 RealClock::~RealClock() {
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     stop_ = true;
   }
   thread_.join();
 }
 
 Clock::TimerId RealClock::RunAt(absl::Time when, absl::AnyInvocable<void()> fn) {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   return timers_.Add(when, std::move(fn));
 }
 
 bool RealClock::Cancel(TimerId id) {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (timers_.Cancel(id)) return true;
   if (running_ == id && std::this_thread::get_id() != timer_thread_) {
     auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -68,7 +69,7 @@ void RealClock::Loop() {
   while (!stop_) {
     if (timers_.empty() || absl::Now() < timers_.next_due()) {
       // Sleep until the earliest timer is due; a new earlier timer or stop_
-      // ends the wait at once (absl::Mutex re-checks the condition whenever
+      // ends the wait at once (hgpipe::Mutex re-checks the condition whenever
       // mu_ is released, so RunAt needs no separate signal).
       wait_due_ = timers_.empty() ? absl::InfiniteFuture() : timers_.next_due();
       mu_.AwaitWithDeadline(absl::Condition(this, &RealClock::ShouldWake),
@@ -87,17 +88,17 @@ void RealClock::Loop() {
 }
 
 absl::Time SimClock::Now() {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   return now_;
 }
 
 Clock::TimerId SimClock::RunAt(absl::Time when, absl::AnyInvocable<void()> fn) {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   return timers_.Add(when, std::move(fn));
 }
 
 bool SimClock::Cancel(TimerId id) {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (timers_.Cancel(id)) return true;
   if (running_ == id && std::this_thread::get_id() != running_thread_) {
     auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -112,7 +113,7 @@ bool SimClock::RunNext(absl::Time limit) {
   TimerQueue::Fn fn;
   TimerId id;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     if (timers_.empty() || timers_.next_due() > limit) return false;
     if (timers_.next_due() > now_) now_ = timers_.next_due();
     std::tie(id, fn) = timers_.PopNext();
@@ -121,7 +122,7 @@ bool SimClock::RunNext(absl::Time limit) {
   }
   fn();
   fn = nullptr;
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   running_ = 0;
   return true;
 }
@@ -129,7 +130,7 @@ bool SimClock::RunNext(absl::Time limit) {
 void SimClock::AdvanceTo(absl::Time until) {
   while (RunNext(until)) {
   }
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (until > now_) now_ = until;
 }
 
@@ -140,7 +141,7 @@ int64_t SimClock::RunUntilIdle(int64_t limit) {
 }
 
 bool SimClock::HasPendingTimers() {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   return !timers_.empty();
 }
 

@@ -13,7 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/time.h"
 
 namespace hgpipe {
@@ -75,7 +75,7 @@ class RealClock final : public Clock {
   void Loop();
   bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   TimerQueue timers_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time wait_due_ ABSL_GUARDED_BY(mu_);  // what Loop() is sleeping for
@@ -108,7 +108,7 @@ class SimClock final : public Clock {
   // Pops and runs the next timer due by `limit`; false if there is none.
   bool RunNext(absl::Time limit);
 
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   TimerQueue timers_ ABSL_GUARDED_BY(mu_);
   TimerId running_ ABSL_GUARDED_BY(mu_) = 0;

@@ -33,7 +33,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/flags.h"
@@ -95,19 +95,19 @@ class Saturator {
   void Start() {
     for (int s = 0; s < board_->num_slots(); ++s) {
       {
-        absl::MutexLock l(&mu_);
+        hgpipe::MutexLock l(&mu_);
         ++active_;
       }
       Submit(s);
     }
   }
   int64_t images() {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     return images_;
   }
   // Stops resubmitting and waits for the runs in flight.
   absl::Status StopAndWait() {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     stop_ = true;
     mu_.Await(absl::Condition(
         +[](Saturator* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
@@ -122,7 +122,7 @@ class Saturator {
     board_->Submit(slot, n_, [this, slot](absl::Status status) {
       bool again;
       {
-        absl::MutexLock l(&mu_);
+        hgpipe::MutexLock l(&mu_);
         if (status.ok()) {
           images_ += n_;
         } else if (first_error_.ok()) {
@@ -140,7 +140,7 @@ class Saturator {
 
   accel::Board* const board_;
   const uint32_t n_;
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   int64_t images_ ABSL_GUARDED_BY(mu_) = 0;
   int active_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

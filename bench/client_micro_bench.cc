@@ -9,7 +9,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "benchmark/benchmark.h"
 #include "clients/tensors.h"
 
@@ -100,16 +100,16 @@ void BM_ExpectedVerifyLogits(benchmark::State& state) {
 }
 BENCHMARK(BM_ExpectedVerifyLogits);
 
-// absl::Mutex lock/unlock, as every completion takes one. Debian builds
+// hgpipe::Mutex lock/unlock, as every completion takes one. Debian builds
 // Abseil without NDEBUG, so deadlock detection is on unless a binary turns
 // it off; the argument selects the mode.
 void BM_MutexLockUnlock(benchmark::State& state) {
   absl::SetMutexDeadlockDetectionMode(state.range(0)
                                           ? absl::OnDeadlockCycle::kAbort
                                           : absl::OnDeadlockCycle::kIgnore);
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   for (auto _ : state) {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
   }
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
 }

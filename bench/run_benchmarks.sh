@@ -21,7 +21,12 @@
 #                                   and hgpipe-bench-board (e.g. -10 as root
 #                                   on a machine shared with other jobs)
 #   BOARDS=sim:1                    hgpipe-server --boards
+#   MODEL_REPOSITORY=OUT/models     hgpipe-server --model-repository; by
+#                                   default a copy of models/verify alone, so
+#                                   no other model's boards share the CPU
 #   SERVER_ARGS=""                  more hgpipe-server flags
+#   SERVER_ENV=""                   environment for hgpipe-server, e.g.
+#     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=268435456
 #   PERF_ARGS=""                    more hgpipe-perf flags (both targets)
 #   OUT=BUILD_DIR/bench-results/<timestamp>   where logs and JSON go
 set -euo pipefail
@@ -37,6 +42,7 @@ REPEAT=${REPEAT:-1}
 NICE=${NICE:-0}
 BOARDS=${BOARDS:-sim:1}
 SERVER_ARGS=${SERVER_ARGS:-}
+SERVER_ENV=${SERVER_ENV:-}
 PERF_ARGS=${PERF_ARGS:-}
 OUT=${OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
@@ -49,6 +55,11 @@ for b in hgpipe-echo-server hgpipe-server hgpipe-perf hgpipe-bench-board; do
   fi
 done
 mkdir -p "$OUT"
+if [[ -z ${MODEL_REPOSITORY:-} ]]; then
+  MODEL_REPOSITORY=$OUT/models
+  mkdir -p "$MODEL_REPOSITORY"
+  cp -r "$ROOT/models/verify" "$MODEL_REPOSITORY/"
+fi
 
 PIDS=()
 cleanup() {
@@ -95,7 +106,7 @@ start_server() {
   echo "cores: $(nproc)"
   echo "load_before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "command: $0 $* (REPEAT=$REPEAT NICE=$NICE DURATION=$DURATION WARMUP=$WARMUP CONCURRENCY='$CONCURRENCY' IMAGES_PER_REQUEST='$IMAGES_PER_REQUEST' BOARDS=$BOARDS SERVER_ARGS='$SERVER_ARGS' PERF_ARGS='$PERF_ARGS')"
+  echo "command: $0 $* (REPEAT=$REPEAT NICE=$NICE DURATION=$DURATION WARMUP=$WARMUP CONCURRENCY='$CONCURRENCY' IMAGES_PER_REQUEST='$IMAGES_PER_REQUEST' BOARDS=$BOARDS MODEL_REPOSITORY=$MODEL_REPOSITORY SERVER_ARGS='$SERVER_ARGS' SERVER_ENV='$SERVER_ENV' PERF_ARGS='$PERF_ARGS')"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -103,8 +114,9 @@ start_server echo "$BIN/hgpipe-echo-server" --host 127.0.0.1 --grpc-port 0
 ECHO_PORT=$PORT
 ECHO_PID=$SERVER_PID
 # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-start_server server "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 \
-  --metrics-port 0 --boards "$BOARDS" $SERVER_ARGS
+start_server server env $SERVER_ENV "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 \
+  --metrics-port 0 --boards "$BOARDS" --model-repository "$MODEL_REPOSITORY" \
+  $SERVER_ARGS
 SERVER_PORT=$PORT
 HGPIPE_SERVER_PID=$SERVER_PID
 CLK_TCK=$(getconf CLK_TCK)

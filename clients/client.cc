@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "clients/client.h"
 
 #include <utility>
@@ -67,7 +68,7 @@ InferenceClient::InferenceClient(std::string target, const Options& options)
       in_flight_(std::make_shared<InFlightCounter>()) {}
 
 InferenceClient::~InferenceClient() {
-  absl::MutexLock l(&in_flight_->mu);
+  hgpipe::MutexLock l(&in_flight_->mu);
   in_flight_->mu.Await(absl::Condition(
       +[](InFlightCounter* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) {
         return c->calls == 0;
@@ -182,7 +183,7 @@ void InferenceClient::InferAsync(
     std::shared_ptr<const inference::ModelInferRequest> request,
     InferCallback done, absl::Duration timeout) {
   {
-    absl::MutexLock l(&in_flight_->mu);
+    hgpipe::MutexLock l(&in_flight_->mu);
     ++in_flight_->calls;
   }
   auto* call = new AsyncCall;
@@ -206,7 +207,7 @@ void InferenceClient::InferAsync(
         std::shared_ptr<InFlightCounter> in_flight = std::move(owned->in_flight);
         owned.reset();
         user_done(std::move(result));
-        absl::MutexLock l(&in_flight->mu);
+        hgpipe::MutexLock l(&in_flight->mu);
         --in_flight->calls;
       });
 }
@@ -219,7 +220,7 @@ void InferenceClient::InferAsync(inference::ModelInferRequest request,
 }
 
 int64_t InferenceClient::InFlight() const {
-  absl::MutexLock l(&in_flight_->mu);
+  hgpipe::MutexLock l(&in_flight_->mu);
   return in_flight_->calls;
 }
 

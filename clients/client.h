@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/time.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "proto/health.grpc.pb.h"
@@ -114,7 +114,7 @@ class InferenceClient {
   // Counts calls in flight. Shared with each call, so that the last callback
   // to finish never touches a mutex the destructor has already freed.
   struct InFlightCounter {
-    absl::Mutex mu;
+    hgpipe::Mutex mu;
     int64_t calls ABSL_GUARDED_BY(mu) = 0;
   };
   InferenceClient(std::string target, const Options& options);

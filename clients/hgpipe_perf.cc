@@ -19,7 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/flags.h"
@@ -96,7 +96,7 @@ int Main(int argc, char** argv) {
       "  hgpipe-perf [--url HOST:PORT] [--model verify] [--concurrency N | "
       "--rate R] [--duration S] [--json]");
   DashesToUnderscores(argc, argv);
-  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex deadlock
+  // Debian builds Abseil without NDEBUG, which leaves hgpipe::Mutex deadlock
   // detection on: a global lock and a graph lookup on every Mutex
   // acquisition, gRPC's own included. A measuring tool should not pay it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/clock.h"
 #include "accel/verify_digest.h"
 #include "clients/client.h"
@@ -153,7 +153,7 @@ class LoadRun {
   // until the window ends.
   void StartClosedLoop() {
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       outstanding_ = options_.concurrency;
     }
     for (int i = 0; i < options_.concurrency; ++i) Issue(absl::Now());
@@ -170,7 +170,7 @@ class LoadRun {
       const absl::Time now = absl::Now();
       if (next > now) absl::SleepFor(next - now);
       {
-        absl::MutexLock l(&mu_);
+        hgpipe::MutexLock l(&mu_);
         if (outstanding_ >= options_.max_outstanding) {
           ++late_requests_;
           auto below_cap = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -189,7 +189,7 @@ class LoadRun {
                              : constant_gap;
       next += absl::Seconds(gap);
     }
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     issuing_done_ = true;
   }
 
@@ -210,7 +210,7 @@ class LoadRun {
       }
       std::optional<LoadProgress> report;
       {
-        absl::MutexLock l(&mu_);
+        hgpipe::MutexLock l(&mu_);
         auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return issuing_done_ && outstanding_ == 0;
         };
@@ -244,7 +244,7 @@ class LoadRun {
   }
 
   LoadResult Result() {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     LoadResult r;
     r.platform = shape_.platform;
     r.input_name = shape_.input_name;
@@ -319,7 +319,7 @@ class LoadRun {
     owned.reset();
     bool reissue = false;
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       ++requests_total_;
       if (!code.empty()) {
         ++error_count_;
@@ -381,7 +381,7 @@ class LoadRun {
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
   std::atomic<uint64_t> next_call_{0};
 
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   bool issuing_done_ ABSL_GUARDED_BY(mu_) = false;
   int64_t requests_total_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
@@ -81,14 +82,14 @@ Scheduler::~Scheduler() {
   Shutdown();
   std::vector<Clock::TimerId> timers;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     for (auto& m : models_) {
       for (const auto& [seq, id] : m->timers) timers.push_back(id);
     }
   }
   // Without mu_: Cancel waits for a running callback, which takes mu_.
   for (Clock::TimerId id : timers) clock_->Cancel(id);
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   models_.clear();  // boards are idle: every run has been answered
 }
 
@@ -117,7 +118,7 @@ absl::StatusOr<int> Scheduler::AddModel(
                        " has a different device geometry"));
     }
   }
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (model_ids_.contains(options.name)) {
     return absl::AlreadyExistsError(
         absl::StrCat("model ", options.name, " is already loaded"));
@@ -143,7 +144,7 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
   }
   std::vector<std::unique_ptr<Run>> runs;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     if (!accepting_) {
       return absl::UnavailableError("the server is shutting down");
     }
@@ -238,7 +239,7 @@ void Scheduler::ArmTimerLocked(Model& m, absl::Time due) {
 void Scheduler::OnTimer(int model_id, uint64_t seq, absl::Time due) {
   std::vector<std::unique_ptr<Run>> runs;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     Model& m = *models_[model_id];
     m.timers.erase(seq);
     if (m.next_timer == due) m.next_timer = absl::InfiniteFuture();
@@ -292,7 +293,7 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
   std::vector<std::unique_ptr<Run>> runs;
   bool health_changed = false;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     b.free_slots.push_back(run->slot);
     b.in_flight -= n;
     if (status.ok()) {
@@ -355,19 +356,19 @@ void Scheduler::Deliver(std::vector<std::unique_ptr<Request>> done,
     cb(r->status);
   }
   done.clear();
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   --delivering_;
 }
 
 bool Scheduler::ModelReady(absl::string_view model) const {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   auto it = model_ids_.find(model);
   return it != model_ids_.end() && models_[it->second]->AnyHealthyBoard();
 }
 
 std::vector<Scheduler::BoardStatus> Scheduler::Boards(
     absl::string_view model) const {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   std::vector<BoardStatus> out;
   auto it = model_ids_.find(model);
   if (it == model_ids_.end()) return out;
@@ -380,7 +381,7 @@ std::vector<Scheduler::BoardStatus> Scheduler::Boards(
 bool Scheduler::Idle() const { return open_requests_ == 0 && delivering_ == 0; }
 
 void Scheduler::Shutdown() {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   accepting_ = false;
   mu_.Await(absl::Condition(this, &Scheduler::Idle));
 }

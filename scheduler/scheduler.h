@@ -36,7 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "accel/board.h"
@@ -175,7 +175,7 @@ class Scheduler {
   Observer* const observer_;
   const absl::Duration dispatch_lead_;
 
-  mutable absl::Mutex mu_;
+  mutable hgpipe::Mutex mu_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<std::unique_ptr<Model>> models_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> model_ids_ ABSL_GUARDED_BY(mu_);

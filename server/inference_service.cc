@@ -4,7 +4,7 @@
 #include "absl/time/clock.h"
 #include <atomic>
 
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
 
@@ -188,7 +188,7 @@ struct PreprocessJob {
   PreparedInput input;
   std::vector<int8_t> patches;  // n x input_bytes, flat
   std::atomic<uint32_t> remaining;
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   // The lowest-numbered image that failed, and why.
   int64_t failed_image ABSL_GUARDED_BY(mu) = -1;
   absl::Status failure ABSL_GUARDED_BY(mu);
@@ -223,7 +223,7 @@ void InferenceService::Preprocess(const LoadedModel& m, PreparedInput input,
                                 out);
       }
       if (!s.ok()) {
-        absl::MutexLock l(&job->mu);
+        hgpipe::MutexLock l(&job->mu);
         if (job->failed_image < 0 || i < job->failed_image) {
           job->failed_image = i;
           job->failure = s;
@@ -234,7 +234,7 @@ void InferenceService::Preprocess(const LoadedModel& m, PreparedInput input,
       absl::Status failure;
       int64_t failed_image;
       {
-        absl::MutexLock l(&job->mu);
+        hgpipe::MutexLock l(&job->mu);
         failure = job->failure;
         failed_image = job->failed_image;
       }

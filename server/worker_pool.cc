@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "server/worker_pool.h"
 
 namespace hgpipe::server {
@@ -10,14 +11,14 @@ WorkerPool::WorkerPool(int threads, size_t max_queued) : max_queued_(max_queued)
 
 WorkerPool::~WorkerPool() {
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     stop_ = true;
   }
   for (auto& t : threads_) t.join();
 }
 
 bool WorkerPool::TrySubmitAll(std::vector<Task> tasks) {
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (stop_ || queue_.size() + tasks.size() > max_queued_) return false;
   for (auto& t : tasks) queue_.push_back(std::move(t));
   return true;
@@ -27,7 +28,7 @@ void WorkerPool::Loop() {
   for (;;) {
     Task task;
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stop_ || !queue_.empty();
       };

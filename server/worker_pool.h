@@ -14,7 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace hgpipe::server {
 
@@ -35,7 +35,7 @@ class WorkerPool {
   void Loop();
 
   const size_t max_queued_;
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -22,7 +22,7 @@ pkgs+=(
 pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml python3-pil python3-protobuf libopenblas0-openmp
        dataset-fashion-mnist)
 # Deployment tests: a real Prometheus, kubectl, podman for the image.
-pkgs+=(prometheus
+pkgs+=(prometheus docker-compose
        podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap)
 
 # kubectl: Debian's kubernetes-client, unless some other package has one.

@@ -1,3 +1,4 @@
+#include "base/mutex.h"
 #include "accel/vit/matmul.h"
 
 #include <cstdio>
@@ -88,7 +89,7 @@ absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
     plan->primitive = dnnl::matmul(pd);
     plan->weights = &l->blocked_weights_;
     plan->scratch = pd.scratchpad_desc();
-    absl::MutexLock lock(&l->mu_);
+    hgpipe::MutexLock lock(&l->mu_);
     l->plans_[max_rows] = std::move(plan);
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN int8 matmul ", max_rows,
@@ -131,14 +132,14 @@ std::shared_ptr<const Int8Linear::Plan> Int8Linear::MakePlan(
 std::shared_ptr<const Int8Linear::Plan> Int8Linear::GetPlan(
     uint32_t rows) const {
   {
-    absl::MutexLock lock(&mu_);
+    hgpipe::MutexLock lock(&mu_);
     auto it = plans_.find(rows);
     if (it != plans_.end()) return it->second;
   }
   // Created outside the lock (primitive creation JIT-compiles); a racing
   // thread may build the same plan, and the first one stored wins.
   std::shared_ptr<const Plan> plan = MakePlan(rows);
-  absl::MutexLock lock(&mu_);
+  hgpipe::MutexLock lock(&mu_);
   return plans_.emplace(rows, std::move(plan)).first->second;
 }
 
@@ -193,7 +194,7 @@ BatchedMatmul::MakePlan(uint32_t images) const {
 std::shared_ptr<const BatchedMatmul::Plan> BatchedMatmul::GetPlan(
     uint32_t images) const {
   {
-    absl::MutexLock lock(&mu_);
+    hgpipe::MutexLock lock(&mu_);
     auto it = plans_.find(images);
     if (it != plans_.end()) return it->second;
   }
@@ -202,14 +203,14 @@ std::shared_ptr<const BatchedMatmul::Plan> BatchedMatmul::GetPlan(
     std::fprintf(stderr, "vit: %s\n", plan.status().ToString().c_str());
     std::abort();
   }
-  absl::MutexLock lock(&mu_);
+  hgpipe::MutexLock lock(&mu_);
   return plans_.emplace(images, *std::move(plan)).first->second;
 }
 
 absl::Status BatchedMatmul::Prepare(uint32_t images) const {
   absl::StatusOr<std::shared_ptr<const Plan>> plan = MakePlan(images);
   if (!plan.ok()) return plan.status();
-  absl::MutexLock lock(&mu_);
+  hgpipe::MutexLock lock(&mu_);
   plans_.emplace(images, *std::move(plan));
   return absl::OkStatus();
 }

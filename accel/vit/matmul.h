@@ -17,7 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace hgpipe::accel::vit {
@@ -53,7 +53,7 @@ class Int8Linear {
   dnnl::memory blocked_weights_;  // reordered for the max_rows primitive
   std::vector<int8_t> weight_copy_;
 
-  mutable absl::Mutex mu_;
+  mutable hgpipe::Mutex mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
       ABSL_GUARDED_BY(mu_);
 };
@@ -88,7 +88,7 @@ class BatchedMatmul {
   std::shared_ptr<const Plan> GetPlan(uint32_t images) const;
 
   const Shape shape_;
-  mutable absl::Mutex mu_;
+  mutable hgpipe::Mutex mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
       ABSL_GUARDED_BY(mu_);
 };

@@ -12,7 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "accel/xrt/bitstream_file.h"
 #include "base/status_macros.h"
 #include "experimental/xrt_system.h"
@@ -148,7 +148,7 @@ class XrtBoard final : public Board {
 
   ~XrtBoard() override {
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       stop_ = true;
     }
     if (completion_.joinable()) completion_.join();
@@ -174,7 +174,7 @@ class XrtBoard final : public Board {
   }
   void Submit(int index, uint32_t n, DoneCallback done) override;
   absl::Status Health() const override {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     if (failure_.ok()) return absl::OkStatus();
     return absl::UnavailableError(failure_.message());
   }
@@ -223,10 +223,10 @@ class XrtBoard final : public Board {
 
   // Held while a run is started and queued, so runs wait in the completion
   // queue in the order they were started on the device.
-  absl::Mutex submit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  hgpipe::Mutex submit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // State below is protected by mu_.
-  mutable absl::Mutex mu_;
+  mutable hgpipe::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);  // first failure; OK: healthy
@@ -336,7 +336,7 @@ absl::Status XrtBoard::Init(const std::string& device_spec,
   }
 
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     slot_busy_.assign(slots_.size(), false);
   }
   completion_ = std::thread([this] { CompletionLoop(); });
@@ -345,7 +345,7 @@ absl::Status XrtBoard::Init(const std::string& device_spec,
 
 absl::Status XrtBoard::Fail(absl::StatusCode code, absl::string_view what) {
   absl::Status s(code, absl::StrCat("board ", info_.name, ": ", what));
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (failure_.ok()) failure_ = s;
   return s;
 }
@@ -355,13 +355,13 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
   p.slot = index;
   p.n = n;
   p.done = std::move(done);
-  absl::MutexLock sl(&submit_mu_);
+  hgpipe::MutexLock sl(&submit_mu_);
   if (index < 0 || index >= num_slots() || n == 0 || n > max_images_per_run_) {
     p.status = absl::InvalidArgumentError(absl::StrCat(
         "board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
         num_slots(), " slots of ", max_images_per_run_, " images)"));
   } else {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     if (!failure_.ok()) {
       p.status = absl::UnavailableError(
           absl::StrCat(failure_.message(), " (run refused)"));
@@ -389,7 +389,7 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
           absl::StrCat("starting a ", Where(index, n), " failed: ", e.what()));
     }
   }
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   pending_.push_back(std::move(p));
 }
 
@@ -397,7 +397,7 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
   Slot& s = slots_[p.slot];
   bool failed_before;
   {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     failed_before = !failure_.ok();
   }
   try {
@@ -441,7 +441,7 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
                 absl::StrCat("completing a ", Where(p.slot, p.n),
                              " failed: ", e.what()));
   }
-  absl::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&mu_);
   if (!failure_.ok()) {
     // Another run failed meanwhile: outputs of this board are not trusted.
     return absl::UnavailableError(
@@ -454,7 +454,7 @@ void XrtBoard::CompletionLoop() {
   for (;;) {
     Pending p;
     {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
           +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
             return b->stop_ || !b->pending_.empty();
@@ -467,7 +467,7 @@ void XrtBoard::CompletionLoop() {
     absl::Status status = p.status;
     if (p.started) status = FinishRun(p);
     if (p.claimed) {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       slot_busy_[p.slot] = false;
     }
     DoneCallback done = std::move(p.done);

@@ -3,7 +3,7 @@
 #include <random>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "accel/device_layout.h"
 #include "accel/verify_digest.h"
 #include "gtest/gtest.h"
@@ -94,7 +94,7 @@ TEST(EmulatedBoardTest, WorkerThreadComputeWithRealClock) {
   o.clock = &clock;
   o.max_images_per_run = 2;
   auto board = *EmulatedBoard::Create(o);
-  absl::Notification done;
+  hgpipe::Notification done;
   absl::Status status;
   const absl::Time start = absl::Now();
   board->Submit(1, 2, [&](absl::Status s) {

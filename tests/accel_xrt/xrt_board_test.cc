@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/time.h"
 #include "accel/xrt/bitstream_file.h"
 #include "gmock/gmock.h"
@@ -35,13 +35,13 @@ class Completions {
  public:
   Board::DoneCallback Add(int id) {
     return [this, id](absl::Status s) {
-      absl::MutexLock l(&mu_);
+      hgpipe::MutexLock l(&mu_);
       order_.push_back(id);
       statuses_.push_back(std::move(s));
     };
   }
   void Wait(size_t count) {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     auto enough = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return order_.size() >= count;
     };
@@ -50,16 +50,16 @@ class Completions {
         << "only " << order_.size() << " of " << count << " runs completed";
   }
   std::vector<int> order() {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     return order_;
   }
   absl::Status status(size_t i) {
-    absl::MutexLock l(&mu_);
+    hgpipe::MutexLock l(&mu_);
     return statuses_.at(i);
   }
 
  private:
-  absl::Mutex mu_;
+  hgpipe::Mutex mu_;
   std::vector<int> order_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Status> statuses_ ABSL_GUARDED_BY(mu_);
 };
@@ -153,7 +153,7 @@ TEST_F(XrtBoardTest, SeveralRunsInFlightCompleteInSubmissionOrder) {
   ASSERT_NE(board, nullptr);
   // Hold the first completion: Submit must not wait for earlier runs, so
   // all four runs are queued while the first is still undelivered.
-  absl::Notification release;
+  hgpipe::Notification release;
   Completions c;
   auto first = c.Add(0);
   board->Submit(0, 8,
@@ -177,17 +177,17 @@ TEST_F(XrtBoardTest, SlotsAreReusedFromCompletionCallbacks) {
   // Each completion resubmits its slot, as a scheduler keeping the board
   // full does; 4 slots carry 200 runs.
   constexpr int kRuns = 200;
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   int submitted = 0, ok = 0, done = 0;
   std::function<void(int)> submit = [&](int slot) {
     {
-      absl::MutexLock l(&mu);
+      hgpipe::MutexLock l(&mu);
       if (submitted == kRuns) return;
       ++submitted;
     }
     board->Submit(slot, 1 + slot, [&, slot](absl::Status s) {
       {
-        absl::MutexLock l(&mu);
+        hgpipe::MutexLock l(&mu);
         ++done;
         if (s.ok()) ++ok;
       }
@@ -196,7 +196,7 @@ TEST_F(XrtBoardTest, SlotsAreReusedFromCompletionCallbacks) {
   };
   for (int slot = 0; slot < board->num_slots(); ++slot) submit(slot);
   {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
     auto all_done = [&]() { return done == kRuns; };
     EXPECT_TRUE(
         mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(60)));
@@ -204,7 +204,7 @@ TEST_F(XrtBoardTest, SlotsAreReusedFromCompletionCallbacks) {
   // The last callback may still be running: the board goes first (its
   // destructor joins the completion thread), then what the callbacks use.
   board.reset();
-  absl::MutexLock l(&mu);
+  hgpipe::MutexLock l(&mu);
   EXPECT_EQ(ok, kRuns);
 }
 
@@ -230,7 +230,7 @@ TEST_F(XrtBoardTest, ASlotInFlightIsRefused) {
   // Run 0 (slot 1) holds the completion thread, so run 1 (slot 0) stays in
   // flight while slot 0 is submitted again. (A slot is released just before
   // its completion callback runs.)
-  absl::Notification release;
+  hgpipe::Notification release;
   Completions c;
   auto first = c.Add(0);
   board->Submit(1, 1,

@@ -7,7 +7,7 @@
 #include <map>
 #include <random>
 
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 
 #include "accel/emulated_board.h"
 #include "accel/verify_digest.h"
@@ -25,10 +25,10 @@ class CountingObserver : public scheduler::Observer {
  public:
   void RunFinished(int, int board_id, uint32_t, absl::Duration,
                    const absl::Status& s) override {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
     (s.ok() ? ok_runs : failed_runs)[board_id]++;
   }
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   std::map<int, int> ok_runs, failed_runs;
 };
 
@@ -71,7 +71,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   std::mt19937 rng(11);
   for (auto& v : images) v = static_cast<int8_t>(rng());
   std::vector<int32_t> logits(5 * 1000, 0);
-  absl::Notification done;
+  hgpipe::Notification done;
   absl::Status status;
   int calls = 0;
   auto req = std::make_unique<scheduler::InferRequest>();
@@ -98,7 +98,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   ASSERT_EQ(status_of.size(), 2u);
   EXPECT_FALSE(status_of[0].healthy) << "the XRT board failed a run";
   EXPECT_TRUE(status_of[1].healthy);
-  absl::MutexLock l(&observer.mu);
+  hgpipe::MutexLock l(&observer.mu);
   EXPECT_EQ(observer.failed_runs[0], 1);
   EXPECT_GE(observer.ok_runs[1], 1);
 }

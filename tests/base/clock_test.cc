@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "gtest/gtest.h"
 
 namespace hgpipe {
@@ -42,7 +42,7 @@ TEST(SimClockTest, CancelPreventsRunAndTimersMaySetTimers) {
 
 TEST(RealClockTest, RunsATimerNoEarlierThanItsDueTime) {
   RealClock clock;
-  absl::Notification fired;
+  hgpipe::Notification fired;
   absl::Time ran_at;
   const absl::Time due = clock.Now() + absl::Milliseconds(5);
   clock.RunAt(due, [&] {
@@ -59,7 +59,7 @@ TEST(RealClockTest, CancelledTimerNeverRunsAndCancelWaitsForRunningOne) {
   const auto far = clock.RunAt(clock.Now() + absl::Hours(1), [&] { ++ran; });
   EXPECT_TRUE(clock.Cancel(far));
 
-  absl::Notification started, release;
+  hgpipe::Notification started, release;
   bool finished = false;
   const auto now_id = clock.RunAt(clock.Now(), [&] {
     started.Notify();

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/client.h"
@@ -217,26 +217,26 @@ TEST_F(EchoServerTest, InferAsyncCompletesEveryCall) {
   auto request = std::make_shared<const inference::ModelInferRequest>(
       *MakeImageRequest("verify", GenerateRandomImages(2, 4)));
   constexpr int kCalls = 64;
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   int done = 0, ok = 0;
   for (int i = 0; i < kCalls; ++i) {
     client_->InferAsync(
         request, [&](absl::StatusOr<inference::ModelInferResponse> r) {
           const bool good = r.ok() && ReadInt32Output(*r).ok() &&
                             ReadInt32Output(*r)->shape[0] == 2;
-          absl::MutexLock l(&mu);
+          hgpipe::MutexLock l(&mu);
           ++done;
           if (good) ++ok;
         });
   }
-  absl::MutexLock l(&mu);
+  hgpipe::MutexLock l(&mu);
   auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done == kCalls; };
   ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(120)));
   EXPECT_EQ(ok, kCalls);
 }
 
 TEST_F(EchoServerTest, InferAsyncReportsErrorsAndTheDestructorWaits) {
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   std::vector<absl::StatusCode> codes;
   {
     auto other = InferenceClient::Create("127.0.0.1:1");
@@ -245,12 +245,12 @@ TEST_F(EchoServerTest, InferAsyncReportsErrorsAndTheDestructorWaits) {
       (*other)->InferAsync(
           *MakeImageRequest("verify", GenerateRandomImages(1, 5)),
           [&](absl::StatusOr<inference::ModelInferResponse> r) {
-            absl::MutexLock l(&mu);
+            hgpipe::MutexLock l(&mu);
             codes.push_back(r.status().code());
           });
     }
   }  // ~InferenceClient waits for the four callbacks
-  absl::MutexLock l(&mu);
+  hgpipe::MutexLock l(&mu);
   EXPECT_EQ(codes, std::vector<absl::StatusCode>(4, absl::StatusCode::kUnavailable));
 }
 

@@ -37,8 +37,19 @@ done
 
 source "$src/deploy/scripts/podman-env.sh"
 
+# One run at a time per cache: a second one (another checkout's ctest) waits,
+# so that its image prune cannot remove layers of a build in progress.
+exec 9> "$HGPIPE_CONTAINER_CACHE/container_test.lock"
+if ! flock -n 9; then
+  say "waiting for another container test using $HGPIPE_CONTAINER_CACHE"
+  flock 9
+fi
+
 cleanup() {
-  hgpipe_podman rm -f -t 5 "$name" "$name-idle" >/dev/null 2>&1 || true
+  local c
+  for c in "$name" "$name-idle"; do
+    hgpipe_podman rm --force --ignore -t 5 "$c" >/dev/null 2>&1 || true
+  done
 }
 trap cleanup EXIT
 
@@ -119,7 +130,7 @@ done
 log="$(server_log)"
 sed 's/^/  server: /' <<< "$log"
 [[ -n "$ready" ]] || fail "the server in the container did not become ready"
-[[ "$log" == *"models=verify"* ]] || fail "bundled model 'verify' not served"
+[[ "$log" =~ models=[^[:space:]]*verify ]] || fail "bundled model 'verify' not served"
 
 say "HEALTHCHECK (podman healthcheck run)"
 hgpipe_podman healthcheck run "$name" || fail "the image's HEALTHCHECK reported unhealthy"
@@ -131,7 +142,7 @@ hgpipe_podman run -d --name "$name-idle" --network=host --health-interval=disabl
 if hgpipe_podman healthcheck run "$name-idle" > /dev/null 2>&1; then
   fail "the HEALTHCHECK passes with no server listening"
 fi
-hgpipe_podman rm -f -t 0 "$name-idle" > /dev/null 2>&1 || true
+hgpipe_podman rm --force --ignore -t 0 "$name-idle" > /dev/null 2>&1 || true
 
 say "runs as the non-root user"
 uid="$(hgpipe_podman exec "$name" id -u)"
@@ -163,7 +174,8 @@ images="$(awk '/^hgpipe_images_total\{.*model="verify"/ {print $2}' <<< "$metric
 say "hgpipe_images_total{model=\"verify\"} = $images"
 
 say "podman stop (SIGTERM) and a clean exit"
-hgpipe_podman stop -t 60 "$name" >/dev/null
+hgpipe_podman stop -t 60 "$name" > "$HGPIPE_CONTAINER_CACHE/tmp/stop.out" 2>&1 ||
+  { cat "$HGPIPE_CONTAINER_CACHE/tmp/stop.out"; fail "podman stop failed"; }
 code="$(hgpipe_podman inspect --format '{{.State.ExitCode}}' "$name")"
 log="$(server_log)"
 tail -3 <<< "$log" | sed 's/^/  server: /'

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -63,12 +64,18 @@ READY_RE = re.compile(r"hgpipe-server ready: grpc=(\S+):(\d+) metrics=(\S+):(\d+
 
 class Server:
     """hgpipe-server from HGPIPE_BIN_DIR on loopback, ports picked by the
-    server itself (--grpc-port 0 --metrics-port 0), read from its ready line."""
+    server itself (--grpc-port 0 --metrics-port 0), read from its ready line.
+    It serves `models` of the source tree's repository (through a temporary
+    repository of symlinks), so a heavy model added later does not slow the
+    deploy tests down."""
 
-    def __init__(self, boards="sim:2", extra_args=()):
+    def __init__(self, boards="sim:2", models=("verify",), extra_args=()):
         self.binary = require_binary("hgpipe-server")
+        self.repo = tempfile.TemporaryDirectory(prefix="hgpipe-repo-")
+        for m in models:
+            os.symlink(os.path.join(SOURCE_DIR, "models", m), os.path.join(self.repo.name, m))
         self.args = [self.binary,
-                     "--model-repository", os.path.join(SOURCE_DIR, "models"),
+                     "--model-repository", self.repo.name,
                      "--boards", boards, "--host", "127.0.0.1",
                      "--grpc-port", "0", "--metrics-port", "0", *extra_args]
         self.log = []
@@ -108,6 +115,7 @@ class Server:
                 self.proc.wait()
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
+        self.repo.cleanup()
         return self.proc.returncode if self.proc else None
 
     def __exit__(self, *exc):

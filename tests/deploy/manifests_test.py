@@ -439,7 +439,7 @@ class DockerImageDefinition(unittest.TestCase):
             if rel.startswith(("build", "tests", "bench", ".")) or "/build" in rel:
                 continue
             src = read(cmakelists)
-            for m in re.finditer(r"find_(?:package|path|library|program)\((\S+)[^)]*\bREQUIRED\b"
+            for m in re.finditer(r"find_(?:package|path|library|program)\(([^\s)]+)[^)]*\bREQUIRED\b"
                                  r"|pkg_check_modules\(\w+ REQUIRED IMPORTED_TARGET ([^)]+)\)", src):
                 names = [m.group(1)] if m.group(1) else m.group(2).split()
                 for name in names:

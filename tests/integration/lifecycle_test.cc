@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "clients/client.h"
 #include "clients/tensors.h"
 #include "gmock/gmock.h"
@@ -86,7 +86,7 @@ TEST(LifecycleTest, SigtermFinishesRequestsInFlightAndExitsZero) {
   ASSERT_TRUE(c->Infer(*req).ok());
   constexpr int kBurst = 40;
   std::atomic<int> ok{0}, unavailable{0}, other{0}, answered{0};
-  absl::Notification all_answered;
+  hgpipe::Notification all_answered;
   for (int i = 0; i < kBurst; ++i) {
     c->InferAsync(req, [&](absl::StatusOr<inference::ModelInferResponse> r) {
       if (r.ok()) {

@@ -4,7 +4,7 @@
 #include <random>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "accel/emulated_board.h"
 #include "accel/verify_digest.h"
 #include "gtest/gtest.h"
@@ -22,21 +22,21 @@ class RecordingObserver : public Observer {
  public:
   void RunStarted(int model_id, int board_id, uint32_t images,
                   absl::Span<const absl::Duration>, absl::Duration) override {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
     run_sizes.push_back(images);
     runs_per_board[board_id]++;
     images_per_board[board_id] += images;
   }
   void RunFinished(int, int, uint32_t, absl::Duration,
                    const absl::Status& s) override {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
     if (!s.ok()) ++failed_runs;
   }
   void BoardHealth(int, int board_id, bool healthy) override {
-    absl::MutexLock l(&mu);
+    hgpipe::MutexLock l(&mu);
     unhealthy.push_back(board_id);
   }
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   std::vector<uint32_t> run_sizes;
   std::map<int, int> runs_per_board;
   std::map<int, uint64_t> images_per_board;
@@ -289,7 +289,7 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
   ASSERT_TRUE(s->AddModel(mo, std::move(bs)).ok());
   std::vector<int8_t> images(4 * kImageBytes, 1);
   std::vector<int32_t> logits(4 * kClasses);
-  absl::Notification answered;
+  hgpipe::Notification answered;
   auto r = std::make_unique<InferRequest>();
   r->images = images.data();
   r->n_images = 4;
@@ -331,7 +331,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   constexpr int kThreads = 4, kPerThread = 25;
   std::vector<Job> jobs(kThreads * kPerThread);
   std::vector<std::thread> threads;
-  absl::Mutex mu;
+  hgpipe::Mutex mu;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937 rng(t);
@@ -346,7 +346,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
         r->n_images = n;
         r->logits = j.logits.data();
         r->done = [&mu, &j](absl::Status st) {
-          absl::MutexLock l(&mu);
+          hgpipe::MutexLock l(&mu);
           ++j.calls;
           j.status = st;
         };
@@ -356,7 +356,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   }
   for (auto& t : threads) t.join();
   s->Shutdown();
-  absl::MutexLock l(&mu);
+  hgpipe::MutexLock l(&mu);
   for (const auto& j : jobs) {
     ASSERT_EQ(j.calls, 1);
     ASSERT_TRUE(j.status.ok());

@@ -33,13 +33,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "base/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "base/flags.h"
 #include "accel/emulated_board.h"
 #include "accel/kernel.h"
 #include "base/clock.h"
+#include "base/flags.h"
+#include "base/mutex.h"
 
 ABSL_FLAG(std::string, images_per_run, "1,16,64",
           "Comma-separated run sizes to measure.");

@@ -100,9 +100,9 @@ void BM_ExpectedVerifyLogits(benchmark::State& state) {
 }
 BENCHMARK(BM_ExpectedVerifyLogits);
 
-// hgpipe::Mutex lock/unlock, as every completion takes one. Debian builds
-// Abseil without NDEBUG, so deadlock detection is on unless a binary turns
-// it off; the argument selects the mode.
+// hgpipe::Mutex (absl::Mutex) lock/unlock, as every completion takes one.
+// Debian builds Abseil without NDEBUG, so deadlock detection is on unless a
+// binary turns it off; the argument selects the mode.
 void BM_MutexLockUnlock(benchmark::State& state) {
   absl::SetMutexDeadlockDetectionMode(state.range(0)
                                           ? absl::OnDeadlockCycle::kAbort

@@ -29,9 +29,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "base/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "base/flags.h"
+#include "base/mutex.h"
 #include "proto/grpc_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
@@ -145,9 +145,9 @@ int Main(int argc, char** argv) {
       "a KServe v2 ModelInfer server that answers at once (transport "
       "ceiling).\n  hgpipe-echo-server [--host 127.0.0.1] [--grpc-port N]");
   DashesToUnderscores(argc, argv);
-  // Debian builds Abseil without NDEBUG, which leaves hgpipe::Mutex deadlock
-  // detection on: a global lock and a graph lookup on every Mutex
-  // acquisition, gRPC's own included. A measuring tool should not pay it.
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex deadlock
+  // detection on: a global lock and a graph lookup on every mutex
+  // acquisition (hgpipe::Mutex's and gRPC's own included). A measuring tool should not pay it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Every request is parsed into a fresh 150 KB buffer, just above glibc's
   // 128 KiB mmap threshold: by default each one is mapped and unmapped (or

@@ -1,4 +1,3 @@
-#include "base/mutex.h"
 #include "clients/client.h"
 
 #include <utility>
@@ -8,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/mutex.h"
 
 namespace hgpipe::clients {
 

@@ -19,10 +19,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "base/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/flags.h"
+#include "base/mutex.h"
 #include "clients/client.h"
 #include "clients/load_generator.h"
 
@@ -96,9 +96,9 @@ int Main(int argc, char** argv) {
       "  hgpipe-perf [--url HOST:PORT] [--model verify] [--concurrency N | "
       "--rate R] [--duration S] [--json]");
   DashesToUnderscores(argc, argv);
-  // Debian builds Abseil without NDEBUG, which leaves hgpipe::Mutex deadlock
-  // detection on: a global lock and a graph lookup on every Mutex
-  // acquisition, gRPC's own included. A measuring tool should not pay it.
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex deadlock
+  // detection on: a global lock and a graph lookup on every mutex
+  // acquisition (hgpipe::Mutex's and gRPC's own included). A measuring tool should not pay it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {

@@ -1,6 +1,8 @@
 // hgpipe-server: serves the models of a model repository over KServe v2 gRPC
 // from emulated or real HG-PIPE boards, with Prometheus metrics.
 #include <algorithm>
+#include <malloc.h>
+
 #include <csignal>
 #include <memory>
 #include <string>
@@ -167,6 +169,15 @@ int Run(const sigset_t& stop_signals) {
 }  // namespace hgpipe::server
 
 int main(int argc, char** argv) {
+  // Requests carry 150 KB per image, just above glibc's 128 KiB mmap
+  // threshold: every request buffer would be a fresh mapping, page-faulted
+  // in and unmapped again. Keep such buffers on the heap and reuse them.
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // Debian's Abseil is built with deadlock detection on, which costs every
+  // lock a global spin lock; the clang thread-safety build checks lock
+  // order statically instead.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and only sigwait in main sees them.
   sigset_t stop_signals;

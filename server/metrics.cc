@@ -27,17 +27,6 @@ const Histogram::BucketBoundaries& RunImageBuckets() {
 
 }  // namespace
 
-const char* StatusCodeName(absl::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
-}
-
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       requests_(prometheus::BuildCounter()
@@ -99,7 +88,7 @@ Metrics::ModelMetrics Metrics::MakeModel(const std::string& name) {
   ModelMetrics m;
   for (int c = 0; c < kCodes; ++c) {
     m.requests[c] = &requests_.Add(
-        {{"model", name}, {"code", StatusCodeName(static_cast<absl::StatusCode>(c))}});
+        {{"model", name}, {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(c))}});
   }
   m.images = &images_.Add({{"model", name}});
   m.request_seconds = &request_seconds_.Add({{"model", name}}, RequestBuckets());

@@ -100,9 +100,6 @@ class Metrics final : public scheduler::Observer {
   std::vector<BoardMetrics> boards_;
 };
 
-// The gRPC status code's canonical name, e.g. "INVALID_ARGUMENT".
-const char* StatusCodeName(absl::StatusCode code);
-
 }  // namespace hgpipe::server
 
 #endif  // HGPIPE_SERVER_METRICS_H_

@@ -46,8 +46,6 @@ class TimerQueue {
   Clock::TimerId Add(absl::Time when, Fn fn);
   bool Cancel(Clock::TimerId id);
   bool empty() const { return timers_.empty(); }
-  // Whether `id` is waiting to run.
-  bool pending(Clock::TimerId id) const { return due_by_id_.count(id) > 0; }
   absl::Time next_due() const { return timers_.begin()->first.first; }
   // Removes the earliest timer; returns its id and callback.
   std::pair<Clock::TimerId, Fn> PopNext();

@@ -108,17 +108,13 @@ TEST_F(ImagesTest, PngAndRawPixelsGiveTheSameFp32Logits) {
 
   // The same pixels as a PIXELS model (the fmnist weights, UINT8 input):
   // PNG is lossless, so the logits must be identical.
-  const std::string repo = std::filesystem::temp_directory_path() /
-                           absl::StrCat("hgpipe-pixels-", getpid());
-  std::filesystem::create_directories(repo + "/px");
-  std::filesystem::copy_file(SourceDir() + "/models/fmnist_vit/fmnist_vit.hgvit",
-                             repo + "/px/fmnist_vit.hgvit",
-                             std::filesystem::copy_options::overwrite_existing);
   std::ifstream in(SourceDir() + "/models/fmnist_vit/config.pbtxt");
   std::string config((std::istreambuf_iterator<char>(in)), {});
   config = absl::StrReplaceAll(config, {{"name: \"fmnist_vit\"", "name: \"px\""},
-                                        {"ENCODED_IMAGE", "PIXELS"}});
-  std::ofstream(repo + "/px/config.pbtxt") << config;
+                                        {"ENCODED_IMAGE", "PIXELS"},
+                                        {"fmnist_vit.hgvit", SourceDir() +
+                                             "/models/fmnist_vit/fmnist_vit.hgvit"}});
+  const std::string repo = WriteModelRepository("px", config);
   auto px_server = ServerProcess::Start({"--model-repository=" + repo});
   ASSERT_TRUE(px_server.ok()) << px_server.status();
   auto px_client = *clients::InferenceClient::Create((*px_server)->grpc_target());

@@ -19,17 +19,6 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using clients::InferenceClient;
 
-// A model repository in a temporary directory with one model `name`
-// whose config.pbtxt is `config`.
-std::string MakeRepository(const std::string& name, const std::string& config) {
-  const fs::path root = fs::temp_directory_path() /
-                        absl::StrCat("hgpipe-repo-", getpid(), "-", name, "-",
-                                     std::hash<std::string>()(config));
-  fs::create_directories(root / name);
-  std::ofstream(root / name / "config.pbtxt") << config;
-  return root.string();
-}
-
 ExitResult StartWith(const std::vector<std::string>& args) {
   std::vector<std::string> all = {"--grpc-port=0", "--metrics-port=0",
                                   "--host=127.0.0.1"};
@@ -119,7 +108,7 @@ TEST(LifecycleTest, SigtermFinishesRequestsInFlightAndExitsZero) {
 }
 
 TEST(LifecycleTest, BadConfigFieldFailsStartUpNamingFileAndField) {
-  const std::string repo = MakeRepository("verify", R"(
+  const std::string repo = WriteModelRepository("verify", R"(
 name: "verify"
 bitstream: "verify"
 batching { max_images_per_run: 5000 }
@@ -132,7 +121,7 @@ batching { max_images_per_run: 5000 }
 }
 
 TEST(LifecycleTest, ConfigSyntaxErrorFailsStartUpWithLineAndColumn) {
-  const std::string repo = MakeRepository("verify", "name: \"verify\"\nbitstream verify\n");
+  const std::string repo = WriteModelRepository("verify", "name: \"verify\"\nbitstream verify\n");
   const ExitResult r = StartWith({"--model-repository=" + repo});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("verify/config.pbtxt: not a valid ModelConfig: line 2"));
@@ -140,17 +129,17 @@ TEST(LifecycleTest, ConfigSyntaxErrorFailsStartUpWithLineAndColumn) {
 
 TEST(LifecycleTest, UnknownBitstreamAndMismatchedNameFailStartUp) {
   ExitResult r = StartWith({"--model-repository=" +
-                            MakeRepository("m", "name: \"m\" bitstream: \"resnet\"")});
+                            WriteModelRepository("m", "name: \"m\" bitstream: \"resnet\"")});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m/config.pbtxt: bitstream: no emulated kernel for "
                                "bitstream 'resnet'"));
   r = StartWith({"--model-repository=" +
-                 MakeRepository("m2", "name: \"other\" bitstream: \"verify\"")});
+                 WriteModelRepository("m2", "name: \"other\" bitstream: \"verify\"")});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m2/config.pbtxt: name: 'other' must equal the "
                                "directory name 'm2'"));
   r = StartWith({"--model-repository=" +
-                 MakeRepository("m3", "name: \"m3\" bitstream: \"verify\" "
+                 WriteModelRepository("m3", "name: \"m3\" bitstream: \"verify\" "
                                       "input { dims: [196, 700] }")});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m3/config.pbtxt: input.dims: [196, 700] does not match"));

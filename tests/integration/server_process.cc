@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -156,6 +157,16 @@ ExitResult ServerProcess::Stop(int signal, absl::Duration timeout) {
 }
 
 std::string ServerProcess::Log() const { return ReadFile(log_path_); }
+
+std::string WriteModelRepository(const std::string& name, const std::string& config) {
+  static int counter = 0;
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("hgpipe-repo-", getpid(), "-", ++counter);
+  std::filesystem::create_directories(root / name);
+  std::ofstream(root / name / "config.pbtxt") << config;
+  return root.string();
+}
 
 absl::StatusOr<std::string> HttpGet(const std::string& url) {
   CURL* curl = curl_easy_init();

@@ -57,6 +57,10 @@ class ServerProcess {
   std::string log_path_;
 };
 
+// A model repository in a new temporary directory holding one model `name`
+// whose config.pbtxt is `config`; returns the repository's path.
+std::string WriteModelRepository(const std::string& name, const std::string& config);
+
 // GET `url`; the body, or Unavailable.
 absl::StatusOr<std::string> HttpGet(const std::string& url);
 

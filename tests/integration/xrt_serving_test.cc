@@ -26,10 +26,8 @@ constexpr char kVerifyManifest[] =
 // xclbin there unless `write_xclbin` is false.
 std::string Repository(const std::string& xclbin, bool write_xclbin = true) {
   accel::testing::UseXrtNoopDevice();  // inherited by the spawned server
-  const std::string dir = accel::testing::NewTestDir();
-  std::filesystem::create_directories(dir + "/verify");
-  std::ofstream(dir + "/verify/config.pbtxt")
-      << "name: \"verify\" bitstream: \"verify\" xclbin: \"" << xclbin << "\"\n";
+  const std::string dir = WriteModelRepository(
+      "verify", "name: \"verify\" bitstream: \"verify\" xclbin: \"" + xclbin + "\"\n");
   if (write_xclbin) {
     accel::testing::WriteXclbin(dir + "/verify/" + xclbin,
                                 accel::testing::SpecWithManifest(kVerifyManifest));
@@ -93,9 +91,8 @@ TEST(XrtServingTest, StartUpErrorsNameTheBoardAndTheFile) {
   EXPECT_THAT(r.log, HasSubstr("small.xclbin is for 4x8 -> 10"));
 
   // A model without an xclbin cannot be served by XRT boards.
-  const std::string plain = accel::testing::NewTestDir();
-  std::filesystem::create_directories(plain + "/verify");
-  std::ofstream(plain + "/verify/config.pbtxt") << "name: \"verify\" bitstream: \"verify\"";
+  const std::string plain =
+      WriteModelRepository("verify", "name: \"verify\" bitstream: \"verify\"");
   r = start(plain, "xrt:0");
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("no model's config.pbtxt names an xclbin"));

@@ -17,6 +17,7 @@
 #define HGPIPE_ACCEL_BOARD_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "accel/bitstream.h"
+#include "accel/kernel.h"
 
 namespace hgpipe::accel {
 
@@ -33,6 +35,16 @@ struct RunSlotBuffers {
   // max_images_per_run() * geometry.output_words(); valid once the run's
   // completion reports OK, until the slot is submitted again.
   absl::Span<const uint32_t> output;
+};
+
+// What a board can be programmed with. The manifest says what the bitstream
+// is; each kind of board uses the part it can load.
+struct Bitstream {
+  BitstreamManifest manifest;
+  // The function an emulated board computes for it.
+  std::shared_ptr<const Kernel> kernel;
+  // The file an XRT board loads (xclbin).
+  std::string xclbin_path;
 };
 
 // Descriptive information; fields a driver cannot read stay empty.
@@ -65,6 +77,22 @@ class Board {
 
   // OK while the board accepts runs; otherwise why not.
   virtual absl::Status Health() const = 0;
+
+  // Loads `bitstream` in place of the current one, for reprogramming at run
+  // time. Requires that no run is in flight. Takes the device's programming
+  // time (seconds on hardware; modelled on an emulated board) and reports
+  // through `done`; afterwards manifest() describes the new bitstream and the
+  // slots are sized for its geometry (max_images_per_run() is unchanged). On
+  // failure the board accepts no run until a later Program succeeds.
+  // manifest() and slot() must not be called while Program is in progress.
+  virtual void Program(std::shared_ptr<const Bitstream> bitstream,
+                       DoneCallback done) = 0;
+
+  // Recovers a board that failed or hung: every run in flight is aborted
+  // (its callback reports ABORTED, before `done` is called), the device is
+  // reset, and `done` reports whether that worked. A reset board holds no
+  // bitstream: it accepts runs again only after Program.
+  virtual void Reset(DoneCallback done) = 0;
 };
 
 }  // namespace hgpipe::accel

@@ -39,6 +39,8 @@ class PipelineModel {
   absl::Time input_free_at() const { return input_free_at_; }
   // Time the input stream spends on n images.
   absl::Duration InputTime(uint32_t n) const { return image_time_ * n; }
+  absl::Duration image_time() const { return image_time_; }
+  absl::Duration latency() const { return latency_; }
   const PipelineTiming& timing() const { return timing_; }
 
  private:

@@ -1,7 +1,9 @@
-#include "base/mutex.h"
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,50 +11,27 @@
 
 namespace hgpipe::scheduler {
 
+absl::string_view BoardPhaseName(BoardPhase phase) {
+  switch (phase) {
+    case BoardPhase::kServing: return "serving";
+    case BoardPhase::kIdle: return "idle";
+    case BoardPhase::kDraining: return "draining";
+    case BoardPhase::kProgramming: return "programming";
+    case BoardPhase::kProbing: return "probing";
+    case BoardPhase::kRecovering: return "recovering";
+    case BoardPhase::kRetired: return "retired";
+  }
+  return "unknown";
+}
+
 struct Scheduler::Request {
   std::unique_ptr<InferRequest> request;
   absl::Time arrival;
+  absl::Time deadline;
+  uint32_t level;       // 0-based priority level
   uint32_t unanswered;  // images neither computed nor failed yet
+  uint32_t queued = 0;  // images in a queue (not on a board)
   absl::Status status;  // the first error, if any
-};
-
-struct Scheduler::BoardState {
-  BoardState(std::unique_ptr<accel::Board> b, int id)
-      : board(std::move(b)),
-        board_id(id),
-        prediction(board->manifest().timing,
-                   board->manifest().geometry.input_bytes()) {
-    for (int s = board->num_slots() - 1; s >= 0; --s) free_slots.push_back(s);
-  }
-  const std::unique_ptr<accel::Board> board;
-  const int board_id;
-  // The scheduler's own copy of the board's timing model, fed with what it
-  // submitted: predicts when the board's input stream goes idle.
-  accel::PipelineModel prediction;
-  std::vector<int> free_slots;
-  bool healthy = true;
-  uint32_t in_flight = 0;
-};
-
-struct Scheduler::Model {
-  int id;
-  ModelOptions options;
-  accel::DeviceGeometry geometry;
-  std::vector<std::unique_ptr<BoardState>> boards;
-  std::deque<ImageRef> queue;
-  // Accepted requests, owned here until answered.
-  absl::flat_hash_map<Request*, std::unique_ptr<Request>> requests;
-  // The earliest pending dispatch timer; later ones fire harmlessly.
-  absl::Time next_timer = absl::InfiniteFuture();
-  // Pending timers by our own sequence number (a callback cannot know the
-  // id RunAt returns), so the destructor can cancel exactly those.
-  absl::flat_hash_map<uint64_t, Clock::TimerId> timers;
-  uint64_t timer_seq = 0;
-
-  bool AnyHealthyBoard() const {
-    return std::any_of(boards.begin(), boards.end(),
-                       [](const auto& b) { return b->healthy; });
-  }
 };
 
 struct Scheduler::Run {
@@ -61,78 +40,308 @@ struct Scheduler::Run {
   int slot;
   std::vector<ImageRef> images;
   absl::Time submitted;
+  // The scheduler's prediction, including the board's observed lag.
+  accel::RunTimes predicted;
+  // Images are in the slot: an abandoned run's images may be requeued (and
+  // answered elsewhere) only once nothing reads the requests' buffers.
+  bool packed = false;
+  // Taken back from a failed board: its images went elsewhere, its
+  // completion only returns the slot.
+  bool abandoned = false;
+};
+
+struct Scheduler::BoardState {
+  std::unique_ptr<accel::Board> board;
+  int id;
+  std::string name;
+  uint32_t max_run;
+  Model* model = nullptr;  // served, or being given to
+  BoardPhase phase = BoardPhase::kIdle;
+  // What the board holds, when the scheduler programmed it (or was told).
+  std::shared_ptr<const accel::Bitstream> loaded;
+  std::shared_ptr<const accel::Bitstream> programming;
+  // The scheduler's copy of the board's timing model, fed with what it
+  // submitted; `lag` is how late the board's last run was against it.
+  std::optional<accel::PipelineModel> prediction;
+  absl::Duration lag;
+  std::vector<int> free_slots;
+  std::deque<Run*> runs;  // in flight, in submission order
+  absl::Time head_since;  // when runs.front() became the oldest
+  uint32_t in_flight_images = 0;
+  uint32_t abandoned_runs = 0;  // completions still to come
+  bool resetting = false;
+  bool reset_ok = false;
+  bool watchdog_armed = false;
+  uint64_t probe_generation = 0;
+  bool recovering = false;  // the current programming/probe follows a failure
+  int attempts = 0;
+  uint64_t failures = 0;
+  uint64_t recoveries = 0;
+  uint64_t programmings = 0;
+  absl::Time last_used = absl::InfinitePast();
+
+  void RefreshPrediction() {
+    const accel::BitstreamManifest& mf = board->manifest();
+    prediction.emplace(mf.timing, mf.geometry.input_bytes());
+    lag = absl::ZeroDuration();
+  }
+  absl::Time input_free_at() const { return prediction->input_free_at() + lag; }
+};
+
+struct Scheduler::Model {
+  int id;
+  ModelOptions options;
+  accel::DeviceGeometry geometry;
+  accel::PipelineTiming timing;  // for estimates
+  absl::Duration image_time;
+  // One FIFO per priority level, and when each level last went into a run.
+  std::vector<std::deque<ImageRef>> levels;
+  std::vector<absl::Time> level_served;
+  uint64_t queued = 0;
+  // Accepted requests, owned here until answered.
+  absl::flat_hash_map<Request*, std::unique_ptr<Request>> requests;
+  // Requests with a deadline and images still queued, by deadline.
+  std::set<std::pair<absl::Time, Request*>> deadlines;
+  std::vector<BoardState*> serving;
+  // The earliest pending dispatch timer; later ones fire harmlessly.
+  absl::Time next_timer = absl::InfiniteFuture();
+  bool removing = false;
+  bool removed = false;
+  absl::AnyInvocable<void()> on_removed;
+
+  // The least time from dispatch to the answer of one image.
+  absl::Duration MinServiceTime() const {
+    return timing.run_overhead + timing.latency();
+  }
+};
+
+struct Scheduler::Pending {
+  struct PhaseEvent {
+    int board_id;
+    int model_id;
+    BoardPhase phase;
+    absl::Status why;
+  };
+  struct Expired {
+    int model_id;
+    uint32_t images;
+  };
+  std::vector<std::unique_ptr<Run>> runs;
+  std::vector<std::unique_ptr<Request>> done;
+  std::vector<int> resets;
+  std::vector<int> programs;
+  std::vector<int> probes;
+  std::vector<absl::AnyInvocable<void()>> callbacks;
+  std::vector<PhaseEvent> phases;
+  std::vector<Expired> expired;
+  // Whether delivering_ counts this (it answers requests).
+  bool counted = false;
 };
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(Options options) {
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("scheduler: no clock");
   }
-  if (options.dispatch_lead < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("scheduler: dispatch_lead must be >= 0");
+  if (options.dispatch_lead < absl::ZeroDuration() ||
+      options.watchdog_margin < absl::ZeroDuration() ||
+      options.recovery_backoff < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "scheduler: dispatch_lead, watchdog_margin and recovery_backoff must "
+        "be >= 0");
+  }
+  if (options.max_recovery_attempts < 1) {
+    return absl::InvalidArgumentError(
+        "scheduler: max_recovery_attempts must be >= 1");
   }
   return std::unique_ptr<Scheduler>(new Scheduler(options));
 }
 
 Scheduler::Scheduler(Options options)
-    : clock_(options.clock),
-      observer_(options.observer),
-      dispatch_lead_(options.dispatch_lead) {}
+    : clock_(options.clock), observer_(options.observer), options_(options) {}
 
 Scheduler::~Scheduler() {
   Shutdown();
   std::vector<Clock::TimerId> timers;
   {
     hgpipe::MutexLock l(&mu_);
-    for (auto& m : models_) {
-      for (const auto& [seq, id] : m->timers) timers.push_back(id);
-    }
+    destroying_ = true;  // no new timers, no new board operations
+    for (const auto& [seq, id] : timers_) timers.push_back(id);
   }
   // Without mu_: Cancel waits for a running callback, which takes mu_.
   for (Clock::TimerId id : timers) clock_->Cancel(id);
+  std::vector<std::unique_ptr<accel::Board>> boards;
+  {
+    hgpipe::MutexLock l(&mu_);
+    // A board may still be resetting or running a probe (on a SimClock
+    // nobody advances, it never finishes: boards deliver CANCELLED then).
+    mu_.AwaitWithTimeout(absl::Condition(this, &Scheduler::BoardsQuiet),
+                         absl::Seconds(10));
+    for (auto& b : boards_) boards.push_back(std::move(b->board));
+  }
+  // Without mu_: a board's destructor may deliver completions.
+  boards.clear();
   hgpipe::MutexLock l(&mu_);
-  models_.clear();  // boards are idle: every run has been answered
+  models_.clear();
+  boards_.clear();
+}
+
+bool Scheduler::BoardsQuiet() const { return board_ops_ == 0; }
+
+Scheduler::Model* Scheduler::FindModelLocked(absl::string_view name) const {
+  auto it = model_ids_.find(name);
+  return it == model_ids_.end() ? nullptr : models_[it->second].get();
 }
 
 absl::StatusOr<int> Scheduler::AddModel(
     const ModelOptions& options,
     std::vector<std::unique_ptr<accel::Board>> boards) {
-  if (options.name.empty()) {
+  const std::string& name = options.name;
+  if (name.empty()) {
     return absl::InvalidArgumentError("scheduler: model name is empty");
   }
-  if (boards.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model ", options.name, ": no boards"));
+  if (boards.empty() && options.bitstream == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", name, ": no boards and no bitstream to program one with"));
   }
   if (options.max_images_per_run == 0 || options.max_queue_images == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model ", options.name,
-        ": max_images_per_run and max_queue_images must be > 0"));
+        "model ", name, ": max_images_per_run and max_queue_images must be > 0"));
   }
-  const accel::DeviceGeometry g = boards[0]->manifest().geometry;
+  if (options.priority_levels == 0 || options.default_priority == 0 ||
+      options.default_priority > options.priority_levels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", name, ": priority_levels must be >= 1 and default_priority in 1..",
+        options.priority_levels));
+  }
+  if (options.low_priority_run_images == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": low_priority_run_images must be > 0"));
+  }
+  const accel::BitstreamManifest& mf = options.bitstream != nullptr
+                                           ? options.bitstream->manifest
+                                           : boards[0]->manifest();
+  const accel::DeviceGeometry g = mf.geometry;
   for (const auto& b : boards) {
     const accel::DeviceGeometry& bg = b->manifest().geometry;
     if (bg.tokens != g.tokens || bg.token_values != g.token_values ||
         bg.classes != g.classes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("model ", options.name, ": board ", b->info().name,
+          absl::StrCat("model ", name, ": board ", b->info().name,
                        " has a different device geometry"));
     }
   }
-  hgpipe::MutexLock l(&mu_);
-  if (model_ids_.contains(options.name)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("model ", options.name, " is already loaded"));
+  Pending p;
+  int id;
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (model_ids_.contains(name)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("model ", name, " is already loaded"));
+    }
+    auto m = std::make_unique<Model>();
+    m->id = id = static_cast<int>(models_.size());
+    m->options = options;
+    m->geometry = g;
+    m->timing = mf.timing;
+    m->image_time = mf.timing.image_input_time(g.input_bytes());
+    m->levels.resize(options.priority_levels);
+    m->level_served.assign(options.priority_levels, absl::InfinitePast());
+    Model* raw = m.get();
+    model_ids_[name] = id;
+    models_.push_back(std::move(m));
+    for (auto& b : boards) {
+      const int bid = AddBoardLocked(std::move(b), nullptr);
+      BoardState& bs = *boards_[bid];
+      bs.loaded = options.bitstream;
+      SetPhaseLocked(bs, BoardPhase::kServing, raw, absl::OkStatus(), &p);
+    }
   }
-  auto m = std::make_unique<Model>();
-  m->id = static_cast<int>(models_.size());
-  m->options = options;
-  m->geometry = g;
-  for (auto& b : boards) {
-    m->boards.push_back(std::make_unique<BoardState>(std::move(b), next_board_id_++));
+  Finish(std::move(p));
+  return id;
+}
+
+int Scheduler::AddIdleBoard(std::unique_ptr<accel::Board> board) {
+  Pending p;
+  int id;
+  {
+    hgpipe::MutexLock l(&mu_);
+    id = AddBoardLocked(std::move(board), nullptr);
+    RebalanceLocked(&p);
   }
-  model_ids_[options.name] = m->id;
-  models_.push_back(std::move(m));
-  return models_.back()->id;
+  Finish(std::move(p));
+  return id;
+}
+
+int Scheduler::AddBoardLocked(std::unique_ptr<accel::Board> board,
+                              Model* model) {
+  auto b = std::make_unique<BoardState>();
+  b->id = static_cast<int>(boards_.size());
+  b->name = board->info().name;
+  b->max_run = board->max_images_per_run();
+  b->board = std::move(board);
+  for (int s = b->board->num_slots() - 1; s >= 0; --s) b->free_slots.push_back(s);
+  b->RefreshPrediction();
+  b->model = model;
+  boards_.push_back(std::move(b));
+  return boards_.back()->id;
+}
+
+void Scheduler::SetPhaseLocked(BoardState& b, BoardPhase phase, Model* model,
+                               const absl::Status& why, Pending* p) {
+  if (b.phase == BoardPhase::kServing && b.model != nullptr) {
+    auto& s = b.model->serving;
+    s.erase(std::remove(s.begin(), s.end(), &b), s.end());
+  }
+  b.phase = phase;
+  b.model = model;
+  if (phase == BoardPhase::kServing) model->serving.push_back(&b);
+  p->phases.push_back({b.id, model != nullptr ? model->id : -1, phase, why});
+}
+
+bool Scheduler::ServableLocked(const Model& m) const {
+  if (m.removing) return false;
+  if (!m.serving.empty()) return true;
+  for (const auto& b : boards_) {
+    if (b->phase == BoardPhase::kRetired) continue;
+    if (b->model == &m) return true;  // coming: programming, probing, recovering
+    if (options_.reprogram && m.options.bitstream != nullptr) return true;
+  }
+  return false;
+}
+
+absl::Status Scheduler::RemoveModel(absl::string_view model,
+                                    absl::AnyInvocable<void()> done) {
+  Pending p;
+  {
+    hgpipe::MutexLock l(&mu_);
+    Model* m = FindModelLocked(model);
+    if (m == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+    }
+    m->removing = true;
+    m->on_removed = std::move(done);
+    model_ids_.erase(m->options.name);
+    MaybeFinishRemovalLocked(*m, &p);
+  }
+  Finish(std::move(p));
+  return absl::OkStatus();
+}
+
+void Scheduler::MaybeFinishRemovalLocked(Model& m, Pending* p) {
+  if (!m.removing || m.removed || !m.requests.empty()) return;
+  m.removed = true;
+  for (auto& b : boards_) {
+    if (b->model != &m) continue;
+    if (b->phase == BoardPhase::kServing) {
+      SetPhaseLocked(*b, BoardPhase::kIdle, nullptr, absl::OkStatus(), p);
+    } else if (b->phase == BoardPhase::kRecovering ||
+               b->phase == BoardPhase::kRetired) {
+      b->model = nullptr;
+    }
+    // Boards programming, probing or draining for it go idle when done.
+  }
+  if (m.on_removed) p->callbacks.push_back(std::move(m.on_removed));
+  RebalanceLocked(p);
 }
 
 absl::Status Scheduler::Enqueue(absl::string_view model,
@@ -142,116 +351,344 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
     return absl::InvalidArgumentError(
         "scheduler: a request needs at least one image and its buffers");
   }
-  std::vector<std::unique_ptr<Run>> runs;
+  Pending p;
   {
     hgpipe::MutexLock l(&mu_);
     if (!accepting_) {
       return absl::UnavailableError("the server is shutting down");
     }
-    auto it = model_ids_.find(model);
-    if (it == model_ids_.end()) {
+    Model* mp = FindModelLocked(model);
+    if (mp == nullptr) {
       return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
     }
-    Model& m = *models_[it->second];
-    if (!m.AnyHealthyBoard()) {
-      return absl::UnavailableError(
-          absl::StrCat("model ", m.options.name, " has no healthy board"));
+    Model& m = *mp;
+    const uint32_t levels = m.options.priority_levels;
+    const uint32_t priority =
+        request->priority == 0 ? m.options.default_priority : request->priority;
+    if (priority > levels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model ", m.options.name, ": priority ", priority,
+          " is outside 1..", levels, " (0 means the default, ",
+          m.options.default_priority, ")"));
     }
-    const uint64_t queued = m.queue.size();
-    if (queued + request->n_images > m.options.max_queue_images) {
+    if (!ServableLocked(m)) {
+      return absl::UnavailableError(absl::StrCat(
+          "model ", m.options.name, " has no board that can serve it"));
+    }
+    // The limit counts the images a request would wait behind: its own
+    // level and higher ones, so a flood of low priority never refuses
+    // higher-priority requests.
+    const uint32_t level = priority - 1;
+    uint64_t ahead = 0;
+    for (uint32_t i = 0; i <= level; ++i) ahead += m.levels[i].size();
+    if (ahead + request->n_images > m.options.max_queue_images) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "model ", m.options.name, ": queue full (", queued, " images queued, ",
+          "model ", m.options.name, ": queue full (", ahead,
+          " images queued at priority ", priority, " or higher, ",
           request->n_images, " more would pass the limit of ",
           m.options.max_queue_images, ")"));
     }
+    const absl::Time now = clock_->Now();
+    if (request->deadline != absl::InfiniteFuture()) {
+      const absl::Time done = EstimateDoneLocked(m, level, request->n_images, now);
+      if (done > request->deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "model ", m.options.name, ": the request cannot finish before its "
+            "deadline (", absl::FormatDuration(request->deadline - now),
+            " from now; predicted completion in ",
+            absl::FormatDuration(done - now), ")"));
+      }
+    }
     auto r = std::make_unique<Request>();
-    r->arrival = clock_->Now();
-    r->unanswered = request->n_images;
+    r->arrival = now;
+    r->deadline = request->deadline;
+    r->level = level;
+    r->unanswered = r->queued = request->n_images;
     r->request = std::move(request);
-    for (uint32_t i = 0; i < r->unanswered; ++i) m.queue.push_back({r.get(), i});
     Request* raw = r.get();
+    for (uint32_t i = 0; i < raw->unanswered; ++i) {
+      m.levels[level].push_back({raw, i});
+    }
+    m.queued += raw->unanswered;
+    if (raw->deadline != absl::InfiniteFuture()) {
+      m.deadlines.emplace(raw->deadline, raw);
+    }
     m.requests.emplace(raw, std::move(r));
     ++open_requests_;
-    DispatchLocked(m, &runs);
-    if (observer_) observer_->QueueDepth(m.id, m.queue.size());
+    if (m.serving.empty()) RebalanceLocked(&p);
+    DispatchLocked(m, &p);
+    CountLocked(&p);
   }
-  for (auto& run : runs) Launch(std::move(run));
+  Finish(std::move(p));
   return absl::OkStatus();
 }
 
-void Scheduler::DispatchLocked(Model& m,
-                               std::vector<std::unique_ptr<Run>>* runs) {
+absl::Time Scheduler::EstimateDoneLocked(const Model& m, uint32_t level,
+                                         uint32_t n, absl::Time now) const {
+  uint64_t ahead = 0;
+  for (uint32_t i = 0; i <= level; ++i) ahead += m.levels[i].size();
+  absl::Time start = now + m.timing.run_overhead;
+  double boards = 1;
+  if (!m.serving.empty()) {
+    absl::Time first = absl::InfiniteFuture();
+    for (const BoardState* b : m.serving) {
+      first = std::min(first, std::max(start, b->input_free_at()));
+    }
+    start = first;
+    boards = static_cast<double>(m.serving.size());
+  }
+  const double images_before_last =
+      std::ceil(static_cast<double>(ahead + n) / boards) - 1;
+  return start + m.image_time * images_before_last + m.timing.latency();
+}
+
+void Scheduler::DispatchLocked(Model& m, Pending* p) {
   const absl::Time now = clock_->Now();
-  while (!m.queue.empty()) {
+  ExpireLocked(m, now, p);
+  const absl::Duration lead = options_.dispatch_lead;
+  uint32_t want = 0;  // images per run in this pass
+  while (m.queued > 0 && !destroying_) {
+    int ready = 0;
+    absl::Time next_ready = absl::InfiniteFuture();
+    for (BoardState* b : m.serving) {
+      if (b->free_slots.empty()) continue;  // a completion dispatches again
+      const absl::Time due = b->input_free_at() - lead;
+      if (due > now) {
+        next_ready = std::min(next_ready, due);
+      } else {
+        ++ready;
+      }
+    }
+    if (ready == 0) {
+      // Busy: hold images back until a board is about to need them, so that
+      // its next run carries everything that queued meanwhile.
+      if (next_ready != absl::InfiniteFuture()) ArmDispatchTimerLocked(m, next_ready);
+      break;
+    }
+    // Split the queue over the boards ready when this pass began; each run
+    // goes where it completes first.
+    if (want == 0) {
+      want = static_cast<uint32_t>(std::min<uint64_t>(
+          m.options.max_images_per_run, (m.queued + ready - 1) / ready));
+    }
     BoardState* best = nullptr;
-    for (auto& b : m.boards) {
-      if (!b->healthy || b->free_slots.empty()) continue;
-      if (best == nullptr ||
-          b->prediction.input_free_at() < best->prediction.input_free_at()) {
-        best = b.get();
+    absl::Time best_done = absl::InfiniteFuture();
+    for (BoardState* b : m.serving) {
+      if (b->free_slots.empty() || b->input_free_at() - lead > now) continue;
+      const uint32_t n = std::min(want, b->max_run);
+      const absl::Time done = b->prediction->Predict(now, n).done + b->lag;
+      if (done < best_done) {
+        best = b;
+        best_done = done;
       }
     }
-    if (best == nullptr) return;  // a completion dispatches again
-    const absl::Time free_at = best->prediction.input_free_at();
-    const uint32_t max_run =
-        std::min(m.options.max_images_per_run, best->board->max_images_per_run());
-    if (free_at > now) {
-      // Busy: hold images back until the board is about to need them, so
-      // that the next run carries everything that queued meanwhile.
-      if (free_at - dispatch_lead_ > now) {
-        ArmTimerLocked(m, free_at - dispatch_lead_);
-        return;
+    const uint32_t n = std::min(want, best->max_run);
+    if (m.options.max_queue_delay > absl::ZeroDuration() &&
+        best->input_free_at() <= now &&
+        m.queued < std::min(m.options.max_images_per_run, best->max_run)) {
+      absl::Time oldest = absl::InfiniteFuture();
+      for (const auto& q : m.levels) {
+        if (!q.empty()) oldest = std::min(oldest, q.front().request->arrival);
       }
-    } else if (m.queue.size() < max_run &&
-               m.options.max_queue_delay > absl::ZeroDuration()) {
-      const absl::Time fill_by =
-          m.queue.front().request->arrival + m.options.max_queue_delay;
+      const absl::Time fill_by = oldest + m.options.max_queue_delay;
       if (fill_by > now) {
-        ArmTimerLocked(m, fill_by);
-        return;
+        ArmDispatchTimerLocked(m, fill_by);
+        break;
       }
     }
-    const uint32_t n = static_cast<uint32_t>(
-        std::min<size_t>(m.queue.size(), max_run));
+    const accel::RunTimes predicted = best->prediction->Predict(now, n);
     auto run = std::make_unique<Run>();
+    TakeImagesLocked(m, n, predicted.input_start + best->lag,
+                     best->prediction->image_time(),
+                     best->prediction->latency(), &run->images, p);
+    if (run->images.empty()) continue;  // all expired: look again
+    const uint32_t taken = static_cast<uint32_t>(run->images.size());
     run->model = &m;
     run->board = best;
     run->slot = best->free_slots.back();
     best->free_slots.pop_back();
-    run->images.assign(m.queue.begin(), m.queue.begin() + n);
-    m.queue.erase(m.queue.begin(), m.queue.begin() + n);
     run->submitted = now;
-    best->prediction.Submit(now, n);
-    best->in_flight += n;
-    runs->push_back(std::move(run));
+    run->predicted = best->prediction->Submit(now, taken);
+    run->predicted.done += best->lag;
+    if (best->runs.empty()) best->head_since = now;
+    best->runs.push_back(run.get());
+    best->in_flight_images += taken;
+    best->last_used = now;
+    ArmWatchdogLocked(*best);
+    p->runs.push_back(std::move(run));
+  }
+  if (observer_) observer_->QueueDepth(m.id, m.queued);
+}
+
+void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
+                                 absl::Duration image_time,
+                                 absl::Duration latency,
+                                 std::vector<ImageRef>* out, Pending* p) {
+  const absl::Time now = clock_->Now();
+  const uint32_t levels = m.options.priority_levels;
+  // Levels whose oldest image waited past max_starvation go first, oldest
+  // first; then every level in priority order.
+  std::vector<std::pair<absl::Time, uint32_t>> starved;
+  for (uint32_t i = 1; i < levels; ++i) {
+    if (m.levels[i].empty()) continue;
+    const absl::Time since =
+        std::max(m.levels[i].front().request->arrival, m.level_served[i]);
+    if (now - since >= m.options.max_starvation) starved.push_back({since, i});
+  }
+  std::sort(starved.begin(), starved.end());
+  std::vector<uint32_t> order;
+  for (const auto& [since, i] : starved) order.push_back(i);
+  for (uint32_t i = 0; i < levels; ++i) {
+    if (std::find(order.begin(), order.end(), i) == order.end()) order.push_back(i);
+  }
+  const uint32_t low_cap = std::min(max, m.options.low_priority_run_images);
+  for (uint32_t level : order) {
+    const uint32_t cap = level == 0 ? max : low_cap;
+    std::deque<ImageRef>& q = m.levels[level];
+    bool took = false;
+    while (out->size() < cap && !q.empty()) {
+      Request* r = q.front().request;
+      const absl::Time done = start + image_time * static_cast<int64_t>(out->size()) + latency;
+      if (done > r->deadline) {
+        // Its images already taken into this run go back as failed too.
+        uint32_t dropped = 0;
+        for (auto it = out->begin(); it != out->end();) {
+          if (it->request == r) {
+            it = out->erase(it);
+            ++dropped;
+          } else {
+            ++it;
+          }
+        }
+        p->expired.push_back({m.id, r->queued + dropped});
+        FailRequestLocked(
+            m, r,
+            absl::DeadlineExceededError(absl::StrCat(
+                "model ", m.options.name,
+                ": the request cannot finish before its deadline (predicted ",
+                absl::FormatDuration(done - r->deadline), " late)")),
+            p);
+        for (uint32_t k = 0; k < dropped; ++k) AnswerImageLocked(m, r, p);
+        continue;
+      }
+      out->push_back(q.front());
+      q.pop_front();
+      --m.queued;
+      if (--r->queued == 0 && r->deadline != absl::InfiniteFuture()) {
+        m.deadlines.erase({r->deadline, r});
+      }
+      took = true;
+    }
+    if (took) m.level_served[level] = now;
+    if (out->size() >= max) break;
   }
 }
 
-void Scheduler::ArmTimerLocked(Model& m, absl::Time due) {
+void Scheduler::ExpireLocked(Model& m, absl::Time now, Pending* p) {
+  const absl::Duration min_service = m.MinServiceTime();
+  while (!m.deadlines.empty()) {
+    const auto [deadline, r] = *m.deadlines.begin();
+    if (deadline - min_service > now) {
+      ArmDispatchTimerLocked(m, deadline - min_service);
+      return;
+    }
+    p->expired.push_back({m.id, r->queued});
+    FailRequestLocked(
+        m, r,
+        absl::DeadlineExceededError(absl::StrCat(
+            "model ", m.options.name,
+            ": the request's deadline passed while it was queued (",
+            r->queued, " image(s) still waiting)")),
+        p);
+  }
+}
+
+void Scheduler::FailRequestLocked(Model& m, Request* r,
+                                  const absl::Status& status, Pending* p) {
+  if (r->status.ok()) r->status = status;
+  if (r->deadline != absl::InfiniteFuture()) m.deadlines.erase({r->deadline, r});
+  if (r->queued == 0) return;
+  std::deque<ImageRef>& q = m.levels[r->level];
+  const auto end = std::remove_if(q.begin(), q.end(),
+                                  [r](const ImageRef& i) { return i.request == r; });
+  const uint32_t removed = static_cast<uint32_t>(q.end() - end);
+  q.erase(end, q.end());
+  m.queued -= removed;
+  r->queued -= removed;
+  for (uint32_t k = 0; k < removed; ++k) AnswerImageLocked(m, r, p);
+}
+
+void Scheduler::AnswerImageLocked(Model& m, Request* r, Pending* p) {
+  if (--r->unanswered != 0) return;
+  auto it = m.requests.find(r);
+  p->done.push_back(std::move(it->second));
+  m.requests.erase(it);
+  --open_requests_;
+  MaybeFinishRemovalLocked(m, p);
+}
+
+void Scheduler::FailQueuedLocked(Model& m, const absl::Status& status,
+                                 Pending* p) {
+  std::vector<Request*> queued;
+  for (const auto& [r, owned] : m.requests) {
+    if (r->queued > 0) queued.push_back(r);
+  }
+  for (Request* r : queued) FailRequestLocked(m, r, status, p);
+}
+
+void Scheduler::RequeueLocked(Run& run, Pending* p) {
+  Model& m = *run.model;
+  for (auto it = run.images.rbegin(); it != run.images.rend(); ++it) {
+    Request* r = it->request;
+    if (!r->status.ok()) {  // failed meanwhile (deadline): not worth a retry
+      AnswerImageLocked(m, r, p);
+      continue;
+    }
+    m.levels[r->level].push_front(*it);
+    ++m.queued;
+    if (r->queued++ == 0 && r->deadline != absl::InfiniteFuture()) {
+      m.deadlines.emplace(r->deadline, r);
+    }
+  }
+  run.images.clear();
+}
+
+void Scheduler::ArmDispatchTimerLocked(Model& m, absl::Time due) {
   if (due >= m.next_timer) return;  // an earlier timer will re-evaluate
   m.next_timer = due;
   const int model_id = m.id;
-  const uint64_t seq = ++m.timer_seq;
-  m.timers[seq] = clock_->RunAt(
-      due, [this, model_id, seq, due] { OnTimer(model_id, seq, due); });
+  RunAtLocked(due, [this, model_id, due] { OnDispatchTimer(model_id, due); });
 }
 
-void Scheduler::OnTimer(int model_id, uint64_t seq, absl::Time due) {
-  std::vector<std::unique_ptr<Run>> runs;
+void Scheduler::OnDispatchTimer(int model_id, absl::Time due) {
+  Pending p;
   {
     hgpipe::MutexLock l(&mu_);
     Model& m = *models_[model_id];
-    m.timers.erase(seq);
     if (m.next_timer == due) m.next_timer = absl::InfiniteFuture();
-    DispatchLocked(m, &runs);
-    if (observer_) observer_->QueueDepth(m.id, m.queue.size());
+    DispatchLocked(m, &p);
+    CountLocked(&p);
   }
-  for (auto& run : runs) Launch(std::move(run));
+  Finish(std::move(p));
+}
+
+void Scheduler::RunAtLocked(absl::Time due, absl::AnyInvocable<void()> fn) {
+  if (destroying_) return;
+  const uint64_t seq = ++timer_seq_;
+  timers_[seq] = clock_->RunAt(due, [this, seq, fn = std::move(fn)]() mutable {
+    {
+      hgpipe::MutexLock l(&mu_);
+      timers_.erase(seq);
+    }
+    fn();
+  });
 }
 
 void Scheduler::Launch(std::unique_ptr<Run> run) {
-  const accel::DeviceGeometry& g = run->model->geometry;
-  accel::Board* board = run->board->board.get();
+  Model& m = *run->model;
+  BoardState& b = *run->board;
+  const accel::DeviceGeometry& g = m.geometry;
+  accel::Board* board = b.board.get();
   int8_t* dst = board->slot(run->slot).input.data();
   std::vector<absl::Duration> waits;
   waits.reserve(run->images.size());
@@ -261,12 +698,32 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
     dst += g.input_bytes();
     waits.push_back(run->submitted - img.request->arrival);
   }
-  const int slot = run->slot;
   const uint32_t n = static_cast<uint32_t>(run->images.size());
-  if (observer_) {
-    observer_->RunStarted(run->model->id, run->board->board_id, n, waits,
-                          run->board->prediction.InputTime(n));
+  Pending p;
+  bool abandoned;
+  {
+    hgpipe::MutexLock l(&mu_);
+    abandoned = run->abandoned;
+    if (abandoned) {
+      // The board failed while we packed: the images go elsewhere now.
+      b.free_slots.push_back(run->slot);
+      RequeueLocked(*run, &p);
+      --b.abandoned_runs;
+      ContinueRecoveryLocked(b, &p);
+      DispatchLocked(m, &p);
+      CountLocked(&p);
+    } else {
+      run->packed = true;
+    }
   }
+  if (abandoned) {
+    Finish(std::move(p));
+    return;
+  }
+  if (observer_) {
+    observer_->RunStarted(m.id, b.id, n, waits, b.prediction->InputTime(n));
+  }
+  const int slot = run->slot;
   board->Submit(slot, n, [this, r = std::move(run)](absl::Status s) mutable {
     OnRunDone(std::move(r), std::move(s));
   });
@@ -275,105 +732,488 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
 void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
   Model& m = *run->model;
   BoardState& b = *run->board;
-  const accel::DeviceGeometry& g = m.geometry;
   const uint32_t n = static_cast<uint32_t>(run->images.size());
-  if (status.ok()) {
-    // The slot is still ours: decode straight into each request's buffer.
-    const uint32_t* words = b.board->slot(run->slot).output.data();
-    for (const ImageRef& img : run->images) {
-      int32_t* out = img.request->request->logits + size_t{img.index} * g.classes;
-      for (uint32_t j = 0; j < g.classes; ++j) {
-        out[j] = accel::DecodeLogitWord(words[j]);
-      }
-      words += g.output_words();
-    }
-  }
   const absl::Duration device_time = clock_->Now() - run->submitted;
-  std::vector<std::unique_ptr<Request>> done;
-  std::vector<std::unique_ptr<Run>> runs;
-  bool health_changed = false;
+  bool report = false;
+  Pending p;
   {
     hgpipe::MutexLock l(&mu_);
     b.free_slots.push_back(run->slot);
-    b.in_flight -= n;
-    if (status.ok()) {
-      for (const ImageRef& img : run->images) {
-        Request* r = img.request;
-        if (--r->unanswered == 0) {
-          auto it = m.requests.find(r);
-          done.push_back(std::move(it->second));
-          m.requests.erase(it);
-        }
+    if (run->abandoned) {
+      --b.abandoned_runs;
+      --board_ops_;
+      if (!destroying_) {
+        ContinueRecoveryLocked(b, &p);
+        DispatchLocked(m, &p);
       }
     } else {
-      health_changed = b.healthy;
-      b.healthy = false;
-      // Retry on the model's other boards, ahead of newer work.
-      for (auto it = run->images.rbegin(); it != run->images.rend(); ++it) {
-        m.queue.push_front(*it);
+      report = true;
+      const absl::Time now = clock_->Now();
+      b.runs.erase(std::find(b.runs.begin(), b.runs.end(), run.get()));
+      if (!b.runs.empty()) b.head_since = now;
+      b.in_flight_images -= n;
+      if (status.ok()) {
+        b.lag = std::max(absl::ZeroDuration(), now - (run->predicted.done - b.lag));
+        // The slot is ours until we return: decode straight into each
+        // request's buffer (under mu_: a watchdog may not requeue these
+        // images while we write).
+        const accel::DeviceGeometry& g = m.geometry;
+        const uint32_t* words = b.board->slot(run->slot).output.data();
+        for (const ImageRef& img : run->images) {
+          int32_t* out =
+              img.request->request->logits + size_t{img.index} * g.classes;
+          for (uint32_t j = 0; j < g.classes; ++j) {
+            out[j] = accel::DecodeLogitWord(words[j]);
+          }
+          words += g.output_words();
+          AnswerImageLocked(m, img.request, &p);
+        }
+      } else {
+        RequeueLocked(*run, &p);
+        FailBoardLocked(b, status, &p);
       }
-      if (!m.AnyHealthyBoard()) {
-        FailQueuedLocked(
-            m,
-            absl::UnavailableError(absl::StrCat(
-                "model ", m.options.name,
-                ": no healthy board left; last failure on board ",
-                b.board->info().name, ": ", status.message())),
-            &done);
+      if (b.phase == BoardPhase::kDraining && b.runs.empty()) {
+        SetPhaseLocked(b, BoardPhase::kProgramming, b.model, absl::OkStatus(), &p);
+        b.programming = b.model->options.bitstream;
+        p.programs.push_back(b.id);
+      }
+      DispatchLocked(m, &p);
+      RebalanceLocked(&p);
+    }
+    CountLocked(&p);
+  }
+  if (observer_ && report) {
+    observer_->RunFinished(m.id, b.id, n, device_time, status);
+  }
+  Finish(std::move(p));
+}
+
+void Scheduler::FailBoardLocked(BoardState& b, const absl::Status& why,
+                                Pending* p) {
+  ++b.failures;
+  Model* m = b.model;
+  std::vector<Model*> affected;
+  for (Run* r : b.runs) {
+    r->abandoned = true;
+    ++b.abandoned_runs;
+    if (r->packed) {
+      ++board_ops_;  // its completion is still to come
+      RequeueLocked(*r, p);
+    }
+    // An unpacked run is requeued by Launch, which never submits it.
+    if (std::find(affected.begin(), affected.end(), r->model) == affected.end()) {
+      affected.push_back(r->model);
+    }
+  }
+  b.runs.clear();
+  b.in_flight_images = 0;
+  SetPhaseLocked(b, BoardPhase::kRecovering, m, why, p);
+  b.resetting = true;
+  b.reset_ok = false;
+  p->resets.push_back(b.id);
+  for (Model* a : affected) {
+    if (a != m) DispatchLocked(*a, p);
+  }
+  if (m != nullptr) CheckServableLocked(*m, why, p);
+}
+
+void Scheduler::CheckServableLocked(Model& m, const absl::Status& why,
+                                    Pending* p) {
+  if (ServableLocked(m) || m.removing) return;
+  FailQueuedLocked(
+      m,
+      absl::UnavailableError(absl::StrCat(
+          "model ", m.options.name,
+          ": no board can serve it; last failure: ", why.message())),
+      p);
+}
+
+void Scheduler::ContinueRecoveryLocked(BoardState& b, Pending* p) {
+  if (b.phase != BoardPhase::kRecovering || b.resetting || !b.reset_ok ||
+      b.abandoned_runs > 0 || destroying_) {
+    return;
+  }
+  b.reset_ok = false;
+  b.loaded = nullptr;  // a reset board holds no bitstream
+  if (b.model == nullptr || b.model->removed ||
+      b.model->options.bitstream == nullptr) {
+    SetPhaseLocked(b, BoardPhase::kIdle, nullptr, absl::OkStatus(), p);
+    RebalanceLocked(p);
+    return;
+  }
+  b.recovering = true;
+  SetPhaseLocked(b, BoardPhase::kProgramming, b.model, absl::OkStatus(), p);
+  b.programming = b.model->options.bitstream;
+  p->programs.push_back(b.id);
+}
+
+void Scheduler::RetryRecoveryLocked(BoardState& b, const absl::Status& why,
+                                    Pending* p) {
+  ++b.attempts;
+  b.recovering = true;
+  Model* m = b.model != nullptr && !b.model->removed ? b.model : nullptr;
+  if (b.attempts >= options_.max_recovery_attempts) {
+    SetPhaseLocked(b, BoardPhase::kRetired, m, why, p);
+    if (m != nullptr) CheckServableLocked(*m, why, p);
+    return;
+  }
+  SetPhaseLocked(b, BoardPhase::kRecovering, m, why, p);
+  const absl::Duration backoff = options_.recovery_backoff * (1 << (b.attempts - 1));
+  const int id = b.id;
+  RunAtLocked(clock_->Now() + backoff, [this, id] {
+    Pending q;
+    {
+      hgpipe::MutexLock l(&mu_);
+      BoardState& bs = *boards_[id];
+      if (bs.phase != BoardPhase::kRecovering || destroying_) return;
+      bs.resetting = true;
+      bs.reset_ok = false;
+      q.resets.push_back(id);
+    }
+    Finish(std::move(q));
+  });
+}
+
+void Scheduler::ArmWatchdogLocked(BoardState& b) {
+  if (options_.watchdog_margin == absl::ZeroDuration() || b.watchdog_armed ||
+      b.runs.empty()) {
+    return;
+  }
+  b.watchdog_armed = true;
+  const int id = b.id;
+  RunAtLocked(WatchdogDueLocked(b), [this, id] { OnWatchdog(id); });
+}
+
+absl::Time Scheduler::WatchdogDueLocked(const BoardState& b) const {
+  const Run& head = *b.runs.front();
+  // The head run is due by its prediction, or - when earlier runs were late
+  // - one run's worth of time after it became the oldest.
+  const absl::Time own =
+      b.head_since + b.prediction->timing().run_overhead +
+      b.prediction->InputTime(static_cast<uint32_t>(head.images.size())) +
+      b.prediction->latency();
+  return std::max(head.predicted.done, own) + options_.watchdog_margin;
+}
+
+void Scheduler::OnWatchdog(int board_id) {
+  Pending p;
+  {
+    hgpipe::MutexLock l(&mu_);
+    BoardState& b = *boards_[board_id];
+    b.watchdog_armed = false;
+    if (b.runs.empty() || destroying_ ||
+        (b.phase != BoardPhase::kServing && b.phase != BoardPhase::kDraining)) {
+      return;
+    }
+    const absl::Time due = WatchdogDueLocked(b);
+    const absl::Time now = clock_->Now();
+    if (now < due) {
+      ArmWatchdogLocked(b);
+      return;
+    }
+    const Run& head = *b.runs.front();
+    Model* m = head.model;
+    const absl::Status why = absl::DeadlineExceededError(absl::StrCat(
+        "board ", b.name, ": a run of ", head.images.size(),
+        " image(s) is ", absl::FormatDuration(now - head.predicted.done),
+        " past its predicted completion (watchdog margin ",
+        absl::FormatDuration(options_.watchdog_margin), ")"));
+    FailBoardLocked(b, why, &p);
+    DispatchLocked(*m, &p);
+    RebalanceLocked(&p);
+    CountLocked(&p);
+  }
+  Finish(std::move(p));
+}
+
+void Scheduler::StartReset(int board_id) {
+  accel::Board* board;
+  {
+    hgpipe::MutexLock l(&mu_);
+    board = boards_[board_id]->board.get();
+    ++board_ops_;
+  }
+  board->Reset([this, board_id](absl::Status s) {
+    OnBoardOpDone(board_id, BoardPhase::kRecovering, std::move(s));
+  });
+}
+
+void Scheduler::StartProgram(int board_id) {
+  accel::Board* board;
+  std::shared_ptr<const accel::Bitstream> bitstream;
+  {
+    hgpipe::MutexLock l(&mu_);
+    board = boards_[board_id]->board.get();
+    bitstream = boards_[board_id]->programming;
+    ++board_ops_;
+  }
+  board->Program(std::move(bitstream), [this, board_id](absl::Status s) {
+    OnBoardOpDone(board_id, BoardPhase::kProgramming, std::move(s));
+  });
+}
+
+void Scheduler::StartProbe(int board_id) {
+  accel::Board* board;
+  int slot;
+  uint64_t generation;
+  {
+    hgpipe::MutexLock l(&mu_);
+    BoardState& b = *boards_[board_id];
+    board = b.board.get();
+    slot = b.free_slots.back();
+    b.free_slots.pop_back();
+    generation = ++b.probe_generation;
+    ++board_ops_;
+    if (options_.watchdog_margin > absl::ZeroDuration()) {
+      const absl::Time due = b.prediction->Predict(clock_->Now(), 1).done +
+                             options_.watchdog_margin;
+      RunAtLocked(due, [this, board_id, generation] {
+        Pending p;
+        {
+          hgpipe::MutexLock l2(&mu_);
+          BoardState& bs = *boards_[board_id];
+          if (bs.phase != BoardPhase::kProbing ||
+              bs.probe_generation != generation || destroying_) {
+            return;
+          }
+          ++bs.probe_generation;  // its late completion is ignored
+          ++bs.failures;
+          RetryRecoveryLocked(
+              bs,
+              absl::DeadlineExceededError(absl::StrCat(
+                  "board ", bs.name, ": the probe run did not finish in time")),
+              &p);
+          CountLocked(&p);
+        }
+        Finish(std::move(p));
+      });
+    }
+  }
+  // A zero image: every bitstream must take it.
+  const size_t bytes = board->manifest().geometry.input_bytes();
+  std::memset(board->slot(slot).input.data(), 0, bytes);
+  board->Submit(slot, 1, [this, board_id, slot, generation](absl::Status s) {
+    Pending p;
+    {
+      hgpipe::MutexLock l(&mu_);
+      BoardState& b = *boards_[board_id];
+      b.free_slots.push_back(slot);
+      --board_ops_;
+      if (b.phase != BoardPhase::kProbing || b.probe_generation != generation ||
+          destroying_) {
+        return;
+      }
+      ++b.probe_generation;
+      if (!s.ok()) {
+        ++b.failures;
+        RetryRecoveryLocked(
+            b,
+            absl::UnavailableError(absl::StrCat("board ", b.name,
+                                                ": probe run failed: ",
+                                                s.message())),
+            &p);
+      } else {
+        AdmitLocked(b, &p);
+      }
+      CountLocked(&p);
+    }
+    Finish(std::move(p));
+  });
+}
+
+void Scheduler::AdmitLocked(BoardState& b, Pending* p) {
+  Model* m = b.model;
+  if (m == nullptr || m->removed) {
+    SetPhaseLocked(b, BoardPhase::kIdle, nullptr, absl::OkStatus(), p);
+    RebalanceLocked(p);
+    return;
+  }
+  if (b.recovering) ++b.recoveries;
+  b.recovering = false;
+  b.attempts = 0;
+  b.RefreshPrediction();
+  SetPhaseLocked(b, BoardPhase::kServing, m, absl::OkStatus(), p);
+  DispatchLocked(*m, p);
+}
+
+void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
+                              absl::Status status) {
+  Pending p;
+  {
+    hgpipe::MutexLock l(&mu_);
+    BoardState& b = *boards_[board_id];
+    --board_ops_;
+    if (destroying_) return;
+    if (phase == BoardPhase::kRecovering) {
+      b.resetting = false;
+      if (!status.ok()) {
+        RetryRecoveryLocked(
+            b,
+            absl::UnavailableError(absl::StrCat("board ", b.name,
+                                                ": reset failed: ",
+                                                status.message())),
+            &p);
+      } else {
+        b.reset_ok = true;
+        ContinueRecoveryLocked(b, &p);
+      }
+    } else if (!status.ok()) {
+      ++b.failures;
+      RetryRecoveryLocked(
+          b,
+          absl::UnavailableError(absl::StrCat("board ", b.name,
+                                              ": programming failed: ",
+                                              status.message())),
+          &p);
+    } else {
+      ++b.programmings;
+      b.loaded = std::move(b.programming);
+      b.RefreshPrediction();
+      SetPhaseLocked(b, BoardPhase::kProbing, b.model, absl::OkStatus(), &p);
+      p.probes.push_back(board_id);
+    }
+    CountLocked(&p);
+  }
+  Finish(std::move(p));
+}
+
+void Scheduler::RebalanceLocked(Pending* p) {
+  if (!options_.reprogram || destroying_) return;
+  for (auto& mp : models_) {
+    Model& m = *mp;
+    if (m.removing || m.queued == 0 || !m.serving.empty() ||
+        m.options.bitstream == nullptr) {
+      continue;
+    }
+    bool coming = false;
+    for (const auto& b : boards_) {
+      if (b->model == &m && (b->phase == BoardPhase::kProgramming ||
+                             b->phase == BoardPhase::kProbing ||
+                             b->phase == BoardPhase::kDraining)) {
+        coming = true;
       }
     }
-    open_requests_ -= done.size();
-    DispatchLocked(m, &runs);
-    if (observer_) observer_->QueueDepth(m.id, m.queue.size());
+    if (coming) continue;
+    // 1. An idle board, preferably one that still holds the bitstream.
+    // 2. A board whose model has nothing to do, least recently used.
+    // 3. A board of the model with the most boards, if it has two or more.
+    BoardState* donor = nullptr;
+    for (auto& b : boards_) {
+      if (b->phase != BoardPhase::kIdle) continue;
+      if (donor == nullptr || b->loaded == m.options.bitstream) donor = b.get();
+    }
+    if (donor == nullptr) {
+      for (auto& b : boards_) {
+        if (b->phase != BoardPhase::kServing || !b->runs.empty() ||
+            b->model->queued > 0) {
+          continue;
+        }
+        if (donor == nullptr || b->last_used < donor->last_used) donor = b.get();
+      }
+    }
+    if (donor == nullptr) {
+      Model* richest = nullptr;
+      for (auto& other : models_) {
+        if (other->serving.size() >= 2 &&
+            (richest == nullptr || other->serving.size() > richest->serving.size())) {
+          richest = other.get();
+        }
+      }
+      if (richest != nullptr) {
+        for (BoardState* b : richest->serving) {
+          if (donor == nullptr || b->in_flight_images < donor->in_flight_images) {
+            donor = b;
+          }
+        }
+      }
+    }
+    if (donor == nullptr) continue;  // a later completion looks again
+    if (!donor->runs.empty()) {
+      SetPhaseLocked(*donor, BoardPhase::kDraining, &m, absl::OkStatus(), p);
+    } else if (donor->loaded != nullptr && donor->loaded == m.options.bitstream) {
+      SetPhaseLocked(*donor, BoardPhase::kProbing, &m, absl::OkStatus(), p);
+      p->probes.push_back(donor->id);
+    } else {
+      SetPhaseLocked(*donor, BoardPhase::kProgramming, &m, absl::OkStatus(), p);
+      donor->programming = m.options.bitstream;
+      p->programs.push_back(donor->id);
+    }
+  }
+}
+
+void Scheduler::CountLocked(Pending* p) {
+  if (!p->done.empty() || !p->callbacks.empty()) {
+    p->counted = true;
     ++delivering_;
   }
+}
+
+void Scheduler::Finish(Pending p) {
   if (observer_) {
-    observer_->RunFinished(m.id, b.board_id, n, device_time, status);
-    if (health_changed) observer_->BoardHealth(m.id, b.board_id, false);
-  }
-  Deliver(std::move(done), std::move(runs));
-}
-
-void Scheduler::FailQueuedLocked(Model& m, const absl::Status& status,
-                                 std::vector<std::unique_ptr<Request>>* done) {
-  for (const ImageRef& img : m.queue) {
-    Request* r = img.request;
-    if (r->status.ok()) r->status = status;
-    if (--r->unanswered == 0) {
-      auto it = m.requests.find(r);
-      done->push_back(std::move(it->second));
-      m.requests.erase(it);
+    for (const auto& e : p.phases) {
+      observer_->BoardPhaseChanged(e.board_id, e.model_id, e.phase, e.why);
     }
+    for (const auto& e : p.expired) observer_->DeadlineExpired(e.model_id, e.images);
   }
-  m.queue.clear();
-}
-
-void Scheduler::Deliver(std::vector<std::unique_ptr<Request>> done,
-                        std::vector<std::unique_ptr<Run>> runs) {
-  for (auto& run : runs) Launch(std::move(run));
-  for (auto& r : done) {
+  for (auto& run : p.runs) Launch(std::move(run));
+  if (!p.resets.empty() || !p.programs.empty() || !p.probes.empty()) {
+    // Board operations start from the clock's thread, never from inside a
+    // completion callback of the same board (which Finish may be running
+    // in: a board may still count that run as in flight).
+    hgpipe::MutexLock l(&mu_);
+    const absl::Time now = clock_->Now();
+    for (int id : p.resets) RunAtLocked(now, [this, id] { StartReset(id); });
+    for (int id : p.programs) RunAtLocked(now, [this, id] { StartProgram(id); });
+    for (int id : p.probes) RunAtLocked(now, [this, id] { StartProbe(id); });
+  }
+  for (auto& r : p.done) {
     auto cb = std::move(r->request->done);
     cb(r->status);
   }
-  done.clear();
-  hgpipe::MutexLock l(&mu_);
-  --delivering_;
+  p.done.clear();
+  for (auto& cb : p.callbacks) cb();
+  if (p.counted) {
+    hgpipe::MutexLock l(&mu_);
+    --delivering_;
+  }
 }
 
 bool Scheduler::ModelReady(absl::string_view model) const {
   hgpipe::MutexLock l(&mu_);
-  auto it = model_ids_.find(model);
-  return it != model_ids_.end() && models_[it->second]->AnyHealthyBoard();
+  const Model* m = FindModelLocked(model);
+  return m != nullptr && ServableLocked(*m);
+}
+
+int Scheduler::ModelId(absl::string_view model) const {
+  hgpipe::MutexLock l(&mu_);
+  const Model* m = FindModelLocked(model);
+  return m == nullptr ? -1 : m->id;
 }
 
 std::vector<Scheduler::BoardStatus> Scheduler::Boards(
     absl::string_view model) const {
   hgpipe::MutexLock l(&mu_);
   std::vector<BoardStatus> out;
-  auto it = model_ids_.find(model);
-  if (it == model_ids_.end()) return out;
-  for (const auto& b : models_[it->second]->boards) {
-    out.push_back({b->board_id, b->board->info().name, b->healthy, b->in_flight});
+  const Model* m = nullptr;
+  if (!model.empty()) {
+    m = FindModelLocked(model);
+    if (m == nullptr) return out;
+  }
+  for (const auto& b : boards_) {
+    if (m != nullptr && b->model != m) continue;
+    out.push_back({b->id, b->name, b->model != nullptr ? b->model->id : -1,
+                   b->phase, b->in_flight_images, b->failures, b->recoveries,
+                   b->programmings});
+  }
+  return out;
+}
+
+std::vector<Scheduler::ModelStatus> Scheduler::Models() const {
+  hgpipe::MutexLock l(&mu_);
+  std::vector<ModelStatus> out;
+  for (const auto& m : models_) {
+    if (m->removing) continue;
+    out.push_back({m->id, m->options.name, ServableLocked(*m), m->queued});
   }
   return out;
 }

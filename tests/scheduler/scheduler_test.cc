@@ -32,9 +32,19 @@ class RecordingObserver : public Observer {
     hgpipe::MutexLock l(&mu);
     if (!s.ok()) ++failed_runs;
   }
-  void BoardHealth(int, int board_id, bool healthy) override {
+  void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase,
+                         const absl::Status& why) override {
     hgpipe::MutexLock l(&mu);
-    unhealthy.push_back(board_id);
+    phases.push_back({board_id, phase});
+    if (phase == BoardPhase::kRecovering || phase == BoardPhase::kRetired) {
+      if (unhealthy.empty() || unhealthy.back() != board_id) {
+        unhealthy.push_back(board_id);
+      }
+    }
+  }
+  void DeadlineExpired(int, uint32_t images) override {
+    hgpipe::MutexLock l(&mu);
+    expired_images += images;
   }
   hgpipe::Mutex mu;
   std::vector<uint32_t> run_sizes;
@@ -42,6 +52,8 @@ class RecordingObserver : public Observer {
   std::map<int, uint64_t> images_per_board;
   int failed_runs = 0;
   std::vector<int> unhealthy;
+  std::vector<std::pair<int, BoardPhase>> phases;
+  uint64_t expired_images = 0;
 };
 
 // A request whose buffers live here, and what came back.
@@ -55,10 +67,28 @@ struct Job {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  void Build(int boards, ModelOptions mo = {},
-             EmulatedBoard::Options bo = {},
-             absl::Duration lead = absl::Milliseconds(1)) {
-    Scheduler::Options so;
+  ~SchedulerTest() override {
+    clock_.RunUntilIdle();  // boards may still be recovering
+  }
+
+  static std::shared_ptr<const accel::Bitstream> VerifyBitstream() {
+    auto kernel = *accel::FindEmulatedKernel("verify");
+    return std::make_shared<const accel::Bitstream>(
+        accel::Bitstream{kernel->manifest(), kernel, ""});
+  }
+
+  std::unique_ptr<accel::Board> MakeBoard(int i, EmulatedBoard::Options o) {
+    o.name = "sim" + std::to_string(i);
+    o.kernel = *accel::FindEmulatedKernel("verify");
+    o.clock = &clock_;
+    o.compute_inline = true;
+    return *EmulatedBoard::Create(o);
+  }
+
+  // `faulty` boards get bo.fault; the others none.
+  void Build(int boards, ModelOptions mo = {}, EmulatedBoard::Options bo = {},
+             absl::Duration lead = absl::Milliseconds(1),
+             std::vector<int> faulty = {0}, Scheduler::Options so = {}) {
     so.clock = &clock_;
     so.observer = &observer_;
     so.dispatch_lead = lead;
@@ -66,19 +96,21 @@ class SchedulerTest : public ::testing::Test {
     std::vector<std::unique_ptr<accel::Board>> bs;
     for (int i = 0; i < boards; ++i) {
       EmulatedBoard::Options o = bo;
-      o.name = "sim" + std::to_string(i);
-      o.kernel = *accel::FindEmulatedKernel("verify");
-      o.clock = &clock_;
-      o.compute_inline = true;
-      if (i > 0) o.fail_after_runs.reset();  // faults only on board 0
-      bs.push_back(*EmulatedBoard::Create(o));
+      if (std::find(faulty.begin(), faulty.end(), i) == faulty.end()) {
+        o.fault = {};
+      }
+      bs.push_back(MakeBoard(i, o));
     }
     if (mo.name.empty()) mo.name = "verify";
+    if (mo.bitstream == nullptr) mo.bitstream = VerifyBitstream();
+    bitstream_ = mo.bitstream;
     ASSERT_TRUE(scheduler_->AddModel(mo, std::move(bs)).ok());
   }
 
   // Queues a request of n random images; the job must outlive the answer.
-  absl::Status Submit(Job& job, uint32_t n, const char* model = "verify") {
+  absl::Status Submit(Job& job, uint32_t n, const char* model = "verify",
+                      uint32_t priority = 0,
+                      absl::Time deadline = absl::InfiniteFuture()) {
     job.images.resize(n * kImageBytes);
     for (auto& v : job.images) v = static_cast<int8_t>(rng_());
     job.logits.assign(n * kClasses, 0);
@@ -86,6 +118,8 @@ class SchedulerTest : public ::testing::Test {
     r->images = job.images.data();
     r->n_images = n;
     r->logits = job.logits.data();
+    r->priority = priority;
+    r->deadline = deadline;
     r->done = [this, &job](absl::Status s) {
       ++job.calls;
       job.status = s;
@@ -108,6 +142,7 @@ class SchedulerTest : public ::testing::Test {
 
   SimClock clock_;
   RecordingObserver observer_;
+  std::shared_ptr<const accel::Bitstream> bitstream_;
   std::unique_ptr<Scheduler> scheduler_;
   std::mt19937 rng_{42};
 };
@@ -200,9 +235,19 @@ TEST_F(SchedulerTest, SpreadsWorkOverAllBoards) {
   EXPECT_LT(last - t0, t.interval() * 800 * 0.55 + t.latency() * 2);
 }
 
+using Fault = accel::FaultInjection;
+
+Fault MakeFault(Fault::Kind kind, uint64_t after, bool permanent = false) {
+  Fault f;
+  f.kind = kind;
+  f.after_runs = after;
+  f.permanent = permanent;
+  return f;
+}
+
 TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
   EmulatedBoard::Options bo;
-  bo.fail_after_runs = 2;
+  bo.fault = MakeFault(Fault::Kind::kFail, 2);
   Build(2, {}, bo);
   std::vector<Job> jobs(300);
   for (auto& j : jobs) {
@@ -217,16 +262,20 @@ TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
   }
   EXPECT_GE(observer_.failed_runs, 1);
   EXPECT_EQ(observer_.unhealthy, (std::vector<int>{0}));
+  // The fault was transient: reset, reprogrammed, probed and back.
   const auto boards = scheduler_->Boards("verify");
   ASSERT_EQ(boards.size(), 2u);
-  EXPECT_FALSE(boards[0].healthy);
-  EXPECT_TRUE(boards[1].healthy);
+  EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
+  EXPECT_EQ(boards[0].failures, 1u);
+  EXPECT_EQ(boards[0].recoveries, 1u);
+  EXPECT_EQ(boards[0].programmings, 1u);
+  EXPECT_EQ(boards[1].failures, 0u);
   EXPECT_TRUE(scheduler_->ModelReady("verify"));
 }
 
 TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
   EmulatedBoard::Options bo;
-  bo.fail_after_runs = 0;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
   Build(1, {}, bo);
   Job a, b;
   ASSERT_TRUE(Submit(a, 2).ok());
@@ -236,6 +285,10 @@ TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
   EXPECT_EQ(b.status.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(a.calls, 1);
   EXPECT_EQ(b.calls, 1);
+  // Recovery was tried max_recovery_attempts times before giving up.
+  const auto boards = scheduler_->Boards("verify");
+  ASSERT_EQ(boards.size(), 1u);
+  EXPECT_EQ(boards[0].phase, BoardPhase::kRetired);
   EXPECT_FALSE(scheduler_->ModelReady("verify"));
   Job c;
   EXPECT_EQ(Submit(c, 1).code(), absl::StatusCode::kUnavailable);
@@ -362,6 +415,315 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
     ASSERT_TRUE(j.status.ok());
     ExpectOwnOutputs(j);
   }
+}
+
+
+// The acceptance test: a board dies under load (fails for good in
+// the middle of a run), and every image of every request is answered
+// exactly once, with its own result.
+TEST_F(SchedulerTest, KillABoardUnderLoadEveryImageAnsweredExactlyOnce) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 40, /*permanent=*/true);
+  ModelOptions mo;
+  mo.max_images_per_run = 8;
+  Build(4, mo, bo, absl::Milliseconds(1), /*faulty=*/{2});
+  std::mt19937 rng(7);
+  std::vector<Job> jobs(1500);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 1 + rng() % 4).ok());
+    clock_.Advance(absl::Microseconds(80));  // ~31,000 images/s: saturated
+  }
+  clock_.RunUntilIdle();
+  for (const auto& j : jobs) {
+    ASSERT_EQ(j.calls, 1);
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    ExpectOwnOutputs(j);
+  }
+  const auto boards = scheduler_->Boards("verify");
+  EXPECT_EQ(boards[2].phase, BoardPhase::kRetired);
+  EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
+  EXPECT_GE(observer_.failed_runs, 1);
+}
+
+TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kHang, 3);
+  ModelOptions mo;
+  mo.max_images_per_run = 8;
+  Scheduler::Options so;
+  so.watchdog_margin = absl::Milliseconds(20);
+  Build(2, mo, bo, absl::Milliseconds(1), {0}, so);
+  std::vector<Job> jobs(400);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 2).ok());
+    clock_.Advance(absl::Microseconds(200));
+  }
+  clock_.RunUntilIdle();
+  for (const auto& j : jobs) {
+    ASSERT_EQ(j.calls, 1);
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    ExpectOwnOutputs(j);
+  }
+  const auto boards = scheduler_->Boards("verify");
+  EXPECT_EQ(boards[0].failures, 1u);
+  EXPECT_EQ(boards[0].recoveries, 1u);
+  EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
+  // It went through the whole life cycle.
+  std::vector<BoardPhase> seen;
+  for (const auto& [id, phase] : observer_.phases) {
+    if (id == 0) seen.push_back(phase);
+  }
+  EXPECT_EQ(seen, (std::vector<BoardPhase>{
+                      BoardPhase::kServing, BoardPhase::kRecovering,
+                      BoardPhase::kProgramming, BoardPhase::kProbing,
+                      BoardPhase::kServing}));
+}
+
+TEST_F(SchedulerTest, SlowBoardGetsLessWorkWithoutTrippingTheWatchdog) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kSlow, 0);
+  bo.fault.slow_factor = 4;
+  Build(2, {}, bo);
+  std::vector<Job> jobs(600);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 1).ok());
+    clock_.Advance(absl::Microseconds(150));
+  }
+  clock_.RunUntilIdle();
+  for (const auto& j : jobs) ASSERT_TRUE(j.status.ok());
+  EXPECT_GT(observer_.images_per_board[1], 2 * observer_.images_per_board[0]);
+  EXPECT_EQ(scheduler_->Boards("verify")[0].failures, 0u);
+}
+
+TEST_F(SchedulerTest, QueueIsSplitOverIdleBoards) {
+  Build(4);
+  Job j;
+  ASSERT_TRUE(Submit(j, 8).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(j.status.ok());
+  EXPECT_EQ(observer_.run_sizes, (std::vector<uint32_t>{2, 2, 2, 2}));
+  ExpectOwnOutputs(j);
+}
+
+TEST_F(SchedulerTest, RunGoesToTheBoardWhereItCompletesFirst) {
+  // Board 0 has a pipeline three times as long: for one image the short
+  // pipeline completes first even though both are idle.
+  Scheduler::Options so;
+  so.clock = &clock_;
+  so.observer = &observer_;
+  scheduler_ = *Scheduler::Create(so);
+  std::vector<std::unique_ptr<accel::Board>> bs;
+  EmulatedBoard::Options slow;
+  accel::PipelineTiming t;
+  t.latency_cycles *= 3;
+  slow.timing = t;
+  bs.push_back(MakeBoard(0, slow));
+  bs.push_back(MakeBoard(1, {}));
+  ModelOptions mo;
+  mo.name = "verify";
+  ASSERT_TRUE(scheduler_->AddModel(mo, std::move(bs)).ok());
+  Job j;
+  ASSERT_TRUE(Submit(j, 1).ok());
+  clock_.RunUntilIdle();
+  EXPECT_EQ(observer_.runs_per_board[1], 1);
+  EXPECT_EQ(observer_.runs_per_board.count(0), 0u);
+}
+
+TEST_F(SchedulerTest, HigherPriorityOvertakesQueuedLowerPriority) {
+  ModelOptions mo;
+  mo.priority_levels = 2;
+  mo.default_priority = 2;
+  mo.max_images_per_run = 4;
+  mo.low_priority_run_images = 4;
+  EmulatedBoard::Options bo;
+  bo.num_slots = 1;
+  Build(1, mo, bo);
+  std::vector<Job> low(6);
+  for (auto& j : low) ASSERT_TRUE(Submit(j, 2).ok());
+  Job high;
+  ASSERT_TRUE(Submit(high, 1, "verify", 1).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(high.status.ok());
+  ExpectOwnOutputs(high);
+  // The first request's run was already on the board; the high-priority
+  // image leads the second run, ahead of every other low-priority image.
+  int answered_before = 0;
+  for (const auto& j : low) {
+    ASSERT_TRUE(j.status.ok());
+    if (j.answered < high.answered) ++answered_before;
+  }
+  EXPECT_EQ(answered_before, 1);
+  Job bad;
+  EXPECT_EQ(Submit(bad, 1, "verify", 3).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, QueueLimitCountsOnlyImagesAtTheSameOrHigherPriority) {
+  ModelOptions mo;
+  mo.priority_levels = 2;
+  mo.default_priority = 2;
+  mo.max_queue_images = 6;
+  mo.max_images_per_run = 2;
+  EmulatedBoard::Options bo;
+  bo.num_slots = 1;
+  Build(1, mo, bo);
+  Job running, low1, low2, high1, high2;
+  ASSERT_TRUE(Submit(running, 2).ok());  // on the board
+  ASSERT_TRUE(Submit(low1, 6).ok());     // the queue holds 6 low
+  EXPECT_EQ(Submit(low2, 1).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(Submit(high1, 6, "verify", 1).ok());  // low does not count
+  EXPECT_EQ(Submit(high2, 1, "verify", 1).code(),
+            absl::StatusCode::kResourceExhausted);
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(low1.status.ok());
+  EXPECT_TRUE(high1.status.ok());
+  EXPECT_LT(high1.answered, low1.answered);
+}
+
+TEST_F(SchedulerTest, LowPriorityIsNeverStarvedBeyondTheBound) {
+  ModelOptions mo;
+  mo.priority_levels = 2;
+  mo.max_starvation = absl::Milliseconds(5);
+  mo.max_images_per_run = 8;
+  mo.max_queue_images = 100000;
+  Build(1, mo);
+  // High priority alone keeps the board saturated (10,000 images/s).
+  Job low;
+  std::vector<Job> high(1500);
+  ASSERT_TRUE(Submit(high[0], 1, "verify", 1).ok());
+  ASSERT_TRUE(Submit(low, 1, "verify", 2).ok());
+  const absl::Time t0 = clock_.Now();
+  for (size_t i = 1; i < high.size(); ++i) {
+    clock_.Advance(absl::Microseconds(100));
+    ASSERT_TRUE(Submit(high[i], 1, "verify", 1).ok());
+  }
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(low.status.ok());
+  // Dispatched within the bound (plus the lead and one run ahead of it).
+  const accel::PipelineTiming t;
+  EXPECT_LT(low.answered - t0, absl::Milliseconds(5) + absl::Milliseconds(1) +
+                                   t.interval() * 16 + t.latency());
+}
+
+TEST_F(SchedulerTest, DeadlinesAreAnsweredWithoutReachingABoard) {
+  ModelOptions mo;
+  mo.max_images_per_run = 4;
+  EmulatedBoard::Options bo;
+  bo.num_slots = 1;
+  Build(1, mo, bo);
+  const accel::PipelineTiming t;
+  const absl::Time t0 = clock_.Now();
+  // Too short even for an idle board: refused at once.
+  Job hopeless;
+  EXPECT_EQ(Submit(hopeless, 1, "verify", 0, t0 + absl::Microseconds(500)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  // Behind 40 queued images (5.4 ms of input on the only board).
+  std::vector<Job> ahead(10);
+  for (auto& j : ahead) ASSERT_TRUE(Submit(j, 4).ok());
+  Job late;
+  EXPECT_EQ(Submit(late, 1, "verify", 0, t0 + absl::Milliseconds(3)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  // Plausible at Enqueue, but the board is held up (one slot, runs of 4).
+  Job expires;
+  ASSERT_TRUE(Submit(expires, 2, "verify", 0, t0 + absl::Milliseconds(9)).ok());
+  Job fine;
+  ASSERT_TRUE(Submit(fine, 1, "verify", 0, t0 + absl::Seconds(1)).ok());
+  clock_.RunUntilIdle();
+  EXPECT_EQ(expires.calls, 1);
+  EXPECT_EQ(expires.status.code(), absl::StatusCode::kDeadlineExceeded)
+      << expires.status;
+  EXPECT_LE(expires.answered, t0 + absl::Milliseconds(9));
+  EXPECT_TRUE(fine.status.ok());
+  uint64_t computed = 0;
+  for (const auto& [board, images] : observer_.images_per_board) computed += images;
+  EXPECT_EQ(computed, 41u);  // 40 ahead + fine: nothing of `expires`
+  EXPECT_EQ(observer_.expired_images, 2u);
+}
+
+// Two models, one board: demand for the model without a board reprograms
+// the idle one, and the queued request waits for it instead of failing.
+TEST_F(SchedulerTest, IdleBoardIsReprogrammedForAModelWithDemand) {
+  Build(1);
+  ModelOptions other;
+  other.name = "other";
+  other.bitstream = VerifyBitstream();  // a different bitstream object
+  ASSERT_TRUE(scheduler_->AddModel(other, {}).ok());
+  EXPECT_TRUE(scheduler_->ModelReady("other"));
+  Job a;
+  const absl::Time t0 = clock_.Now();
+  ASSERT_TRUE(Submit(a, 3, "other").ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(a.status.ok()) << a.status;
+  ExpectOwnOutputs(a);
+  EXPECT_GE(a.answered - t0, EmulatedBoard::Options{}.program_time);
+  auto boards = scheduler_->Boards();
+  ASSERT_EQ(boards.size(), 1u);
+  EXPECT_EQ(boards[0].model_id, scheduler_->ModelId("other"));
+  EXPECT_EQ(boards[0].programmings, 1u);
+  // And back, on demand.
+  Job b;
+  ASSERT_TRUE(Submit(b, 1, "verify").ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(b.status.ok());
+  EXPECT_EQ(scheduler_->Boards()[0].model_id, scheduler_->ModelId("verify"));
+  EXPECT_EQ(scheduler_->Boards()[0].programmings, 2u);
+}
+
+TEST_F(SchedulerTest, BusyModelGivesUpABoardToAModelWithout) {
+  Build(2);
+  ModelOptions other;
+  other.name = "other";
+  other.bitstream = VerifyBitstream();
+  ASSERT_TRUE(scheduler_->AddModel(other, {}).ok());
+  // Keep "verify" busy on both boards, then ask for "other".
+  std::vector<Job> busy(200);
+  Job o;
+  for (size_t i = 0; i < busy.size(); ++i) {
+    ASSERT_TRUE(Submit(busy[i], 2).ok());
+    if (i == 20) {
+      ASSERT_TRUE(Submit(o, 1, "other").ok());
+    }
+    clock_.Advance(absl::Microseconds(150));
+  }
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(o.status.ok()) << o.status;
+  for (const auto& j : busy) ASSERT_TRUE(j.status.ok());
+  int serving_other = 0;
+  for (const auto& b : scheduler_->Boards()) {
+    if (b.model_id == scheduler_->ModelId("other")) ++serving_other;
+  }
+  EXPECT_EQ(serving_other, 1);
+}
+
+TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
+  Build(1);
+  std::vector<Job> jobs(5);
+  for (auto& j : jobs) ASSERT_TRUE(Submit(j, 4).ok());
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  Job refused;
+  EXPECT_EQ(Submit(refused, 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(removed);
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(removed);
+  for (const auto& j : jobs) EXPECT_TRUE(j.status.ok());
+  EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kIdle);
+  EXPECT_TRUE(scheduler_->Models().empty());
+  EXPECT_EQ(scheduler_->RemoveModel("verify", [] {}).code(),
+            absl::StatusCode::kNotFound);
+  // Loaded again under the same name with the same bitstream object, the
+  // idle board still holds it: no reprogramming, only a probe.
+  ModelOptions again;
+  again.name = "verify";
+  again.bitstream = bitstream_;
+  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
+  Job j;
+  ASSERT_TRUE(Submit(j, 2).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(j.status.ok()) << j.status;
+  ExpectOwnOutputs(j);
+  EXPECT_EQ(scheduler_->Boards()[0].programmings, 0u);
+  EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kServing);
 }
 
 }  // namespace

@@ -134,38 +134,45 @@ auto Optional(F f) -> std::optional<decltype(f())> {
 
 class XrtBoard final : public Board {
  public:
-  XrtBoard(const XrtBoardOptions& options, std::string name,
-           const BitstreamManifest& manifest)
-      : xclbin_path_(options.xclbin_path),
+  XrtBoard(const XrtBoardOptions& options, std::string name)
+      : device_spec_(options.device),
+        num_slots_(options.num_slots),
         max_images_per_run_(options.max_images_per_run),
         run_timeout_(options.run_timeout),
         test_fault_after_runs_(options.test_fault_after_runs),
-        manifest_(manifest) {
+        xclbin_path_(options.xclbin_path) {
     info_.name = std::move(name);
     info_.kind = "xrt";
-    slots_.resize(options.num_slots);
+    slots_.resize(num_slots_);
   }
 
   ~XrtBoard() override {
+    // The operation in progress finishes; queued ones are cancelled.
+    {
+      hgpipe::MutexLock l(&mu_);
+      ops_stop_ = true;
+    }
+    if (ops_thread_.joinable()) ops_thread_.join();
     {
       hgpipe::MutexLock l(&mu_);
       stop_ = true;
     }
     if (completion_.joinable()) completion_.join();
-    // XRT objects go in reverse order of creation: runs and buffers (slots_)
-    // before the kernel before the device (member order).
+    // XRT objects go in reverse order of creation: runs and buffers before
+    // the kernel (Release) before the device (member order).
+    Release();
   }
 
   XrtBoard(const XrtBoard&) = delete;
   XrtBoard& operator=(const XrtBoard&) = delete;
 
   // Opens the device, loads the bitstream, allocates the pool; then starts
-  // the completion thread.
-  absl::Status Init(const std::string& device_spec, const BitstreamFile& file);
+  // the completion and operations threads.
+  absl::Status Init(const BitstreamFile& file);
 
   const BoardInfo& info() const override { return info_; }
   const BitstreamManifest& manifest() const override { return manifest_; }
-  int num_slots() const override { return static_cast<int>(slots_.size()); }
+  int num_slots() const override { return num_slots_; }
   uint32_t max_images_per_run() const override { return max_images_per_run_; }
   RunSlotBuffers slot(int index) override {
     Slot& s = slots_.at(index);
@@ -175,9 +182,13 @@ class XrtBoard final : public Board {
   void Submit(int index, uint32_t n, DoneCallback done) override;
   absl::Status Health() const override {
     hgpipe::MutexLock l(&mu_);
-    if (failure_.ok()) return absl::OkStatus();
-    return absl::UnavailableError(failure_.message());
+    if (!failure_.ok()) return absl::UnavailableError(failure_.message());
+    if (ops_pending_ > 0 || !programmed_) return NotProgrammedLocked();
+    return absl::OkStatus();
   }
+  void Program(std::shared_ptr<const Bitstream> bitstream,
+               DoneCallback done) override;
+  void Reset(DoneCallback done) override;
 
  private:
   struct Slot {
@@ -197,6 +208,14 @@ class XrtBoard final : public Board {
     bool claimed = false;  // holds slot_busy_[slot]
     bool started = false;  // the run was started on the device
     uint64_t seq = 0;      // 1, 2, ... in submission order
+    uint64_t reset_gen = 0;  // reset_gen_ when submitted
+  };
+  // A Program or Reset, run on the operations thread in call order.
+  struct Op {
+    enum class Kind { kProgram, kReset, kRefused } kind = Kind::kRefused;
+    std::shared_ptr<const Bitstream> bitstream;
+    DoneCallback done;
+    absl::Status refused;  // kRefused: the answer
   };
 
   // "board <name>: <what>: <XRT's message>", recorded as the board's
@@ -206,16 +225,42 @@ class XrtBoard final : public Board {
   std::string Where(int slot, uint32_t n) const {
     return absl::StrCat("run of ", n, " images from slot ", slot);
   }
+  absl::Status NotProgrammedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a Reset came after the run was submitted.
+  bool AbortRequested(const Pending& p) ABSL_LOCKS_EXCLUDED(mu_) {
+    hgpipe::MutexLock l(&mu_);
+    return p.reset_gen != reset_gen_;
+  }
   // Waits for a started run, then brings its output to the host.
   absl::Status FinishRun(const Pending& p) ABSL_LOCKS_EXCLUDED(mu_);
+  // Aborts a run on the device if it is still going; returns ABORTED.
+  absl::Status AbortRun(const Pending& p) ABSL_LOCKS_EXCLUDED(mu_);
   void CompletionLoop();
+  void OpsLoop();
 
-  // Constant after Init.
-  const std::string xclbin_path_;
+  // Device work, on the operations thread (and Init), with no run in
+  // flight: the completion thread is idle and Submit refuses runs.
+  absl::Status OpenDevice();
+  absl::Status Load(const BitstreamFile& file);
+  void Release();
+  absl::Status DoProgram(const Bitstream& bitstream) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status DoReset() ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns once every run submitted so far has been answered (callback
+  // returned).
+  void WaitUntilIdle() ABSL_LOCKS_EXCLUDED(mu_, submit_mu_);
+
+  // Constant after construction.
+  const std::string device_spec_;
+  const int num_slots_;
   const uint32_t max_images_per_run_;
   const absl::Duration run_timeout_;
   const std::optional<uint64_t> test_fault_after_runs_;
   BoardInfo info_;
+
+  // Written by Init and by the operations thread while no run is in flight
+  // and Submit refuses runs (ops_pending_ > 0); read by runs, and by callers
+  // outside Program (Board's contract).
+  std::string xclbin_path_;
   BitstreamManifest manifest_;
   xrt::device device_;
   xrt::kernel kernel_;
@@ -228,28 +273,50 @@ class XrtBoard final : public Board {
   // State below is protected by mu_.
   mutable hgpipe::Mutex mu_;
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  bool in_completion_ ABSL_GUARDED_BY(mu_) = false;  // a run is being answered
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);  // first failure; OK: healthy
   uint64_t runs_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool programmed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status program_error_ ABSL_GUARDED_BY(mu_);  // the last Program's
+  uint64_t reset_gen_ ABSL_GUARDED_BY(mu_) = 0;      // Reset calls so far
+  int ops_pending_ ABSL_GUARDED_BY(mu_) = 0;  // Program/Reset queued or running
+  std::deque<Op> ops_ ABSL_GUARDED_BY(mu_);
+  bool ops_stop_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread completion_;
+  std::thread ops_thread_;
 };
 
-absl::Status XrtBoard::Init(const std::string& device_spec,
-                            const BitstreamFile& file) {
-  const std::string& kernel_name = file.manifest.kernel;
-  const DeviceGeometry& g = manifest_.geometry;
-  std::string stage;
+absl::Status XrtBoard::OpenDevice() {
   try {
-    stage = absl::StrCat("opening XRT device ", device_spec);
     unsigned index;
-    if (absl::SimpleAtoi(device_spec, &index)) {
+    if (absl::SimpleAtoi(device_spec_, &index)) {
       device_ = xrt::device(index);
     } else {
-      device_ = xrt::device(device_spec);
+      device_ = xrt::device(device_spec_);
     }
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(
+        "board ", info_.name, ": opening XRT device ", device_spec_,
+        " (xclbin ", xclbin_path_, "): ", e.what()));
+  }
+  return absl::OkStatus();
+}
 
+void XrtBoard::Release() {
+  for (Slot& s : slots_) s = Slot{};
+  kernel_ = xrt::kernel();
+}
+
+absl::Status XrtBoard::Load(const BitstreamFile& file) {
+  xclbin_path_ = file.xclbin_path;
+  const std::string& kernel_name = file.manifest.kernel;
+  const DeviceGeometry& g = file.manifest.manifest.geometry;
+  std::string stage;
+  absl::Status status;
+  try {
     stage = "reading the xclbin";
     const xrt::xclbin xclbin(
         std::vector<char>(file.bytes.begin(), file.bytes.end()));
@@ -316,16 +383,24 @@ absl::Status XrtBoard::Init(const std::string& device_spec,
       s.run.set_arg(kArgOut, s.out);
     }
   } catch (const std::exception& e) {
+    Release();
     return absl::UnavailableError(absl::StrCat("board ", info_.name, ": ",
                                                stage, " (xclbin ", xclbin_path_,
                                                "): ", e.what()));
   }
+  manifest_ = file.manifest.manifest;
+  return absl::OkStatus();
+}
+
+absl::Status XrtBoard::Init(const BitstreamFile& file) {
+  RETURN_IF_ERROR(OpenDevice());
+  RETURN_IF_ERROR(Load(file));
 
   // Descriptive information: whatever XRT can tell (most queries throw on
   // the no-op device and on some platforms).
   info_.device = Optional([&] {
                    return device_.get_info<xrt::info::device::bdf>();
-                 }).value_or(device_spec);
+                 }).value_or(device_spec_);
   if (auto t = Optional(
           [&] { return device_.get_info<xrt::info::device::thermal>(); })) {
     info_.temperature_celsius = FpgaTemperature(*t);
@@ -338,8 +413,10 @@ absl::Status XrtBoard::Init(const std::string& device_spec,
   {
     hgpipe::MutexLock l(&mu_);
     slot_busy_.assign(slots_.size(), false);
+    programmed_ = true;
   }
   completion_ = std::thread([this] { CompletionLoop(); });
+  ops_thread_ = std::thread([this] { OpsLoop(); });
   return absl::OkStatus();
 }
 
@@ -350,19 +427,35 @@ absl::Status XrtBoard::Fail(absl::StatusCode code, absl::string_view what) {
   return s;
 }
 
+absl::Status XrtBoard::NotProgrammedLocked() const {
+  const std::string what =
+      absl::StrCat("board ", info_.name, ": not programmed");
+  if (ops_pending_ > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " (a Program or Reset is in progress)"));
+  }
+  if (!program_error_.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " (the last Program failed: ", program_error_.message(), ")"));
+  }
+  return absl::FailedPreconditionError(what);
+}
+
 void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
   Pending p;
   p.slot = index;
   p.n = n;
   p.done = std::move(done);
   hgpipe::MutexLock sl(&submit_mu_);
-  if (index < 0 || index >= num_slots() || n == 0 || n > max_images_per_run_) {
+  if (index < 0 || index >= num_slots_ || n == 0 || n > max_images_per_run_) {
     p.status = absl::InvalidArgumentError(absl::StrCat(
         "board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
-        num_slots(), " slots of ", max_images_per_run_, " images)"));
+        num_slots_, " slots of ", max_images_per_run_, " images)"));
   } else {
     hgpipe::MutexLock l(&mu_);
-    if (!failure_.ok()) {
+    if (ops_pending_ > 0 || !programmed_) {
+      p.status = NotProgrammedLocked();
+    } else if (!failure_.ok()) {
       p.status = absl::UnavailableError(
           absl::StrCat(failure_.message(), " (run refused)"));
     } else if (slot_busy_[index]) {
@@ -372,6 +465,7 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
       slot_busy_[index] = true;
       p.claimed = true;
       p.seq = ++runs_;
+      p.reset_gen = reset_gen_;
     }
   }
   if (p.status.ok()) {
@@ -391,6 +485,20 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
   }
   hgpipe::MutexLock l(&mu_);
   pending_.push_back(std::move(p));
+}
+
+absl::Status XrtBoard::AbortRun(const Pending& p) {
+  Slot& s = slots_[p.slot];
+  if (p.started) {
+    try {
+      if (!IsFinal(s.run.state())) s.run.abort();
+    } catch (const std::exception&) {
+      // The device is about to be reset anyway.
+    }
+  }
+  return absl::AbortedError(absl::StrCat("board ", info_.name, ": ",
+                                         Where(p.slot, p.n),
+                                         " aborted by reset"));
 }
 
 absl::Status XrtBoard::FinishRun(const Pending& p) {
@@ -416,7 +524,10 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
       // scheduler: the run's own state tells which.
       if (state == ERT_CMD_STATE_TIMEOUT) state = s.run.state();
       if (IsFinal(state) || absl::Now() >= deadline) break;
+      // A Reset called meanwhile ends the wait within one slice.
+      if (AbortRequested(p)) return AbortRun(p);
     }
+    if (AbortRequested(p)) return AbortRun(p);
     if (!IsFinal(state)) {
       return Fail(absl::StatusCode::kDeadlineExceeded,
                   absl::StrCat(Where(p.slot, p.n), " did not finish within ",
@@ -453,6 +564,7 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
 void XrtBoard::CompletionLoop() {
   for (;;) {
     Pending p;
+    bool abort;
     {
       hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
@@ -463,16 +575,161 @@ void XrtBoard::CompletionLoop() {
       if (pending_.empty()) return;  // stop_ and nothing left
       p = std::move(pending_.front());
       pending_.pop_front();
+      in_completion_ = true;
+      // A run in flight when Reset was called is answered ABORTED.
+      abort = p.claimed && p.reset_gen != reset_gen_;
     }
     absl::Status status = p.status;
-    if (p.started) status = FinishRun(p);
+    if (abort) {
+      status = AbortRun(p);
+    } else if (p.started) {
+      status = FinishRun(p);
+    }
     if (p.claimed) {
       hgpipe::MutexLock l(&mu_);
       slot_busy_[p.slot] = false;
     }
     DoneCallback done = std::move(p.done);
     done(std::move(status));
+    hgpipe::MutexLock l(&mu_);
+    in_completion_ = false;
   }
+}
+
+void XrtBoard::Program(std::shared_ptr<const Bitstream> bitstream,
+                       DoneCallback done) {
+  Op op;
+  op.done = std::move(done);
+  hgpipe::MutexLock l(&mu_);
+  if (bitstream == nullptr || bitstream->xclbin_path.empty()) {
+    op.refused = absl::InvalidArgumentError(absl::StrCat(
+        "board ", info_.name, ": cannot program: no bitstream or no xclbin "
+        "path in it"));
+  } else if (const int busy = static_cast<int>(
+                 std::count(slot_busy_.begin(), slot_busy_.end(), true));
+             busy > 0) {
+    op.refused = absl::FailedPreconditionError(
+        absl::StrCat("board ", info_.name, ": cannot program with ", busy,
+                     " runs in flight"));
+  } else {
+    op.kind = Op::Kind::kProgram;
+    op.bitstream = std::move(bitstream);
+    ++ops_pending_;
+  }
+  ops_.push_back(std::move(op));
+}
+
+void XrtBoard::Reset(DoneCallback done) {
+  Op op;
+  op.kind = Op::Kind::kReset;
+  op.done = std::move(done);
+  hgpipe::MutexLock l(&mu_);
+  ++reset_gen_;  // runs submitted before now are aborted
+  ++ops_pending_;
+  ops_.push_back(std::move(op));
+}
+
+void XrtBoard::OpsLoop() {
+  for (;;) {
+    Op op;
+    bool cancel;
+    {
+      hgpipe::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
+            return b->ops_stop_ || !b->ops_.empty();
+          },
+          this));
+      if (ops_.empty()) return;  // ops_stop_ and nothing left
+      op = std::move(ops_.front());
+      ops_.pop_front();
+      cancel = ops_stop_;
+    }
+    absl::Status status;
+    if (op.kind == Op::Kind::kRefused) {
+      status = std::move(op.refused);
+    } else {
+      if (cancel) {
+        status = absl::CancelledError(
+            absl::StrCat("board ", info_.name, ": board destroyed"));
+      } else if (op.kind == Op::Kind::kProgram) {
+        status = DoProgram(*op.bitstream);
+      } else {
+        status = DoReset();
+      }
+      hgpipe::MutexLock l(&mu_);
+      --ops_pending_;
+    }
+    op.done(std::move(status));
+  }
+}
+
+void XrtBoard::WaitUntilIdle() {
+  // A Submit that passed its checks before the operation was called holds
+  // submit_mu_ until its run is queued: after this, every such run is in
+  // pending_, and later Submits are refused (ops_pending_ > 0).
+  { hgpipe::MutexLock sl(&submit_mu_); }
+  hgpipe::MutexLock l(&mu_);
+  mu_.Await(absl::Condition(
+      +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
+        return b->pending_.empty() && !b->in_completion_;
+      },
+      this));
+}
+
+absl::Status XrtBoard::DoProgram(const Bitstream& bitstream) {
+  WaitUntilIdle();
+  {
+    hgpipe::MutexLock l(&mu_);
+    programmed_ = false;
+  }
+  absl::Status status;
+  absl::StatusOr<BitstreamFile> file = ReadBitstreamFile(bitstream.xclbin_path);
+  if (!file.ok()) {
+    status = absl::Status(
+        file.status().code(),
+        absl::StrCat("board ", info_.name, ": ", file.status().message()));
+  } else if (const uint32_t limit = file->manifest.max_images_per_run;
+             limit != 0 && max_images_per_run_ > limit) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "board ", info_.name, ": max_images_per_run ", max_images_per_run_,
+        " exceeds the limit of ", limit, " of the bitstream ",
+        file->manifest_source));
+  } else if (const DeviceGeometry& want = bitstream.manifest.geometry,
+             &have = file->manifest.manifest.geometry;
+             want.tokens != have.tokens ||
+             want.token_values != have.token_values ||
+             want.classes != have.classes) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "board ", info_.name, ": cannot program: the manifest given for ",
+        bitstream.manifest.name, " and ", file->manifest_source,
+        " disagree on the geometry"));
+  } else {
+    Release();
+    if (!device_) status = OpenDevice();
+    if (status.ok()) status = Load(*file);
+  }
+  hgpipe::MutexLock l(&mu_);
+  if (status.ok()) {
+    programmed_ = true;
+    failure_ = absl::OkStatus();
+    program_error_ = absl::OkStatus();
+  } else {
+    program_error_ = status;
+  }
+  return status;
+}
+
+absl::Status XrtBoard::DoReset() {
+  WaitUntilIdle();  // every run in flight has been answered ABORTED
+  Release();
+  device_ = xrt::device();  // XRT closes the device with its last handle
+  absl::Status status = OpenDevice();
+  hgpipe::MutexLock l(&mu_);
+  programmed_ = false;
+  program_error_ = absl::OkStatus();
+  failure_ = status;
+  return status;
 }
 
 }  // namespace
@@ -505,9 +762,8 @@ absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(
                                 " exceeds the bitstream's limit of ", limit,
                                 " (", file->manifest_source, ")"));
   }
-  auto board =
-      std::make_unique<XrtBoard>(options, name, file->manifest.manifest);
-  RETURN_IF_ERROR(board->Init(options.device, *file));
+  auto board = std::make_unique<XrtBoard>(options, name);
+  RETURN_IF_ERROR(board->Init(*file));
   return std::unique_ptr<Board>(std::move(board));
 }
 

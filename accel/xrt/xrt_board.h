@@ -20,9 +20,29 @@
 // once, so the scheduler sends images elsewhere. A run that does not finish
 // within `run_timeout` fails the same way (DEADLINE_EXCEEDED).
 //
+// Program loads another xclbin (Bitstream::xclbin_path): its manifest is read
+// and validated (bitstream_file.h), the slot pool and kernel are released, the
+// xclbin is loaded, the kernel found again and the pool reallocated for the
+// new geometry (same number of slots and images per run). Reset answers every
+// run in flight ABORTED (a run still going on the device is stopped with
+// xrt::run::abort; one that already finished is not read back), releases the
+// pool and kernel and re-opens the device handle; the board then holds no
+// bitstream until Program. Both wait until every run submitted before them
+// has been answered, run on a board-owned operations thread in call order and
+// report through `done` there, so they never block the caller; meanwhile
+// Submit refuses runs (FAILED_PRECONDITION "not programmed"). A successful
+// Program or Reset clears a recorded failure. Program refuses (InvalidArgument)
+// a bitstream without an xclbin path or whose manifest's geometry is not the
+// file's, and (FailedPrecondition) to start with a run in flight.
+//
+// Health: UNAVAILABLE after a failure; FAILED_PRECONDITION while a Program or
+// Reset is queued or running, after Reset and after a failed Program;
+// otherwise OK.
+//
 // Thread safety: as Board. Completion callbacks run on the board's completion
-// thread, in submission order. Destroying the board waits for the runs in
-// flight and delivers their callbacks first.
+// thread, in submission order. Destroying the board finishes a Program or
+// Reset in progress, answers queued ones CANCELLED, and waits for the runs in
+// flight and delivers their callbacks.
 #ifndef HGPIPE_ACCEL_XRT_XRT_BOARD_H_
 #define HGPIPE_ACCEL_XRT_XRT_BOARD_H_
 
@@ -61,11 +81,12 @@ struct XrtBoardOptions {
   // because the driver then issues an invalid XRT call there (a read past
   // the end of the run's output buffer object), so XRT itself raises the
   // exception a lost device would; the failure takes the same path as any
-  // XRT error. Default: never.
+  // XRT error. Runs are counted from OpenXrtBoard, across Program and Reset,
+  // so the fault persists through recovery. Default: never.
   std::optional<uint64_t> test_fault_after_runs;
 };
 
-// Opens a board. Errors name the board and, where one is at fault, the file:
+// Opens a board, programmed with options.xclbin_path. Errors name the board and, where one is at fault, the file:
 //   NotFound / InvalidArgument / FailedPrecondition from ReadBitstreamFile
 //     (missing xclbin, bad magic, bad or missing manifest, unknown kernel,
 //     xclbin id mismatch);

@@ -1,15 +1,22 @@
 #include "accel/emulated_board.h"
 
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
-#include "base/mutex.h"
+#include "absl/strings/str_cat.h"
 #include "accel/device_layout.h"
 #include "accel/verify_digest.h"
+#include "base/mutex.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace hgpipe::accel {
 namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 std::vector<int8_t> RandomImage(const DeviceGeometry& g, uint32_t seed) {
   std::vector<int8_t> img(g.input_bytes());
@@ -108,7 +115,8 @@ TEST(EmulatedBoardTest, WorkerThreadComputeWithRealClock) {
 
 TEST(EmulatedBoardTest, InjectedFaultFailsRunsAndMarksUnhealthy) {
   EmulatedBoard::Options o;
-  o.fail_after_runs = 1;
+  o.fault.kind = FaultInjection::Kind::kFail;
+  o.fault.after_runs = 1;
   Fixture f(o);
   std::vector<absl::Status> got;
   for (int s = 0; s < 2; ++s) {
@@ -118,6 +126,8 @@ TEST(EmulatedBoardTest, InjectedFaultFailsRunsAndMarksUnhealthy) {
   ASSERT_EQ(got.size(), 2u);
   EXPECT_TRUE(got[0].ok());
   EXPECT_EQ(got[1].code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(got[1].message(),
+              HasSubstr("board sim0: injected fault, run failed"));
   EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -131,6 +141,627 @@ TEST(EmulatedBoardTest, RejectsBadRunsAndBadOptions) {
   EmulatedBoard::Options o;
   EXPECT_FALSE(EmulatedBoard::Create(o).ok());  // no kernel, no clock
   EXPECT_FALSE(FindEmulatedKernel("nope").ok());
+}
+
+
+// --- Program, Reset, faults ---------------------------------------------------
+
+// A second bitstream with another geometry and timing: 4 tokens x 8 values
+// in, 10 classes out; image i's word j is the sum of its input bytes plus j.
+class TinyKernel final : public Kernel {
+ public:
+  TinyKernel() {
+    manifest_.name = "tiny";
+    manifest_.geometry = {.tokens = 4, .token_values = 8, .classes = 10};
+    manifest_.timing.clock_hz = 1e6;
+    manifest_.timing.interval_cycles = 10;
+    manifest_.timing.latency_cycles = 40;
+  }
+  const BitstreamManifest& manifest() const override { return manifest_; }
+  void Compute(const int8_t* input, uint32_t n,
+               uint32_t* output) const override {
+    const DeviceGeometry& g = manifest_.geometry;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t sum = 0;
+      for (size_t b = 0; b < g.input_bytes(); ++b) {
+        sum += static_cast<uint8_t>(input[i * g.input_bytes() + b]);
+      }
+      for (uint32_t j = 0; j < g.classes; ++j) {
+        output[i * g.output_words() + j] = sum + j;
+      }
+    }
+  }
+
+ private:
+  BitstreamManifest manifest_;
+};
+
+std::shared_ptr<const Bitstream> BitstreamOf(std::shared_ptr<const Kernel> k) {
+  auto b = std::make_shared<Bitstream>();
+  b->manifest = k->manifest();
+  b->kernel = std::move(k);
+  return b;
+}
+std::shared_ptr<const Bitstream> VerifyBitstream() {
+  return BitstreamOf(*FindEmulatedKernel("verify"));
+}
+std::shared_ptr<const Bitstream> TinyBitstream() {
+  return BitstreamOf(std::make_shared<TinyKernel>());
+}
+
+// Records callbacks in the order they arrive, by name.
+struct Events {
+  std::vector<std::string> names;
+  std::vector<absl::Status> statuses;
+  Board::DoneCallback Add(std::string name) {
+    return [this, name = std::move(name)](absl::Status s) {
+      names.push_back(name);
+      statuses.push_back(std::move(s));
+    };
+  }
+  absl::Status Of(const std::string& name) const {
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == name) return statuses[i];
+    }
+    return absl::UnknownError(absl::StrCat(name, " was not called"));
+  }
+  int Count(const std::string& name) const {
+    return static_cast<int>(std::count(names.begin(), names.end(), name));
+  }
+};
+
+EmulatedBoard::Options WithFault(absl::string_view spec) {
+  EmulatedBoard::Options o;
+  absl::StatusOr<FaultInjection> f = ParseFaultInjection(spec);
+  EXPECT_TRUE(f.ok()) << f.status();
+  if (f.ok()) o.fault = *f;
+  return o;
+}
+
+// Resets the board and advances through the reset; expects done(OK).
+void ResetBoard(Fixture& f) {
+  Events e;
+  f.board->Reset(e.Add("reset"));
+  f.clock.Advance(absl::Milliseconds(200));  // the default reset_time
+  ASSERT_THAT(e.names, ElementsAre("reset"));
+  ASSERT_TRUE(e.statuses[0].ok()) << e.statuses[0];
+}
+// Programs the board and advances through the programming; expects `want`.
+void ProgramBoard(Fixture& f, std::shared_ptr<const Bitstream> b,
+                  absl::StatusCode want = absl::StatusCode::kOk) {
+  Events e;
+  f.board->Program(std::move(b), e.Add("program"));
+  f.clock.Advance(absl::Seconds(1));  // the default program_time
+  ASSERT_THAT(e.names, ElementsAre("program"));
+  ASSERT_EQ(e.statuses[0].code(), want) << e.statuses[0];
+}
+// One 1-image run from slot 0, run to completion; its status.
+absl::Status OneRun(Fixture& f) {
+  Events e;
+  f.board->Submit(0, 1, e.Add("run"));
+  f.clock.RunUntilIdle();
+  return e.Of("run");
+}
+
+TEST(EmulatedBoardTest, HungRunsNeverCompleteUntilResetAbortsThem) {
+  Fixture f(WithFault("hang@1"));
+  Events e;
+  f.board->Submit(0, 1, e.Add("run0"));
+  f.board->Submit(1, 1, e.Add("run1"));  // the second run hangs
+  f.board->Submit(2, 2, e.Add("run2"));  // and every run after it
+  f.clock.Advance(absl::Seconds(3600));
+  EXPECT_FALSE(f.clock.HasPendingTimers());
+  EXPECT_THAT(e.names, ElementsAre("run0"));
+  EXPECT_TRUE(e.Of("run0").ok());
+  EXPECT_TRUE(f.board->Health().ok()) << "a hung board looks healthy";
+
+  const absl::Time t0 = f.clock.Now();
+  absl::Time reset_at;
+  f.board->Reset([&](absl::Status s) {
+    e.Add("reset")(s);
+    reset_at = f.clock.Now();
+  });
+  // The hung runs are answered first, in submission order.
+  EXPECT_THAT(e.names, ElementsAre("run0", "run1", "run2"));
+  for (const char* r : {"run1", "run2"}) {
+    EXPECT_EQ(e.Of(r).code(), absl::StatusCode::kAborted) << r;
+    EXPECT_THAT(e.Of(r).message(), HasSubstr("board sim0: run aborted by reset"));
+  }
+  f.clock.AdvanceTo(t0 + absl::Milliseconds(200) - absl::Nanoseconds(1));
+  EXPECT_EQ(e.Count("reset"), 0) << "done before reset_time";
+  f.clock.RunUntilIdle();
+  ASSERT_EQ(e.Count("reset"), 1);
+  EXPECT_TRUE(e.Of("reset").ok());
+  EXPECT_EQ(reset_at - t0, absl::Milliseconds(200));
+}
+
+TEST(EmulatedBoardTest, AResetBoardIsUnprogrammedUntilProgram) {
+  Fixture f;
+  ResetBoard(f);
+  absl::Status s = OneRun(f);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("board sim0: not programmed"));
+  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kFailedPrecondition);
+  ProgramBoard(f, VerifyBitstream());
+  EXPECT_TRUE(f.board->Health().ok());
+  EXPECT_TRUE(OneRun(f).ok());
+}
+
+TEST(EmulatedBoardTest, ATransientFaultIsClearedByReset) {
+  for (const char* spec : {"fail@0", "hang@0", "slow@0:x3"}) {
+    SCOPED_TRACE(spec);
+    Fixture f(WithFault(spec));
+    Events e;
+    f.board->Submit(0, 1, e.Add("faulty"));
+    f.clock.Advance(absl::Seconds(10));
+    ResetBoard(f);
+    ProgramBoard(f, VerifyBitstream());
+    EXPECT_TRUE(f.board->Health().ok());
+    // Never again, however many runs follow.
+    const PipelineTiming& t = f.board->manifest().timing;
+    for (int i = 0; i < 5; ++i) {
+      const absl::Time t0 = f.clock.Now();
+      ASSERT_TRUE(OneRun(f).ok()) << "run " << i;
+      EXPECT_EQ(f.board->last_run_times().done - t0,
+                t.run_overhead + t.latency());
+    }
+  }
+}
+
+TEST(EmulatedBoardTest, APermanentFailKillsTheBoard) {
+  Fixture f(WithFault("fail@1:permanent"));
+  EXPECT_TRUE(OneRun(f).ok());
+  EXPECT_EQ(OneRun(f).code(), absl::StatusCode::kUnavailable);
+  ResetBoard(f);
+  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
+  ProgramBoard(f, VerifyBitstream(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
+  const absl::Status s = OneRun(f);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("the last Program failed"));
+}
+
+TEST(EmulatedBoardTest, APermanentHangReturnsAfterReprogramming) {
+  Fixture f(WithFault("hang@1:permanent"));
+  EXPECT_TRUE(OneRun(f).ok());
+  Events e;
+  f.board->Submit(0, 1, e.Add("hung"));
+  f.clock.RunUntilIdle();
+  EXPECT_TRUE(e.names.empty());
+  ResetBoard(f);
+  EXPECT_EQ(e.Of("hung").code(), absl::StatusCode::kAborted);
+  ProgramBoard(f, VerifyBitstream());
+  // after_runs counts again from the programming: one good run, then hangs.
+  EXPECT_TRUE(OneRun(f).ok());
+  f.board->Submit(0, 1, e.Add("hung again"));
+  f.clock.RunUntilIdle();
+  EXPECT_EQ(e.Count("hung again"), 0);
+  EXPECT_TRUE(f.board->Health().ok());
+  ResetBoard(f);
+  EXPECT_EQ(e.Of("hung again").code(), absl::StatusCode::kAborted);
+}
+
+TEST(EmulatedBoardTest, SlowRunsTakeTheFactorTimesTheirModelledTime) {
+  Fixture f(WithFault("slow@1:x4:permanent"));
+  const PipelineTiming t = f.board->manifest().timing;
+  auto run_time = [&](uint32_t n) {
+    const absl::Time t0 = f.clock.Now();
+    Events e;
+    f.board->Submit(0, n, e.Add("run"));
+    f.clock.RunUntilIdle();
+    EXPECT_TRUE(e.Of("run").ok());
+    return f.clock.Now() - t0;
+  };
+  EXPECT_EQ(run_time(1), t.run_overhead + t.latency());
+  // Interval and latency x4 (the run overhead is the host's).
+  const absl::Duration want = t.run_overhead + 4 * (t.latency() + 2 * t.interval());
+  EXPECT_LE(absl::AbsDuration(run_time(3) - want), absl::Nanoseconds(10));
+  EXPECT_LE(absl::AbsDuration(run_time(1) - (t.run_overhead + 4 * t.latency())),
+            absl::Nanoseconds(10));
+  EXPECT_TRUE(f.board->Health().ok());
+  EXPECT_EQ(f.board->manifest().timing.interval(), t.interval())
+      << "the manifest keeps the declared timing";
+  // Permanent: normal again after reprogramming, slow after one more run.
+  ResetBoard(f);
+  ProgramBoard(f, VerifyBitstream());
+  EXPECT_EQ(run_time(1), t.run_overhead + t.latency());
+  EXPECT_LE(absl::AbsDuration(run_time(1) - (t.run_overhead + 4 * t.latency())),
+            absl::Nanoseconds(10));
+}
+
+TEST(EmulatedBoardTest, SlowRunsQueueBehindRunsAlreadyInThePipeline) {
+  Fixture f(WithFault("slow@1:x2"));
+  Events e;
+  f.board->Submit(0, 8, e.Add("fast"));
+  const RunTimes fast = f.board->last_run_times();
+  f.board->Submit(1, 1, e.Add("slow"));
+  const RunTimes slow = f.board->last_run_times();
+  EXPECT_EQ(slow.input_start, fast.input_end);
+  f.clock.RunUntilIdle();
+  EXPECT_THAT(e.names, ElementsAre("fast", "slow"));
+}
+
+TEST(EmulatedBoardTest, ProgramSwapsTheKernelGeometryAndTiming) {
+  Fixture f;
+  EXPECT_EQ(f.board->manifest().name, "verify");
+  const int slots = f.board->num_slots();
+  const absl::Time t0 = f.clock.Now();
+  Events e;
+  f.board->Program(TinyBitstream(), e.Add("program"));
+  // Nothing runs while programming.
+  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kFailedPrecondition);
+  f.board->Submit(0, 1, e.Add("during"));
+  EXPECT_EQ(e.Of("during").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(e.Of("during").message(), HasSubstr("programming in progress"));
+  f.clock.AdvanceTo(t0 + absl::Seconds(1) - absl::Nanoseconds(1));
+  EXPECT_EQ(e.Count("program"), 0) << "done before program_time";
+  f.clock.AdvanceTo(t0 + absl::Seconds(1));
+  ASSERT_EQ(e.Count("program"), 1);
+  ASSERT_TRUE(e.Of("program").ok()) << e.Of("program");
+
+  const BitstreamManifest& m = f.board->manifest();
+  EXPECT_EQ(m.name, "tiny");
+  EXPECT_EQ(m.geometry.input_bytes(), 32u);
+  EXPECT_EQ(m.geometry.classes, 10u);
+  EXPECT_EQ(f.board->num_slots(), slots);
+  EXPECT_EQ(f.board->max_images_per_run(), 8u);
+  for (int i = 0; i < slots; ++i) {
+    EXPECT_EQ(f.board->slot(i).input.size(), 8u * 32u);
+    EXPECT_EQ(f.board->slot(i).output.size(), 8u * 10u);
+  }
+  RunSlotBuffers s = f.board->slot(1);
+  for (size_t b = 0; b < 64; ++b) s.input[b] = static_cast<int8_t>(b);
+  const absl::Time t1 = f.clock.Now();
+  f.board->Submit(1, 2, e.Add("tiny run"));
+  f.clock.RunUntilIdle();
+  ASSERT_TRUE(e.Of("tiny run").ok()) << e.Of("tiny run");
+  // The new timing: 10 us interval, 40 us latency.
+  EXPECT_EQ(f.clock.Now() - t1,
+            m.timing.run_overhead + absl::Microseconds(10 + 40));
+  // The new kernel: image 0 sums 0..31, image 1 sums 32..63.
+  EXPECT_EQ(s.output[0], 496u);
+  EXPECT_EQ(s.output[9], 496u + 9);
+  EXPECT_EQ(s.output[10], 1520u);
+
+  // And back.
+  ProgramBoard(f, VerifyBitstream());
+  EXPECT_EQ(f.board->manifest().name, "verify");
+  EXPECT_EQ(f.board->slot(0).input.size(), 8u * 196u * 768u);
+  const DeviceGeometry& g = f.board->manifest().geometry;
+  const std::vector<int8_t> img = RandomImage(g, 5);
+  f.Write(0, 0, img);
+  ASSERT_TRUE(OneRun(f).ok());
+  std::vector<int32_t> want(g.classes);
+  verify::ExpectedLogits(img.data(), img.size(), g.classes, want.data());
+  EXPECT_EQ(DecodeLogitWord(f.board->slot(0).output[7]), want[7]);
+}
+
+TEST(EmulatedBoardTest, ProgramTimeAndResetTimeAreOptions) {
+  EmulatedBoard::Options o;
+  o.program_time = absl::Milliseconds(30);
+  o.reset_time = absl::ZeroDuration();
+  Fixture f(o);
+  const absl::Time t0 = f.clock.Now();
+  Events e;
+  f.board->Reset(e.Add("reset"));
+  EXPECT_TRUE(e.names.empty()) << "done comes from the clock";
+  f.clock.RunUntilIdle();
+  EXPECT_THAT(e.names, ElementsAre("reset"));
+  EXPECT_EQ(f.clock.Now(), t0);
+  f.board->Program(TinyBitstream(), e.Add("program"));
+  f.clock.RunUntilIdle();
+  EXPECT_THAT(e.names, ElementsAre("reset", "program"));
+  EXPECT_EQ(f.clock.Now() - t0, absl::Milliseconds(30));
+}
+
+TEST(EmulatedBoardTest, ProgramRefusals) {
+  Fixture f;
+  Events e;
+  f.board->Program(nullptr, e.Add("null"));
+  EXPECT_EQ(e.Of("null").code(), absl::StatusCode::kInvalidArgument);
+  auto no_kernel = std::make_shared<Bitstream>();
+  f.board->Program(no_kernel, e.Add("no kernel"));
+  EXPECT_EQ(e.Of("no kernel").code(), absl::StatusCode::kInvalidArgument);
+  auto mismatch = std::make_shared<Bitstream>(*TinyBitstream());
+  mismatch->manifest.geometry.classes = 11;
+  f.board->Program(mismatch, e.Add("mismatch"));
+  EXPECT_EQ(e.Of("mismatch").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(e.Of("mismatch").message(), HasSubstr("geometry"));
+  EXPECT_TRUE(f.board->Health().ok()) << "refusals leave the board as it was";
+
+  f.board->Submit(0, 1, e.Add("run"));
+  f.board->Program(TinyBitstream(), e.Add("in flight"));
+  EXPECT_EQ(e.Of("in flight").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(e.Of("in flight").message(), HasSubstr("1 runs in flight"));
+  f.clock.RunUntilIdle();
+  EXPECT_TRUE(e.Of("run").ok());
+
+  f.board->Program(TinyBitstream(), e.Add("first"));
+  f.board->Program(VerifyBitstream(), e.Add("second"));
+  EXPECT_EQ(e.Of("second").code(), absl::StatusCode::kFailedPrecondition);
+  f.clock.RunUntilIdle();
+  EXPECT_TRUE(e.Of("first").ok());
+  EXPECT_EQ(f.board->manifest().name, "tiny");
+  EXPECT_EQ(e.names.size(), 7u);
+}
+
+TEST(EmulatedBoardTest, AResetAbortsAProgramInProgress) {
+  Fixture f;
+  Events e;
+  f.board->Program(TinyBitstream(), e.Add("program"));
+  f.clock.Advance(absl::Milliseconds(500));
+  f.board->Reset(e.Add("reset"));
+  EXPECT_THAT(e.names, ElementsAre("program"));
+  EXPECT_EQ(e.Of("program").code(), absl::StatusCode::kAborted);
+  f.board->Reset(e.Add("second reset"));
+  EXPECT_EQ(e.Of("second reset").code(), absl::StatusCode::kFailedPrecondition);
+  f.clock.RunUntilIdle();
+  EXPECT_THAT(e.names, ElementsAre("program", "second reset", "reset"));
+  EXPECT_TRUE(e.Of("reset").ok());
+  EXPECT_EQ(OneRun(f).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(EmulatedBoardTest, DestroyingTheBoardCancelsWhatIsPending) {
+  {  // a hung run
+    Fixture f(WithFault("hang@0"));
+    Events e;
+    f.board->Submit(0, 1, e.Add("hung"));
+    f.board.reset();
+    EXPECT_EQ(e.Of("hung").code(), absl::StatusCode::kCancelled);
+  }
+  {  // a Reset in progress
+    Fixture f;
+    Events e;
+    f.board->Reset(e.Add("reset"));
+    f.board.reset();
+    EXPECT_THAT(e.names, ElementsAre("reset"));
+    EXPECT_EQ(e.Of("reset").code(), absl::StatusCode::kCancelled);
+    EXPECT_FALSE(f.clock.HasPendingTimers()) << "its timer is cancelled";
+  }
+  {  // a Program in progress, and runs still queued
+    Fixture f;
+    Events e;
+    f.board->Submit(0, 1, e.Add("run"));
+    f.board.reset();
+    EXPECT_EQ(e.Of("run").code(), absl::StatusCode::kCancelled);
+    Fixture g;
+    g.board->Program(TinyBitstream(), e.Add("program"));
+    g.board.reset();
+    EXPECT_EQ(e.Of("program").code(), absl::StatusCode::kCancelled);
+    EXPECT_FALSE(g.clock.HasPendingTimers());
+  }
+}
+
+TEST(EmulatedBoardTest, SlotsFollowThePipelineDepthByDefault) {
+  SimClock clock;
+  EmulatedBoard::Options o;
+  o.kernel = *FindEmulatedKernel("verify");
+  o.clock = &clock;
+  o.max_images_per_run = 1;  // small buffers: only the count matters here
+  auto board = *EmulatedBoard::Create(o);
+  // HG-PIPE DeiT-tiny: latency / II = 816,584 / 57,624 = 14.2 -> 15 + 2.
+  EXPECT_EQ(board->num_slots(), 17);
+  o.timing = TinyKernel().manifest().timing;  // 40 / 10 = 4 -> 6
+  EXPECT_EQ((*EmulatedBoard::Create(o))->num_slots(), 6);
+  o.num_slots = 2;
+  EXPECT_EQ((*EmulatedBoard::Create(o))->num_slots(), 2);
+  o.num_slots = -1;
+  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EmulatedBoardTest, TimingOnlyBoardsLeaveOutputsZero) {
+  for (bool inline_compute : {true, false}) {
+    SCOPED_TRACE(inline_compute);
+    SimClock clock;
+    EmulatedBoard::Options o;
+    o.kernel = *FindEmulatedKernel("verify");
+    o.clock = &clock;
+    o.compute = false;
+    o.compute_inline = inline_compute;
+    o.max_images_per_run = 2;
+    auto board = *EmulatedBoard::Create(o);
+    RunSlotBuffers s = board->slot(0);
+    ASSERT_EQ(s.output.size(), 2000u);
+    for (auto& v : s.input) v = 7;
+    Events e;
+    const absl::Time t0 = clock.Now();
+    board->Submit(0, 2, e.Add("run"));
+    clock.RunUntilIdle();
+    ASSERT_TRUE(e.Of("run").ok());
+    const PipelineTiming& t = board->manifest().timing;
+    EXPECT_EQ(clock.Now() - t0, t.run_overhead + t.interval() + t.latency());
+    EXPECT_TRUE(std::all_of(s.output.begin(), s.output.end(),
+                            [](uint32_t w) { return w == 0; }));
+  }
+}
+
+TEST(EmulatedBoardTest, SubmitRefusesASlotInFlight) {
+  Fixture f;
+  Events e;
+  f.board->Submit(0, 1, e.Add("first"));
+  f.board->Submit(0, 1, e.Add("again"));
+  EXPECT_EQ(e.Of("again").code(), absl::StatusCode::kFailedPrecondition);
+  f.clock.RunUntilIdle();
+  EXPECT_TRUE(e.Of("first").ok());
+}
+
+// The worker thread computing a run when Reset comes: the run is answered
+// (ABORTED) only once the kernel is off its slot, and Reset's done after it.
+class BlockingKernel final : public Kernel {
+ public:
+  const BitstreamManifest& manifest() const override { return manifest_; }
+  void Compute(const int8_t*, uint32_t, uint32_t*) const override {
+    entered.Notify();
+    release.WaitForNotification();
+  }
+  mutable hgpipe::Notification entered, release;
+
+ private:
+  BitstreamManifest manifest_;
+};
+
+TEST(EmulatedBoardTest, ResetWaitsForTheKernelComputingOnASlot) {
+  SimClock clock;
+  auto kernel = std::make_shared<BlockingKernel>();
+  EmulatedBoard::Options o;
+  o.kernel = kernel;
+  o.clock = &clock;
+  o.max_images_per_run = 1;
+  auto board = *EmulatedBoard::Create(o);
+  hgpipe::Mutex mu;
+  std::vector<std::string> order;
+  hgpipe::Notification reset_done;
+  board->Submit(0, 1, [&](absl::Status s) {
+    hgpipe::MutexLock l(&mu);
+    order.push_back(absl::StrCat("run ", absl::StatusCodeToString(s.code())));
+  });
+  board->Submit(1, 1, [&](absl::Status s) {  // queued behind it
+    hgpipe::MutexLock l(&mu);
+    order.push_back(absl::StrCat("queued ", absl::StatusCodeToString(s.code())));
+  });
+  ASSERT_TRUE(kernel->entered.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  board->Reset([&](absl::Status s) {
+    {
+      hgpipe::MutexLock l(&mu);
+      order.push_back(absl::StrCat("reset ", absl::StatusCodeToString(s.code())));
+    }
+    reset_done.Notify();
+  });
+  clock.Advance(absl::Seconds(10));  // past reset_time
+  {
+    hgpipe::MutexLock l(&mu);
+    EXPECT_THAT(order, ElementsAre("queued ABORTED"))
+        << "the computing run waits for its kernel, and Reset for it";
+  }
+  Events e;
+  board->Program(VerifyBitstream(), e.Add("program"));
+  EXPECT_EQ(e.Of("program").code(), absl::StatusCode::kFailedPrecondition)
+      << "no Program while the kernel may still write a slot";
+  kernel->release.Notify();
+  ASSERT_TRUE(reset_done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  {
+    hgpipe::MutexLock l(&mu);
+    EXPECT_THAT(order,
+                ElementsAre("queued ABORTED", "run ABORTED", "reset OK"));
+  }
+  board.reset();
+}
+
+// Runs, resets and programs from several threads on the wall clock, for
+// ThreadSanitizer: every callback exactly once, resets after their aborts.
+TEST(EmulatedBoardTest, ResetAndProgramRaceWithRunsOnTheRealClock) {
+  RealClock clock;
+  EmulatedBoard::Options o;
+  o.kernel = *FindEmulatedKernel("verify");
+  o.clock = &clock;
+  o.max_images_per_run = 2;
+  o.num_slots = 4;
+  o.program_time = absl::Milliseconds(1);
+  o.reset_time = absl::Milliseconds(1);
+  auto board = *EmulatedBoard::Create(o);
+  for (int round = 0; round < 5; ++round) {
+    hgpipe::Mutex mu;
+    int answered = 0, answered_at_reset = -1;
+    for (int s = 0; s < 4; ++s) {
+      board->Submit(s, 1 + s % 2, [&](absl::Status st) {
+        hgpipe::MutexLock l(&mu);
+        EXPECT_TRUE(st.ok() || st.code() == absl::StatusCode::kAborted) << st;
+        ++answered;
+      });
+    }
+    hgpipe::Notification reset, programmed;
+    board->Reset([&](absl::Status st) {
+      EXPECT_TRUE(st.ok()) << st;
+      {
+        hgpipe::MutexLock l(&mu);
+        answered_at_reset = answered;
+      }
+      reset.Notify();
+    });
+    ASSERT_TRUE(reset.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    {
+      hgpipe::MutexLock l(&mu);
+      EXPECT_EQ(answered_at_reset, 4) << "every run answered before Reset's done";
+    }
+    board->Program(VerifyBitstream(), [&](absl::Status st) {
+      EXPECT_TRUE(st.ok()) << st;
+      programmed.Notify();
+    });
+    ASSERT_TRUE(programmed.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    EXPECT_TRUE(board->Health().ok());
+  }
+}
+
+TEST(FaultInjectionTest, ParsesSpecs) {
+  using K = FaultInjection::Kind;
+  struct Case {
+    const char* spec;
+    K kind;
+    uint64_t after;
+    double factor;
+    bool permanent;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"", K::kNone, 0, 4, false},
+           {"none", K::kNone, 0, 4, false},
+           {"fail@3", K::kFail, 3, 4, false},
+           {"hang@0", K::kHang, 0, 4, false},
+           {"hang@12:permanent", K::kHang, 12, 4, true},
+           {"slow@2", K::kSlow, 2, 4, false},
+           {"slow@2:x2.5", K::kSlow, 2, 2.5, false},
+           {"slow@0:x10:permanent", K::kSlow, 0, 10, true},
+           {"fail@18446744073709551615", K::kFail, UINT64_MAX, 4, false},
+       }) {
+    SCOPED_TRACE(c.spec);
+    absl::StatusOr<FaultInjection> f = ParseFaultInjection(c.spec);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->kind, c.kind);
+    EXPECT_EQ(f->after_runs, c.after);
+    EXPECT_EQ(f->slow_factor, c.factor);
+    EXPECT_EQ(f->permanent, c.permanent);
+    absl::StatusOr<FaultInjection> back = ParseFaultInjection(f->ToString());
+    ASSERT_TRUE(back.ok()) << f->ToString() << ": " << back.status();
+    EXPECT_EQ(*back, *f) << f->ToString();
+  }
+  EXPECT_EQ(ParseFaultInjection("slow@2")->ToString(), "slow@2:x4");
+  EXPECT_EQ(ParseFaultInjection("hang@1:permanent")->ToString(),
+            "hang@1:permanent");
+  FaultInjection odd;
+  odd.kind = FaultInjection::Kind::kSlow;
+  odd.slow_factor = 1.0 / 3 + 1;
+  EXPECT_EQ(*ParseFaultInjection(odd.ToString()), odd) << odd.ToString();
+}
+
+TEST(FaultInjectionTest, RejectsBadSpecsQuotingThem) {
+  for (const char* spec :
+       {"fail", "fail@", "fail@x", "fail@-1", "fail@ 3", "fail@3 ", "oops@3",
+        "FAIL@3", "fail@3:x2", "hang@1:x2", "slow@1:x0.5", "slow@1:x",
+        "slow@1:xinf", "slow@1:xnan", "slow@1:x2:x3", "fail@1:permanent:x2",
+        "slow@1:permanent:x2", "fail@1:forever", "fail@1:", "@3",
+        "fail@99999999999999999999", "none:permanent"}) {
+    SCOPED_TRACE(spec);
+    absl::StatusOr<FaultInjection> f = ParseFaultInjection(spec);
+    ASSERT_FALSE(f.ok()) << f->ToString();
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(f.status().message(),
+                HasSubstr(absl::StrCat("bad fault injection \"", spec, "\"")));
+  }
+}
+
+TEST(EmulatedBoardTest, RejectsBadFaultAndTimeOptions) {
+  SimClock clock;
+  EmulatedBoard::Options o;
+  o.kernel = *FindEmulatedKernel("verify");
+  o.clock = &clock;
+  o.fault.kind = FaultInjection::Kind::kSlow;
+  o.fault.slow_factor = 0.5;
+  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.fault = {};
+  o.reset_time = absl::Seconds(-1);
+  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -57,6 +57,14 @@ class Completions {
     hgpipe::MutexLock l(&mu_);
     return statuses_.at(i);
   }
+  // The status of the callback added with `id`.
+  absl::Status Of(int id) {
+    hgpipe::MutexLock l(&mu_);
+    for (size_t i = 0; i < order_.size(); ++i) {
+      if (order_[i] == id) return statuses_[i];
+    }
+    return absl::UnknownError(absl::StrCat("callback ", id, " not called"));
+  }
 
  private:
   hgpipe::Mutex mu_;
@@ -294,6 +302,250 @@ TEST_F(XrtBoardTest, DeitTinyGeometry) {
   board->Submit(3, 64, c.Add(0));
   c.Wait(1);
   EXPECT_TRUE(c.status(0).ok()) << c.status(0);
+}
+
+// Program and Reset.
+
+// What a scheduler would program a board with: the file's own manifest.
+std::shared_ptr<const Bitstream> BitstreamAt(const std::string& path) {
+  auto b = std::make_shared<Bitstream>();
+  absl::StatusOr<BitstreamManifest> m = ReadBitstreamManifest(path);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (m.ok()) b->manifest = *m;
+  b->xclbin_path = path;
+  return b;
+}
+
+constexpr char kOtherManifest[] =
+    "model: \"other_test\"\n"
+    "geometry { tokens: 6 token_values: 4 classes: 12 }\n"
+    "timing { clock_hz: 1e6 interval_cycles: 20 latency_cycles: 60 }\n";
+
+TEST_F(XrtBoardTest, ProgramsAnotherXclbin) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  const std::string other = dir_ + "/other.xclbin";
+  WriteXclbin(other, SpecWithManifest(kOtherManifest));
+  Completions c;
+  board->Submit(0, 2, c.Add(0));
+  c.Wait(1);
+  ASSERT_TRUE(c.status(0).ok()) << c.status(0);
+  board->Program(BitstreamAt(other), c.Add(1));
+  c.Wait(2);
+  ASSERT_TRUE(c.status(1).ok()) << c.status(1);
+  EXPECT_TRUE(board->Health().ok()) << board->Health();
+  EXPECT_EQ(board->manifest().name, "other_test");
+  EXPECT_EQ(board->manifest().geometry.input_bytes(), 24u);
+  EXPECT_EQ(board->manifest().timing.interval_cycles, 20u);
+  EXPECT_EQ(board->num_slots(), 4);
+  EXPECT_EQ(board->max_images_per_run(), 8u);
+  for (int i = 0; i < board->num_slots(); ++i) {
+    EXPECT_EQ(board->slot(i).input.size(), 8u * 24u);
+    EXPECT_EQ(board->slot(i).output.size(), 8u * 12u);
+  }
+  RunSlotBuffers s = board->slot(3);
+  uint32_t* out = const_cast<uint32_t*>(s.output.data());
+  std::fill(out, out + s.output.size(), 0x5a5a5a5au);
+  board->Submit(3, 8, c.Add(2));
+  board->Submit(1, 1, c.Add(3));
+  c.Wait(4);
+  EXPECT_TRUE(c.status(2).ok()) << c.status(2);
+  EXPECT_TRUE(c.status(3).ok()) << c.status(3);
+  EXPECT_EQ(s.output[95], 0x5a5a5a5au);
+  // And back to the first one.
+  board->Program(BitstreamAt(path_), c.Add(4));
+  c.Wait(5);
+  ASSERT_TRUE(c.status(4).ok()) << c.status(4);
+  EXPECT_EQ(board->manifest().name, "tiny_test");
+  EXPECT_EQ(board->slot(0).input.size(), 8u * 32u);
+  board->Submit(0, 8, c.Add(5));
+  c.Wait(6);
+  EXPECT_TRUE(c.status(5).ok()) << c.status(5);
+}
+
+TEST_F(XrtBoardTest, AResetBoardRefusesRunsUntilProgrammed) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  Completions c;
+  board->Reset(c.Add(0));
+  // Refused from the call on, whether or not the reset is done yet.
+  board->Submit(0, 1, c.Add(1));
+  c.Wait(2);
+  EXPECT_TRUE(c.Of(0).ok()) << c.Of(0);
+  EXPECT_EQ(c.Of(1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.Of(1).message(), HasSubstr("board xrt0: not programmed"));
+  EXPECT_EQ(board->Health().code(), absl::StatusCode::kFailedPrecondition);
+  board->Submit(0, 1, c.Add(2));
+  c.Wait(3);
+  EXPECT_EQ(c.Of(2).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.Of(2).message(), HasSubstr("board xrt0: not programmed"));
+
+  board->Program(BitstreamAt(path_), c.Add(3));
+  c.Wait(4);
+  ASSERT_TRUE(c.Of(3).ok()) << c.Of(3);
+  EXPECT_TRUE(board->Health().ok()) << board->Health();
+  board->Submit(0, 4, c.Add(4));
+  c.Wait(5);
+  EXPECT_TRUE(c.Of(4).ok()) << c.Of(4);
+}
+
+TEST_F(XrtBoardTest, RunsAreRefusedWhileAProgramWaits) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  // Run 0's callback holds the completion thread. Its slot is free by then,
+  // so Program is accepted, and waits for the callback to return.
+  hgpipe::Notification entered, release;
+  Completions c;
+  auto first = c.Add(0);
+  board->Submit(0, 1, [&entered, &release,
+                       first = std::move(first)](absl::Status s) mutable {
+    entered.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    first(std::move(s));
+  });
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  board->Program(BitstreamAt(path_), c.Add(1));
+  board->Submit(1, 1, c.Add(2));
+  EXPECT_EQ(board->Health().code(), absl::StatusCode::kFailedPrecondition);
+  release.Notify();
+  c.Wait(3);
+  EXPECT_THAT(c.order(), ElementsAre(0, 2, 1));
+  EXPECT_TRUE(c.Of(0).ok()) << c.Of(0);
+  EXPECT_EQ(c.Of(2).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.Of(2).message(), HasSubstr("not programmed (a Program or "
+                                           "Reset is in progress)"));
+  EXPECT_TRUE(c.Of(1).ok()) << c.Of(1);
+  EXPECT_TRUE(board->Health().ok());
+}
+
+TEST_F(XrtBoardTest, ResetAbortsTheRunsInFlight) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  // Run 0's callback holds the completion thread: runs 1-3 are in flight
+  // (queued for completion) when Reset comes; run 0 is answered.
+  hgpipe::Notification entered, release;
+  Completions c;
+  auto first = c.Add(0);
+  board->Submit(0, 1, [&entered, &release,
+                       first = std::move(first)](absl::Status s) mutable {
+    entered.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    first(std::move(s));
+  });
+  board->Submit(1, 1, c.Add(1));
+  board->Submit(2, 2, c.Add(2));
+  board->Submit(3, 8, c.Add(3));
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  board->Reset(c.Add(4));
+  release.Notify();
+  c.Wait(5);
+  EXPECT_THAT(c.order(), ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_TRUE(c.status(0).ok()) << c.status(0);
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(c.status(i).code(), absl::StatusCode::kAborted) << c.status(i);
+    EXPECT_THAT(c.status(i).message(), HasSubstr("aborted by reset"));
+  }
+  EXPECT_TRUE(c.status(4).ok()) << c.status(4);
+  board->Program(BitstreamAt(path_), c.Add(5));
+  c.Wait(6);
+  ASSERT_TRUE(c.status(5).ok()) << c.status(5);
+  board->Submit(3, 8, c.Add(6));
+  c.Wait(7);
+  EXPECT_TRUE(c.status(6).ok()) << c.status(6);
+}
+
+TEST_F(XrtBoardTest, ProgramRefusals) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  Completions c;
+  board->Program(nullptr, c.Add(0));
+  c.Wait(1);
+  EXPECT_EQ(c.status(0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(board->Health().ok()) << "a refused Program changes nothing";
+
+  // A run in flight: run 2 (slot 0) waits behind run 1's held callback.
+  hgpipe::Notification entered, release;
+  auto held = c.Add(1);
+  board->Submit(1, 1, [&entered, &release,
+                       held = std::move(held)](absl::Status s) mutable {
+    entered.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    held(std::move(s));
+  });
+  board->Submit(0, 1, c.Add(2));
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  board->Program(BitstreamAt(path_), c.Add(3));
+  c.Wait(2);  // the refusal comes from the operations thread meanwhile
+  release.Notify();
+  c.Wait(4);
+  EXPECT_EQ(c.Of(3).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.Of(3).message(), HasSubstr("1 runs in flight"));
+  EXPECT_TRUE(c.Of(2).ok()) << c.Of(2);
+
+  // A manifest that is not the file's.
+  std::shared_ptr<const Bitstream> b = BitstreamAt(path_);
+  auto wrong = std::make_shared<Bitstream>(*b);
+  wrong->manifest.geometry.classes = 11;
+  board->Program(wrong, c.Add(4));
+  c.Wait(5);
+  EXPECT_EQ(c.status(4).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status(4).message(), HasSubstr("disagree on the geometry"));
+
+  // A missing file: the board is left unprogrammed.
+  auto missing = std::make_shared<Bitstream>(*b);
+  missing->xclbin_path = dir_ + "/missing.xclbin";
+  board->Program(missing, c.Add(5));
+  c.Wait(6);
+  EXPECT_EQ(c.status(5).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(c.status(5).message(), HasSubstr("board xrt0: xclbin "));
+  EXPECT_EQ(board->Health().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(board->Health().message(), HasSubstr("the last Program failed"));
+  board->Program(b, c.Add(6));
+  c.Wait(7);
+  EXPECT_TRUE(c.status(6).ok()) << c.status(6);
+  EXPECT_TRUE(board->Health().ok());
+}
+
+TEST_F(XrtBoardTest, ResetAndProgramRecoverAFailedBoard) {
+  XrtBoardOptions o = Options();
+  o.test_fault_after_runs = 1;  // runs 2, 3, ... fail inside XRT
+  std::unique_ptr<Board> board = Open(o);
+  ASSERT_NE(board, nullptr);
+  Completions c;
+  board->Submit(0, 1, c.Add(0));
+  board->Submit(1, 1, c.Add(1));
+  c.Wait(2);
+  EXPECT_TRUE(c.status(0).ok());
+  EXPECT_EQ(c.status(1).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(board->Health().code(), absl::StatusCode::kUnavailable);
+  board->Reset(c.Add(2));
+  board->Program(BitstreamAt(path_), c.Add(3));
+  c.Wait(4);
+  EXPECT_TRUE(c.status(2).ok()) << c.status(2);
+  EXPECT_TRUE(c.status(3).ok()) << c.status(3);
+  EXPECT_TRUE(board->Health().ok()) << board->Health();
+  // The test fault counts runs across recovery: it fails again.
+  board->Submit(2, 1, c.Add(4));
+  c.Wait(5);
+  EXPECT_EQ(c.status(4).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(XrtBoardTest, DestroyingTheBoardWithOperationsQueued) {
+  std::unique_ptr<Board> board = Open(Options());
+  ASSERT_NE(board, nullptr);
+  Completions c;
+  board->Reset(c.Add(0));
+  board->Program(BitstreamAt(path_), c.Add(1));
+  board->Reset(c.Add(2));
+  board.reset();
+  // Each answered exactly once: done or cancelled.
+  c.Wait(3);
+  for (int i = 0; i < 3; ++i) {
+    const absl::StatusCode code = c.status(i).code();
+    EXPECT_TRUE(code == absl::StatusCode::kOk ||
+                code == absl::StatusCode::kCancelled)
+        << c.status(i);
+  }
 }
 
 // Open errors name the board and the file.

@@ -6,7 +6,9 @@
 #      server for each setting so that background load hits both alike
 #      (a sweep over images per request and concurrency);
 #   3. a short --verify run checks the server's answers under load;
-#   4. hgpipe-bench-board measures the emulated board alone at saturation;
+#   4. hgpipe-bench-board measures the emulated board alone at saturation,
+#      and hgpipe-scheduler-bench (when built) the scheduler's cost per image
+#      as a discrete-event simulation on 1, 8 and 64 boards;
 #   5. a markdown table of server images/s against min(board ceiling, echo
 #      ceiling at the same settings) is printed and written to the results.
 #
@@ -178,6 +180,12 @@ echo "hgpipe-bench-board" >&2
 nice -n "$NICE" "$BIN/hgpipe-bench-board" --json --images-per-run 1,16,64 --slots 8 \
   --duration 3 >"$OUT/board.json"
 
+if [[ -x $BIN/hgpipe-scheduler-bench ]]; then
+  echo "hgpipe-scheduler-bench" >&2
+  nice -n "$NICE" "$BIN/hgpipe-scheduler-bench" --benchmark_format=json \
+    >"$OUT/scheduler.json" 2>"$OUT/scheduler.err"
+fi
+
 echo "load_after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 
 $PY - "$OUT" <<'EOF'
@@ -248,6 +256,18 @@ for b in board:
     lines.append("| %s | %d x %d | %.0f | %.1f%% | %.0f | %.2f cores |" % (
         b["kernel"], b["slots"], b["images_per_run"], b["images_per_second"],
         100 * b["ratio_to_ceiling"], b["model_images_per_second"], b["cpu_cores"]))
+scheduler_path = os.path.join(out, "scheduler.json")
+if os.path.exists(scheduler_path):
+    lines.append("")
+    lines.append("Scheduler cost per image (hgpipe-scheduler-bench: discrete-event "
+                 "simulation, SimClock, timing-only emulated boards):")
+    lines.append("")
+    lines.append("| benchmark | images simulated per wall second | wall ns/image | simulated / wall time | utilization |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for b in json.load(open(scheduler_path))["benchmarks"]:
+        lines.append("| %s | %.0f | %.0f | %.2f | %.1f%% |" % (
+            b["name"], b["items_per_second"], b["ns_per_image"],
+            b["sim_speedup"], 100 * b["utilization"]))
 lines.append("")
 lines.append("Verify run (16 x 1 image, every response checked): %.0f images/s, "
              "%d ok, %d errors." % (verify["images_per_second"],

@@ -6,6 +6,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "accel/device_layout.h"
 
@@ -86,6 +87,10 @@ struct Scheduler::BoardState {
     lag = absl::ZeroDuration();
   }
   absl::Time input_free_at() const { return prediction->input_free_at() + lag; }
+  // When a run submitted now would start streaming its input.
+  absl::Time NextStart(absl::Time now) const {
+    return std::max(now + prediction->timing().run_overhead, input_free_at());
+  }
 };
 
 struct Scheduler::Model {
@@ -105,6 +110,9 @@ struct Scheduler::Model {
   std::vector<BoardState*> serving;
   // The earliest pending dispatch timer; later ones fire harmlessly.
   absl::Time next_timer = absl::InfiniteFuture();
+  // Until then no board can take a run unless a run completes or a board
+  // is admitted (which dispatch themselves): Enqueue need not look.
+  absl::Time blocked_until = absl::InfinitePast();
   bool removing = false;
   bool removed = false;
   absl::AnyInvocable<void()> on_removed;
@@ -294,7 +302,10 @@ void Scheduler::SetPhaseLocked(BoardState& b, BoardPhase phase, Model* model,
   }
   b.phase = phase;
   b.model = model;
-  if (phase == BoardPhase::kServing) model->serving.push_back(&b);
+  if (phase == BoardPhase::kServing) {
+    model->serving.push_back(&b);
+    model->blocked_until = absl::InfinitePast();
+  }
   p->phases.push_back({b.id, model != nullptr ? model->id : -1, phase, why});
 }
 
@@ -416,7 +427,14 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
     m.requests.emplace(raw, std::move(r));
     ++open_requests_;
     if (m.serving.empty()) RebalanceLocked(&p);
-    DispatchLocked(m, &p);
+    if (now >= m.blocked_until) {
+      DispatchLocked(m, &p);
+    } else {
+      if (raw->deadline != absl::InfiniteFuture()) {
+        ArmDispatchTimerLocked(m, raw->deadline - m.MinServiceTime());
+      }
+      if (observer_) observer_->QueueDepth(m.id, m.queued);
+    }
     CountLocked(&p);
   }
   Finish(std::move(p));
@@ -446,43 +464,38 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
   const absl::Time now = clock_->Now();
   ExpireLocked(m, now, p);
   const absl::Duration lead = options_.dispatch_lead;
-  uint32_t want = 0;  // images per run in this pass
+  m.blocked_until = absl::InfinitePast();
   while (m.queued > 0 && !destroying_) {
-    int ready = 0;
+    // The ready board (a free slot, input ending within the lead) where the
+    // next image would complete first, and when the next busy one is ready.
+    BoardState* best = nullptr;
+    absl::Time best_done = absl::InfiniteFuture();
     absl::Time next_ready = absl::InfiniteFuture();
     for (BoardState* b : m.serving) {
       if (b->free_slots.empty()) continue;  // a completion dispatches again
       const absl::Time due = b->input_free_at() - lead;
       if (due > now) {
         next_ready = std::min(next_ready, due);
-      } else {
-        ++ready;
+        continue;
       }
-    }
-    if (ready == 0) {
-      // Busy: hold images back until a board is about to need them, so that
-      // its next run carries everything that queued meanwhile.
-      if (next_ready != absl::InfiniteFuture()) ArmDispatchTimerLocked(m, next_ready);
-      break;
-    }
-    // Split the queue over the boards ready when this pass began; each run
-    // goes where it completes first.
-    if (want == 0) {
-      want = static_cast<uint32_t>(std::min<uint64_t>(
-          m.options.max_images_per_run, (m.queued + ready - 1) / ready));
-    }
-    BoardState* best = nullptr;
-    absl::Time best_done = absl::InfiniteFuture();
-    for (BoardState* b : m.serving) {
-      if (b->free_slots.empty() || b->input_free_at() - lead > now) continue;
-      const uint32_t n = std::min(want, b->max_run);
-      const absl::Time done = b->prediction->Predict(now, n).done + b->lag;
+      const absl::Time done = b->NextStart(now) + b->prediction->latency();
       if (done < best_done) {
         best = b;
         best_done = done;
       }
     }
-    const uint32_t n = std::min(want, best->max_run);
+    uint32_t n = 0;
+    if (best != nullptr) n = RunSizeLocked(m, *best, best_done, now);
+    if (n == 0) {
+      // Busy (or a busy board will complete the next image sooner): hold
+      // images back until a board is about to need them, so that its next
+      // run carries everything that queued meanwhile.
+      if (next_ready != absl::InfiniteFuture()) {
+        ArmDispatchTimerLocked(m, next_ready);
+        m.blocked_until = next_ready;
+      }
+      break;
+    }
     if (m.options.max_queue_delay > absl::ZeroDuration() &&
         best->input_free_at() <= now &&
         m.queued < std::min(m.options.max_images_per_run, best->max_run)) {
@@ -496,10 +509,8 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
         break;
       }
     }
-    const accel::RunTimes predicted = best->prediction->Predict(now, n);
     auto run = std::make_unique<Run>();
-    TakeImagesLocked(m, n, predicted.input_start + best->lag,
-                     best->prediction->image_time(),
+    TakeImagesLocked(m, n, best->NextStart(now), best->prediction->image_time(),
                      best->prediction->latency(), &run->images, p);
     if (run->images.empty()) continue;  // all expired: look again
     const uint32_t taken = static_cast<uint32_t>(run->images.size());
@@ -518,6 +529,59 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
     p->runs.push_back(std::move(run));
   }
   if (observer_) observer_->QueueDepth(m.id, m.queued);
+}
+
+uint32_t Scheduler::RunSizeLocked(const Model& m, const BoardState& best,
+                                  absl::Time first_done, absl::Time now) const {
+  // Water-filling: the images of the level served next go, in completion
+  // order, to whichever board completes them first. `best` takes image i of
+  // its run (completing at first_done + i*T) only if fewer than the queued
+  // images complete earlier elsewhere: an idle pool splits a burst, a
+  // saturated board takes everything up to its run cap.
+  uint64_t queued = 0;
+  for (const auto& q : m.levels) {
+    if (!q.empty()) {
+      queued = q.size();
+      break;
+    }
+  }
+  const uint32_t cap = static_cast<uint32_t>(std::min<uint64_t>(
+      {m.options.max_images_per_run, best.max_run, queued}));
+  const int64_t t_best = absl::ToInt64Nanoseconds(best.prediction->image_time());
+  // Others' first completions and intervals, in ns relative to first_done.
+  struct Other {
+    int64_t first;
+    int64_t interval;
+  };
+  absl::InlinedVector<Other, 16> others;
+  const int64_t horizon = t_best * cap;
+  for (const BoardState* b : m.serving) {
+    if (b == &best || b->free_slots.empty()) continue;
+    const int64_t first = absl::ToInt64Nanoseconds(
+        b->NextStart(now) + b->prediction->latency() - first_done);
+    if (first >= horizon) continue;  // never ahead within this run
+    others.push_back({first, absl::ToInt64Nanoseconds(b->prediction->image_time())});
+  }
+  // Images completing elsewhere strictly before `best`'s image i.
+  auto earlier_elsewhere = [&](uint32_t i) {
+    const int64_t d = t_best * i;
+    uint64_t count = 0;
+    for (const Other& o : others) {
+      if (d > o.first) count += static_cast<uint64_t>((d - o.first + o.interval - 1) / o.interval);
+    }
+    return count;
+  };
+  // The largest n with image n-1 still ours; the predicate is monotone.
+  uint32_t lo = 0, hi = cap;
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    if (mid - 1 + earlier_elsewhere(mid - 1) < queued) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
 }
 
 void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
@@ -542,25 +606,24 @@ void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
     if (std::find(order.begin(), order.end(), i) == order.end()) order.push_back(i);
   }
   const uint32_t low_cap = std::min(max, m.options.low_priority_run_images);
+  // Every image of a run is answered when the run completes (its last image
+  // is out), so adding image k moves every included request's answer to
+  // start + k*T + latency: stop before that passes a deadline in the run.
+  absl::Time run_deadline = absl::InfiniteFuture();
+  bool full = false;
   for (uint32_t level : order) {
+    if (full) break;
     const uint32_t cap = level == 0 ? max : low_cap;
     std::deque<ImageRef>& q = m.levels[level];
     bool took = false;
     while (out->size() < cap && !q.empty()) {
       Request* r = q.front().request;
-      const absl::Time done = start + image_time * static_cast<int64_t>(out->size()) + latency;
-      if (done > r->deadline) {
-        // Its images already taken into this run go back as failed too.
-        uint32_t dropped = 0;
-        for (auto it = out->begin(); it != out->end();) {
-          if (it->request == r) {
-            it = out->erase(it);
-            ++dropped;
-          } else {
-            ++it;
-          }
-        }
-        p->expired.push_back({m.id, r->queued + dropped});
+      const absl::Time done =
+          start + image_time * static_cast<int64_t>(out->size()) + latency;
+      if (done > r->deadline && out->empty()) {
+        // Even first in a run on the board where it completes first, it
+        // would be late: answer it now.
+        p->expired.push_back({m.id, r->queued});
         FailRequestLocked(
             m, r,
             absl::DeadlineExceededError(absl::StrCat(
@@ -568,9 +631,13 @@ void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
                 ": the request cannot finish before its deadline (predicted ",
                 absl::FormatDuration(done - r->deadline), " late)")),
             p);
-        for (uint32_t k = 0; k < dropped; ++k) AnswerImageLocked(m, r, p);
         continue;
       }
+      if (done > std::min(run_deadline, r->deadline)) {
+        full = true;  // the rest go in a later run
+        break;
+      }
+      run_deadline = std::min(run_deadline, r->deadline);
       out->push_back(q.front());
       q.pop_front();
       --m.queued;

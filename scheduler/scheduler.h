@@ -112,7 +112,7 @@ struct ModelOptions {
   absl::Duration max_starvation = absl::Milliseconds(100);
   // Most images in a run that holds images below the highest level (with
   // more than one level).
-  uint32_t low_priority_run_images = 2;
+  uint32_t low_priority_run_images = 1;
 };
 
 // Where a board is in its life cycle.
@@ -265,6 +265,11 @@ class Scheduler {
   // Forms runs for `m` and claims their slots; expires requests that can no
   // longer meet their deadline.
   void DispatchLocked(Model& m, Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How many images `best` (ready; its next image done at `first_done`)
+  // should take: those it completes before any other board could.
+  uint32_t RunSizeLocked(const Model& m, const BoardState& best,
+                         absl::Time first_done, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the images of the next run (at most `max`) in priority order,
   // failing requests that would finish after their deadline from `start`.
   void TakeImagesLocked(Model& m, uint32_t max, absl::Time start,

@@ -166,6 +166,42 @@ InferenceClient::Health(absl::string_view service) {
   return response.status();
 }
 
+absl::StatusOr<inference::RepositoryIndexResponse>
+InferenceClient::RepositoryIndex(bool ready_only) {
+  grpc::ClientContext context;
+  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  inference::RepositoryIndexRequest request;
+  request.set_ready(ready_only);
+  inference::RepositoryIndexResponse response;
+  grpc::Status s = stub_->RepositoryIndex(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, "RepositoryIndex", target_);
+  return response;
+}
+
+absl::Status InferenceClient::LoadModel(absl::string_view model,
+                                        absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, DeadlineFor(timeout));
+  inference::RepositoryModelLoadRequest request;
+  request.set_model_name(std::string(model));
+  inference::RepositoryModelLoadResponse response;
+  grpc::Status s = stub_->RepositoryModelLoad(&context, request, &response);
+  return FromGrpcStatus(s, absl::StrCat("RepositoryModelLoad(", model, ")"),
+                        target_);
+}
+
+absl::Status InferenceClient::UnloadModel(absl::string_view model,
+                                          absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, DeadlineFor(timeout));
+  inference::RepositoryModelUnloadRequest request;
+  request.set_model_name(std::string(model));
+  inference::RepositoryModelUnloadResponse response;
+  grpc::Status s = stub_->RepositoryModelUnload(&context, request, &response);
+  return FromGrpcStatus(s, absl::StrCat("RepositoryModelUnload(", model, ")"),
+                        target_);
+}
+
 absl::StatusOr<inference::ModelInferResponse> InferenceClient::Infer(
     const inference::ModelInferRequest& request, absl::Duration timeout) {
   grpc::ClientContext context;

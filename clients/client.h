@@ -88,6 +88,20 @@ class InferenceClient {
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health(
       absl::string_view service = "");
 
+  // The model repository extension (Triton's): RepositoryIndex lists the
+  // server's models with their state (READY, UNAVAILABLE, LOADING,
+  // UNLOADING) and, if not ready, why; `ready_only` asks for the READY ones
+  // only. LoadModel loads (or reloads) a model, UnloadModel unloads it once
+  // the requests it accepted are answered; both return when the server has
+  // done it. A server that does not allow them (hgpipe-server in
+  // --model-control-mode=none) answers UNAVAILABLE. `timeout` as Infer's.
+  absl::StatusOr<inference::RepositoryIndexResponse> RepositoryIndex(
+      bool ready_only = false);
+  absl::Status LoadModel(absl::string_view model,
+                         absl::Duration timeout = absl::ZeroDuration());
+  absl::Status UnloadModel(absl::string_view model,
+                           absl::Duration timeout = absl::ZeroDuration());
+
   // One inference, blocking until the response or the deadline (now +
   // timeout; the client's default when timeout is absl::ZeroDuration()).
   absl::StatusOr<inference::ModelInferResponse> Infer(

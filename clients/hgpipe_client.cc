@@ -5,6 +5,10 @@
 //   hgpipe-client health [SERVICE]
 //   hgpipe-client metadata [MODEL]
 //   hgpipe-client infer MODEL (--input FILE | --random N [--seed S])
+//       [--priority P] [--timeout-us T]
+//   hgpipe-client index
+//   hgpipe-client load MODEL
+//   hgpipe-client unload MODEL
 //
 // `infer` sends the images as one request and prints each image's top
 // classes; for a model whose platform is "hgpipe/verify" it also checks that
@@ -48,6 +52,12 @@ ABSL_FLAG(int, top_k, 5,
           "infer --image: classes the server returns per image (Triton's "
           "classification parameter).");
 ABSL_FLAG(std::string, model_version, "", "Model version (empty: default).");
+ABSL_FLAG(uint64_t, priority, 0,
+          "infer: request priority level, 1 highest (0: the model's default).");
+ABSL_FLAG(uint64_t, timeout_us, 0,
+          "infer: the server answers DEADLINE_EXCEEDED instead of computing a "
+          "request it cannot finish within this many microseconds of arrival "
+          "(0: the model's default).");
 
 namespace hgpipe::clients {
 namespace {
@@ -59,7 +69,11 @@ constexpr char kUsage[] =
     "  hgpipe-client health [SERVICE]\n"
     "  hgpipe-client metadata [MODEL]\n"
     "  hgpipe-client infer MODEL (--input FILE | --random N [--seed S])\n"
-    "  hgpipe-client infer MODEL --image FILE[,FILE...] [--top-k K]";
+    "  hgpipe-client infer MODEL --image FILE[,FILE...] [--top-k K]\n"
+    "      infer options: [--priority P] [--timeout-us T]\n"
+    "  hgpipe-client index             (the server's models and their state)\n"
+    "  hgpipe-client load MODEL        (load or reload a model)\n"
+    "  hgpipe-client unload MODEL";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "hgpipe-client: error: %s: %s\n",
@@ -233,6 +247,8 @@ int InferEncoded(InferenceClient& client, const std::string& model,
     raw->append(reinterpret_cast<const char*>(&len), 4);  // little-endian
     raw->append(bytes);
   }
+  SetPriority(&request, absl::GetFlag(FLAGS_priority));
+  SetTimeoutMicros(&request, absl::GetFlag(FLAGS_timeout_us));
   auto* out = request.add_outputs();
   out->set_name(metadata.outputs(0).name());
   (*out->mutable_parameters())["classification"].set_int64_param(
@@ -291,6 +307,8 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
   ImageRequestOptions options;
   options.input_name = input.name();
   options.output_name = metadata->outputs(0).name();
+  options.priority = absl::GetFlag(FLAGS_priority);
+  options.timeout_us = absl::GetFlag(FLAGS_timeout_us);
   if (input.shape_size() == 3 && input.shape(1) > 0 && input.shape(2) > 0) {
     options.tokens = input.shape(1);
     options.token_values = input.shape(2);
@@ -358,6 +376,28 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
   return 0;
 }
 
+int Index(InferenceClient& client, const std::vector<std::string>& args) {
+  if (!args.empty()) return UsageError("index takes no arguments");
+  absl::StatusOr<inference::RepositoryIndexResponse> index = client.RepositoryIndex();
+  if (!index.ok()) return Fail(index.status());
+  for (const auto& m : index->models()) {
+    std::printf("%-24s %-3s %-12s %s\n", m.name().c_str(), m.version().c_str(),
+                m.state().c_str(), m.reason().c_str());
+  }
+  return 0;
+}
+
+int LoadOrUnload(InferenceClient& client, const std::string& command,
+                 const std::vector<std::string>& args) {
+  if (args.size() != 1) return UsageError(absl::StrCat(command, " takes exactly one MODEL"));
+  const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  absl::Status s = command == "load" ? client.LoadModel(args[0], timeout)
+                                     : client.UnloadModel(args[0], timeout);
+  if (!s.ok()) return Fail(s);
+  std::printf("model %s %s\n", args[0].c_str(), command == "load" ? "loaded" : "unloaded");
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   DashesToUnderscores(argc, argv);
@@ -378,6 +418,10 @@ int Main(int argc, char** argv) {
   if (command == "health") return Health(**client, args);
   if (command == "metadata") return Metadata(**client, args);
   if (command == "infer") return Infer(**client, args);
+  if (command == "index") return Index(**client, args);
+  if (command == "load" || command == "unload") {
+    return LoadOrUnload(**client, command, args);
+  }
   return UsageError(absl::StrCat("unknown command '", command, "'"));
 }
 

@@ -4,6 +4,7 @@
 //
 //   hgpipe-perf --url localhost:8001 --model verify --concurrency 16
 //   hgpipe-perf --rate 5000 --arrivals poisson --duration 20 --json
+//   hgpipe-perf --priority 1 --timeout-us 20000   (request policy parameters)
 //
 // Closed loop (default): --concurrency requests are kept outstanding.
 // Open loop (--rate R): requests are issued at R per second on a Poisson
@@ -40,6 +41,13 @@ ABSL_FLAG(int, max_outstanding, 1024,
 ABSL_FLAG(double, duration, 10, "Measured seconds.");
 ABSL_FLAG(double, warmup, 2, "Seconds of load before measuring (not counted).");
 ABSL_FLAG(double, timeout, 30, "Per-request deadline, in seconds.");
+ABSL_FLAG(uint64_t, priority, 0,
+          "Priority level sent with every request, 1 highest (0: the model's "
+          "default).");
+ABSL_FLAG(uint64_t, timeout_us, 0,
+          "Server-side timeout sent with every request, microseconds (0: the "
+          "model's default); requests that cannot finish in time come back "
+          "DEADLINE_EXCEEDED.");
 ABSL_FLAG(bool, verify, false,
           "Check every response against the verify digest of its inputs "
           "(model platform hgpipe/verify).");
@@ -128,6 +136,8 @@ int Main(int argc, char** argv) {
   o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration));
   o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
   o.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  o.priority = absl::GetFlag(FLAGS_priority);
+  o.timeout_us = absl::GetFlag(FLAGS_timeout_us);
   o.verify = absl::GetFlag(FLAGS_verify);
   o.request_pool = absl::GetFlag(FLAGS_request_pool);
   o.seed = absl::GetFlag(FLAGS_seed);

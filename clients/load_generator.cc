@@ -410,8 +410,11 @@ absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& options,
   for (size_t r = 0; r < pool_size; ++r) {
     absl::Span<const int8_t> request_images =
         absl::MakeConstSpan(images).subspan(r * request_bytes, request_bytes);
+    ImageRequestOptions request_options = shape.request_options;
+    request_options.priority = options.priority;
+    request_options.timeout_us = options.timeout_us;
     absl::StatusOr<inference::ModelInferRequest> request = MakeImageRequest(
-        options.model, request_images, shape.request_options);
+        options.model, request_images, request_options);
     if (!request.ok()) return request.status();
     bool own_buffer = false;
     grpc::Status s =
@@ -531,6 +534,14 @@ std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
   j += JsonNumber(absl::ToDoubleSeconds(o.warmup));
   key("timeout_s");
   j += JsonNumber(absl::ToDoubleSeconds(o.timeout));
+  if (o.priority != 0) {
+    key("priority");
+    j += absl::StrCat(o.priority);
+  }
+  if (o.timeout_us != 0) {
+    key("timeout_us");
+    j += absl::StrCat(o.timeout_us);
+  }
   key("verify");
   j += o.verify ? "true" : "false";
   key("request_pool");

@@ -53,6 +53,11 @@ struct LoadOptions {
   absl::Duration warmup = absl::Seconds(2);
   // Per-request deadline. Default: 30 s.
   absl::Duration timeout = absl::Seconds(30);
+  // Request policy parameters sent with every request (tensors.h's
+  // SetPriority / SetTimeoutMicros): priority level (1 highest) and server
+  // timeout in microseconds. 0: not sent (the model's defaults).
+  uint64_t priority = 0;
+  uint64_t timeout_us = 0;
   // Check every response against the `verify` digest of its images. Needs a
   // model whose platform is "hgpipe/verify". Default: off.
   bool verify = false;

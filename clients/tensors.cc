@@ -1,6 +1,8 @@
 #include "clients/tensors.h"
 
+#include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -148,7 +150,27 @@ absl::StatusOr<inference::ModelInferRequest> MakeImageRequest(
   if (!options.output_name.empty()) {
     request->add_outputs()->set_name(options.output_name);
   }
+  SetPriority(&*request, options.priority);
+  SetTimeoutMicros(&*request, options.timeout_us);
   return request;
+}
+
+void SetPriority(inference::ModelInferRequest* request, uint64_t priority) {
+  if (priority == 0) {
+    request->mutable_parameters()->erase("priority");
+  } else {
+    (*request->mutable_parameters())["priority"].set_uint64_param(priority);
+  }
+}
+
+void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us) {
+  if (timeout_us == 0) {
+    request->mutable_parameters()->erase("timeout");
+  } else {
+    // Triton's clients send it as int64.
+    (*request->mutable_parameters())["timeout"].set_int64_param(
+        static_cast<int64_t>(std::min<uint64_t>(timeout_us, INT64_MAX)));
+  }
 }
 
 absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(

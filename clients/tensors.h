@@ -52,10 +52,23 @@ struct ImageRequestOptions {
   int64_t token_values = kTokenValues;
   // Optional request id, echoed back by KServe servers.
   std::string id;
+  // Request policy parameters (SetPriority, SetTimeoutMicros); 0: not sent.
+  uint64_t priority = 0;
+  uint64_t timeout_us = 0;
 };
 absl::StatusOr<inference::ModelInferRequest> MakeImageRequest(
     absl::string_view model, absl::Span<const int8_t> images,
     const ImageRequestOptions& options = {});
+
+// Triton's request policy parameters, which hgpipe-server honours:
+// `priority` (uint64_param): 1 is the highest level, up to the model's
+// priority levels; 0 asks for the model's default (the parameter is then
+// removed). `timeout` (int64_param): microseconds from the request's arrival
+// after which the server answers DEADLINE_EXCEEDED instead of computing it;
+// 0 asks for the model's default (removed). The call's own gRPC deadline
+// also bounds it.
+void SetPriority(inference::ModelInferRequest* request, uint64_t priority);
+void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us);
 
 // A raw INT8 request with an explicit shape, for models of other geometry.
 // InvalidArgument if data.size() is not the product of shape.

@@ -251,4 +251,68 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   return p;
 }
 
+namespace {
+
+// The non-negative integer value of a request parameter, or InvalidArgument
+// naming it.
+absl::StatusOr<uint64_t> UnsignedParameter(const config::ModelConfig& c,
+                                           absl::string_view name,
+                                           const inference::InferParameter& p,
+                                           absl::string_view unit) {
+  switch (p.parameter_choice_case()) {
+    case inference::InferParameter::kUint64Param:
+      return p.uint64_param();
+    case inference::InferParameter::kInt64Param:
+      if (p.int64_param() < 0) {
+        return Bad(c, absl::StrCat("parameter '", name, "': ", p.int64_param(),
+                                   " is negative; expected ", unit));
+      }
+      return static_cast<uint64_t>(p.int64_param());
+    case inference::InferParameter::kBoolParam:
+    case inference::InferParameter::kStringParam:
+    case inference::InferParameter::kDoubleParam:
+      return Bad(c, absl::StrCat("parameter '", name,
+                                 "': must be an int64 or uint64 parameter (",
+                                 unit, ")"));
+    case inference::InferParameter::PARAMETER_CHOICE_NOT_SET:
+      break;
+  }
+  return Bad(c, absl::StrCat("parameter '", name, "': no value; expected ", unit));
+}
+
+constexpr uint64_t kMaxTimeoutUs = 3'600'000'000;  // an hour
+
+}  // namespace
+
+absl::StatusOr<RequestPolicy> ParseRequestPolicy(
+    const inference::ModelInferRequest& req, const config::ModelConfig& c) {
+  RequestPolicy policy;
+  const uint32_t levels = c.batching().priority_levels();
+  if (auto it = req.parameters().find("priority"); it != req.parameters().end()) {
+    const std::string unit = absl::StrCat("a level from 1 (highest) to ", levels,
+                                          ", or 0 for the model's default");
+    absl::StatusOr<uint64_t> v = UnsignedParameter(c, "priority", it->second, unit);
+    if (!v.ok()) return v.status();
+    if (*v > levels) {
+      return Bad(c, absl::StrCat("parameter 'priority': ", *v, " is not ", unit));
+    }
+    policy.priority = static_cast<uint32_t>(*v);
+  }
+  uint64_t timeout_us = c.batching().default_timeout_us();
+  if (auto it = req.parameters().find("timeout"); it != req.parameters().end()) {
+    const std::string unit = "microseconds, 0 for the model's default";
+    absl::StatusOr<uint64_t> v = UnsignedParameter(c, "timeout", it->second, unit);
+    if (!v.ok()) return v.status();
+    if (*v > kMaxTimeoutUs) {
+      return Bad(c, absl::StrCat("parameter 'timeout': ", *v,
+                                 " microseconds is more than an hour"));
+    }
+    if (*v > 0) timeout_us = *v;
+  }
+  if (timeout_us > 0) {
+    policy.timeout = absl::Microseconds(static_cast<int64_t>(timeout_us));
+  }
+  return policy;
+}
+
 }  // namespace hgpipe::server

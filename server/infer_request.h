@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "proto/grpc_service.pb.h"
 #include "proto/model_config.pb.h"
 
@@ -39,6 +40,26 @@ struct PreparedInput {
 // a bad classification count).
 absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& request,
                                            const config::ModelConfig& config);
+
+// What a request asks of the scheduler through its `parameters`, as
+// Triton's clients send them:
+//   priority  uint64 or int64: 1 (highest) .. the model's
+//             batching.priority_levels; 0 or absent: the model's default.
+//   timeout   uint64 or int64 microseconds from arrival; 0 or absent: the
+//             model's batching.default_timeout_us (0 there too: none).
+// Other parameters are ignored (as Triton leaves them to backends).
+struct RequestPolicy {
+  uint32_t priority = 0;  // 0: the model's default level
+  // absl::InfiniteDuration(): no timeout.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+// InvalidArgument naming the parameter for a value of another type (bool,
+// string, double), a negative value, a priority above the model's levels,
+// or a timeout beyond an hour.
+absl::StatusOr<RequestPolicy> ParseRequestPolicy(
+    const inference::ModelInferRequest& request,
+    const config::ModelConfig& config);
 
 }  // namespace hgpipe::server
 

@@ -1,6 +1,8 @@
 // The KServe v2 GRPCInferenceService on gRPC's callback API. Handlers never
 // block: ModelInfer validates, hands the request to the scheduler and
 // returns; the scheduler's completion finishes the call from a board thread.
+// Model loads and unloads finish their calls from the model manager's
+// loader thread or the scheduler's.
 // Internal absl::Status codes become gRPC codes here (they share numbering).
 #ifndef HGPIPE_SERVER_INFERENCE_SERVICE_H_
 #define HGPIPE_SERVER_INFERENCE_SERVICE_H_
@@ -18,6 +20,7 @@
 #include "scheduler/scheduler.h"
 #include "server/metrics.h"
 #include "server/infer_request.h"
+#include "server/model_manager.h"
 #include "server/model_repository.h"
 #include "server/worker_pool.h"
 
@@ -29,19 +32,12 @@ inline constexpr char kServerVersion[] = "0.1.0";
 class InferenceService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
-  struct LoadedModel {
-    ModelEntry entry;
-    int model_id;  // the scheduler's and the metrics' id
-    // For ENCODED_IMAGE and PIXELS models.
-    std::optional<preprocess::Preprocessor> preprocessor;
-  };
-  // `scheduler`, `metrics` and `workers` (which preprocesses images) must
-  // outlive the service.
-  InferenceService(std::vector<LoadedModel> models,
-                   scheduler::Scheduler* scheduler, Metrics* metrics,
-                   WorkerPool* workers);
+  // `models`, `scheduler`, `metrics` and `workers` (which preprocesses
+  // images) must outlive the service.
+  InferenceService(ModelManager* models, scheduler::Scheduler* scheduler,
+                   Metrics* metrics, WorkerPool* workers);
 
-  // ServerReady reports this (and every model ready). Thread-safe.
+  // ServerReady reports this (and every loaded model ready). Thread-safe.
   void SetReady(bool ready) { ready_.store(ready); }
 
   // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
@@ -68,27 +64,45 @@ class InferenceService final
   grpc::ServerUnaryReactor* ModelMetadata(
       grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
       inference::ModelMetadataResponse* resp) override;
+  // Request parameters `priority` and `timeout` (server/infer_request.h)
+  // become the scheduler request's priority and deadline: arrival +
+  // timeout, or the call's own gRPC deadline if that is earlier.
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const inference::ModelInferRequest* req,
                                        inference::ModelInferResponse* resp) override;
 
- private:
-  // The model, or NotFound naming the name and version.
-  absl::StatusOr<const LoadedModel*> Find(const std::string& name,
-                                          const std::string& version) const;
+  // Model repository extension (server/model_manager.h). The server has one
+  // repository: a non-empty repository_name is INVALID_ARGUMENT, as are
+  // load / unload parameters (none is supported).
+  grpc::ServerUnaryReactor* RepositoryIndex(
+      grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
+      inference::RepositoryIndexResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryModelLoad(
+      grpc::CallbackServerContext* ctx, const inference::RepositoryModelLoadRequest* req,
+      inference::RepositoryModelLoadResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* ctx,
+      const inference::RepositoryModelUnloadRequest* req,
+      inference::RepositoryModelUnloadResponse* resp) override;
 
+ private:
   // Called exactly once per accepted ModelInfer with its outcome.
   using Finish = absl::AnyInvocable<void(absl::Status)>;
+  // What a request asks of the scheduler.
+  struct Policy {
+    uint32_t priority = 0;
+    absl::Time deadline = absl::InfiniteFuture();
+  };
   // Decodes and preprocesses the request's images on the worker pool, then
-  // Submits them; `keep` owns what the images point into.
-  void Preprocess(const LoadedModel& m, PreparedInput input, int32_t* logits,
-                  Finish finish);
-  // Hands n images to the scheduler; `keep` is released when they are done.
-  void Submit(const LoadedModel& m, const int8_t* images, uint32_t n,
-              int32_t* logits, std::shared_ptr<void> keep, Finish finish);
+  // Submits them.
+  void Preprocess(ModelRef ref, PreparedInput input, int32_t* logits,
+                  Policy policy, Finish finish);
+  // Hands n images to the scheduler, then lets go of the model's admission;
+  // `keep` is released when they are done.
+  void Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits,
+              Policy policy, std::shared_ptr<void> keep, Finish finish);
 
-  // Constant after construction.
-  absl::flat_hash_map<std::string, LoadedModel> models_;
+  ModelManager* const models_;
   scheduler::Scheduler* const scheduler_;
   Metrics* const metrics_;
   WorkerPool* const workers_;

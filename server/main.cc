@@ -12,11 +12,15 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/marshalling.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/clock.h"
 #include "base/flags.h"
+#include "base/status_macros.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -25,21 +29,47 @@
 #include "server/board_factory.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
+#include "server/model_manager.h"
 #include "server/model_repository.h"
 #include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, model_repository, HGPIPE_DEFAULT_MODEL_REPOSITORY,
           "Directory with one sub-directory (config.pbtxt) per model");
+ABSL_FLAG(std::string, model_control_mode, "none",
+          "none: load every model at start-up, refuse RepositoryModelLoad/Unload; "
+          "explicit: load only --load-model at start-up, allow Load/Unload");
+ABSL_FLAG(std::vector<std::string>, load_model, {},
+          "With --model-control-mode=explicit: a model to load at start-up "
+          "(repeat, or comma-separate; '*' for all)");
 ABSL_FLAG(std::string, boards, "sim:1",
-          "Boards: sim:N (N emulated boards per model), xrt:all, xrt:0,1");
+          "Boards: sim:N (N emulated boards per model), sim-pool:N (N emulated "
+          "boards shared by all models), xrt:all, xrt:0,1");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free one)");
 ABSL_FLAG(int, metrics_port, 8002, "Prometheus /metrics port (0: pick a free one)");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
-ABSL_FLAG(int, board_slots, 8, "Runs queued on each board at once");
+ABSL_FLAG(int, board_slots, 0,
+          "Runs queued on each board at once (0: the board's default; emulated "
+          "boards derive it from the pipeline depth)");
 ABSL_FLAG(int, dispatch_lead_us, 1000,
           "Submit a busy board's next run this long before its input drains");
+ABSL_FLAG(int, emulated_program_ms, 1000,
+          "How long programming an emulated board with a bitstream takes");
+ABSL_FLAG(int, emulated_reset_ms, 200, "How long resetting an emulated board takes");
+ABSL_FLAG(std::string, emulated_faults, "",
+          "Faults injected into emulated boards by name, e.g. "
+          "sim1=hang@100,sim2=fail@50:permanent (KIND@RUNS[:xFACTOR][:permanent], "
+          "KIND fail, hang or slow)");
+ABSL_FLAG(int, watchdog_ms, 2000,
+          "A run this long past its predicted completion takes its board out of "
+          "service for recovery (0: no watchdog)");
+ABSL_FLAG(int, recovery_backoff_ms, 500,
+          "Delay before retrying a failed board recovery; doubles per attempt");
+ABSL_FLAG(int, max_recovery_attempts, 5,
+          "Recovery attempts before a failed board is retired");
+ABSL_FLAG(bool, reprogram, true,
+          "Reprogram boards for models that have requests and no board");
 ABSL_FLAG(int, preprocess_threads, 0,
           "Threads decoding and preprocessing images (0: one per core)");
 ABSL_FLAG(int, preprocess_queue, 16384,
@@ -55,12 +85,65 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int Run(const sigset_t& stop_signals) {
-  auto models = LoadModelRepository(absl::GetFlag(FLAGS_model_repository),
-                                    ResolveEmulatedBitstream);
-  if (!models.ok()) return Fail(models.status());
+absl::Status CheckRange(absl::string_view flag, int value, int low, int high) {
+  if (value < low || value > high) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", value,
+                                                   " is outside ", low, "..", high));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFlags() {
+  RETURN_IF_ERROR(CheckRange("board-slots", absl::GetFlag(FLAGS_board_slots), 0, 1024));
+  RETURN_IF_ERROR(
+      CheckRange("emulated-program-ms", absl::GetFlag(FLAGS_emulated_program_ms), 0, 600'000));
+  RETURN_IF_ERROR(
+      CheckRange("emulated-reset-ms", absl::GetFlag(FLAGS_emulated_reset_ms), 0, 600'000));
+  RETURN_IF_ERROR(CheckRange("watchdog-ms", absl::GetFlag(FLAGS_watchdog_ms), 0, 3'600'000));
+  RETURN_IF_ERROR(
+      CheckRange("recovery-backoff-ms", absl::GetFlag(FLAGS_recovery_backoff_ms), 0, 600'000));
+  RETURN_IF_ERROR(CheckRange("max-recovery-attempts",
+                             absl::GetFlag(FLAGS_max_recovery_attempts), 1, 1000));
+  RETURN_IF_ERROR(
+      CheckRange("dispatch-lead-us", absl::GetFlag(FLAGS_dispatch_lead_us), 0, 1'000'000));
+  return absl::OkStatus();
+}
+
+// Every value of a list flag given several times ("--load_model a
+// --load_model=b,c"): absl keeps only the last occurrence.
+std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_view name) {
+  std::vector<std::string> out;
+  const std::string flag = absl::StrCat("--", name);
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (a == "--") break;
+    absl::string_view value;
+    if (a == flag && i + 1 < argc) {
+      value = argv[++i];
+    } else if (absl::StartsWith(a, absl::StrCat(flag, "="))) {
+      value = a.substr(flag.size() + 1);
+    } else {
+      continue;
+    }
+    for (absl::string_view v : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      out.emplace_back(v);
+    }
+  }
+  return out;
+}
+
+int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_models) {
+  if (absl::Status s = CheckFlags(); !s.ok()) return Fail(s);
+  auto mode = ModelManager::ParseControlMode(absl::GetFlag(FLAGS_model_control_mode));
+  if (!mode.ok()) return Fail(mode.status());
+  if (*mode == ModelManager::ControlMode::kNone && !load_models.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--load-model needs --model-control-mode=explicit (mode none loads every model)"));
+  }
   auto spec = ParseBoardSpec(absl::GetFlag(FLAGS_boards));
   if (!spec.ok()) return Fail(spec.status());
+  auto faults = ParseEmulatedFaults(absl::GetFlag(FLAGS_emulated_faults));
+  if (!faults.ok()) return Fail(faults.status());
 
   RealClock clock;
   Metrics metrics;
@@ -68,42 +151,34 @@ int Run(const sigset_t& stop_signals) {
   so.clock = &clock;
   so.observer = &metrics;
   so.dispatch_lead = absl::Microseconds(absl::GetFlag(FLAGS_dispatch_lead_us));
+  so.watchdog_margin = absl::Milliseconds(absl::GetFlag(FLAGS_watchdog_ms));
+  so.recovery_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_recovery_backoff_ms));
+  so.max_recovery_attempts = absl::GetFlag(FLAGS_max_recovery_attempts);
+  so.reprogram = absl::GetFlag(FLAGS_reprogram);
   auto sched = scheduler::Scheduler::Create(so);
   if (!sched.ok()) return Fail(sched.status());
 
   BoardOptions bo;
   bo.num_slots = absl::GetFlag(FLAGS_board_slots);
-  auto boards = CreateBoards(*spec, *models, bo, &clock);
-  if (!boards.ok()) return Fail(boards.status());
+  bo.program_time = absl::Milliseconds(absl::GetFlag(FLAGS_emulated_program_ms));
+  bo.reset_time = absl::Milliseconds(absl::GetFlag(FLAGS_emulated_reset_ms));
+  bo.faults = *std::move(faults);
+  BoardFactory boards(*spec, std::move(bo), &clock);
 
-  std::vector<InferenceService::LoadedModel> loaded;
-  std::vector<std::string> names;
-  for (size_t i = 0; i < models->size(); ++i) {
-    ModelEntry& e = (*models)[i];
-    const config::BatchingConfig& b = e.config.batching();
-    scheduler::ModelOptions mo;
-    mo.name = e.config.name();
-    mo.max_images_per_run = b.max_images_per_run();
-    mo.max_queue_delay = absl::Microseconds(b.max_queue_delay_us());
-    mo.max_queue_images = b.max_queue_images();
-    std::vector<std::string> board_names;
-    for (const auto& board : (*boards)[i]) board_names.push_back(board->info().name);
-    auto id = (*sched)->AddModel(mo, std::move((*boards)[i]));
-    if (!id.ok()) return Fail(id.status());
-    metrics.AddModel(*id, mo.name, board_names);
-    LOG(INFO) << "model " << mo.name << ": bitstream " << e.config.bitstream()
-              << ", boards " << absl::StrJoin(board_names, ",");
-    names.push_back(mo.name);
-    InferenceService::LoadedModel lm{std::move(e), *id, std::nullopt};
-    if (lm.entry.config.input_format() != config::DEVICE_PATCHES) {
-      auto options = PreprocessOptions(lm.entry.config, lm.entry.manifest.geometry);
-      if (!options.ok()) return Fail(options.status());
-      auto pre = preprocess::Preprocessor::Create(*options);
-      if (!pre.ok()) return Fail(pre.status());
-      lm.preprocessor.emplace(*std::move(pre));
-    }
-    loaded.push_back(std::move(lm));
+  ModelManager::Options mo;
+  mo.repository = absl::GetFlag(FLAGS_model_repository);
+  mo.resolve = ResolveEmulatedBitstream;
+  mo.control_mode = *mode;
+  mo.scheduler = sched->get();
+  mo.metrics = &metrics;
+  mo.boards = &boards;
+  ModelManager models(std::move(mo));
+  if (absl::Status s = models.LoadAtStartup(load_models); !s.ok()) return Fail(s);
+  for (const std::string& name : boards.PendingFaults()) {
+    LOG(WARNING) << "--emulated-faults: no board " << name
+                 << " so far (emulated boards are sim0, sim1, ... in order of creation)";
   }
+
   int threads = absl::GetFlag(FLAGS_preprocess_threads);
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
   WorkerPool workers(threads, absl::GetFlag(FLAGS_preprocess_queue));
@@ -120,7 +195,7 @@ int Run(const sigset_t& stop_signals) {
   }
   exposer->RegisterCollectable(metrics.registry());
 
-  InferenceService service(std::move(loaded), sched->get(), &metrics, &workers);
+  InferenceService service(&models, sched->get(), &metrics, &workers);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -138,7 +213,7 @@ int Run(const sigset_t& stop_signals) {
   server->GetHealthCheckService()->SetServingStatus(true);
   LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
-            << " models=" << absl::StrJoin(names, ",");
+            << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -187,8 +262,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::SetProgramUsageMessage(
-      "hgpipe-server [--model-repository DIR] [--boards sim:N] [--grpc-port P]");
+      "hgpipe-server [--model-repository DIR] [--boards sim:N|sim-pool:N] "
+      "[--model-control-mode none|explicit --load-model M] [--grpc-port P]");
   hgpipe::DashesToUnderscores(argc, argv);
+  const std::vector<std::string> load_models =
+      hgpipe::server::RepeatedListFlag(argc, argv, "load_model");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   const std::string level = absl::GetFlag(FLAGS_log_level);
@@ -204,5 +282,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   google::InitGoogleLogging(argv[0]);
-  return hgpipe::server::Run(stop_signals);
+  return hgpipe::server::Run(stop_signals, load_models);
 }

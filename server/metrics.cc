@@ -53,6 +53,15 @@ Metrics::Metrics()
                         .Name("hgpipe_queue_images")
                         .Help("Images waiting in the model's queue")
                         .Register(*registry_)),
+      expired_requests_(prometheus::BuildCounter()
+                            .Name("hgpipe_deadline_expired_requests_total")
+                            .Help("Queued requests answered DEADLINE_EXCEEDED "
+                                  "because they could not finish in time")
+                            .Register(*registry_)),
+      expired_images_(prometheus::BuildCounter()
+                          .Name("hgpipe_deadline_expired_images_total")
+                          .Help("Images of queued requests that expired")
+                          .Register(*registry_)),
       board_images_(prometheus::BuildCounter()
                         .Name("hgpipe_board_images_total")
                         .Help("Images a board completed")
@@ -80,46 +89,102 @@ Metrics::Metrics()
                               .Register(*registry_)),
       board_healthy_(prometheus::BuildGauge()
                          .Name("hgpipe_board_healthy")
-                         .Help("1 while a board accepts runs, 0 after it failed")
+                         .Help("1 while a board serves the model, 0 while it is "
+                               "programmed, probed or recovered for it, or retired")
                          .Register(*registry_)),
+      board_phase_(prometheus::BuildGauge()
+                       .Name("hgpipe_board_phase")
+                       .Help("1 for the board's current phase (serving, idle, "
+                             "draining, programming, probing, recovering, "
+                             "retired), 0 for the others")
+                       .Register(*registry_)),
+      board_failures_(prometheus::BuildCounter()
+                          .Name("hgpipe_board_failures_total")
+                          .Help("Times a board failed: a run failed or timed "
+                                "out, or a recovery step failed")
+                          .Register(*registry_)),
+      board_recoveries_(prometheus::BuildCounter()
+                            .Name("hgpipe_board_recoveries_total")
+                            .Help("Times a board was re-admitted after a failure")
+                            .Register(*registry_)),
+      board_programmings_(prometheus::BuildCounter()
+                              .Name("hgpipe_board_programmings_total")
+                              .Help("Bitstreams loaded onto a board at run time "
+                                    "(reprogramming and recovery)")
+                              .Register(*registry_)),
       unknown_(MakeModel("_unknown")) {}
 
-Metrics::ModelMetrics Metrics::MakeModel(const std::string& name) {
-  ModelMetrics m;
+std::unique_ptr<Metrics::ModelMetrics> Metrics::MakeModel(const std::string& name) {
+  auto m = std::make_unique<ModelMetrics>();
+  m->name = name;
   for (int c = 0; c < kCodes; ++c) {
-    m.requests[c] = &requests_.Add(
+    m->requests[c] = &requests_.Add(
         {{"model", name}, {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(c))}});
   }
-  m.images = &images_.Add({{"model", name}});
-  m.request_seconds = &request_seconds_.Add({{"model", name}}, RequestBuckets());
-  m.queue_seconds = &queue_seconds_.Add({{"model", name}}, QueueBuckets());
-  m.device_seconds = &device_seconds_.Add({{"model", name}}, RequestBuckets());
-  m.queue_images = &queue_images_.Add({{"model", name}});
+  m->images = &images_.Add({{"model", name}});
+  m->request_seconds = &request_seconds_.Add({{"model", name}}, RequestBuckets());
+  m->queue_seconds = &queue_seconds_.Add({{"model", name}}, QueueBuckets());
+  m->device_seconds = &device_seconds_.Add({{"model", name}}, RequestBuckets());
+  m->queue_images = &queue_images_.Add({{"model", name}});
+  m->expired_requests = &expired_requests_.Add({{"model", name}});
+  m->expired_images = &expired_images_.Add({{"model", name}});
   return m;
 }
 
-void Metrics::AddModel(int model_id, const std::string& model,
-                       const std::vector<std::string>& board_names) {
-  if (static_cast<int>(models_.size()) <= model_id) models_.resize(model_id + 1);
-  models_[model_id] = MakeModel(model);
-  for (const std::string& b : board_names) {
-    const prometheus::Labels l{{"board", b}, {"model", model}};
-    BoardMetrics bm;
-    bm.images = &board_images_.Add(l);
-    bm.runs = &board_runs_.Add(l);
-    bm.failed_runs = &board_failed_runs_.Add(l);
-    bm.run_images = &board_run_images_.Add(l, RunImageBuckets());
-    bm.in_flight = &board_in_flight_.Add(l);
-    bm.busy_seconds = &board_busy_seconds_.Add(l);
-    bm.healthy = &board_healthy_.Add(l);
-    bm.healthy->Set(1);
-    boards_.push_back(bm);
+void Metrics::AddModel(int model_id, const std::string& model) {
+  std::unique_ptr<ModelMetrics> m = MakeModel(model);
+  hgpipe::MutexLock l(&mu_);
+  models_.Set(model_id, m.get());
+  model_store_.push_back(std::move(m));
+}
+
+void Metrics::AddBoard(int board_id, const std::string& board) {
+  auto b = std::make_unique<BoardMetrics>();
+  b->name = board;
+  for (int p = 0; p < kPhases; ++p) {
+    const auto phase = static_cast<scheduler::BoardPhase>(p);
+    b->phase[p] = &board_phase_.Add(
+        {{"board", board}, {"phase", std::string(scheduler::BoardPhaseName(phase))}});
+    b->phase[p]->Set(phase == scheduler::BoardPhase::kIdle ? 1 : 0);
   }
+  b->failures = &board_failures_.Add({{"board", board}});
+  b->recoveries = &board_recoveries_.Add({{"board", board}});
+  b->programmings = &board_programmings_.Add({{"board", board}});
+  hgpipe::MutexLock l(&mu_);
+  boards_.Set(board_id, b.get());
+  board_store_.push_back(std::move(b));
+  board_state_[board_id];
+}
+
+Metrics::BoardModelMetrics* Metrics::BoardModelLocked(int board_id, BoardMetrics& b,
+                                                      int model_id) {
+  std::unique_ptr<BoardModelMetrics>& bm = board_state_[board_id].by_model[model_id];
+  if (bm == nullptr) {
+    const prometheus::Labels l{{"board", b.name}, {"model", model(model_id)->name}};
+    bm = std::make_unique<BoardModelMetrics>();
+    bm->model_id = model_id;
+    bm->images = &board_images_.Add(l);
+    bm->runs = &board_runs_.Add(l);
+    bm->failed_runs = &board_failed_runs_.Add(l);
+    bm->run_images = &board_run_images_.Add(l, RunImageBuckets());
+    bm->in_flight = &board_in_flight_.Add(l);
+    bm->busy_seconds = &board_busy_seconds_.Add(l);
+  }
+  return bm.get();
+}
+
+Metrics::BoardModelMetrics* Metrics::BoardModel(int board_id, BoardMetrics& b,
+                                                int model_id) {
+  BoardModelMetrics* bm = b.current.load(std::memory_order_acquire);
+  if (bm != nullptr && bm->model_id == model_id) return bm;
+  // A run of a model the board no longer (or not yet) serves: rare.
+  hgpipe::MutexLock l(&mu_);
+  return BoardModelLocked(board_id, b, model_id);
 }
 
 void Metrics::RequestDone(int model_id, absl::StatusCode code, uint32_t images,
                           absl::Duration latency) {
-  ModelMetrics& m = model(model_id);
+  ModelMetrics& m = *model(model_id);
   const int c = static_cast<int>(code);
   m.requests[c >= 0 && c < kCodes ? c : 2]->Increment();
   if (code == absl::StatusCode::kOk) {
@@ -129,35 +194,94 @@ void Metrics::RequestDone(int model_id, absl::StatusCode code, uint32_t images,
 }
 
 void Metrics::QueueDepth(int model_id, uint64_t images) {
-  model(model_id).queue_images->Set(static_cast<double>(images));
+  model(model_id)->queue_images->Set(static_cast<double>(images));
 }
 
 void Metrics::RunStarted(int model_id, int board_id, uint32_t images,
                          absl::Span<const absl::Duration> queue_waits,
                          absl::Duration input_time) {
-  ModelMetrics& m = model(model_id);
+  ModelMetrics& m = *model(model_id);
   for (absl::Duration w : queue_waits) m.queue_seconds->Observe(absl::ToDoubleSeconds(w));
-  BoardMetrics& b = boards_[board_id];
-  b.in_flight->Increment(images);
-  b.busy_seconds->Increment(absl::ToDoubleSeconds(input_time));
-  b.run_images->Observe(images);
+  BoardMetrics* b = boards_.Get(board_id);
+  if (b == nullptr) return;
+  BoardModelMetrics& bm = *BoardModel(board_id, *b, model_id);
+  bm.in_flight->Increment(images);
+  bm.busy_seconds->Increment(absl::ToDoubleSeconds(input_time));
+  bm.run_images->Observe(images);
 }
 
 void Metrics::RunFinished(int model_id, int board_id, uint32_t images,
                           absl::Duration device_time, const absl::Status& status) {
-  BoardMetrics& b = boards_[board_id];
-  b.in_flight->Decrement(images);
+  BoardMetrics* b = boards_.Get(board_id);
+  if (b == nullptr) return;
+  BoardModelMetrics& bm = *BoardModel(board_id, *b, model_id);
+  bm.in_flight->Decrement(images);
   if (status.ok()) {
-    b.images->Increment(images);
-    b.runs->Increment();
-    model(model_id).device_seconds->Observe(absl::ToDoubleSeconds(device_time));
+    bm.images->Increment(images);
+    bm.runs->Increment();
+    model(model_id)->device_seconds->Observe(absl::ToDoubleSeconds(device_time));
   } else {
-    b.failed_runs->Increment();
+    bm.failed_runs->Increment();
   }
 }
 
-void Metrics::BoardHealth(int model_id, int board_id, bool healthy) {
-  boards_[board_id].healthy->Set(healthy ? 1 : 0);
+void Metrics::BoardPhaseChanged(int board_id, int model_id,
+                                scheduler::BoardPhase phase,
+                                const absl::Status& why) {
+  using scheduler::BoardPhase;
+  BoardMetrics* b = boards_.Get(board_id);
+  if (b == nullptr) return;
+  hgpipe::MutexLock l(&mu_);
+  BoardState& s = board_state_[board_id];
+  const int index = static_cast<int>(phase);
+  for (int p = 0; p < kPhases; ++p) b->phase[p]->Set(p == index ? 1 : 0);
+
+  const bool failed =
+      (phase == BoardPhase::kRecovering || phase == BoardPhase::kRetired) && !why.ok();
+  if (failed) b->failures->Increment();
+  if (s.phase == BoardPhase::kProgramming && phase == BoardPhase::kProbing) {
+    b->programmings->Increment();
+  }
+  if (phase == BoardPhase::kRecovering) s.recovering = true;
+  if (phase == BoardPhase::kServing && s.recovering) b->recoveries->Increment();
+  if (phase == BoardPhase::kServing || phase == BoardPhase::kIdle ||
+      phase == BoardPhase::kRetired) {
+    s.recovering = false;
+  }
+  s.phase = phase;
+
+  // Runs abandoned by a failure are never reported finished, and a board
+  // (re-)admitted has none in flight.
+  if (phase == BoardPhase::kRecovering || phase == BoardPhase::kRetired ||
+      phase == BoardPhase::kServing) {
+    for (auto& [id, bm] : s.by_model) bm->in_flight->Set(0);
+  }
+  b->current.store(phase == BoardPhase::kServing && model_id >= 0
+                       ? BoardModelLocked(board_id, *b, model_id)
+                       : nullptr,
+                   std::memory_order_release);
+
+  // hgpipe_board_healthy{board, model}: only while the board belongs to a
+  // model, so a board that moves on leaves no stale 0 behind.
+  if (s.healthy != nullptr && s.healthy_model != model_id) {
+    board_healthy_.Remove(s.healthy);
+    s.healthy = nullptr;
+    s.healthy_model = -1;
+  }
+  if (model_id >= 0) {
+    if (s.healthy == nullptr) {
+      BoardModelLocked(board_id, *b, model_id);  // its series exist from now on
+      s.healthy = &board_healthy_.Add({{"board", b->name}, {"model", model(model_id)->name}});
+      s.healthy_model = model_id;
+    }
+    s.healthy->Set(phase == BoardPhase::kServing ? 1 : 0);
+  }
+}
+
+void Metrics::DeadlineExpired(int model_id, uint32_t images) {
+  ModelMetrics& m = *model(model_id);
+  m.expired_requests->Increment();
+  m.expired_images->Increment(images);
 }
 
 }  // namespace hgpipe::server

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "scheduler/scheduler.h"
 
 namespace hgpipe::server {
 namespace {
@@ -28,6 +29,8 @@ class CollectErrors : public google::protobuf::io::ErrorCollector {
  private:
   std::string first_;
 };
+
+constexpr uint32_t kMaxPriorityLevels = 64;
 
 absl::Status FieldError(absl::string_view path, absl::string_view field,
                         absl::string_view why) {
@@ -145,6 +148,18 @@ void NormalizeModelConfig(const ModelEntry& e, config::ModelConfig* c) {
   config::BatchingConfig* b = c->mutable_batching();
   if (b->max_images_per_run() == 0) b->set_max_images_per_run(32);
   if (b->max_queue_images() == 0) b->set_max_queue_images(4096);
+  if (b->priority_levels() == 0) b->set_priority_levels(1);
+  if (b->default_priority_level() == 0) {
+    b->set_default_priority_level(b->priority_levels());
+  }
+  // The scheduler's own defaults.
+  const scheduler::ModelOptions defaults;
+  if (b->max_starvation_us() == 0) {
+    b->set_max_starvation_us(absl::ToInt64Microseconds(defaults.max_starvation));
+  }
+  if (b->low_priority_run_images() == 0) {
+    b->set_low_priority_run_images(defaults.low_priority_run_images);
+  }
   if (c->max_images_per_request() == 0) c->set_max_images_per_request(256);
 }
 
@@ -278,6 +293,33 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
   if (c.batching().max_queue_delay_us() > 10'000'000) {
     return FieldError(path, "batching.max_queue_delay_us",
                       "more than 10 s makes no sense for a streaming pipeline");
+  }
+  const config::BatchingConfig& b = c.batching();
+  if (b.priority_levels() > kMaxPriorityLevels) {
+    return FieldError(path, "batching.priority_levels",
+                      absl::StrCat(b.priority_levels(), " is more than ",
+                                   kMaxPriorityLevels));
+  }
+  if (b.default_priority_level() < 1 ||
+      b.default_priority_level() > b.priority_levels()) {
+    return FieldError(path, "batching.default_priority_level",
+                      absl::StrCat(b.default_priority_level(),
+                                   " is outside the levels 1..",
+                                   b.priority_levels(),
+                                   " (batching.priority_levels)"));
+  }
+  if (b.max_starvation_us() > 60'000'000) {
+    return FieldError(path, "batching.max_starvation_us",
+                      "more than 60 s would let a level starve for good");
+  }
+  if (b.low_priority_run_images() > 4096) {
+    return FieldError(path, "batching.low_priority_run_images",
+                      absl::StrCat(b.low_priority_run_images(),
+                                   " is more than 4096"));
+  }
+  if (b.default_timeout_us() > 3'600'000'000) {
+    return FieldError(path, "batching.default_timeout_us",
+                      "more than an hour; use 0 for no timeout");
   }
   if (c.max_images_per_request() > c.batching().max_queue_images()) {
     return FieldError(path, "max_images_per_request",

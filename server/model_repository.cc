@@ -47,49 +47,70 @@ absl::Status ResolveEmulatedBitstream(ModelEntry* e) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
-    const std::string& root, const BitstreamResolver& resolve) {
+absl::StatusOr<std::vector<std::string>> ListModelDirectories(
+    const std::string& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     return absl::NotFoundError(
         absl::StrCat("model repository ", root, ": not a directory"));
   }
-  std::vector<fs::path> dirs;
+  std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(root, ec)) {
-    if (e.is_directory() && fs::exists(e.path() / "config.pbtxt")) {
-      dirs.push_back(e.path());
+    std::error_code ec2;
+    if (e.is_directory(ec2) && fs::exists(e.path() / "config.pbtxt", ec2)) {
+      names.push_back(e.path().filename().string());
     }
   }
   if (ec) {
     return absl::InternalError(
         absl::StrCat("model repository ", root, ": ", ec.message()));
   }
-  std::sort(dirs.begin(), dirs.end());
-  if (dirs.empty()) {
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
+                                              const std::string& name,
+                                              const BitstreamResolver& resolve) {
+  const fs::path dir = fs::path(root) / name;
+  std::error_code ec;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." ||
+      name == ".." || !fs::exists(dir / "config.pbtxt", ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "model repository ", root, ": no model '", name,
+        "' (a directory with config.pbtxt)"));
+  }
+  ModelEntry m;
+  m.directory = dir.string();
+  m.config_path = (dir / "config.pbtxt").string();
+  ASSIGN_OR_RETURN(m.config, ParseModelConfigFile(m.config_path));
+  if (m.config.bitstream().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(m.config_path, ": bitstream: missing"));
+  }
+  if (absl::Status s = resolve(&m); !s.ok()) {
+    const bool names_field = absl::StartsWith(s.message(), "weights:");
+    return absl::Status(
+        s.code() == absl::StatusCode::kNotFound ? absl::StatusCode::kInvalidArgument
+                                                : s.code(),
+        absl::StrCat(m.config_path, names_field ? ": " : ": bitstream: ",
+                     s.message()));
+  }
+  NormalizeModelConfig(m, &m.config);
+  RETURN_IF_ERROR(ValidateModelConfig(m.config, m, name, m.config_path));
+  return m;
+}
+
+absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
+    const std::string& root, const BitstreamResolver& resolve) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListModelDirectories(root));
+  if (names.empty()) {
     return absl::NotFoundError(absl::StrCat(
         "model repository ", root, ": no model (a directory with config.pbtxt)"));
   }
   std::vector<ModelEntry> models;
-  for (const fs::path& dir : dirs) {
-    ModelEntry m;
-    m.directory = dir.string();
-    m.config_path = (dir / "config.pbtxt").string();
-    ASSIGN_OR_RETURN(m.config, ParseModelConfigFile(m.config_path));
-    if (m.config.bitstream().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(m.config_path, ": bitstream: missing"));
-    }
-    if (absl::Status s = resolve(&m); !s.ok()) {
-      const bool names_field = absl::StartsWith(s.message(), "weights:");
-      return absl::Status(
-          s.code() == absl::StatusCode::kNotFound ? absl::StatusCode::kInvalidArgument
-                                                  : s.code(),
-          absl::StrCat(m.config_path, names_field ? ": " : ": bitstream: ",
-                       s.message()));
-    }
-    NormalizeModelConfig(m, &m.config);
-    RETURN_IF_ERROR(ValidateModelConfig(m.config, m, dir.filename().string(),
-                                        m.config_path));
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(ModelEntry m, LoadModelDirectory(root, name, resolve));
     models.push_back(std::move(m));
   }
   return models;

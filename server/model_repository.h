@@ -1,6 +1,8 @@
 // The model repository: one directory per model, each with a config.pbtxt
-// (server/model_config.h). Loaded once at start-up; any bad model fails the
-// whole load with an error naming its file.
+// (server/model_config.h). The server loads every model at start-up (any
+// bad model fails the start with an error naming its file), or, with
+// --model-control-mode=explicit, the models it is told to, one directory at
+// a time (server/model_manager.h).
 #ifndef HGPIPE_SERVER_MODEL_REPOSITORY_H_
 #define HGPIPE_SERVER_MODEL_REPOSITORY_H_
 
@@ -25,6 +27,19 @@ using BitstreamResolver = std::function<absl::Status(ModelEntry* entry)>;
 // The kernels emulated boards run: "verify", "vit" (`weights` required) and
 // "deit_tiny" (`weights`, or generated weights without).
 absl::Status ResolveEmulatedBitstream(ModelEntry* entry);
+
+// The names of the sub-directories of `root` holding a config.pbtxt, sorted.
+// NotFound if `root` is not a directory; an empty list if it holds no model.
+absl::StatusOr<std::vector<std::string>> ListModelDirectories(
+    const std::string& root);
+
+// Loads the model in `root`/`name`: parses its config.pbtxt, resolves its
+// bitstream, normalizes and validates. NotFound if there is no such
+// directory with a config.pbtxt; InvalidArgument naming the file and field
+// for a bad config or bitstream.
+absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
+                                              const std::string& name,
+                                              const BitstreamResolver& resolve);
 
 // Loads every sub-directory of `root` holding a config.pbtxt, sorted by name.
 // NotFound if `root` is not a directory or holds no model; InvalidArgument

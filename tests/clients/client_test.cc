@@ -55,6 +55,14 @@ TEST(InferenceClientTest, NoServerIsUnavailableNamingTheTarget) {
   absl::StatusOr<bool> live = (*client)->Live();
   EXPECT_EQ(live.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(live.status().message(), HasSubstr("ServerLive to 127.0.0.1:1"));
+  auto index = (*client)->RepositoryIndex();
+  EXPECT_EQ(index.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(index.status().message(), HasSubstr("RepositoryIndex to 127.0.0.1:1"));
+  absl::Status load = (*client)->LoadModel("verify");
+  EXPECT_EQ(load.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(load.message(), HasSubstr("RepositoryModelLoad(verify) to 127.0.0.1:1"));
+  absl::Status unload = (*client)->UnloadModel("verify");
+  EXPECT_THAT(unload.message(), HasSubstr("RepositoryModelUnload(verify) to 127.0.0.1:1"));
 }
 
 }  // namespace

@@ -56,6 +56,28 @@ TEST(MakeImageRequestTest, OneRawInt8TensorOfNImages) {
   EXPECT_EQ(r->inputs(0).contents().int_contents_size(), 0);
 }
 
+TEST(RequestPolicyTest, PriorityAndTimeoutAreTritonsParameters) {
+  const std::vector<int8_t> images = GenerateRandomImages(1, 5);
+  auto plain = MakeImageRequest("verify", images);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->parameters().empty());
+  ImageRequestOptions o;
+  o.priority = 2;
+  o.timeout_us = 1500;
+  auto r = MakeImageRequest("verify", images, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->parameters().count("priority"), 1u);
+  EXPECT_EQ(r->parameters().at("priority").uint64_param(), 2u);
+  ASSERT_EQ(r->parameters().count("timeout"), 1u);
+  EXPECT_EQ(r->parameters().at("timeout").int64_param(), 1500);
+  // 0 asks for the model's defaults: the parameters go away.
+  SetPriority(&*r, 0);
+  SetTimeoutMicros(&*r, 0);
+  EXPECT_TRUE(r->parameters().empty());
+  SetTimeoutMicros(&*r, UINT64_MAX);
+  EXPECT_EQ(r->parameters().at("timeout").int64_param(), INT64_MAX);
+}
+
 TEST(MakeImageRequestTest, OtherGeometryAndNoOutputRequested) {
   ImageRequestOptions o;
   o.tokens = 4;

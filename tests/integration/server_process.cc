@@ -168,6 +168,40 @@ std::string WriteModelRepository(const std::string& name, const std::string& con
   return root.string();
 }
 
+std::string WriteModelRepository(
+    const std::vector<std::pair<std::string, std::string>>& models) {
+  static int counter = 0;
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("hgpipe-repos-", getpid(), "-", ++counter);
+  for (const auto& [name, config] : models) {
+    std::filesystem::create_directories(root / name);
+    std::ofstream(root / name / "config.pbtxt") << config;
+  }
+  return root.string();
+}
+
+absl::StatusOr<double> WaitForMetric(const std::string& url, const std::string& name,
+                                     const std::string& labels,
+                                     const std::function<bool(double)>& ok,
+                                     absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last;
+  for (;;) {
+    absl::StatusOr<std::string> body = HttpGet(url);
+    if (body.ok()) {
+      last = *body;
+      absl::StatusOr<double> v = MetricValue(*body, name, labels);
+      if (v.ok() && ok(*v)) return *v;
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "waiting for ", name, "{", labels, "}; last /metrics:\n", last));
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
 absl::StatusOr<std::string> HttpGet(const std::string& url) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");

@@ -6,8 +6,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -61,6 +63,10 @@ class ServerProcess {
 // whose config.pbtxt is `config`; returns the repository's path.
 std::string WriteModelRepository(const std::string& name, const std::string& config);
 
+// The same with several models: (name, config) pairs.
+std::string WriteModelRepository(
+    const std::vector<std::pair<std::string, std::string>>& models);
+
 // GET `url`; the body, or Unavailable.
 absl::StatusOr<std::string> HttpGet(const std::string& url);
 
@@ -70,6 +76,14 @@ absl::StatusOr<std::string> HttpGet(const std::string& url);
 absl::StatusOr<double> MetricValue(const std::string& exposition,
                                    const std::string& name,
                                    const std::string& labels);
+
+// Polls the Prometheus exposition at `url` until the sample name{labels}
+// satisfies `ok` (an absent sample does not), then returns its value;
+// DeadlineExceeded with the last exposition after `timeout`.
+absl::StatusOr<double> WaitForMetric(const std::string& url, const std::string& name,
+                                     const std::string& labels,
+                                     const std::function<bool(double)>& ok,
+                                     absl::Duration timeout = absl::Seconds(180));
 
 }  // namespace hgpipe::testing
 

@@ -202,3 +202,86 @@ TEST(PrepareInputTest, ClassificationParameterIsCheckedAndReturned) {
 
 }  // namespace
 }  // namespace hgpipe::server
+
+namespace hgpipe::server {
+namespace {
+
+config::ModelConfig PolicyModel(uint32_t levels, uint64_t default_timeout_us = 0) {
+  config::ModelConfig c = Model();
+  c.mutable_batching()->set_priority_levels(levels);
+  c.mutable_batching()->set_default_priority_level(levels);
+  c.mutable_batching()->set_default_timeout_us(default_timeout_us);
+  return c;
+}
+
+TEST(RequestPolicyTest, AbsentParametersMeanTheModelDefaults) {
+  auto p = ParseRequestPolicy(Request(1), PolicyModel(3));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->priority, 0u);
+  EXPECT_EQ(p->timeout, absl::InfiniteDuration());
+  p = ParseRequestPolicy(Request(1), PolicyModel(3, 2500));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->timeout, absl::Microseconds(2500));
+}
+
+TEST(RequestPolicyTest, TritonStyleParametersAreRead) {
+  // Triton's clients send priority as uint64 and timeout as int64.
+  auto r = Request(1);
+  (*r.mutable_parameters())["priority"].set_uint64_param(2);
+  (*r.mutable_parameters())["timeout"].set_int64_param(1500);
+  (*r.mutable_parameters())["sequence_id"].set_string_param("ignored");
+  auto p = ParseRequestPolicy(r, PolicyModel(3, 99));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->priority, 2u);
+  EXPECT_EQ(p->timeout, absl::Microseconds(1500));
+  // The other integer types work too; 0 means the default.
+  (*r.mutable_parameters())["priority"].set_int64_param(0);
+  (*r.mutable_parameters())["timeout"].set_uint64_param(0);
+  p = ParseRequestPolicy(r, PolicyModel(3, 99));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->priority, 0u);
+  EXPECT_EQ(p->timeout, absl::Microseconds(99));
+  (*r.mutable_parameters())["priority"].set_int64_param(3);
+  EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(3))->priority, 3u);
+}
+
+TEST(RequestPolicyTest, BadValuesAreInvalidArgumentNamingTheParameter) {
+  struct Case {
+    const char* name;
+    inference::InferParameter value;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  auto add = [&](const char* name, auto set, const char* message) {
+    inference::InferParameter v;
+    set(v);
+    cases.push_back({name, v, message});
+  };
+  add("priority", [](auto& v) { v.set_int64_param(-1); }, "parameter 'priority': -1 is negative");
+  add("priority", [](auto& v) { v.set_uint64_param(4); },
+      "parameter 'priority': 4 is not a level from 1 (highest) to 3");
+  add("priority", [](auto& v) { v.set_string_param("high"); },
+      "parameter 'priority': must be an int64 or uint64 parameter");
+  add("priority", [](auto& v) { v.set_double_param(1.0); },
+      "parameter 'priority': must be an int64 or uint64");
+  add("priority", [](auto& v) { v.set_bool_param(true); },
+      "parameter 'priority': must be an int64 or uint64");
+  add("priority", [](auto&) {}, "parameter 'priority': no value");
+  add("timeout", [](auto& v) { v.set_int64_param(-5); }, "parameter 'timeout': -5 is negative");
+  add("timeout", [](auto& v) { v.set_double_param(0.5); },
+      "parameter 'timeout': must be an int64 or uint64 parameter (microseconds");
+  add("timeout", [](auto& v) { v.set_string_param("1s"); }, "parameter 'timeout': must be");
+  add("timeout", [](auto& v) { v.set_uint64_param(3'600'000'001); },
+      "parameter 'timeout': 3600000001 microseconds is more than an hour");
+  for (const Case& c : cases) {
+    auto r = Request(1);
+    (*r.mutable_parameters())[c.name] = c.value;
+    auto p = ParseRequestPolicy(r, PolicyModel(3));
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(p.status().message(), HasSubstr(c.message));
+    EXPECT_THAT(p.status().message(), HasSubstr("model 'tiny'"));
+  }
+}
+
+}  // namespace
+}  // namespace hgpipe::server

@@ -49,6 +49,29 @@ TEST(ModelConfigTest, NormalizeFillsDefaultsFromTheBitstream) {
   EXPECT_EQ(c.batching().max_queue_delay_us(), 0u);
   EXPECT_EQ(c.batching().max_queue_images(), 4096u);
   EXPECT_EQ(c.max_images_per_request(), 256u);
+  EXPECT_EQ(c.batching().priority_levels(), 1u);
+  EXPECT_EQ(c.batching().default_priority_level(), 1u);
+  EXPECT_EQ(c.batching().max_starvation_us(), 100000u);
+  EXPECT_EQ(c.batching().low_priority_run_images(), 1u);
+  EXPECT_EQ(c.batching().default_timeout_us(), 0u);
+  EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
+}
+
+TEST(ModelConfigTest, DefaultPriorityIsTheLowestLevel) {
+  config::ModelConfig c = Parse(R"(name: "m" bitstream: "verify"
+                                   batching { priority_levels: 3 })");
+  NormalizeModelConfig(Verify(), &c);
+  EXPECT_EQ(c.batching().default_priority_level(), 3u);
+  EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
+  c = Parse(R"(name: "m" bitstream: "verify"
+               batching { priority_levels: 3 default_priority_level: 2
+                          max_starvation_us: 5000 low_priority_run_images: 4
+                          default_timeout_us: 250000 })");
+  NormalizeModelConfig(Verify(), &c);
+  EXPECT_EQ(c.batching().default_priority_level(), 2u);
+  EXPECT_EQ(c.batching().max_starvation_us(), 5000u);
+  EXPECT_EQ(c.batching().low_priority_run_images(), 4u);
+  EXPECT_EQ(c.batching().default_timeout_us(), 250000u);
   EXPECT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
 }
 
@@ -108,6 +131,20 @@ TEST(ModelConfigTest, EachBadFieldIsNamedWithTheFile) {
        "batching.max_queue_delay_us"},
       {R"(name: "m" bitstream: "verify" max_images_per_request: 5000)",
        "max_images_per_request: 5000 exceeds batching.max_queue_images (4096)"},
+      {R"(name: "m" bitstream: "verify" batching { priority_levels: 65 })",
+       "repo/m/config.pbtxt: batching.priority_levels: 65 is more than 64"},
+      {R"(name: "m" bitstream: "verify"
+          batching { priority_levels: 2 default_priority_level: 3 })",
+       "repo/m/config.pbtxt: batching.default_priority_level: 3 is outside the "
+       "levels 1..2"},
+      {R"(name: "m" bitstream: "verify" batching { default_priority_level: 2 })",
+       "batching.default_priority_level: 2 is outside the levels 1..1"},
+      {R"(name: "m" bitstream: "verify" batching { max_starvation_us: 60000001 })",
+       "repo/m/config.pbtxt: batching.max_starvation_us"},
+      {R"(name: "m" bitstream: "verify" batching { low_priority_run_images: 5000 })",
+       "batching.low_priority_run_images: 5000 is more than 4096"},
+      {R"(name: "m" bitstream: "verify" batching { default_timeout_us: 3600000001 })",
+       "repo/m/config.pbtxt: batching.default_timeout_us"},
   };
   for (const Case& c : cases) {
     const absl::Status s = Check(c.config);
@@ -166,6 +203,31 @@ TEST_F(RepositoryTest, ErrorsNameTheFile) {
   EXPECT_THAT(Load().status().message(),
               HasSubstr("a/config.pbtxt: bitstream: no emulated kernel for bitstream 'nope'"));
   EXPECT_EQ(LoadModelRepository("/no/such/dir", ResolveEmulatedBitstream).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RepositoryTest, ListsAndLoadsOneDirectory) {
+  Write("b", R"(name: "b" bitstream: "verify")");
+  Write("a", R"(name: "a" bitstream: "nope")");
+  fs::create_directories(root_ / "not_a_model");
+  auto names = ListModelDirectories(root_.string());
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, ::testing::ElementsAre("a", "b"));
+  auto b = LoadModelDirectory(root_.string(), "b", ResolveEmulatedBitstream);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->config.name(), "b");
+  EXPECT_EQ(b->config.batching().priority_levels(), 1u);  // normalized
+  auto a = LoadModelDirectory(root_.string(), "a", ResolveEmulatedBitstream);
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(a.status().message(), HasSubstr("a/config.pbtxt: bitstream:"));
+  for (const char* bad : {"c", "not_a_model", "../b", ""}) {
+    EXPECT_EQ(LoadModelDirectory(root_.string(), bad, ResolveEmulatedBitstream)
+                  .status()
+                  .code(),
+              absl::StatusCode::kNotFound)
+        << bad;
+  }
+  EXPECT_EQ(ListModelDirectories("/no/such/dir").status().code(),
             absl::StatusCode::kNotFound);
 }
 

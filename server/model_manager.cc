@@ -1,0 +1,488 @@
+#include "server/model_manager.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "glog/logging.h"
+#include "server/model_config.h"
+
+namespace hgpipe::server {
+
+namespace fs = std::filesystem;
+
+// One load of a model. Its admission token's deleter holds it; the state
+// of its name points to it while it is the current load.
+struct ModelManager::Generation {
+  std::string name;
+  std::string scheduler_name;
+  int number = 0;
+  // Guarded by the manager's mu_: set by Unload, called once the scheduler
+  // has answered everything the load accepted.
+  bool unloading = false;
+  absl::AnyInvocable<void(absl::Status)> on_removed;
+};
+
+scheduler::ModelOptions SchedulerModelOptions(
+    const ModelEntry& e, std::shared_ptr<const accel::Bitstream> bitstream) {
+  const config::BatchingConfig& b = e.config.batching();
+  scheduler::ModelOptions mo;
+  mo.name = e.config.name();
+  mo.bitstream = std::move(bitstream);
+  mo.max_images_per_run = b.max_images_per_run();
+  mo.max_queue_delay = absl::Microseconds(static_cast<int64_t>(b.max_queue_delay_us()));
+  mo.max_queue_images = b.max_queue_images();
+  mo.priority_levels = b.priority_levels();
+  mo.default_priority = b.default_priority_level();
+  mo.max_starvation = absl::Microseconds(static_cast<int64_t>(b.max_starvation_us()));
+  mo.low_priority_run_images = b.low_priority_run_images();
+  return mo;
+}
+
+absl::StatusOr<ModelManager::ControlMode> ModelManager::ParseControlMode(
+    absl::string_view mode) {
+  if (mode == "none") return ControlMode::kNone;
+  if (mode == "explicit") return ControlMode::kExplicit;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--model-control-mode: '", mode, "' is not none or explicit"));
+}
+
+ModelManager::ModelManager(Options options)
+    : options_(std::move(options)),
+      // One thread: loads run one at a time, in order.
+      loader_(std::make_unique<WorkerPool>(1, 256)) {}
+
+ModelManager::~ModelManager() {
+  loader_.reset();  // finishes the load in progress and those queued
+  std::vector<std::shared_ptr<const void>> admissions;
+  {
+    hgpipe::MutexLock l(&mu_);
+    closing_ = true;
+    for (auto& [name, st] : states_) {
+      admissions.push_back(std::move(st.admission));
+      st.model.reset();
+    }
+  }
+  // Dropped without the lock: their deleters see closing_ and do nothing.
+  admissions.clear();
+}
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(
+    const std::string& name) {
+  ASSIGN_OR_RETURN(ModelEntry entry,
+                   LoadModelDirectory(options_.repository, name, options_.resolve));
+  auto m = std::make_shared<LoadedModel>();
+  m->entry = std::move(entry);
+  if (m->entry.config.input_format() != config::DEVICE_PATCHES) {
+    absl::StatusOr<preprocess::Options> po =
+        PreprocessOptions(m->entry.config, m->entry.manifest.geometry);
+    if (!po.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(m->entry.config_path, ": ", po.status().message()));
+    }
+    absl::StatusOr<preprocess::Preprocessor> pre = preprocess::Preprocessor::Create(*po);
+    if (!pre.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(m->entry.config_path, ": preprocess: ", pre.status().message()));
+    }
+    m->preprocessor.emplace(*std::move(pre));
+  }
+  return m;
+}
+
+absl::Status ModelManager::AddAndPublish(
+    std::shared_ptr<LoadedModel> model,
+    std::vector<std::unique_ptr<accel::Board>> boards) {
+  const std::string name = model->name();
+  // The load this one replaces, retired once dropped (outside every lock).
+  std::shared_ptr<const void> previous;
+  {
+    int number;
+    {
+      hgpipe::MutexLock l(&mu_);
+      number = ++states_[name].generations;
+    }
+    // While an older load still drains in the scheduler, its name is taken.
+    model->scheduler_name = options_.scheduler->ModelId(name) < 0
+                                ? name
+                                : absl::StrCat(name, "#", number);
+    scheduler::ModelOptions mo = SchedulerModelOptions(model->entry, model->bitstream);
+    mo.name = model->scheduler_name;
+    // Ids are dense in order of addition, and additions are serialized by
+    // add_mu_: name them for the metrics before the scheduler reports them.
+    const int first_board = static_cast<int>(options_.scheduler->Boards().size());
+    std::vector<std::string> board_names;
+    for (size_t i = 0; i < boards.size(); ++i) {
+      board_names.push_back(boards[i]->info().name);
+      options_.metrics->AddBoard(first_board + static_cast<int>(i), board_names.back());
+    }
+    const int predicted = next_model_id_;
+    options_.metrics->AddModel(predicted, name);
+    absl::StatusOr<int> id = options_.scheduler->AddModel(mo, std::move(boards));
+    if (!id.ok()) {
+      return absl::Status(id.status().code(),
+                          absl::StrCat(model->entry.config_path, ": ", id.status().message()));
+    }
+    next_model_id_ = *id + 1;
+    if (*id != predicted) options_.metrics->AddModel(*id, name);
+    model->model_id = *id;
+    LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
+              << ", boards "
+              << (board_names.empty() ? std::string("none (reprogramming)")
+                                      : absl::StrJoin(board_names, ","));
+
+    auto g = std::make_shared<Generation>();
+    g->name = name;
+    g->scheduler_name = model->scheduler_name;
+    g->number = number;
+    std::shared_ptr<const void> admission(
+        static_cast<const void*>(g.get()),
+        [this, g](const void*) { OnAdmissionClosed(g); });
+    hgpipe::MutexLock l(&mu_);
+    State& st = states_[name];
+    previous = std::move(st.admission);
+    st.phase = State::Phase::kReady;
+    st.reason.clear();
+    st.reloading = false;
+    st.model = std::move(model);
+    st.admission = std::move(admission);
+    st.generation = std::move(g);
+  }
+  return absl::OkStatus();
+}
+
+void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (closing_) return;
+  }
+  absl::Status s = options_.scheduler->RemoveModel(
+      g->scheduler_name, [this, g] { OnRemoved(g); });
+  if (!s.ok()) {
+    LOG(WARNING) << "model " << g->name << ": " << s.message();
+    OnRemoved(g);
+  }
+}
+
+void ModelManager::OnRemoved(const std::shared_ptr<Generation>& g) {
+  absl::AnyInvocable<void(absl::Status)> done;
+  bool unloaded = false;
+  {
+    hgpipe::MutexLock l(&mu_);
+    auto it = states_.find(g->name);
+    if (g->unloading && it != states_.end() && it->second.generation == g) {
+      it->second.phase = State::Phase::kNotLoaded;
+      it->second.reason = "unloaded";
+      it->second.generation.reset();
+      unloaded = true;
+    }
+    done = std::move(g->on_removed);
+  }
+  if (unloaded) {
+    LOG(INFO) << "model " << g->name << ": unloaded";
+  } else {
+    LOG(INFO) << "model " << g->name << ": load " << g->number
+              << " answered its last request";
+  }
+  if (done) done(absl::OkStatus());
+}
+
+absl::Status ModelManager::LoadAtStartup(const std::vector<std::string>& names) {
+  std::vector<std::string> list;
+  const bool all = options_.control_mode == ControlMode::kNone ||
+                   std::find(names.begin(), names.end(), "*") != names.end();
+  if (all) {
+    ASSIGN_OR_RETURN(list, ListModelDirectories(options_.repository));
+    if (list.empty() && options_.control_mode == ControlMode::kNone) {
+      return absl::NotFoundError(absl::StrCat("model repository ", options_.repository,
+                                              ": no model (a directory with config.pbtxt)"));
+    }
+  } else {
+    std::set<std::string> unique(names.begin(), names.end());
+    list.assign(unique.begin(), unique.end());
+  }
+  std::vector<std::shared_ptr<LoadedModel>> models;
+  std::vector<const ModelEntry*> entries;
+  for (const std::string& name : list) {
+    ASSIGN_OR_RETURN(std::shared_ptr<LoadedModel> m, Build(name));
+    entries.push_back(&m->entry);
+    models.push_back(std::move(m));
+  }
+  hgpipe::MutexLock add(&add_mu_);
+  ASSIGN_OR_RETURN(StartupBoards boards, options_.boards->CreateStartupBoards(entries));
+  for (auto& m : models) {
+    ASSIGN_OR_RETURN(m->bitstream, options_.boards->MakeBitstream(m->entry));
+  }
+  for (size_t i = 0; i < models.size(); ++i) {
+    RETURN_IF_ERROR(AddAndPublish(std::move(models[i]), std::move(boards.per_model[i])));
+  }
+  for (auto& board : boards.idle) {
+    const int id = static_cast<int>(options_.scheduler->Boards().size());
+    options_.metrics->AddBoard(id, board->info().name);
+    LOG(INFO) << "board " << board->info().name << ": idle, for any model";
+    options_.scheduler->AddIdleBoard(std::move(board));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
+                                            const std::string& version) const {
+  ModelRef ref;
+  {
+    hgpipe::MutexLock l(&mu_);
+    auto it = states_.find(name);
+    if (it == states_.end() || it->second.phase != State::Phase::kReady) {
+      if (it != states_.end() && it->second.phase == State::Phase::kUnloading) {
+        return absl::UnavailableError(
+            absl::StrCat("model '", name, "' is being unloaded"));
+      }
+      return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+    }
+    ref.model = it->second.model;
+    ref.admission = it->second.admission;
+  }
+  if (!version.empty() && version != "1") {
+    return absl::NotFoundError(absl::StrCat(
+        "model '", name, "' has no version '", version, "' (versions: 1)"));
+  }
+  return ref;
+}
+
+absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
+                                              const std::string& version) const {
+  absl::StatusOr<ModelRef> ref = Find(name, version);
+  if (ref.ok()) return options_.scheduler->ModelReady(ref->model->scheduler_name);
+  if (absl::IsUnavailable(ref.status())) return false;
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (states_.contains(name)) return false;
+  }
+  std::error_code ec;
+  if (name.find('/') == std::string::npos && !name.empty() &&
+      fs::exists(fs::path(options_.repository) / name / "config.pbtxt", ec)) {
+    return false;  // in the repository, not loaded
+  }
+  return ref.status();
+}
+
+bool ModelManager::AllReady() const {
+  std::vector<std::string> names;
+  {
+    hgpipe::MutexLock l(&mu_);
+    for (const auto& [name, st] : states_) {
+      if (st.phase == State::Phase::kReady) names.push_back(st.model->scheduler_name);
+    }
+  }
+  for (const std::string& n : names) {
+    if (!options_.scheduler->ModelReady(n)) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> ModelManager::LoadedNames() const {
+  std::vector<std::string> names;
+  {
+    hgpipe::MutexLock l(&mu_);
+    for (const auto& [name, st] : states_) {
+      if (st.phase == State::Phase::kReady) names.push_back(name);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<std::vector<ModelManager::IndexEntry>> ModelManager::Index(
+    bool ready_only) const {
+  ASSIGN_OR_RETURN(std::vector<std::string> dirs, ListModelDirectories(options_.repository));
+  std::set<std::string> names(dirs.begin(), dirs.end());
+  std::vector<IndexEntry> out;
+  hgpipe::MutexLock l(&mu_);
+  for (const auto& [name, st] : states_) {
+    if (st.phase != State::Phase::kNotLoaded && st.phase != State::Phase::kFailed) {
+      names.insert(name);
+    }
+  }
+  for (const std::string& name : names) {
+    IndexEntry e;
+    e.name = name;
+    auto it = states_.find(name);
+    const State::Phase phase =
+        it == states_.end() ? State::Phase::kNotLoaded : it->second.phase;
+    switch (phase) {
+      case State::Phase::kReady:
+        e.state = "READY";
+        break;
+      case State::Phase::kLoading:
+        e.state = "LOADING";
+        break;
+      case State::Phase::kUnloading:
+        e.state = "UNLOADING";
+        break;
+      case State::Phase::kFailed:
+        e.state = "UNAVAILABLE";
+        e.reason = it->second.reason;
+        break;
+      case State::Phase::kNotLoaded:
+        e.state = "UNAVAILABLE";
+        e.reason = it == states_.end() || it->second.reason.empty() ? "not loaded"
+                                                                    : it->second.reason;
+        break;
+    }
+    if (ready_only && e.state != "READY") continue;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+
+absl::Status ControlRefused(absl::string_view what, const std::string& name) {
+  return absl::UnavailableError(absl::StrCat(
+      "explicit model ", what, " ('", name,
+      "') is not allowed with --model-control-mode=none; start hgpipe-server "
+      "with --model-control-mode=explicit"));
+}
+
+absl::Status Busy(const std::string& name, absl::string_view doing) {
+  return absl::UnavailableError(absl::StrCat(
+      "model '", name, "' is being ", doing, "; retry when that is done"));
+}
+
+}  // namespace
+
+void ModelManager::Load(const std::string& name,
+                        absl::AnyInvocable<void(absl::Status)> done) {
+  if (options_.control_mode == ControlMode::kNone) {
+    done(ControlRefused("load", name));
+    return;
+  }
+  std::error_code ec;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." ||
+      name == ".." ||
+      !fs::exists(fs::path(options_.repository) / name / "config.pbtxt", ec)) {
+    done(absl::NotFoundError(absl::StrCat("model repository ", options_.repository,
+                                          ": no model '", name,
+                                          "' (a directory with config.pbtxt)")));
+    return;
+  }
+  absl::Status refused;
+  {
+    hgpipe::MutexLock l(&mu_);
+    State& st = states_[name];
+    if (st.phase == State::Phase::kLoading ||
+        (st.phase == State::Phase::kReady && st.reloading)) {
+      refused = Busy(name, "loaded");
+    } else if (st.phase == State::Phase::kUnloading) {
+      refused = Busy(name, "unloaded");
+    } else if (st.phase == State::Phase::kReady) {
+      st.reloading = true;
+    } else {
+      st.phase = State::Phase::kLoading;
+      st.reason.clear();
+    }
+  }
+  if (!refused.ok()) {
+    done(std::move(refused));
+    return;
+  }
+  LOG(INFO) << "model " << name << ": loading";
+  auto shared = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(done));
+  std::vector<WorkerPool::Task> task;
+  task.push_back([this, name, shared] { DoLoad(name, std::move(*shared)); });
+  if (!loader_->TrySubmitAll(std::move(task))) {
+    {
+      hgpipe::MutexLock l(&mu_);
+      State& st = states_[name];
+      if (st.phase == State::Phase::kReady) {
+        st.reloading = false;
+      } else {
+        st.phase = State::Phase::kNotLoaded;
+      }
+    }
+    (*shared)(absl::ResourceExhaustedError("too many model loads queued; retry later"));
+  }
+}
+
+void ModelManager::DoLoad(const std::string& name,
+                          absl::AnyInvocable<void(absl::Status)> done) {
+  absl::Status s;
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (closing_) s = absl::UnavailableError("hgpipe-server is shutting down");
+  }
+  if (s.ok()) {
+    absl::StatusOr<std::shared_ptr<LoadedModel>> model = Build(name);
+    s = model.status();
+    if (s.ok()) {
+      absl::StatusOr<std::shared_ptr<const accel::Bitstream>> bitstream =
+          options_.boards->MakeBitstream((*model)->entry);
+      s = bitstream.status();
+      if (s.ok()) (*model)->bitstream = *std::move(bitstream);
+    }
+    if (s.ok()) {
+      hgpipe::MutexLock add(&add_mu_);
+      absl::StatusOr<std::vector<std::unique_ptr<accel::Board>>> boards =
+          options_.boards->CreateForModel((*model)->entry);
+      s = boards.ok() ? AddAndPublish(*std::move(model), *std::move(boards))
+                      : boards.status();
+    }
+  }
+  if (!s.ok()) {
+    bool kept = false;
+    {
+      hgpipe::MutexLock l(&mu_);
+      State& st = states_[name];
+      if (st.phase == State::Phase::kReady) {
+        st.reloading = false;  // the previous load keeps serving
+        kept = true;
+      } else {
+        st.phase = State::Phase::kFailed;
+        st.reason = std::string(s.message());
+      }
+    }
+    LOG(WARNING) << "model " << name << ": load failed" << (kept ? " (the loaded one stays)" : "")
+                 << ": " << s.message();
+  }
+  done(std::move(s));
+}
+
+void ModelManager::Unload(const std::string& name,
+                          absl::AnyInvocable<void(absl::Status)> done) {
+  if (options_.control_mode == ControlMode::kNone) {
+    done(ControlRefused("unload", name));
+    return;
+  }
+  std::shared_ptr<const void> admission;  // dropped below, without the lock
+  absl::Status refused;
+  {
+    hgpipe::MutexLock l(&mu_);
+    auto it = states_.find(name);
+    if (it == states_.end() || it->second.phase == State::Phase::kNotLoaded ||
+        it->second.phase == State::Phase::kFailed) {
+      refused = absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+    } else if (it->second.phase == State::Phase::kLoading || it->second.reloading) {
+      refused = Busy(name, "loaded");
+    } else if (it->second.phase == State::Phase::kUnloading) {
+      refused = Busy(name, "unloaded");
+    } else {
+      State& st = it->second;
+      st.phase = State::Phase::kUnloading;
+      st.model.reset();
+      admission = std::move(st.admission);
+      st.generation->unloading = true;
+      st.generation->on_removed = std::move(done);
+    }
+  }
+  if (!refused.ok()) {
+    done(std::move(refused));
+    return;
+  }
+  LOG(INFO) << "model " << name << ": unloading";
+  admission.reset();
+}
+
+}  // namespace hgpipe::server

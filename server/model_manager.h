@@ -1,0 +1,188 @@
+// The models the server serves, and loading and unloading them at run time
+// (Triton's model control): what RepositoryIndex, RepositoryModelLoad and
+// RepositoryModelUnload do, while InferenceService stays about the wire.
+//
+// Control modes (--model-control-mode, as Triton's):
+//   none      every model of the repository is loaded at start-up (any bad
+//             one fails the start); Load and Unload are refused with
+//             UNAVAILABLE.
+//   explicit  only the models named at start-up (--load-model; "*" for all)
+//             are loaded; Load and Unload are allowed.
+//
+// Load reads the model's directory again (config, bitstream), builds its
+// preprocessing, gives it boards as --boards says (sim:N: N new emulated
+// boards; sim-pool and XRT: none, a board is reprogrammed for it when it has
+// requests) and adds it to the scheduler and the metrics. The work runs on a
+// loader thread; `done` reports the outcome. Loading a model that is loaded
+// reloads it, as Triton does: the new one is built while the old one keeps
+// serving, then takes over new requests at once; the old one finishes what
+// it accepted and then gives its boards back. If the reload fails, the old
+// one stays.
+//
+// Unload stops admitting requests for the model at once (new ones get
+// UNAVAILABLE "being unloaded" until it is gone, NOT_FOUND after); requests
+// it accepted - queued, on a board, or still being preprocessed - are
+// answered, then its boards go idle (free to be reprogrammed for other
+// models) and `done` is called.
+//
+// A second Load or Unload of a model while one is in progress is refused
+// with UNAVAILABLE (retry when it is done).
+//
+// Thread safety: all methods are thread-safe.
+#ifndef HGPIPE_SERVER_MODEL_MANAGER_H_
+#define HGPIPE_SERVER_MODEL_MANAGER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "accel/board.h"
+#include "base/mutex.h"
+#include "preprocess/preprocessor.h"
+#include "scheduler/scheduler.h"
+#include "server/board_factory.h"
+#include "server/metrics.h"
+#include "server/model_repository.h"
+#include "server/worker_pool.h"
+
+namespace hgpipe::server {
+
+// A model as it is served. Immutable once published.
+struct LoadedModel {
+  ModelEntry entry;
+  // The scheduler's and the metrics' id.
+  int model_id = -1;
+  // The name the scheduler knows the model by: its own name, or while an
+  // older load of it still drains, "NAME#GENERATION".
+  std::string scheduler_name;
+  std::shared_ptr<const accel::Bitstream> bitstream;
+  // For ENCODED_IMAGE and PIXELS models.
+  std::optional<preprocess::Preprocessor> preprocessor;
+
+  const std::string& name() const { return entry.config.name(); }
+};
+
+// A model found for a request. `model` stays valid while held. `admission`
+// must be held until the request has been handed to the scheduler (or has
+// failed before): an unload or reload of the model waits for it.
+struct ModelRef {
+  std::shared_ptr<const LoadedModel> model;
+  std::shared_ptr<const void> admission;
+};
+
+// What the model would be scheduled with: its batching config and bitstream.
+scheduler::ModelOptions SchedulerModelOptions(
+    const ModelEntry& entry, std::shared_ptr<const accel::Bitstream> bitstream);
+
+class ModelManager {
+ public:
+  enum class ControlMode { kNone, kExplicit };
+  // "none" or "explicit"; InvalidArgument otherwise.
+  static absl::StatusOr<ControlMode> ParseControlMode(absl::string_view mode);
+
+  struct Options {
+    std::string repository;
+    BitstreamResolver resolve = ResolveEmulatedBitstream;
+    ControlMode control_mode = ControlMode::kNone;
+    // Required; must outlive the manager.
+    scheduler::Scheduler* scheduler = nullptr;
+    Metrics* metrics = nullptr;
+    BoardFactory* boards = nullptr;
+  };
+  explicit ModelManager(Options options);
+  // Finishes a load in progress. Models still loaded stay in the scheduler.
+  ~ModelManager();
+  ModelManager(const ModelManager&) = delete;
+  ModelManager& operator=(const ModelManager&) = delete;
+
+  ControlMode control_mode() const { return options_.control_mode; }
+
+  // Start-up, before serving: loads `names` ("*" or, in mode none, an empty
+  // list: every model of the repository) with the start-up boards
+  // (BoardFactory::CreateStartupBoards), and adds the spare pool boards.
+  // The first error stops it, naming the model's file; in mode none a
+  // repository without models is NotFound.
+  absl::Status LoadAtStartup(const std::vector<std::string>& names);
+
+  // The model for a request. NotFound for a model that is not loaded (or no
+  // such version: only "1" and "" exist); Unavailable while it is being
+  // unloaded.
+  absl::StatusOr<ModelRef> Find(const std::string& name,
+                                const std::string& version) const;
+  // Whether the model is loaded and a board can serve it. NotFound for a
+  // name that is neither loaded nor a model directory of the repository.
+  absl::StatusOr<bool> ModelReady(const std::string& name,
+                                  const std::string& version) const;
+  // Whether every loaded model can be served.
+  bool AllReady() const;
+  // The names of the loaded models, sorted.
+  std::vector<std::string> LoadedNames() const;
+
+  // RepositoryIndex: every model directory of the repository and every
+  // loaded model, sorted by name.
+  struct IndexEntry {
+    std::string name;
+    std::string version = "1";
+    std::string state;   // READY, UNAVAILABLE, LOADING, UNLOADING
+    std::string reason;  // why UNAVAILABLE
+  };
+  absl::StatusOr<std::vector<IndexEntry>> Index(bool ready_only) const;
+
+  // RepositoryModelLoad / RepositoryModelUnload (see the top of the file).
+  // `done` is called exactly once, possibly before these return, on the
+  // caller's, the loader's or a scheduler thread; it must not block.
+  // Unavailable in mode none; NotFound (Unload) for a model not loaded.
+  void Load(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
+  void Unload(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
+
+ private:
+  // One load of a model, from its publication until the scheduler has
+  // answered everything it accepted.
+  struct Generation;
+  struct State {
+    enum class Phase { kNotLoaded, kLoading, kReady, kUnloading, kFailed };
+    Phase phase = Phase::kNotLoaded;
+    std::string reason;   // kNotLoaded (after an unload), kFailed
+    bool reloading = false;  // kReady: a Load is in progress
+    std::shared_ptr<const LoadedModel> model;  // kReady
+    std::shared_ptr<const void> admission;     // kReady
+    std::shared_ptr<Generation> generation;    // kReady, kUnloading
+    int generations = 0;  // loads so far
+  };
+
+  // Builds a model from its directory (config, bitstream, preprocessing);
+  // its `bitstream` is left to BoardFactory::MakeBitstream.
+  absl::StatusOr<std::shared_ptr<LoadedModel>> Build(const std::string& name);
+  // Adds `model` with `boards` to the metrics and the scheduler, then
+  // publishes it, replacing (and retiring) the current load if any.
+  absl::Status AddAndPublish(std::shared_ptr<LoadedModel> model,
+                             std::vector<std::unique_ptr<accel::Board>> boards)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(add_mu_);
+  // The model's admission closed: remove it from the scheduler.
+  void OnAdmissionClosed(const std::shared_ptr<Generation>& g);
+  void OnRemoved(const std::shared_ptr<Generation>& g);
+  void DoLoad(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
+
+  const Options options_;
+  // Serializes additions to the scheduler (and the board factory), so ids
+  // can be known in advance.
+  hgpipe::Mutex add_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  int next_model_id_ ABSL_GUARDED_BY(add_mu_) = 0;
+
+  mutable hgpipe::Mutex mu_;
+  absl::flat_hash_map<std::string, State> states_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Runs loads, one at a time; reset first by the destructor.
+  std::unique_ptr<WorkerPool> loader_;
+};
+
+}  // namespace hgpipe::server
+
+#endif  // HGPIPE_SERVER_MODEL_MANAGER_H_

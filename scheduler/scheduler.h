@@ -9,18 +9,19 @@
 // takes images from the highest non-empty level first; a lower level whose
 // oldest image has waited `max_starvation` goes first once, so no level
 // starves. A run that holds lower-priority images is capped at
-// `low_priority_run_images`: a higher-priority image that arrives later
-// waits behind at most that many images on a board.
+// `low_priority_run_images` (default 1): a higher-priority image that
+// arrives later waits behind at most that many images on a board.
 //
 // Dispatch. A board whose input stream is idle gets queued images at once
 // (after at most `max_queue_delay`). A busy board gets its next run when its
 // predicted input end comes within `dispatch_lead`, so the run is queued
 // before the current one drains (image overlap) and carries everything that
 // queued meanwhile: small runs when idle, up to `max_images_per_run` under
-// load. When several boards are ready at once, the queue is split across
-// them. Each run goes to the board of its model where it is predicted to
-// complete first (each board's timing model, fed with the runs in flight
-// there). A board holds at most num_slots() runs: its in-flight window, which
+// load. Each run goes to the board of its model where its first image is
+// predicted to complete first (each board's timing model, fed with the runs
+// in flight there, plus how late it has been), and takes only the images
+// that board completes before any other could (water-filling): a burst
+// spreads over idle boards, a saturated board takes up to its cap. A board holds at most num_slots() runs: its in-flight window, which
 // the boards size from their pipeline depth.
 //
 // Deadlines. A request whose deadline cannot be met (predicted at Enqueue, or

@@ -564,6 +564,7 @@ TEST_F(SchedulerTest, QueueLimitCountsOnlyImagesAtTheSameOrHigherPriority) {
   mo.default_priority = 2;
   mo.max_queue_images = 6;
   mo.max_images_per_run = 2;
+  mo.low_priority_run_images = 2;
   EmulatedBoard::Options bo;
   bo.num_slots = 1;
   Build(1, mo, bo);

@@ -36,6 +36,9 @@
 #   SEED=1                      arrivals (hgpipe-perf and hgpipe-plan)
 #   TOLERANCE=0.10
 #   NICE=0                      nice value for the server and hgpipe-perf
+#   SERVER_CPUS="" PERF_CPUS="" taskset CPU lists for the server and for
+#                               hgpipe-perf (e.g. 0 and 1: the client's own
+#                               threads then do not delay the server's)
 #   SERVER_ARGS=""              more hgpipe-server flags
 #   PLAN=BUILD_DIR/bin/hgpipe-plan
 #   OUT=BUILD_DIR/bench-results/plan-vs-server-<timestamp>
@@ -60,6 +63,8 @@ MAX_IMAGES_PER_RUN=${MAX_IMAGES_PER_RUN:-32}
 SEED=${SEED:-1}
 TOLERANCE=${TOLERANCE:-0.10}
 NICE=${NICE:-0}
+SERVER_CPUS=${SERVER_CPUS:-}
+PERF_CPUS=${PERF_CPUS:-}
 SERVER_ARGS=${SERVER_ARGS:-}
 PLAN=${PLAN:-$BIN/hgpipe-plan}
 OUT=${OUT:-$BUILD/bench-results/plan-vs-server-$(date +%Y%m%d-%H%M%S)}
@@ -92,7 +97,7 @@ cleanup() {
 trap cleanup EXIT
 
 # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --metrics-port 0 \
+${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --metrics-port 0 \
   --boards "sim:$BOARDS" --model-repository "$OUT/models" \
   --board-slots "$BOARD_SLOTS" --dispatch-lead-us "$DISPATCH_LEAD_US" $SERVER_ARGS \
   >"$OUT/server.log" 2>&1 &
@@ -127,7 +132,7 @@ busy_seconds() {
 
 # perf NAME RATE SECONDS WARMUP: hgpipe-perf open loop, JSON to $OUT/NAME.json.
 perf() {
-  nice -n "$NICE" "$BIN/hgpipe-perf" --url "127.0.0.1:$GRPC_PORT" --model verify \
+  ${PERF_CPUS:+taskset -c "$PERF_CPUS"} nice -n "$NICE" "$BIN/hgpipe-perf" --url "127.0.0.1:$GRPC_PORT" --model verify \
     --rate "$2" --images-per-request "$IMAGES_PER_REQUEST" --arrivals poisson --duration "$3" --warmup "$4" --seed "$SEED" \
     --json --progress=false >"$OUT/$1.json" 2>"$OUT/$1.err" || {
     echo "plan_vs_server: hgpipe-perf ($1) failed:" >&2

@@ -36,6 +36,11 @@
 #   SEED=1                      arrivals (hgpipe-perf and hgpipe-plan)
 #   TOLERANCE=0.10
 #   NICE=0                      nice value for the server and hgpipe-perf
+#   HOST_QUEUE=0                1: also model the server's CPU as a queue: its CPU
+#                               time per request, measured from /proc during
+#                               the calibration, on as many cores as
+#                               SERVER_CPUS lists (else all), passed as
+#                               hgpipe-plan --host-cpu-us/--host-cores
 #   SERVER_CPUS="" PERF_CPUS="" taskset CPU lists for the server and for
 #                               hgpipe-perf (e.g. 0 and 1: the client's own
 #                               threads then do not delay the server's)
@@ -64,6 +69,7 @@ SEED=${SEED:-1}
 TOLERANCE=${TOLERANCE:-0.10}
 NICE=${NICE:-0}
 SERVER_CPUS=${SERVER_CPUS:-}
+HOST_QUEUE=${HOST_QUEUE:-0}
 PERF_CPUS=${PERF_CPUS:-}
 SERVER_ARGS=${SERVER_ARGS:-}
 PLAN=${PLAN:-$BIN/hgpipe-plan}
@@ -141,13 +147,17 @@ perf() {
   }
 }
 
-# plan NAME RATE SECONDS WARMUP HOST_US: hgpipe-plan --boards N, JSON to
+# cpu_ticks: the server's user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+
+# plan NAME RATE SECONDS WARMUP HOST_US [HOST_CPU_US]: hgpipe-plan --boards N, JSON to
 # $OUT/NAME.json.
 plan() {
   local status=0
   "$PLAN" --boards "$BOARDS" --workload "verify:rate=$2:images=$IMAGES_PER_REQUEST" --seconds "$(awk "BEGIN { print $3 + $4 }")" \
     --warmup-seconds "$4" --host-overhead-us "$5" --dispatch-lead-us "$DISPATCH_LEAD_US" \
     --board-slots "$BOARD_SLOTS" --max-images-per-run "$MAX_IMAGES_PER_RUN" --seed "$SEED" \
+    ${6:+--host-cpu-us "$6" --host-cores "$HOST_CORES"} \
     --json >"$OUT/$1.json" 2>"$OUT/$1.err" || status=$?
   # 3: objectives not met (e.g. failed requests): still a result.
   if [[ $status -ne 0 && $status -ne 3 ]]; then
@@ -161,7 +171,18 @@ plan() {
 # so the server's latency minus the simulated one is its host path.
 CAL_RATE=$(awk "BEGIN { printf \"%.1f\", $CAL_LOAD * $BOARDS * $BOARD_IMAGES_PER_SECOND / $IMAGES_PER_REQUEST }")
 echo "calibration: $CAL_RATE requests/s for ${CAL_DURATION}s" >&2
+t0=$(cpu_ticks)
 perf calibration "$CAL_RATE" "$CAL_DURATION" 1
+t1=$(cpu_ticks)
+# The server's CPU time per request (warmup second included in both).
+CAL_REQUESTS=$(awk "BEGIN { print $CAL_RATE * ($CAL_DURATION + 1) }")
+HOST_CPU_US=$(awk "BEGIN { printf \"%.1f\", ($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $CAL_REQUESTS }")
+if [[ -n $SERVER_CPUS ]]; then
+  HOST_CORES=$(taskset -c "$SERVER_CPUS" nproc)
+else
+  HOST_CORES=$(nproc)
+fi
+[[ $HOST_QUEUE == 1 ]] || HOST_CPU_US=""
 plan calibration-plan "$CAL_RATE" "$CAL_DURATION" 1 0
 SERVER_Q=$(jq -r '.latency_ms | "\(.p50) \(.p90) \(.p99) \(.max)"' "$OUT/calibration.json")
 PLAN_Q=$(jq -r '.models[0].tried[0].result.latency_ms | "\(.p50) \(.p90) \(.p99) \(.max)"' \
@@ -178,7 +199,7 @@ HOST_US=$(awk -v s="$SERVER_Q" -v p="$PLAN_Q" -v model="$HOST_MODEL" 'BEGIN {
     out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
   }
   print out }')
-echo "calibration: server p50/p90/p99/max $SERVER_Q ms, simulated $PLAN_Q ms -> host overhead $HOST_US us" >&2
+echo "calibration: server p50/p90/p99/max $SERVER_Q ms, simulated $PLAN_Q ms -> host overhead $HOST_US us; server CPU ${HOST_CPU_US:-(not modelled)} us per request on $HOST_CORES core(s)" >&2
 
 {
   echo "| load | rate req/s | utilization server / plan | p50 ms server / plan | p99 ms server / plan | within $(awk "BEGIN { print 100 * $TOLERANCE }") % |"
@@ -191,7 +212,7 @@ for load in $LOADS; do
   b0=$(busy_seconds)
   perf "perf-$load" "$rate" "$DURATION" "$WARMUP"
   b1=$(busy_seconds)
-  plan "plan-$load" "$rate" "$DURATION" "$WARMUP" "$HOST_US"
+  plan "plan-$load" "$rate" "$DURATION" "$WARMUP" "$HOST_US" "$HOST_CPU_US"
   # Busy time is counted per run at dispatch, over the whole hgpipe-perf run
   # (warmup included); arrivals spanned WARMUP + DURATION seconds.
   s_util=$(awk "BEGIN { printf \"%.4f\", ($b1 - $b0) / ($BOARDS * ($WARMUP + $DURATION)) }")
@@ -222,7 +243,7 @@ done
 {
   echo
   echo "Boards: $BOARDS emulated (sim:$BOARDS), board slots $BOARD_SLOTS, dispatch lead $DISPATCH_LEAD_US us, max $MAX_IMAGES_PER_RUN images per run; Poisson arrivals, $IMAGES_PER_REQUEST image(s) per request, ${WARMUP} s warmup + ${DURATION} s measured."
-  echo "Calibration at $CAL_RATE requests/s (${CAL_LOAD} of capacity): server p50/p90/p99/max $SERVER_Q ms, simulated $PLAN_Q ms: hgpipe-plan --host-overhead-us $HOST_US."
+  echo "Calibration at $CAL_RATE requests/s (${CAL_LOAD} of capacity): server p50/p90/p99/max $SERVER_Q ms, simulated $PLAN_Q ms: hgpipe-plan --host-overhead-us $HOST_US${HOST_CPU_US:+ --host-cpu-us $HOST_CPU_US --host-cores $HOST_CORES}."
   echo "Utilization: server from hgpipe_board_busy_seconds_total over the run; plan over its window. Latency: hgpipe-perf (client) and the simulation (arrival to answer)."
   echo "Machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >>"$OUT/table.md"

@@ -17,6 +17,7 @@
 // Exit status: 0 when every objective is met; 3 when some model meets its
 // objectives with no board count up to --max-boards (or fails them at its
 // given count); 2 for bad flags; 1 if a simulation fails.
+#include <cmath>
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -46,6 +47,11 @@ ABSL_FLAG(int, max_boards, 64, "Search no further than this many boards.");
 ABSL_FLAG(double, seconds, 10, "Simulated seconds of arrivals per simulation.");
 ABSL_FLAG(double, warmup_seconds, 1,
           "Simulated seconds at the start that are not measured.");
+ABSL_FLAG(double, host_cpu_us, 0,
+          "Host CPU time per request, queued on --host-cores cores (first come, "
+          "first served) before the host overhead; part of the overhead, not "
+          "added to it (0: no host queue)");
+ABSL_FLAG(int, host_cores, 1, "Host cores serving requests (with --host-cpu-us)");
 ABSL_FLAG(std::string, host_overhead_us, "0",
           "Host time per request between arrival and the scheduler (gRPC, "
           "preprocessing), in us: a constant, or its distribution as "
@@ -194,6 +200,14 @@ int Main(int argc, char** argv) {
   if (absl::Status st = ParseHostOverhead(host_us, model_template); !st.ok()) {
     return Usage(absl::StrCat("--host-overhead-us: ", st.message()));
   }
+  const double host_cpu_us = absl::GetFlag(FLAGS_host_cpu_us);
+  const int host_cores = absl::GetFlag(FLAGS_host_cores);
+  if (!(host_cpu_us >= 0) || !std::isfinite(host_cpu_us)) {
+    return Usage("--host-cpu-us must be >= 0");
+  }
+  if (host_cores < 1) return Usage("--host-cores must be >= 1");
+  model_template.host_cpu = absl::Microseconds(host_cpu_us);
+  model_template.host_cores = host_cores;
   model_template.options.max_images_per_run = static_cast<uint32_t>(max_run);
   model_template.options.max_queue_images = static_cast<uint32_t>(max_queue);
   model_template.board_slots = slots;

@@ -73,6 +73,10 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
         m.host_overhead == absl::InfiniteDuration()) {
       return Invalid(where, "host_overhead must be >= 0 and finite");
     }
+    if (m.host_cpu < absl::ZeroDuration() || m.host_cpu == absl::InfiniteDuration() ||
+        m.host_cores < 1) {
+      return Invalid(where, "host_cpu must be >= 0 and finite, host_cores >= 1");
+    }
     if (const auto& q = m.host_overhead_quantiles; !q.empty()) {
       if (q.size() < 2 || q.front().first != 0 || q.back().first != 1) {
         return Invalid(where,
@@ -172,6 +176,8 @@ class Simulation final : public scheduler::Observer {
     uint64_t runs = 0;
     uint64_t run_images = 0;
     uint64_t images_ok_in_window = 0;
+    // When each host core frees (ModelSpec::host_cpu).
+    std::vector<absl::Time> host_cores_free;
   };
 
   void ScheduleArrival(int stream, absl::Time when);
@@ -246,6 +252,7 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     Model m;
     m.spec = &ms;
     m.id = id;
+    m.host_cores_free.assign(ms.host_cores, absl::InfinitePast());
     for (int i = 0; i < ms.boards; ++i) {
       // Board ids are dense, in order of addition.
       m.boards.push_back(first_board + i);
@@ -357,7 +364,16 @@ void Simulation::OnArrival(int stream) {
   ++requests_arrived_;
   const bool measured = InWindow(now);
   if (measured) ++s.requests;
-  const absl::Duration overhead = HostOverhead(spec_.models[s.model], s.host_rng);
+  const ModelSpec& ms = spec_.models[s.model];
+  absl::Duration overhead = HostOverhead(ms, s.host_rng);
+  if (ms.host_cpu > absl::ZeroDuration()) {
+    // Wait for the host core that frees first, then hold it for host_cpu.
+    std::vector<absl::Time>& cores = models_[s.model].host_cores_free;
+    auto core = std::min_element(cores.begin(), cores.end());
+    const absl::Time start = std::max(now, *core);
+    *core = start + ms.host_cpu;
+    overhead += start - now;
+  }
   if (overhead > absl::ZeroDuration()) {
     clock_.RunAt(now + overhead,
                  [this, stream, now, measured] { EnqueueRequest(stream, now, measured); });

@@ -73,6 +73,13 @@ struct ModelSpec {
   // non-decreasing. Each request draws u uniform in [0, 1) and gets the
   // value interpolated linearly at u. Empty: the constant above.
   std::vector<std::pair<double, absl::Duration>> host_overhead_quantiles;
+  // The host's CPU as a queue: each request occupies one of `host_cores`
+  // for `host_cpu` (first come, first served) before its host overhead
+  // elapses, so host time grows with load as it does on a real server. The
+  // host overhead above includes that CPU time (it is calibrated at low
+  // load, where nobody waits for a core). Zero: no queue.
+  absl::Duration host_cpu = absl::ZeroDuration();
+  int host_cores = 1;
   // Emulated board options (EmulatedBoard::Options).
   uint32_t board_max_images_per_run = 64;
   int board_slots = 0;  // 0: from the pipeline depth

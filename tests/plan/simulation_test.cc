@@ -1,5 +1,6 @@
-#include <cstdio>
 #include "plan/simulation.h"
+
+#include <cstdio>
 
 #include <string>
 
@@ -250,6 +251,34 @@ TEST(PercentilesTest, NearestRank) {
   EXPECT_DOUBLE_EQ(p.mean, 50.5);
   std::vector<double> empty;
   EXPECT_EQ(ComputePercentiles(empty).count, 0u);
+}
+
+
+// The host as a queue: with its CPU time per request under the overhead,
+// evenly spaced requests that leave the core idle in between never wait,
+// and Poisson arrivals at the same rate do, so the tail grows with load.
+TEST(SimulationTest, HostCpuIsAQueueThatGrowsTheTailWithLoad) {
+  auto run = [](Arrivals arrivals, absl::Duration cpu) {
+    SimulationSpec spec = OneModel(2, {Stream(2000, 0, arrivals)},
+                                   absl::Milliseconds(600), absl::Milliseconds(100));
+    spec.models[0].host_overhead = absl::Microseconds(450);
+    spec.models[0].host_cpu = cpu;
+    absl::StatusOr<SimulationResult> r = Simulate(spec);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r->models[0].latency;
+  };
+  const auto even_none = run(Arrivals::kConstant, absl::ZeroDuration());
+  const auto even_cpu = run(Arrivals::kConstant, absl::Microseconds(400));
+  EXPECT_DOUBLE_EQ(even_cpu.p99, even_none.p99);  // 500 us apart: no wait
+  const auto poisson_none = run(Arrivals::kPoisson, absl::ZeroDuration());
+  const auto poisson_cpu = run(Arrivals::kPoisson, absl::Microseconds(400));
+  EXPECT_GT(poisson_cpu.p99, poisson_none.p99 + 0.4);  // ms: 80 % busy core
+  EXPECT_GT(poisson_cpu.p50, poisson_none.p50);
+
+  SimulationSpec bad = OneModel(1, {Stream(10)}, absl::Seconds(1), absl::ZeroDuration());
+  bad.models[0].host_cores = 0;
+  bad.models[0].host_cpu = absl::Microseconds(1);
+  EXPECT_EQ(Simulate(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

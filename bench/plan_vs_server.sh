@@ -147,6 +147,39 @@ perf() {
   }
 }
 
+# hist: the verify model's request-duration histogram so far, one
+# "LE COUNT" line per bucket (the server's own latency, receipt to answer).
+hist() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+    awk '/^hgpipe_request_duration_seconds_bucket\{/ && /model="verify"/ {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+      print le, $NF }'
+}
+
+# quantiles BEFORE AFTER: p50 p90 p99 (ms) of the requests between two hist
+# snapshots, interpolated inside buckets as Prometheus' histogram_quantile.
+quantiles() {
+  awk -v before="$1" -v after="$2" 'BEGIN {
+    n = split(after, a, "\n"); split(before, b, "\n")
+    for (i = 1; i <= n; i++) {
+      split(a[i], x, " "); split(b[i], y, " ")
+      le[i] = (x[1] == "+Inf") ? 1e9 : x[1]; c[i] = x[2] - y[2]
+    }
+    total = c[n]; split("0.5 0.9 0.99", q, " "); out = ""
+    for (k = 1; k <= 3; k++) {
+      rank = q[k] * total; prev_le = 0; prev_c = 0
+      for (i = 1; i <= n; i++) {
+        if (c[i] >= rank) {
+          v = prev_le + (le[i] - prev_le) * (c[i] > prev_c ? (rank - prev_c) / (c[i] - prev_c) : 0)
+          break
+        }
+        prev_le = le[i]; prev_c = c[i]
+      }
+      out = out (k > 1 ? " " : "") sprintf("%.4f", v * 1000)
+    }
+    print out }'
+}
+
 # cpu_ticks: the server's user + system CPU time so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 
@@ -172,8 +205,11 @@ plan() {
 CAL_RATE=$(awk "BEGIN { printf \"%.1f\", $CAL_LOAD * $BOARDS * $BOARD_IMAGES_PER_SECOND / $IMAGES_PER_REQUEST }")
 echo "calibration: $CAL_RATE requests/s for ${CAL_DURATION}s" >&2
 t0=$(cpu_ticks)
+h0=$(hist)
 perf calibration "$CAL_RATE" "$CAL_DURATION" 1
+h1=$(hist)
 t1=$(cpu_ticks)
+CAL_SERVER_SIDE=$(quantiles "$h0" "$h1")
 # The server's CPU time per request (warmup second included in both).
 CAL_REQUESTS=$(awk "BEGIN { print $CAL_RATE * ($CAL_DURATION + 1) }")
 HOST_CPU_US=$(awk "BEGIN { printf \"%.1f\", ($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $CAL_REQUESTS }")
@@ -199,20 +235,56 @@ HOST_US=$(awk -v s="$SERVER_Q" -v p="$PLAN_Q" -v model="$HOST_MODEL" 'BEGIN {
     out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
   }
   print out }')
+# The same from the server's own histogram (receipt to answer: no client,
+# no network), for the server-side comparison: p50/p90/p99 differences.
+PLAN_Q3=$(cut -d' ' -f1-3 <<<"$PLAN_Q")
+HOST_US_SERVER=$(awk -v s="$CAL_SERVER_SIDE" -v p="$PLAN_Q3" 'BEGIN {
+  split(s, sq, " "); split(p, pq, " "); split("50 90 99", pct, " ")
+  prev = 0; out = ""
+  for (i = 1; i <= 3; i++) {
+    h = (sq[i] - pq[i]) * 1000
+    if (h < prev) h = prev
+    prev = h
+    out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
+  }
+  print out ",100:" sprintf("%.1f", prev) }')
+echo "calibration (server side): server p50/p90/p99 $CAL_SERVER_SIDE ms -> host overhead $HOST_US_SERVER us" >&2
 echo "calibration: server p50/p90/p99/max $SERVER_Q ms, simulated $PLAN_Q ms -> host overhead $HOST_US us; server CPU ${HOST_CPU_US:-(not modelled)} us per request on $HOST_CORES core(s)" >&2
 
 {
   echo "| load | rate req/s | utilization server / plan | p50 ms server / plan | p99 ms server / plan | within $(awk "BEGIN { print 100 * $TOLERANCE }") % |"
   echo "|---:|---:|---:|---:|---:|:---|"
 } >"$OUT/table.md"
+{
+  echo "| load | rate req/s | server-side p50 ms server / plan | server-side p99 ms server / plan | within $(awk "BEGIN { print 100 * $TOLERANCE }") % |"
+  echo "|---:|---:|---:|---:|:---|"
+} >"$OUT/table-server-side.md"
 ALL_AGREE=1
 for load in $LOADS; do
   rate=$(awk "BEGIN { printf \"%.1f\", $load * $BOARDS * $BOARD_IMAGES_PER_SECOND / $IMAGES_PER_REQUEST }")
   echo "load $load: $rate requests/s for ${WARMUP}+${DURATION}s" >&2
   b0=$(busy_seconds)
+  h0=$(hist)
   perf "perf-$load" "$rate" "$DURATION" "$WARMUP"
+  h1=$(hist)
   b1=$(busy_seconds)
   plan "plan-$load" "$rate" "$DURATION" "$WARMUP" "$HOST_US" "$HOST_CPU_US"
+  plan "plan-server-side-$load" "$rate" "$DURATION" "$WARMUP" "$HOST_US_SERVER" "$HOST_CPU_US"
+  # Server side: the histogram counts warmup requests too.
+  read -r ss_p50 _ ss_p99 <<<"$(quantiles "$h0" "$h1")"
+  r='.models[0].tried[0].result'
+  ps_p50=$(jq "$r.latency_ms.p50" "$OUT/plan-server-side-$load.json")
+  ps_p99=$(jq "$r.latency_ms.p99" "$OUT/plan-server-side-$load.json")
+  sline=$(awk -v s5="$ss_p50" -v p5="$ps_p50" -v s9="$ss_p99" -v p9="$ps_p99" \
+    -v tol="$TOLERANCE" -v load="$load" -v rate="$rate" '
+    function rel(p, s) { return (p - s) / s }
+    function ok(p, s) { d = rel(p, s); return (d <= tol && d >= -tol) ? "yes" : "no" }
+    BEGIN {
+      printf "| %.0f %% | %s | %.3f / %.3f (%+.1f %%) | %.3f / %.3f (%+.1f %%) | %s, %s |",
+        100 * load, rate, s5, p5, 100 * rel(p5, s5), s9, p9, 100 * rel(p9, s9),
+        ok(p5, s5), ok(p9, s9)
+    }')
+  echo "$sline" >>"$OUT/table-server-side.md"
   # Busy time is counted per run at dispatch, over the whole hgpipe-perf run
   # (warmup included); arrivals spanned WARMUP + DURATION seconds.
   s_util=$(awk "BEGIN { printf \"%.4f\", ($b1 - $b0) / ($BOARDS * ($WARMUP + $DURATION)) }")
@@ -248,5 +320,9 @@ done
   echo "Machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >>"$OUT/table.md"
 cat "$OUT/table.md"
+echo
+echo "Server side (hgpipe_request_duration_seconds, receipt to answer; host overhead calibrated the same way from it: $HOST_US_SERVER us):"
+echo
+cat "$OUT/table-server-side.md"
 echo "results in $OUT" >&2
 [[ $ALL_AGREE == 1 ]] && exit 0 || exit 3

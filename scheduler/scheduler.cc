@@ -41,8 +41,10 @@ struct Scheduler::Run {
   int slot;
   std::vector<ImageRef> images;
   absl::Time submitted;
-  // The scheduler's prediction, including the board's observed lag.
+  // The scheduler's prediction, including the board's observed lag, and
+  // the timing model's completion alone.
   accel::RunTimes predicted;
+  absl::Time model_done;
   // Images are in the slot: an abandoned run's images may be requeued (and
   // answered elsewhere) only once nothing reads the requests' buffers.
   bool packed = false;
@@ -62,7 +64,7 @@ struct Scheduler::BoardState {
   std::shared_ptr<const accel::Bitstream> loaded;
   std::shared_ptr<const accel::Bitstream> programming;
   // The scheduler's copy of the board's timing model, fed with what it
-  // submitted; `lag` is how late the board's last run was against it.
+  // submitted; `lag` is how late its runs complete against it (smoothed).
   std::optional<accel::PipelineModel> prediction;
   absl::Duration lag;
   std::vector<int> free_slots;
@@ -473,7 +475,10 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
     absl::Time next_ready = absl::InfiniteFuture();
     for (BoardState* b : m.serving) {
       if (b->free_slots.empty()) continue;  // a completion dispatches again
-      const absl::Time due = b->input_free_at() - lead;
+      // Readiness follows the board's timing model alone: a board running
+      // late only queues the run on it a little earlier, while a lag
+      // inflated by one late timer would hold images back for nothing.
+      const absl::Time due = b->prediction->input_free_at() - lead;
       if (due > now) {
         next_ready = std::min(next_ready, due);
         continue;
@@ -520,6 +525,7 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
     best->free_slots.pop_back();
     run->submitted = now;
     run->predicted = best->prediction->Submit(now, taken);
+    run->model_done = run->predicted.done;
     run->predicted.done += best->lag;
     if (best->runs.empty()) best->head_since = now;
     best->runs.push_back(run.get());
@@ -820,7 +826,11 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
       if (!b.runs.empty()) b.head_since = now;
       b.in_flight_images -= n;
       if (status.ok()) {
-        b.lag = std::max(absl::ZeroDuration(), now - (run->predicted.done - b.lag));
+        // Smoothed, so that a board that is persistently slow gets less
+        // work while one late timer does not move it much.
+        const absl::Duration late =
+            std::max(absl::ZeroDuration(), now - run->model_done);
+        b.lag += (late - b.lag) / 4;
         // The slot is ours until we return: decode straight into each
         // request's buffer (under mu_: a watchdog may not requeue these
         // images while we write).

@@ -62,7 +62,6 @@ struct Scheduler::BoardState {
   BoardPhase phase = BoardPhase::kIdle;
   // What the board holds, when the scheduler programmed it (or was told).
   std::shared_ptr<const accel::Bitstream> loaded;
-  std::shared_ptr<const accel::Bitstream> programming;
   // The scheduler's copy of the board's timing model, fed with what it
   // submitted; `lag` is how late its runs complete against it (smoothed).
   std::optional<accel::PipelineModel> prediction;
@@ -138,9 +137,6 @@ struct Scheduler::Pending {
   };
   std::vector<std::unique_ptr<Run>> runs;
   std::vector<std::unique_ptr<Request>> done;
-  std::vector<int> resets;
-  std::vector<int> programs;
-  std::vector<int> probes;
   std::vector<absl::AnyInvocable<void()>> callbacks;
   std::vector<PhaseEvent> phases;
   std::vector<Expired> expired;
@@ -260,7 +256,7 @@ absl::StatusOr<int> Scheduler::AddModel(
     model_ids_[name] = id;
     models_.push_back(std::move(m));
     for (auto& b : boards) {
-      const int bid = AddBoardLocked(std::move(b), nullptr);
+      const int bid = AddBoardLocked(std::move(b));
       BoardState& bs = *boards_[bid];
       bs.loaded = options.bitstream;
       SetPhaseLocked(bs, BoardPhase::kServing, raw, absl::OkStatus(), &p);
@@ -275,15 +271,14 @@ int Scheduler::AddIdleBoard(std::unique_ptr<accel::Board> board) {
   int id;
   {
     hgpipe::MutexLock l(&mu_);
-    id = AddBoardLocked(std::move(board), nullptr);
+    id = AddBoardLocked(std::move(board));
     RebalanceLocked(&p);
   }
   Finish(std::move(p));
   return id;
 }
 
-int Scheduler::AddBoardLocked(std::unique_ptr<accel::Board> board,
-                              Model* model) {
+int Scheduler::AddBoardLocked(std::unique_ptr<accel::Board> board) {
   auto b = std::make_unique<BoardState>();
   b->id = static_cast<int>(boards_.size());
   b->name = board->info().name;
@@ -291,7 +286,6 @@ int Scheduler::AddBoardLocked(std::unique_ptr<accel::Board> board,
   b->board = std::move(board);
   for (int s = b->board->num_slots() - 1; s >= 0; --s) b->free_slots.push_back(s);
   b->RefreshPrediction();
-  b->model = model;
   boards_.push_back(std::move(b));
   return boards_.back()->id;
 }
@@ -850,9 +844,7 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
         FailBoardLocked(b, status, &p);
       }
       if (b.phase == BoardPhase::kDraining && b.runs.empty()) {
-        SetPhaseLocked(b, BoardPhase::kProgramming, b.model, absl::OkStatus(), &p);
-        b.programming = b.model->options.bitstream;
-        p.programs.push_back(b.id);
+        ProgramLocked(b, b.model, &p);
       }
       DispatchLocked(m, &p);
       RebalanceLocked(&p);
@@ -885,9 +877,7 @@ void Scheduler::FailBoardLocked(BoardState& b, const absl::Status& why,
   b.runs.clear();
   b.in_flight_images = 0;
   SetPhaseLocked(b, BoardPhase::kRecovering, m, why, p);
-  b.resetting = true;
-  b.reset_ok = false;
-  p->resets.push_back(b.id);
+  ResetLocked(b);
   for (Model* a : affected) {
     if (a != m) DispatchLocked(*a, p);
   }
@@ -919,9 +909,26 @@ void Scheduler::ContinueRecoveryLocked(BoardState& b, Pending* p) {
     return;
   }
   b.recovering = true;
-  SetPhaseLocked(b, BoardPhase::kProgramming, b.model, absl::OkStatus(), p);
-  b.programming = b.model->options.bitstream;
-  p->programs.push_back(b.id);
+  ProgramLocked(b, b.model, p);
+}
+
+void Scheduler::ProgramLocked(BoardState& b, Model* m, Pending* p) {
+  SetPhaseLocked(b, BoardPhase::kProgramming, m, absl::OkStatus(), p);
+  const int id = b.id;
+  RunAtLocked(clock_->Now(), [this, id] { StartProgram(id); });
+}
+
+void Scheduler::ProbeLocked(BoardState& b, Model* m, Pending* p) {
+  SetPhaseLocked(b, BoardPhase::kProbing, m, absl::OkStatus(), p);
+  const int id = b.id;
+  RunAtLocked(clock_->Now(), [this, id] { StartProbe(id); });
+}
+
+void Scheduler::ResetLocked(BoardState& b) {
+  b.resetting = true;
+  b.reset_ok = false;
+  const int id = b.id;
+  RunAtLocked(clock_->Now(), [this, id] { StartReset(id); });
 }
 
 void Scheduler::RetryRecoveryLocked(BoardState& b, const absl::Status& why,
@@ -938,16 +945,9 @@ void Scheduler::RetryRecoveryLocked(BoardState& b, const absl::Status& why,
   const absl::Duration backoff = options_.recovery_backoff * (1 << (b.attempts - 1));
   const int id = b.id;
   RunAtLocked(clock_->Now() + backoff, [this, id] {
-    Pending q;
-    {
-      hgpipe::MutexLock l(&mu_);
-      BoardState& bs = *boards_[id];
-      if (bs.phase != BoardPhase::kRecovering || destroying_) return;
-      bs.resetting = true;
-      bs.reset_ok = false;
-      q.resets.push_back(id);
-    }
-    Finish(std::move(q));
+    hgpipe::MutexLock l(&mu_);
+    BoardState& bs = *boards_[id];
+    if (bs.phase == BoardPhase::kRecovering && !destroying_) ResetLocked(bs);
   });
 }
 
@@ -1021,7 +1021,9 @@ void Scheduler::StartProgram(int board_id) {
   {
     hgpipe::MutexLock l(&mu_);
     board = boards_[board_id]->board.get();
-    bitstream = boards_[board_id]->programming;
+    // Models are never freed: the one a board is being programmed for
+    // stays valid even if it is removed meanwhile.
+    bitstream = boards_[board_id]->model->options.bitstream;
     ++board_ops_;
   }
   board->Program(std::move(bitstream), [this, board_id](absl::Status s) {
@@ -1053,13 +1055,11 @@ void Scheduler::StartProbe(int board_id) {
               bs.probe_generation != generation || destroying_) {
             return;
           }
-          ++bs.probe_generation;  // its late completion is ignored
-          ++bs.failures;
-          RetryRecoveryLocked(
-              bs,
-              absl::DeadlineExceededError(absl::StrCat(
-                  "board ", bs.name, ": the probe run did not finish in time")),
-              &p);
+          FailProbeLocked(bs,
+                          absl::DeadlineExceededError(absl::StrCat(
+                              "board ", bs.name,
+                              ": the probe run did not finish in time")),
+                          &p);
           CountLocked(&p);
         }
         Finish(std::move(p));
@@ -1080,22 +1080,26 @@ void Scheduler::StartProbe(int board_id) {
           destroying_) {
         return;
       }
-      ++b.probe_generation;
       if (!s.ok()) {
-        ++b.failures;
-        RetryRecoveryLocked(
-            b,
-            absl::UnavailableError(absl::StrCat("board ", b.name,
-                                                ": probe run failed: ",
-                                                s.message())),
-            &p);
+        FailProbeLocked(b,
+                        absl::UnavailableError(absl::StrCat(
+                            "board ", b.name, ": probe run failed: ", s.message())),
+                        &p);
       } else {
+        ++b.probe_generation;
         AdmitLocked(b, &p);
       }
       CountLocked(&p);
     }
     Finish(std::move(p));
   });
+}
+
+void Scheduler::FailProbeLocked(BoardState& b, const absl::Status& why,
+                                Pending* p) {
+  ++b.probe_generation;  // a late completion or timeout is ignored
+  ++b.failures;
+  RetryRecoveryLocked(b, why, p);
 }
 
 void Scheduler::AdmitLocked(BoardState& b, Pending* p) {
@@ -1144,10 +1148,9 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
           &p);
     } else {
       ++b.programmings;
-      b.loaded = std::move(b.programming);
+      b.loaded = b.model->options.bitstream;
       b.RefreshPrediction();
-      SetPhaseLocked(b, BoardPhase::kProbing, b.model, absl::OkStatus(), &p);
-      p.probes.push_back(board_id);
+      ProbeLocked(b, b.model, &p);
     }
     CountLocked(&p);
   }
@@ -1208,12 +1211,9 @@ void Scheduler::RebalanceLocked(Pending* p) {
     if (!donor->runs.empty()) {
       SetPhaseLocked(*donor, BoardPhase::kDraining, &m, absl::OkStatus(), p);
     } else if (donor->loaded != nullptr && donor->loaded == m.options.bitstream) {
-      SetPhaseLocked(*donor, BoardPhase::kProbing, &m, absl::OkStatus(), p);
-      p->probes.push_back(donor->id);
+      ProbeLocked(*donor, &m, p);
     } else {
-      SetPhaseLocked(*donor, BoardPhase::kProgramming, &m, absl::OkStatus(), p);
-      donor->programming = m.options.bitstream;
-      p->programs.push_back(donor->id);
+      ProgramLocked(*donor, &m, p);
     }
   }
 }
@@ -1233,16 +1233,6 @@ void Scheduler::Finish(Pending p) {
     for (const auto& e : p.expired) observer_->DeadlineExpired(e.model_id, e.images);
   }
   for (auto& run : p.runs) Launch(std::move(run));
-  if (!p.resets.empty() || !p.programs.empty() || !p.probes.empty()) {
-    // Board operations start from the clock's thread, never from inside a
-    // completion callback of the same board (which Finish may be running
-    // in: a board may still count that run as in flight).
-    hgpipe::MutexLock l(&mu_);
-    const absl::Time now = clock_->Now();
-    for (int id : p.resets) RunAtLocked(now, [this, id] { StartReset(id); });
-    for (int id : p.programs) RunAtLocked(now, [this, id] { StartProgram(id); });
-    for (int id : p.probes) RunAtLocked(now, [this, id] { StartProbe(id); });
-  }
   for (auto& r : p.done) {
     auto cb = std::move(r->request->done);
     cb(r->status);

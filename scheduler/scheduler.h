@@ -246,14 +246,14 @@ class Scheduler {
   struct Model;
   struct Run;
   // Work collected under mu_ and carried out after releasing it: runs to
-  // launch, board operations to start, requests to answer, observer events.
+  // launch, requests to answer, observer events.
   struct Pending;
 
   explicit Scheduler(Options options);
 
   Model* FindModelLocked(absl::string_view name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int AddBoardLocked(std::unique_ptr<accel::Board> board, Model* model)
+  int AddBoardLocked(std::unique_ptr<accel::Board> board)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether a board serves `m` or can be given to it.
   bool ServableLocked(const Model& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -302,6 +302,17 @@ class Scheduler {
   void RetryRecoveryLocked(BoardState& b, const absl::Status& why, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdmitLocked(BoardState& b, Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Move `b` to programming / probing for `m`, or reset it. The board call
+  // itself starts from the clock's thread, never inside a completion
+  // callback of the same board (a board may still count that run in flight).
+  void ProgramLocked(BoardState& b, Model* m, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ProbeLocked(BoardState& b, Model* m, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResetLocked(BoardState& b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The probe failed or timed out: its result is ignored from now on.
+  void FailProbeLocked(BoardState& b, const absl::Status& why, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails the model's queued requests if no board can serve it any more.
   void CheckServableLocked(Model& m, const absl::Status& why, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -7,13 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "gtest/gtest.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -159,26 +162,23 @@ ExitResult ServerProcess::Stop(int signal, absl::Duration timeout) {
 std::string ServerProcess::Log() const { return ReadFile(log_path_); }
 
 std::string WriteModelRepository(const std::string& name, const std::string& config) {
-  static int counter = 0;
-  const std::filesystem::path root =
-      std::filesystem::temp_directory_path() /
-      absl::StrCat("hgpipe-repo-", getpid(), "-", ++counter);
-  std::filesystem::create_directories(root / name);
-  std::ofstream(root / name / "config.pbtxt") << config;
-  return root.string();
+  return WriteModelRepository({{name, config}});
 }
 
 std::string WriteModelRepository(
     const std::vector<std::pair<std::string, std::string>>& models) {
-  static int counter = 0;
-  const std::filesystem::path root =
-      std::filesystem::temp_directory_path() /
-      absl::StrCat("hgpipe-repos-", getpid(), "-", ++counter);
-  for (const auto& [name, config] : models) {
-    std::filesystem::create_directories(root / name);
-    std::ofstream(root / name / "config.pbtxt") << config;
+  // A fresh directory each time: a name made of the pid alone comes back in
+  // a later test process and would hold an earlier test's configs.
+  std::string root = (std::filesystem::temp_directory_path() / "hgpipe-repo-XXXXXX").string();
+  if (mkdtemp(root.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp " << root << ": " << strerror(errno);
+    return root;
   }
-  return root.string();
+  for (const auto& [name, config] : models) {
+    std::filesystem::create_directories(std::filesystem::path(root) / name);
+    std::ofstream(std::filesystem::path(root) / name / "config.pbtxt") << config;
+  }
+  return root;
 }
 
 absl::StatusOr<double> WaitForMetric(const std::string& url, const std::string& name,

@@ -133,6 +133,7 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::NewEmulatedBoard(
   o.num_slots = options_.num_slots;
   o.program_time = options_.program_time;
   o.reset_time = options_.reset_time;
+  o.compute = options_.compute;
   if (auto it = options_.faults.find(o.name); it != options_.faults.end()) {
     o.fault = it->second;
   }

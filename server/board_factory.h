@@ -71,6 +71,10 @@ struct BoardOptions {
   // Emulated boards: how long Program and Reset take.
   absl::Duration program_time = absl::Seconds(1);
   absl::Duration reset_time = absl::Milliseconds(200);
+  // Emulated boards: false: timing only, the kernel never runs and outputs
+  // stay zero. For host-CPU measurements (bench/plan_vs_server.sh), where
+  // computing the kernel on the host takes CPU a real board does not.
+  bool compute = true;
   // Emulated boards: faults by board name.
   absl::flat_hash_map<std::string, accel::FaultInjection> faults;
 };

@@ -57,6 +57,9 @@ ABSL_FLAG(int, dispatch_lead_us, 1000,
 ABSL_FLAG(int, emulated_program_ms, 1000,
           "How long programming an emulated board with a bitstream takes");
 ABSL_FLAG(int, emulated_reset_ms, 200, "How long resetting an emulated board takes");
+ABSL_FLAG(bool, emulated_compute, true,
+          "false: emulated boards model timing only and never run the kernel "
+          "(outputs are zero), so the host's CPU holds only the server's work");
 ABSL_FLAG(std::string, emulated_faults, "",
           "Faults injected into emulated boards by name, e.g. "
           "sim1=hang@100,sim2=fail@50:permanent (KIND@RUNS[:xFACTOR][:permanent], "
@@ -162,6 +165,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   bo.num_slots = absl::GetFlag(FLAGS_board_slots);
   bo.program_time = absl::Milliseconds(absl::GetFlag(FLAGS_emulated_program_ms));
   bo.reset_time = absl::Milliseconds(absl::GetFlag(FLAGS_emulated_reset_ms));
+  bo.compute = absl::GetFlag(FLAGS_emulated_compute);
   bo.faults = *std::move(faults);
   BoardFactory boards(*spec, std::move(bo), &clock);
 

@@ -165,6 +165,27 @@ std::string WriteModelRepository(const std::string& name, const std::string& con
   return WriteModelRepository({{name, config}});
 }
 
+namespace {
+
+// The repositories this process wrote, removed when it exits: every server
+// reading one is a ServerProcess scoped to a test, stopped by then. Written
+// from the test's main thread only.
+std::vector<std::string>* RepositoriesToRemove() {
+  static auto* const dirs = [] {
+    auto* v = new std::vector<std::string>;
+    std::atexit([] {
+      for (const std::string& dir : *RepositoriesToRemove()) {
+        std::error_code ignored;
+        std::filesystem::remove_all(dir, ignored);
+      }
+    });
+    return v;
+  }();
+  return dirs;
+}
+
+}  // namespace
+
 std::string WriteModelRepository(
     const std::vector<std::pair<std::string, std::string>>& models) {
   // A fresh directory each time: a name made of the pid alone comes back in
@@ -174,6 +195,7 @@ std::string WriteModelRepository(
     ADD_FAILURE() << "mkdtemp " << root << ": " << strerror(errno);
     return root;
   }
+  RepositoriesToRemove()->push_back(root);
   for (const auto& [name, config] : models) {
     std::filesystem::create_directories(std::filesystem::path(root) / name);
     std::ofstream(std::filesystem::path(root) / name / "config.pbtxt") << config;

@@ -205,6 +205,32 @@ TEST_F(BoardFactoryTest, FaultsAndTimesReachTheNamedBoards) {
   EXPECT_THAT(g.PendingFaults(), ElementsAre("gpu0", "sim01", "sim3"));
 }
 
+TEST_F(BoardFactoryTest, TimingOnlyBoardsAnswerWithoutComputing) {
+  // The verify kernel's output is a digest of the input, never all zero for
+  // this input; a timing-only board leaves the output zero.
+  auto first_output = [&](BoardOptions o) {
+    BoardFactory f(*ParseBoardSpec("sim:1"), o, &clock_);
+    auto boards = f.CreateStartupBoards(Models(1));
+    EXPECT_TRUE(boards.ok()) << boards.status();
+    accel::Board& b = *boards->per_model[0][0];
+    accel::RunSlotBuffers s = b.slot(0);
+    for (size_t i = 0; i < s.input.size(); ++i) s.input[i] = static_cast<int8_t>(i * 7 + 1);
+    hgpipe::Notification done;
+    absl::Status result;
+    b.Submit(0, 1, [&](absl::Status st) {
+      result = st;
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    EXPECT_TRUE(result.ok()) << result;
+    return std::vector<uint32_t>(s.output.begin(), s.output.begin() + 4);
+  };
+  EXPECT_NE(first_output(Fast()), std::vector<uint32_t>(4, 0));
+  BoardOptions timing_only = Fast();
+  timing_only.compute = false;
+  EXPECT_EQ(first_output(timing_only), std::vector<uint32_t>(4, 0));
+}
+
 TEST_F(BoardFactoryTest, BitstreamsNeedABoardKindThatRunsThem) {
   BoardFactory sim(*ParseBoardSpec("sim:1"), Fast(), &clock_);
   auto b = sim.MakeBitstream(models_[0]);

@@ -21,6 +21,7 @@ absl::string_view BoardPhaseName(BoardPhase phase) {
     case BoardPhase::kProbing: return "probing";
     case BoardPhase::kRecovering: return "recovering";
     case BoardPhase::kRetired: return "retired";
+    case BoardPhase::kRemoved: return "removed";
   }
   return "unknown";
 }
@@ -309,7 +310,7 @@ bool Scheduler::ServableLocked(const Model& m) const {
   if (m.removing) return false;
   if (!m.serving.empty()) return true;
   for (const auto& b : boards_) {
-    if (b->phase == BoardPhase::kRetired) continue;
+    if (b->phase == BoardPhase::kRetired || b->phase == BoardPhase::kRemoved) continue;
     if (b->model == &m) return true;  // coming: programming, probing, recovering
     if (options_.reprogram && m.options.bitstream != nullptr) return true;
   }
@@ -331,6 +332,33 @@ absl::Status Scheduler::RemoveModel(absl::string_view model,
     MaybeFinishRemovalLocked(*m, &p);
   }
   Finish(std::move(p));
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::RemoveBoard(int board_id) {
+  Pending p;
+  std::unique_ptr<accel::Board> board;
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (board_id < 0 || board_id >= static_cast<int>(boards_.size())) {
+      return absl::NotFoundError(absl::StrCat("scheduler: no board ", board_id));
+    }
+    BoardState& b = *boards_[board_id];
+    // Idle with nothing outstanding: no run, no late completion of an
+    // abandoned one, no reset or probe whose callback is still to come.
+    if (b.phase != BoardPhase::kIdle || b.model != nullptr || !b.runs.empty() ||
+        b.abandoned_runs > 0 || b.resetting) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "board ", b.name, " is ", BoardPhaseName(b.phase),
+          b.model != nullptr ? absl::StrCat(" for model ", b.model->options.name) : "",
+          ", not idle"));
+    }
+    SetPhaseLocked(b, BoardPhase::kRemoved, nullptr, absl::OkStatus(), &p);
+    board = std::move(b.board);
+  }
+  Finish(std::move(p));
+  // Without mu_: a board's destructor joins its threads.
+  board.reset();
   return absl::OkStatus();
 }
 

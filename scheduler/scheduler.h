@@ -125,6 +125,7 @@ enum class BoardPhase {
   kProbing,     // running the one-image probe before (re)admission
   kRecovering,  // failed: runs abandoned, reset in progress or backing off
   kRetired,     // gave up after max_recovery_attempts
+  kRemoved,     // destroyed by RemoveBoard; its id is not reused
 };
 absl::string_view BoardPhaseName(BoardPhase phase);
 
@@ -208,6 +209,12 @@ class Scheduler {
                                std::vector<std::unique_ptr<accel::Board>> boards);
   // Adds a board serving no model, free to be programmed. Returns its id.
   int AddIdleBoard(std::unique_ptr<accel::Board> board);
+
+  // Destroys an idle board (no model, no operation under way): the
+  // emulated boards made for one load of a model go with it. The id stays,
+  // in phase kRemoved. NotFound (no such id), FailedPrecondition (the board
+  // is not idle: serving, being programmed for a model, recovering...).
+  absl::Status RemoveBoard(int board_id);
 
   // Stops accepting requests for `model`; once every accepted one is
   // answered, releases its boards (idle, their bitstream kept) and forgets

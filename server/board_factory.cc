@@ -124,7 +124,8 @@ std::vector<std::string> BoardFactory::PendingFaults() const {
 }
 
 absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::NewEmulatedBoard(
-    std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run) {
+    std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run,
+    bool for_one_load) {
   accel::EmulatedBoard::Options o;
   o.name = absl::StrCat("sim", next_sim_++);
   o.kernel = std::move(kernel);
@@ -137,8 +138,14 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::NewEmulatedBoard(
   if (auto it = options_.faults.find(o.name); it != options_.faults.end()) {
     o.fault = it->second;
   }
+  const std::string name = o.name;
   ASSIGN_OR_RETURN(auto board, accel::EmulatedBoard::Create(std::move(o)));
+  if (for_one_load) for_one_load_.insert(name);
   return std::unique_ptr<accel::Board>(std::move(board));
+}
+
+bool BoardFactory::MadeForOneLoad(absl::string_view board) const {
+  return for_one_load_.contains(board);
 }
 
 absl::Status BoardFactory::CreateXrtBoards(
@@ -215,7 +222,8 @@ absl::StatusOr<StartupBoards> BoardFactory::CreateStartupBoards(
       ASSIGN_OR_RETURN(
           auto board,
           NewEmulatedBoard(models[m]->kernel,
-                           models[m]->config.batching().max_images_per_run()));
+                           models[m]->config.batching().max_images_per_run(),
+                           /*for_one_load=*/true));
       out.per_model[m].push_back(std::move(board));
     }
   }
@@ -231,12 +239,14 @@ absl::StatusOr<StartupBoards> BoardFactory::CreateStartupBoards(
         // Not serving anything yet: starts with the loopback kernel and is
         // programmed for the first model that needs it.
         ASSIGN_OR_RETURN(auto kernel, accel::FindEmulatedKernel("verify"));
-        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(std::move(kernel), max_run));
+        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(std::move(kernel), max_run,
+                                                      /*for_one_load=*/false));
         out.idle.push_back(std::move(board));
         continue;
       }
       const size_t m = i % models.size();
-      ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(models[m]->kernel, max_run));
+      ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(models[m]->kernel, max_run,
+                                                    /*for_one_load=*/false));
       out.per_model[m].push_back(std::move(board));
     }
   }
@@ -253,7 +263,8 @@ absl::StatusOr<std::vector<std::unique_ptr<accel::Board>>> BoardFactory::CreateF
   for (uint32_t i = 0; i < spec_.sim_per_model; ++i) {
     ASSIGN_OR_RETURN(auto board,
                      NewEmulatedBoard(model.kernel,
-                                      model.config.batching().max_images_per_run()));
+                                      model.config.batching().max_images_per_run(),
+                                      /*for_one_load=*/true));
     out.push_back(std::move(board));
   }
   return out;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -114,12 +115,18 @@ class BoardFactory {
   absl::StatusOr<std::shared_ptr<const accel::Bitstream>> MakeBitstream(
       const ModelEntry& model) const;
 
+  // Whether the board named `board` was made for one load of one model
+  // (sim:N), and should go when that load is unloaded; pool and XRT boards
+  // stay for other models.
+  bool MadeForOneLoad(absl::string_view board) const;
+
   // The boards of BoardOptions::faults not created so far, sorted.
   std::vector<std::string> PendingFaults() const;
 
  private:
   absl::StatusOr<std::unique_ptr<accel::Board>> NewEmulatedBoard(
-      std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run);
+      std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run,
+      bool for_one_load);
   absl::Status CreateXrtBoards(
       const std::vector<const ModelEntry*>& models,
       std::vector<std::vector<std::unique_ptr<accel::Board>>>* out);
@@ -128,6 +135,7 @@ class BoardFactory {
   const BoardOptions options_;
   Clock* const clock_;
   int next_sim_ = 0;
+  absl::flat_hash_set<std::string> for_one_load_;
 };
 
 }  // namespace hgpipe::server

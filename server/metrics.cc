@@ -237,6 +237,10 @@ void Metrics::BoardPhaseChanged(int board_id, int model_id,
   if (b == nullptr) return;
   hgpipe::MutexLock l(&mu_);
   BoardState& s = board_state_[board_id];
+  if (phase == BoardPhase::kRemoved) {
+    RemoveBoardLocked(board_id, *b, s);
+    return;
+  }
   const int index = static_cast<int>(phase);
   for (int p = 0; p < kPhases; ++p) b->phase[p]->Set(p == index ? 1 : 0);
 
@@ -280,6 +284,31 @@ void Metrics::BoardPhaseChanged(int board_id, int model_id,
     }
     s.healthy->Set(phase == BoardPhase::kServing ? 1 : 0);
   }
+}
+
+void Metrics::RemoveBoardLocked(int board_id, BoardMetrics& b, BoardState& s) {
+  // The published phases are those before kRemoved: a removed board has no
+  // series at all.
+  static_assert(static_cast<int>(scheduler::BoardPhase::kRemoved) == kPhases);
+  // Nothing reports about the board any more (it ran nothing since it went
+  // idle), so its series can go: boards made per load would otherwise pile
+  // up in /metrics with every reload. The BoardMetrics stays allocated.
+  boards_.Set(board_id, nullptr);
+  b.current.store(nullptr, std::memory_order_release);
+  for (prometheus::Gauge* g : b.phase) board_phase_.Remove(g);
+  board_failures_.Remove(b.failures);
+  board_recoveries_.Remove(b.recoveries);
+  board_programmings_.Remove(b.programmings);
+  for (auto& [model_id, bm] : s.by_model) {
+    board_images_.Remove(bm->images);
+    board_runs_.Remove(bm->runs);
+    board_failed_runs_.Remove(bm->failed_runs);
+    board_run_images_.Remove(bm->run_images);
+    board_in_flight_.Remove(bm->in_flight);
+    board_busy_seconds_.Remove(bm->busy_seconds);
+  }
+  if (s.healthy != nullptr) board_healthy_.Remove(s.healthy);
+  board_state_.erase(board_id);
 }
 
 void Metrics::DeadlineExpired(int model_id, uint32_t images) {

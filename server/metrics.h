@@ -180,6 +180,9 @@ class Metrics final : public scheduler::Observer {
   BoardModelMetrics* BoardModel(int board_id, BoardMetrics& b, int model_id);
   BoardModelMetrics* BoardModelLocked(int board_id, BoardMetrics& b, int model_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A board the scheduler removed: drops all its series.
+  void RemoveBoardLocked(int board_id, BoardMetrics& b, BoardState& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;

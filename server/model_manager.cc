@@ -25,6 +25,9 @@ struct ModelManager::Generation {
   // has answered everything the load accepted.
   bool unloading = false;
   absl::AnyInvocable<void(absl::Status)> on_removed;
+  // The boards made for this load alone (sim:N; scheduler id, name),
+  // removed with it. Set before the load is published.
+  std::vector<std::pair<int, std::string>> own_boards;
 };
 
 scheduler::ModelOptions SchedulerModelOptions(
@@ -57,6 +60,10 @@ ModelManager::ModelManager(Options options)
       loader_(std::make_unique<WorkerPool>(1, 256)) {}
 
 ModelManager::~ModelManager() {
+  {
+    hgpipe::MutexLock l(&mu_);
+    loader_open_ = false;  // OnRemoved queues nothing more
+  }
   loader_.reset();  // finishes the load in progress and those queued
   std::vector<std::shared_ptr<const void>> admissions;
   {
@@ -139,6 +146,11 @@ absl::Status ModelManager::AddAndPublish(
     g->name = name;
     g->scheduler_name = model->scheduler_name;
     g->number = number;
+    for (size_t i = 0; i < board_names.size(); ++i) {
+      if (options_.boards->MadeForOneLoad(board_names[i])) {
+        g->own_boards.emplace_back(first_board + static_cast<int>(i), board_names[i]);
+      }
+    }
     std::shared_ptr<const void> admission(
         static_cast<const void*>(g.get()),
         [this, g](const void*) { OnAdmissionClosed(g); });
@@ -188,7 +200,38 @@ void ModelManager::OnRemoved(const std::shared_ptr<Generation>& g) {
     LOG(INFO) << "model " << g->name << ": load " << g->number
               << " answered its last request";
   }
+  if (!g->own_boards.empty()) {
+    // Not here: this may run on a thread of one of those boards (the
+    // completion that answered the last request), which destroying the
+    // board would join. The loader's thread does it.
+    hgpipe::MutexLock l(&mu_);
+    boards_to_remove_.insert(boards_to_remove_.end(), g->own_boards.begin(),
+                             g->own_boards.end());
+    if (loader_open_) {
+      std::vector<WorkerPool::Task> task;
+      task.push_back([this] { RemoveUnloadedBoards(); });
+      loader_->TrySubmitAll(std::move(task));  // if full, the next load does it
+    }
+  }
   if (done) done(absl::OkStatus());
+}
+
+void ModelManager::RemoveUnloadedBoards() {
+  std::vector<std::pair<int, std::string>> boards;
+  {
+    hgpipe::MutexLock l(&mu_);
+    boards.swap(boards_to_remove_);
+  }
+  for (const auto& [id, name] : boards) {
+    // Refused if the scheduler already gave the board to another model
+    // (reprogramming): it serves on, as a board of the pool.
+    absl::Status s = options_.scheduler->RemoveBoard(id);
+    if (s.ok()) {
+      LOG(INFO) << "board " << name << ": removed with the load it was made for";
+    } else {
+      LOG(INFO) << "board " << name << ": kept: " << s.message();
+    }
+  }
 }
 
 absl::Status ModelManager::LoadAtStartup(const std::vector<std::string>& names) {
@@ -415,6 +458,7 @@ void ModelManager::DoLoad(const std::string& name,
     if (closing_) s = absl::UnavailableError("hgpipe-server is shutting down");
   }
   if (s.ok()) {
+    RemoveUnloadedBoards();
     absl::StatusOr<std::shared_ptr<LoadedModel>> model = Build(name);
     s = model.status();
     if (s.ok()) {

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -167,6 +168,9 @@ class ModelManager {
   // The model's admission closed: remove it from the scheduler.
   void OnAdmissionClosed(const std::shared_ptr<Generation>& g);
   void OnRemoved(const std::shared_ptr<Generation>& g);
+  // Removes from the scheduler the boards of unloaded loads made for them
+  // alone (boards_to_remove_). On the loader's thread.
+  void RemoveUnloadedBoards();
   void DoLoad(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
 
   const Options options_;
@@ -178,6 +182,9 @@ class ModelManager {
   mutable hgpipe::Mutex mu_;
   absl::flat_hash_map<std::string, State> states_ ABSL_GUARDED_BY(mu_);
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<int, std::string>> boards_to_remove_ ABSL_GUARDED_BY(mu_);
+  // False once the destructor starts: loader_ takes no more tasks.
+  bool loader_open_ ABSL_GUARDED_BY(mu_) = true;
 
   // Runs loads, one at a time; reset first by the destructor.
   std::unique_ptr<WorkerPool> loader_;

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
 #include "clients/client.h"
@@ -105,9 +106,22 @@ TEST(RepositoryTest, ExplicitModeLoadsReloadsAndUnloads) {
   // across reloads.
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="b")"), 4);
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_images_total", R"(board="sim3",model="a")"), 2);
+  // The boards of the loads that are gone (a's first, b's first) went with
+  // them, series and all; the reloaded b's and the new a's serve.
+  auto gone = WaitForMetric(
+      (*server)->metrics_url(), "hgpipe_board_phase", R"(board="sim2",phase="serving")",
+      [&](double) {
+        auto now = HttpGet((*server)->metrics_url());
+        return now.ok() && !absl::StrContains(*now, R"(board="sim0")") &&
+               !absl::StrContains(*now, R"(board="sim1")");
+      },
+      absl::Seconds(60));
+  EXPECT_TRUE(gone.ok()) << gone.status();
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
   EXPECT_THAT(r.log, HasSubstr("model a: unloaded"));
+  EXPECT_THAT(r.log, HasSubstr("board sim0: removed with the load it was made for"));
+  EXPECT_THAT(r.log, HasSubstr("board sim1: removed with the load it was made for"));
 }
 
 TEST(RepositoryTest, UnloadAnswersTheRequestsItAccepted) {

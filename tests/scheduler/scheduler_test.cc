@@ -727,5 +727,51 @@ TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
   EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kServing);
 }
 
+TEST_F(SchedulerTest, RemoveBoardTakesOnlyAnIdleBoardAndNeverUsesItAgain) {
+  Build(2);
+  EXPECT_EQ(scheduler_->RemoveBoard(7).code(), absl::StatusCode::kNotFound);
+  absl::Status serving = scheduler_->RemoveBoard(0);
+  EXPECT_EQ(serving.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(serving.message().find("serving"), absl::string_view::npos) << serving;
+  EXPECT_NE(serving.message().find("verify"), absl::string_view::npos) << serving;
+
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(removed);
+  ASSERT_TRUE(scheduler_->RemoveBoard(0).ok());
+  EXPECT_EQ(scheduler_->RemoveBoard(0).code(), absl::StatusCode::kFailedPrecondition);
+  std::vector<Scheduler::BoardStatus> boards = scheduler_->Boards();
+  ASSERT_EQ(boards.size(), 2u);  // ids are not reused
+  EXPECT_EQ(boards[0].phase, BoardPhase::kRemoved);
+  EXPECT_EQ(boards[1].phase, BoardPhase::kIdle);
+
+  // A new model is served by reprogramming the one board left, never the
+  // removed one; with that one removed too, nothing can serve it.
+  ModelOptions again;
+  again.name = "verify";
+  again.bitstream = bitstream_;
+  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
+  std::vector<Job> jobs(3);
+  for (auto& j : jobs) ASSERT_TRUE(Submit(j, 2).ok());
+  clock_.RunUntilIdle();
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    ExpectOwnOutputs(j);
+  }
+  EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRemoved);
+  EXPECT_EQ(scheduler_->Boards()[1].phase, BoardPhase::kServing);
+  removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(removed);
+  ASSERT_TRUE(scheduler_->RemoveBoard(1).ok());
+  again.name = "late";
+  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
+  EXPECT_FALSE(scheduler_->ModelReady("late"));
+  Job refused;
+  EXPECT_EQ(Submit(refused, 1, "late").code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace hgpipe::scheduler

@@ -133,6 +133,29 @@ TEST(MetricsTest, FailureRecoveryAndReprogrammingShowInPhasesAndCounters) {
   EXPECT_EQ(Value(t, "hgpipe_board_failures_total", R"(board="sim0")"), 2);
 }
 
+TEST(MetricsTest, ARemovedBoardLeavesNoSeriesAndTheOthersStay) {
+  Metrics m;
+  m.AddModel(0, "verify");
+  m.AddBoard(0, "sim0");
+  m.AddBoard(1, "sim1");
+  const absl::Duration waits[] = {absl::Microseconds(10)};
+  for (int b = 0; b < 2; ++b) {
+    m.BoardPhaseChanged(b, 0, BoardPhase::kServing, absl::OkStatus());
+    m.RunStarted(0, b, 1, waits, absl::Microseconds(100));
+    m.RunFinished(0, b, 1, absl::Milliseconds(1), absl::OkStatus());
+  }
+  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus());
+  m.BoardPhaseChanged(0, -1, BoardPhase::kRemoved, absl::OkStatus());
+  // Late or stray reports about the removed board are ignored.
+  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus());
+  m.RunFinished(0, 0, 1, absl::Milliseconds(1), absl::OkStatus());
+  const std::string t = Text(m);
+  EXPECT_THAT(t, Not(HasSubstr(R"(board="sim0")")));
+  EXPECT_EQ(Value(t, "hgpipe_board_images_total", R"(board="sim1",model="verify")"), 1);
+  EXPECT_EQ(Value(t, "hgpipe_board_phase", R"(board="sim1",phase="serving")"), 1);
+  EXPECT_THAT(t, Not(HasSubstr(R"(phase="removed")")));
+}
+
 TEST(MetricsTest, ModelsAndBoardsAddedWhileServing) {
   Metrics m;
   m.AddModel(0, "a");

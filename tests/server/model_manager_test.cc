@@ -11,12 +11,14 @@
 #include "base/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/text_serializer.h"
 
 namespace hgpipe::server {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ModelManagerTest : public ::testing::Test {
  protected:
@@ -113,6 +115,18 @@ class ModelManagerTest : public ::testing::Test {
     return result;
   }
 
+  // Whether board `id` reaches `phase` within a minute (the removal of an
+  // unloaded load's boards happens on the loader's thread, after the answer).
+  bool WaitForPhase(int id, scheduler::BoardPhase phase) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      std::vector<scheduler::Scheduler::BoardStatus> boards = scheduler_->Boards();
+      if (id < static_cast<int>(boards.size()) && boards[id].phase == phase) return true;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return false;
+  }
+
   fs::path root_;
   RealClock clock_;
   Metrics metrics_;
@@ -164,6 +178,10 @@ TEST_F(ModelManagerTest, ExplicitLoadUnloadAndReloadOnAPoolBoard) {
   EXPECT_EQ(manager_->Find("a", "").status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(Index(), ::testing::ElementsAre("a 1 UNAVAILABLE unloaded", "b 1 READY"));
   EXPECT_EQ(Unload("a").code(), absl::StatusCode::kNotFound);
+  // A pool board outlives the models it served.
+  for (const auto& board : scheduler_->Boards()) {
+    EXPECT_NE(board.phase, scheduler::BoardPhase::kRemoved) << board.name;
+  }
 
   // Reload b: a new load takes over.
   const int old_id = manager_->Find("b", "")->model->model_id;
@@ -235,6 +253,34 @@ TEST_F(ModelManagerTest, UnloadWaitsForAcceptedRequests) {
   EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(120)));
   EXPECT_TRUE(unloaded.WaitForNotificationWithTimeout(absl::Seconds(120)));
   EXPECT_EQ(manager_->Find("a", "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelManagerTest, ReloadsAndUnloadsRemoveTheBoardsMadeForThem) {
+  using scheduler::BoardPhase;
+  Start(ModelManager::ControlMode::kExplicit, "sim:1");
+  ASSERT_TRUE(manager_->LoadAtStartup({"a"}).ok());
+  ASSERT_TRUE(Infer("a").ok());
+  // A reload brings its own board; the old load's goes once it drained.
+  ASSERT_TRUE(Load("a").ok());
+  ASSERT_TRUE(Infer("a").ok());
+  EXPECT_TRUE(WaitForPhase(0, BoardPhase::kRemoved));
+  EXPECT_EQ(scheduler_->Boards()[1].phase, BoardPhase::kServing);
+  ASSERT_TRUE(Unload("a").ok());
+  EXPECT_TRUE(WaitForPhase(1, BoardPhase::kRemoved));
+  ASSERT_TRUE(Load("a").ok());
+  ASSERT_TRUE(Infer("a").ok());
+  std::vector<scheduler::Scheduler::BoardStatus> boards = scheduler_->Boards();
+  ASSERT_EQ(boards.size(), 3u);
+  EXPECT_EQ(boards[0].phase, BoardPhase::kRemoved);
+  EXPECT_EQ(boards[1].phase, BoardPhase::kRemoved);
+  EXPECT_EQ(boards[2].phase, BoardPhase::kServing);
+  EXPECT_EQ(boards[2].name, "sim2");
+  // The removed boards' series are gone from /metrics too.
+  const std::string text =
+      prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+  EXPECT_THAT(text, Not(HasSubstr(R"(board="sim0")")));
+  EXPECT_THAT(text, Not(HasSubstr(R"(board="sim1")")));
+  EXPECT_THAT(text, HasSubstr(R"(board="sim2")"));
 }
 
 TEST(SchedulerModelOptionsTest, MapsTheBatchingConfig) {

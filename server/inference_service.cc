@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -47,9 +51,206 @@ InferenceService::InferenceService(ModelManager* models,
                                    Metrics* metrics, WorkerPool* workers)
     : models_(models), scheduler_(scheduler), metrics_(metrics), workers_(workers) {}
 
+// One ModelStreamInfer call. Requests are read one after another and each
+// starts at once, so several are in flight (up to kMaxInFlight: then reading
+// pauses, and gRPC's flow control holds the client back); responses are
+// written in the order they complete, one write at a time, each with its
+// request's id. A failed request is answered in error_message ("CODE:
+// message"), as Triton does, and the stream goes on. The call ends OK once
+// the client has half-closed and everything read has been written;
+// UNAVAILABLE when the server drains.
+class InferenceService::Stream final
+    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                     inference::ModelStreamInferResponse> {
+ public:
+  static constexpr int kMaxInFlight = 256;
+
+  // Registers with `service` (which must outlive it) and starts reading, or
+  // ends the call at once if the server is draining.
+  explicit Stream(InferenceService* service) : service_(service) {
+    bool draining;
+    {
+      hgpipe::MutexLock l(&service_->streams_mu_);
+      service_->streams_.insert(this);
+      draining = service_->draining_.load();
+    }
+    Actions a;
+    {
+      hgpipe::MutexLock l(&mu_);
+      draining_ = draining;
+      DecideLocked(&a);
+    }
+    Act(std::move(a));
+  }
+
+  void OnReadDone(bool ok) override {
+    Actions a;
+    Item* item = nullptr;
+    {
+      hgpipe::MutexLock l(&mu_);
+      if (!ok) {  // the client half-closed, or the call is over
+        reads_done_ = true;
+        reading_into_.reset();
+      } else {
+        item = reading_into_.release();  // owned by its completion from here
+        // One for the request, one held by this reaction until its end, so
+        // that no other thread finishes (and deletes) the stream under it.
+        in_flight_ += 2;
+      }
+      if (item == nullptr) DecideLocked(&a);
+    }
+    if (item == nullptr) {
+      Act(std::move(a));
+      return;
+    }
+    service_->StartInfer(item->request, item->response.mutable_infer_response(),
+                         absl::InfiniteFuture(),
+                         [this, item](absl::Status s) { OnInferDone(item, std::move(s)); });
+    {
+      hgpipe::MutexLock l(&mu_);
+      --in_flight_;
+      DecideLocked(&a);
+    }
+    Act(std::move(a));
+  }
+
+  void OnWriteDone(bool ok) override {
+    Actions a;
+    {
+      hgpipe::MutexLock l(&mu_);
+      a.remove.push_back(to_write_.front());
+      to_write_.pop_front();
+      --in_flight_;
+      if (!ok) write_failed_ = true;
+      if (write_failed_) {  // the client is gone: drop what waits
+        a.remove.insert(a.remove.end(), to_write_.begin(), to_write_.end());
+        in_flight_ -= static_cast<int>(to_write_.size());
+        to_write_.clear();
+      }
+      if (!to_write_.empty()) {
+        a.write = to_write_.front();
+      } else {
+        writing_ = false;
+      }
+      DecideLocked(&a);
+    }
+    Act(std::move(a));
+  }
+
+  void OnDone() override {
+    {
+      hgpipe::MutexLock l(&service_->streams_mu_);
+      service_->streams_.erase(this);
+    }
+    delete this;
+  }
+
+  // The server drains: read no more; finish once what was read is written.
+  // Called with the service's streams_mu_ held, which keeps the stream alive
+  // (OnDone takes it); Finish never runs OnDone inline.
+  void Drain() {
+    Actions a;
+    {
+      hgpipe::MutexLock l(&mu_);
+      draining_ = true;
+      DecideLocked(&a);
+    }
+    Act(std::move(a));
+  }
+
+ private:
+  struct Item {
+    inference::ModelInferRequest request;
+    inference::ModelStreamInferResponse response;
+  };
+  // gRPC calls to make after releasing mu_, in this order.
+  struct Actions {
+    std::vector<Item*> remove;
+    Item* write = nullptr;
+    inference::ModelInferRequest* read = nullptr;
+    std::optional<grpc::Status> finish;
+  };
+
+  void OnInferDone(Item* item, absl::Status s) {
+    if (!s.ok()) {
+      inference::ModelInferResponse* r = item->response.mutable_infer_response();
+      r->Clear();
+      r->set_id(item->request.id());
+      r->set_model_name(item->request.model_name());
+      item->response.set_error_message(
+          absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message()));
+    }
+    Actions a;
+    {
+      hgpipe::MutexLock l(&mu_);
+      if (write_failed_) {
+        --in_flight_;
+        a.remove.push_back(item);
+      } else {
+        to_write_.push_back(item);
+        if (!writing_) {
+          writing_ = true;
+          a.write = item;
+        }
+      }
+      DecideLocked(&a);
+    }
+    Act(std::move(a));
+  }
+
+  // Whether to read the next request, and whether the call can end.
+  void DecideLocked(Actions* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (reading_into_ == nullptr && !reads_done_ && !draining_ && !write_failed_ &&
+        in_flight_ < kMaxInFlight) {
+      reading_into_ = std::make_unique<Item>();
+      a->read = &reading_into_->request;
+    }
+    if (in_flight_ == 0 && !writing_ && (reads_done_ || draining_ || write_failed_)) {
+      finished_ = true;
+      a->read = nullptr;
+      a->finish = write_failed_ ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                               "the client stopped reading responses")
+                  : reads_done_ ? grpc::Status::OK
+                                : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                               "hgpipe-server is shutting down");
+    }
+  }
+
+  // Finish last: OnDone (on another thread) may delete the stream after it.
+  void Act(Actions a) {
+    for (Item* i : a.remove) delete i;
+    if (a.write != nullptr) StartWrite(&a.write->response);
+    if (a.read != nullptr) StartRead(a.read);
+    if (a.finish.has_value()) Finish(*std::move(a.finish));
+  }
+
+  InferenceService* const service_;
+  hgpipe::Mutex mu_;
+  // The request the outstanding read fills; null while none is (paused,
+  // or reads are over).
+  std::unique_ptr<Item> reading_into_ ABSL_GUARDED_BY(mu_);
+  // Requests read and not yet written or dropped (+1 during OnReadDone).
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Item*> to_write_ ABSL_GUARDED_BY(mu_);  // front: being written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 void InferenceService::StartDraining() {
   ready_.store(false);
   draining_.store(true);
+  hgpipe::MutexLock l(&streams_mu_);
+  for (Stream* s : streams_) s->Drain();
+}
+
+grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
+  (void)ctx;
+  return new Stream(this);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
@@ -110,43 +311,53 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
     inference::ModelInferResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  absl::Time deadline = absl::InfiniteFuture();
+  const auto call_deadline = ctx->deadline();
+  if (call_deadline < std::chrono::system_clock::now() + kNoDeadline) {
+    deadline = absl::FromChrono(call_deadline);
+  }
+  StartInfer(*req, resp, deadline,
+             [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
+  return reactor;
+}
+
+void InferenceService::StartInfer(const inference::ModelInferRequest& req,
+                                  inference::ModelInferResponse* resp,
+                                  absl::Time call_deadline, Finish done) {
   const absl::Time start = absl::Now();
   last_call_ns_.store(absl::ToUnixNanos(start));
-  absl::StatusOr<ModelRef> found = models_->Find(req->model_name(), req->model_version());
+  absl::StatusOr<ModelRef> found = models_->Find(req.model_name(), req.model_version());
   if (found.ok() && draining_.load()) {
     found = absl::UnavailableError("hgpipe-server is shutting down");
   }
   if (!found.ok()) {
     metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0,
                           absl::Now() - start);
-    reactor->Finish(ToGrpcStatus(found.status()));
-    return reactor;
+    done(found.status());
+    return;
   }
   ModelRef ref = *std::move(found);
   const LoadedModel& m = *ref.model;
   const config::ModelConfig& c = m.entry.config;
-  absl::StatusOr<PreparedInput> prepared = PrepareInput(*req, c);
+  absl::StatusOr<PreparedInput> prepared = PrepareInput(req, c);
   absl::StatusOr<RequestPolicy> requested =
-      prepared.ok() ? ParseRequestPolicy(*req, c) : prepared.status();
+      prepared.ok() ? ParseRequestPolicy(req, c) : prepared.status();
   if (!requested.ok()) {
     metrics_->RequestDone(m.model_id, requested.status().code(), 0, absl::Now() - start);
-    reactor->Finish(ToGrpcStatus(requested.status()));
-    return reactor;
+    done(requested.status());
+    return;
   }
   Policy policy;
   policy.priority = requested->priority;
   if (requested->timeout != absl::InfiniteDuration()) {
     policy.deadline = start + requested->timeout;
   }
-  const auto call_deadline = ctx->deadline();
-  if (call_deadline < std::chrono::system_clock::now() + kNoDeadline) {
-    policy.deadline = std::min(policy.deadline, absl::FromChrono(call_deadline));
-  }
+  policy.deadline = std::min(policy.deadline, call_deadline);
   const uint32_t n = prepared->n_images;
   const uint32_t classes = static_cast<uint32_t>(c.output().dims(0));
   resp->set_model_name(c.name());
   resp->set_model_version("1");
-  resp->set_id(req->id());
+  resp->set_id(req.id());
   int32_t* logits = AddLogitOutput(n, classes, c.output().name(), resp);
   OutputSpec spec;
   spec.fp32 = c.output().datatype() == "FP32";
@@ -154,12 +365,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
   spec.classification = prepared->classification;
   spec.labels = &m.entry.labels;
   // `model` keeps the labels `spec` points to.
-  Finish finish = [this, reactor, resp, n, classes, start, spec,
-                   model = ref.model](absl::Status s) {
+  Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
+                   model = ref.model](absl::Status s) mutable {
     if (s.ok()) FinishLogitOutput(spec, n, classes, resp);
     s = Renamed(s, *model);
     metrics_->RequestDone(model->model_id, s.code(), n, absl::Now() - start);
-    reactor->Finish(ToGrpcStatus(s));
+    done(std::move(s));
   };
   if (m.preprocessor.has_value()) {
     Preprocess(std::move(ref), *std::move(prepared), logits, policy, std::move(finish));
@@ -168,7 +379,6 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     Submit(std::move(ref), images, n, logits, policy,
            std::shared_ptr<void>(std::move(prepared->converted)), std::move(finish));
   }
-  return reactor;
 }
 
 void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,

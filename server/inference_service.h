@@ -1,6 +1,9 @@
 // The KServe v2 GRPCInferenceService on gRPC's callback API. Handlers never
 // block: ModelInfer validates, hands the request to the scheduler and
 // returns; the scheduler's completion finishes the call from a board thread.
+// ModelStreamInfer (Triton's streaming extension) does the same per request
+// read from the stream, several in flight, and writes each response (or its
+// error, in error_message) as it completes.
 // Model loads and unloads finish their calls from the model manager's
 // loader thread or the scheduler's.
 // Internal absl::Status codes become gRPC codes here (they share numbering).
@@ -15,6 +18,8 @@
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "base/mutex.h"
 #include "preprocess/preprocessor.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "scheduler/scheduler.h"
@@ -42,7 +47,8 @@ class InferenceService final
 
   // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
   // clients and load balancers retry elsewhere; calls already accepted are
-  // finished. Thread-safe.
+  // finished. Open streams stop reading, write what they accepted, then end
+  // with UNAVAILABLE. Thread-safe.
   void StartDraining();
   // When the last ModelInfer call arrived (accepted or refused).
   absl::Time last_infer_call() const {
@@ -70,6 +76,8 @@ class InferenceService final
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const inference::ModelInferRequest* req,
                                        inference::ModelInferResponse* resp) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
 
   // Model repository extension (server/model_manager.h). The server has one
   // repository: a non-empty repository_name is INVALID_ARGUMENT, as are
@@ -86,13 +94,22 @@ class InferenceService final
       inference::RepositoryModelUnloadResponse* resp) override;
 
  private:
-  // Called exactly once per accepted ModelInfer with its outcome.
+  class Stream;  // one ModelStreamInfer call (inference_service.cc)
+  // Called exactly once per request with its outcome.
   using Finish = absl::AnyInvocable<void(absl::Status)>;
   // What a request asks of the scheduler.
   struct Policy {
     uint32_t priority = 0;
     absl::Time deadline = absl::InfiniteFuture();
   };
+  // One inference, for ModelInfer and for each request of a stream:
+  // validates `req` and queues its images; `done` is called exactly once
+  // (possibly before this returns), with `resp` filled if OK. `req` and
+  // `resp` must stay valid until then. `call_deadline` bounds the request's
+  // own timeout.
+  void StartInfer(const inference::ModelInferRequest& req,
+                  inference::ModelInferResponse* resp, absl::Time call_deadline,
+                  Finish done);
   // Decodes and preprocesses the request's images on the worker pool, then
   // Submits them.
   void Preprocess(ModelRef ref, PreparedInput input, int32_t* logits,
@@ -109,6 +126,9 @@ class InferenceService final
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_call_ns_{0};
+  // Open streams, told when the server starts draining.
+  hgpipe::Mutex streams_mu_;
+  absl::flat_hash_set<Stream*> streams_ ABSL_GUARDED_BY(streams_mu_);
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& s);

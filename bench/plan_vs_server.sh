@@ -254,6 +254,24 @@ plan() {
   fi
 }
 
+# host_overhead SERVER PLAN PERCENTILES [constant]: per percentile, the
+# server's latency quantile minus the simulation's, in us, kept >= 0 and
+# non-decreasing: "P:US,..." for hgpipe-plan --host-overhead-us (constant:
+# the first difference alone).
+host_overhead() {
+  awk -v s="$1" -v p="$2" -v pcts="$3" -v model="${4:-distribution}" 'BEGIN {
+    n = split(pcts, pct, " "); split(s, sq, " "); split(p, pq, " ")
+    prev = 0; out = ""
+    for (i = 1; i <= n; i++) {
+      h = (sq[i] - pq[i]) * 1000
+      if (h < prev) h = prev
+      prev = h
+      if (model == "constant") { printf "%.1f", h; exit }
+      out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
+    }
+    print out }'
+}
+
 # calibrate R: the host-overhead distributions for repeat R (client side:
 # HOST_US, server side: HOST_US_SERVER), measured at a low load where
 # (nearly) every request finds an idle board, so the server's latency minus
@@ -274,31 +292,13 @@ calibrate() {
   server_q=$(jq -r '.latency_ms | "\(.p50) \(.p90) \(.p99) \(.max)"' "$OUT/r$r-calibration.json")
   plan_q=$(jq -r '.models[0].tried[0].result.latency_ms | "\(.p50) \(.p90) \(.p99) \(.max)"' \
     "$OUT/r$r-calibration-plan.json")
-  # Per quantile, server minus simulation in us, kept >= 0 and non-decreasing.
-  HOST_US=$(awk -v s="$server_q" -v p="$plan_q" -v model="$HOST_MODEL" 'BEGIN {
-    split(s, sq, " "); split(p, pq, " "); split("50 90 99 100", pct, " ")
-    prev = 0; out = ""
-    for (i = 1; i <= 4; i++) {
-      h = (sq[i] - pq[i]) * 1000
-      if (h < prev) h = prev
-      prev = h
-      if (model == "constant") { printf "%.1f", h; exit }
-      out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
-    }
-    print out }')
+  HOST_US=$(host_overhead "$server_q" "$plan_q" "50 90 99 100" "$HOST_MODEL")
   # The same from the server's own histogram (receipt to answer: no client,
-  # no network), for the server-side comparison: p50/p90/p99 differences.
+  # no network), for the server-side comparison: p50/p90/p99 differences,
+  # the largest standing for the maximum.
   plan_q3=$(cut -d' ' -f1-3 <<<"$plan_q")
-  HOST_US_SERVER=$(awk -v s="$cal_server_side" -v p="$plan_q3" 'BEGIN {
-    split(s, sq, " "); split(p, pq, " "); split("50 90 99", pct, " ")
-    prev = 0; out = ""
-    for (i = 1; i <= 3; i++) {
-      h = (sq[i] - pq[i]) * 1000
-      if (h < prev) h = prev
-      prev = h
-      out = out (i > 1 ? "," : "") pct[i] ":" sprintf("%.1f", h)
-    }
-    print out ",100:" sprintf("%.1f", prev) }')
+  HOST_US_SERVER=$(host_overhead "$cal_server_side" "$plan_q3" "50 90 99")
+  HOST_US_SERVER="$HOST_US_SERVER,100:${HOST_US_SERVER##*:}"
   echo "repeat $r: calibration (server side): server p50/p90/p99 $cal_server_side ms -> host overhead $HOST_US_SERVER us" >&2
   echo "repeat $r: calibration: server p50/p90/p99/max $server_q ms, simulated $plan_q ms -> host overhead $HOST_US us; server CPU $CAL_CPU_US us per request on $HOST_CORES core(s)" >&2
   echo "| $r | $server_q | $plan_q | $HOST_US | $cal_server_side | $HOST_US_SERVER | $CAL_CPU_US |" >>"$OUT/calibrations.md"

@@ -114,6 +114,17 @@ class BoardFactoryTest : public ::testing::Test {
     o.reset_time = absl::Milliseconds(5);
     return o;
   }
+  // Runs one image in slot 0 of `b`; its outcome.
+  static absl::Status RunOne(accel::Board& b) {
+    hgpipe::Notification done;
+    absl::Status result;
+    b.Submit(0, 1, [&](absl::Status s) {
+      result = s;
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    return result;
+  }
   std::vector<ModelEntry> models_;
   RealClock clock_;
 };
@@ -184,18 +195,8 @@ TEST_F(BoardFactoryTest, FaultsAndTimesReachTheNamedBoards) {
   accel::Board& healthy = *boards->per_model[0][0];
   accel::Board& faulty = *boards->per_model[0][1];
   EXPECT_EQ(healthy.num_slots(), 3);
-  auto run = [](accel::Board& b) {
-    hgpipe::Notification done;
-    absl::Status result;
-    b.Submit(0, 1, [&](absl::Status s) {
-      result = s;
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    return result;
-  };
-  EXPECT_TRUE(run(healthy).ok());
-  EXPECT_EQ(run(faulty).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(RunOne(healthy).ok());
+  EXPECT_EQ(RunOne(faulty).code(), absl::StatusCode::kUnavailable);
 
   BoardOptions p = Fast();
   p.faults = *ParseEmulatedFaults("sim1=fail@0,sim01=fail@0,gpu0=hang@1,sim3=hang@1");
@@ -215,13 +216,7 @@ TEST_F(BoardFactoryTest, TimingOnlyBoardsAnswerWithoutComputing) {
     accel::Board& b = *boards->per_model[0][0];
     accel::RunSlotBuffers s = b.slot(0);
     for (size_t i = 0; i < s.input.size(); ++i) s.input[i] = static_cast<int8_t>(i * 7 + 1);
-    hgpipe::Notification done;
-    absl::Status result;
-    b.Submit(0, 1, [&](absl::Status st) {
-      result = st;
-      done.Notify();
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    absl::Status result = RunOne(b);
     EXPECT_TRUE(result.ok()) << result;
     return std::vector<uint32_t>(s.output.begin(), s.output.begin() + 4);
   };

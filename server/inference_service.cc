@@ -40,9 +40,16 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::S
   return r;
 }
 
-// A gRPC deadline this far away is none (gRPC reports "no deadline" as the
-// largest time point).
-constexpr auto kNoDeadline = std::chrono::hours(24 * 365 * 10);
+// The call's gRPC deadline, or InfiniteFuture. gRPC reports "no deadline"
+// as the largest time point: one this far away is none.
+absl::Time CallDeadline(const grpc::CallbackServerContext& ctx) {
+  constexpr auto kNoDeadline = std::chrono::hours(24 * 365 * 10);
+  const auto deadline = ctx.deadline();
+  if (deadline >= std::chrono::system_clock::now() + kNoDeadline) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
 
 }  // namespace
 
@@ -66,8 +73,9 @@ class InferenceService::Stream final
   static constexpr int kMaxInFlight = 256;
 
   // Registers with `service` (which must outlive it) and starts reading, or
-  // ends the call at once if the server is draining.
-  explicit Stream(InferenceService* service) : service_(service) {
+  // ends the call at once if the server is draining. `deadline`: the call's.
+  Stream(InferenceService* service, absl::Time deadline)
+      : service_(service), deadline_(deadline) {
     bool draining;
     {
       hgpipe::MutexLock l(&service_->streams_mu_);
@@ -103,8 +111,7 @@ class InferenceService::Stream final
       Act(std::move(a));
       return;
     }
-    service_->StartInfer(item->request, item->response.mutable_infer_response(),
-                         absl::InfiniteFuture(),
+    service_->StartInfer(item->request, item->response.mutable_infer_response(), deadline_,
                          [this, item](absl::Status s) { OnInferDone(item, std::move(s)); });
     {
       hgpipe::MutexLock l(&mu_);
@@ -226,6 +233,7 @@ class InferenceService::Stream final
   }
 
   InferenceService* const service_;
+  const absl::Time deadline_;
   hgpipe::Mutex mu_;
   // The request the outstanding read fills; null while none is (paused,
   // or reads are over).
@@ -249,8 +257,7 @@ void InferenceService::StartDraining() {
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
-  (void)ctx;
-  return new Stream(this);
+  return new Stream(this, CallDeadline(*ctx));
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
@@ -311,12 +318,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
     inference::ModelInferResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  absl::Time deadline = absl::InfiniteFuture();
-  const auto call_deadline = ctx->deadline();
-  if (call_deadline < std::chrono::system_clock::now() + kNoDeadline) {
-    deadline = absl::FromChrono(call_deadline);
-  }
-  StartInfer(*req, resp, deadline,
+  StartInfer(*req, resp, CallDeadline(*ctx),
              [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
   return reactor;
 }

@@ -78,9 +78,7 @@ struct Scheduler::BoardState {
   uint64_t probe_generation = 0;
   bool recovering = false;  // the current programming/probe follows a failure
   int attempts = 0;
-  uint64_t failures = 0;
-  uint64_t recoveries = 0;
-  uint64_t programmings = 0;
+  BoardCounts counts;
   absl::Time last_used = absl::InfinitePast();
 
   void RefreshPrediction() {
@@ -131,6 +129,7 @@ struct Scheduler::Pending {
     int model_id;
     BoardPhase phase;
     absl::Status why;
+    BoardCounts counts;
   };
   struct Expired {
     int model_id;
@@ -303,7 +302,7 @@ void Scheduler::SetPhaseLocked(BoardState& b, BoardPhase phase, Model* model,
     model->serving.push_back(&b);
     model->blocked_until = absl::InfinitePast();
   }
-  p->phases.push_back({b.id, model != nullptr ? model->id : -1, phase, why});
+  p->phases.push_back({b.id, model != nullptr ? model->id : -1, phase, why, b.counts});
 }
 
 bool Scheduler::ServableLocked(const Model& m) const {
@@ -887,7 +886,7 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
 
 void Scheduler::FailBoardLocked(BoardState& b, const absl::Status& why,
                                 Pending* p) {
-  ++b.failures;
+  ++b.counts.failures;
   Model* m = b.model;
   std::vector<Model*> affected;
   for (Run* r : b.runs) {
@@ -1126,7 +1125,7 @@ void Scheduler::StartProbe(int board_id) {
 void Scheduler::FailProbeLocked(BoardState& b, const absl::Status& why,
                                 Pending* p) {
   ++b.probe_generation;  // a late completion or timeout is ignored
-  ++b.failures;
+  ++b.counts.failures;
   RetryRecoveryLocked(b, why, p);
 }
 
@@ -1137,7 +1136,7 @@ void Scheduler::AdmitLocked(BoardState& b, Pending* p) {
     RebalanceLocked(p);
     return;
   }
-  if (b.recovering) ++b.recoveries;
+  if (b.recovering) ++b.counts.recoveries;
   b.recovering = false;
   b.attempts = 0;
   b.RefreshPrediction();
@@ -1156,6 +1155,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
     if (phase == BoardPhase::kRecovering) {
       b.resetting = false;
       if (!status.ok()) {
+        ++b.counts.failures;  // a recovery step failed
         RetryRecoveryLocked(
             b,
             absl::UnavailableError(absl::StrCat("board ", b.name,
@@ -1167,7 +1167,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
         ContinueRecoveryLocked(b, &p);
       }
     } else if (!status.ok()) {
-      ++b.failures;
+      ++b.counts.failures;
       RetryRecoveryLocked(
           b,
           absl::UnavailableError(absl::StrCat("board ", b.name,
@@ -1175,7 +1175,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
                                               status.message())),
           &p);
     } else {
-      ++b.programmings;
+      ++b.counts.programmings;
       b.loaded = b.model->options.bitstream;
       b.RefreshPrediction();
       ProbeLocked(b, b.model, &p);
@@ -1256,7 +1256,7 @@ void Scheduler::CountLocked(Pending* p) {
 void Scheduler::Finish(Pending p) {
   if (observer_) {
     for (const auto& e : p.phases) {
-      observer_->BoardPhaseChanged(e.board_id, e.model_id, e.phase, e.why);
+      observer_->BoardPhaseChanged(e.board_id, e.model_id, e.phase, e.why, e.counts);
     }
     for (const auto& e : p.expired) observer_->DeadlineExpired(e.model_id, e.images);
   }
@@ -1297,8 +1297,7 @@ std::vector<Scheduler::BoardStatus> Scheduler::Boards(
   for (const auto& b : boards_) {
     if (m != nullptr && b->model != m) continue;
     out.push_back({b->id, b->name, b->model != nullptr ? b->model->id : -1,
-                   b->phase, b->in_flight_images, b->failures, b->recoveries,
-                   b->programmings});
+                   b->phase, b->in_flight_images, b->counts});
   }
   return out;
 }

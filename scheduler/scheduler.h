@@ -129,6 +129,13 @@ enum class BoardPhase {
 };
 absl::string_view BoardPhaseName(BoardPhase phase);
 
+// What has happened to a board so far, counted by the scheduler.
+struct BoardCounts {
+  uint64_t failures = 0;      // runs failed or timed out, recovery steps failed
+  uint64_t recoveries = 0;    // successful re-admissions
+  uint64_t programmings = 0;  // successful Program calls
+};
+
 // Receives what the scheduler does, for metrics. Ids are dense: model ids
 // in AddModel order (never reused), board ids in order of addition. Methods
 // other than QueueDepth are called with no scheduler lock held, possibly
@@ -149,8 +156,10 @@ class Observer {
                            const absl::Status& status) {}
   // A board changed phase; `model_id` is the model it serves or is being
   // given (-1 for none). `why` is empty or the failure that caused it.
+  // `counts` are the board's as of this change (every count moves together
+  // with a phase change, so they are never behind).
   virtual void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase,
-                                 const absl::Status& why) {}
+                                 const absl::Status& why, const BoardCounts& counts) {}
   // A request expired in the queue (its deadline could not be met).
   virtual void DeadlineExpired(int model_id, uint32_t images) {}
 };
@@ -182,9 +191,7 @@ class Scheduler {
     int model_id;  // -1: none
     BoardPhase phase;
     uint32_t images_in_flight;
-    uint64_t failures;      // runs failed or timed out
-    uint64_t recoveries;    // successful re-admissions
-    uint64_t programmings;  // successful Program calls
+    BoardCounts counts;
   };
 
   struct ModelStatus {

@@ -231,7 +231,8 @@ void Metrics::RunFinished(int model_id, int board_id, uint32_t images,
 
 void Metrics::BoardPhaseChanged(int board_id, int model_id,
                                 scheduler::BoardPhase phase,
-                                const absl::Status& why) {
+                                const absl::Status& /*why*/,
+                                const scheduler::BoardCounts& counts) {
   using scheduler::BoardPhase;
   BoardMetrics* b = boards_.Get(board_id);
   if (b == nullptr) return;
@@ -244,19 +245,17 @@ void Metrics::BoardPhaseChanged(int board_id, int model_id,
   const int index = static_cast<int>(phase);
   for (int p = 0; p < kPhases; ++p) b->phase[p]->Set(p == index ? 1 : 0);
 
-  const bool failed =
-      (phase == BoardPhase::kRecovering || phase == BoardPhase::kRetired) && !why.ok();
-  if (failed) b->failures->Increment();
-  if (s.phase == BoardPhase::kProgramming && phase == BoardPhase::kProbing) {
-    b->programmings->Increment();
-  }
-  if (phase == BoardPhase::kRecovering) s.recovering = true;
-  if (phase == BoardPhase::kServing && s.recovering) b->recoveries->Increment();
-  if (phase == BoardPhase::kServing || phase == BoardPhase::kIdle ||
-      phase == BoardPhase::kRetired) {
-    s.recovering = false;
-  }
-  s.phase = phase;
+  // The scheduler counts; the counters follow by the difference. Events may
+  // arrive out of order (delivered from several threads): an older count
+  // changes nothing.
+  auto follow = [](prometheus::Counter* c, uint64_t now, uint64_t& counted) {
+    if (now <= counted) return;
+    c->Increment(static_cast<double>(now - counted));
+    counted = now;
+  };
+  follow(b->failures, counts.failures, s.counted.failures);
+  follow(b->recoveries, counts.recoveries, s.counted.recoveries);
+  follow(b->programmings, counts.programmings, s.counted.programmings);
 
   // Runs abandoned by a failure are never reported finished, and a board
   // (re-)admitted has none in flight.

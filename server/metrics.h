@@ -125,7 +125,8 @@ class Metrics final : public scheduler::Observer {
   void RunFinished(int model_id, int board_id, uint32_t images,
                    absl::Duration device_time, const absl::Status& status) override;
   void BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
-                         const absl::Status& why) override;
+                         const absl::Status& why,
+                         const scheduler::BoardCounts& counts) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
 
  private:
@@ -164,8 +165,8 @@ class Metrics final : public scheduler::Observer {
   // What BoardPhaseChanged remembers per board, under mu_.
   struct BoardState {
     absl::flat_hash_map<int, std::unique_ptr<BoardModelMetrics>> by_model;
-    scheduler::BoardPhase phase = scheduler::BoardPhase::kIdle;
-    bool recovering = false;
+    // The scheduler's counts the counters have reached.
+    scheduler::BoardCounts counted;
     prometheus::Gauge* healthy = nullptr;
     int healthy_model = -1;
   };

@@ -30,7 +30,7 @@ class CountingObserver : public scheduler::Observer {
   }
   // A board leaving service (any phase but kServing) counts as unhealthy.
   void BoardPhaseChanged(int board_id, int, scheduler::BoardPhase phase,
-                         const absl::Status&) override {
+                         const absl::Status&, const scheduler::BoardCounts&) override {
     hgpipe::MutexLock l(&mu);
     if (phase != scheduler::BoardPhase::kServing) unhealthy[board_id]++;
   }

@@ -33,9 +33,10 @@ class RecordingObserver : public Observer {
     if (!s.ok()) ++failed_runs;
   }
   void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase,
-                         const absl::Status& why) override {
+                         const absl::Status& why, const BoardCounts& counts) override {
     hgpipe::MutexLock l(&mu);
     phases.push_back({board_id, phase});
+    last_counts[board_id] = counts;
     if (phase == BoardPhase::kRecovering || phase == BoardPhase::kRetired) {
       if (unhealthy.empty() || unhealthy.back() != board_id) {
         unhealthy.push_back(board_id);
@@ -53,6 +54,7 @@ class RecordingObserver : public Observer {
   int failed_runs = 0;
   std::vector<int> unhealthy;
   std::vector<std::pair<int, BoardPhase>> phases;
+  std::map<int, BoardCounts> last_counts;
   uint64_t expired_images = 0;
 };
 
@@ -266,10 +268,10 @@ TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
   const auto boards = scheduler_->Boards("verify");
   ASSERT_EQ(boards.size(), 2u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
-  EXPECT_EQ(boards[0].failures, 1u);
-  EXPECT_EQ(boards[0].recoveries, 1u);
-  EXPECT_EQ(boards[0].programmings, 1u);
-  EXPECT_EQ(boards[1].failures, 0u);
+  EXPECT_EQ(boards[0].counts.failures, 1u);
+  EXPECT_EQ(boards[0].counts.recoveries, 1u);
+  EXPECT_EQ(boards[0].counts.programmings, 1u);
+  EXPECT_EQ(boards[1].counts.failures, 0u);
   EXPECT_TRUE(scheduler_->ModelReady("verify"));
 }
 
@@ -290,6 +292,14 @@ TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
   ASSERT_EQ(boards.size(), 1u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kRetired);
   EXPECT_FALSE(scheduler_->ModelReady("verify"));
+  // The failed run, then every failed recovery attempt (the bitstream is
+  // refused); the observer saw the counts as they are.
+  EXPECT_EQ(boards[0].counts.failures, 6u);
+  EXPECT_EQ(boards[0].counts.recoveries, 0u);
+  {
+    hgpipe::MutexLock l(&observer_.mu);
+    EXPECT_EQ(observer_.last_counts[0].failures, boards[0].counts.failures);
+  }
   Job c;
   EXPECT_EQ(Submit(c, 1).code(), absl::StatusCode::kUnavailable);
 }
@@ -465,8 +475,8 @@ TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
     ExpectOwnOutputs(j);
   }
   const auto boards = scheduler_->Boards("verify");
-  EXPECT_EQ(boards[0].failures, 1u);
-  EXPECT_EQ(boards[0].recoveries, 1u);
+  EXPECT_EQ(boards[0].counts.failures, 1u);
+  EXPECT_EQ(boards[0].counts.recoveries, 1u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
   // It went through the whole life cycle.
   std::vector<BoardPhase> seen;
@@ -492,7 +502,7 @@ TEST_F(SchedulerTest, SlowBoardGetsLessWorkWithoutTrippingTheWatchdog) {
   clock_.RunUntilIdle();
   for (const auto& j : jobs) ASSERT_TRUE(j.status.ok());
   EXPECT_GT(observer_.images_per_board[1], 2 * observer_.images_per_board[0]);
-  EXPECT_EQ(scheduler_->Boards("verify")[0].failures, 0u);
+  EXPECT_EQ(scheduler_->Boards("verify")[0].counts.failures, 0u);
 }
 
 TEST_F(SchedulerTest, QueueIsSplitOverIdleBoards) {
@@ -660,14 +670,14 @@ TEST_F(SchedulerTest, IdleBoardIsReprogrammedForAModelWithDemand) {
   auto boards = scheduler_->Boards();
   ASSERT_EQ(boards.size(), 1u);
   EXPECT_EQ(boards[0].model_id, scheduler_->ModelId("other"));
-  EXPECT_EQ(boards[0].programmings, 1u);
+  EXPECT_EQ(boards[0].counts.programmings, 1u);
   // And back, on demand.
   Job b;
   ASSERT_TRUE(Submit(b, 1, "verify").ok());
   clock_.RunUntilIdle();
   ASSERT_TRUE(b.status.ok());
   EXPECT_EQ(scheduler_->Boards()[0].model_id, scheduler_->ModelId("verify"));
-  EXPECT_EQ(scheduler_->Boards()[0].programmings, 2u);
+  EXPECT_EQ(scheduler_->Boards()[0].counts.programmings, 2u);
 }
 
 TEST_F(SchedulerTest, BusyModelGivesUpABoardToAModelWithout) {
@@ -723,7 +733,7 @@ TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
   clock_.RunUntilIdle();
   ASSERT_TRUE(j.status.ok()) << j.status;
   ExpectOwnOutputs(j);
-  EXPECT_EQ(scheduler_->Boards()[0].programmings, 0u);
+  EXPECT_EQ(scheduler_->Boards()[0].counts.programmings, 0u);
   EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kServing);
 }
 

@@ -50,7 +50,7 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   Metrics m;
   m.AddModel(0, "verify");
   m.AddBoard(0, "sim0");
-  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus());
+  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus(), {});
   m.RequestDone(0, absl::StatusCode::kOk, 3, absl::Milliseconds(2));
   m.RequestDone(0, absl::StatusCode::kDeadlineExceeded, 2, absl::Milliseconds(2));
   m.RequestDone(Metrics::kUnknownModel, absl::StatusCode::kNotFound, 0, absl::Milliseconds(1));
@@ -81,12 +81,13 @@ TEST(MetricsTest, FailureRecoveryAndReprogrammingShowInPhasesAndCounters) {
   m.AddModel(0, "a");
   m.AddModel(1, "b");
   m.AddBoard(0, "sim0");
-  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus());
+  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus(), {});
   const absl::Duration waits[] = {absl::Microseconds(10)};
   m.RunStarted(0, 0, 1, waits, absl::Microseconds(100));
   // A hang caught by the watchdog: the run is abandoned, never finished.
+  // The counters follow the scheduler's counts, which move with the phases.
   m.BoardPhaseChanged(0, 0, BoardPhase::kRecovering,
-                      absl::DeadlineExceededError("board sim0: a run is late"));
+                      absl::DeadlineExceededError("board sim0: a run is late"), {1, 0, 0});
   std::string t = Text(m);
   const std::string la = R"(board="sim0",model="a")";
   EXPECT_EQ(Value(t, "hgpipe_board_failures_total", R"(board="sim0")"), 1);
@@ -95,20 +96,20 @@ TEST(MetricsTest, FailureRecoveryAndReprogrammingShowInPhasesAndCounters) {
   EXPECT_EQ(Value(t, "hgpipe_board_phase", R"(board="sim0",phase="recovering")"), 1);
   EXPECT_EQ(Value(t, "hgpipe_board_phase", R"(board="sim0",phase="serving")"), 0);
   // Reset, reprogrammed, probed, re-admitted.
-  m.BoardPhaseChanged(0, 0, BoardPhase::kProgramming, absl::OkStatus());
-  m.BoardPhaseChanged(0, 0, BoardPhase::kProbing, absl::OkStatus());
-  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus());
+  m.BoardPhaseChanged(0, 0, BoardPhase::kProgramming, absl::OkStatus(), {1, 0, 0});
+  m.BoardPhaseChanged(0, 0, BoardPhase::kProbing, absl::OkStatus(), {1, 0, 1});
+  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus(), {1, 1, 1});
   t = Text(m);
   EXPECT_EQ(Value(t, "hgpipe_board_recoveries_total", R"(board="sim0")"), 1);
   EXPECT_EQ(Value(t, "hgpipe_board_programmings_total", R"(board="sim0")"), 1);
   EXPECT_EQ(Value(t, "hgpipe_board_healthy", la), 1);
 
   // Given to model b: drained, programmed, probed, serving b.
-  m.BoardPhaseChanged(0, 1, BoardPhase::kDraining, absl::OkStatus());
+  m.BoardPhaseChanged(0, 1, BoardPhase::kDraining, absl::OkStatus(), {1, 1, 1});
   m.RunFinished(0, 0, 1, absl::Milliseconds(1), absl::OkStatus());  // a's last run
-  m.BoardPhaseChanged(0, 1, BoardPhase::kProgramming, absl::OkStatus());
-  m.BoardPhaseChanged(0, 1, BoardPhase::kProbing, absl::OkStatus());
-  m.BoardPhaseChanged(0, 1, BoardPhase::kServing, absl::OkStatus());
+  m.BoardPhaseChanged(0, 1, BoardPhase::kProgramming, absl::OkStatus(), {1, 1, 1});
+  m.BoardPhaseChanged(0, 1, BoardPhase::kProbing, absl::OkStatus(), {1, 1, 2});
+  m.BoardPhaseChanged(0, 1, BoardPhase::kServing, absl::OkStatus(), {1, 1, 2});
   m.RunStarted(1, 0, 1, waits, absl::Microseconds(100));
   m.RunFinished(1, 0, 1, absl::Milliseconds(1), absl::OkStatus());
   t = Text(m);
@@ -123,14 +124,21 @@ TEST(MetricsTest, FailureRecoveryAndReprogrammingShowInPhasesAndCounters) {
   EXPECT_EQ(Value(t, "hgpipe_board_images_total", lb), 1);
 
   // Idle: no model, no healthy series; retired after a failure.
-  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus());
+  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus(), {1, 1, 2});
   t = Text(m);
   EXPECT_THAT(t, Not(HasSubstr("hgpipe_board_healthy{")));
   EXPECT_EQ(Value(t, "hgpipe_board_phase", R"(board="sim0",phase="idle")"), 1);
-  m.BoardPhaseChanged(0, 1, BoardPhase::kRetired, absl::UnavailableError("dead"));
+  m.BoardPhaseChanged(0, 1, BoardPhase::kRetired, absl::UnavailableError("dead"), {2, 1, 2});
   t = Text(m);
   EXPECT_EQ(Value(t, "hgpipe_board_healthy", lb), 0);
   EXPECT_EQ(Value(t, "hgpipe_board_failures_total", R"(board="sim0")"), 2);
+  // Events come from several threads: an older count arriving late changes
+  // nothing, nor does the same count again.
+  m.BoardPhaseChanged(0, 1, BoardPhase::kRetired, absl::UnavailableError("dead"), {1, 1, 1});
+  m.BoardPhaseChanged(0, 1, BoardPhase::kRetired, absl::UnavailableError("dead"), {2, 1, 2});
+  t = Text(m);
+  EXPECT_EQ(Value(t, "hgpipe_board_failures_total", R"(board="sim0")"), 2);
+  EXPECT_EQ(Value(t, "hgpipe_board_programmings_total", R"(board="sim0")"), 2);
 }
 
 TEST(MetricsTest, ARemovedBoardLeavesNoSeriesAndTheOthersStay) {
@@ -140,14 +148,14 @@ TEST(MetricsTest, ARemovedBoardLeavesNoSeriesAndTheOthersStay) {
   m.AddBoard(1, "sim1");
   const absl::Duration waits[] = {absl::Microseconds(10)};
   for (int b = 0; b < 2; ++b) {
-    m.BoardPhaseChanged(b, 0, BoardPhase::kServing, absl::OkStatus());
+    m.BoardPhaseChanged(b, 0, BoardPhase::kServing, absl::OkStatus(), {});
     m.RunStarted(0, b, 1, waits, absl::Microseconds(100));
     m.RunFinished(0, b, 1, absl::Milliseconds(1), absl::OkStatus());
   }
-  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus());
-  m.BoardPhaseChanged(0, -1, BoardPhase::kRemoved, absl::OkStatus());
+  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus(), {});
+  m.BoardPhaseChanged(0, -1, BoardPhase::kRemoved, absl::OkStatus(), {});
   // Late or stray reports about the removed board are ignored.
-  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus());
+  m.BoardPhaseChanged(0, -1, BoardPhase::kIdle, absl::OkStatus(), {});
   m.RunFinished(0, 0, 1, absl::Milliseconds(1), absl::OkStatus());
   const std::string t = Text(m);
   EXPECT_THAT(t, Not(HasSubstr(R"(board="sim0")")));
@@ -160,7 +168,7 @@ TEST(MetricsTest, ModelsAndBoardsAddedWhileServing) {
   Metrics m;
   m.AddModel(0, "a");
   m.AddBoard(0, "sim0");
-  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus());
+  m.BoardPhaseChanged(0, 0, BoardPhase::kServing, absl::OkStatus(), {});
   std::atomic<bool> stop{false};
   std::thread hot([&] {
     const absl::Duration waits[] = {absl::Microseconds(1)};
@@ -174,7 +182,7 @@ TEST(MetricsTest, ModelsAndBoardsAddedWhileServing) {
   for (int i = 1; i < 40; ++i) {
     m.AddModel(i, absl::StrCat("m", i));
     m.AddBoard(i, absl::StrCat("sim", i));
-    m.BoardPhaseChanged(i, i, BoardPhase::kServing, absl::OkStatus());
+    m.BoardPhaseChanged(i, i, BoardPhase::kServing, absl::OkStatus(), {});
   }
   stop.store(true);
   hot.join();

@@ -386,8 +386,8 @@ done
 # server/plan, 6/7 client p50 server/plan, 8/9 client p99, 10/11 server-side
 # p50, 12/13 server-side p99, 14 failed requests, 15 the server's CPU us per
 # request in the measured run, 16 the plan's --host-cpu-us.
-# stat LOAD COL median|min|max: over the repeats of LOAD.
-stat() {
+# over_repeats LOAD COL median|min|max: the column over the repeats of LOAD.
+over_repeats() {
   awk -F'\t' -v load="$1" -v col="$2" '$2 == load { print $col }' "$OUT/results.tsv" | sort -g |
     awk -v what="$3" '{ v[NR] = $1 } END {
       if (what == "min") x = v[1]
@@ -401,8 +401,8 @@ stat() {
 # repeats.
 cell() {
   local s p lo hi
-  s=$(stat "$1" "$2" median); p=$(stat "$1" "$3" median)
-  lo=$(stat "$1" "$2" min); hi=$(stat "$1" "$2" max)
+  s=$(over_repeats "$1" "$2" median); p=$(over_repeats "$1" "$3" median)
+  lo=$(over_repeats "$1" "$2" min); hi=$(over_repeats "$1" "$2" max)
   awk -v s="$s" -v p="$p" -v lo="$lo" -v hi="$hi" -v rep="$REPEAT" -v tol="$TOLERANCE" 'BEGIN {
     d = (p - s) / s
     printf "%s\t%.3f / %.3f (%+.1f %%)", (d <= tol && d >= -tol) ? "yes" : "no", s, p, 100 * d
@@ -427,7 +427,7 @@ WHAT=$([[ $REPEAT -gt 1 ]] && echo "median of $REPEAT runs server / plan [server
 } >"$OUT/runs.md"
 ALL_AGREE=1
 for load in $LOADS; do
-  rate=$(stat "$load" 3 median)
+  rate=$(over_repeats "$load" 3 median)
   IFS=$'\t' read -r ok_u u <<<"$(cell "$load" 4 5)"
   IFS=$'\t' read -r ok_c5 c5 <<<"$(cell "$load" 6 7)"
   IFS=$'\t' read -r ok_c9 c9 <<<"$(cell "$load" 8 9)"

@@ -85,7 +85,7 @@ class InferenceService::Stream final
     Actions a;
     {
       hgpipe::MutexLock l(&mu_);
-      draining_ = draining;
+      draining_ = draining_ || draining;  // Drain may already have run
       DecideLocked(&a);
     }
     Act(std::move(a));

@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include "glog/logging.h"
+
 namespace hgpipe::server {
 namespace {
 
@@ -231,7 +233,7 @@ void Metrics::RunFinished(int model_id, int board_id, uint32_t images,
 
 void Metrics::BoardPhaseChanged(int board_id, int model_id,
                                 scheduler::BoardPhase phase,
-                                const absl::Status& /*why*/,
+                                const absl::Status& why,
                                 const scheduler::BoardCounts& counts) {
   using scheduler::BoardPhase;
   BoardMetrics* b = boards_.Get(board_id);
@@ -241,6 +243,16 @@ void Metrics::BoardPhaseChanged(int board_id, int model_id,
   if (phase == BoardPhase::kRemoved) {
     RemoveBoardLocked(board_id, *b, s);
     return;
+  }
+  if (phase == BoardPhase::kRetired) {
+    LOG(ERROR) << "board " << b->name << ": retired after " << counts.failures
+               << " failure(s): " << why.message();
+  } else if (!why.ok()) {
+    LOG(WARNING) << "board " << b->name << ": out of service, recovering: "
+                 << why.message();
+  } else if (phase == BoardPhase::kServing && counts.recoveries > s.counted.recoveries) {
+    LOG(INFO) << "board " << b->name << ": back in service for model "
+              << model(model_id)->name;
   }
   const int index = static_cast<int>(phase);
   for (int p = 0; p < kPhases; ++p) b->phase[p]->Set(p == index ? 1 : 0);

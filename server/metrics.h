@@ -22,7 +22,12 @@
 //   retired - 0 for the others), hgpipe_board_failures_total (runs failed or
 //   timed out, failed recovery steps), hgpipe_board_recoveries_total
 //   (re-admissions after a failure), hgpipe_board_programmings_total
-//   (successful bitstream loads).
+//   (successful bitstream loads). A board removed by the scheduler (one made
+//   for a load that is gone) loses all its series.
+//
+// As the server's scheduler::Observer it also logs what happens to boards
+// (the scheduler library does not log): a board taken out of service or
+// retired, with the reason, and its return to service.
 //
 // Models and boards may be added while serving (model load, reprogramming).
 // Their children are created when they are added, and found on the hot path

@@ -21,6 +21,7 @@ namespace hgpipe::testing {
 namespace {
 
 using clients::InferenceClient;
+using ::testing::HasSubstr;
 
 constexpr char kVerify[] = R"(name: "verify" bitstream: "verify")";
 
@@ -125,6 +126,9 @@ TEST(FaultsTest, ABoardThatDiesUnderLoadLosesNoRequest) {
   }
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  // The operator learns which board went and why.
+  EXPECT_THAT(r.log, HasSubstr("board sim1: out of service, recovering: "));
+  EXPECT_THAT(r.log, HasSubstr("board sim1: retired after "));
 }
 
 TEST(FaultsTest, AHungBoardIsCaughtByTheWatchdogAndReadmitted) {
@@ -159,6 +163,9 @@ TEST(FaultsTest, AHungBoardIsCaughtByTheWatchdogAndReadmitted) {
   EXPECT_TRUE(serving.ok()) << serving.status();
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_THAT(r.log, HasSubstr("board sim0: out of service, recovering: "));
+  EXPECT_THAT(r.log, HasSubstr("past its predicted completion"));  // the watchdog's why
+  EXPECT_THAT(r.log, HasSubstr("board sim0: back in service for model verify"));
 }
 
 }  // namespace

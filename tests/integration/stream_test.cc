@@ -9,12 +9,12 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "clients/client.h"
 #include "clients/tensors.h"
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
+#include "grpcpp/channel.h"
 #include "gtest/gtest.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "server_process.h"
@@ -29,10 +29,7 @@ using Stream = grpc::ClientReaderWriter<inference::ModelInferRequest,
                                         inference::ModelStreamInferResponse>;
 
 std::unique_ptr<inference::GRPCInferenceService::Stub> Stub(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  return inference::GRPCInferenceService::NewStub(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  return inference::GRPCInferenceService::NewStub(clients::MakeChannel(target));
 }
 
 TEST(StreamTest, EveryRequestAnsweredOnceWithItsOwnImagesAndErrorsInline) {

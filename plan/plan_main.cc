@@ -17,8 +17,8 @@
 // Exit status: 0 when every objective is met; 3 when some model meets its
 // objectives with no board count up to --max-boards (or fails them at its
 // given count); 2 for bad flags; 1 if a simulation fails.
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>

@@ -1,7 +1,6 @@
 #include "plan/simulation.h"
 
 #include <cstdio>
-
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -252,7 +251,6 @@ TEST(PercentilesTest, NearestRank) {
   std::vector<double> empty;
   EXPECT_EQ(ComputePercentiles(empty).count, 0u);
 }
-
 
 // The host as a queue: with its CPU time per request under the overhead,
 // evenly spaced requests that leave the core idle in between never wait,

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "accel/kernel.h"
-#include "accel/vit/deit_tiny.h"
 #include "accel/vit/vit_kernel.h"
 #include "base/status_macros.h"
 #include "server/model_config.h"
@@ -16,8 +15,6 @@ namespace hgpipe::server {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kDeitTinySeed = 2024;
-
 absl::Status ResolveEmulatedBitstream(ModelEntry* e) {
   const std::string& bitstream = e->config.bitstream();
   const std::string weights =
@@ -25,15 +22,12 @@ absl::Status ResolveEmulatedBitstream(ModelEntry* e) {
           ? e->config.weights()
           : absl::StrCat(e->directory, "/", e->config.weights());
   std::shared_ptr<const accel::vit::VitKernel> vit;
-  if (bitstream == "vit" || (bitstream == "deit_tiny" && !weights.empty())) {
+  if (bitstream == "vit" || bitstream == "deit_tiny") {
     if (weights.empty()) {
-      return absl::InvalidArgumentError("weights: bitstream 'vit' needs a weight file");
+      return absl::InvalidArgumentError(
+          absl::StrCat("weights: bitstream '", bitstream, "' needs a weight file"));
     }
     ASSIGN_OR_RETURN(vit, accel::vit::LoadVitKernel(weights));
-  } else if (bitstream == "deit_tiny") {
-    // Generated weights: HG-PIPE's geometry, numerics and timing, a fixed
-    // seed so every server computes the same function.
-    ASSIGN_OR_RETURN(vit, accel::vit::MakeDeitTinyKernel(kDeitTinySeed));
   } else {
     ASSIGN_OR_RETURN(e->kernel, accel::FindEmulatedKernel(bitstream));
   }

@@ -17,6 +17,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "accel/vit/int_type.h"
+#include "accel/vit/narrow_gemm.h"
 #include "base/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -25,69 +27,97 @@ namespace hgpipe::accel::vit {
 // The process's CPU engine.
 const dnnl::engine& CpuEngine();
 
-// y[rows][out] (int32) = x[rows][in] (int8) * W^T, W int8 [out][in] constant.
+// How a product reads its source: byte lanes holding values of `type`
+// (signed types as int8, unsigned ones as uint8). Both backends take
+// unsigned sources, u = v - zero_point, and add zero_point * sum_k w[n][k]
+// back to every output: the narrow kernel (narrow_gemm.h) with zero_point =
+// type.min(), so u is small; oneDNN with -128 or 0, because its s8 x s8
+// products (which it shifts to u8 itself, on every call) run several times
+// slower than u8 x s8 ones.
+struct SourceLanes {
+  IntType type;
+  int64_t zero_point = 0;
+};
+
+// y[rows][out] (int32) = x[rows][in] * W^T, x byte lanes of `src`, W int8
+// [out][in] constant; exact on every ISA. The narrow kernel runs it when
+// the CPU has AVX2 and every partial sum fits 16 bits; oneDNN otherwise.
+//
+// Without VNNI, oneDNN's int8 kernels add pairs of u8 x s8 products in
+// saturating 16-bit lanes, exact only while |w| <= 64; wider weights are
+// split, W = 16 Wh + Wl with Wh in [-8, 7] and Wl in [0, 15], and the two
+// products combined.
 class Int8Linear {
  public:
-  // Copies `weight`. `max_rows` is the row count used most (its primitive is
-  // created here and decides the weights' blocked layout).
+  // Copies `weight`. `max_rows` is the row count used most (oneDNN's
+  // primitive for it is created here and decides the weights' layout).
   static absl::StatusOr<std::unique_ptr<Int8Linear>> Create(
-      const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows);
+      const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows,
+      const IntType& src);
+  ~Int8Linear();
 
   // rows in [1, max_rows]; x and y dense row-major.
   void Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
            int32_t* y) const;
 
+  // Whether the narrow kernel computes it (else oneDNN).
+  bool narrow() const { return narrow_; }
+
  private:
-  struct Plan {
-    dnnl::matmul primitive;
-    const dnnl::memory* weights;  // owned by the Int8Linear
-    dnnl::memory::desc scratch;
-  };
-  Int8Linear(uint32_t in, uint32_t out) : in_(in), out_(out) {}
-  std::shared_ptr<const Plan> GetPlan(uint32_t rows) const;
-  std::shared_ptr<const Plan> MakePlan(uint32_t rows) const;
+  class Part;
+  Int8Linear() = default;
 
   // Constant after construction.
-  const uint32_t in_, out_;
-  dnnl::memory plain_weights_;    // [in][out] view of the [out][in] copy
-  dnnl::memory blocked_weights_;  // reordered for the max_rows primitive
-  std::vector<int8_t> weight_copy_;
-
-  mutable hgpipe::Mutex mu_;
-  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
-      ABSL_GUARDED_BY(mu_);
+  uint32_t in_ = 0, out_ = 0;
+  SourceLanes src_;
+  bool narrow_ = false;
+  NarrowWeights packed_;                     // the narrow kernel's weights
+  std::vector<std::unique_ptr<Part>> parts_; // oneDNN: high part first
+  std::vector<int32_t> correction_;          // [out]: zero_point * sum_k W
 };
 
 // A batch of products with runtime operands, both given by strides:
-// dst[b][m][n] (int32, dense) = src[b][m][k] * wei[b][k][n]. The batch is
-// 2-D (images x heads) so strided views of [tokens][3 * width] rows serve.
+// dst[b][m][n] (int32) = src[b][m][k] * wei[b][k][n]. The batch is 2-D
+// (images x heads) so strided views of [tokens][width] rows serve. The
+// source is byte lanes of `src`, the weights int8 values of `wei` (at most
+// 7 bits: |w| <= 64); exact as Int8Linear.
 class BatchedMatmul {
  public:
   struct Shape {
     uint32_t heads = 1;
     uint32_t m = 0, k = 0, n = 0;
-    dnnl::memory::data_type src_type = dnnl::memory::data_type::s8;
+    IntType src{8, true};
+    IntType wei{8, true};
     // Element strides for dims {image, head, m, k} and {image, head, k, n}
-    // and the dst {image, head, m, n}.
+    // and the dst {image, head, m, n}. The narrow kernel needs unit strides
+    // along src's k, dst's n and one of wei's k or n.
     std::array<int64_t, 4> src_strides{};
     std::array<int64_t, 4> wei_strides{};
     std::array<int64_t, 4> dst_strides{};
   };
-  explicit BatchedMatmul(const Shape& shape) : shape_(shape) {}
-  // Creates the primitive for `images` up front; Internal on failure.
+  // InvalidArgument if `wei` is wider than 7 bits.
+  static absl::StatusOr<std::unique_ptr<BatchedMatmul>> Create(const Shape& shape);
+  // Creates oneDNN's primitive for `images` up front; Internal on failure.
   absl::Status Prepare(uint32_t images) const;
-  void Run(dnnl::stream& stream, const void* src, const int8_t* wei,
+  void Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei,
            uint32_t images, int32_t* dst) const;
+
+  bool narrow() const { return narrow_; }
 
  private:
   struct Plan {
     dnnl::matmul primitive;
     dnnl::memory::desc src, wei, dst, scratch;
   };
+  explicit BatchedMatmul(const Shape& shape) : shape_(shape) {}
   absl::StatusOr<std::shared_ptr<const Plan>> MakePlan(uint32_t images) const;
   std::shared_ptr<const Plan> GetPlan(uint32_t images) const;
+  void RunNarrow(const int8_t* src, const int8_t* wei, uint32_t images,
+                 int32_t* dst) const;
 
   const Shape shape_;
+  SourceLanes src_;
+  bool narrow_ = false;
   mutable hgpipe::Mutex mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
       ABSL_GUARDED_BY(mu_);

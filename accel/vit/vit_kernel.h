@@ -1,11 +1,12 @@
 // HG-PIPE's integer Vision Transformer as an emulated board's kernel: the
-// function an HG-PIPE bitstream computes, bit for bit as specified in
-// docs/datapath.md ("Numerics") and by the Python reference
-// tools/vit/intref.py. Input: n images in device order (int8 patches,
-// accel/device_layout.h); output: one 19-bit logit word per class.
+// function an HG-PIPE bitstream computes, bit for bit as the authors' HLS
+// code computes it (docs/datapath.md; the stages' arithmetic is stages.h,
+// the Python reference tools/vit/hgpipe.py). Input: n images in device order
+// (int8 patches, accel/device_layout.h); output: one 19-bit logit word per
+// class.
 //
-// Thread safety: a VitKernel is immutable after creation; Compute may run on
-// several threads at once.
+// Thread safety: a VitKernel is immutable after creation; Compute and the
+// stage methods may run on several threads at once.
 #ifndef HGPIPE_ACCEL_VIT_VIT_KERNEL_H_
 #define HGPIPE_ACCEL_VIT_VIT_KERNEL_H_
 
@@ -32,9 +33,9 @@ class VitKernel final : public Kernel {
     int threads = 1;
   };
 
-  // Validates `weights` and prepares the matrix-product primitives.
-  // InvalidArgument for inconsistent weights, Internal if oneDNN refuses a
-  // shape.
+  // Prepares the matrix-product primitives for `weights` (already validated
+  // by VitWeightsFromContainer). InvalidArgument for bad options, Internal if
+  // oneDNN refuses a shape.
   static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
       VitWeights weights, Options options);
   static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
@@ -49,6 +50,17 @@ class VitKernel final : public Kernel {
   void Compute(const int8_t* input, uint32_t n,
                uint32_t* output) const override;
 
+  // The pipeline's stage groups on n images, as the authors test their
+  // blocks one by one. Residual streams are int32 [n][tokens][width]:
+  //   PatchEmbed: flat int8 [n][tokens][token_values] (not device order)
+  //   Attention / Mlp (block < depth): residual in -> residual out
+  //   Head: residual -> int32 logits [n][classes]
+  void PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const;
+  void Attention(uint32_t block, const int32_t* x, uint32_t n,
+                 int32_t* out) const;
+  void Mlp(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const;
+  void Head(const int32_t* x, uint32_t n, int32_t* logits) const;
+
   const VitSpec& spec() const { return weights_.spec; }
   const VitWeights& weights() const { return weights_; }
   // FP32 logit = DecodeLogitWord(word) * logit_scale().
@@ -60,7 +72,15 @@ class VitKernel final : public Kernel {
 
  private:
   struct Impl;
+  struct Workspace;
   VitKernel(VitWeights weights, std::unique_ptr<Impl> impl);
+  // The stage groups on one chunk (b <= chunk images) in `ws`.
+  void AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
+                      const int32_t* x, int32_t* out) const;
+  void MlpChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x,
+                int32_t* out) const;
+  void HeadChunk(Workspace& ws, uint32_t b, const int32_t* x,
+                 int32_t* logits) const;
 
   const VitWeights weights_;
   const BitstreamManifest manifest_;

@@ -1,7 +1,9 @@
-// The integer parameters of HG-PIPE's ViT datapath (docs/datapath.md): the
-// geometry and bit widths (VitSpec) and every integer tensor (VitWeights),
-// decoded from a weight container and validated so the datapath can run
-// without further checks.
+// The parameters of HG-PIPE's integer ViT datapath (docs/datapath.md): the
+// geometry (VitSpec) and, stage by stage, the HLS integer types, scalars,
+// weights and lookup tables the bitstream is built with (VitWeights), decoded
+// from a weight container and validated so the datapath can run without
+// further checks. The stages are those of the authors' HLS sources
+// (hguq/HG-PIPE src/*.h); their arithmetic is in stages.h.
 #ifndef HGPIPE_ACCEL_VIT_VIT_WEIGHTS_H_
 #define HGPIPE_ACCEL_VIT_VIT_WEIGHTS_H_
 
@@ -11,98 +13,138 @@
 
 #include "absl/status/statusor.h"
 #include "accel/bitstream.h"
+#include "accel/vit/int_type.h"
 #include "accel/vit/weight_file.h"
 
 namespace hgpipe::accel::vit {
 
-// Geometry, bit widths and scales: the weight file's manifest.
+// Geometry, scales and timing: the weight file's plain manifest keys.
 struct VitSpec {
   std::string name;
   uint32_t tokens = 0;        // device tokens; token 0 is the CLS placeholder
   uint32_t token_values = 0;  // int8 values per token
-  uint32_t width = 0;         // embedding dimension D
+  uint32_t width = 0;         // embedding dimension C
   uint32_t heads = 0;
-  uint32_t depth = 0;         // transformer blocks
+  uint32_t depth = 0;         // transformer blocks (attention + MLP each)
   uint32_t mlp_hidden = 0;
   uint32_t classes = 0;
-  int residual_bits = 16;     // residual stream, signed, 16..24
-  int patch_weight_bits = 8;  // all weights signed, 2..8
-  int block_weight_bits = 8;
-  int head_weight_bits = 8;
-  int act_bits = 8;           // matmul inputs inside blocks, signed, 2..8
-  int head_act_bits = 8;      // final LayerNorm output, signed, 2..8
-  int prob_bits = 8;          // softmax output, unsigned, scale 2^-prob_bits
-  int gelu_in_bits = 8;       // GELU table index, signed, 2..12
-  int rsqrt_index_bits = 10;  // LayerNorm table has 2^bits entries, 2..16
-  int rsqrt_frac_bits = 16;   // LayerNorm table fraction bits, 0..40
-  double input_scale = 1.0;   // real value of input int8 1
-  double logit_scale = 1.0;   // real value of logit 1
+  double input_scale = 1.0;   // real value of a device input int8 of 1
+  double logit_scale = 1.0;   // real value of a logit of 1
   PipelineTiming timing;      // clock and cycles; overheads keep defaults
 
   uint32_t head_dim() const { return width / heads; }
   // Multiply-accumulates per image (the op count timing is scaled by).
   uint64_t macs() const;
   BitstreamManifest ToManifest() const;
-  // OK, or InvalidArgument naming the field: geometry, bit widths, timing.
-  absl::Status Validate(absl::string_view source) const;
 };
 
-// Per-output-channel requantization: out = RoundShift((acc + bias) * mult,
-// shift), RoundShift(v, s) = (v + 2^(s-1)) >> s (arithmetic, s = 0: v).
-struct Requant {
-  std::vector<int32_t> mult;   // [0, 2^31)
-  std::vector<int32_t> shift;  // [0, 62]
+// LayerNorm with the reciprocal-square-root table (src/layernorm.h).
+struct NormStage {
+  IntType sum, divc, mean, var, cursor, rsqrt, affine, shift, out;
+  int64_t mean_mult = 0, mean_shift = 1;  // mean ~ sum * mean_mult >> shift
+  int64_t var_offset = 0, var_shift = 0, var_bound = 0;  // table index
+  int64_t out_shift = 0;
+  std::vector<int32_t> weight;       // [C], the affine gamma, requantized
+  std::vector<int64_t> bias;         // [C], the affine beta, requantized
+  std::vector<int32_t> rsqrt_table;  // [var_bound + 1]
 };
 
-// y = x W^T + bias, W int8 [out][in] (row n is output channel n).
-struct Linear {
-  uint32_t in = 0;
-  uint32_t out = 0;
-  std::vector<int8_t> weight;
-  std::vector<int32_t> bias;  // |bias| <= 2^30
-  Requant requant;
+// y = x W^T + bias, accumulated in `acc` (src/matmul.h).
+struct LinearStage {
+  IntType weight_type, bias_type, acc;
+  uint32_t in = 0, out = 0;
+  std::vector<int8_t> weight;  // [out][in]
+  std::vector<int32_t> bias;   // [out]
 };
 
-struct LayerNormTable {
-  std::vector<int32_t> rsqrt;  // 2^rsqrt_index_bits entries, >= 0
-  int64_t eps = 1;             // added to the sum of squares, >= 1
+// Requantization or GELU: a table indexed by (x + offset) >> shift
+// (src/quant.h, src/gelu.h).
+struct TableStage {
+  IntType cursor, out;
+  int64_t offset = 0, shift = 0, bound = 0;
+  std::vector<int32_t> table;  // [bound + 1]
 };
 
-struct VitBlock {
-  LayerNormTable norm1;
-  Linear qkv;                  // out = 3 * width: q, k, v; head-major inside
-  int32_t exp_mult = 0;        // softmax table index requant
-  int32_t exp_shift = 0;
-  std::vector<int32_t> exp;    // exp table, values in [0, 2^15], exp[0] > 0
-  Requant context;             // per channel, no bias
-  Linear proj;                 // -> residual scale
-  LayerNormTable norm2;
-  Linear fc1;                  // -> GELU index (gelu_in_bits)
-  std::vector<int8_t> gelu;    // 2^gelu_in_bits entries, index g + 2^(b-1)
-  Linear fc2;                  // -> residual scale
+// Softmax with the exponential table and the two-segment reciprocal
+// (src/softmax.h).
+struct SoftmaxStage {
+  IntType minus, cursor1, exp, sum, recip, cursor2_one, cursor2_two, affine,
+      cursor3, out;
+  int64_t exp_offset = 0, exp_shift = 0, exp_bound = 0;
+  int64_t one_offset = 0, one_shift = 0, one_bound = 0;
+  int64_t one_out_offset = 0, one_out_shift = 0;
+  int64_t two_offset = 0, two_shift = 0, two_bound = 0;
+  int64_t two_out_offset = 0, two_out_shift = 0;
+  std::vector<int32_t> exp_table;        // [exp_bound + 1]
+  std::vector<int32_t> recip_one_table;  // [one_bound + 1]
+  std::vector<int32_t> recip_two_table;  // [two_bound + 1]
+};
+
+// out = main + round(x * mult / 2^shift), in `out` (the blocks' merge).
+struct ResidualStage {
+  IntType out;
+  int64_t mult = 0, shift = 1;
+};
+
+struct AttentionBlock {
+  NormStage norm;
+  LinearStage q, k, v;
+  TableStage q_quant, k_quant, v_quant;
+  IntType scores;   // q k^T accumulator, per head
+  SoftmaxStage softmax;
+  IntType context;  // p v accumulator, per head
+  TableStage context_quant;
+  LinearStage o;
+  ResidualStage residual;
+};
+
+struct MlpBlock {
+  NormStage norm;
+  LinearStage fc1;
+  TableStage gelu;
+  LinearStage fc2;
+  ResidualStage residual;
+};
+
+// Patch embedding with the per-token bias (positions folded in) and the CLS
+// embedding replacing token 0 (src/patch_embed.h).
+struct PatchStage {
+  IntType in, weight_type, bias_type, acc, out;
+  int64_t shift = 1;
+  std::vector<int8_t> weight;  // [width][token_values]
+  std::vector<int32_t> bias;   // [tokens][width]
+  std::vector<int32_t> cls;    // [width]
+};
+
+// LayerNorm of token 0 and the classifier (src/head.h); logits are `acc`.
+struct HeadStage {
+  NormStage norm;
+  LinearStage linear;
 };
 
 struct VitWeights {
   VitSpec spec;
-  Linear patch;                 // -> residual scale
-  std::vector<int32_t> cls;     // [width], residual scale
-  std::vector<int32_t> pos;     // [tokens][width], residual scale
-  std::vector<VitBlock> blocks;
-  LayerNormTable norm;
-  Linear head;                  // -> logits (19-bit)
-  std::vector<std::string> labels;  // empty, or one per class
+  PatchStage patch;
+  std::vector<AttentionBlock> attn;  // [depth]
+  std::vector<MlpBlock> mlp;         // [depth]
+  HeadStage head;
+  std::vector<std::string> labels;   // empty, or one per class
 
-  // OK, or InvalidArgument naming the field that breaks the datapath's
-  // contract (sizes, value ranges, bit widths). `source` prefixes errors.
-  absl::Status Validate(absl::string_view source) const;
+  // The residual stream's type entering attention block i, MLP block i and
+  // the head: the previous stage's output type.
+  IntType AttentionInput(uint32_t i) const;
+  IntType MlpInput(uint32_t i) const;
+  IntType HeadInput() const;
 };
 
-// Decodes and validates a container. Errors name `source`, the manifest key
-// or the tensor.
+// Decodes a container and checks everything the datapath relies on: every
+// stage line and tensor present, shapes, types (matrix-product operands fit
+// int8 / uint8, accumulators and the residual stream int32, logits 19 bits),
+// scalars in range, table lengths (bound + 1) and values (within their
+// types), weights and biases within theirs. Errors name `source`, the
+// manifest key or tensor, and the reason.
 absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c,
                                                    absl::string_view source);
-// The container a weight file holds for `w` (tests, generated models).
-Container VitWeightsToContainer(const VitWeights& w);
 
 }  // namespace hgpipe::accel::vit
 

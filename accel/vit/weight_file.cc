@@ -1,11 +1,13 @@
 #include "accel/vit/weight_file.h"
 
-#include <array>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include <zlib.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -21,6 +23,7 @@ constexpr uint64_t kMaxTensorBytes = uint64_t{1} << 30;
 constexpr uint32_t kMaxManifestBytes = 1 << 20;
 constexpr uint32_t kMaxTensors = 1 << 16;
 constexpr uint8_t kMaxRank = 8;
+constexpr size_t kMaxInflatedBytes = size_t{256} << 20;
 
 // A bounds-checked little-endian reader over the file image; every failure
 // names the source, the offset and the field being read.
@@ -66,6 +69,54 @@ class Reader {
 };
 
 bool ValidDType(uint8_t code) { return code >= 1 && code <= 5; }
+
+bool IsGzip(absl::string_view bytes) {
+  return bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0x1f &&
+         static_cast<uint8_t>(bytes[1]) == 0x8b;
+}
+
+// A gzip stream inflated, at most kMaxInflatedBytes (a corrupt or hostile
+// file cannot make the loader allocate more).
+absl::StatusOr<std::string> Gunzip(absl::string_view bytes, absl::string_view source) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+    return absl::InternalError(absl::StrCat(source, ": zlib inflateInit2 failed"));
+  }
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(std::min<size_t>(bytes.size(), UINT32_MAX));
+  std::string out;
+  size_t total = 0;
+  int rc = Z_OK;
+  for (;;) {
+    if (total == out.size()) {
+      if (out.size() >= kMaxInflatedBytes) {
+        inflateEnd(&z);
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": gzip data inflates beyond ", kMaxInflatedBytes, " bytes"));
+      }
+      out.resize(std::min(std::max<size_t>(2 * out.size(), 1 << 20), kMaxInflatedBytes));
+    }
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + total);
+    z.avail_out = static_cast<uInt>(out.size() - total);
+    rc = inflate(&z, Z_NO_FLUSH);
+    total = out.size() - z.avail_out;
+    if (rc == Z_STREAM_END) break;
+    if (rc == Z_OK || (rc == Z_BUF_ERROR && z.avail_out == 0)) continue;
+    break;  // corrupt, or the input ended before the stream did
+  }
+  const bool trailing = z.avail_in != 0;
+  const std::string message = z.msg != nullptr ? z.msg : "the data ends early";
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": gzip data is truncated or corrupt (", message, ")"));
+  }
+  if (trailing) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": bytes after the gzip data"));
+  }
+  out.resize(total);
+  return out;
+}
 
 template <typename T>
 void PutInt(std::string* out, T v) {
@@ -145,23 +196,24 @@ std::vector<int64_t> Tensor::ToInt64() const {
 }
 
 uint32_t Crc32(const void* data, size_t size) {
-  static const std::array<uint32_t, 256> kTable = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < size; ++i) crc = kTable[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  while (size > 0) {  // zlib takes uInt lengths
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, p, chunk);
+    p += chunk;
+    size -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
 }
 
 absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
                                          absl::string_view source) {
+  std::string inflated;
+  if (IsGzip(bytes)) {
+    ASSIGN_OR_RETURN(inflated, Gunzip(bytes, source));
+    bytes = inflated;
+  }
   Reader r(bytes, source);
   absl::string_view magic;
   if (bytes.size() < 8 ||

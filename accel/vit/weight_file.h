@@ -1,6 +1,6 @@
-// The HG-PIPE ViT weight container (docs/datapath.md, "Weight file"): a
+// The HG-PIPE weight container (docs/datapath.md, "Weight file"): a
 // versioned little-endian binary holding a text manifest and named integer
-// tensors, closed by a CRC-32. Written by tools/vit/weightfile.py; this is
+// tensors, closed by a CRC-32, optionally gzip-compressed as a whole. Written by tools/vit/weightfile.py; this is
 // the only C++ reader. Golden-vector files use the same container.
 #ifndef HGPIPE_ACCEL_VIT_WEIGHT_FILE_H_
 #define HGPIPE_ACCEL_VIT_WEIGHT_FILE_H_
@@ -17,7 +17,7 @@
 namespace hgpipe::accel::vit {
 
 inline constexpr char kContainerMagic[9] = "HGPVIT\r\n";
-inline constexpr uint32_t kContainerVersion = 1;
+inline constexpr uint32_t kContainerVersion = 2;
 
 enum class DType : uint8_t {
   kInt8 = 1,
@@ -45,7 +45,8 @@ struct Container {
   std::map<std::string, Tensor> tensors;
 };
 
-// Parses a container held in memory. `source` names it in errors (a path).
+// Parses a container held in memory, plain or gzip-compressed as a whole.
+// `source` names it in errors (a path).
 // InvalidArgument (DataLoss for a CRC mismatch) naming the source, the byte
 // offset and the field when anything is malformed or truncated.
 absl::StatusOr<Container> ParseContainer(absl::string_view bytes,

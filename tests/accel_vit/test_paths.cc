@@ -17,4 +17,16 @@ std::string FmnistGoldenPath() {
   return SourceDir() + "/models/fmnist_vit/golden.hgvit";
 }
 
+std::string DeitTinyWeightsPath() {
+  return SourceDir() + "/models/deit_tiny/deit_tiny.hgvit";
+}
+
+std::string DeitTinyGoldenPath() {
+  return SourceDir() + "/models/deit_tiny/golden.hgvit";
+}
+
+std::string DeitTinyTracePath() {
+  return SourceDir() + "/tests/accel_vit/testdata/deit_tiny_trace.hgvit";
+}
+
 }  // namespace hgpipe::accel::vit

@@ -11,6 +11,11 @@ std::string SourceDir();
 // models/fmnist_vit/fmnist_vit.hgvit and its golden vectors.
 std::string FmnistWeightsPath();
 std::string FmnistGoldenPath();
+// models/deit_tiny/: the HG-PIPE authors' DeiT-tiny, its golden image, and
+// tests/accel_vit/testdata/deit_tiny_trace.hgvit, every stage's golden output.
+std::string DeitTinyWeightsPath();
+std::string DeitTinyGoldenPath();
+std::string DeitTinyTracePath();
 
 }  // namespace hgpipe::accel::vit
 

@@ -1,9 +1,10 @@
-"""Reads and writes the HG-PIPE ViT weight container (docs/datapath.md,
-"Weight file"), the file accel/vit/weight_file.cc loads.
+"""Reads and writes the HG-PIPE weight container (docs/datapath.md, "Weight
+file"), the file accel/vit/weight_file.cc loads. Weight files and golden
+vector files both use it.
 
-Layout (little-endian):
+Layout (little-endian), optionally gzip-compressed as a whole:
   magic    8 bytes  b"HGPVIT\\r\\n"
-  version  u32      1
+  version  u32      2
   manifest u32 length + that many bytes of ASCII "key value" lines
   count    u32      number of tensors
   tensor   u16 name length, name (ASCII), u8 dtype, u8 rank, u32 dims[rank],
@@ -11,37 +12,31 @@ Layout (little-endian):
   crc32    u32      zlib CRC-32 of every byte before it
 """
 
+import gzip
 import struct
 import zlib
 
 import numpy as np
 
 MAGIC = b"HGPVIT\r\n"
-VERSION = 1
+VERSION = 2
 DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.int32, 5: np.int64}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
-# Manifest keys in the order they are written; all are required.
-MANIFEST_KEYS = [
-    "name", "tokens", "token_values", "width", "heads", "depth",
-    "mlp_hidden", "classes", "residual_bits", "patch_weight_bits",
-    "block_weight_bits", "head_weight_bits", "act_bits", "head_act_bits",
-    "prob_bits", "gelu_in_bits", "rsqrt_index_bits", "rsqrt_frac_bits",
-    "input_scale", "logit_scale", "clock_hz", "interval_cycles",
-    "latency_cycles",
-]
 
-
-def write(path, manifest, tensors):
-    """manifest: dict with MANIFEST_KEYS; tensors: dict name -> ndarray
-    (int8, uint8, int16, int32 or int64), written in insertion order."""
+def serialize(manifest, tensors):
+    """manifest: dict key -> value (str() of each value is written; keys and
+    values must not hold newlines); tensors: dict name -> ndarray (int8,
+    uint8, int16, int32 or int64), in insertion order."""
     out = bytearray(MAGIC)
     out += struct.pack("<I", VERSION)
-    missing = [k for k in MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise ValueError(f"manifest lacks {missing}")
-    text = "".join(f"{k} {manifest[k]}\n" for k in MANIFEST_KEYS)
-    text = text.encode("ascii")
+    lines = []
+    for k, v in manifest.items():
+        v = str(v)
+        if " " in k or "\n" in k or "\n" in v or not k:
+            raise ValueError(f"manifest key {k!r}: bad key or value")
+        lines.append(f"{k} {v}\n")
+    text = "".join(lines).encode("ascii")
     out += struct.pack("<I", len(text)) + text
     out += struct.pack("<I", len(tensors))
     for name, arr in tensors.items():
@@ -55,8 +50,18 @@ def write(path, manifest, tensors):
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         out += struct.pack("<Q", len(data)) + data
     out += struct.pack("<I", zlib.crc32(bytes(out)) & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def write(path, manifest, tensors, compress=False):
+    """Writes serialize(manifest, tensors) to `path`, gzip-compressed (with a
+    fixed timestamp, so the same content gives the same file) if
+    `compress`."""
+    data = serialize(manifest, tensors)
+    if compress:
+        data = gzip.compress(data, compresslevel=9, mtime=0)
     with open(path, "wb") as f:
-        f.write(out)
+        f.write(data)
 
 
 def _parse_value(v):
@@ -69,20 +74,20 @@ def _parse_value(v):
             return v
 
 
-def read(path):
-    """Returns (manifest dict, tensors dict). Raises ValueError on a
-    malformed file."""
-    with open(path, "rb") as f:
-        data = f.read()
+def parse(data, source="<bytes>"):
+    """Returns (manifest dict, tensors dict) of a container image (gzip or
+    not). Raises ValueError on a malformed one."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
     if len(data) < 20 or data[:8] != MAGIC:
-        raise ValueError(f"{path}: not an HG-PIPE ViT weight file")
+        raise ValueError(f"{source}: not an HG-PIPE weight container")
     if zlib.crc32(data[:-4]) & 0xFFFFFFFF != struct.unpack("<I", data[-4:])[0]:
-        raise ValueError(f"{path}: CRC mismatch")
+        raise ValueError(f"{source}: CRC mismatch")
     pos = 8
     (version,) = struct.unpack_from("<I", data, pos)
     pos += 4
     if version != VERSION:
-        raise ValueError(f"{path}: version {version}, expected {VERSION}")
+        raise ValueError(f"{source}: version {version}, expected {VERSION}")
     (mlen,) = struct.unpack_from("<I", data, pos)
     pos += 4
     manifest = {}
@@ -111,3 +116,9 @@ def read(path):
                                           DTYPES[code])
         pos += nbytes
     return manifest, tensors
+
+
+def read(path):
+    """Returns (manifest dict, tensors dict) of the file at `path`."""
+    with open(path, "rb") as f:
+        return parse(f.read(), path)

@@ -20,6 +20,17 @@ const char* Name(ClsPlaceholder v) {
       return "prepend";
     case ClsPlaceholder::kReplaceFirstPatch:
       return "replace_first_patch";
+    case ClsPlaceholder::kRotate:
+      return "rotate";
+  }
+  return "?";
+}
+const char* Name(ValueOrder v) {
+  switch (v) {
+    case ValueOrder::kHwc:
+      return "hwc";
+    case ValueOrder::kChw:
+      return "chw";
   }
   return "?";
 }
@@ -86,6 +97,14 @@ absl::Status Options::Validate() const {
     return FieldError("token_values",
                       absl::StrCat(token_values, " is odd; the device packs 2 values per beat"));
   }
+  if (cls_placeholder != ClsPlaceholder::kPrepend &&
+      cls_placeholder != ClsPlaceholder::kReplaceFirstPatch &&
+      cls_placeholder != ClsPlaceholder::kRotate) {
+    return FieldError("cls_placeholder", "unknown mode");
+  }
+  if (value_order != ValueOrder::kHwc && value_order != ValueOrder::kChw) {
+    return FieldError("value_order", "unknown order");
+  }
   const int64_t patches = num_patches();
   const int64_t expected_tokens =
       cls_placeholder == ClsPlaceholder::kPrepend ? patches + 1 : patches;
@@ -147,8 +166,10 @@ absl::Status Options::Validate() const {
 
 std::string Options::DebugString() const {
   std::string s = absl::StrFormat(
-      "tokens=%d token_values=%d cls=%s image=%dx%dx%d patch=%dx%d resize=%s", tokens, token_values,
-      Name(cls_placeholder), height, width, channels, patch_height, patch_width, Name(resize));
+      "tokens=%d token_values=%d cls=%s order=%s "
+      "image=%dx%dx%d patch=%dx%d resize=%s",
+      tokens, token_values, Name(cls_placeholder), Name(value_order), height, width, channels,
+      patch_height, patch_width, Name(resize));
   if (resize == ResizeMode::kShorterSideThenCenterCrop) {
     absl::StrAppend(&s, " shorter_side=", resize_shorter_side);
   }
@@ -165,7 +186,8 @@ Options DeitTinyOptions() {
   Options o;
   o.tokens = 196;
   o.token_values = 768;
-  o.cls_placeholder = ClsPlaceholder::kReplaceFirstPatch;
+  o.cls_placeholder = ClsPlaceholder::kRotate;
+  o.value_order = ValueOrder::kChw;
   o.height = 224;
   o.width = 224;
   o.channels = 3;
@@ -176,7 +198,7 @@ Options DeitTinyOptions() {
   o.filter = ResizeFilter::kBicubic;  // DeiT's (timm's) evaluation transform
   o.mean = {0.485f, 0.456f, 0.406f};
   o.stddev = {0.229f, 0.224f, 0.225f};
-  o.quant_scale = 1.0f / 32.0f;
+  o.quant_scale = kDeitTinyQuantScale;
   o.quant_zero_point = 0;
   return o;
 }

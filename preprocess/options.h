@@ -10,12 +10,13 @@
 //      Resize(S) + CenterCrop((H, W)))
 //   -> per value v (uint8): x = ((v / 255) - mean[c]) / stddev[c], all float32
 //      (torchvision's ToTensor + Normalize), then
-//      q = clamp(round_half_even(x / quant_scale) + quant_zero_point, -128, 127)
+//      q = clamp(round_half_even(x / quant_scale) + quant_zero_point,
+//                -128, 127)
 //   -> patchify: patch (i, j) of the height x width image, in row-major patch
-//      order, flattened as (py, px, channel) row-major into one token of
-//      token_values = patch_height * patch_width * channels int8 values;
-//      token 0 is the CLS placeholder, all zeros (the hardware overwrites it,
-//      see ClsPlaceholder).
+//      order, flattened into one token of token_values = patch_height *
+//      patch_width * channels int8 values, as (py, px, channel) or (channel,
+//      py, px) row-major (ValueOrder); which token holds which patch and
+//      what token 0 holds: ClsPlaceholder.
 #ifndef HGPIPE_PREPROCESS_OPTIONS_H_
 #define HGPIPE_PREPROCESS_OPTIONS_H_
 
@@ -32,11 +33,28 @@ enum class ClsPlaceholder {
   // [zero CLS, patch 0, ..., patch n-1]: tokens == 1 + n. Standard ViT.
   kPrepend,
   // [zero CLS, patch 1, ..., patch n-1]: tokens == n; patch 0 (top-left) is
-  // replaced by the placeholder. HG-PIPE's DeiT-tiny: its patch-embedding
-  // stage computes 196 = 14x14 tokens and overwrites token 0 with the CLS
-  // embedding (authors' src/patch_embed.h), so the host's token 0 is never
-  // used: 196 tokens, not 197. fmnist_vit does the same (28 tokens of 4x7).
+  // replaced by the placeholder. For boards like HG-PIPE's, whose
+  // patch-embedding stage computes n tokens and overwrites token 0 with the
+  // CLS embedding (authors' src/patch_embed.h), so the host's token 0 is
+  // never used. fmnist_vit (28 tokens of 4x7).
   kReplaceFirstPatch,
+  // [patch n-1, patch 0, ..., patch n-2]: tokens == n; token t holds patch
+  // t-1 and token 0 the last patch (np.roll(patches, 1, axis=0)). What the
+  // HG-PIPE authors' host sends for DeiT-tiny (their refs/patch_embed_input):
+  // the board overwrites token 0 with the CLS embedding, so the
+  // bottom-right patch never reaches the network: 196 tokens, not 197.
+  kRotate,
+};
+
+// The order of a patch's values within its token.
+enum class ValueOrder {
+  // value (py * patch_width + px) * channels + c: the pixels' own
+  // interleaved order.
+  kHwc,
+  // value (c * patch_height + py) * patch_width + px: channel-major, as
+  // PyTorch's Conv2d patch embedding flattens its weights. HG-PIPE's
+  // DeiT-tiny (the authors' refs/patch_embed_input).
+  kChw,
 };
 
 enum class ResizeMode {
@@ -79,8 +97,10 @@ struct Options {
   // Default: HG-PIPE DeiT-tiny, 196 tokens x 768 values.
   int tokens = 196;
   int token_values = 768;
-  // Default: kReplaceFirstPatch (HG-PIPE DeiT-tiny).
+  // Default: kReplaceFirstPatch.
   ClsPlaceholder cls_placeholder = ClsPlaceholder::kReplaceFirstPatch;
+  // Default: kHwc. The same for one channel.
+  ValueOrder value_order = ValueOrder::kHwc;
 
   // ---- The model's input image.
   // Default: 224 x 224 RGB, 16 x 16 patches.
@@ -145,12 +165,18 @@ struct Options {
   std::string DebugString() const;
 };
 
-// HG-PIPE's DeiT-tiny: 224x224 RGB, shorter side 256 (bicubic, as DeiT's
-// evaluation transform) + center crop 224, ImageNet mean/std, 16x16 patches,
-// 196 tokens (patch 0 replaced by CLS), quantization scale 1/32 (set
-// quant_scale to the bitstream's input scale). Bilinear is about a quarter
-// faster.
+// HG-PIPE's DeiT-tiny as its authors' host feeds it (their
+// refs/patch_embed_input, reproduced bit for bit by
+// tests/preprocess/hgpipe_golden_test.cc): 224x224 RGB, shorter side 256
+// (bicubic, as DeiT's evaluation transform) + center crop 224, ImageNet
+// mean/std, 16x16 patches with values channel-major (kChw), 196 tokens with
+// token 0 the last patch (kRotate), quantization scale 2.64 / 127: the
+// authors' max-abs int8 calibration of the normalized range [-2.1179,
+// 2.6400] (their behavior_range_dict), 2.64 = (1 - 0.406) / 0.225 mapping to
+// 127. Bilinear is about a quarter faster.
 Options DeitTinyOptions();
+// Its quantization scale, 2.64 / 127 = 0.0207874 (rounded once to float).
+inline constexpr float kDeitTinyQuantScale = static_cast<float>(2.64 / 127.0);
 
 }  // namespace hgpipe::preprocess
 

@@ -152,6 +152,19 @@ struct TokenWriter {
   }
 };
 
+// The token patch k goes to, or -1 if the CLS placeholder replaces it.
+int TokenOfPatch(ClsPlaceholder cls, int k, int patches) {
+  switch (cls) {
+    case ClsPlaceholder::kPrepend:
+      return k + 1;
+    case ClsPlaceholder::kReplaceFirstPatch:
+      return k == 0 ? -1 : k;
+    case ClsPlaceholder::kRotate:
+      return k == patches - 1 ? 0 : k + 1;
+  }
+  return -1;
+}
+
 // Normalizes, quantizes and patchifies the height x width region of `src`
 // starting at (top, left). `src` has 1 or `channels` channels (1 -> RGB is
 // replication); lut[c][v] is the int8 value.
@@ -164,34 +177,34 @@ void Patchify(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lu
   const int c_out = o.channels;
   const int patches_x = o.width / pw;
   const int patches = o.num_patches();
-  const int first_token = o.cls_placeholder == ClsPlaceholder::kPrepend ? 1 : 0;
+  // Where value (py, px, c) of a patch goes within its token.
+  const bool chw = o.value_order == ValueOrder::kChw;
+  const int py_step = chw ? pw : pw * c_out;
+  const int px_step = chw ? 1 : c_out;
+  const int c_step = chw ? ph * pw : 1;
 
-  // Token 0: the CLS placeholder, all zeros.
-  {
+  // Token 0: the CLS placeholder, all zeros, unless a patch fills it.
+  if (o.cls_placeholder != ClsPlaceholder::kRotate) {
     int8_t* base = writer.TokenBase(0);
     for (int v = 0; v < o.token_values; ++v) base[writer.ValueOffset(v)] = 0;
   }
-  const bool replicate = src.channels == 1 && c_out == 3;
+  // Source channel of each output channel (gray -> RGB replicates).
+  const int src_c1 = src.channels == 1 ? 0 : 1;
+  const int src_c2 = src.channels == 1 ? 0 : 2;
   for (int k = 0; k < patches; ++k) {
-    const int t = k + first_token;
-    if (t == 0) continue;  // patch 0 replaced by the placeholder
+    const int t = TokenOfPatch(o.cls_placeholder, k, patches);
+    if (t < 0) continue;
     int8_t* base = writer.TokenBase(t);
     const int y0 = top + (k / patches_x) * ph;
     const int x0 = left + (k % patches_x) * pw;
-    int v = 0;
     for (int py = 0; py < ph; ++py) {
       const uint8_t* pixel = src.At(y0 + py, x0);
       for (int px = 0; px < pw; ++px, pixel += src.pixel_stride) {
-        if (c_out == 1) {
-          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
-        } else if (replicate) {
-          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
-          base[writer.ValueOffset(v++)] = lut[1][pixel[0]];
-          base[writer.ValueOffset(v++)] = lut[2][pixel[0]];
-        } else {
-          base[writer.ValueOffset(v++)] = lut[0][pixel[0]];
-          base[writer.ValueOffset(v++)] = lut[1][pixel[1]];
-          base[writer.ValueOffset(v++)] = lut[2][pixel[2]];
+        const int v = py * py_step + px * px_step;
+        base[writer.ValueOffset(v)] = lut[0][pixel[0]];
+        if (c_out == 3) {
+          base[writer.ValueOffset(v + c_step)] = lut[1][pixel[src_c1]];
+          base[writer.ValueOffset(v + 2 * c_step)] = lut[2][pixel[src_c2]];
         }
       }
     }

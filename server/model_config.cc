@@ -113,6 +113,7 @@ void NormalizePreprocess(const ModelEntry& e, config::PreprocessConfig* p) {
                                          : 1.0f / 32.0f);
   }
   if (p->max_pixels() == 0) p->set_max_pixels(25'000'000);
+  if (p->value_order().empty()) p->set_value_order("hwc");
 }
 
 }  // namespace
@@ -176,12 +177,22 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
   o.patch_width = static_cast<int>(p.patch_width());
   if (p.cls_placeholder() == "replace_first_patch") {
     o.cls_placeholder = preprocess::ClsPlaceholder::kReplaceFirstPatch;
+  } else if (p.cls_placeholder() == "rotate") {
+    o.cls_placeholder = preprocess::ClsPlaceholder::kRotate;
   } else if (p.cls_placeholder() == "prepend") {
     o.cls_placeholder = preprocess::ClsPlaceholder::kPrepend;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "preprocess.cls_placeholder: '", p.cls_placeholder(),
-        "' is not replace_first_patch or prepend"));
+        "' is not replace_first_patch, rotate or prepend"));
+  }
+  if (p.value_order() == "hwc") {
+    o.value_order = preprocess::ValueOrder::kHwc;
+  } else if (p.value_order() == "chw") {
+    o.value_order = preprocess::ValueOrder::kChw;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "preprocess.value_order: '", p.value_order(), "' is not hwc or chw"));
   }
   if (p.resize() == "none") {
     o.resize = preprocess::ResizeMode::kNone;

@@ -25,7 +25,9 @@ std::vector<uint8_t> ReadFile(const std::string& name) {
 }
 
 Options Photo(int height, int width, int shorter_side, ResizeFilter filter) {
-  Options o = DeitTinyOptions();  // ImageNet mean / std, scale 1/32
+  Options o = DeitTinyOptions();  // ImageNet mean / std
+  o.quant_scale = 1.0f / 32.0f;   // make_golden.py's
+  o.value_order = ValueOrder::kHwc;
   o.height = height;
   o.width = width;
   o.patch_height = o.patch_width = 4;

@@ -34,6 +34,7 @@ Options Identity(int height, int width, int channels, int patch, ClsPlaceholder 
   const int patches = (height / patch) * (width / patch);
   o.tokens = cls == ClsPlaceholder::kPrepend ? patches + 1 : patches;
   o.token_values = patch * patch * channels;
+  o.value_order = ValueOrder::kHwc;
   o.resize = ResizeMode::kNone;
   o.mean = {0, 0, 0};
   o.stddev = {1, 1, 1};
@@ -73,19 +74,26 @@ Preprocessor Make(const Options& o) {
 }
 
 // Expected flat output, built pixel by pixel (the opposite direction from the
-// implementation, which walks tokens): pixel (y, x) channel c lands in token
-// first + (y / ph) * (W / pw) + x / pw at value ((y % ph) * pw + x % pw) * C + c.
+// implementation, which walks tokens): pixel (y, x) channel c is in patch
+// k = (y / ph) * (W / pw) + x / pw, which lands in token k + 1 (prepend), k
+// (replace first patch; token 0 stays zero) or (k + 1) % patches (rotate),
+// at value ((y % ph) * pw + x % pw) * C + c (HWC) or
+// (c * ph + y % ph) * pw + x % pw (CHW).
 std::vector<int8_t> ExpectedIdentityPatches(const Options& o, const std::vector<uint8_t>& hwc) {
   std::vector<int8_t> out(o.input_bytes(), 0);
   const int ph = o.patch_height;
   const int pw = o.patch_width;
-  const int first = o.cls_placeholder == ClsPlaceholder::kPrepend ? 1 : 0;
+  const int patches = (o.height / ph) * (o.width / pw);
   for (int y = 0; y < o.height; ++y) {
     for (int x = 0; x < o.width; ++x) {
-      const int t = first + (y / ph) * (o.width / pw) + x / pw;
-      if (t == 0) continue;  // the CLS placeholder stays zero
+      const int k = (y / ph) * (o.width / pw) + x / pw;
+      int t = k;
+      if (o.cls_placeholder == ClsPlaceholder::kPrepend) t = k + 1;
+      if (o.cls_placeholder == ClsPlaceholder::kRotate) t = (k + 1) % patches;
+      if (o.cls_placeholder == ClsPlaceholder::kReplaceFirstPatch && t == 0) continue;
       for (int c = 0; c < o.channels; ++c) {
-        const int v = ((y % ph) * pw + x % pw) * o.channels + c;
+        const int v = o.value_order == ValueOrder::kHwc ? ((y % ph) * pw + x % pw) * o.channels + c
+                                                        : (c * ph + y % ph) * pw + x % pw;
         out[static_cast<size_t>(t) * o.token_values + v] =
             static_cast<int8_t>(hwc[(static_cast<size_t>(y) * o.width + x) * o.channels + c] - 128);
       }
@@ -150,6 +158,54 @@ TEST(PreprocessorTest, PatchLayoutReplaceFirstPatch) {
   EXPECT_EQ(out[5 * 48 + 0], 4 - 128);
 }
 
+TEST(PreprocessorTest, PatchLayoutChannelMajorRotated) {
+  // HG-PIPE DeiT-tiny's layout at a small size: 12 x 8 image, 4 x 4 patches
+  // (3 rows x 2 columns), token t = patch t - 1, token 0 = patch 5, values
+  // channel-major.
+  Options o = Identity(12, 8, 3, 4, ClsPlaceholder::kRotate);
+  o.value_order = ValueOrder::kChw;
+  const Preprocessor p = Make(o);
+  const std::vector<uint8_t> image = CoordinateImage(12, 8, 3);
+  std::vector<int8_t> out(p.input_bytes(), 99);
+  ASSERT_TRUE(p.PixelsToPatches(image, 12, 8, 3, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, ExpectedIdentityPatches(o, image));
+  // By hand: token 0 = patch 5 (row 2, column 1): value 0 is pixel (8, 4)
+  // R = y = 8; value 16 + 5 is G of pixel (8 + 1, 4 + 1), x = 5.
+  EXPECT_EQ(out[0], 8 - 128);
+  EXPECT_EQ(out[16 + 5], 5 - 128);
+  // Token 1 = patch 0: value 2 * 16 + 3 * 4 + 2 is B of pixel (3, 2).
+  EXPECT_EQ(out[48 + 32 + 14], static_cast<int8_t>(3 * 3 + 7 * 2 + 1 - 128));
+  // Token 4 = patch 3 (row 1, column 1): value 0 is pixel (4, 4), R = 4.
+  EXPECT_EQ(out[4 * 48], 4 - 128);
+
+  // HWC rotated, and CHW with the other placements, against the same model.
+  for (ClsPlaceholder cls :
+       {ClsPlaceholder::kPrepend, ClsPlaceholder::kReplaceFirstPatch, ClsPlaceholder::kRotate}) {
+    for (ValueOrder order : {ValueOrder::kHwc, ValueOrder::kChw}) {
+      // 15 patches + 1 or 8 patches: even token counts.
+      const int h = cls == ClsPlaceholder::kPrepend ? 12 : 16;
+      const int w = cls == ClsPlaceholder::kPrepend ? 20 : 8;
+      Options q = Identity(h, w, 3, 4, cls);
+      q.value_order = order;
+      const std::vector<uint8_t> img = CoordinateImage(h, w, 3);
+      std::vector<int8_t> got(q.input_bytes(), 99);
+      ASSERT_TRUE(Make(q).PixelsToPatches(img, h, w, 3, absl::MakeSpan(got)).ok());
+      EXPECT_EQ(got, ExpectedIdentityPatches(q, img)) << q.DebugString();
+    }
+  }
+}
+
+TEST(PreprocessorTest, ValueOrderDoesNotMatterForGray) {
+  Options hwc = Identity(8, 8, 1, 4, ClsPlaceholder::kReplaceFirstPatch);
+  Options chw = hwc;
+  chw.value_order = ValueOrder::kChw;
+  const std::vector<uint8_t> image = CoordinateImage(8, 8, 1);
+  std::vector<int8_t> a(hwc.input_bytes()), b(chw.input_bytes());
+  ASSERT_TRUE(Make(hwc).PixelsToPatches(image, 8, 8, 1, absl::MakeSpan(a)).ok());
+  ASSERT_TRUE(Make(chw).PixelsToPatches(image, 8, 8, 1, absl::MakeSpan(b)).ok());
+  EXPECT_EQ(a, b);
+}
+
 TEST(PreprocessorTest, PatchLayoutGray) {
   const Options o = Identity(28, 28, 1, 4, ClsPlaceholder::kPrepend);
   const Preprocessor p = Make(o);
@@ -160,9 +216,11 @@ TEST(PreprocessorTest, PatchLayoutGray) {
 }
 
 TEST(PreprocessorTest, DevicePackedMatchesAccelPackImage) {
-  for (ClsPlaceholder cls : {ClsPlaceholder::kPrepend, ClsPlaceholder::kReplaceFirstPatch}) {
+  for (ClsPlaceholder cls :
+       {ClsPlaceholder::kPrepend, ClsPlaceholder::kReplaceFirstPatch, ClsPlaceholder::kRotate}) {
     Options o = Identity(12, 20, 3, 4, cls);
-    if (cls == ClsPlaceholder::kReplaceFirstPatch) o = Identity(16, 16, 3, 4, cls);
+    if (cls != ClsPlaceholder::kPrepend) o = Identity(16, 16, 3, 4, cls);
+    if (cls == ClsPlaceholder::kRotate) o.value_order = ValueOrder::kChw;
     const std::vector<uint8_t> image = CoordinateImage(o.height, o.width, 3);
     std::vector<int8_t> flat(o.input_bytes());
     ASSERT_TRUE(Make(o).PixelsToPatches(image, o.height, o.width, 3, absl::MakeSpan(flat)).ok());
@@ -228,16 +286,34 @@ TEST(PreprocessorTest, FashionMnistQuantizationIsPixelMinus128) {
   }
 }
 
+TEST(PreprocessorTest, DeitTinyQuantizationIsTheAuthorsCalibration) {
+  // Scale 2.64 / 127: the normalized range [-2.1179, 2.6400] maps to
+  // [-102, 127], the authors' calibrated input range.
+  const Preprocessor p = Make(DeitTinyOptions());
+  EXPECT_FLOAT_EQ(p.options().quant_scale, 0.020787402f);
+  EXPECT_EQ(p.QuantizedValue(2, 255), 127);  // (1 - 0.406) / 0.225 = 2.64
+  // -0.485 / 0.229 = -2.1179 -> -101.88
+  EXPECT_EQ(p.QuantizedValue(0, 0), -102);
+  // 0.515 / 0.229 = 2.2489 -> 108.19
+  EXPECT_EQ(p.QuantizedValue(0, 255), 108);
+  // (0.50196 - 0.456) / 0.224 = 0.2052 -> 9.87
+  EXPECT_EQ(p.QuantizedValue(1, 128), 10);
+}
+
 TEST(PreprocessorTest, ImageNetNormalizationAndQuantization) {
-  Options o = DeitTinyOptions();  // mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), 1/32
+  // Mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+  Options o = DeitTinyOptions();
+  o.quant_scale = 1.0f / 32.0f;
   const Preprocessor p = Make(o);
   // By hand, q = round(((v / 255) - mean) / std * 32):
   EXPECT_EQ(p.QuantizedValue(0, 0), -68);   // -0.485 / 0.229 * 32 = -67.77
   EXPECT_EQ(p.QuantizedValue(0, 255), 72);  // 0.515 / 0.229 * 32 = 71.97
-  EXPECT_EQ(p.QuantizedValue(1, 128), 7);   // (0.50196 - 0.456) / 0.224 * 32 = 6.566
+  EXPECT_EQ(p.QuantizedValue(1, 128),
+            7);                             // (0.50196 - 0.456) / 0.224 * 32 = 6.566
   EXPECT_EQ(p.QuantizedValue(2, 255), 84);  // 0.594 / 0.225 * 32 = 84.48
   EXPECT_EQ(p.QuantizedValue(2, 0), -58);   // -0.406 / 0.225 * 32 = -57.74
-  EXPECT_EQ(p.QuantizedValue(1, 116), 0);   // (0.45490 - 0.456) / 0.224 * 32 = -0.157
+  EXPECT_EQ(p.QuantizedValue(1, 116),
+            0);  // (0.45490 - 0.456) / 0.224 * 32 = -0.157
 
   // Clamping: scale 1/64 doubles everything.
   o.quant_scale = 1.0f / 64.0f;
@@ -276,7 +352,8 @@ TEST(PreprocessorTest, RgbToGrayUsesPilWeights) {
   o.tokens = 2;  // 1 patch, replaced... needs 2 tokens: use a 2x4 image
   o.width = 4;
   const Preprocessor p = Make(o);
-  // Pixels (row-major): red, green, blue, (10, 20, 30) / white, black, gray, (200, 100, 50).
+  // Pixels (row-major): red, green, blue, (10, 20, 30) / white, black, gray,
+  // (200, 100, 50).
   const std::vector<uint8_t> rgb = {255, 0,   0,   0, 255, 0, 0,  0,  255, 10,  20,  30,
                                     255, 255, 255, 0, 0,   0, 77, 77, 77,  200, 100, 50};
   std::vector<int8_t> out(p.input_bytes());
@@ -421,8 +498,12 @@ TEST(PreprocessorTest, ResizeThenCenterCropSamplesTheRightSourceRegion) {
 }
 
 TEST(PreprocessorTest, EncodedImagesEndToEnd) {
-  // DeiT-tiny from a photo-sized JPEG, fmnist from a 28x28 gray PNG.
-  const Preprocessor deit = Make(DeitTinyOptions());
+  // DeiT-tiny from a photo-sized JPEG (zero placeholder, scale 1/32 for the
+  // tolerance below), fmnist from a 28x28 gray PNG.
+  Options deit_options = DeitTinyOptions();
+  deit_options.cls_placeholder = ClsPlaceholder::kReplaceFirstPatch;
+  deit_options.quant_scale = 1.0f / 32.0f;
+  const Preprocessor deit = Make(deit_options);
   const std::vector<uint8_t> rgb = SmoothRgb(500, 375);
   JpegSpec spec;
   spec.width = 500;
@@ -435,7 +516,7 @@ TEST(PreprocessorTest, EncodedImagesEndToEnd) {
 
   // Against the raw pixels through the same pipeline (no JPEG scaling):
   // close, not equal (JPEG is lossy).
-  Options full = DeitTinyOptions();
+  Options full = deit_options;
   full.jpeg_scaled_decode = false;
   std::vector<int8_t> from_jpeg(150'528), from_pixels(150'528);
   ASSERT_TRUE(Make(full).EncodedToPatches(*jpeg, absl::MakeSpan(from_jpeg)).ok());
@@ -445,7 +526,8 @@ TEST(PreprocessorTest, EncodedImagesEndToEnd) {
     worst = std::max(worst, std::abs(from_jpeg[i] - from_pixels[i]));
     worst = std::max(worst, std::abs(out[i] - from_pixels[i]));  // scaled decode
   }
-  EXPECT_LE(worst, 4);  // 4 int8 steps = 4 / 32 / 255 * 0.229 ... about 2 gray levels
+  EXPECT_LE(worst,
+            4);  // 4 int8 steps = 4 / 32 / 255 * 0.229 ... about 2 gray levels
 
   const Preprocessor fmnist = Make(FashionMnist());
   const std::vector<uint8_t> gray = SmoothGray(28, 28);
@@ -508,7 +590,8 @@ TEST(PreprocessorTest, Errors) {
   s = deit.PixelsToPatches(strip, 100'000, 1, 1, absl::MakeSpan(deit_out));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("aspect ratio too extreme"));
-  const std::vector<uint8_t> tall(20'000, 5);  // 1 x 20,000: 5,120,000 long, fine
+  const std::vector<uint8_t> tall(20'000,
+                                  5);  // 1 x 20,000: 5,120,000 long, fine
   EXPECT_TRUE(deit.PixelsToPatches(tall, 20'000, 1, 1, absl::MakeSpan(deit_out)).ok());
 
   Options bad = FashionMnist();

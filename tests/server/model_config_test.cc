@@ -231,6 +231,77 @@ TEST_F(RepositoryTest, ListsAndLoadsOneDirectory) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(ModelConfigTest, ValueOrderAndRotateMapOntoPreprocessOptions) {
+  config::ModelConfig c =
+      Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+               preprocess { value_order: "chw" cls_placeholder: "rotate" })");
+  NormalizeModelConfig(Verify(), &c);
+  ASSERT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());
+  auto o = PreprocessOptions(c, Verify().manifest.geometry);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->value_order, preprocess::ValueOrder::kChw);
+  EXPECT_EQ(o->cls_placeholder, preprocess::ClsPlaceholder::kRotate);
+  EXPECT_EQ(o->tokens, 196);  // rotate: as many tokens as patches
+
+  c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE)");
+  NormalizeModelConfig(Verify(), &c);
+  EXPECT_EQ(c.preprocess().value_order(), "hwc");
+  EXPECT_EQ(c.preprocess().cls_placeholder(), "replace_first_patch");
+
+  EXPECT_THAT(Check(R"(name: "m" bitstream: "verify" input_format: PIXELS
+                       preprocess { value_order: "cwh" })")
+                  .message(),
+              HasSubstr("repo/m/config.pbtxt: preprocess.value_order: 'cwh' is not hwc or chw"));
+  EXPECT_THAT(Check(R"(name: "m" bitstream: "verify" input_format: PIXELS
+                       preprocess { cls_placeholder: "roll" })")
+                  .message(),
+              HasSubstr("'roll' is not replace_first_patch, rotate or prepend"));
+}
+
+TEST(ModelConfigTest, QuantScaleDefaultsToTheKernelsInputScale) {
+  ModelEntry e = Verify();
+  e.input_scale = 0.125;
+  config::ModelConfig c = Parse(R"(name: "m" bitstream: "verify" input_format: PIXELS)");
+  NormalizeModelConfig(e, &c);
+  EXPECT_FLOAT_EQ(c.preprocess().quant_scale(), 0.125f);
+  e.input_scale = 0;
+  c = Parse(R"(name: "m" bitstream: "verify" input_format: PIXELS)");
+  NormalizeModelConfig(e, &c);
+  EXPECT_FLOAT_EQ(c.preprocess().quant_scale(), 1.0f / 32.0f);
+  e.input_scale = 0.125;
+  c = Parse(R"(name: "m" bitstream: "verify" input_format: PIXELS
+               preprocess { quant_scale: 0.5 })");
+  NormalizeModelConfig(e, &c);
+  EXPECT_FLOAT_EQ(c.preprocess().quant_scale(), 0.5f);  // the config's wins
+}
+
+TEST(BundledRepositoryTest, DeitTinyPreprocessesAsItsAuthorsHost) {
+  // models/deit_tiny/config.pbtxt must give preprocess::DeitTinyOptions(),
+  // the transform tests/preprocess/hgpipe_golden_test.cc checks bit for bit.
+  const char* src = std::getenv("HGPIPE_SOURCE_DIR");
+  if (src == nullptr) src = HGPIPE_TEST_SOURCE_DIR;
+  auto e = LoadModelDirectory(std::string(src) + "/models", "deit_tiny", ResolveEmulatedBitstream);
+  ASSERT_TRUE(e.ok()) << e.status();
+  auto o = PreprocessOptions(e->config, e->manifest.geometry);
+  ASSERT_TRUE(o.ok()) << o.status();
+  const preprocess::Options want = preprocess::DeitTinyOptions();
+  EXPECT_EQ(o->tokens, want.tokens);
+  EXPECT_EQ(o->token_values, want.token_values);
+  EXPECT_EQ(o->cls_placeholder, want.cls_placeholder);
+  EXPECT_EQ(o->value_order, want.value_order);
+  EXPECT_EQ(o->height, want.height);
+  EXPECT_EQ(o->width, want.width);
+  EXPECT_EQ(o->patch_height, want.patch_height);
+  EXPECT_EQ(o->patch_width, want.patch_width);
+  EXPECT_EQ(o->resize, want.resize);
+  EXPECT_EQ(o->resize_shorter_side, want.resize_shorter_side);
+  EXPECT_EQ(o->filter, want.filter);
+  EXPECT_EQ(o->mean, want.mean);
+  EXPECT_EQ(o->stddev, want.stddev);
+  EXPECT_EQ(o->quant_scale, want.quant_scale);
+  EXPECT_EQ(o->quant_zero_point, want.quant_zero_point);
+}
+
 TEST(BundledRepositoryTest, TheSourceTreeRepositoryLoads) {
   const char* src = std::getenv("HGPIPE_SOURCE_DIR");
   if (src == nullptr) src = HGPIPE_TEST_SOURCE_DIR;

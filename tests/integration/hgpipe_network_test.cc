@@ -2,6 +2,7 @@
 // sent as device patches comes back as their golden logits, bit for bit;
 // photos sent as JPEG files come back with the right ImageNet classes and
 // their names, through the gRPC API and through hgpipe-client.
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -93,6 +94,40 @@ output { name: "LOGITS" datatype: "INT32" dims: [1000] }
     }
   }
   EXPECT_EQ(differ, 0);
+}
+
+// A broken weight file fails its model's load with the file, the tensor and
+// the reason; the server keeps serving its other models.
+TEST(HgpipeNetworkTest, ABrokenWeightFileFailsItsLoadAndOthersServe) {
+  const std::string good = ReadFile(SourceDir() + "/models/deit_tiny/deit_tiny.hgvit");
+  ASSERT_FALSE(good.empty());
+  const std::string broken = ::testing::TempDir() + "/broken.hgvit";
+  {
+    std::ofstream out(broken, std::ios::binary);
+    out << good.substr(0, good.size() / 2);  // truncated gzip data
+  }
+  const std::string repo = WriteModelRepository(
+      {{"verify", ReadFile(SourceDir() + "/models/verify/config.pbtxt")},
+       {"broken", absl::StrCat("name: \"broken\"\nbitstream: \"deit_tiny\"\nweights: \"",
+                               broken, "\"\ninput_format: ENCODED_IMAGE\n",
+                               "input { name: \"IMAGE\" }\n",
+                               "output { name: \"LOGITS\" datatype: \"FP32\" }\n")}});
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      {"--model-repository", repo, "--boards", "sim:1", "--model-control-mode", "explicit",
+       "--load-model", "verify"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = clients::InferenceClient::Create((*server)->grpc_target());
+  ASSERT_TRUE(client.ok()) << client.status();
+  const absl::Status load = (*client)->LoadModel("broken");
+  EXPECT_EQ(load.code(), absl::StatusCode::kInvalidArgument) << load;
+  EXPECT_THAT(load.message(), HasSubstr(broken));
+  EXPECT_THAT(load.message(), HasSubstr("gzip data is truncated"));
+  absl::StatusOr<bool> ready = (*client)->ModelReady("verify");
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_TRUE(*ready);
+  absl::StatusOr<inference::ModelMetadataResponse> md = (*client)->ModelMetadata("verify");
+  EXPECT_TRUE(md.ok()) << md.status();
+  std::remove(broken.c_str());
 }
 
 class PhotoTest : public ::testing::Test {

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
-"""Quantizes the trained float fmnist_vit, exports it in the weight format,
-writes its labels and golden vectors, and reports float and integer top-1
-on the 10,000 Fashion-MNIST test images.
+"""Quantizes the trained float fmnist_vit into HG-PIPE's datapath
+(quantize.py), writes the model directory, and reports float and integer
+top-1 on the 10,000 Fashion-MNIST test images.
 
   /usr/bin/python3 tools/vit/train_fmnist.py --out /tmp/hgpipe-fmnist/float.pt
   /usr/bin/python3 tools/vit/build_fmnist_model.py \\
       --checkpoint /tmp/hgpipe-fmnist/float.pt --out models/fmnist_vit
 
-Writes OUT/fmnist_vit.hgvit, OUT/labels.txt and OUT/golden.hgvit.
+Writes OUT/fmnist_vit.hgvit (gzip container), OUT/labels.txt and
+OUT/golden.hgvit (the first --golden test images and 8 stress inputs with
+the reference's logit words). Also checks that no value on any test image
+falls outside its type (no wrap) and prints how much headroom the measured
+types (residual stream, logits) kept.
 """
 
 import argparse
@@ -21,7 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist_data  # noqa: E402
 import golden  # noqa: E402
-import intref  # noqa: E402
+import hgpipe  # noqa: E402
 import quantize  # noqa: E402
 import weightfile  # noqa: E402
 from vit_model import HgVit, VitGeometry  # noqa: E402
@@ -38,8 +42,7 @@ def float_accuracy(model, flat, labels, batch=1000):
     return correct / len(x)
 
 
-def int_accuracy(manifest, tensors, flat, labels, batch=500):
-    net = intref.IntVit(manifest, tensors)
+def int_accuracy(net, flat, labels, batch=500):
     correct = 0
     for i in range(0, len(flat), batch):
         logits = net.forward(flat[i:i + batch])
@@ -53,7 +56,7 @@ def main():
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="model directory")
     p.add_argument("--calibration", type=int, default=2000,
-                   help="training images used to calibrate activations")
+                   help="training images used to calibrate")
     p.add_argument("--golden", type=int, default=64,
                    help="test images in the golden vectors (+ 8 stress)")
     p.add_argument("--threads", type=int, default=1)
@@ -69,41 +72,51 @@ def main():
     rng = np.random.default_rng(0)
     calib = fmnist_data.to_patches(
         train_img[rng.choice(len(train_img), args.calibration, replace=False)])
-    calib_x = torch.from_numpy(calib.astype(np.float32) *
-                               fmnist_data.INPUT_SCALE)
-    manifest, tensors, scales = quantize.quantize(
-        model, calib_x, quantize.QuantConfig(), "fmnist_vit",
-        fmnist_data.INPUT_SCALE, labels=fmnist_data.LABELS)
+    t0 = time.time()
+    manifest, tensors, report = quantize.quantize(
+        model, calib, fmnist_data.INPUT_SCALE, name="fmnist_vit",
+        labels=fmnist_data.LABELS)
+    for n in report["notes"]:
+        print(n)
+    print(f"quantized in {time.time() - t0:.0f} s")
 
     os.makedirs(args.out, exist_ok=True)
     weights_path = os.path.join(args.out, "fmnist_vit.hgvit")
-    weightfile.write(weights_path, manifest, tensors)
+    weightfile.write(weights_path, manifest, tensors, compress=True)
     with open(os.path.join(args.out, "labels.txt"), "w") as f:
         f.write("\n".join(fmnist_data.LABELS) + "\n")
-    manifest, tensors = weightfile.read(weights_path)  # what C++ will see
+    net = hgpipe.Model.load(weights_path)  # what C++ will see
 
     test_img, test_lbl = fmnist_data.load("t10k")
     flat = fmnist_data.to_patches(test_img)
     t0 = time.time()
     fa = float_accuracy(model, flat, test_lbl)
-    ia = int_accuracy(manifest, tensors, flat, test_lbl)
+    ia = int_accuracy(net, flat, test_lbl)
     print(f"float top-1 {fa * 100:.2f}%, integer top-1 {ia * 100:.2f}% "
           f"(10,000 test images, {time.time() - t0:.0f} s)")
+    probe = quantize.RangeProbe(net.manifest, net.t)
+    quantize.forward_batched(probe, flat)
+    rows = quantize.headroom(probe.ranges)
+    for h, tag, t, lo, hi in rows:
+        if h < 0 or tag.endswith((".residual.out", "head.acc")):
+            print(f"test images: {h} bits of headroom in {tag} ({t}, range "
+                  f"{lo}..{hi})")
+    wraps = [r for r in rows if r[0] < 0]
 
     gflat = np.concatenate([
         flat[:args.golden],
-        golden.stress_inputs(8, manifest["tokens"], manifest["token_values"],
-                             seed=7)])
+        golden.stress_inputs(8, net.tokens, net.token_values, seed=7)])
     glabels = [int(x) for x in test_lbl[:args.golden]] + [-1] * 8
-    logits = intref.IntVit(manifest, tensors).forward(gflat)
     golden.write_golden(os.path.join(args.out, "golden.hgvit"), "fmnist_vit",
-                        gflat, intref.encode_logit_words(logits), glabels)
+                        gflat, golden.logit_words(net, gflat), glabels)
     size = os.path.getsize(weights_path)
     print(f"wrote {weights_path} ({size} bytes), labels.txt, golden.hgvit "
           f"({len(gflat)} images)")
     print(f"logit_scale {manifest['logit_scale']}, timing "
           f"{manifest['interval_cycles']} / {manifest['latency_cycles']} "
           f"cycles at {manifest['clock_hz']} Hz")
+    if wraps:
+        sys.exit(f"{len(wraps)} types wrap on test images: more headroom")
 
 
 if __name__ == "__main__":

@@ -1,50 +1,34 @@
 #!/usr/bin/python3
 """Golden vectors for the C++ datapath: device-order inputs and the device
-output words the integer reference (intref.py) computes for them, stored in
-the weight container format (docs/datapath.md, "Golden vectors").
+output words the reference (hgpipe.py) computes for them, stored in the
+weight container format (docs/datapath.md, "Golden vectors").
 
   /usr/bin/python3 tools/vit/golden.py WEIGHTS OUT [--fmnist N] [--random N]
 """
 
 import argparse
 import os
-import struct
 import sys
-import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmnist_data  # noqa: E402
-import intref  # noqa: E402
+import hgpipe  # noqa: E402
 import weightfile  # noqa: E402
 
 
 def write_golden(path, model_name, flat, words, labels=None):
-    """flat: int8 [N, T, V]; words: uint32 [N, C]."""
+    """flat: int8 [N, T, V] (not device order); words: the device's logit
+    words [N, classes]; labels: true class per image, -1 if none."""
     n, t, v = flat.shape
     manifest = {"model": model_name, "images": n, "tokens": t,
                 "token_values": v, "classes": words.shape[1]}
-    tensors = {"input": fmnist_data.pack_device(flat).astype(np.int8),
-               "output": words.astype(np.int64).astype(np.int32)}
+    tensors = {"input": hgpipe.to_device_order(flat).astype(np.int8),
+               "output": np.asarray(words).astype(np.int64).astype(np.int32)}
     if labels is not None:
         tensors["true_label"] = np.asarray(labels, dtype=np.int32)
-    # Same container as weight files, free-form manifest.
-    out = bytearray(weightfile.MAGIC) + struct.pack("<I", weightfile.VERSION)
-    text = "".join(f"{k} {v_}\n" for k, v_ in manifest.items()).encode()
-    out += struct.pack("<I", len(text)) + text
-    out += struct.pack("<I", len(tensors))
-    for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
-        nb = name.encode()
-        out += struct.pack("<H", len(nb)) + nb
-        out += struct.pack("<BB", weightfile.CODES[arr.dtype], arr.ndim)
-        out += struct.pack(f"<{arr.ndim}I", *arr.shape)
-        data = arr.tobytes()
-        out += struct.pack("<Q", len(data)) + data
-    out += struct.pack("<I", zlib.crc32(bytes(out)) & 0xFFFFFFFF)
-    with open(path, "wb") as f:
-        f.write(out)
+    weightfile.write(path, manifest, tensors, compress=True)
 
 
 def stress_inputs(n, tokens, token_values, seed):
@@ -63,6 +47,12 @@ def stress_inputs(n, tokens, token_values, seed):
     return out.astype(np.int8)
 
 
+def logit_words(model, flat, batch=500):
+    logits = np.concatenate([model.forward(flat[i:i + batch])
+                             for i in range(0, len(flat), batch)])
+    return hgpipe.encode_logit_words(logits)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
@@ -74,20 +64,19 @@ def main():
                    help="N stress inputs (noise, extremes)")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
-    manifest, tensors = weightfile.read(args.weights)
-    t, v = manifest["tokens"], manifest["token_values"]
+    model = hgpipe.Model.load(args.weights)
     parts, labels = [], []
     if args.fmnist:
         img, lbl = fmnist_data.load("t10k")
         parts.append(fmnist_data.to_patches(img[:args.fmnist]))
         labels += [int(x) for x in lbl[:args.fmnist]]
     if args.random:
-        parts.append(stress_inputs(args.random, t, v, args.seed))
+        parts.append(stress_inputs(args.random, model.tokens,
+                                   model.token_values, args.seed))
         labels += [-1] * args.random
     flat = np.concatenate(parts)
-    logits = intref.IntVit(manifest, tensors).forward(flat)
-    write_golden(args.out, manifest["name"], flat,
-                 intref.encode_logit_words(logits), labels)
+    write_golden(args.out, model.manifest["name"], flat,
+                 logit_words(model, flat), labels)
     print(f"wrote {args.out}: {len(flat)} images")
 
 

@@ -271,13 +271,18 @@ absl::Status ReadLinear(Reader& r, const std::string& key, uint32_t in,
   return r.WithinType(key + ".bias", l->bias, l->bias_type);
 }
 
-// `weights_operand`: the output is a product's weights side (k and v of
-// attention), which oneDNN takes signed only.
+// `weights_operand`: the output is the weights side of the attention's
+// products (k and v), which the emulation takes signed and at most 7 bits
+// wide (matmul.h, BatchedMatmul: no 8-bit split for runtime operands).
 absl::Status ReadTableStage(Reader& r, const std::string& key, TableStage* t,
                             bool weights_operand = false) {
   ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
   RETURN_IF_ERROR(line.Type("cursor", &t->cursor));
   RETURN_IF_ERROR(OperandType(line, "out", &t->out, /*allow_unsigned=*/!weights_operand));
+  if (weights_operand && t->out.bits > 7) {
+    return line.Error("out", absl::StrCat(t->out.ToString(),
+                                          ": attention's k and v are s1..s7"));
+  }
   RETURN_IF_ERROR(line.Int("offset", -kMaxOffset, kMaxOffset, &t->offset));
   RETURN_IF_ERROR(line.Int("shift", 0, kMaxShift, &t->shift));
   RETURN_IF_ERROR(line.Int("bound", 0, kMaxTableEntries - 1, &t->bound));

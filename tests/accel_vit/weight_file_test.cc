@@ -232,6 +232,9 @@ TEST_F(WeightFileTest, TypesAreCheckedWhereTheDatapathNeedsThem) {
               HasSubstr("'blocks.0.attn.k_quant' parameter 'out': u3: matrix-product "
                         "operands are s1..s8"));
   c = container_;
+  SetParam(&c, "blocks.0.attn.v_quant", "out", "s8");
+  EXPECT_THAT(Decode(c).message(), HasSubstr("attention's k and v are s1..s7"));
+  c = container_;
   SetParam(&c, "blocks.1.mlp.norm", "var", "x26");
   EXPECT_THAT(Decode(c).message(), HasSubstr("'x26' is not a type"));
   c = container_;

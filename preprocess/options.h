@@ -139,6 +139,13 @@ struct Options {
   // Default: kFlat.
   OutputLayout output_layout = OutputLayout::kFlat;
 
+  // ---- Implementation.
+  // The fused, vectorized pass after decode (fused_pass.h) where it applies
+  // (values channel-major, or one channel); false: the scalar reference
+  // path (resample, then patchify through a lookup table), equal bit for
+  // bit and slower, kept for tests and benchmarks. Default: true.
+  bool fused_pass = true;
+
   // ---- Limits for untrusted input.
   // Largest image accepted, in pixels (width x height as the file declares
   // them, checked before any pixel is decoded). Default: 25 million (a

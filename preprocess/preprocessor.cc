@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "preprocess/fused_pass.h"
 #include "preprocess/image_decoder.h"
 #include "preprocess/resample.h"
 
@@ -18,6 +19,7 @@ struct ThreadScratch {
   ScratchBuffer converted;
   ScratchBuffer resized;
   ResampleScratch resample;
+  FusedScratch fused;
 };
 
 ThreadScratch& Scratch() {
@@ -36,6 +38,7 @@ struct ScratchTrimmer {
     s.converted.TrimTo(kKeepScratchBytes);
     s.resized.TrimTo(kKeepScratchBytes);
     s.resample.intermediate.TrimTo(kKeepScratchBytes);
+    s.fused.TrimTo(kKeepScratchBytes);
   }
 };
 
@@ -322,6 +325,17 @@ absl::Status Preprocessor::ImageToPatches(const ImageView& source, absl::Span<in
     uint8_t* gray = scratch.converted.Get(static_cast<size_t>(source.height) * source.width);
     RgbToGray(image, gray);
     image = PackedView(gray, source.height, source.width, 1);
+  }
+
+  if (o.fused_pass && FusedPassApplies(o)) {
+    Window window;
+    window.resize = plan.resize;
+    window.resized_height = plan.resized_height;
+    window.resized_width = plan.resized_width;
+    window.top = plan.top;
+    window.left = plan.left;
+    FusedPass(o, lut_, image, window, out.data(), &scratch.fused);
+    return absl::OkStatus();
   }
 
   int top = plan.top;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "preprocess/simd_kernels.h"
+
 namespace hgpipe::preprocess {
 namespace {
 
@@ -37,12 +39,12 @@ double BicubicKernel(double x) {
 // pass). Plain function pointers, not ifunc-based target_clones, which crash
 // at load time under ThreadSanitizer.
 [[gnu::always_inline]] inline void AccumulateRowBody(int32_t* __restrict sum,
-                                                    const uint8_t* __restrict row, int n,
-                                                    int32_t k) {
+                                                     const uint8_t* __restrict row, int n,
+                                                     int32_t k) {
   for (int i = 0; i < n; ++i) sum[i] += row[i] * k;
 }
 [[gnu::always_inline]] inline void ClipRowBody(const int32_t* __restrict sum,
-                                              uint8_t* __restrict out, int n) {
+                                               uint8_t* __restrict out, int n) {
   for (int i = 0; i < n; ++i) out[i] = Clip8(sum[i]);
 }
 
@@ -227,6 +229,23 @@ void ResampleCropImpl(const ImageView& src, int out_width, int out_height, int l
 }
 
 }  // namespace
+
+void ComputeTaps(int in_size, int out_size, int first_out, int count, ResizeFilter filter,
+                 Taps* t) {
+  const int ksize =
+      PrecomputeCoefficients(in_size, out_size, first_out, count, filter, &t->bounds, &t->raw);
+  const int pad = simd::kTapPadding;
+  t->stride = (ksize + pad - 1) / pad * pad;
+  t->first.resize(count);
+  t->taps.resize(count);
+  t->coefficients.assign(static_cast<size_t>(count) * t->stride, 0);
+  for (int i = 0; i < count; ++i) {
+    t->first[i] = t->bounds[2 * i];
+    t->taps[i] = t->bounds[2 * i + 1];
+    std::memcpy(&t->coefficients[static_cast<size_t>(i) * t->stride],
+                &t->raw[static_cast<size_t>(i) * ksize], sizeof(int32_t) * t->taps[i]);
+  }
+}
 
 void ResampleCrop(const ImageView& src, int out_width, int out_height, int left, int top,
                   int crop_width, int crop_height, ResizeFilter filter, uint8_t* dst,

@@ -38,6 +38,23 @@ void ResampleCrop(const ImageView& src, int out_width, int out_height, int left,
                   int crop_width, int crop_height, ResizeFilter filter, uint8_t* dst,
                   ResampleScratch* scratch);
 
+// Pillow's taps for outputs [first_out, first_out + count) of an in_size ->
+// out_size resize, laid out for simd::HorizontalRow: output i reads taps[i]
+// inputs from first[i] on, coefficients at coefficients[i * stride], zero
+// past taps[i]; stride is a multiple of simd::kTapPadding. Reuses the
+// vectors' memory.
+struct Taps {
+  std::vector<int32_t> first;
+  std::vector<int32_t> taps;
+  std::vector<int32_t> coefficients;
+  int stride = 0;
+  // Scratch for the computation.
+  std::vector<int> bounds;
+  std::vector<int32_t> raw;
+};
+void ComputeTaps(int in_size, int out_size, int first_out, int count, ResizeFilter filter,
+                 Taps* taps);
+
 }  // namespace hgpipe::preprocess
 
 #endif  // HGPIPE_PREPROCESS_RESAMPLE_H_

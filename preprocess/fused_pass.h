@@ -1,0 +1,64 @@
+// The fused pass after decode: crop window, resize (Pillow's resampler,
+// exact), normalize, quantize, patchify and device-pack, in one pass over
+// the decoded pixels, written into a caller-supplied span: the model input
+// (flat, or device-packed for a board's input slot). Vectorized with
+// Highway (simd_kernels.h); equal bit for bit to the scalar path
+// (resample.h + the lookup table + Patchify in preprocessor.cc), which
+// tests/preprocess/fused_pass_test.cc checks on many sizes and options.
+//
+// Steady state allocates nothing: all memory is the caller's FusedScratch,
+// grown to the largest image seen (one per thread in Preprocessor).
+#ifndef HGPIPE_PREPROCESS_FUSED_PASS_H_
+#define HGPIPE_PREPROCESS_FUSED_PASS_H_
+
+#include <array>
+#include <cstdint>
+
+#include "preprocess/image.h"
+#include "preprocess/options.h"
+#include "preprocess/resample.h"
+#include "preprocess/simd_kernels.h"
+
+namespace hgpipe::preprocess {
+
+// Reused between calls on one thread.
+struct FusedScratch {
+  Taps taps_x, taps_y;
+  ScratchBuffer source_planes;  // one source row, split into channels, padded
+  ScratchBuffer resized_rows;   // horizontally resampled rows, per channel
+  ScratchBuffer quantized;      // the model image, int8, [channel][height][width]
+  std::vector<const uint8_t*> row_pointers;
+
+  // Frees buffers above `keep` bytes (see ScratchBuffer::TrimTo).
+  void TrimTo(size_t keep) {
+    source_planes.TrimTo(keep);
+    resized_rows.TrimTo(keep);
+    quantized.TrimTo(keep);
+  }
+};
+
+// Whether FusedPass handles `o`: values channel-major (or one channel).
+// Others (HWC RGB) take the scalar path.
+bool FusedPassApplies(const Options& o);
+
+// Where the model image comes from in `src`: the window at (top, left) of
+// src resized to resized_height x resized_width (no resize: the window at
+// (top, left) of src itself).
+struct Window {
+  bool resize = false;
+  int resized_height = 0;
+  int resized_width = 0;
+  int top = 0;
+  int left = 0;
+};
+
+// Writes the model input of `src` (1 or 3 channels; 1 -> 3 replicates) into
+// `out`, which holds o.input_bytes() in o.output_layout. lut[c][v] is the
+// int8 value of channel c's pixel value v (normalized and quantized). Requires FusedPassApplies(o)
+// and a window inside the (resized) image, as PlanGeometry makes.
+void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+               const ImageView& src, const Window& window, int8_t* out, FusedScratch* scratch);
+
+}  // namespace hgpipe::preprocess
+
+#endif  // HGPIPE_PREPROCESS_FUSED_PASS_H_

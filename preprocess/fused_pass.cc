@@ -84,31 +84,50 @@ bool FusedPassApplies(const Options& o) {
   return o.channels == 1 || o.value_order == ValueOrder::kChw;
 }
 
-void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
-               const ImageView& src, const Window& w, int8_t* out, FusedScratch* s) {
-  const int width = o.width, height = o.height, channels = o.channels;
-  const int src_channels = src.channels;  // 1 or 3
-  const bool need_x = w.resize && w.resized_width != src.width;
-  const bool need_y = w.resize && w.resized_height != src.height;
-  const int left = w.left;
-  const int top = w.top;
+Rect PlanFusedPass(const Options& o, const Window& w, int source_width, int source_height,
+                   FusedScratch* s) {
+  const int width = o.width, height = o.height;
+  s->need_x = w.resize && w.resized_width != source_width;
+  s->need_y = w.resize && w.resized_height != source_height;
+  Rect r{w.left, w.top, w.left + width, w.top + height};
+  if (s->need_x) {
+    ComputeTaps(source_width, w.resized_width, w.left, width, o.filter, &s->taps_x);
+    r.x0 = s->taps_x.first[0];
+    r.x1 = s->taps_x.first[width - 1] + s->taps_x.taps[width - 1];
+  }
+  if (s->need_y) {
+    ComputeTaps(source_height, w.resized_height, w.top, height, o.filter, &s->taps_y);
+    r.y0 = s->taps_y.first[0];
+    r.y1 = s->taps_y.first[height - 1] + s->taps_y.taps[height - 1];
+  }
+  s->source_rect = r;
+  return r;
+}
 
-  // Source columns [x0, x1) and rows [y0, y1) the window reads.
-  int x0 = left, x1 = left + width;
-  if (need_x) {
-    ComputeTaps(src.width, w.resized_width, left, width, o.filter, &s->taps_x);
-    x0 = s->taps_x.first[0];
-    x1 = s->taps_x.first[width - 1] + s->taps_x.taps[width - 1];
-    for (int& f : s->taps_x.first) f -= x0;  // relative to the copied columns
-  }
-  int y0 = top, y1 = top + height;
-  if (need_y) {
-    ComputeTaps(src.height, w.resized_height, top, height, o.filter, &s->taps_y);
-    y0 = s->taps_y.first[0];
-    y1 = s->taps_y.first[height - 1] + s->taps_y.taps[height - 1];
-  }
+void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+               const ImageView& src, const Window& window, int8_t* out, FusedScratch* scratch) {
+  PlanFusedPass(o, window, src.width, src.height, scratch);
+  DecodedRegion whole;
+  whole.view = src;
+  whole.full_width = src.width;
+  whole.full_height = src.height;
+  RunFusedPass(o, lut, whole, out, scratch);
+}
+
+void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                  const DecodedRegion& region, int8_t* out, FusedScratch* s) {
+  const int width = o.width, height = o.height, channels = o.channels;
+  const ImageView& src = region.view;
+  const int src_channels = src.channels;  // 1 or 3
+  const bool need_x = s->need_x, need_y = s->need_y;
+  const int x0 = s->source_rect.x0, x1 = s->source_rect.x1;
+  const int y0 = s->source_rect.y0, y1 = s->source_rect.y1;
   const int columns = x1 - x0;
   const int rows = y1 - y0;
+  if (need_x) {
+    // Relative to the copied columns; planned anew for every image.
+    for (int& f : s->taps_x.first) f -= x0;
+  }
 
   // One source row split into channels, each padded for the tap loads, and
   // its horizontally resampled copy.
@@ -126,7 +145,7 @@ void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& l
   auto source_channel = [&](int c) { return src_channels == 1 ? 0 : c; };
 
   for (int r = 0; r < rows; ++r) {
-    const uint8_t* row = src.At(y0 + r, x0);
+    const uint8_t* row = src.At(y0 + r - region.y, x0 - region.x);
     if (src_channels == 3) {
       simd::DeinterleaveRgb(row, src.pixel_stride, columns, planes, planes + plane_stride,
                             planes + 2 * plane_stride);

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "preprocess/image.h"
+#include "preprocess/image_decoder.h"
 #include "preprocess/options.h"
 #include "preprocess/resample.h"
 #include "preprocess/simd_kernels.h"
@@ -28,6 +29,10 @@ struct FusedScratch {
   ScratchBuffer resized_rows;   // horizontally resampled rows, per channel
   ScratchBuffer quantized;      // the model image, int8, [channel][height][width]
   std::vector<const uint8_t*> row_pointers;
+  // The plan of the image under way (PlanFusedPass).
+  bool need_x = false;
+  bool need_y = false;
+  Rect source_rect;
 
   // Frees buffers above `keep` bytes (see ScratchBuffer::TrimTo).
   void TrimTo(size_t keep) {
@@ -52,10 +57,21 @@ struct Window {
   int left = 0;
 };
 
-// Writes the model input of `src` (1 or 3 channels; 1 -> 3 replicates) into
-// `out`, which holds o.input_bytes() in o.output_layout. lut[c][v] is the
-// int8 value of channel c's pixel value v (normalized and quantized). Requires FusedPassApplies(o)
-// and a window inside the (resized) image, as PlanGeometry makes.
+// Plans the pass for a source_width x source_height image (after any DCT
+// scaling) into `scratch` and returns the source rectangle it reads.
+Rect PlanFusedPass(const Options& o, const Window& window, int source_width, int source_height,
+                   FusedScratch* scratch);
+
+// Runs the pass PlanFusedPass planned on `region`, a part of the image that
+// covers the planned rectangle, writing the model input into `out`, which
+// holds o.input_bytes() in o.output_layout. lut[c][v] is the int8 value of
+// channel c's pixel value v (normalized and quantized). `region` has 1 or 3
+// channels (1 -> 3 replicates). Requires FusedPassApplies(o) and a window
+// inside the (resized) image, as Preprocessor's geometry makes.
+void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                  const DecodedRegion& region, int8_t* out, FusedScratch* scratch);
+
+// Both on a whole image.
 void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
                const ImageView& src, const Window& window, int8_t* out, FusedScratch* scratch);
 

@@ -44,13 +44,7 @@ struct ScratchTrimmer {
 
 // How the height x width model image is cut from a source image: the window
 // at (top, left) of the source resized to resized_height x resized_width.
-struct GeometryPlan {
-  bool resize = false;
-  int resized_height = 0;
-  int resized_width = 0;
-  int top = 0;
-  int left = 0;
-};
+using GeometryPlan = Window;
 
 // Shorter-side resizing scales the longer side too; a 1 x 20,000,000 image
 // would make it billions of pixels long (only a window is ever computed, but
@@ -268,7 +262,24 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
       break;
   }
   ScratchTrimmer trim;
-  ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &Scratch().decoded));
+  ThreadScratch& scratch = Scratch();
+  if (options_.fused_pass && FusedPassApplies(options_)) {
+    // Decode only the rectangle the pass reads (JPEG), planned from the
+    // header's size before any pixel is decoded.
+    auto plan = [&](int width, int height) -> absl::StatusOr<Rect> {
+      ASSIGN_OR_RETURN(const Window window, PlanGeometry(options_, height, width));
+      return PlanFusedPass(options_, window, width, height, &scratch.fused);
+    };
+    ASSIGN_OR_RETURN(const DecodedRegion region,
+                     DecodeImageRegion(encoded, d, plan, &scratch.decoded));
+    if (options_.channels == 1 && region.view.channels == 3) {
+      // An RGB PNG for a gray model: whole images only (JPEGs decode to gray).
+      return ImageToPatches(region.view, out);
+    }
+    RunFusedPass(options_, lut_, region, out.data(), &scratch.fused);
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &scratch.decoded));
   return ImageToPatches(image, out);
 }
 
@@ -328,13 +339,7 @@ absl::Status Preprocessor::ImageToPatches(const ImageView& source, absl::Span<in
   }
 
   if (o.fused_pass && FusedPassApplies(o)) {
-    Window window;
-    window.resize = plan.resize;
-    window.resized_height = plan.resized_height;
-    window.resized_width = plan.resized_width;
-    window.top = plan.top;
-    window.left = plan.left;
-    FusedPass(o, lut_, image, window, out.data(), &scratch.fused);
+    FusedPass(o, lut_, image, plan, out.data(), &scratch.fused);
     return absl::OkStatus();
   }
 

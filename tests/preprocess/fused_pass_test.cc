@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "preprocess/image_encoder.h"
 #include "preprocess/preprocessor.h"
 #include "preprocess/simd_kernels.h"
 #include "tests/preprocess/test_images.h"
@@ -160,6 +161,62 @@ TEST(FusedPassTest, OddPatchWidthsAndUpscaling) {
     ExpectFusedEqualsScalar(o, Noise(28 * 28, 1), 28, 28, 1);
     ExpectFusedEqualsScalar(o, Noise(19 * 13, 2), 13, 19, 1);
     ExpectFusedEqualsScalar(o, Noise(size_t{280} * 300 * 3, 3), 300, 280, 3);
+  }
+}
+
+// Noise blocks on smooth waves: edges everywhere, so a pixel taken from
+// the wrong place or a decode that differs at a crop edge shows.
+std::vector<uint8_t> Textured(int width, int height, int channels) {
+  std::vector<uint8_t> smooth = testing::SmoothRgb(width, height);
+  const std::vector<uint8_t> noise = Noise(smooth.size(), width * 31 + height);
+  for (size_t i = 0; i < smooth.size(); ++i) {
+    if ((i / 3 / 7 + i / 3 / width / 5) % 3 == 0) smooth[i] = noise[i];
+  }
+  if (channels == 3) return smooth;
+  std::vector<uint8_t> gray(static_cast<size_t>(width) * height);
+  for (size_t i = 0; i < gray.size(); ++i) gray[i] = smooth[3 * i];
+  return gray;
+}
+
+TEST(FusedPassTest, JpegRegionDecodeEqualsTheFullDecode) {
+  // The fused path decodes only the rectangle it reads (columns cropped,
+  // rows skipped); the scalar path decodes everything. Same JPEG scale
+  // (scaled decode on and off), so the outputs must be equal.
+  struct Case {
+    int width, height, channels, subsampling;
+    bool progressive;
+  } cases[] = {{500, 375, 3, 420, false},  {375, 500, 3, 422, false}, {600, 400, 3, 444, true},
+               {1100, 700, 3, 420, false}, {333, 1001, 3, 420, true}, {640, 480, 1, 444, false},
+               {257, 300, 3, 420, false},  {2000, 300, 3, 422, false}};
+  for (const Case& c : cases) {
+    JpegSpec spec;
+    spec.width = c.width;
+    spec.height = c.height;
+    spec.channels = c.channels;
+    spec.subsampling = c.subsampling;
+    spec.progressive = c.progressive;
+    auto jpeg = EncodeJpeg(Textured(c.width, c.height, c.channels), spec);
+    ASSERT_TRUE(jpeg.ok()) << jpeg.status();
+    for (bool scaled : {true, false}) {
+      for (ResizeFilter f : {ResizeFilter::kBicubic, ResizeFilter::kBilinear}) {
+        Options o = DeitTinyOptions();
+        o.jpeg_scaled_decode = scaled;
+        o.filter = f;
+        o.fused_pass = true;
+        auto fused = Preprocessor::Create(o);
+        o.fused_pass = false;
+        auto scalar = Preprocessor::Create(o);
+        ASSERT_TRUE(fused.ok() && scalar.ok());
+        std::vector<int8_t> a(o.input_bytes(), 1), b(o.input_bytes(), 2);
+        ASSERT_TRUE(fused->EncodedToPatches(*jpeg, absl::MakeSpan(a)).ok());
+        ASSERT_TRUE(scalar->EncodedToPatches(*jpeg, absl::MakeSpan(b)).ok());
+        int differ = 0;
+        for (size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
+        EXPECT_EQ(differ, 0) << c.width << "x" << c.height << "x" << c.channels << " "
+                             << c.subsampling << (c.progressive ? " progressive" : "")
+                             << (scaled ? " scaled" : "") << " filter " << static_cast<int>(f);
+      }
+    }
   }
 }
 

@@ -129,6 +129,10 @@ bool EndsWithEoi(absl::Span<const uint8_t> encoded) {
 
 // libjpeg's message for a failed decode, classified for the caller.
 absl::Status JpegError(absl::string_view message, absl::Span<const uint8_t> encoded) {
+  if (absl::StrContains(message, "Maximum supported image dimension")) {
+    // libjpeg's own side limit, checked on the header (as ours on pixels).
+    return absl::InvalidArgumentError(absl::StrCat("image too large: JPEG: ", message));
+  }
   const bool has_eoi = EndsWithEoi(encoded);
   if (IsTruncationMessage(message) || !has_eoi) {
     return absl::InvalidArgumentError(

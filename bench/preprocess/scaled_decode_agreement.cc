@@ -11,8 +11,8 @@
 //     bilinear): the scaled decode reads it at 1/8, straight at 28x28.
 //   hgpipe-scaled-decode-agreement deit_tiny FILE.jpg...
 //     photos through deit_tiny's transform (shorter side 256, crop 224) on
-//     the generated-weights DeiT-tiny the emulated boards run by default
-//     (so agreement, not accuracy).
+//     models/deit_tiny's weights (HGPIPE_DEIT_WEIGHTS to override), with a
+//     control: the full path with bilinear instead of bicubic resizing.
 #include <zlib.h>
 
 #include <cstdio>
@@ -24,7 +24,6 @@
 
 #include "accel/device_layout.h"
 #include "accel/kernel.h"
-#include "accel/vit/deit_tiny.h"
 #include "accel/vit/vit_kernel.h"
 #include "preprocess/image_encoder.h"
 #include "preprocess/preprocessor.h"
@@ -163,11 +162,14 @@ int Fmnist(int limit) {
 }
 
 int DeitTiny(int argc, char** argv) {
-  // The server's generated DeiT-tiny (server/model_repository.cc's seed),
-  // or converted weights (tools/vit/convert_deit_checkpoint.py).
-  const char* weights = std::getenv("HGPIPE_DEIT_WEIGHTS");
-  auto kernel = weights != nullptr ? accel::vit::LoadVitKernel(weights)
-                                   : accel::vit::MakeDeitTinyKernel(2024);
+  // models/deit_tiny's weights (the HG-PIPE authors' DeiT-tiny), or
+  // HGPIPE_DEIT_WEIGHTS.
+  const char* src = std::getenv("HGPIPE_SOURCE_DIR");
+  const char* env = std::getenv("HGPIPE_DEIT_WEIGHTS");
+  const std::string weights = env != nullptr ? env
+                                             : std::string(src != nullptr ? src : ".") +
+                                                   "/models/deit_tiny/deit_tiny.hgvit";
+  auto kernel = accel::vit::LoadVitKernel(weights);
   if (!kernel.ok()) {
     std::fprintf(stderr, "%s\n", kernel.status().ToString().c_str());
     return 1;
@@ -187,7 +189,7 @@ int DeitTiny(int argc, char** argv) {
     Compare(**kernel, scaled, full, jpeg, -1, &t);
     Compare(**kernel, bilinear, full, jpeg, -1, &control);
   }
-  const char* net = weights != nullptr ? weights : "generated weights";
+  const char* net = weights.c_str();
   std::printf("deit_tiny (%s), photos, ", net);
   Print("scaled vs full decode", t, false);
   std::printf("deit_tiny (%s), photos, ", net);

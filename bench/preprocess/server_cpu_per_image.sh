@@ -16,7 +16,8 @@
 #
 # Environment: REQUESTS (default 3000), CLIENTS (h2load -c, default 2),
 # STREAMS (h2load -m, default 8), THREADS (--preprocess-threads, default 0
-# = one per core).
+# = one per core), SERVER (default BUILD_DIR/bin/hgpipe-server) and
+# MODELS (default this tree's models/), e.g. to measure another build.
 set -euo pipefail
 build=$(cd "$1" && pwd); shift
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$build/bin/hgpipe-server" --model-repository "$src/models" \
+"${SERVER:-$build/bin/hgpipe-server}" --model-repository "${MODELS:-$src/models}" \
   --model-control-mode explicit --load-model deit_tiny \
   --boards sim:1 --emulated-compute=false --preprocess-threads "$threads" \
   --host 127.0.0.1 --grpc-port 0 --metrics-port 0 >"$log" 2>&1 &

@@ -136,7 +136,7 @@ TEST(FusedPassTest, PlacementsLayoutsAndGray) {
         o.resize = ResizeMode::kExact;
         ExpectFusedEqualsScalar(o, Noise(size_t{30} * 33 * 3, 9), 30, 33, 3);
         o.resize = ResizeMode::kNone;
-        ExpectFusedEqualsScalar(o, Noise(size_t{o.height} * o.width * 3, 10), o.height, o.width, 3);
+        ExpectFusedEqualsScalar(o, Noise(static_cast<size_t>(o.height) * o.width * 3, 10), o.height, o.width, 3);
       }
     }
   }

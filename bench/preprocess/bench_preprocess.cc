@@ -11,13 +11,17 @@
 //
 //   BM_WorkerPool*/threads:N: the server's WorkerPool (server/worker_pool.h)
 //   with N threads preprocessing a stream of 500x375 JPEGs into their own
-//   slots, as the server does: images/s of wall time for the pool.
+//   slots, as the server does: images/s of wall time for the pool, and the
+//   process's CPU per image (cpu_us_per_image).
 //   HGPIPE_BENCH_JPEGS=a.jpg:b.jpg adds BM_File/<name> for each file (e.g.
-//   real photos) to DeiT-tiny's input, and BM_FileDecodeOnly/<name>.
+//   real photos) to DeiT-tiny's input, BM_FileScalarPath/<name> (the same
+//   through the scalar reference path: full decode, resample, table) and
+//   BM_FileDecodeOnly/<name> (a full decode alone).
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -110,6 +114,16 @@ void BM_DeitTinyJpeg500x375FullDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_DeitTinyJpeg500x375FullDecode);
 
+// The scalar reference path (full decode, resample to an image, patchify
+// through the table): what the fused pass and region decode replace.
+void BM_DeitTinyJpeg500x375ScalarPath(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  Options o = DeitTinyOptions();
+  o.fused_pass = false;
+  RunEncoded(state, o, jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375ScalarPath);
+
 void BM_DeitTinyJpeg500x375DevicePacked(benchmark::State& state) {
   static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
   Options o = DeitTinyOptions();
@@ -199,6 +213,8 @@ void BM_WorkerPoolDeitTinyJpeg500x375(benchmark::State& state) {
   std::vector<int8_t> slots(kBatch * p.input_bytes());
   server::WorkerPool pool(threads, 1 << 16);
   std::atomic<int> failures{0};
+  timespec cpu0;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
   for (auto _ : state) {
     std::atomic<int> left{kBatch};
     absl::Notification done;
@@ -213,9 +229,15 @@ void BM_WorkerPoolDeitTinyJpeg500x375(benchmark::State& state) {
     if (!pool.TrySubmitAll(std::move(tasks))) state.SkipWithError("queue full");
     done.WaitForNotification();
   }
+  timespec cpu1;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
   if (failures.load() != 0) state.SkipWithError("preprocessing failed");
   state.SetItemsProcessed(state.iterations() * kBatch);
   state.counters["threads"] = threads;
+  // The pool's CPU per image (all threads): flat from 1 to 2 threads when
+  // nothing is shared; images/s itself scales only with idle cores.
+  const double cpu = (cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
+  state.counters["cpu_us_per_image"] = cpu / (state.iterations() * kBatch) * 1e6;
 }
 BENCHMARK(BM_WorkerPoolDeitTinyJpeg500x375)->Arg(1)->Arg(2)->UseRealTime()->ArgName("threads");
 
@@ -234,6 +256,12 @@ void RegisterFileBenchmarks() {
     benchmark::RegisterBenchmark(("BM_File/" + name).c_str(), [bytes](benchmark::State& state) {
       RunEncoded(state, DeitTinyOptions(), *bytes);
     });
+    benchmark::RegisterBenchmark(("BM_FileScalarPath/" + name).c_str(),
+                                 [bytes](benchmark::State& state) {
+                                   Options o = DeitTinyOptions();
+                                   o.fused_pass = false;
+                                   RunEncoded(state, o, *bytes);
+                                 });
     benchmark::RegisterBenchmark(("BM_FileDecodeOnly/" + name).c_str(),
                                  [bytes](benchmark::State& state) {
                                    ScratchBuffer buffer;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+
 namespace hgpipe::preprocess {
 namespace {
 
@@ -100,22 +102,27 @@ Rect PlanFusedPass(const Options& o, const Window& w, int source_width, int sour
     r.y0 = s->taps_y.first[0];
     r.y1 = s->taps_y.first[height - 1] + s->taps_y.taps[height - 1];
   }
+  // The horizontal taps index the copied columns, which start at r.x0.
+  if (s->need_x) {
+    for (int& f : s->taps_x.first) f -= r.x0;
+  }
   s->source_rect = r;
   return r;
 }
 
-void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
-               const ImageView& src, const Window& window, int8_t* out, FusedScratch* scratch) {
+absl::Status FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                       const ImageView& src, const Window& window, int8_t* out,
+                       FusedScratch* scratch) {
   PlanFusedPass(o, window, src.width, src.height, scratch);
   DecodedRegion whole;
   whole.view = src;
   whole.full_width = src.width;
   whole.full_height = src.height;
-  RunFusedPass(o, lut, whole, out, scratch);
+  return RunFusedPass(o, lut, whole, out, scratch);
 }
 
-void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
-                  const DecodedRegion& region, int8_t* out, FusedScratch* s) {
+absl::Status RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                          const DecodedRegion& region, int8_t* out, FusedScratch* s) {
   const int width = o.width, height = o.height, channels = o.channels;
   const ImageView& src = region.view;
   const int src_channels = src.channels;  // 1 or 3
@@ -124,9 +131,12 @@ void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>
   const int y0 = s->source_rect.y0, y1 = s->source_rect.y1;
   const int columns = x1 - x0;
   const int rows = y1 - y0;
-  if (need_x) {
-    // Relative to the copied columns; planned anew for every image.
-    for (int& f : s->taps_x.first) f -= x0;
+  if (x0 < region.x || y0 < region.y || x1 > region.x + src.width || y1 > region.y + src.height ||
+      (src_channels != 1 && src_channels != 3)) {
+    return absl::InternalError(absl::StrCat("decoded region [", region.x, ", ",
+                                            region.x + src.width, ") x [", region.y, ", ",
+                                            region.y + src.height, ") does not cover the planned [",
+                                            x0, ", ", x1, ") x [", y0, ", ", y1, ")"));
   }
 
   // One source row split into channels, each padded for the tap loads, and
@@ -197,6 +207,7 @@ void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>
     }
   }
   Pack(o, q, out);
+  return absl::OkStatus();
 }
 
 }  // namespace hgpipe::preprocess

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "preprocess/image.h"
 #include "preprocess/image_decoder.h"
 #include "preprocess/options.h"
@@ -68,12 +69,15 @@ Rect PlanFusedPass(const Options& o, const Window& window, int source_width, int
 // channel c's pixel value v (normalized and quantized). `region` has 1 or 3
 // channels (1 -> 3 replicates). Requires FusedPassApplies(o) and a window
 // inside the (resized) image, as Preprocessor's geometry makes.
-void RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
-                  const DecodedRegion& region, int8_t* out, FusedScratch* scratch);
+// Internal if `region` does not cover the planned rectangle (a bug, not bad
+// input).
+absl::Status RunFusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                          const DecodedRegion& region, int8_t* out, FusedScratch* scratch);
 
 // Both on a whole image.
-void FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
-               const ImageView& src, const Window& window, int8_t* out, FusedScratch* scratch);
+absl::Status FusedPass(const Options& o, const std::array<std::array<int8_t, 256>, 3>& lut,
+                       const ImageView& src, const Window& window, int8_t* out,
+                       FusedScratch* scratch);
 
 }  // namespace hgpipe::preprocess
 

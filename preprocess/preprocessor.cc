@@ -276,8 +276,7 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
       // An RGB PNG for a gray model: whole images only (JPEGs decode to gray).
       return ImageToPatches(region.view, out);
     }
-    RunFusedPass(options_, lut_, region, out.data(), &scratch.fused);
-    return absl::OkStatus();
+    return RunFusedPass(options_, lut_, region, out.data(), &scratch.fused);
   }
   ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &scratch.decoded));
   return ImageToPatches(image, out);
@@ -339,8 +338,7 @@ absl::Status Preprocessor::ImageToPatches(const ImageView& source, absl::Span<in
   }
 
   if (o.fused_pass && FusedPassApplies(o)) {
-    FusedPass(o, lut_, image, plan, out.data(), &scratch.fused);
-    return absl::OkStatus();
+    return FusedPass(o, lut_, image, plan, out.data(), &scratch.fused);
   }
 
   int top = plan.top;

@@ -170,8 +170,9 @@ absl::Status RunFusedPass(const Options& o, const std::array<std::array<int8_t, 
         std::memset(plane + columns, 0, plane_stride - columns);  // what padded loads read
         uint8_t* dst = need_y ? resized + sc * resized_plane + static_cast<size_t>(r) * width
                               : row_out + sc * width;
-        simd::HorizontalRow(plane, s->taps_x.first.data(), s->taps_x.taps.data(),
-                            s->taps_x.coefficients.data(), s->taps_x.stride, width, dst);
+        simd::HorizontalRowMadd(plane, s->taps_x.first.data(), s->taps_x.taps.data(),
+                                s->taps_x.coefficients.data(), s->taps_x.stride, s->taps_x.madd,
+                                width, dst);
         horizontal[sc] = dst;
       } else if (need_y) {
         std::memcpy(resized + sc * resized_plane + static_cast<size_t>(r) * width, plane, width);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "preprocess/simd_kernels.h"
@@ -244,6 +245,30 @@ void ComputeTaps(int in_size, int out_size, int first_out, int count, ResizeFilt
     t->taps[i] = t->bounds[2 * i + 1];
     std::memcpy(&t->coefficients[static_cast<size_t>(i) * t->stride],
                 &t->raw[static_cast<size_t>(i) * ksize], sizeof(int32_t) * t->taps[i]);
+  }
+  // The 16-bit split, when every output has at most 8 taps and no two taps'
+  // magnitudes exceed 1.5 (a pair's products then fit 31 bits).
+  bool split = true;
+  for (int i = 0; i < count && split; ++i) {
+    const int32_t* k = &t->coefficients[static_cast<size_t>(i) * t->stride];
+    split = t->taps[i] <= 8;
+    for (int j = 0; j + 1 < 8 && split; j += 2) {
+      split = int64_t{std::abs(k[j])} + std::abs(k[j + 1]) <= (int64_t{3} << (kPrecisionBits - 1));
+    }
+  }
+  const size_t groups = static_cast<size_t>(count) / 8;
+  t->madd.hi.clear();
+  t->madd.lo.clear();
+  if (!split || groups == 0) return;
+  t->madd.hi.assign(groups * 64, 0);
+  t->madd.lo.assign(groups * 64, 0);
+  for (int i = 0; i < static_cast<int>(groups * 8); ++i) {
+    const int32_t* k = &t->coefficients[static_cast<size_t>(i) * t->stride];
+    for (int j = 0; j < 8; ++j) {
+      const int32_t hi = k[j] >> 11;  // floor: lo = k - hi * 2^11 is in [0, 2^11)
+      t->madd.hi[simd::MaddCoefficientIndex(i, j)] = static_cast<int16_t>(hi);
+      t->madd.lo[simd::MaddCoefficientIndex(i, j)] = static_cast<int16_t>(k[j] - hi * 2048);
+    }
   }
 }
 

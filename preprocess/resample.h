@@ -16,6 +16,7 @@
 
 #include "preprocess/image.h"
 #include "preprocess/options.h"
+#include "preprocess/simd_kernels.h"
 
 namespace hgpipe::preprocess {
 
@@ -48,6 +49,8 @@ struct Taps {
   std::vector<int32_t> taps;
   std::vector<int32_t> coefficients;
   int stride = 0;
+  // For simd::HorizontalRowMadd; empty when it does not apply.
+  simd::MaddCoefficients madd;
   // Scratch for the computation.
   std::vector<int> bounds;
   std::vector<int32_t> raw;

@@ -47,16 +47,32 @@ HWY_INLINE hn::Vec<D> SumsOf8(D d, const hn::Vec<D>* v) {
 }
 #endif
 
+// Outputs [i, count) one at a time.
+template <class D>
+HWY_INLINE void HorizontalTail(D d, const uint8_t* in, const int32_t* first, const int32_t* taps,
+                               const int32_t* coefficients, int stride, int i, int count,
+                               uint8_t* out) {
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  const int32_t half = 1 << (kPrecisionBits - 1);
+  for (; i < count; ++i) {
+    const int chunks = (taps[i] + lanes - 1) / lanes;
+    const auto products =
+        TapProducts(d, in + first[i], coefficients + static_cast<size_t>(i) * stride, chunks);
+    const int32_t total = hn::GetLane(hn::SumOfLanes(d, products)) + half;
+    out[i] = static_cast<uint8_t>(std::clamp(total >> kPrecisionBits, 0, 255));
+  }
+}
+
 // Each output is a short dot product (Pillow's taps are few: bicubic at a
 // scale below 2 has at most 8), so the taps go in lanes; with 8-lane
 // vectors, 8 outputs share one reduction.
 void HorizontalRowImpl(const uint8_t* in, const int32_t* first, const int32_t* taps,
                        const int32_t* coefficients, int stride, int count, uint8_t* out) {
   const hn::CappedTag<int32_t, 8> d;
-  const int lanes = static_cast<int>(hn::Lanes(d));
-  const int32_t half = 1 << (kPrecisionBits - 1);
   int i = 0;
 #if HWY_TARGET != HWY_SCALAR
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  const int32_t half = 1 << (kPrecisionBits - 1);
   if (lanes == 8) {
     const hn::Rebind<uint8_t, decltype(d)> d8;
     hn::Vec<decltype(d)> products[8];
@@ -74,12 +90,58 @@ void HorizontalRowImpl(const uint8_t* in, const int32_t* first, const int32_t* t
     }
   }
 #endif
-  for (; i < count; ++i) {
-    const int chunks = (taps[i] + lanes - 1) / lanes;
-    const auto products =
-        TapProducts(d, in + first[i], coefficients + static_cast<size_t>(i) * stride, chunks);
-    const int32_t total = hn::GetLane(hn::SumOfLanes(d, products)) + half;
-    out[i] = static_cast<uint8_t>(std::clamp(total >> kPrecisionBits, 0, 255));
+  HorizontalTail(d, in, first, taps, coefficients, stride, i, count, out);
+}
+
+// 16 products per instruction (x86's pmaddwd) instead of 8: two outputs of
+// up to 8 taps in one 16-lane vector, the 22-bit coefficients split into
+// two 16-bit halves (k = hi * 2^11 + lo), so the result is exact.
+void HorizontalRowMaddImpl(const uint8_t* in, const int32_t* first, const int32_t* taps,
+                           const int32_t* coefficients, int stride, const MaddCoefficients& madd,
+                           int count, uint8_t* out) {
+  const hn::CappedTag<int32_t, 8> d;
+  int i = 0;
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
+  const hn::CappedTag<int16_t, 16> d16;
+  if (hn::Lanes(d) == 8 && hn::Lanes(d16) == 16 && !madd.hi.empty()) {
+    const hn::Rebind<uint8_t, decltype(d16)> d8x16;
+    const hn::Half<decltype(d8x16)> d8x8;
+    const hn::Rebind<uint8_t, decltype(d)> d8;
+    const hn::Repartition<int64_t, decltype(d)> d64;
+    const int32_t half = 1 << (kPrecisionBits - 1);
+    for (; i + 8 <= count; i += 8) {
+      hn::Vec<decltype(d)> s[4];
+      for (int m = 0; m < 4; ++m) {
+        const auto bytes = hn::Combine(d8x16, hn::LoadU(d8x8, in + first[i + m + 4]),
+                                       hn::LoadU(d8x8, in + first[i + m]));
+        const auto v = hn::PromoteTo(d16, bytes);
+        const size_t at = MaddCoefficientIndex(i + m, 0);
+        auto unused = hn::Zero(d);
+        const auto high =
+            hn::ReorderWidenMulAccumulate(d, v, hn::LoadU(d16, &madd.hi[at]), hn::Zero(d), unused);
+        const auto low =
+            hn::ReorderWidenMulAccumulate(d, v, hn::LoadU(d16, &madd.lo[at]), hn::Zero(d), unused);
+        s[m] = hn::Add(hn::ShiftLeft<11>(high), low);  // 4 partial sums per output, per block
+      }
+      // Block 0 of s[m] holds output i + m's partial sums, block 1 output
+      // i + m + 4's: within-block interleaves leave lane j = output i + j.
+      auto pair = [&](hn::Vec<decltype(d)> a, hn::Vec<decltype(d)> b) {
+        return hn::Add(hn::InterleaveLower(d, a, b), hn::InterleaveUpper(d, a, b));
+      };
+      const auto p01 = hn::BitCast(d64, pair(s[0], s[1]));
+      const auto p23 = hn::BitCast(d64, pair(s[2], s[3]));
+      auto sum = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, p01, p23)),
+                         hn::BitCast(d, hn::InterleaveUpper(d64, p01, p23)));
+      sum = hn::ShiftRight<kPrecisionBits>(hn::Add(sum, hn::Set(d, half)));
+      sum = hn::Min(hn::Max(sum, hn::Zero(d)), hn::Set(d, 255));
+      hn::StoreU(hn::DemoteTo(d8, sum), d8, out + i);
+    }
+  }
+#endif
+  if (i == 0) {
+    HorizontalRowImpl(in, first, taps, coefficients, stride, count, out);
+  } else {
+    HorizontalTail(d, in, first, taps, coefficients, stride, i, count, out);
   }
 }
 
@@ -169,6 +231,7 @@ HWY_AFTER_NAMESPACE();
 namespace hgpipe::preprocess::simd {
 
 HWY_EXPORT(HorizontalRowImpl);
+HWY_EXPORT(HorizontalRowMaddImpl);
 HWY_EXPORT(VerticalRowImpl);
 HWY_EXPORT(LookupRowImpl);
 HWY_EXPORT(DeinterleaveRgbImpl);
@@ -176,6 +239,13 @@ HWY_EXPORT(DeinterleaveRgbImpl);
 void HorizontalRow(const uint8_t* in, const int32_t* first, const int32_t* taps,
                    const int32_t* coefficients, int stride, int count, uint8_t* out) {
   HWY_DYNAMIC_DISPATCH(HorizontalRowImpl)(in, first, taps, coefficients, stride, count, out);
+}
+
+void HorizontalRowMadd(const uint8_t* in, const int32_t* first, const int32_t* taps,
+                       const int32_t* coefficients, int stride, const MaddCoefficients& madd,
+                       int count, uint8_t* out) {
+  HWY_DYNAMIC_DISPATCH(HorizontalRowMaddImpl)
+  (in, first, taps, coefficients, stride, madd, count, out);
 }
 
 void VerticalRow(const uint8_t* const* rows, const int32_t* k, int taps, int n, uint8_t* out) {

@@ -9,7 +9,9 @@
 #ifndef HGPIPE_PREPROCESS_SIMD_KERNELS_H_
 #define HGPIPE_PREPROCESS_SIMD_KERNELS_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace hgpipe::preprocess::simd {
 
@@ -28,6 +30,26 @@ inline constexpr int kTapPadding = 16;
 // kTapPadding)): the caller pads `in`.
 void HorizontalRow(const uint8_t* in, const int32_t* first, const int32_t* taps,
                    const int32_t* coefficients, int stride, int count, uint8_t* out);
+
+// The same coefficients split for 16-bit multiply-adds, exactly:
+// k = hi * 2^11 + lo with 0 <= lo < 2^11, for outputs of at most 8 taps,
+// laid out in groups of 8 outputs: group g's vector m (0..3) holds output
+// 8g + m's 8 taps then output 8g + m + 4's (MaddCoefficientIndex). Empty
+// when some output has more taps or a pair of taps could overflow.
+struct MaddCoefficients {
+  std::vector<int16_t> hi;
+  std::vector<int16_t> lo;
+};
+inline size_t MaddCoefficientIndex(int output, int tap) {
+  const int g = output / 8, m = output % 8;
+  return static_cast<size_t>((g * 4 + m % 4) * 16 + (m / 4) * 8 + tap);
+}
+
+// HorizontalRow with `madd` (non-empty) used for whole groups of 8 outputs
+// where the CPU has 16-lane 16-bit vectors; equal results.
+void HorizontalRowMadd(const uint8_t* in, const int32_t* first, const int32_t* taps,
+                       const int32_t* coefficients, int stride, const MaddCoefficients& madd,
+                       int count, uint8_t* out);
 
 // out[i] = clip8(2^21 + sum_t k[t] * rows[t][i]) for i < n.
 void VerticalRow(const uint8_t* const* rows, const int32_t* k, int taps, int n, uint8_t* out);

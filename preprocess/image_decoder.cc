@@ -1,9 +1,15 @@
 #include "preprocess/image_decoder.h"
 
+// clang-format off
+#include <cstddef>
+#include <cstdio>
+#include <jpeglib.h>  // needs size_t and FILE first
+#include <jerror.h>
+// clang-format on
 #include <spng.h>
-#include <turbojpeg.h>
 
 #include <algorithm>
+#include <csetjmp>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -29,29 +35,77 @@ absl::Status TooLarge(uint64_t width, uint64_t height, uint64_t max_pixels) {
                                                  max_pixels));
 }
 
-// ---- JPEG (TurboJPEG) ----
+// ---- JPEG (libjpeg-turbo's libjpeg API) ----
+//
+// The libjpeg API rather than TurboJPEG's, because it can decode part of an
+// image: jpeg_crop_scanline skips the columns a model never reads (no
+// inverse DCT, upsampling or color conversion for them) and
+// jpeg_skip_scanlines the rows (entropy decoding only).
 
-// One decompressor per thread: a tjhandle must not be used concurrently, and
-// creating one per image costs more than decoding a small one.
+// libjpeg reports errors by calling error_exit, which must not return: it
+// jumps back to the setjmp in DecodeJpegRegion. Warnings stop the decode too
+// unless accepted (TurboJPEG's TJFLAG_STOPONWARNING); running out of data
+// always does.
+struct JpegErrorManager {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  bool accept_warnings = false;
+  char message[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void JpegErrorExit(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+void JpegEmitMessage(j_common_ptr cinfo, int level) {
+  if (level >= 0) return;  // trace messages
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  if (cinfo->err->msg_code == JWRN_JPEG_EOF || !err->accept_warnings) {
+    (*cinfo->err->format_message)(cinfo, err->message);
+    std::longjmp(err->jump, 1);
+  }
+  ++cinfo->err->num_warnings;
+}
+
+// Bounds the work a hostile progressive JPEG can cause (as TurboJPEG's
+// TJFLAG_LIMITSCANS): at most 500 scans.
+constexpr int kMaxScans = 500;
+
+void JpegProgress(j_common_ptr cinfo) {
+  auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+  if (d->progressive_mode && d->input_scan_number > kMaxScans) {
+    auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+    std::snprintf(err->message, sizeof(err->message), "progressive JPEG with more than %d scans",
+                  kMaxScans);
+    std::longjmp(err->jump, 1);
+  }
+}
+
+// One decompressor per thread, reused image after image (its permanent
+// memory pool stays; each image's working memory is libjpeg's own).
 class ThreadJpegDecompressor {
  public:
-  ThreadJpegDecompressor() : handle_(tjInitDecompress()) {}
-  ~ThreadJpegDecompressor() {
-    if (handle_ != nullptr) tjDestroy(handle_);
+  ThreadJpegDecompressor() {
+    cinfo_.err = jpeg_std_error(&err_.pub);
+    err_.pub.error_exit = JpegErrorExit;
+    err_.pub.emit_message = JpegEmitMessage;
+    progress_.progress_monitor = JpegProgress;
+    jpeg_create_decompress(&cinfo_);  // fails only without memory (aborts)
+    cinfo_.progress = &progress_;
   }
+  ~ThreadJpegDecompressor() { jpeg_destroy_decompress(&cinfo_); }
   ThreadJpegDecompressor(const ThreadJpegDecompressor&) = delete;
   ThreadJpegDecompressor& operator=(const ThreadJpegDecompressor&) = delete;
-  tjhandle get() const { return handle_; }
-  // A fresh handle. After a failed tjDecompressHeader3, TurboJPEG 2.1's
-  // handle misreads the next, valid image ("Bogus marker length"), so after
-  // any error the handle is replaced.
-  void Reset() {
-    if (handle_ != nullptr) tjDestroy(handle_);
-    handle_ = tjInitDecompress();
-  }
+
+  j_decompress_ptr cinfo() { return &cinfo_; }
+  JpegErrorManager& err() { return err_; }
 
  private:
-  tjhandle handle_;
+  jpeg_decompress_struct cinfo_;
+  JpegErrorManager err_;
+  jpeg_progress_mgr progress_;
 };
 
 ThreadJpegDecompressor& JpegDecompressor() {
@@ -73,120 +127,167 @@ bool EndsWithEoi(absl::Span<const uint8_t> encoded) {
   return false;
 }
 
-// libjpeg-turbo's message for a failed call, classified for the caller.
-absl::Status JpegError(tjhandle tj, absl::Span<const uint8_t> encoded) {
-  const std::string message = tjGetErrorStr2(tj);
+// libjpeg's message for a failed decode, classified for the caller.
+absl::Status JpegError(absl::string_view message, absl::Span<const uint8_t> encoded) {
+  if (absl::StrContains(message, "Maximum supported image dimension")) {
+    // libjpeg's own side limit, checked on the header (as ours on pixels).
+    return absl::InvalidArgumentError(absl::StrCat("image too large: JPEG: ", message));
+  }
   const bool has_eoi = EndsWithEoi(encoded);
   if (IsTruncationMessage(message) || !has_eoi) {
-    return absl::InvalidArgumentError(absl::StrCat("truncated JPEG: ", message,
-                                                   has_eoi ? "" : " (no end-of-image marker)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("truncated JPEG: ", message, has_eoi ? "" : " (no end-of-image marker)"));
   }
-  if (absl::StrContains(message, "Could not determine subsampling") ||
-      absl::StrContains(message, "Unsupported")) {
+  if (absl::StrContains(message, "Unsupported") || absl::StrContains(message, "Sorry") ||
+      absl::StrContains(message, "progressive JPEG with more than")) {
     return absl::InvalidArgumentError(absl::StrCat("unsupported JPEG: ", message));
   }
   return absl::InvalidArgumentError(absl::StrCat("corrupt JPEG: ", message));
 }
 
-const char* JpegColorspaceName(int colorspace) {
+const char* JpegColorspaceName(J_COLOR_SPACE colorspace) {
   switch (colorspace) {
-    case TJCS_RGB:
+    case JCS_RGB:
       return "RGB";
-    case TJCS_YCbCr:
+    case JCS_YCbCr:
       return "YCbCr";
-    case TJCS_GRAY:
+    case JCS_GRAYSCALE:
       return "grayscale";
-    case TJCS_CMYK:
+    case JCS_CMYK:
       return "CMYK";
-    case TJCS_YCCK:
+    case JCS_YCCK:
       return "YCCK";
+    default:
+      return "unknown";
   }
-  return "unknown";
 }
 
 // The smallest DCT scale meeting the caller's minimum size; 1/1 if none.
-// Only 1/2, 1/4 and 1/8: libjpeg-turbo has SIMD inverse DCTs for those, and
-// the other M/8 scales decode slower than the full image.
-tjscalingfactor ChooseJpegScale(int width, int height, const DecodeOptions& options) {
-  tjscalingfactor best = {1, 1};
+// Only 1/2, 1/4 and 1/8: libjpeg-turbo has SIMD inverse DCTs for those; the
+// other M/8 scales decode slower than the full image (a 500x375 photo at
+// 6/8 or 7/8 took 1.3 to 1.5x as long as at 8/8, docs/BENCHMARKS.md).
+int ChooseJpegScaleDenominator(int width, int height, const DecodeOptions& options) {
+  int best = 1;
   if (!options.jpeg_scaled_decode) return best;
-  for (const tjscalingfactor f :
-       {tjscalingfactor{1, 2}, tjscalingfactor{1, 4}, tjscalingfactor{1, 8}}) {
-    const int w = TJSCALED(width, f);
-    const int h = TJSCALED(height, f);
+  for (const int denom : {2, 4, 8}) {
+    // libjpeg's scaled size: ceil(size / denom).
+    const int w = (width + denom - 1) / denom;
+    const int h = (height + denom - 1) / denom;
     if (w < options.jpeg_min_width || h < options.jpeg_min_height ||
         std::min(w, h) < options.jpeg_min_shorter_side) {
-      continue;
+      break;  // smaller scales are smaller still
     }
-    // f < best  <=>  f.num * best.denom < best.num * f.denom
-    if (int64_t{f.num} * best.denom < int64_t{best.num} * f.denom) best = f;
+    best = denom;
   }
   return best;
 }
 
-absl::StatusOr<ImageView> DecodeJpeg(absl::Span<const uint8_t> encoded,
-                                     const DecodeOptions& options, ScratchBuffer* buffer) {
+// Columns and rows decoded beyond the requested rectangle, so the pixels a
+// caller reads never sit at a crop edge, where libjpeg's upsampling lacks
+// its neighbours.
+constexpr int kRegionMargin = 16;
+
+absl::StatusOr<DecodedRegion> DecodeJpegRegion(absl::Span<const uint8_t> encoded,
+                                               const DecodeOptions& options, RegionChooser choose,
+                                               ScratchBuffer* buffer) {
   ThreadJpegDecompressor& decompressor = JpegDecompressor();
-  tjhandle tj = decompressor.get();
-  if (tj == nullptr) {
-    decompressor.Reset();  // try again next time
-    return absl::InternalError("cannot create a TurboJPEG decompressor");
+  j_decompress_ptr cinfo = decompressor.cinfo();
+  JpegErrorManager& err = decompressor.err();
+  err.accept_warnings = options.accept_jpeg_warnings;
+  err.pub.num_warnings = 0;
+  // Nothing with a destructor may be created between here and the last
+  // libjpeg call: a longjmp back here would skip it.
+  absl::Status early;  // an error found between libjpeg calls
+  DecodedRegion region;
+  if (setjmp(err.jump) != 0) {
+    jpeg_abort_decompress(cinfo);
+    return JpegError(err.message, encoded);
   }
-  int width = 0, height = 0, subsampling = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj, encoded.data(), encoded.size(), &width, &height, &subsampling,
-                          &colorspace) != 0) {
-    // A warning alone still produced the header; the decode below repeats it
-    // and decides, as for any warning.
-    const bool warning_only = tjGetErrorCode(tj) == TJERR_WARNING && width > 0 && height > 0;
-    if (!(warning_only && options.accept_jpeg_warnings)) {
-      absl::Status error = JpegError(tj, encoded);
-      decompressor.Reset();
-      return error;
-    }
+  jpeg_mem_src(cinfo, encoded.data(), static_cast<unsigned long>(encoded.size()));
+  if (jpeg_read_header(cinfo, TRUE) != JPEG_HEADER_OK) {
+    jpeg_abort_decompress(cinfo);
+    return absl::InvalidArgumentError("corrupt JPEG: tables only, no image");
   }
-  if (width <= 0 || height <= 0) {
+  const uint64_t width = cinfo->image_width, height = cinfo->image_height;
+  if (width == 0 || height == 0) {
+    jpeg_abort_decompress(cinfo);
     return absl::InvalidArgumentError(
         absl::StrCat("corrupt JPEG: dimensions ", width, "x", height));
   }
-  if (uint64_t{static_cast<uint32_t>(width)} * static_cast<uint32_t>(height) > options.max_pixels) {
+  // Before anything is allocated for the pixels.
+  if (width * height > options.max_pixels) {
+    jpeg_abort_decompress(cinfo);
     return TooLarge(width, height, options.max_pixels);
   }
-  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
+  const J_COLOR_SPACE colorspace = cinfo->jpeg_color_space;
+  if (colorspace == JCS_CMYK || colorspace == JCS_YCCK) {
+    jpeg_abort_decompress(cinfo);
     return absl::InvalidArgumentError(absl::StrCat("unsupported JPEG color space ",
                                                    JpegColorspaceName(colorspace),
                                                    " (only grayscale, YCbCr and RGB JPEGs)"));
   }
-  const bool gray = options.want_gray || colorspace == TJCS_GRAY;
+  const bool gray = options.want_gray || colorspace == JCS_GRAYSCALE;
   const int channels = gray ? 1 : 3;
-  const tjscalingfactor scale = ChooseJpegScale(width, height, options);
-  const int out_width = TJSCALED(width, scale);
-  const int out_height = TJSCALED(height, scale);
-  const size_t row_stride = static_cast<size_t>(out_width) * channels;
-  uint8_t* pixels = buffer->Get(row_stride * out_height);
+  cinfo->out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+  cinfo->scale_num = 1;
+  cinfo->scale_denom =
+      ChooseJpegScaleDenominator(static_cast<int>(width), static_cast<int>(height), options);
+  jpeg_start_decompress(cinfo);
+  const int out_width = static_cast<int>(cinfo->output_width);
+  const int out_height = static_cast<int>(cinfo->output_height);
 
-  // Stop at the first warning unless warnings are accepted; LIMITSCANS bounds
-  // the work a hostile progressive JPEG can cause.
-  int flags = TJFLAG_LIMITSCANS;
-  if (!options.accept_jpeg_warnings) flags |= TJFLAG_STOPONWARNING;
-  if (tjDecompress2(tj, encoded.data(), encoded.size(), pixels, out_width,
-                    static_cast<int>(row_stride), out_height, gray ? TJPF_GRAY : TJPF_RGB,
-                    flags) != 0) {
-    const bool warning_only = tjGetErrorCode(tj) == TJERR_WARNING;
-    if (!(warning_only && options.accept_jpeg_warnings &&
-          !IsTruncationMessage(tjGetErrorStr2(tj)))) {
-      absl::Status error = JpegError(tj, encoded);
-      decompressor.Reset();
-      return error;
+  int x0 = 0, y0 = 0, x1 = out_width, y1 = out_height;
+  {
+    absl::StatusOr<Rect> rect = choose(out_width, out_height);
+    if (rect.ok()) {
+      x0 = std::max(0, rect->x0 - kRegionMargin);
+      y0 = std::max(0, rect->y0 - kRegionMargin);
+      x1 = std::min(out_width, rect->x1 + kRegionMargin);
+      y1 = std::min(out_height, rect->y1 + kRegionMargin);
+    } else {
+      early = rect.status();
     }
   }
-  ImageView view;
-  view.pixels = pixels;
-  view.height = out_height;
-  view.width = out_width;
-  view.channels = channels;
-  view.pixel_stride = channels;
-  view.row_stride = row_stride;
-  return view;
+  if (!early.ok() || x0 >= x1 || y0 >= y1) {
+    jpeg_abort_decompress(cinfo);
+    if (early.ok()) early = absl::InternalError("empty JPEG region requested");
+    return early;
+  }
+  JDIMENSION crop_x = static_cast<JDIMENSION>(x0);
+  JDIMENSION crop_width = static_cast<JDIMENSION>(x1 - x0);
+  if (crop_width < cinfo->output_width) jpeg_crop_scanline(cinfo, &crop_x, &crop_width);
+  const size_t row_stride = static_cast<size_t>(crop_width) * channels;
+  uint8_t* pixels = buffer->Get(row_stride * static_cast<size_t>(y1 - y0));
+  if (y0 > 0) jpeg_skip_scanlines(cinfo, static_cast<JDIMENSION>(y0));
+  while (cinfo->output_scanline < static_cast<JDIMENSION>(y1)) {
+    JSAMPROW rows[4];
+    const int want = std::min<int>(4, y1 - static_cast<int>(cinfo->output_scanline));
+    for (int i = 0; i < want; ++i) {
+      rows[i] = pixels + (cinfo->output_scanline - y0 + i) * row_stride;
+    }
+    if (jpeg_read_scanlines(cinfo, rows, static_cast<JDIMENSION>(want)) == 0) {
+      jpeg_abort_decompress(cinfo);  // suspension: cannot happen with a memory source
+      return absl::InvalidArgumentError("truncated JPEG: no more scanlines");
+    }
+  }
+  // The rest is entropy-decoded only, so truncation and corruption are
+  // still found (and the image judged as a whole, as a full decode would).
+  if (cinfo->output_scanline < cinfo->output_height) {
+    jpeg_skip_scanlines(cinfo, cinfo->output_height - cinfo->output_scanline);
+  }
+  jpeg_finish_decompress(cinfo);
+
+  region.view.pixels = pixels;
+  region.view.width = static_cast<int>(crop_width);
+  region.view.height = y1 - y0;
+  region.view.channels = channels;
+  region.view.pixel_stride = channels;
+  region.view.row_stride = row_stride;
+  region.full_width = out_width;
+  region.full_height = out_height;
+  region.x = static_cast<int>(crop_x);
+  region.y = y0;
+  return region;
 }
 
 // ---- PNG (libspng) ----
@@ -335,17 +436,27 @@ const char* ImageFormatName(ImageFormat format) {
   return "unknown";
 }
 
-absl::StatusOr<ImageView> DecodeImage(absl::Span<const uint8_t> encoded,
-                                      const DecodeOptions& options, ScratchBuffer* buffer) {
+absl::StatusOr<DecodedRegion> DecodeImageRegion(absl::Span<const uint8_t> encoded,
+                                                const DecodeOptions& options, RegionChooser choose,
+                                                ScratchBuffer* buffer) {
   if (encoded.empty()) {
     return absl::InvalidArgumentError("empty image: 0 bytes");
   }
   const ImageFormat format = DetectImageFormat(encoded);
   switch (format) {
     case ImageFormat::kJpeg:
-      return DecodeJpeg(encoded, options, buffer);
-    case ImageFormat::kPng:
-      return DecodePng(encoded, options, buffer);
+      return DecodeJpegRegion(encoded, options, choose, buffer);
+    case ImageFormat::kPng: {
+      absl::StatusOr<ImageView> image = DecodePng(encoded, options, buffer);
+      if (!image.ok()) return image.status();
+      absl::StatusOr<Rect> wanted = choose(image->width, image->height);
+      if (!wanted.ok()) return wanted.status();
+      DecodedRegion region;
+      region.view = *image;
+      region.full_width = image->width;
+      region.full_height = image->height;
+      return region;
+    }
     case ImageFormat::kUnknown: {
       std::string head;
       for (size_t i = 0; i < std::min<size_t>(encoded.size(), 8); ++i) {
@@ -359,6 +470,16 @@ absl::StatusOr<ImageView> DecodeImage(absl::Span<const uint8_t> encoded,
       return absl::InvalidArgumentError(absl::StrCat(
           "unsupported image format ", ImageFormatName(format), "; supported: JPEG, PNG"));
   }
+}
+
+absl::StatusOr<ImageView> DecodeImage(absl::Span<const uint8_t> encoded,
+                                      const DecodeOptions& options, ScratchBuffer* buffer) {
+  auto whole = [](int width, int height) -> absl::StatusOr<Rect> {
+    return Rect{0, 0, width, height};
+  };
+  absl::StatusOr<DecodedRegion> region = DecodeImageRegion(encoded, options, whole, buffer);
+  if (!region.ok()) return region.status();
+  return region->view;
 }
 
 }  // namespace hgpipe::preprocess

@@ -1,4 +1,4 @@
-// Decoding of untrusted encoded images: JPEG (libjpeg-turbo's TurboJPEG API)
+// Decoding of untrusted encoded images: JPEG (libjpeg-turbo's libjpeg API)
 // and PNG (libspng), detected by their magic bytes. Any byte string is safe to
 // pass: bad input yields InvalidArgument saying what is wrong, never a crash.
 //
@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "preprocess/image.h"
@@ -50,6 +51,39 @@ struct DecodeOptions {
   int jpeg_min_height = 0;
   int jpeg_min_shorter_side = 0;
 };
+
+// A rectangle of an image: columns [x0, x1), rows [y0, y1).
+struct Rect {
+  int x0 = 0;
+  int y0 = 0;
+  int x1 = 0;
+  int y1 = 0;
+};
+
+// Given the size the image decodes to (after any DCT scaling), the
+// rectangle the caller will read, or an error to stop the decode with.
+using RegionChooser = absl::FunctionRef<absl::StatusOr<Rect>(int width, int height)>;
+
+// Part of an image: `view` holds the pixels of columns [x, x + view.width)
+// and rows [y, y + view.height) of the full_width x full_height image.
+struct DecodedRegion {
+  ImageView view;
+  int full_width = 0;
+  int full_height = 0;
+  int x = 0;
+  int y = 0;
+};
+
+// As DecodeImage, but a JPEG is decoded only as far as needed: at least the
+// rectangle `choose` asks for (called once, after the header and before any
+// pixel is decoded), plus a margin and libjpeg's block alignment; its other
+// columns are skipped and its other rows entropy-decoded only, so corrupt or
+// truncated data anywhere is still an error. Other formats are decoded
+// whole (and `choose` called after). Errors as DecodeImage's, or choose's
+// own.
+absl::StatusOr<DecodedRegion> DecodeImageRegion(absl::Span<const uint8_t> encoded,
+                                                const DecodeOptions& options, RegionChooser choose,
+                                                ScratchBuffer* buffer);
 
 // Decodes `encoded` into `buffer` (grown as needed) and returns a view of it:
 // 8-bit, packed rows, 1 channel for gray sources (and for JPEGs when

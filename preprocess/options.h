@@ -117,11 +117,15 @@ struct Options {
   int resize_shorter_side = 256;
   // Default: kBilinear.
   ResizeFilter filter = ResizeFilter::kBilinear;
-  // JPEG only: decode at a DCT scale of 1/2, 1/4 or 1/8 (libjpeg-turbo)
-  // when the result still needs no upscaling for the resize, as Pillow's
-  // Image.draft(); several times faster for large photos, slightly different
-  // pixels than a full decode followed by the resize. Never used with
-  // ResizeMode::kNone. Default: true.
+  // JPEG only: decode at a DCT scale of 1/2, 1/4 or 1/8 (libjpeg-turbo),
+  // the smallest whose result still needs no upscaling for the resize (its
+  // shorter side at least resize_shorter_side, or at least height x width
+  // for kExact), as Pillow's Image.draft(). Not the other M/8 scales: they
+  // decode slower than the full image. A 1920x1080 photo decodes at 1/4
+  // for DeiT-tiny; 500x375 needs the full size. Pixels differ slightly from
+  // a full decode followed by the resize (measured effect on top-1:
+  // docs/BENCHMARKS.md). Never used with ResizeMode::kNone. Config:
+  // preprocess.jpeg_scaled_decode. Default: true.
   bool jpeg_scaled_decode = true;
 
   // ---- Normalization (per channel; only the first `channels` entries are
@@ -138,6 +142,13 @@ struct Options {
   // ---- Output.
   // Default: kFlat.
   OutputLayout output_layout = OutputLayout::kFlat;
+
+  // ---- Implementation.
+  // The fused, vectorized pass after decode (fused_pass.h) where it applies
+  // (values channel-major, or one channel); false: the scalar reference
+  // path (resample, then patchify through a lookup table), equal bit for
+  // bit and slower, kept for tests and benchmarks. Default: true.
+  bool fused_pass = true;
 
   // ---- Limits for untrusted input.
   // Largest image accepted, in pixels (width x height as the file declares

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "preprocess/fused_pass.h"
 #include "preprocess/image_decoder.h"
 #include "preprocess/resample.h"
 
@@ -18,6 +19,7 @@ struct ThreadScratch {
   ScratchBuffer converted;
   ScratchBuffer resized;
   ResampleScratch resample;
+  FusedScratch fused;
 };
 
 ThreadScratch& Scratch() {
@@ -36,18 +38,13 @@ struct ScratchTrimmer {
     s.converted.TrimTo(kKeepScratchBytes);
     s.resized.TrimTo(kKeepScratchBytes);
     s.resample.intermediate.TrimTo(kKeepScratchBytes);
+    s.fused.TrimTo(kKeepScratchBytes);
   }
 };
 
 // How the height x width model image is cut from a source image: the window
 // at (top, left) of the source resized to resized_height x resized_width.
-struct GeometryPlan {
-  bool resize = false;
-  int resized_height = 0;
-  int resized_width = 0;
-  int top = 0;
-  int left = 0;
-};
+using GeometryPlan = Window;
 
 // Shorter-side resizing scales the longer side too; a 1 x 20,000,000 image
 // would make it billions of pixels long (only a window is ever computed, but
@@ -265,7 +262,23 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
       break;
   }
   ScratchTrimmer trim;
-  ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &Scratch().decoded));
+  ThreadScratch& scratch = Scratch();
+  if (options_.fused_pass && FusedPassApplies(options_)) {
+    // Decode only the rectangle the pass reads (JPEG), planned from the
+    // header's size before any pixel is decoded.
+    auto plan = [&](int width, int height) -> absl::StatusOr<Rect> {
+      ASSIGN_OR_RETURN(const Window window, PlanGeometry(options_, height, width));
+      return PlanFusedPass(options_, window, width, height, &scratch.fused);
+    };
+    ASSIGN_OR_RETURN(const DecodedRegion region,
+                     DecodeImageRegion(encoded, d, plan, &scratch.decoded));
+    if (options_.channels == 1 && region.view.channels == 3) {
+      // An RGB PNG for a gray model: whole images only (JPEGs decode to gray).
+      return ImageToPatches(region.view, out);
+    }
+    return RunFusedPass(options_, lut_, region, out.data(), &scratch.fused);
+  }
+  ASSIGN_OR_RETURN(const ImageView image, DecodeImage(encoded, d, &scratch.decoded));
   return ImageToPatches(image, out);
 }
 
@@ -322,6 +335,10 @@ absl::Status Preprocessor::ImageToPatches(const ImageView& source, absl::Span<in
     uint8_t* gray = scratch.converted.Get(static_cast<size_t>(source.height) * source.width);
     RgbToGray(image, gray);
     image = PackedView(gray, source.height, source.width, 1);
+  }
+
+  if (o.fused_pass && FusedPassApplies(o)) {
+    return FusedPass(o, lut_, image, plan, out.data(), &scratch.fused);
   }
 
   int top = plan.top;

@@ -1,8 +1,14 @@
 // Images -> the accelerator's int8 input, as declared by Options (options.h):
 // decode, convert channels, resize / center crop, normalize, quantize and
-// patchify. The last step writes straight into the caller's buffer: with
-// OutputLayout::kDevicePacked that can be a board's input slot, so no 150 KB
-// intermediate copy or separate PackImage pass is needed.
+// patchify. After the decode (of a JPEG, only the rectangle the model reads),
+// one fused pass (fused_pass.h) does the rest and writes straight into the
+// caller's span: with OutputLayout::kDevicePacked that can be a board's input
+// slot, so no 150 KB intermediate copy or separate PackImage pass is needed.
+// docs/preprocessing.md has the whole design.
+//
+// Steady state allocates nothing and takes no lock: scratch memory is per
+// thread and kept (buffers over 8 MB are freed after their image);
+// libjpeg-turbo's own per-image working memory is the exception.
 //
 // Thread safety: a Preprocessor is immutable after Create; every method is
 // const and may be called from any number of threads at once (scratch memory

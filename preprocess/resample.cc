@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+
+#include "preprocess/simd_kernels.h"
 
 namespace hgpipe::preprocess {
 namespace {
@@ -37,12 +40,12 @@ double BicubicKernel(double x) {
 // pass). Plain function pointers, not ifunc-based target_clones, which crash
 // at load time under ThreadSanitizer.
 [[gnu::always_inline]] inline void AccumulateRowBody(int32_t* __restrict sum,
-                                                    const uint8_t* __restrict row, int n,
-                                                    int32_t k) {
+                                                     const uint8_t* __restrict row, int n,
+                                                     int32_t k) {
   for (int i = 0; i < n; ++i) sum[i] += row[i] * k;
 }
 [[gnu::always_inline]] inline void ClipRowBody(const int32_t* __restrict sum,
-                                              uint8_t* __restrict out, int n) {
+                                               uint8_t* __restrict out, int n) {
   for (int i = 0; i < n; ++i) out[i] = Clip8(sum[i]);
 }
 
@@ -227,6 +230,47 @@ void ResampleCropImpl(const ImageView& src, int out_width, int out_height, int l
 }
 
 }  // namespace
+
+void ComputeTaps(int in_size, int out_size, int first_out, int count, ResizeFilter filter,
+                 Taps* t) {
+  const int ksize =
+      PrecomputeCoefficients(in_size, out_size, first_out, count, filter, &t->bounds, &t->raw);
+  const int pad = simd::kTapPadding;
+  t->stride = (ksize + pad - 1) / pad * pad;
+  t->first.resize(count);
+  t->taps.resize(count);
+  t->coefficients.assign(static_cast<size_t>(count) * t->stride, 0);
+  for (int i = 0; i < count; ++i) {
+    t->first[i] = t->bounds[2 * i];
+    t->taps[i] = t->bounds[2 * i + 1];
+    std::memcpy(&t->coefficients[static_cast<size_t>(i) * t->stride],
+                &t->raw[static_cast<size_t>(i) * ksize], sizeof(int32_t) * t->taps[i]);
+  }
+  // The 16-bit split, when every output has at most 8 taps and no two taps'
+  // magnitudes exceed 1.5 (a pair's products then fit 31 bits).
+  bool split = true;
+  for (int i = 0; i < count && split; ++i) {
+    const int32_t* k = &t->coefficients[static_cast<size_t>(i) * t->stride];
+    split = t->taps[i] <= 8;
+    for (int j = 0; j + 1 < 8 && split; j += 2) {
+      split = int64_t{std::abs(k[j])} + std::abs(k[j + 1]) <= (int64_t{3} << (kPrecisionBits - 1));
+    }
+  }
+  const size_t groups = static_cast<size_t>(count) / 8;
+  t->madd.hi.clear();
+  t->madd.lo.clear();
+  if (!split || groups == 0) return;
+  t->madd.hi.assign(groups * 64, 0);
+  t->madd.lo.assign(groups * 64, 0);
+  for (int i = 0; i < static_cast<int>(groups * 8); ++i) {
+    const int32_t* k = &t->coefficients[static_cast<size_t>(i) * t->stride];
+    for (int j = 0; j < 8; ++j) {
+      const int32_t hi = k[j] >> 11;  // floor: lo = k - hi * 2^11 is in [0, 2^11)
+      t->madd.hi[simd::MaddCoefficientIndex(i, j)] = static_cast<int16_t>(hi);
+      t->madd.lo[simd::MaddCoefficientIndex(i, j)] = static_cast<int16_t>(k[j] - hi * 2048);
+    }
+  }
+}
 
 void ResampleCrop(const ImageView& src, int out_width, int out_height, int left, int top,
                   int crop_width, int crop_height, ResizeFilter filter, uint8_t* dst,

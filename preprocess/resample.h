@@ -16,6 +16,7 @@
 
 #include "preprocess/image.h"
 #include "preprocess/options.h"
+#include "preprocess/simd_kernels.h"
 
 namespace hgpipe::preprocess {
 
@@ -37,6 +38,25 @@ struct ResampleScratch {
 void ResampleCrop(const ImageView& src, int out_width, int out_height, int left, int top,
                   int crop_width, int crop_height, ResizeFilter filter, uint8_t* dst,
                   ResampleScratch* scratch);
+
+// Pillow's taps for outputs [first_out, first_out + count) of an in_size ->
+// out_size resize, laid out for simd::HorizontalRow: output i reads taps[i]
+// inputs from first[i] on, coefficients at coefficients[i * stride], zero
+// past taps[i]; stride is a multiple of simd::kTapPadding. Reuses the
+// vectors' memory.
+struct Taps {
+  std::vector<int32_t> first;
+  std::vector<int32_t> taps;
+  std::vector<int32_t> coefficients;
+  int stride = 0;
+  // For simd::HorizontalRowMadd; empty when it does not apply.
+  simd::MaddCoefficients madd;
+  // Scratch for the computation.
+  std::vector<int> bounds;
+  std::vector<int32_t> raw;
+};
+void ComputeTaps(int in_size, int out_size, int first_out, int count, ResizeFilter filter,
+                 Taps* taps);
 
 }  // namespace hgpipe::preprocess
 

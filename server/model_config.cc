@@ -114,6 +114,7 @@ void NormalizePreprocess(const ModelEntry& e, config::PreprocessConfig* p) {
   }
   if (p->max_pixels() == 0) p->set_max_pixels(25'000'000);
   if (p->value_order().empty()) p->set_value_order("hwc");
+  if (!p->has_jpeg_scaled_decode()) p->set_jpeg_scaled_decode(true);
 }
 
 }  // namespace
@@ -227,6 +228,7 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
   o.quant_scale = p.quant_scale();
   o.quant_zero_point = p.quant_zero_point();
   o.max_pixels = p.max_pixels();
+  o.jpeg_scaled_decode = !p.has_jpeg_scaled_decode() || p.jpeg_scaled_decode();
   o.output_layout = preprocess::OutputLayout::kFlat;
   if (absl::Status s = o.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("preprocess: ", s.message()));

@@ -10,7 +10,7 @@ pkgs=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev prometheus-cpp-dev libgoogle-glog-dev
   libxrt-dev libxrt-utils uuid-dev
-  libturbojpeg0-dev libspng-dev zlib1g-dev
+  libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libhwy-dev zlib1g-dev
   libdnnl-dev
 )
 # Tests, sanitizers, the clang thread-safety build, benchmarks.

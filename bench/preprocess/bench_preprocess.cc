@@ -8,15 +8,34 @@
 //
 // HG-PIPE consumes 7,118 images/s per board (../shared/hgpipe.md), so the
 // DeiT-tiny figure says how many cores one board needs for JPEG input.
+//
+//   BM_WorkerPool*/threads:N: the server's WorkerPool (server/worker_pool.h)
+//   with N threads preprocessing a stream of 500x375 JPEGs into their own
+//   slots, as the server does: images/s of wall time for the pool, and the
+//   process's CPU per image (cpu_us_per_image).
+//   HGPIPE_BENCH_JPEGS=a.jpg:b.jpg adds BM_File/<name> for each file (e.g.
+//   real photos) to DeiT-tiny's input, BM_FileScalarPath/<name> (the same
+//   through the scalar reference path: full decode, resample, table) and
+//   BM_FileDecodeOnly/<name> (a full decode alone).
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
 #include "preprocess/image_decoder.h"
 #include "preprocess/image_encoder.h"
 #include "preprocess/preprocessor.h"
+#include "server/worker_pool.h"
 
 namespace hgpipe::preprocess {
 namespace {
@@ -94,6 +113,16 @@ void BM_DeitTinyJpeg500x375FullDecode(benchmark::State& state) {
   RunEncoded(state, o, jpeg);
 }
 BENCHMARK(BM_DeitTinyJpeg500x375FullDecode);
+
+// The scalar reference path (full decode, resample to an image, patchify
+// through the table): what the fused pass and region decode replace.
+void BM_DeitTinyJpeg500x375ScalarPath(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  Options o = DeitTinyOptions();
+  o.fused_pass = false;
+  RunEncoded(state, o, jpeg);
+}
+BENCHMARK(BM_DeitTinyJpeg500x375ScalarPath);
 
 void BM_DeitTinyJpeg500x375DevicePacked(benchmark::State& state) {
   static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
@@ -174,7 +203,87 @@ void BM_FashionMnistPng28x28(benchmark::State& state) {
 }
 BENCHMARK(BM_FashionMnistPng28x28);
 
+// The server's pool: `threads` workers, images queued in batches of 64
+// (requests), each written into its own 150,528-byte slot.
+void BM_WorkerPoolDeitTinyJpeg500x375(benchmark::State& state) {
+  static const std::vector<uint8_t> jpeg = PhotoJpeg(500, 375);
+  const int threads = static_cast<int>(state.range(0));
+  const Preprocessor p = *Preprocessor::Create(DeitTinyOptions());
+  constexpr int kBatch = 64;
+  std::vector<int8_t> slots(kBatch * p.input_bytes());
+  server::WorkerPool pool(threads, 1 << 16);
+  std::atomic<int> failures{0};
+  timespec cpu0;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+  for (auto _ : state) {
+    std::atomic<int> left{kBatch};
+    absl::Notification done;
+    std::vector<server::WorkerPool::Task> tasks;
+    for (int i = 0; i < kBatch; ++i) {
+      tasks.push_back([&, i] {
+        const absl::Span<int8_t> out(slots.data() + i * p.input_bytes(), p.input_bytes());
+        if (!p.EncodedToPatches(jpeg, out).ok()) failures.fetch_add(1);
+        if (left.fetch_sub(1) == 1) done.Notify();
+      });
+    }
+    if (!pool.TrySubmitAll(std::move(tasks))) state.SkipWithError("queue full");
+    done.WaitForNotification();
+  }
+  timespec cpu1;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+  if (failures.load() != 0) state.SkipWithError("preprocessing failed");
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.counters["threads"] = threads;
+  // The pool's CPU per image (all threads): flat from 1 to 2 threads when
+  // nothing is shared; images/s itself scales only with idle cores.
+  const double cpu = (cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
+  state.counters["cpu_us_per_image"] = cpu / (state.iterations() * kBatch) * 1e6;
+}
+BENCHMARK(BM_WorkerPoolDeitTinyJpeg500x375)->Arg(1)->Arg(2)->UseRealTime()->ArgName("threads");
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// BM_File/<name> and BM_FileDecodeOnly/<name> for HGPIPE_BENCH_JPEGS.
+void RegisterFileBenchmarks() {
+  const char* list = std::getenv("HGPIPE_BENCH_JPEGS");
+  if (list == nullptr) return;
+  for (absl::string_view path : absl::StrSplit(list, ':', absl::SkipEmpty())) {
+    const std::string name(path.substr(path.rfind('/') + 1));
+    const auto bytes = std::make_shared<std::vector<uint8_t>>(ReadFile(std::string(path)));
+    benchmark::RegisterBenchmark(("BM_File/" + name).c_str(), [bytes](benchmark::State& state) {
+      RunEncoded(state, DeitTinyOptions(), *bytes);
+    });
+    benchmark::RegisterBenchmark(("BM_FileScalarPath/" + name).c_str(),
+                                 [bytes](benchmark::State& state) {
+                                   Options o = DeitTinyOptions();
+                                   o.fused_pass = false;
+                                   RunEncoded(state, o, *bytes);
+                                 });
+    benchmark::RegisterBenchmark(("BM_FileDecodeOnly/" + name).c_str(),
+                                 [bytes](benchmark::State& state) {
+                                   ScratchBuffer buffer;
+                                   for (auto _ : state) {
+                                     auto image = DecodeImage(*bytes, DecodeOptions(), &buffer);
+                                     if (!image.ok()) {
+                                       state.SkipWithError(image.status().ToString().c_str());
+                                     }
+                                   }
+                                   state.SetItemsProcessed(state.iterations());
+                                 });
+  }
+}
+
 }  // namespace
 }  // namespace hgpipe::preprocess
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  hgpipe::preprocess::RegisterFileBenchmarks();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -207,6 +207,76 @@ TEST_F(ImagesTest, CorruptTruncatedAndUnsupportedImagesAreRefusedByIndex) {
   EXPECT_THAT(ok->outputs(0).shape(), ::testing::ElementsAre(2, 10));
 }
 
+// A 320 x 240 RGB photo-like JPEG (or PNG) for deit_tiny.
+std::vector<uint8_t> PhotoPixels(int channels) {
+  std::vector<uint8_t> px(320 * 240 * channels);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 7 + i / 960) % 251);
+  return px;
+}
+
+std::string Jpeg(int channels, bool progressive) {
+  preprocess::JpegSpec spec;
+  spec.width = 320;
+  spec.height = 240;
+  spec.channels = channels;
+  spec.progressive = progressive;
+  auto jpeg = preprocess::EncodeJpeg(PhotoPixels(channels), spec);
+  EXPECT_TRUE(jpeg.ok()) << jpeg.status();
+  return std::string(jpeg->begin(), jpeg->end());
+}
+
+TEST_F(ImagesTest, BadPhotosAreRefusedByIndexAndOddOnesServed) {
+  // Issue 15's cases through deit_tiny's fused path (region decode).
+  const std::string good = Jpeg(3, false);
+  std::string bomb = good;  // SOF0 declaring 65535 x 65535 pixels
+  for (size_t i = 2; i + 9 < bomb.size(); ++i) {
+    if (static_cast<uint8_t>(bomb[i]) == 0xFF && static_cast<uint8_t>(bomb[i + 1]) == 0xC0) {
+      for (int k = 5; k <= 8; ++k) bomb[i + k] = static_cast<char>(0xFF);
+      break;
+    }
+  }
+  struct Refused {
+    std::string bytes;
+    const char* what;
+  } refused[] = {
+      {bomb, "image 1: image too large"},
+      {Jpeg(4, false), "image 1: unsupported JPEG color space YCCK"},  // CMYK data
+      {"", "image 1 is empty"},
+      {good.substr(0, good.size() / 2), "image 1: truncated JPEG"},
+  };
+  for (const Refused& c : refused) {
+    auto resp = client_->Infer(EncodedRequest("deit_tiny", {good, c.bytes, good}));
+    EXPECT_EQ(resp.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(std::string(resp.status().message()), HasSubstr(c.what));
+  }
+
+  // Progressive JPEG, 16-bit RGB PNG, palette PNG: served.
+  preprocess::PngSpec rgb16;
+  rgb16.width = 320;
+  rgb16.height = 240;
+  rgb16.bit_depth = 16;
+  std::vector<uint8_t> samples16;
+  for (uint8_t v : PhotoPixels(3)) samples16.insert(samples16.end(), {v, 0x55});  // big-endian
+  auto png16 = preprocess::EncodePng(samples16, rgb16);
+  ASSERT_TRUE(png16.ok()) << png16.status();
+  preprocess::PngSpec indexed;
+  indexed.width = 320;
+  indexed.height = 240;
+  indexed.color_type = 3;
+  for (int i = 0; i < 16; ++i) {
+    indexed.palette.push_back({uint8_t(16 * i), uint8_t(255 - 16 * i), uint8_t(7 * i)});
+  }
+  std::vector<uint8_t> indices(320 * 240);
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = static_cast<uint8_t>((i / 7) % 16);
+  auto palette = preprocess::EncodePng(indices, indexed);
+  ASSERT_TRUE(palette.ok()) << palette.status();
+  auto served = client_->Infer(
+      EncodedRequest("deit_tiny", {Jpeg(3, true), std::string(png16->begin(), png16->end()),
+                                   std::string(palette->begin(), palette->end())}));
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_THAT(served->outputs(0).shape(), ::testing::ElementsAre(3, 1000));
+}
+
 TEST_F(ImagesTest, AJpegPhotoRunsThroughDeitTiny) {
   // A 320 x 240 RGB "photo": resized to 256 on the short side, cropped to
   // 224, 196 tokens of 16 x 16 x 3, HG-PIPE's W3A3 datapath.

@@ -10,6 +10,7 @@
 #include "accel/device_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "preprocess/image_decoder.h"
 #include "preprocess/image_encoder.h"
 #include "tests/preprocess/test_images.h"
 
@@ -599,6 +600,105 @@ TEST(PreprocessorTest, Errors) {
   auto created = Preprocessor::Create(bad);
   EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(created.status().message(), HasSubstr("Options.tokens"));
+}
+
+TEST(PreprocessorTest, DecompressionBombIsRefusedBeforeAnyPixelBuffer) {
+  // A small JPEG whose header declares 65535 x 65535 pixels: refused from
+  // the header, by the region decoder and through the preprocessor; the
+  // limit is the configurable max_pixels.
+  JpegSpec spec;
+  spec.width = 64;
+  spec.height = 48;
+  auto jpeg = EncodeJpeg(SmoothRgb(64, 48), spec);
+  ASSERT_TRUE(jpeg.ok());
+  std::vector<uint8_t> bomb = *jpeg;
+  for (size_t i = 2; i + 9 < bomb.size(); ++i) {
+    if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
+      for (int k = 5; k <= 8; ++k) bomb[i + k] = 0xFF;
+      break;
+    }
+  }
+  ScratchBuffer buffer;
+  int chooser_calls = 0;
+  auto choose = [&](int w, int h) -> absl::StatusOr<Rect> {
+    ++chooser_calls;
+    return Rect{0, 0, w, h};
+  };
+  auto region = DecodeImageRegion(bomb, DecodeOptions(), choose, &buffer);
+  EXPECT_EQ(region.status().code(), absl::StatusCode::kInvalidArgument);
+  // libjpeg's own limit (65,500 a side) refuses it while parsing the header.
+  EXPECT_THAT(region.status().message(),
+              HasSubstr("image too large: JPEG: Maximum supported image dimension is 65500"));
+  EXPECT_EQ(buffer.capacity(), 0u);
+  EXPECT_EQ(chooser_calls, 0);
+
+  const Preprocessor deit = Make(DeitTinyOptions());
+  std::vector<int8_t> out(deit.input_bytes());
+  absl::Status s = deit.EncodedToPatches(bomb, absl::MakeSpan(out));
+  EXPECT_THAT(s.message(), HasSubstr("image too large"));
+  // 65,000 a side passes libjpeg's limit and meets ours, from the header.
+  for (size_t i = 2; i + 9 < bomb.size(); ++i) {
+    if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
+      bomb[i + 5] = bomb[i + 7] = 0xFD;
+      bomb[i + 6] = bomb[i + 8] = 0xE8;
+      break;
+    }
+  }
+  s = deit.EncodedToPatches(bomb, absl::MakeSpan(out));
+  EXPECT_THAT(s.message(), HasSubstr("image too large: 65000x65000 = 4225000000 pixels"));
+  region = DecodeImageRegion(bomb, DecodeOptions(), choose, &buffer);
+  EXPECT_EQ(buffer.capacity(), 0u);
+  EXPECT_EQ(chooser_calls, 0);
+
+  // The limit is configurable: the 64 x 48 original against a lower one.
+  Options limited = DeitTinyOptions();
+  limited.max_pixels = 64 * 48 - 1;
+  s = Make(limited).EncodedToPatches(*jpeg, absl::MakeSpan(out));
+  EXPECT_THAT(s.message(), HasSubstr("image too large: 64x48"));
+  limited.max_pixels = 64 * 48;
+  EXPECT_TRUE(Make(limited).EncodedToPatches(*jpeg, absl::MakeSpan(out)).ok());
+}
+
+TEST(PreprocessorTest, RegionDecodeChoosesFromTheScaledSize) {
+  // 1920 x 1080 for DeiT-tiny decodes at 1/4 (480 x 270: the smallest scale
+  // whose shorter side still covers 256) and reads only the middle: the
+  // chooser sees the scaled size.
+  JpegSpec spec;
+  spec.width = 1920;
+  spec.height = 1080;
+  auto jpeg = EncodeJpeg(SmoothRgb(1920, 1080), spec);
+  ASSERT_TRUE(jpeg.ok());
+  DecodeOptions d;
+  d.jpeg_scaled_decode = true;
+  d.jpeg_min_shorter_side = 256;
+  ScratchBuffer buffer;
+  int seen_w = 0, seen_h = 0;
+  auto choose = [&](int w, int h) -> absl::StatusOr<Rect> {
+    seen_w = w;
+    seen_h = h;
+    return Rect{200, 100, 280, 150};
+  };
+  auto region = DecodeImageRegion(*jpeg, d, choose, &buffer);
+  ASSERT_TRUE(region.ok()) << region.status();
+  EXPECT_EQ(seen_w, 480);
+  EXPECT_EQ(seen_h, 270);
+  EXPECT_EQ(region->full_width, 480);
+  EXPECT_EQ(region->full_height, 270);
+  // The rectangle plus a margin, aligned by libjpeg: covers, but much less
+  // than the whole.
+  EXPECT_LE(region->x, 200);
+  EXPECT_GE(region->x + region->view.width, 280);
+  EXPECT_LE(region->y, 100);
+  EXPECT_GE(region->y + region->view.height, 150);
+  EXPECT_LT(region->view.width, 480 / 2);
+  EXPECT_LT(region->view.height, 270 / 2);
+
+  // An error from the chooser stops the decode and is returned.
+  auto refuse = [](int, int) -> absl::StatusOr<Rect> {
+    return absl::InvalidArgumentError("no thanks");
+  };
+  EXPECT_THAT(DecodeImageRegion(*jpeg, d, refuse, &buffer).status().message(),
+              HasSubstr("no thanks"));
 }
 
 TEST(PreprocessorTest, ConcurrentCallsAgreeWithSerialOnes) {

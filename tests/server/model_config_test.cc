@@ -246,6 +246,18 @@ TEST(ModelConfigTest, ValueOrderAndRotateMapOntoPreprocessOptions) {
   c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE)");
   NormalizeModelConfig(Verify(), &c);
   EXPECT_EQ(c.preprocess().value_order(), "hwc");
+  EXPECT_TRUE(c.preprocess().jpeg_scaled_decode());
+  o = PreprocessOptions(c, Verify().manifest.geometry);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->jpeg_scaled_decode);
+  c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+               preprocess { jpeg_scaled_decode: false })");
+  NormalizeModelConfig(Verify(), &c);
+  o = PreprocessOptions(c, Verify().manifest.geometry);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->jpeg_scaled_decode);
+  c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE)");
+  NormalizeModelConfig(Verify(), &c);
   EXPECT_EQ(c.preprocess().cls_placeholder(), "replace_first_patch");
 
   EXPECT_THAT(Check(R"(name: "m" bitstream: "verify" input_format: PIXELS
@@ -300,6 +312,7 @@ TEST(BundledRepositoryTest, DeitTinyPreprocessesAsItsAuthorsHost) {
   EXPECT_EQ(o->stddev, want.stddev);
   EXPECT_EQ(o->quant_scale, want.quant_scale);
   EXPECT_EQ(o->quant_zero_point, want.quant_zero_point);
+  EXPECT_EQ(o->jpeg_scaled_decode, want.jpeg_scaled_decode);
 }
 
 TEST(BundledRepositoryTest, TheSourceTreeRepositoryLoads) {

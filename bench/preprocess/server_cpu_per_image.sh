@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Server CPU per photo, end to end, against a bare full-size libjpeg-turbo
+# decode of the same file on the same machine (issue 15).
+#
+#   bench/preprocess/server_cpu_per_image.sh BUILD_DIR JPEG...
+#
+# Starts hgpipe-server with deit_tiny on one timing-only emulated board
+# (--boards sim:1 --emulated-compute=false: the board costs no host CPU
+# beyond the server's own bookkeeping), sends each JPEG as a KServe v2
+# ModelInfer (one image per request, BYTES input) with h2load (Debian's
+# nghttp2-client), and reads the server's CPU time from /proc/PID/stat
+# before and after. Successful images come from the server's own
+# hgpipe_images_total, so errors cannot pass for speed. The ceiling is
+# hgpipe-jpeg-decode-baseline on the same file, run before and after the
+# load (the mean of the two is used); it also times a decode at 1/8 scale,
+# about the entropy decoding alone: the floor under any libjpeg-turbo
+# server (floor column, as a ratio to the full decode).
+#
+# Environment: REQUESTS (default 3000), CLIENTS (h2load -c, default 2),
+# STREAMS (h2load -m, default 8), THREADS (--preprocess-threads, default 0
+# = one per core), SERVER (default BUILD_DIR/bin/hgpipe-server) and
+# MODELS (default this tree's models/), e.g. to measure another build.
+set -euo pipefail
+build=$(cd "$1" && pwd); shift
+src=$(cd "$(dirname "$0")/../.." && pwd)
+requests=${REQUESTS:-3000}
+clients=${CLIENTS:-2}
+streams=${STREAMS:-8}
+threads=${THREADS:-0}
+tick=$(getconf CLK_TCK)
+work=$(mktemp -d)
+log="$work/server.log"
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"${SERVER:-$build/bin/hgpipe-server}" --model-repository "${MODELS:-$src/models}" \
+  --model-control-mode explicit --load-model deit_tiny \
+  --boards sim:1 --emulated-compute=false --preprocess-threads "$threads" \
+  --host 127.0.0.1 --grpc-port 0 --metrics-port 0 >"$log" 2>&1 &
+server_pid=$!
+for _ in $(seq 600); do
+  grep -q "hgpipe-server ready" "$log" && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+ready=$(grep -o "ready: grpc=[^ ]* metrics=[^ ]*" "$log")
+grpc=${ready#ready: grpc=}; grpc=${grpc%% *}
+metrics=${ready##*metrics=}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+images_ok() {
+  curl -s "http://$metrics/metrics" |
+    awk '/^hgpipe_images_total\{.*model="deit_tiny"/ {s += $2} END {printf "%d\n", s}'
+}
+
+# A gRPC-framed ModelInferRequest carrying one file as a BYTES element
+# (raw_input_contents: 4-byte little-endian length + bytes), written with
+# protobuf's wire format by hand so nothing beyond python3 is needed.
+make_body() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F; n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n: return out
+def field(num, payload):  # length-delimited
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+shape = varint(1) + varint(1)
+tensor = field(1, b"IMAGE") + field(2, b"BYTES") + field(3, shape)
+msg = field(1, b"deit_tiny") + field(5, tensor) + field(7, struct.pack("<I", len(data)) + data)
+open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(msg)) + msg)
+PY
+}
+
+printf "%-28s %12s %14s %8s %8s\n" file baseline_us server_us ratio floor
+for jpeg in "$@"; do
+  body="$work/body.bin"
+  make_body "$jpeg" "$body"
+  url="http://$grpc/inference.GRPCInferenceService/ModelInfer"
+  h2() {
+    h2load -n "$1" -c "$clients" -m "$streams" -H 'content-type: application/grpc' \
+      -H 'te: trailers' -d "$body" "$url" >"$work/h2load.log" 2>&1 ||
+      { cat "$work/h2load.log"; exit 1; }
+  }
+  h2 200  # warm up: threads, scratch buffers, connection
+  read -r b1 f1 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
+  ok0=$(images_ok); t0=$(cpu_ticks)
+  h2 "$requests"
+  t1=$(cpu_ticks); ok1=$(images_ok)
+  read -r b2 f2 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
+  images=$((ok1 - ok0))
+  if (( images < requests )); then
+    echo "$jpeg: only $images of $requests images answered OK" >&2
+    grep -E "status codes|requests:" "$work/h2load.log" >&2
+    exit 1
+  fi
+  awk -v f="$(basename "$jpeg")" -v b1="$b1" -v b2="$b2" -v f1="$f1" -v f2="$f2" \
+    -v ticks="$((t1 - t0))" -v tick="$tick" -v n="$images" 'BEGIN {
+      base = (b1 + b2) / 2; server = ticks / tick / n * 1e6;
+      printf "%-28s %12.0f %14.0f %7.2fx %7.2fx\n", f, base, server, server / base,
+             (f1 + f2) / 2 / base }'
+done

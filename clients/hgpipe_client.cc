@@ -400,6 +400,7 @@ int LoadOrUnload(InferenceClient& client, const std::string& command,
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) return UsageError("missing a command");

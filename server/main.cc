@@ -401,8 +401,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::SetProgramUsageMessage(
-      "hgpipe-server [--model-repository DIR] [--boards sim:N|sim-pool:N] "
-      "[--model-control-mode none|explicit --load-model M] [--grpc-port P]");
+      "serves HG-PIPE models over KServe v2 gRPC and REST (Triton's extensions)\n"
+      "  hgpipe-server [--model-repository DIR] [--boards sim:N|sim-pool:N|xrt:...]\n"
+      "                [--model-control-mode none|explicit --load-model M ...]\n"
+      "                [--grpc-port 8001] [--http-port 8000] [--metrics-port 8002]\n"
+      "                [--grpc-use-ssl ...] [--http-use-ssl ...] "
+      "[--grpc-restricted-protocol G:K=V] [--http-restricted-api G:K=V]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   hgpipe::DashesToUnderscores(argc, argv);
   const std::vector<std::string> load_models =
       hgpipe::server::RepeatedListFlag(argc, argv, "load_model");

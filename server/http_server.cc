@@ -198,43 +198,65 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       return;
     }
     reserved_ = length;
-    request_->body.resize(header_length);
-    request_->binary.resize(length - header_length);
-    // Bytes of the body the header read already took.
-    size_t filled = 0;
-    auto take = [&](std::string& dst) {
-      const size_t n = std::min(buffer_.size(), dst.size());
-      asio::buffer_copy(asio::buffer(dst.data(), n), buffer_.data());
+    // Capacity now, memory as bytes arrive (ReadBody grows the strings within
+    // it): a client that announces a large body and stalls holds address
+    // space, not memory.
+    body_want_ = header_length;
+    binary_want_ = length - header_length;
+    request_->body.reserve(body_want_);
+    request_->binary.reserve(binary_want_);
+    // Body bytes the header read already took.
+    auto take = [&](std::string& dst, size_t want) {
+      const size_t n = std::min(buffer_.size(), want - dst.size());
+      const size_t at = dst.size();
+      dst.resize(at + n);
+      asio::buffer_copy(asio::buffer(dst.data() + at, n), buffer_.data());
       buffer_.consume(n);
-      return n;
     };
-    filled = take(request_->body);
-    const size_t filled_binary = filled == request_->body.size() ? take(request_->binary) : 0;
+    take(request_->body, body_want_);
+    if (request_->body.size() == body_want_) take(request_->binary, binary_want_);
     if (auto e = request_->Header("expect");
         e.has_value() && absl::EqualsIgnoreCase(*e, "100-continue") && length > 0) {
       continue_ = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(continue_),
-                        [self = this->shared_from_this(), filled, filled_binary](
-                            beast::error_code ec, size_t) {
+                        [self = this->shared_from_this()](beast::error_code ec, size_t) {
                           if (ec) {
                             self->Close();
                             return;
                           }
-                          self->ReadBody(filled, filled_binary);
+                          self->ReadBody();
                         });
       return;
     }
-    ReadBody(filled, filled_binary);
+    ReadBody();
   }
 
-  void ReadBody(size_t filled, size_t filled_binary) {
-    std::array<asio::mutable_buffer, 2> bufs = {
-        asio::buffer(request_->body.data() + filled, request_->body.size() - filled),
-        asio::buffer(request_->binary.data() + filled_binary,
-                     request_->binary.size() - filled_binary)};
-    asio::async_read(stream_, bufs,
+  // Reads the rest of the body straight into the request's strings, at most
+  // kBodyStep bytes at a time.
+  static constexpr size_t kBodyStep = 1 << 20;
+  void ReadBody() {
+    std::string* dst = nullptr;
+    size_t want = 0;
+    if (request_->body.size() < body_want_) {
+      dst = &request_->body;
+      want = body_want_;
+    } else if (request_->binary.size() < binary_want_) {
+      dst = &request_->binary;
+      want = binary_want_;
+    } else {
+      OnBody({});
+      return;
+    }
+    const size_t at = dst->size();
+    const size_t n = std::min(kBodyStep, want - at);
+    dst->resize(at + n);  // within the reserved capacity: no reallocation
+    asio::async_read(stream_, asio::buffer(dst->data() + at, n),
                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnBody(ec);
+                       if (ec || self->timed_out_) {
+                         self->OnBody(ec);
+                         return;
+                       }
+                       self->ReadBody();
                      });
   }
 
@@ -375,6 +397,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::array<char, 4096> drain_;
   uint64_t timer_generation_ = 0;
   uint64_t reserved_ = 0;
+  size_t body_want_ = 0, binary_want_ = 0;
   bool keep_alive_ = true;
   bool timed_out_ = false;
 };

@@ -149,7 +149,8 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Images/s of the integer ViT datapath (see docs/datapath.md).");
+      "Images/s of the integer ViT datapath (see docs/datapath.md).\n"
+      "  vit_bench [--flags below]");
   hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   absl::ParseCommandLine(argc, argv);
   return Main();

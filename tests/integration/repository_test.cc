@@ -261,7 +261,7 @@ TEST(RepositoryTest, ClientAndPerfBinariesDriveTheRepositoryAndThePolicy) {
 
 TEST(RepositoryTest, BadControlFlagsFailStartUp) {
   auto start = [](const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"--grpc-port=0", "--metrics-port=0", "--host=127.0.0.1",
+    std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0", "--host=127.0.0.1",
                                     "--model-repository=" + TwoVerifyModels()};
     all.insert(all.end(), args.begin(), args.end());
     return RunToExit(BinDir() + "/hgpipe-server", all, absl::Seconds(60));

@@ -48,7 +48,7 @@ def load_messages():
 
 def start_server(binary):
     log = tempfile.NamedTemporaryFile(prefix="hgpipe-eval-", suffix=".log", delete=False)
-    proc = subprocess.Popen([binary, "--grpc-port=0", "--metrics-port=0",
+    proc = subprocess.Popen([binary, "--grpc-port=0", "--http-port=0", "--metrics-port=0",
                              "--host=127.0.0.1", "--boards=sim:1"],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120

@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -129,6 +130,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void ReadHeader() {
     parser_.emplace();
     parser_->header_limit(kMaxHeaderBytes);
+    // The body never goes through the parser; the size limit is ours.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     request_ = std::make_unique<HttpRequest>();
     timed_out_ = false;
     ArmTimer();

@@ -179,6 +179,12 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
   inference::ModelInferRequest& req = out->request;
   req.set_model_name(model);
   req.set_model_version(version);
+  // The parser stops at a NUL byte: binary data sent without
+  // Inference-Header-Content-Length would be silently cut off.
+  if (const size_t nul = json.find('\0'); nul != std::string::npos) {
+    return Bad(absl::StrCat("the JSON request body holds a NUL byte at byte ", nul,
+                            "; binary tensor data needs Inference-Header-Content-Length"));
+  }
   rapidjson::Document doc;
   // In place: strings stay in `json`. Iterative: deep nesting cannot
   // exhaust the stack.

@@ -190,8 +190,8 @@ TEST_F(RestTest, JsonInputAndOutputCarryEachImagesDigest) {
   // Binary input, JSON output.
   const std::vector<int8_t> more = StampedImages(2, stamps_);
   std::string header_length;
-  r = HttpCall("POST", Url("/v2/models/verify/infer"),
-               BinaryInferBody(more, /*json_output=*/true, &header_length),
+  const std::string more_body = BinaryInferBody(more, /*json_output=*/true, &header_length);
+  r = HttpCall("POST", Url("/v2/models/verify/infer"), more_body,
                {{"Inference-Header-Content-Length: " + header_length}});
   ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
   EXPECT_TRUE(CheckVerifyResponse(FromRest(r), more).ok());
@@ -225,8 +225,8 @@ TEST_F(RestTest, StatisticsCountTheRequestPathOnBothWires) {
   // Two REST requests of 2 and 1 images, one gRPC request of 4, one failure.
   for (int n : {2, 1}) {
     std::string header_length;
-    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"),
-                            BinaryInferBody(StampedImages(n, stamps_), false, &header_length),
+    const std::string body = BinaryInferBody(StampedImages(n, stamps_), false, &header_length);
+    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
                             {{"Inference-Header-Content-Length: " + header_length}});
     ASSERT_EQ(r.status, 200) << r.body;
   }
@@ -292,8 +292,8 @@ TEST_F(RestTest, RepositoryIndexLoadWithConfigAndUnload) {
   EXPECT_EQ(c["dynamic_batching"]["priority_levels"].GetInt(), 3);
   // Three images exceed the override's max_batch_size.
   std::string header_length;
-  HttpResult big = HttpCall("POST", Url("/v2/models/spare/infer"),
-                            BinaryInferBody(StampedImages(3, stamps_), false, &header_length),
+  const std::string big_body = BinaryInferBody(StampedImages(3, stamps_), false, &header_length);
+  HttpResult big = HttpCall("POST", Url("/v2/models/spare/infer"), big_body,
                             {{"Inference-Header-Content-Length: " + header_length}});
   EXPECT_EQ(big.status, 400);
   EXPECT_THAT(ErrorMessage(big.body), HasSubstr("a request carries 1 to 2"));

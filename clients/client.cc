@@ -26,6 +26,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
     ssl.pem_cert_chain = options.tls_client_cert;
     ssl.pem_private_key = options.tls_client_key;
     credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_target_name.empty()) args.SetSslTargetNameOverride(options.tls_target_name);
   }
   return grpc::CreateCustomChannel(target, credentials, args);
 }

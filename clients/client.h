@@ -39,6 +39,8 @@ struct ChannelOptions {
   // the system's), and for mutual TLS the client's certificate and key.
   bool tls = false;
   std::string tls_root_certs, tls_client_cert, tls_client_key;
+  // The name the server's certificate must carry, if not the target's host.
+  std::string tls_target_name;
 };
 
 // A channel to `target` ("host:port", or any gRPC target URI) with

@@ -88,29 +88,31 @@ say "image configuration"
 inspect() { hgpipe_podman image inspect --format "$1" "$image"; }
 [[ "$(inspect '{{.Config.User}}')" == hgpipe:hgpipe ]] || fail "image user: $(inspect '{{.Config.User}}')"
 ports="$(inspect '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')"
-[[ "$ports" == *8001/tcp* && "$ports" == *8002/tcp* ]] || fail "exposed ports: $ports"
+[[ "$ports" == *8000/tcp* && "$ports" == *8001/tcp* && "$ports" == *8002/tcp* ]] ||
+  fail "exposed ports: $ports"
 health="$(inspect '{{json .Config.Healthcheck}}')"
-[[ "$health" == *hgpipe-client* && "$health" == *health* ]] || fail "healthcheck: $health"
+[[ "$health" == *entrypoint.sh* && "$health" == *healthcheck* ]] || fail "healthcheck: $health"
 [[ "$(inspect '{{json .Config.Entrypoint}}')" == *entrypoint.sh* ]] || fail "entrypoint"
 size="$(hgpipe_podman image inspect --format '{{.Size}}' "$image")"
 say "image size: $((size / 1000000)) MB"
 
-read -r grpc_port metrics_port < <(/usr/bin/python3 - <<'EOF'
+read -r grpc_port metrics_port http_port < <(/usr/bin/python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(2)]
+socks = [socket.socket() for _ in range(3)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 EOF
 )
 
-say "podman run: grpc=127.0.0.1:$grpc_port metrics=127.0.0.1:$metrics_port"
+say "podman run: grpc=127.0.0.1:$grpc_port http=127.0.0.1:$http_port metrics=127.0.0.1:$metrics_port"
 # --health-interval=disable: no periodic timers (they need systemd); the
 # HEALTHCHECK itself is run below with `podman healthcheck run`.
 # (podman still complains that it cannot reach systemd for the timers: its
 # stderr is shown only on failure.)
 hgpipe_podman run -d --name "$name" --network=host --health-interval=disable \
   -e HGPIPE_HOST=127.0.0.1 -e HGPIPE_GRPC_PORT="$grpc_port" \
+  -e HGPIPE_HTTP_PORT="$http_port" \
   -e HGPIPE_METRICS_PORT="$metrics_port" -e HGPIPE_BOARDS=sim:2 \
   "$image" > "$HGPIPE_CONTAINER_CACHE/tmp/run.out" 2>&1 ||
   { cat "$HGPIPE_CONTAINER_CACHE/tmp/run.out"; fail "podman run failed"; }
@@ -131,6 +133,11 @@ log="$(server_log)"
 sed 's/^/  server: /' <<< "$log"
 [[ -n "$ready" ]] || fail "the server in the container did not become ready"
 [[ "$log" =~ models=[^[:space:]]*verify ]] || fail "bundled model 'verify' not served"
+
+say "KServe v2 REST on the HTTP port"
+rest="$(/usr/bin/python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$http_port/v2/models/verify', timeout=10).read().decode())")" ||
+  fail "GET /v2/models/verify failed"
+[[ "$rest" == *'"platform":"hgpipe/verify"'* ]] || fail "REST model metadata: $rest"
 
 say "HEALTHCHECK (podman healthcheck run)"
 hgpipe_podman healthcheck run "$name" || fail "the image's HEALTHCHECK reported unhealthy"

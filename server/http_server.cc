@@ -467,10 +467,11 @@ class HttpServerImpl final : public HttpServer {
     {
       hgpipe::MutexLock l(&shared_->mu);
       shared_->stopping = true;
-      auto idle = [s = shared_.get()]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-        return s->in_handler == 0;
-      };
-      shared_->mu.AwaitWithDeadline(absl::Condition(&idle), deadline);
+      shared_->mu.AwaitWithDeadline(
+          absl::Condition(
+              +[](Shared* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->in_handler == 0; },
+              shared_.get()),
+          deadline);
     }
     StopNow();
   }

@@ -92,17 +92,26 @@ done = function(summary, latency, requests)
 end
 LUAEOF
 
+# The server's CPU time so far, in clock ticks (utime + stime).
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
 run_grpc() {  # run_grpc N REP
   nice -n "$NICE" "$BIN/hgpipe-perf" --url "$GRPC" --model verify --images-per-request "$1" \
-    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+    --concurrency "$CONCURRENCY" --duration "$WARMUP" --warmup 0 --progress=false > /dev/null
+  local t0; t0=$(server_ticks)
+  nice -n "$NICE" "$BIN/hgpipe-perf" --url "$GRPC" --model verify --images-per-request "$1" \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0 \
     --progress=false --json > "$OUT/grpc-$1-$2.json"
+  echo $(( $(server_ticks) - t0 )) > "$OUT/grpc-$1-$2.ticks"
 }
 run_rest() {  # run_rest N REP
   BODY="$OUT/body$1.bin" HLEN=$(cat "$OUT/body$1.hlen") \
     nice -n "$NICE" wrk -t1 -c "$CONCURRENCY" -d "${WARMUP}s" -s "$OUT/post.lua" "http://$HTTP/v2/models/verify/infer" > /dev/null
+  local t0; t0=$(server_ticks)
   BODY="$OUT/body$1.bin" HLEN=$(cat "$OUT/body$1.hlen") \
     nice -n "$NICE" wrk -t1 -c "$CONCURRENCY" -d "${DURATION}s" --timeout 30s -s "$OUT/post.lua" \
     "http://$HTTP/v2/models/verify/infer" | tail -n1 > "$OUT/rest-$1-$2.json"
+  echo $(( $(server_ticks) - t0 )) > "$OUT/rest-$1-$2.ticks"
 }
 for rep in $(seq 1 "$REPEAT"); do
   for n in $IMAGES_PER_REQUEST; do
@@ -112,35 +121,39 @@ for rep in $(seq 1 "$REPEAT"); do
   done
 done
 
-$PY - "$OUT" "$REPEAT" "$BOARDS" "$CONCURRENCY" $IMAGES_PER_REQUEST <<'PYEOF' | tee "$OUT/table.md"
+$PY - "$OUT" "$REPEAT" "$BOARDS" "$CONCURRENCY" "$TICK_HZ" $IMAGES_PER_REQUEST <<'PYEOF' | tee "$OUT/table.md"
 import json, statistics, sys
-out, repeat, boards, conc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-ns = [int(x) for x in sys.argv[5:]]
+out, repeat, boards, conc, hz = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+ns = [int(x) for x in sys.argv[6:]]
 ceiling = 7375 * int(boards.split(":")[1])
-print(f"| images/request | wire | images/s (median of {repeat}) | of ceiling | p50 ms | p99 ms | errors |")
-print("|---|---|---|---|---|---|---|")
+print(f"| images/request | wire | images/s (median of {repeat}) | of ceiling | p50 ms | p99 ms | server CPU µs/image | errors |")
+print("|---|---|---|---|---|---|---|---|")
 for n in ns:
     rows = {}
     for wire in ("grpc", "rest"):
         runs = []
         for r in range(1, repeat + 1):
             j = json.load(open(f"{out}/{wire}-{n}-{r}.json"))
+            ticks = int(open(f"{out}/{wire}-{n}-{r}.ticks").read())
             if wire == "grpc":
+                images = j["images_ok"]
                 runs.append((j["images_per_second"], j["latency_ms"]["p50"], j["latency_ms"]["p99"],
-                             j["error_count"]))
+                             j["error_count"], ticks / hz * 1e6 / max(images, 1)))
             else:
                 secs = j["duration_us"] / 1e6
-                runs.append((j["requests"] * n / secs, j["p50_ms"], j["p99_ms"],
-                             j["non2xx"] + j["socket_errors"]))
+                images = j["requests"] * n
+                runs.append((images / secs, j["p50_ms"], j["p99_ms"],
+                             j["non2xx"] + j["socket_errors"], ticks / hz * 1e6 / max(images, 1)))
         runs.sort(key=lambda x: x[0])
         med = runs[len(runs) // 2]
         rows[wire] = med
         errors = sum(r[3] for r in runs)
         print(f"| {n} | {'gRPC (hgpipe-perf)' if wire == 'grpc' else 'REST (wrk)'} | "
               f"{med[0]:,.0f} ({runs[0][0]:,.0f}-{runs[-1][0]:,.0f}) | {med[0] / ceiling:.0%} | "
-              f"{med[1]:.2f} | {med[2]:.2f} | {errors} |")
+              f"{med[1]:.2f} | {med[2]:.2f} | {med[4]:.0f} | {errors} |")
     print(f"| {n} | REST / gRPC | {rows['rest'][0] / rows['grpc'][0]:.2f} | | "
-          f"{rows['rest'][1] / rows['grpc'][1]:.2f} | {rows['rest'][2] / rows['grpc'][2]:.2f} | |")
+          f"{rows['rest'][1] / rows['grpc'][1]:.2f} | {rows['rest'][2] / rows['grpc'][2]:.2f} | "
+          f"{rows['rest'][4] / rows['grpc'][4]:.2f} | |")
 print(f"\nceiling {ceiling:,} images/s ({boards}, timing-only emulated boards); "
       f"closed loop, {conc} outstanding requests")
 PYEOF

@@ -511,8 +511,9 @@ class HttpServerImpl final : public HttpServer {
   }
 
   const std::shared_ptr<Shared> shared_;
-  asio::io_context ioc_;
+  // Before ioc_: the sessions ioc_ still holds when it is destroyed use it.
   asio::ssl::context ssl_;
+  asio::io_context ioc_;
   tcp::acceptor acceptor_;
   bool tls_ = false;
   int port_ = 0;

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "clients/client.h"
 #include "clients/tensors.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/grpc_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "http_client.h"
@@ -176,6 +178,18 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   auto infer = open->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1)));
   EXPECT_EQ(infer.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(infer.status().message(), HasSubstr("triton-grpc-protocol-infer-key"));
+
+  {
+    // A stream of a restricted group is refused before it reads anything.
+    auto stub = inference::GRPCInferenceService::NewStub(
+        clients::MakeChannel((*server)->grpc_target()));
+    grpc::ClientContext ctx;
+    auto stream = stub->ModelStreamInfer(&ctx);
+    stream->WritesDone();
+    const grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(s.error_message(), HasSubstr("triton-grpc-protocol-infer-key"));
+  }
 
   clients::InferenceClient::Options o;
   o.metadata = {{"triton-grpc-protocol-admin-key", "s3cret"}, {"triton-grpc-protocol-infer-key", "go"}};

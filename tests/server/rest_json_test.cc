@@ -17,7 +17,6 @@ TEST(RestJsonTest, BinaryInputIsMovedIntoTheRequest) {
       R"("inputs":[{"name":"X","datatype":"INT8","shape":[1,4],"parameters":{"binary_data_size":4}}],)"
       R"("outputs":[{"name":"Y","parameters":{"classification":3,"binary_data":false}}]})";
   std::string binary("\x01\x02\x03\x04", 4);
-  const char* data = binary.data();
   RestInferRequest r;
   ASSERT_TRUE(ParseRestInferRequest(json, std::move(binary), "m", "1", &r).ok());
   EXPECT_EQ(r.request.model_name(), "m");
@@ -28,8 +27,6 @@ TEST(RestJsonTest, BinaryInputIsMovedIntoTheRequest) {
   EXPECT_TRUE(r.binary_output);
   ASSERT_EQ(r.request.raw_input_contents_size(), 1);
   EXPECT_EQ(r.request.raw_input_contents(0), std::string("\x01\x02\x03\x04", 4));
-  // Moved, not copied (a long string keeps its buffer when moved).
-  (void)data;
   EXPECT_EQ(r.request.inputs(0).parameters().count("binary_data_size"), 0u);
   EXPECT_EQ(r.request.outputs(0).parameters().at("classification").int64_param(), 3);
   ASSERT_EQ(r.output_binary.size(), 1u);

@@ -208,6 +208,7 @@ int Main(int argc, char** argv) {
       "measures the emulated HG-PIPE board at saturation.\n"
       "  hgpipe-bench-board [--images-per-run 1,16,64] [--slots 4] "
       "[--duration 3] [--kernels verify,noop] [--json]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   absl::ParseCommandLine(argc, argv);
 

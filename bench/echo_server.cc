@@ -144,6 +144,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "a KServe v2 ModelInfer server that answers at once (transport "
       "ceiling).\n  hgpipe-echo-server [--host 127.0.0.1] [--grpc-port N]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex deadlock
   // detection on: a global lock and a graph lookup on every mutex

@@ -141,7 +141,7 @@ trap cleanup EXIT
 start_server() {
   local log=$1
   # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --metrics-port 0 \
+  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
     --boards "sim:$BOARDS" --model-repository "$OUT/models" \
     --board-slots "$BOARD_SLOTS" --dispatch-lead-us "$DISPATCH_LEAD_US" \
     --emulated-compute="$([[ $EMULATED_COMPUTE == 1 ]] && echo true || echo false)" $SERVER_ARGS \

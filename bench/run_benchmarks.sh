@@ -116,7 +116,7 @@ start_server echo "$BIN/hgpipe-echo-server" --host 127.0.0.1 --grpc-port 0
 ECHO_PORT=$PORT
 ECHO_PID=$SERVER_PID
 # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-start_server server env $SERVER_ENV "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 \
+start_server server env $SERVER_ENV "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port 0 \
   --metrics-port 0 --boards "$BOARDS" --model-repository "$MODEL_REPOSITORY" \
   $SERVER_ARGS
 SERVER_PORT=$PORT

@@ -19,8 +19,16 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   // A distinct argument set makes gRPC open a distinct subchannel (its own
   // TCP connection) instead of sharing one with equal channels.
   args.SetInt("hgpipe.connection_index", options.connection_index);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_certs;
+    ssl.pem_cert_chain = options.tls_client_cert;
+    ssl.pem_private_key = options.tls_client_key;
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_target_name.empty()) args.SetSslTargetNameOverride(options.tls_target_name);
+  }
+  return grpc::CreateCustomChannel(target, credentials, args);
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view rpc,
@@ -81,17 +89,15 @@ absl::Time InferenceClient::DeadlineFor(absl::Duration timeout) const {
          (timeout == absl::ZeroDuration() ? options_.timeout : timeout);
 }
 
-namespace {
 
-void SetDeadline(grpc::ClientContext& context, absl::Time deadline) {
+void InferenceClient::Prepare(grpc::ClientContext& context, absl::Time deadline) const {
   context.set_deadline(absl::ToChronoTime(deadline));
+  for (const auto& [key, value] : options_.metadata) context.AddMetadata(key, value);
 }
-
-}  // namespace
 
 absl::StatusOr<bool> InferenceClient::Live() {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerLiveResponse response;
   grpc::Status s =
       stub_->ServerLive(&context, inference::ServerLiveRequest(), &response);
@@ -101,7 +107,7 @@ absl::StatusOr<bool> InferenceClient::Live() {
 
 absl::StatusOr<bool> InferenceClient::Ready() {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerReadyResponse response;
   grpc::Status s =
       stub_->ServerReady(&context, inference::ServerReadyRequest(), &response);
@@ -112,7 +118,7 @@ absl::StatusOr<bool> InferenceClient::Ready() {
 absl::StatusOr<bool> InferenceClient::ModelReady(absl::string_view model,
                                                  absl::string_view version) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ModelReadyRequest request;
   request.set_name(std::string(model));
   request.set_version(std::string(version));
@@ -127,7 +133,7 @@ absl::StatusOr<bool> InferenceClient::ModelReady(absl::string_view model,
 absl::StatusOr<inference::ServerMetadataResponse>
 InferenceClient::ServerMetadata() {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerMetadataResponse response;
   grpc::Status s = stub_->ServerMetadata(
       &context, inference::ServerMetadataRequest(), &response);
@@ -138,7 +144,7 @@ InferenceClient::ServerMetadata() {
 absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
     absl::string_view model, absl::string_view version) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ModelMetadataRequest request;
   request.set_name(std::string(model));
   request.set_version(std::string(version));
@@ -154,7 +160,7 @@ absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
 InferenceClient::Health(absl::string_view service) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(std::string(service));
   grpc::health::v1::HealthCheckResponse response;
@@ -169,7 +175,7 @@ InferenceClient::Health(absl::string_view service) {
 absl::StatusOr<inference::RepositoryIndexResponse>
 InferenceClient::RepositoryIndex(bool ready_only) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(absl::ZeroDuration()));
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::RepositoryIndexRequest request;
   request.set_ready(ready_only);
   inference::RepositoryIndexResponse response;
@@ -178,22 +184,51 @@ InferenceClient::RepositoryIndex(bool ready_only) {
   return response;
 }
 
-absl::Status InferenceClient::LoadModel(absl::string_view model,
-                                        absl::Duration timeout) {
+absl::Status InferenceClient::LoadModel(absl::string_view model, absl::Duration timeout,
+                                        absl::string_view config_json) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(timeout));
+  Prepare(context, DeadlineFor(timeout));
   inference::RepositoryModelLoadRequest request;
   request.set_model_name(std::string(model));
+  if (!config_json.empty()) {
+    (*request.mutable_parameters())["config"].set_string_param(std::string(config_json));
+  }
   inference::RepositoryModelLoadResponse response;
   grpc::Status s = stub_->RepositoryModelLoad(&context, request, &response);
   return FromGrpcStatus(s, absl::StrCat("RepositoryModelLoad(", model, ")"),
                         target_);
 }
 
+absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
+    absl::string_view model) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::ModelConfigRequest request;
+  request.set_name(std::string(model));
+  inference::ModelConfigResponse response;
+  grpc::Status s = stub_->ModelConfig(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat("ModelConfig(", model, ")"), target_);
+  return response.config();
+}
+
+absl::StatusOr<inference::ModelStatisticsResponse> InferenceClient::ModelStatistics(
+    absl::string_view model) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::ModelStatisticsRequest request;
+  request.set_name(std::string(model));
+  inference::ModelStatisticsResponse response;
+  grpc::Status s = stub_->ModelStatistics(&context, request, &response);
+  if (!s.ok()) {
+    return FromGrpcStatus(s, absl::StrCat("ModelStatistics(", model, ")"), target_);
+  }
+  return response;
+}
+
 absl::Status InferenceClient::UnloadModel(absl::string_view model,
                                           absl::Duration timeout) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(timeout));
+  Prepare(context, DeadlineFor(timeout));
   inference::RepositoryModelUnloadRequest request;
   request.set_model_name(std::string(model));
   inference::RepositoryModelUnloadResponse response;
@@ -205,7 +240,7 @@ absl::Status InferenceClient::UnloadModel(absl::string_view model,
 absl::StatusOr<inference::ModelInferResponse> InferenceClient::Infer(
     const inference::ModelInferRequest& request, absl::Duration timeout) {
   grpc::ClientContext context;
-  SetDeadline(context, DeadlineFor(timeout));
+  Prepare(context, DeadlineFor(timeout));
   inference::ModelInferResponse response;
   grpc::Status s = stub_->ModelInfer(&context, request, &response);
   if (!s.ok()) {
@@ -223,7 +258,7 @@ void InferenceClient::InferAsync(
     ++in_flight_->calls;
   }
   auto* call = new AsyncCall;
-  SetDeadline(call->context, DeadlineFor(timeout));
+  Prepare(call->context, DeadlineFor(timeout));
   call->request = std::move(request);
   call->done = std::move(done);
   call->in_flight = in_flight_;

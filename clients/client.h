@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
@@ -33,10 +35,16 @@ struct ChannelOptions {
   // Channels with different indexes never share a TCP connection; channels
   // with the same index to the same target may. Default: 0.
   int connection_index = 0;
+  // TLS (PEM text): the CAs trusted for the server's certificate (empty:
+  // the system's), and for mutual TLS the client's certificate and key.
+  bool tls = false;
+  std::string tls_root_certs, tls_client_cert, tls_client_key;
+  // The name the server's certificate must carry, if not the target's host.
+  std::string tls_target_name;
 };
 
-// An insecure channel to `target` ("host:port", or any gRPC target URI) with
-// `options`. Connects lazily, on the first call.
+// A channel to `target` ("host:port", or any gRPC target URI) with
+// `options`, insecure unless options.tls. Connects lazily, on the first call.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            const ChannelOptions& options = {});
 
@@ -55,6 +63,9 @@ class InferenceClient {
     // The deadline of each call is now + this, unless the call takes its own
     // timeout. Default: 30 s.
     absl::Duration timeout = absl::Seconds(30);
+    // Sent with every call (e.g. the header of a restricted API group:
+    // {"triton-grpc-protocol-KEY", "VALUE"}). Keys lower case.
+    std::vector<std::pair<std::string, std::string>> metadata;
   };
 
   // InvalidArgument if target is empty. Does not connect: a server that is
@@ -97,10 +108,19 @@ class InferenceClient {
   // --model-control-mode=none) answers UNAVAILABLE. `timeout` as Infer's.
   absl::StatusOr<inference::RepositoryIndexResponse> RepositoryIndex(
       bool ready_only = false);
+  // `config_json`, if not empty, is sent as Triton's `config` parameter (a
+  // Triton ModelConfig as JSON overriding the model's config for this load).
   absl::Status LoadModel(absl::string_view model,
-                         absl::Duration timeout = absl::ZeroDuration());
+                         absl::Duration timeout = absl::ZeroDuration(),
+                         absl::string_view config_json = "");
   absl::Status UnloadModel(absl::string_view model,
                            absl::Duration timeout = absl::ZeroDuration());
+
+  // Triton's model configuration and statistics extensions. NOT_FOUND for a
+  // model that is not loaded; ModelStatistics("") is every loaded model.
+  absl::StatusOr<inference::ModelConfig> ModelConfig(absl::string_view model);
+  absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(
+      absl::string_view model);
 
   // One inference, blocking until the response or the deadline (now +
   // timeout; the client's default when timeout is absl::ZeroDuration()).
@@ -133,6 +153,8 @@ class InferenceClient {
   };
   InferenceClient(std::string target, const Options& options);
   absl::Time DeadlineFor(absl::Duration timeout) const;
+  // Sets the call's deadline and options_.metadata.
+  void Prepare(grpc::ClientContext& context, absl::Time deadline) const;
 
   // Constant after construction.
   const std::string target_;

@@ -27,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -38,6 +39,17 @@
 #include "clients/tensors.h"
 
 ABSL_FLAG(std::string, url, "localhost:8001", "The server's gRPC address.");
+ABSL_FLAG(bool, ssl, false, "Connect with TLS (tritonclient's ssl=True).");
+ABSL_FLAG(std::string, root_certificates, "",
+          "--ssl: PEM file of the CAs trusted for the server (empty: the system's).");
+ABSL_FLAG(std::string, private_key, "", "--ssl: PEM file of the client's key (mutual TLS).");
+ABSL_FLAG(std::string, certificate_chain, "",
+          "--ssl: PEM file of the client's certificate (mutual TLS).");
+ABSL_FLAG(std::string, ssl_target_name, "",
+          "--ssl: the name the server's certificate carries, if not the --url host.");
+ABSL_FLAG(std::vector<std::string>, header, {},
+          "KEY=VALUE sent as metadata with every call (comma-separate several), e.g. "
+          "triton-grpc-protocol-admin-key=secret for a restricted API group.");
 ABSL_FLAG(std::string, input, "",
           "infer: a file of raw int8 images, N * 150528 bytes (flat "
           "[N][196][768] patches).");
@@ -400,6 +412,7 @@ int LoadOrUnload(InferenceClient& client, const std::string& command,
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) return UsageError("missing a command");
@@ -407,6 +420,29 @@ int Main(int argc, char** argv) {
   const std::vector<std::string> args(positional.begin() + 2, positional.end());
   InferenceClient::Options options;
   options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  if (absl::GetFlag(FLAGS_ssl)) {
+    options.channel.tls = true;
+    auto read = [](const std::string& path, std::string* out) {
+      if (path.empty()) return true;
+      std::ifstream in(path);
+      *out = std::string(std::istreambuf_iterator<char>(in), {});
+      return static_cast<bool>(in) || !out->empty();
+    };
+    const std::string root = absl::GetFlag(FLAGS_root_certificates);
+    const std::string key = absl::GetFlag(FLAGS_private_key);
+    const std::string chain = absl::GetFlag(FLAGS_certificate_chain);
+    for (const auto& [path, out] : {std::pair{root, &options.channel.tls_root_certs},
+                                    std::pair{key, &options.channel.tls_client_key},
+                                    std::pair{chain, &options.channel.tls_client_cert}}) {
+      if (!read(path, out)) return Fail(absl::InvalidArgumentError(absl::StrCat("cannot read ", path)));
+    }
+    options.channel.tls_target_name = absl::GetFlag(FLAGS_ssl_target_name);
+  }
+  for (const std::string& h : absl::GetFlag(FLAGS_header)) {
+    const size_t eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) return UsageError(absl::StrCat("--header '", h, "': expected KEY=VALUE"));
+    options.metadata.emplace_back(absl::AsciiStrToLower(h.substr(0, eq)), h.substr(eq + 1));
+  }
   absl::StatusOr<std::unique_ptr<InferenceClient>> client =
       InferenceClient::Create(absl::GetFlag(FLAGS_url), options);
   if (!client.ok()) return Fail(client.status());

@@ -103,6 +103,7 @@ int Main(int argc, char** argv) {
       "measures a KServe v2 server's throughput and latency.\n"
       "  hgpipe-perf [--url HOST:PORT] [--model verify] [--concurrency N | "
       "--rate R] [--duration S] [--json]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex deadlock
   // detection on: a global lock and a graph lookup on every mutex

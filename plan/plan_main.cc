@@ -156,6 +156,7 @@ int Main(int argc, char** argv) {
       "answers capacity questions by simulating the scheduler.\n"
       "  hgpipe-plan --workload NAME:rate=R[:images=N][:p99_ms=T][:...] "
       "[--boards N] [--max-boards 64] [--seconds 10] [--json]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   DashesToUnderscores(argc, argv);
   // Debian's Abseil keeps absl::Mutex deadlock detection on (a global lock
   // and a graph lookup per acquisition); a simulation takes millions of

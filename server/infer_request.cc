@@ -293,10 +293,8 @@ absl::StatusOr<RequestPolicy> ParseRequestPolicy(
                                           ", or 0 for the model's default");
     absl::StatusOr<uint64_t> v = UnsignedParameter(c, "priority", it->second, unit);
     if (!v.ok()) return v.status();
-    if (*v > levels) {
-      return Bad(c, absl::StrCat("parameter 'priority': ", *v, " is not ", unit));
-    }
-    policy.priority = static_cast<uint32_t>(*v);
+    // As Triton: a level the model does not have is its default level.
+    policy.priority = *v > levels ? 0 : static_cast<uint32_t>(*v);
   }
   uint64_t timeout_us = c.batching().default_timeout_us();
   if (auto it = req.parameters().find("timeout"); it != req.parameters().end()) {

@@ -44,7 +44,8 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
 // What a request asks of the scheduler through its `parameters`, as
 // Triton's clients send them:
 //   priority  uint64 or int64: 1 (highest) .. the model's
-//             batching.priority_levels; 0 or absent: the model's default.
+//             batching.priority_levels; 0, absent or above the levels (as
+//             Triton): the model's default.
 //   timeout   uint64 or int64 microseconds from arrival; 0 or absent: the
 //             model's batching.default_timeout_us (0 there too: none).
 // Other parameters are ignored (as Triton leaves them to backends).
@@ -55,8 +56,7 @@ struct RequestPolicy {
 };
 
 // InvalidArgument naming the parameter for a value of another type (bool,
-// string, double), a negative value, a priority above the model's levels,
-// or a timeout beyond an hour.
+// string, double), a negative value, or a timeout beyond an hour.
 absl::StatusOr<RequestPolicy> ParseRequestPolicy(
     const inference::ModelInferRequest& request,
     const config::ModelConfig& config);

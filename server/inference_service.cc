@@ -51,12 +51,47 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& ctx) {
   return absl::FromChrono(deadline);
 }
 
+// A stream refused before it starts (a restricted API group).
+class RefusedStream final
+    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                     inference::ModelStreamInferResponse> {
+ public:
+  explicit RefusedStream(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
+absl::Status NotServed(absl::string_view what) {
+  return absl::UnimplementedError(absl::StrCat(
+      what, " is not supported by hgpipe-server (its extensions: GET v2 or "
+            "ServerMetadata)"));
+}
+
 }  // namespace
 
 InferenceService::InferenceService(ModelManager* models,
                                    scheduler::Scheduler* scheduler,
-                                   Metrics* metrics, WorkerPool* workers)
-    : models_(models), scheduler_(scheduler), metrics_(metrics), workers_(workers) {}
+                                   Metrics* metrics, InferStatistics* statistics,
+                                   WorkerPool* workers, Restrictions restrictions)
+    : models_(models),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      statistics_(statistics),
+      workers_(workers),
+      restrictions_(std::move(restrictions)),
+      api_(models, statistics, this) {}
+
+bool InferenceService::Ready() const { return Serving() && models_->AllReady(); }
+
+absl::Status InferenceService::Allowed(const grpc::CallbackServerContext& ctx,
+                                       ApiGroup group) const {
+  return restrictions_.Check(group, [&ctx](const std::string& name)
+                                        -> std::optional<absl::string_view> {
+    const auto& md = ctx.client_metadata();
+    auto it = md.find(name);
+    if (it == md.end()) return std::nullopt;
+    return absl::string_view(it->second.data(), it->second.size());
+  });
+}
 
 // One ModelStreamInfer call. Requests are read one after another and each
 // starts at once, so several are in flight (up to kMaxInFlight: then reading
@@ -257,6 +292,9 @@ void InferenceService::StartDraining() {
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kInference); !s.ok()) {
+    return new RefusedStream(s);
+  }
   return new Stream(this, CallDeadline(*ctx));
 }
 
@@ -286,37 +324,65 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
 grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* resp) {
-  resp->set_name(kServerName);
-  resp->set_version(kServerVersion);
-  for (const char* e : {"classification", "model_repository", "schedule_policy"}) {
-    resp->add_extensions(e);
-  }
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kMetadata); !s.ok()) return Answer(ctx, s);
+  *resp = TritonApi::ServerMetadata();
   return Answer(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
     inference::ModelMetadataResponse* resp) {
-  absl::StatusOr<ModelRef> found = models_->Find(req->name(), req->version());
-  if (!found.ok()) return Answer(ctx, found.status());
-  const config::ModelConfig& c = found->model->entry.config;
-  resp->set_name(c.name());
-  resp->add_versions("1");
-  resp->set_platform(absl::StrCat("hgpipe/", c.bitstream()));
-  auto add = [](const config::TensorConfig& t, auto* meta) {
-    meta->set_name(t.name());
-    meta->set_datatype(t.datatype());
-    meta->add_shape(-1);
-    for (int64_t d : t.dims()) meta->add_shape(d);
-  };
-  add(c.input(), resp->add_inputs());
-  add(c.output(), resp->add_outputs());
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kMetadata); !s.ok()) return Answer(ctx, s);
+  absl::StatusOr<inference::ModelMetadataResponse> meta =
+      api_.ModelMetadata(req->name(), req->version());
+  if (!meta.ok()) return Answer(ctx, meta.status());
+  *resp = *std::move(meta);
   return Answer(ctx, absl::OkStatus());
 }
+
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(
+    grpc::CallbackServerContext* ctx, const inference::ModelConfigRequest* req,
+    inference::ModelConfigResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kModelConfig); !s.ok()) return Answer(ctx, s);
+  absl::StatusOr<inference::ModelConfigResponse> config =
+      api_.ModelConfig(req->name(), req->version());
+  if (!config.ok()) return Answer(ctx, config.status());
+  *resp = *std::move(config);
+  return Answer(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
+    grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
+    inference::ModelStatisticsResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kStatistics); !s.ok()) return Answer(ctx, s);
+  absl::StatusOr<inference::ModelStatisticsResponse> stats =
+      api_.ModelStatistics(req->name(), req->version());
+  if (!stats.ok()) return Answer(ctx, stats.status());
+  *resp = *std::move(stats);
+  return Answer(ctx, absl::OkStatus());
+}
+
+#define HGPIPE_NOT_SERVED(RPC, GROUP, WHAT)                                        \
+  grpc::ServerUnaryReactor* InferenceService::RPC(                                 \
+      grpc::CallbackServerContext* ctx, const inference::RPC##Request*,            \
+      inference::RPC##Response*) {                                                 \
+    if (absl::Status s = Allowed(*ctx, ApiGroup::GROUP); !s.ok()) return Answer(ctx, s); \
+    return Answer(ctx, NotServed(WHAT));                                           \
+  }
+HGPIPE_NOT_SERVED(SystemSharedMemoryStatus, kSharedMemory, "system shared memory")
+HGPIPE_NOT_SERVED(SystemSharedMemoryRegister, kSharedMemory, "system shared memory")
+HGPIPE_NOT_SERVED(SystemSharedMemoryUnregister, kSharedMemory, "system shared memory")
+HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
+HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
+HGPIPE_NOT_SERVED(CudaSharedMemoryUnregister, kSharedMemory, "CUDA shared memory")
+HGPIPE_NOT_SERVED(TraceSetting, kTrace, "tracing")
+HGPIPE_NOT_SERVED(LogSettings, kLogging, "changing log settings at run time (use --log-level)")
+#undef HGPIPE_NOT_SERVED
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
     inference::ModelInferResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kInference); !s.ok()) return Answer(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   StartInfer(*req, resp, CallDeadline(*ctx),
              [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
@@ -345,7 +411,9 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   absl::StatusOr<RequestPolicy> requested =
       prepared.ok() ? ParseRequestPolicy(req, c) : prepared.status();
   if (!requested.ok()) {
-    metrics_->RequestDone(m.model_id, requested.status().code(), 0, absl::Now() - start);
+    const absl::Duration took = absl::Now() - start;
+    metrics_->RequestDone(m.model_id, requested.status().code(), 0, took);
+    statistics_->RequestDone(m.model_id, false, 0, {took, {}, {}});
     done(requested.status());
     return;
   }
@@ -366,12 +434,24 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   spec.logit_scale = m.entry.logit_scale;
   spec.classification = prepared->classification;
   spec.labels = &m.entry.labels;
+  // Set by Submit; read by `finish`, which owns it.
+  auto queued_at = std::make_unique<std::atomic<int64_t>>(0);
+  policy.queued_at_ns = queued_at.get();
   // `model` keeps the labels `spec` points to.
   Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
-                   model = ref.model](absl::Status s) mutable {
+                   model = ref.model,
+                   queued_at = std::move(queued_at)](absl::Status s) mutable {
+    const absl::Time computed = absl::Now();
     if (s.ok()) FinishLogitOutput(spec, n, classes, resp);
     s = Renamed(s, *model);
-    metrics_->RequestDone(model->model_id, s.code(), n, absl::Now() - start);
+    const absl::Time end = absl::Now();
+    metrics_->RequestDone(model->model_id, s.code(), n, end - start);
+    const int64_t queued_ns = queued_at->load();
+    statistics_->RequestDone(
+        model->model_id, s.ok(), n,
+        {end - start,
+         queued_ns > 0 ? absl::FromUnixNanos(queued_ns) - start : absl::ZeroDuration(),
+         end - computed});
     done(std::move(s));
   };
   if (m.preprocessor.has_value()) {
@@ -395,6 +475,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   job->priority = policy.priority;
   job->deadline = policy.deadline;
   job->done = [shared, keep = std::move(keep)](absl::Status s) { (*shared)(s); };
+  if (policy.queued_at_ns != nullptr) policy.queued_at_ns->store(absl::ToUnixNanos(absl::Now()));
   absl::Status s = scheduler_->Enqueue(ref.model->scheduler_name, std::move(job));
   // Handed over (or refused): an unload need not wait for this request.
   ref.admission.reset();
@@ -490,71 +571,34 @@ void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* lo
 grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
     inference::RepositoryIndexResponse* resp) {
-  if (!req->repository_name().empty()) {
-    return Answer(ctx, absl::InvalidArgumentError(absl::StrCat(
-                           "repository_name '", req->repository_name(),
-                           "': hgpipe-server has one repository; leave it empty")));
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kModelRepository); !s.ok()) {
+    return Answer(ctx, s);
   }
-  absl::StatusOr<std::vector<ModelManager::IndexEntry>> index = models_->Index(req->ready());
+  absl::StatusOr<inference::RepositoryIndexResponse> index = api_.RepositoryIndex(*req);
   if (!index.ok()) return Answer(ctx, index.status());
-  for (const ModelManager::IndexEntry& e : *index) {
-    auto* m = resp->add_models();
-    m->set_name(e.name);
-    m->set_version(e.version);
-    m->set_state(e.state);
-    m->set_reason(e.reason);
-  }
+  *resp = *std::move(index);
   return Answer(ctx, absl::OkStatus());
 }
-
-namespace {
-
-// Checks what a load or unload request may carry.
-template <typename Request>
-absl::Status CheckControlRequest(const Request& req) {
-  if (!req.repository_name().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "repository_name '", req.repository_name(),
-        "': hgpipe-server has one repository; leave it empty"));
-  }
-  if (req.model_name().empty()) {
-    return absl::InvalidArgumentError("model_name is empty");
-  }
-  if (!req.parameters().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parameter '", req.parameters().begin()->first, "' is not supported"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* InferenceService::RepositoryModelLoad(
     grpc::CallbackServerContext* ctx, const inference::RepositoryModelLoadRequest* req,
     inference::RepositoryModelLoadResponse*) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::Status s = CheckControlRequest(*req);
-  if (s.ok() && draining_.load()) s = absl::UnavailableError("hgpipe-server is shutting down");
-  if (!s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kModelRepository); !s.ok()) {
+    return Answer(ctx, s);
   }
-  models_->Load(req->model_name(),
-                [reactor](absl::Status st) { reactor->Finish(ToGrpcStatus(st)); });
+  auto* reactor = ctx->DefaultReactor();
+  api_.Load(*req, [reactor](absl::Status st) { reactor->Finish(ToGrpcStatus(st)); });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::RepositoryModelUnload(
     grpc::CallbackServerContext* ctx, const inference::RepositoryModelUnloadRequest* req,
     inference::RepositoryModelUnloadResponse*) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::Status s = CheckControlRequest(*req);
-  if (!s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kModelRepository); !s.ok()) {
+    return Answer(ctx, s);
   }
-  models_->Unload(req->model_name(),
-                  [reactor](absl::Status st) { reactor->Finish(ToGrpcStatus(st)); });
+  auto* reactor = ctx->DefaultReactor();
+  api_.Unload(*req, [reactor](absl::Status st) { reactor->Finish(ToGrpcStatus(st)); });
   return reactor;
 }
 

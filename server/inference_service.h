@@ -7,6 +7,9 @@
 // Model loads and unloads finish their calls from the model manager's
 // loader thread or the scheduler's.
 // Internal absl::Status codes become gRPC codes here (they share numbering).
+// The non-inference calls are answered by TritonApi (shared with the REST
+// front end); calls in an API group restricted by --grpc-restricted-protocol
+// are refused unless they carry the group's header (server/restrictions.h).
 #ifndef HGPIPE_SERVER_INFERENCE_SERVICE_H_
 #define HGPIPE_SERVER_INFERENCE_SERVICE_H_
 
@@ -24,26 +27,44 @@
 #include "proto/grpc_service.grpc.pb.h"
 #include "scheduler/scheduler.h"
 #include "server/metrics.h"
+#include "server/infer_pipeline.h"
 #include "server/infer_request.h"
 #include "server/model_manager.h"
 #include "server/model_repository.h"
+#include "server/restrictions.h"
+#include "server/statistics.h"
+#include "server/triton_api.h"
 #include "server/worker_pool.h"
 
 namespace hgpipe::server {
 
-inline constexpr char kServerName[] = "hgpipe-serve";
-inline constexpr char kServerVersion[] = "0.1.0";
-
 class InferenceService final
-    : public inference::GRPCInferenceService::CallbackService {
+    : public inference::GRPCInferenceService::CallbackService,
+      public InferPipeline {
  public:
-  // `models`, `scheduler`, `metrics` and `workers` (which preprocesses
-  // images) must outlive the service.
+  // `models`, `scheduler`, `metrics`, `statistics` and `workers` (which
+  // preprocesses images) must outlive the service. `restrictions`: the
+  // parsed --grpc-restricted-protocol.
   InferenceService(ModelManager* models, scheduler::Scheduler* scheduler,
-                   Metrics* metrics, WorkerPool* workers);
+                   Metrics* metrics, InferStatistics* statistics, WorkerPool* workers,
+                   Restrictions restrictions = {});
 
   // ServerReady reports this (and every loaded model ready). Thread-safe.
   void SetReady(bool ready) { ready_.store(ready); }
+
+  // The answers of the non-inference calls, for other front ends.
+  TritonApi* api() { return &api_; }
+
+  // InferPipeline: what ModelInfer and every stream request run; the REST
+  // front end calls it too. Thread-safe.
+  void Infer(const inference::ModelInferRequest& request,
+             inference::ModelInferResponse* response, absl::Time deadline,
+             Done done) override {
+    StartInfer(request, response, deadline, std::move(done));
+  }
+  bool Ready() const override;
+  bool Serving() const override { return ready_.load() && !draining_.load(); }
+  bool Draining() const override { return draining_.load(); }
 
   // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
   // clients and load balancers retry elsewhere; calls already accepted are
@@ -79,9 +100,9 @@ class InferenceService final
   grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
   ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
 
-  // Model repository extension (server/model_manager.h). The server has one
-  // repository: a non-empty repository_name is INVALID_ARGUMENT, as are
-  // load / unload parameters (none is supported).
+  // Model repository extension (server/model_manager.h, parameters as
+  // TritonApi takes them). The server has one repository: a non-empty
+  // repository_name is INVALID_ARGUMENT.
   grpc::ServerUnaryReactor* RepositoryIndex(
       grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
       inference::RepositoryIndexResponse* resp) override;
@@ -92,6 +113,38 @@ class InferenceService final
       grpc::CallbackServerContext* ctx,
       const inference::RepositoryModelUnloadRequest* req,
       inference::RepositoryModelUnloadResponse* resp) override;
+  // Model configuration and statistics extensions (TritonApi).
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
+                                        const inference::ModelConfigRequest* req,
+                                        inference::ModelConfigResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelStatistics(
+      grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
+      inference::ModelStatisticsResponse* resp) override;
+  // Not served: UNIMPLEMENTED, saying so.
+  grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
+      grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest*,
+      inference::SystemSharedMemoryStatusResponse*) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryRegister(
+      grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryRegisterRequest*,
+      inference::SystemSharedMemoryRegisterResponse*) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
+      grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest*,
+      inference::SystemSharedMemoryUnregisterResponse*) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryStatus(
+      grpc::CallbackServerContext* ctx, const inference::CudaSharedMemoryStatusRequest*,
+      inference::CudaSharedMemoryStatusResponse*) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryRegister(
+      grpc::CallbackServerContext* ctx, const inference::CudaSharedMemoryRegisterRequest*,
+      inference::CudaSharedMemoryRegisterResponse*) override;
+  grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(
+      grpc::CallbackServerContext* ctx, const inference::CudaSharedMemoryUnregisterRequest*,
+      inference::CudaSharedMemoryUnregisterResponse*) override;
+  grpc::ServerUnaryReactor* TraceSetting(grpc::CallbackServerContext* ctx,
+                                         const inference::TraceSettingRequest*,
+                                         inference::TraceSettingResponse*) override;
+  grpc::ServerUnaryReactor* LogSettings(grpc::CallbackServerContext* ctx,
+                                        const inference::LogSettingsRequest*,
+                                        inference::LogSettingsResponse*) override;
 
  private:
   class Stream;  // one ModelStreamInfer call (inference_service.cc)
@@ -101,6 +154,9 @@ class InferenceService final
   struct Policy {
     uint32_t priority = 0;
     absl::Time deadline = absl::InfiniteFuture();
+    // Where Submit records when the images reached the scheduler (unix ns,
+    // for the statistics); owned by the request's completion.
+    std::atomic<int64_t>* queued_at_ns = nullptr;
   };
   // One inference, for ModelInfer and for each request of a stream:
   // validates `req` and queues its images; `done` is called exactly once
@@ -119,10 +175,17 @@ class InferenceService final
   void Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits,
               Policy policy, std::shared_ptr<void> keep, Finish finish);
 
+  // OK, or PERMISSION_DENIED if `group` is restricted and the call lacks
+  // its header.
+  absl::Status Allowed(const grpc::CallbackServerContext& ctx, ApiGroup group) const;
+
   ModelManager* const models_;
   scheduler::Scheduler* const scheduler_;
   Metrics* const metrics_;
+  InferStatistics* const statistics_;
   WorkerPool* const workers_;
+  const Restrictions restrictions_;
+  TritonApi api_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_call_ns_{0};

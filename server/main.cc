@@ -1,10 +1,13 @@
 // hgpipe-server: serves the models of a model repository over KServe v2 gRPC
-// from emulated or real HG-PIPE boards, with Prometheus metrics.
+// and REST (Triton's extensions on both) from emulated or real HG-PIPE
+// boards, with Prometheus metrics.
 #include <algorithm>
 #include <malloc.h>
 
 #include <csignal>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,10 +30,14 @@
 #include "prometheus/exposer.h"
 #include "scheduler/scheduler.h"
 #include "server/board_factory.h"
+#include "server/http_server.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/model_manager.h"
 #include "server/model_repository.h"
+#include "server/rest_handler.h"
+#include "server/restrictions.h"
+#include "server/statistics.h"
 #include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, model_repository, HGPIPE_DEFAULT_MODEL_REPOSITORY,
@@ -47,6 +54,38 @@ ABSL_FLAG(std::string, boards, "sim:1",
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free one)");
 ABSL_FLAG(int, metrics_port, 8002, "Prometheus /metrics port (0: pick a free one)");
+ABSL_FLAG(int, http_port, 8000,
+          "KServe v2 REST port (0: pick a free one; -1: no HTTP endpoint)");
+ABSL_FLAG(int, http_thread_count, 2, "Threads serving HTTP connections");
+ABSL_FLAG(int64_t, http_max_input_size, int64_t{64} << 20,
+          "Largest HTTP request body accepted, bytes (larger: 413)");
+ABSL_FLAG(int, http_request_timeout_ms, 60000,
+          "An HTTP request must arrive whole within this (else 408, connection closed)");
+ABSL_FLAG(bool, grpc_use_ssl, false,
+          "Serve gRPC over TLS with --grpc-server-cert and --grpc-server-key");
+ABSL_FLAG(bool, grpc_use_ssl_mutual, false,
+          "gRPC over TLS requiring client certificates signed by --grpc-root-cert "
+          "(implies --grpc-use-ssl)");
+ABSL_FLAG(std::string, grpc_server_cert, "", "PEM file: the gRPC server certificate (chain)");
+ABSL_FLAG(std::string, grpc_server_key, "", "PEM file: the gRPC server private key");
+ABSL_FLAG(std::string, grpc_root_cert, "",
+          "PEM file: the CA that client certificates must be signed by (mutual TLS)");
+ABSL_FLAG(bool, http_use_ssl, false,
+          "Serve HTTP over TLS (HTTPS) with --http-server-cert and --http-server-key");
+ABSL_FLAG(bool, http_use_ssl_mutual, false,
+          "HTTPS requiring client certificates signed by --http-root-cert "
+          "(implies --http-use-ssl)");
+ABSL_FLAG(std::string, http_server_cert, "", "PEM file: the HTTP server certificate (chain)");
+ABSL_FLAG(std::string, http_server_key, "", "PEM file: the HTTP server private key");
+ABSL_FLAG(std::string, http_root_cert, "",
+          "PEM file: the CA that client certificates must be signed by (mutual TLS)");
+ABSL_FLAG(std::string, grpc_restricted_protocol, "",
+          "GROUPS:KEY=VALUE (repeatable): gRPC calls of these API groups (metadata, "
+          "inference, shared-memory, model-config, model-repository, statistics, trace, "
+          "logging) need metadata triton-grpc-protocol-KEY: VALUE, else PERMISSION_DENIED");
+ABSL_FLAG(std::string, http_restricted_api, "",
+          "GROUPS:KEY=VALUE (repeatable): HTTP calls of these API groups need header "
+          "KEY: VALUE, else 403");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 0,
@@ -109,7 +148,62 @@ absl::Status CheckFlags() {
                              absl::GetFlag(FLAGS_max_recovery_attempts), 1, 1000));
   RETURN_IF_ERROR(
       CheckRange("dispatch-lead-us", absl::GetFlag(FLAGS_dispatch_lead_us), 0, 1'000'000));
+  RETURN_IF_ERROR(CheckRange("http-port", absl::GetFlag(FLAGS_http_port), -1, 65535));
+  RETURN_IF_ERROR(CheckRange("http-thread-count", absl::GetFlag(FLAGS_http_thread_count), 1, 256));
+  RETURN_IF_ERROR(CheckRange("http-request-timeout-ms",
+                             absl::GetFlag(FLAGS_http_request_timeout_ms), 1, 3'600'000));
+  if (absl::GetFlag(FLAGS_http_max_input_size) < 1) {
+    return absl::InvalidArgumentError("--http-max-input-size: must be > 0");
+  }
   return absl::OkStatus();
+}
+
+// Every value of a flag given several times ("--f a --f=b"), unsplit: absl
+// keeps only the last occurrence.
+std::vector<std::string> RepeatedFlag(int argc, char** argv, absl::string_view name) {
+  std::vector<std::string> out;
+  const std::string flag = absl::StrCat("--", name);
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == flag && i + 1 < argc) {
+      out.emplace_back(argv[++i]);
+    } else if (absl::StartsWith(a, absl::StrCat(flag, "="))) {
+      out.emplace_back(a.substr(flag.size() + 1));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ReadPem(absl::string_view flag, const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is needed"));
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " '", path, "': cannot read"));
+  }
+  return text.str();
+}
+
+// The gRPC port's credentials: insecure, TLS, or mutual TLS (Triton's flags).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials() {
+  const bool mutual = absl::GetFlag(FLAGS_grpc_use_ssl_mutual);
+  if (!mutual && !absl::GetFlag(FLAGS_grpc_use_ssl)) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions o(
+      mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain,
+                   ReadPem("grpc-server-cert", absl::GetFlag(FLAGS_grpc_server_cert)));
+  ASSIGN_OR_RETURN(pair.private_key,
+                   ReadPem("grpc-server-key", absl::GetFlag(FLAGS_grpc_server_key)));
+  o.pem_key_cert_pairs.push_back(std::move(pair));
+  if (mutual) {
+    ASSIGN_OR_RETURN(o.pem_root_certs,
+                     ReadPem("grpc-root-cert", absl::GetFlag(FLAGS_grpc_root_cert)));
+  }
+  return grpc::SslServerCredentials(o);
 }
 
 // Every value of a list flag given several times ("--load_model a
@@ -135,8 +229,17 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
   return out;
 }
 
-int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_models) {
+int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_models,
+        const std::vector<std::string>& grpc_restricted,
+        const std::vector<std::string>& http_restricted) {
   if (absl::Status s = CheckFlags(); !s.ok()) return Fail(s);
+  auto grpc_restrictions = Restrictions::Parse("grpc-restricted-protocol", grpc_restricted,
+                                               kGrpcRestrictedHeaderPrefix);
+  if (!grpc_restrictions.ok()) return Fail(grpc_restrictions.status());
+  auto http_restrictions = Restrictions::Parse("http-restricted-api", http_restricted, "");
+  if (!http_restrictions.ok()) return Fail(http_restrictions.status());
+  auto grpc_credentials = GrpcCredentials();
+  if (!grpc_credentials.ok()) return Fail(grpc_credentials.status());
   auto mode = ModelManager::ParseControlMode(absl::GetFlag(FLAGS_model_control_mode));
   if (!mode.ok()) return Fail(mode.status());
   if (*mode == ModelManager::ControlMode::kNone && !load_models.empty()) {
@@ -150,9 +253,14 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
 
   RealClock clock;
   Metrics metrics;
+  InferStatistics statistics;
+  ObserverFanout observers({&metrics, &statistics});
+  // Declared before what it calls into, so that it outlives them: a late
+  // reply (past the drain deadline) still finds its I/O context.
+  std::unique_ptr<HttpServer> http;
   scheduler::Scheduler::Options so;
   so.clock = &clock;
-  so.observer = &metrics;
+  so.observer = &observers;
   so.dispatch_lead = absl::Microseconds(absl::GetFlag(FLAGS_dispatch_lead_us));
   so.watchdog_margin = absl::Milliseconds(absl::GetFlag(FLAGS_watchdog_ms));
   so.recovery_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_recovery_backoff_ms));
@@ -199,12 +307,13 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   }
   exposer->RegisterCollectable(metrics.registry());
 
-  InferenceService service(&models, sched->get(), &metrics, &workers);
+  InferenceService service(&models, sched->get(), &metrics, &statistics, &workers,
+                           *std::move(grpc_restrictions));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(absl::StrCat(host, ":", absl::GetFlag(FLAGS_grpc_port)),
-                           grpc::InsecureServerCredentials(), &grpc_port);
+                           *grpc_credentials, &grpc_port);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_mb) << 20);
   builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_mb) << 20);
   builder.RegisterService(&service);
@@ -213,9 +322,34 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     return Fail(absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
+  RestHandler rest(&service, service.api(), *std::move(http_restrictions));
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    HttpServer::Options ho;
+    ho.host = host;
+    ho.port = absl::GetFlag(FLAGS_http_port);
+    ho.threads = absl::GetFlag(FLAGS_http_thread_count);
+    ho.max_input_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_http_max_input_size));
+    ho.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_http_request_timeout_ms));
+    ho.mutual_tls = absl::GetFlag(FLAGS_http_use_ssl_mutual);
+    if (ho.mutual_tls || absl::GetFlag(FLAGS_http_use_ssl)) {
+      ho.cert_file = absl::GetFlag(FLAGS_http_server_cert);
+      ho.key_file = absl::GetFlag(FLAGS_http_server_key);
+      ho.root_cert_file = absl::GetFlag(FLAGS_http_root_cert);
+      if (ho.cert_file.empty() || ho.key_file.empty() ||
+          (ho.mutual_tls && ho.root_cert_file.empty())) {
+        return Fail(absl::InvalidArgumentError(
+            "--http-use-ssl needs --http-server-cert and --http-server-key; "
+            "--http-use-ssl-mutual also --http-root-cert"));
+      }
+    }
+    auto started = HttpServer::Start(ho, &rest);
+    if (!started.ok()) return Fail(started.status());
+    http = *std::move(started);
+  }
   service.SetReady(true);
   server->GetHealthCheckService()->SetServingStatus(true);
-  LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port
+  LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port << " http="
+            << (http != nullptr ? absl::StrCat(host, ":", http->port()) : "off")
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
             << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
@@ -239,6 +373,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   // Stops accepting calls and waits for those in flight: their requests are
   // in the scheduler, which keeps running until they are answered.
   server->Shutdown(absl::ToChronoTime(deadline));
+  if (http != nullptr) http->Stop(deadline);
   (*sched)->Shutdown();
   LOG(INFO) << "hgpipe-server: stopped";
   return 0;
@@ -266,11 +401,20 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::SetProgramUsageMessage(
-      "hgpipe-server [--model-repository DIR] [--boards sim:N|sim-pool:N] "
-      "[--model-control-mode none|explicit --load-model M] [--grpc-port P]");
+      "serves HG-PIPE models over KServe v2 gRPC and REST (Triton's extensions)\n"
+      "  hgpipe-server [--model-repository DIR] [--boards sim:N|sim-pool:N|xrt:...]\n"
+      "                [--model-control-mode none|explicit --load-model M ...]\n"
+      "                [--grpc-port 8001] [--http-port 8000] [--metrics-port 8002]\n"
+      "                [--grpc-use-ssl ...] [--http-use-ssl ...] "
+      "[--grpc-restricted-protocol G:K=V] [--http-restricted-api G:K=V]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   hgpipe::DashesToUnderscores(argc, argv);
   const std::vector<std::string> load_models =
       hgpipe::server::RepeatedListFlag(argc, argv, "load_model");
+  const std::vector<std::string> grpc_restricted =
+      hgpipe::server::RepeatedFlag(argc, argv, "grpc_restricted_protocol");
+  const std::vector<std::string> http_restricted =
+      hgpipe::server::RepeatedFlag(argc, argv, "http_restricted_api");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   const std::string level = absl::GetFlag(FLAGS_log_level);
@@ -286,5 +430,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   google::InitGoogleLogging(argv[0]);
-  return hgpipe::server::Run(stop_signals, load_models);
+  return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted);
 }

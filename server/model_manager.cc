@@ -79,9 +79,9 @@ ModelManager::~ModelManager() {
 }
 
 absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(
-    const std::string& name) {
+    const std::string& name, const ConfigEdit& edit) {
   ASSIGN_OR_RETURN(ModelEntry entry,
-                   LoadModelDirectory(options_.repository, name, options_.resolve));
+                   LoadModelDirectory(options_.repository, name, options_.resolve, edit));
   auto m = std::make_shared<LoadedModel>();
   m->entry = std::move(entry);
   if (m->entry.config.input_format() != config::DEVICE_PATCHES) {
@@ -398,7 +398,7 @@ absl::Status Busy(const std::string& name, absl::string_view doing) {
 }  // namespace
 
 void ModelManager::Load(const std::string& name,
-                        absl::AnyInvocable<void(absl::Status)> done) {
+                        absl::AnyInvocable<void(absl::Status)> done, ConfigEdit edit) {
   if (options_.control_mode == ControlMode::kNone) {
     done(ControlRefused("load", name));
     return;
@@ -435,7 +435,9 @@ void ModelManager::Load(const std::string& name,
   LOG(INFO) << "model " << name << ": loading";
   auto shared = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(done));
   std::vector<WorkerPool::Task> task;
-  task.push_back([this, name, shared] { DoLoad(name, std::move(*shared)); });
+  task.push_back([this, name, shared, edit = std::move(edit)] {
+    DoLoad(name, edit, std::move(*shared));
+  });
   if (!loader_->TrySubmitAll(std::move(task))) {
     {
       hgpipe::MutexLock l(&mu_);
@@ -450,7 +452,7 @@ void ModelManager::Load(const std::string& name,
   }
 }
 
-void ModelManager::DoLoad(const std::string& name,
+void ModelManager::DoLoad(const std::string& name, const ConfigEdit& edit,
                           absl::AnyInvocable<void(absl::Status)> done) {
   absl::Status s;
   {
@@ -459,7 +461,7 @@ void ModelManager::DoLoad(const std::string& name,
   }
   if (s.ok()) {
     RemoveUnloadedBoards();
-    absl::StatusOr<std::shared_ptr<LoadedModel>> model = Build(name);
+    absl::StatusOr<std::shared_ptr<LoadedModel>> model = Build(name, edit);
     s = model.status();
     if (s.ok()) {
       absl::StatusOr<std::shared_ptr<const accel::Bitstream>> bitstream =

@@ -139,7 +139,10 @@ class ModelManager {
   // `done` is called exactly once, possibly before these return, on the
   // caller's, the loader's or a scheduler thread; it must not block.
   // Unavailable in mode none; NotFound (Unload) for a model not loaded.
-  void Load(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
+  // `edit`, if any, changes the model's config.pbtxt for this load (a
+  // load's config override; model_repository.h).
+  void Load(const std::string& name, absl::AnyInvocable<void(absl::Status)> done,
+            ConfigEdit edit = nullptr);
   void Unload(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
 
  private:
@@ -159,7 +162,8 @@ class ModelManager {
 
   // Builds a model from its directory (config, bitstream, preprocessing);
   // its `bitstream` is left to BoardFactory::MakeBitstream.
-  absl::StatusOr<std::shared_ptr<LoadedModel>> Build(const std::string& name);
+  absl::StatusOr<std::shared_ptr<LoadedModel>> Build(const std::string& name,
+                                                     const ConfigEdit& edit = nullptr);
   // Adds `model` with `boards` to the metrics and the scheduler, then
   // publishes it, replacing (and retiring) the current load if any.
   absl::Status AddAndPublish(std::shared_ptr<LoadedModel> model,
@@ -171,7 +175,8 @@ class ModelManager {
   // Removes from the scheduler the boards of unloaded loads made for them
   // alone (boards_to_remove_). On the loader's thread.
   void RemoveUnloadedBoards();
-  void DoLoad(const std::string& name, absl::AnyInvocable<void(absl::Status)> done);
+  void DoLoad(const std::string& name, const ConfigEdit& edit,
+              absl::AnyInvocable<void(absl::Status)> done);
 
   const Options options_;
   // Serializes additions to the scheduler (and the board factory), so ids

@@ -65,7 +65,8 @@ absl::StatusOr<std::vector<std::string>> ListModelDirectories(
 
 absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
                                               const std::string& name,
-                                              const BitstreamResolver& resolve) {
+                                              const BitstreamResolver& resolve,
+                                              const ConfigEdit& edit) {
   const fs::path dir = fs::path(root) / name;
   std::error_code ec;
   if (name.empty() || name.find('/') != std::string::npos || name == "." ||
@@ -78,6 +79,12 @@ absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
   m.directory = dir.string();
   m.config_path = (dir / "config.pbtxt").string();
   ASSIGN_OR_RETURN(m.config, ParseModelConfigFile(m.config_path));
+  if (edit) {
+    if (absl::Status s = edit(&m.config); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(m.config_path, " with the load's config: ",
+                                                 s.message()));
+    }
+  }
   if (m.config.bitstream().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(m.config_path, ": bitstream: missing"));

@@ -33,13 +33,18 @@ absl::Status ResolveEmulatedBitstream(ModelEntry* entry);
 absl::StatusOr<std::vector<std::string>> ListModelDirectories(
     const std::string& root);
 
-// Loads the model in `root`/`name`: parses its config.pbtxt, resolves its
-// bitstream, normalizes and validates. NotFound if there is no such
-// directory with a config.pbtxt; InvalidArgument naming the file and field
-// for a bad config or bitstream.
+// Changes a parsed config before it is resolved, normalized and validated
+// (a load's config override); an error fails the load with its message.
+using ConfigEdit = std::function<absl::Status(config::ModelConfig* config)>;
+
+// Loads the model in `root`/`name`: parses its config.pbtxt, applies `edit`
+// (if any), resolves its bitstream, normalizes and validates. NotFound if
+// there is no such directory with a config.pbtxt; InvalidArgument naming the
+// file and field for a bad config or bitstream.
 absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
                                               const std::string& name,
-                                              const BitstreamResolver& resolve);
+                                              const BitstreamResolver& resolve,
+                                              const ConfigEdit& edit = nullptr);
 
 // Loads every sub-directory of `root` holding a config.pbtxt, sorted by name.
 // NotFound if `root` is not a directory or holds no model; InvalidArgument

@@ -12,11 +12,12 @@ pkgs=(
   libxrt-dev libxrt-utils uuid-dev
   libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libhwy-dev zlib1g-dev
   libdnnl-dev
+  libboost-dev rapidjson-dev libssl-dev
 )
 # Tests, sanitizers, the clang thread-safety build, benchmarks.
 pkgs+=(
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
-  clang libclang-rt-14-dev curl jq
+  clang libclang-rt-14-dev curl jq openssl wrk
 )
 # Python tooling (Debian's python3 only) and the data set it trains on.
 pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml python3-pil python3-protobuf libopenblas0-openmp

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "base/flags.h"
 #include "accel/vit/vit_kernel.h"
 #include "accel/vit/weight_file.h"
 
@@ -129,7 +130,9 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Images/s of the integer ViT datapath (see docs/datapath.md).");
+      "Images/s of the integer ViT datapath (see docs/datapath.md).\n"
+      "  vit_bench [--flags below]");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   absl::ParseCommandLine(argc, argv);
   return Main();
 }

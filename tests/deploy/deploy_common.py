@@ -59,7 +59,8 @@ def http_get(url, timeout=10):
         return r.read().decode()
 
 
-READY_RE = re.compile(r"hgpipe-server ready: grpc=(\S+):(\d+) metrics=(\S+):(\d+)")
+READY_RE = re.compile(
+    r"hgpipe-server ready: grpc=(\S+):(\d+) http=(?:\S+:\d+|off) metrics=(\S+):(\d+)")
 
 
 class Server:
@@ -77,7 +78,7 @@ class Server:
         self.args = [self.binary,
                      "--model-repository", self.repo.name,
                      "--boards", boards, "--host", "127.0.0.1",
-                     "--grpc-port", "0", "--metrics-port", "0", *extra_args]
+                     "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", *extra_args]
         self.log = []
         self.proc = None
         self.grpc = self.metrics = None

@@ -33,7 +33,10 @@ import deploy_common as dc  # noqa: E402
 
 D = dc.DEPLOY_DIR
 K8S = os.path.join(D, "k8s")
-GRPC_PORT, METRICS_PORT = 8001, 8002
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+# The image's health check (gRPC health through hgpipe-client, over TLS when
+# the secret is mounted): an exec probe where TLS may be on.
+HEALTHCHECK_EXEC = {"command": ["/opt/hgpipe/bin/entrypoint.sh", "healthcheck"]}
 IMAGE = "hgpipe-serve"
 FPGA_RESOURCE = re.compile(r"^(amd\.com/xilinx_|xilinx\.com/fpga-)[A-Za-z0-9_.-]+$")
 
@@ -124,8 +127,10 @@ class KubernetesManifests(unittest.TestCase):
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             self.assertIn(probe, c, f"{where}: no {probe}")
             self.assertLessEqual(set(c[probe]), PROBE_KEYS, f"{where}: {probe} fields")
-            self.assertEqual(c[probe].get("grpc"), {"port": GRPC_PORT},
-                             f"{where}: {probe} must be the gRPC health probe on {GRPC_PORT}")
+            self.assertTrue(c[probe].get("grpc") == {"port": GRPC_PORT} or
+                            c[probe].get("exec") == HEALTHCHECK_EXEC,
+                            f"{where}: {probe} must be the gRPC health probe on {GRPC_PORT} "
+                            "or the image's healthcheck")
         env = {e["name"]: e.get("value") for e in c.get("env", [])}
         self.assertLessEqual(set(env), entrypoint_env(),
                              f"{where}: env the image's entrypoint does not read")
@@ -133,6 +138,10 @@ class KubernetesManifests(unittest.TestCase):
             self.assertEqual(env["HGPIPE_GRPC_PORT"], str(GRPC_PORT))
         if "HGPIPE_METRICS_PORT" in env:
             self.assertEqual(env["HGPIPE_METRICS_PORT"], str(METRICS_PORT))
+        if "HGPIPE_HTTP_PORT" in env:
+            self.assertIn(env["HGPIPE_HTTP_PORT"], (str(HTTP_PORT), "-1"))
+            if env["HGPIPE_HTTP_PORT"] == str(HTTP_PORT):
+                self.assertIn(HTTP_PORT, ports, f"{where}: HTTP port not declared")
         if "HGPIPE_BOARDS" in env:
             self.assertRegex(env["HGPIPE_BOARDS"], r"^(sim:\d+|xrt:\S+)(,\S+)*$")
         self.assertLessEqual(set(c.get("securityContext", {})), CONTAINER_SECURITY_KEYS)
@@ -183,8 +192,15 @@ class KubernetesManifests(unittest.TestCase):
             self.assertGreater(pod["terminationGracePeriodSeconds"], int(m.group(1)),
                                "the kubelet would kill the server while it drains")
         (c,) = pod["containers"]
-        env = self.check_container(c, "DaemonSet", {GRPC_PORT: "grpc", METRICS_PORT: "metrics"})
+        env = self.check_container(c, "DaemonSet",
+                                   {HTTP_PORT: "http", GRPC_PORT: "grpc", METRICS_PORT: "metrics"})
         self.assertTrue(env["HGPIPE_BOARDS"].startswith("xrt:"))
+        # TLS from a mounted secret, optional (plain text without it).
+        tls = [v for v in pod["volumes"] if v.get("secret")]
+        self.assertEqual(len(tls), 1, "one TLS secret volume")
+        self.assertTrue(tls[0]["secret"].get("optional"), "pods start without the TLS secret")
+        (tls_mount,) = [m for m in c["volumeMounts"] if m["name"] == tls[0]["name"]]
+        self.assertEqual(tls_mount["mountPath"], env["HGPIPE_TLS_DIR"])
         limits = c["resources"]["limits"]
         fpga = [r for r in limits if FPGA_RESOURCE.match(r)]
         self.assertEqual(len(fpga), 1, "the FPGA device-plugin resource in limits")
@@ -214,7 +230,7 @@ class KubernetesManifests(unittest.TestCase):
                 self.assertEqual(p["port"], container_ports[p["targetPort"]])
         main = self.k.one("Service", "hgpipe-server")
         self.assertEqual({p["name"]: p["port"] for p in main["spec"]["ports"]},
-                         {"grpc": GRPC_PORT, "metrics": METRICS_PORT})
+                         {"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT})
         self.assertEqual(main["metadata"]["annotations"]["prometheus.io/port"], str(METRICS_PORT))
         headless = self.k.one("Service", "hgpipe-server-headless")
         self.assertEqual(headless["spec"]["clusterIP"], "None")
@@ -309,7 +325,10 @@ class ComposeAndMonitoring(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(context, h["build"]["dockerfile"])))
         self.assertEqual(image_repo(h["image"]), IMAGE)
         targets = {int(str(p).split(":")[-1]) for p in h["ports"]}
-        self.assertEqual(targets, {GRPC_PORT, METRICS_PORT})
+        self.assertEqual(targets, {HTTP_PORT, GRPC_PORT, METRICS_PORT})
+        tls = [v for v in h["volumes"] if v.split(":")[1] == "/etc/hgpipe/tls"]
+        self.assertEqual(len(tls), 1, "the TLS secret directory is mounted")
+        self.assertTrue(os.path.isdir(self.host_path(tls[0])), tls[0])
         self.assertLessEqual(set(h.get("environment", {})), entrypoint_env())
         self.assertEqual(h["stop_signal"], "SIGTERM")
         for name in ("prometheus", "grafana"):
@@ -404,9 +423,11 @@ class DockerImageDefinition(unittest.TestCase):
         self.assertEqual([f[1] for f in froms], ["deps", "build", "runtime"])
         self.assertIn("ARG DEBIAN_IMAGE=debian:bookworm\n", df)
         self.assertIn("ARG DEBIAN_SLIM_IMAGE=debian:bookworm-slim\n", df)
-        self.assertRegex(df, r"EXPOSE\s+8001\s+8002")
+        self.assertRegex(df, r"EXPOSE\s+8000\s+8001\s+8002")
         self.assertRegex(df, r"(?m)^USER\s+hgpipe")
-        self.assertRegex(df, r"(?m)^HEALTHCHECK .*\n.*hgpipe-client .*health")
+        self.assertRegex(df, r"(?m)^HEALTHCHECK .*\n.*entrypoint.sh healthcheck")
+        self.assertRegex(read(os.path.join(D, "docker", "entrypoint.sh")),
+                         r"hgpipe-client --url \S+ *\\?\n?.*health")
         self.assertIn("-DHGPIPE_BUILD_TESTS=OFF", df)
         self.assertIn("-DHGPIPE_BUILD_BENCH=OFF", df)
         self.assertIn("HGPIPE_GRPC_PORT=8001", df)
@@ -419,8 +440,10 @@ class DockerImageDefinition(unittest.TestCase):
         self.assertEqual(subprocess.run(["sh", "-n", path]).returncode, 0)
         self.assertTrue(os.access(path, os.X_OK), "entrypoint.sh must be executable")
         flags = set(re.findall(r"--([a-z][a-z-]+) ", read(path)))
-        server_src = read(os.path.join(dc.SOURCE_DIR, "server", "main.cc"))
-        defined = {f.replace("_", "-") for f in re.findall(r"ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)", server_src)}
+        defined = set()
+        for src in (("server", "main.cc"), ("clients", "hgpipe_client.cc")):
+            text = read(os.path.join(dc.SOURCE_DIR, *src))
+            defined |= {f.replace("_", "-") for f in re.findall(r"ABSL_FLAG\(\s*[\w:<>]+\s*,\s*(\w+)", text)}
         self.assertTrue(flags)
         self.assertLessEqual(flags, defined, "entrypoint.sh passes a flag hgpipe-server lacks")
 
@@ -432,6 +455,8 @@ class DockerImageDefinition(unittest.TestCase):
                  "libturbojpeg": "libturbojpeg0-dev", "spng": "libspng-dev",
                  "Threads": None, "PkgConfig": "pkg-config", "OpenMP": None,
                  "DNNL_INCLUDE_DIR": "libdnnl-dev", "DNNL_LIBRARY": "libdnnl-dev",
+                 "Boost": "libboost-dev", "OpenSSL": "libssl-dev",
+                 "RAPIDJSON_INCLUDE_DIR": "rapidjson-dev",
                  # only with HGPIPE_BUILD_BENCH / HGPIPE_BUILD_TESTS, both OFF in the image
                  "benchmark": None, "GTest": None}
         for cmakelists in glob.glob(os.path.join(dc.SOURCE_DIR, "**", "CMakeLists.txt"), recursive=True):

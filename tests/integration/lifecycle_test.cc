@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 using clients::InferenceClient;
 
 ExitResult StartWith(const std::vector<std::string>& args) {
-  std::vector<std::string> all = {"--grpc-port=0", "--metrics-port=0",
+  std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0",
                                   "--host=127.0.0.1"};
   all.insert(all.end(), args.begin(), args.end());
   return RunToExit(BinDir() + "/hgpipe-server", all, absl::Seconds(60));

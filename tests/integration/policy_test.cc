@@ -114,7 +114,6 @@ TEST_F(PolicyTest, BadParametersAreInvalidArgumentNamingThem) {
     std::map<std::string, inference::InferParameter> params;
     const char* message;
   } cases[] = {
-      {{{"priority", U64(3)}}, "parameter 'priority': 3 is not a level from 1 (highest) to 2"},
       {{{"priority", I64(-1)}}, "parameter 'priority': -1 is negative"},
       {{{"priority", text}}, "parameter 'priority': must be an int64 or uint64"},
       {{{"timeout", real}}, "parameter 'timeout': must be an int64 or uint64"},
@@ -125,6 +124,12 @@ TEST_F(PolicyTest, BadParametersAreInvalidArgumentNamingThem) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.message;
     EXPECT_THAT(s.message(), HasSubstr(c.message));
   }
+}
+
+TEST_F(PolicyTest, APriorityAboveTheLevelsRunsAtTheDefaultLevel) {
+  // As Triton: tritonclient's infer(..., priority=3) on a two-level model.
+  EXPECT_TRUE(Infer("ranked", {{"priority", U64(3)}}).ok());
+  EXPECT_TRUE(Infer("hasty", {{"priority", U64(2)}, {"timeout", I64(30'000'000)}}).ok());
 }
 
 TEST_F(PolicyTest, ATimeoutTooShortIsDeadlineExceeded) {

@@ -4,7 +4,7 @@
 set -uo pipefail
 src=$1
 out=$(HGPIPE_QUICKSTART_EXIT=1 "$src/tools/quickstart.sh" \
-  --grpc-port=0 --metrics-port=0 --host=127.0.0.1 2>&1)
+  --grpc-port=0 --http-port=0 --metrics-port=0 --host=127.0.0.1 2>&1)
 status=$?
 echo "$out" | grep -vE '^[IW][0-9]{8} '
 [ $status -eq 0 ] || { echo "quickstart exited $status"; exit 1; }

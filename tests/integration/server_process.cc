@@ -105,21 +105,23 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::vector<std::string>& args, absl::Duration timeout) {
   std::unique_ptr<ServerProcess> p(new ServerProcess);
   p->log_path_ = NewLogPath();
-  std::vector<std::string> all = {"--grpc-port=0", "--metrics-port=0",
+  std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0",
                                   "--host=127.0.0.1"};
   all.insert(all.end(), args.begin(), args.end());
   p->pid_ = Spawn(BinDir() + "/hgpipe-server", all, p->log_path_);
   if (p->pid_ <= 0) {
     return absl::FailedPreconditionError("cannot start " + BinDir() + "/hgpipe-server");
   }
-  static const std::regex kReady(R"(ready: grpc=\S+:(\d+) metrics=\S+:(\d+))");
+  static const std::regex kReady(
+      R"(ready: grpc=\S+:(\d+) http=(?:\S+:(\d+)|off) metrics=\S+:(\d+))");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     const std::string log = ReadFile(p->log_path_);
     std::smatch m;
     if (std::regex_search(log, m, kReady)) {
       p->grpc_port_ = std::stoi(m[1]);
-      p->metrics_port_ = std::stoi(m[2]);
+      p->http_port_ = m[2].matched ? std::stoi(m[2]) : 0;
+      p->metrics_port_ = std::stoi(m[3]);
       return p;
     }
     int status;
@@ -142,6 +144,10 @@ ServerProcess::~ServerProcess() {
 
 std::string ServerProcess::grpc_target() const {
   return absl::StrCat("127.0.0.1:", grpc_port_);
+}
+
+std::string ServerProcess::http_url() const {
+  return absl::StrCat("http://127.0.0.1:", http_port_);
 }
 
 std::string ServerProcess::metrics_url() const {

@@ -33,8 +33,9 @@ ExitResult RunToExit(const std::string& binary, const std::vector<std::string>& 
 
 class ServerProcess {
  public:
-  // Starts hgpipe-server with `args` plus --grpc-port 0 --metrics-port 0
-  // --host 127.0.0.1 and waits for its ready line. FailedPrecondition with
+  // Starts hgpipe-server with `args` plus --grpc-port 0 --http-port 0
+  // --metrics-port 0 --host 127.0.0.1 and waits for its ready line (a later
+  // --http-port=-1 in `args` turns HTTP off). FailedPrecondition with
   // the server's log if it exits or is not ready within `timeout`.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::vector<std::string>& args,
@@ -44,7 +45,10 @@ class ServerProcess {
 
   std::string grpc_target() const;
   std::string metrics_url() const;
+  // "http://127.0.0.1:PORT" (plain HTTP; use https:// with TLS flags).
+  std::string http_url() const;
   int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
 
   // Sends `signal` and waits for the exit (killed after `timeout`).
@@ -55,6 +59,7 @@ class ServerProcess {
   ServerProcess() = default;
   pid_t pid_ = -1;
   int grpc_port_ = 0;
+  int http_port_ = 0;
   int metrics_port_ = 0;
   std::string log_path_;
 };

@@ -64,7 +64,7 @@ TEST(XrtServingTest, ServerAnswersThroughAnXrtBoardAndItsMetricsShowTheBoard) {
 TEST(XrtServingTest, StartUpErrorsNameTheBoardAndTheFile) {
   auto start = [](const std::string& repo, const std::string& boards) {
     return RunToExit(BinDir() + "/hgpipe-server",
-                     {"--grpc-port=0", "--metrics-port=0", "--host=127.0.0.1",
+                     {"--grpc-port=0", "--http-port=0", "--metrics-port=0", "--host=127.0.0.1",
                       "--boards=" + boards, "--model-repository=" + repo},
                      absl::Seconds(60));
   };

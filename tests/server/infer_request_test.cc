@@ -243,6 +243,11 @@ TEST(RequestPolicyTest, TritonStyleParametersAreRead) {
   EXPECT_EQ(p->timeout, absl::Microseconds(99));
   (*r.mutable_parameters())["priority"].set_int64_param(3);
   EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(3))->priority, 3u);
+  // As Triton: a level above the model's is its default level.
+  (*r.mutable_parameters())["priority"].set_uint64_param(4);
+  EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(3))->priority, 0u);
+  (*r.mutable_parameters())["priority"].set_uint64_param(2);
+  EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(1))->priority, 0u);
 }
 
 TEST(RequestPolicyTest, BadValuesAreInvalidArgumentNamingTheParameter) {
@@ -258,8 +263,6 @@ TEST(RequestPolicyTest, BadValuesAreInvalidArgumentNamingTheParameter) {
     cases.push_back({name, v, message});
   };
   add("priority", [](auto& v) { v.set_int64_param(-1); }, "parameter 'priority': -1 is negative");
-  add("priority", [](auto& v) { v.set_uint64_param(4); },
-      "parameter 'priority': 4 is not a level from 1 (highest) to 3");
   add("priority", [](auto& v) { v.set_string_param("high"); },
       "parameter 'priority': must be an int64 or uint64 parameter");
   add("priority", [](auto& v) { v.set_double_param(1.0); },

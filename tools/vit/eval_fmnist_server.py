@@ -40,7 +40,8 @@ import fmnist_data  # noqa: E402
 def load_messages():
     out = tempfile.mkdtemp(prefix="hgpipe-pb-")
     subprocess.run(["protoc", "-I" + SRC, "--python_out=" + out,
-                    os.path.join(SRC, "proto", "grpc_service.proto")], check=True)
+                    os.path.join(SRC, "proto", "grpc_service.proto"),
+                    os.path.join(SRC, "proto", "triton_model_config.proto")], check=True)
     sys.path.insert(0, out)
     from proto import grpc_service_pb2  # noqa: E402
     return grpc_service_pb2
@@ -48,7 +49,7 @@ def load_messages():
 
 def start_server(binary):
     log = tempfile.NamedTemporaryFile(prefix="hgpipe-eval-", suffix=".log", delete=False)
-    proc = subprocess.Popen([binary, "--grpc-port=0", "--metrics-port=0",
+    proc = subprocess.Popen([binary, "--grpc-port=0", "--http-port=0", "--metrics-port=0",
                              "--host=127.0.0.1", "--boards=sim:1"],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120

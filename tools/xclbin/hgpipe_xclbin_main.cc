@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/flags.h"
 #include "accel/xrt/bitstream_file.h"
 #include "accel/xrt/xclbin_file.h"
 #include "base/status_macros.h"
@@ -218,6 +219,7 @@ int Main(int argc, char** argv) {
       "[--uuid HEX] [--control chain|hs]\n"
       "  hgpipe-xclbin package IN.xclbin OUT.xclbin --manifest FILE\n"
       "  hgpipe-xclbin info FILE");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string cmd = args.size() > 1 ? args[1] : "";
   absl::Status s;

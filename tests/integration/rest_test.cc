@@ -1,0 +1,362 @@
+// KServe v2 REST with Triton's extensions over the real binary: metadata,
+// health, model config, statistics, repository control, binary and JSON
+// tensor data both ways, classification; and the gRPC side of the same
+// extensions (ModelConfig, ModelStatistics, load's config override,
+// unload_dependents, unserved RPCs).
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "clients/client.h"
+#include "clients/tensors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "http_client.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/grpc_service.grpc.pb.h"
+#include "rapidjson/document.h"
+#include "server_process.h"
+#include "verify_requests.h"
+
+namespace hgpipe::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+rapidjson::Document Json(const std::string& body) {
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  EXPECT_FALSE(doc.HasParseError()) << body;
+  return doc;
+}
+
+// A verify request with `images` as binary data; outputs binary unless
+// `json_output`.
+std::string BinaryInferBody(const std::vector<int8_t>& images, bool json_output,
+                            std::string* header_length, const std::string& extra_output = "") {
+  const int64_t n = static_cast<int64_t>(images.size() / clients::kImageBytes);
+  std::string json = absl::StrCat(
+      R"({"id":"req-7","inputs":[{"name":"INPUT","datatype":"INT8","shape":[)", n,
+      R"(,196,768],"parameters":{"binary_data_size":)", images.size(), "}}]",
+      json_output ? "" : R"(,"parameters":{"binary_data_output":true})", extra_output, "}");
+  *header_length = std::to_string(json.size());
+  json.append(reinterpret_cast<const char*>(images.data()), images.size());
+  return json;
+}
+
+// The verify response of a REST reply, as the gRPC message, for CheckVerifyResponse.
+inference::ModelInferResponse FromRest(const HttpResult& r) {
+  inference::ModelInferResponse resp;
+  const auto it = r.headers.find("inference-header-content-length");
+  const size_t json_size = it == r.headers.end() ? r.body.size() : std::stoul(it->second);
+  rapidjson::Document doc = Json(r.body.substr(0, json_size));
+  if (!doc.IsObject() || !doc.HasMember("outputs")) return resp;
+  const auto& o = doc["outputs"][0];
+  auto* out = resp.add_outputs();
+  out->set_name(o["name"].GetString());
+  out->set_datatype(o["datatype"].GetString());
+  for (const auto& d : o["shape"].GetArray()) out->add_shape(d.GetInt64());
+  std::string* raw = resp.add_raw_output_contents();
+  if (o.HasMember("data")) {
+    for (const auto& v : o["data"].GetArray()) {
+      const int32_t x = v.GetInt();
+      raw->append(reinterpret_cast<const char*>(&x), 4);
+    }
+  } else {
+    *raw = r.body.substr(json_size, o["parameters"]["binary_data_size"].GetUint64());
+  }
+  return resp;
+}
+
+class RestTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = ServerProcess::Start(
+        {"--boards=sim:1", "--model-control-mode=explicit", "--load-model=verify",
+         "--model-repository=" + WriteModelRepository({{"verify", R"(
+name: "verify" bitstream: "verify"
+input { name: "INPUT" datatype: "INT8" dims: [196, 768] }
+output { name: "OUTPUT" datatype: "INT32" dims: [1000] }
+batching { priority_levels: 2 }
+max_images_per_request: 16)"},
+                                                      {"spare", R"(name: "spare" bitstream: "verify")"}})});
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = s->release();
+  }
+  static void TearDownTestSuite() {
+    if (server_ == nullptr) return;
+    const ExitResult r = server_->Stop(SIGTERM);
+    EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+  std::string Url(const std::string& path) { return server_->http_url() + path; }
+
+  static ServerProcess* server_;
+  static std::atomic<uint64_t> stamps_;
+};
+ServerProcess* RestTest::server_ = nullptr;
+std::atomic<uint64_t> RestTest::stamps_{0};
+
+TEST_F(RestTest, HealthAndMetadata) {
+  EXPECT_EQ(HttpCall("GET", Url("/v2/health/live")).status, 200);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/health/ready")).status, 200);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/verify/ready")).status, 200);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/verify/versions/1/ready")).status, 200);
+  // In the repository, not loaded: not ready; unknown: 404.
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/spare/ready")).status, 400);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/nope/ready")).status, 404);
+
+  HttpResult meta = HttpCall("GET", Url("/v2"));
+  ASSERT_EQ(meta.status, 200) << meta.body;
+  rapidjson::Document d = Json(meta.body);
+  EXPECT_STREQ(d["name"].GetString(), "hgpipe-serve");
+  std::vector<std::string> ext;
+  for (const auto& e : d["extensions"].GetArray()) ext.push_back(e.GetString());
+  EXPECT_THAT(ext, ::testing::IsSupersetOf({"binary_tensor_data", "classification",
+                                            "model_repository", "statistics",
+                                            "model_configuration"}));
+
+  HttpResult model = HttpCall("GET", Url("/v2/models/verify"));
+  ASSERT_EQ(model.status, 200) << model.body;
+  d = Json(model.body);
+  EXPECT_STREQ(d["platform"].GetString(), "hgpipe/verify");
+  EXPECT_STREQ(d["inputs"][0]["datatype"].GetString(), "INT8");
+  EXPECT_EQ(d["inputs"][0]["shape"][2].GetInt(), 768);
+
+  HttpResult missing = HttpCall("GET", Url("/v2/models/nope"));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_THAT(ErrorMessage(missing.body), HasSubstr("unknown model 'nope'"));
+  HttpResult route = HttpCall("GET", Url("/v3/whatever"));
+  EXPECT_EQ(route.status, 404);
+  EXPECT_FALSE(ErrorMessage(route.body).empty());
+  HttpResult method = HttpCall("POST", Url("/v2/models/verify/config"), "{}");
+  EXPECT_EQ(method.status, 405);
+  HttpResult shm = HttpCall("GET", Url("/v2/systemsharedmemory/status"));
+  EXPECT_EQ(shm.status, 501);
+  EXPECT_THAT(ErrorMessage(shm.body), HasSubstr("not supported"));
+}
+
+TEST_F(RestTest, ModelConfigIsTritonsMessage) {
+  HttpResult r = HttpCall("GET", Url("/v2/models/verify/config"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document c = Json(r.body);
+  EXPECT_STREQ(c["name"].GetString(), "verify");
+  EXPECT_STREQ(c["backend"].GetString(), "hgpipe");
+  EXPECT_EQ(c["max_batch_size"].GetInt(), 16);
+  EXPECT_STREQ(c["input"][0]["data_type"].GetString(), "TYPE_INT8");
+  EXPECT_EQ(c["input"][0]["dims"][0].GetInt(), 196);
+  EXPECT_STREQ(c["output"][0]["data_type"].GetString(), "TYPE_INT32");
+  EXPECT_EQ(c["dynamic_batching"]["priority_levels"].GetInt(), 2);
+  EXPECT_EQ(c["dynamic_batching"]["default_queue_policy"]["max_queue_size"].GetInt(), 4096);
+
+  // The same over gRPC.
+  auto client = *clients::InferenceClient::Create(server_->grpc_target());
+  auto config = client->ModelConfig("verify");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->max_batch_size(), 16);
+  EXPECT_EQ(config->input(0).data_type(), inference::TYPE_INT8);
+  EXPECT_EQ(config->dynamic_batching().priority_levels(), 2u);
+  EXPECT_EQ(client->ModelConfig("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RestTest, BinaryInputAndOutputCarryEachImagesDigest) {
+  const std::vector<int8_t> images = StampedImages(3, stamps_);
+  std::string header_length;
+  const std::string body = BinaryInferBody(images, /*json_output=*/false, &header_length);
+  HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
+                          {{"Inference-Header-Content-Length: " + header_length,
+                            "Content-Type: application/octet-stream"}});
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  ASSERT_TRUE(r.headers.count("inference-header-content-length"));
+  EXPECT_THAT(r.body.substr(0, 200), HasSubstr(R"("id":"req-7")"));
+  EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok());
+}
+
+TEST_F(RestTest, JsonInputAndOutputCarryEachImagesDigest) {
+  const std::vector<int8_t> images = StampedImages(1, stamps_);
+  std::string body = R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,196,768],"data":[)";
+  body += absl::StrJoin(images, ",", [](std::string* out, int8_t v) { absl::StrAppend(out, v); });
+  body += "]}]}";
+  HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body);
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_EQ(r.headers.count("inference-header-content-length"), 0u);
+  EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok());
+  // Binary input, JSON output.
+  const std::vector<int8_t> more = StampedImages(2, stamps_);
+  std::string header_length;
+  const std::string more_body = BinaryInferBody(more, /*json_output=*/true, &header_length);
+  r = HttpCall("POST", Url("/v2/models/verify/infer"), more_body,
+               {{"Inference-Header-Content-Length: " + header_length}});
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
+  EXPECT_TRUE(CheckVerifyResponse(FromRest(r), more).ok());
+}
+
+TEST_F(RestTest, ClassificationAndPriorityParameters) {
+  const std::vector<int8_t> images = StampedImages(2, stamps_);
+  std::string header_length;
+  // Priority 5 on a two-level model: the default level, as Triton.
+  const std::string body = BinaryInferBody(
+      images, true, &header_length,
+      R"(,"outputs":[{"name":"OUTPUT","parameters":{"classification":3}}],"parameters":{"priority":5})");
+  HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
+                          {{"Inference-Header-Content-Length: " + header_length}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document d = Json(r.body);
+  const auto& out = d["outputs"][0];
+  EXPECT_STREQ(out["datatype"].GetString(), "BYTES");
+  EXPECT_EQ(out["shape"][0].GetInt(), 2);
+  EXPECT_EQ(out["shape"][1].GetInt(), 3);
+  ASSERT_EQ(out["data"].Size(), 6u);
+  // "score:index", best first.
+  EXPECT_THAT(std::string(out["data"][0].GetString()), ::testing::MatchesRegex("-?[0-9]+:[0-9]+"));
+}
+
+TEST_F(RestTest, StatisticsCountTheRequestPathOnBothWires) {
+  auto client = *clients::InferenceClient::Create(server_->grpc_target());
+  auto before = client->ModelStatistics("verify");
+  ASSERT_TRUE(before.ok()) << before.status();
+  const auto& b = before->model_stats(0);
+  // Two REST requests of 2 and 1 images, one gRPC request of 4, one failure.
+  for (int n : {2, 1}) {
+    std::string header_length;
+    const std::string body = BinaryInferBody(StampedImages(n, stamps_), false, &header_length);
+    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
+                            {{"Inference-Header-Content-Length: " + header_length}});
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto resp = client->Infer(*clients::MakeImageRequest("verify", StampedImages(4, stamps_)));
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  auto bad = clients::MakeImageRequest("verify", StampedImages(1, stamps_));
+  bad->mutable_inputs(0)->set_datatype("UINT8");
+  EXPECT_FALSE(client->Infer(*bad).ok());
+
+  HttpResult r = HttpCall("GET", Url("/v2/models/verify/stats"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document d = Json(r.body);
+  const auto& s = d["model_stats"][0];
+  EXPECT_STREQ(s["name"].GetString(), "verify");
+  EXPECT_EQ(s["inference_count"].GetUint64() - b.inference_count(), 7u);
+  const auto& is = s["inference_stats"];
+  EXPECT_EQ(is["success"]["count"].GetUint64() - b.inference_stats().success().count(), 3u);
+  EXPECT_EQ(is["fail"]["count"].GetUint64() - b.inference_stats().fail().count(), 1u);
+  EXPECT_GT(is["success"]["ns"].GetUint64(), b.inference_stats().success().ns());
+  EXPECT_EQ(is["queue"]["count"].GetUint64() - b.inference_stats().queue().count(), 7u);
+  EXPECT_EQ(is["compute_infer"]["count"].GetUint64() - b.inference_stats().compute_infer().count(),
+            7u);
+  EXPECT_GT(is["compute_infer"]["ns"].GetUint64(), b.inference_stats().compute_infer().ns());
+  EXPECT_GT(s["last_inference"].GetUint64(), 0u);
+  // Runs per size add up to the executions, and their images to the images.
+  uint64_t runs = 0, images = 0;
+  for (const auto& batch : s["batch_stats"].GetArray()) {
+    runs += batch["compute_infer"]["count"].GetUint64();
+    images += batch["compute_infer"]["count"].GetUint64() * batch["batch_size"].GetUint64();
+    EXPECT_GT(batch["compute_infer"]["ns"].GetUint64(), 0u);
+  }
+  EXPECT_EQ(runs, s["execution_count"].GetUint64());
+  EXPECT_EQ(images, s["inference_count"].GetUint64());
+  // gRPC reports the same, and every model without a name.
+  auto after = client->ModelStatistics("verify");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->model_stats(0).inference_count(), s["inference_count"].GetUint64());
+  auto all = client->ModelStatistics("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->model_stats_size(), 1);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/stats")).status, 200);
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/nope/stats")).status, 404);
+}
+
+TEST_F(RestTest, RepositoryIndexLoadWithConfigAndUnload) {
+  HttpResult index = HttpCall("POST", Url("/v2/repository/index"), "");
+  ASSERT_EQ(index.status, 200) << index.body;
+  rapidjson::Document d = Json(index.body);
+  ASSERT_TRUE(d.IsArray());
+  ASSERT_EQ(d.Size(), 2u);
+  EXPECT_STREQ(d[0]["name"].GetString(), "spare");
+  EXPECT_STREQ(d[0]["state"].GetString(), "UNAVAILABLE");
+  EXPECT_STREQ(d[1]["state"].GetString(), "READY");
+  HttpResult ready_only = HttpCall("POST", Url("/v2/repository/index"), R"({"ready":true})");
+  EXPECT_EQ(Json(ready_only.body).Size(), 1u);
+
+  // Load with a Triton config override (as tritonclient.http's load_model).
+  HttpResult load = HttpCall("POST", Url("/v2/repository/models/spare/load"),
+                             R"({"parameters":{"config":"{\"max_batch_size\": 2, \"dynamic_batching\": {\"priority_levels\": 3}}"}})");
+  ASSERT_EQ(load.status, 200) << load.body;
+  rapidjson::Document c = Json(HttpCall("GET", Url("/v2/models/spare/config")).body);
+  EXPECT_EQ(c["max_batch_size"].GetInt(), 2);
+  EXPECT_EQ(c["dynamic_batching"]["priority_levels"].GetInt(), 3);
+  // Three images exceed the override's max_batch_size.
+  std::string header_length;
+  const std::string big_body = BinaryInferBody(StampedImages(3, stamps_), false, &header_length);
+  HttpResult big = HttpCall("POST", Url("/v2/models/spare/infer"), big_body,
+                            {{"Inference-Header-Content-Length: " + header_length}});
+  EXPECT_EQ(big.status, 400);
+  EXPECT_THAT(ErrorMessage(big.body), HasSubstr("a request carries 1 to 2"));
+  HttpResult bad_config = HttpCall("POST", Url("/v2/repository/models/spare/load"),
+                                   R"({"parameters":{"config":"{\"name\": \"other\"}"}})");
+  EXPECT_EQ(bad_config.status, 400);
+  EXPECT_THAT(ErrorMessage(bad_config.body), HasSubstr("is not the model being loaded"));
+
+  HttpResult unload = HttpCall("POST", Url("/v2/repository/models/spare/unload"),
+                               R"({"parameters":{"unload_dependents":true}})");
+  ASSERT_EQ(unload.status, 200) << unload.body;
+  EXPECT_EQ(HttpCall("GET", Url("/v2/models/spare/ready")).status, 400);
+  EXPECT_EQ(HttpCall("POST", Url("/v2/repository/models/spare/unload"), "").status, 404);
+}
+
+TEST_F(RestTest, GrpcTakesTritonsRepositoryParametersAndSaysWhatItDoesNotServe) {
+  auto client = *clients::InferenceClient::Create(server_->grpc_target());
+  ASSERT_TRUE(client->LoadModel("spare", absl::ZeroDuration(), R"({"max_batch_size": 5})").ok());
+  auto config = client->ModelConfig("spare");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->max_batch_size(), 5);
+  // tritonclient's unload_model always sends unload_dependents.
+  auto channel = clients::MakeChannel(server_->grpc_target());
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    inference::RepositoryModelUnloadRequest req;
+    req.set_model_name("spare");
+    (*req.mutable_parameters())["unload_dependents"].set_bool_param(false);
+    inference::RepositoryModelUnloadResponse resp;
+    grpc::Status s = stub->RepositoryModelUnload(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    inference::RepositoryModelLoadRequest req;
+    req.set_model_name("spare");
+    (*req.mutable_parameters())["file:1/model.bin"].set_bytes_param("xx");
+    inference::RepositoryModelLoadResponse resp;
+    grpc::Status s = stub->RepositoryModelLoad(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("override files are not supported"));
+  }
+  {
+    grpc::ClientContext ctx;
+    inference::CudaSharedMemoryStatusResponse resp;
+    grpc::Status s =
+        stub->CudaSharedMemoryStatus(&ctx, inference::CudaSharedMemoryStatusRequest(), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_THAT(s.error_message(), HasSubstr("CUDA shared memory is not supported"));
+  }
+  {
+    grpc::ClientContext ctx;
+    inference::TraceSettingResponse resp;
+    grpc::Status s = stub->TraceSetting(&ctx, inference::TraceSettingRequest(), &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_THAT(s.error_message(), HasSubstr("not supported"));
+  }
+  auto meta = client->ServerMetadata();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_THAT(meta->extensions(), ::testing::Contains("model_repository(unload_dependents)"));
+  EXPECT_THAT(meta->extensions(), ::testing::Contains("statistics"));
+}
+
+}  // namespace
+}  // namespace hgpipe::testing

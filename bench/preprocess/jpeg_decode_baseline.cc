@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iterator>
@@ -29,9 +30,12 @@ double CpuSeconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s FILE [SECONDS]\n", argv[0]);
-    return 2;
+  const bool help = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+  if (argc < 2 || help) {
+    std::fprintf(help ? stdout : stderr,
+                 "usage: hgpipe-jpeg-decode-baseline FILE [SECONDS]\n"
+                 "CPU microseconds per full-size and 1/8-scale libjpeg-turbo decode of FILE\n");
+    return help ? 0 : 2;
   }
   const double seconds = argc > 2 ? std::atof(argv[2]) : 3.0;
   std::ifstream in(argv[1], std::ios::binary);

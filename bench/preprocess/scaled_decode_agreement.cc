@@ -206,6 +206,9 @@ int main(int argc, char** argv) {
     return hgpipe::preprocess::Fmnist(argc > 2 ? std::atoi(argv[2]) : 10000);
   }
   if (mode == "deit_tiny" && argc > 2) return hgpipe::preprocess::DeitTiny(argc - 2, argv + 2);
-  std::fprintf(stderr, "usage: %s fmnist [N] | deit_tiny FILE.jpg...\n", argv[0]);
-  return 2;
+  const bool help = mode == "--help" || mode == "-h";
+  std::fprintf(help ? stdout : stderr,
+               "usage: hgpipe-scaled-decode-agreement fmnist [N] | deit_tiny FILE.jpg...\n"
+               "top-1 agreement of DCT-scaled and full-size JPEG decoding\n");
+  return help ? 0 : 2;
 }

@@ -93,6 +93,13 @@ struct Scheduler::BoardState {
   bool recovering = false;  // the current programming/probe follows a failure
   // Periodic canaries: a timer with an older generation is stale; `due`
   // waits for a free slot.
+  // How long its last Reset and Program took, and when the one under way
+  // started; when a recovery backing off resumes. For the earliest time it
+  // can serve again (ReadyEstimateLocked); zero until observed.
+  absl::Duration reset_took;
+  absl::Duration program_took;
+  absl::Time op_started;
+  absl::Time recovery_resumes = absl::InfinitePast();
   uint64_t canary_generation = 0;
   bool canary_armed = false;
   bool canary_due = false;
@@ -516,11 +523,51 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
   return absl::OkStatus();
 }
 
+absl::Time Scheduler::ReadyEstimateLocked(const Model& m, absl::Time now) const {
+  if (!m.serving.empty()) return now;
+  absl::Time ready = absl::InfiniteFuture();
+  for (const auto& bp : boards_) {
+    const BoardState& b = *bp;
+    absl::Time t = absl::InfiniteFuture();
+    const bool ours = b.model == &m;
+    switch (b.phase) {
+      case BoardPhase::kProbing:
+        if (ours) t = now;
+        break;
+      case BoardPhase::kProgramming:
+        if (ours) t = std::max(now, b.op_started + b.program_took);
+        break;
+      case BoardPhase::kRecovering:
+        if (ours) {
+          const absl::Time resets = b.resetting ? b.op_started
+                                                : std::max(now, b.recovery_resumes);
+          t = std::max(now, resets + b.reset_took) + b.program_took;
+        }
+        break;
+      case BoardPhase::kIdle:
+      case BoardPhase::kServing:
+      case BoardPhase::kDraining:
+        // Another model's (or no model's) board it may be given.
+        if (options_.reprogram && m.options.bitstream != nullptr) t = now + b.program_took;
+        break;
+      case BoardPhase::kRetired:
+      case BoardPhase::kRemoved:
+        break;
+    }
+    ready = std::min(ready, t);
+  }
+  return ready;
+}
+
 absl::Time Scheduler::EstimateDoneLocked(const Model& m, uint32_t level,
                                          uint32_t n, absl::Time now) const {
   uint64_t ahead = 0;
   for (uint32_t i = 0; i <= level; ++i) ahead += m.levels[i].size();
-  absl::Time start = now + m.timing.run_overhead;
+  // Without a serving board: when one can serve at the earliest (boards
+  // recovering or being programmed, as long as their last steps took).
+  absl::Time ready = ReadyEstimateLocked(m, now);
+  if (ready == absl::InfiniteFuture()) ready = now;  // not servable: refused elsewhere
+  absl::Time start = ready + m.timing.run_overhead;
   double boards = 1;
   if (!m.serving.empty()) {
     absl::Time first = absl::InfiniteFuture();
@@ -750,6 +797,22 @@ void Scheduler::ExpireLocked(Model& m, absl::Time now, Pending* p) {
   }
   if (!m.promises.empty()) ArmDispatchTimerLocked(m, m.promises.begin()->first);
   const absl::Duration min_service = m.MinServiceTime();
+  // No board serves the model: requests that cannot be answered before the
+  // earliest a board can be back are answered now, not at their deadline.
+  const absl::Time ready = ReadyEstimateLocked(m, now);
+  if (ready > now && ready != absl::InfiniteFuture()) {
+    while (!m.deadlines.empty() && m.deadlines.begin()->first < ready + min_service) {
+      Request* r = m.deadlines.begin()->second;
+      p->expired.push_back({m.id, r->queued});
+      FailRequestLocked(
+          m, r,
+          absl::DeadlineExceededError(absl::StrCat(
+              "model ", m.options.name, ": no board can serve it before the request's "
+              "deadline (its boards are recovering or being programmed; the earliest in ",
+              absl::FormatDuration(ready - now), ")")),
+          p);
+    }
+  }
   while (!m.deadlines.empty()) {
     const auto [deadline, r] = *m.deadlines.begin();
     if (deadline - min_service > now) {
@@ -1088,6 +1151,9 @@ void Scheduler::RetryRecoveryLocked(BoardState& b, const absl::Status& why,
   }
   SetPhaseLocked(b, BoardPhase::kRecovering, m, why, p);
   const absl::Duration backoff = options_.recovery_backoff * (1 << (b.attempts - 1));
+  b.recovery_resumes = clock_->Now() + backoff;
+  // Requests that cannot wait that long are answered now.
+  if (m != nullptr) ExpireLocked(*m, clock_->Now(), p);
   const int id = b.id;
   RunAtLocked(clock_->Now() + backoff, [this, id] {
     hgpipe::MutexLock l(&mu_);
@@ -1153,6 +1219,7 @@ void Scheduler::StartReset(int board_id) {
   {
     hgpipe::MutexLock l(&mu_);
     board = boards_[board_id]->board.get();
+    boards_[board_id]->op_started = clock_->Now();
     ++board_ops_;
   }
   board->Reset([this, board_id](absl::Status s) {
@@ -1169,6 +1236,7 @@ void Scheduler::StartProgram(int board_id) {
     // Models are never freed: the one a board is being programmed for
     // stays valid even if it is removed meanwhile.
     bitstream = boards_[board_id]->model->options.bitstream;
+    boards_[board_id]->op_started = clock_->Now();
     ++board_ops_;
   }
   board->Program(std::move(bitstream), [this, board_id](absl::Status s) {
@@ -1350,7 +1418,9 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
     BoardState& b = *boards_[board_id];
     --board_ops_;
     if (destroying_) return;
+    const absl::Duration took = clock_->Now() - b.op_started;
     if (phase == BoardPhase::kRecovering) {
+      b.reset_took = took;
       b.resetting = false;
       if (!status.ok()) {
         ++b.counts.failures;  // a recovery step failed
@@ -1365,6 +1435,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
         ContinueRecoveryLocked(b, &p);
       }
     } else if (!status.ok()) {
+      b.program_took = took;
       ++b.counts.failures;
       RetryRecoveryLocked(
           b,
@@ -1373,6 +1444,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
                                               status.message())),
           &p);
     } else {
+      b.program_took = took;
       ++b.counts.programmings;
       b.loaded = b.model->options.bitstream;
       b.RefreshPrediction();

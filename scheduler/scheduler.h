@@ -296,6 +296,11 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether a board serves `m` or can be given to it.
   bool ServableLocked(const Model& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The earliest a board can serve `m`: now if one does, else from the
+  // boards recovering or programmed for it (as long as their last Reset and
+  // Program took) or that could be given to it; InfiniteFuture if none.
+  absl::Time ReadyEstimateLocked(const Model& m, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When n images at `level` would be answered, from the queue ahead and the
   // model's boards.
   absl::Time EstimateDoneLocked(const Model& m, uint32_t level, uint32_t n,

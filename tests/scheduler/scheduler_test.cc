@@ -1018,5 +1018,36 @@ TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
   EXPECT_EQ(scheduler_->Boards("verify")[0].phase, BoardPhase::kRetired);
 }
 
+// Smaller bug of issue 12: while the model's only board recovers, a
+// request whose deadline comes before the board can be back (as long as its
+// last reset and programming took, after its backoff) is answered at once,
+// not at its deadline or when the board is finally retired.
+TEST_F(SchedulerTest, DeadlinesThatTheRecoveryWindowCannotMeetAreAnsweredEarly) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
+  Build(1, {}, bo);
+  const absl::Time t0 = clock_.Now();
+  Job patient, waiting, hopeless;
+  ASSERT_TRUE(Submit(patient, 1).ok());  // no deadline: waits for the verdict
+  ASSERT_TRUE(Submit(waiting, 1, "verify", 0, t0 + absl::Seconds(6)).ok());
+  // The run failed, the reset and the programming were tried once (and
+  // the programming failed): the board backs off, then needs both again.
+  clock_.Advance(absl::Milliseconds(1500));
+  ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRecovering);
+  const absl::Time t1 = clock_.Now();
+  EXPECT_EQ(Submit(hopeless, 1, "verify", 0, t1 + absl::Milliseconds(300)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  clock_.RunUntilIdle();
+  EXPECT_EQ(patient.status.code(), absl::StatusCode::kUnavailable) << patient.status;
+  ASSERT_EQ(waiting.calls, 1);
+  EXPECT_EQ(waiting.status.code(), absl::StatusCode::kDeadlineExceeded) << waiting.status;
+  // Answered when a failed step pushed the board's return past its
+  // deadline, well before the deadline itself and the retirement.
+  EXPECT_LT(waiting.answered, t0 + absl::Milliseconds(5500));
+  EXPECT_LT(waiting.answered, patient.answered);
+  EXPECT_NE(waiting.status.message().find("recovering"), absl::string_view::npos)
+      << waiting.status;
+}
+
 }  // namespace
 }  // namespace hgpipe::scheduler

@@ -77,6 +77,9 @@ ABSL_FLAG(int, preprocess_threads, 0,
           "Threads decoding and preprocessing images (0: one per core)");
 ABSL_FLAG(int, preprocess_queue, 16384,
           "Images waiting for preprocessing beyond which requests are refused");
+ABSL_FLAG(bool, canary, true,
+          "Prove boards with their model's canary (false: boards that compute "
+          "nothing, e.g. XRT's no-op device without an FPGA)");
 ABSL_FLAG(int, canary_interval_s, 30,
           "How often each board runs its model's canary (a golden input with its "
           "known output, compared bit for bit) besides after every programming; "
@@ -213,7 +216,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   mo.metrics = &metrics;
   mo.boards = &boards;
   // Emulated boards that model timing only return zeros: no canary holds.
-  mo.canaries = absl::GetFlag(FLAGS_emulated_compute);
+  mo.canaries = absl::GetFlag(FLAGS_canary) && absl::GetFlag(FLAGS_emulated_compute);
   ModelManager models(std::move(mo));
   if (absl::Status s = models.LoadAtStartup(load_models); !s.ok()) return Fail(s);
   for (const std::string& name : boards.PendingFaults()) {

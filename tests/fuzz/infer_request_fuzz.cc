@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "google/protobuf/stubs/logging.h"
 #include "server/infer_request.h"
 #include "server/model_repository.h"
 
@@ -17,6 +18,8 @@ std::vector<hgpipe::config::ModelConfig>* configs;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Protobuf logs every string field with invalid UTF-8 it parses: noise.
+  google::protobuf::SetLogHandler(nullptr);
   configs = new std::vector<hgpipe::config::ModelConfig>;
   for (const char* name : {"verify", "fmnist_vit"}) {
     auto e = hgpipe::server::LoadModelDirectory(HGPIPE_SOURCE_DIR "/models", name,

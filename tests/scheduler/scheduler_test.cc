@@ -898,7 +898,7 @@ TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {
   bo.fault.slow_factor = 4;
   Build(2, {}, bo);
   std::mt19937 rng(3);
-  std::vector<Job> jobs(400);
+  std::vector<Job> jobs(250);
   std::vector<absl::Time> deadlines;
   for (auto& j : jobs) {
     const absl::Time d = clock_.Now() + absl::Milliseconds(3 + rng() % 8);
@@ -943,7 +943,7 @@ TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
   const absl::Duration interval = absl::Milliseconds(20);
   so.canary_interval = interval;
   Build(2, mo, bo, absl::Milliseconds(1), {0}, so);
-  std::vector<Job> jobs(2000);
+  std::vector<Job> jobs(1000);
   for (auto& j : jobs) {
     ASSERT_TRUE(Submit(j, 1).ok());
     clock_.Advance(absl::Microseconds(150));

@@ -23,6 +23,8 @@ absl::string_view KindName(FaultInjection::Kind kind) {
       return "hang";
     case FaultInjection::Kind::kSlow:
       return "slow";
+    case FaultInjection::Kind::kCorrupt:
+      return "corrupt";
   }
   return "?";
 }
@@ -67,6 +69,8 @@ absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec) {
     f.kind = FaultInjection::Kind::kHang;
   } else if (kind == "slow") {
     f.kind = FaultInjection::Kind::kSlow;
+  } else if (kind == "corrupt") {
+    f.kind = FaultInjection::Kind::kCorrupt;
   } else {
     return bad(absl::StrCat("unknown kind \"", kind, "\""));
   }
@@ -288,6 +292,10 @@ void EmulatedBoard::Submit(int index, uint32_t n, DoneCallback done) {
         run->parts = 1;  // no timer, no computation: only Reset ends it
       } else {
         const bool compute = compute_ && run->status.ok();
+        run->corrupt = fault == FaultInjection::Kind::kCorrupt;
+        // Without computation the output is what the slot held: corrupt
+        // it now (the slot is this run's).
+        if (run->corrupt && !compute) CorruptOutput(*run);
         run->parts = compute ? 2 : 1;
         // Set under mu_, so the id is recorded before the timer can fire.
         run->timer = clock_->RunAt(
@@ -315,6 +323,7 @@ void EmulatedBoard::ComputeAndArrive(const std::shared_ptr<Run>& run) {
   // progress, and a Reset is in progress until this computation ends.
   Slot& s = slots_[run->slot];
   run->kernel->Compute(s.input.data(), run->n, s.output.data());
+  if (run->corrupt) CorruptOutput(*run);
   DoneCallback deliver;
   absl::Status status;
   DoneCallback reset_done;
@@ -336,6 +345,12 @@ void EmulatedBoard::ComputeAndArrive(const std::shared_ptr<Run>& run) {
   }
   if (deliver) deliver(std::move(status));
   if (reset_done) reset_done(absl::OkStatus());
+}
+
+void EmulatedBoard::CorruptOutput(const Run& run) {
+  Slot& s = slots_[run.slot];
+  const size_t words = s.output.size() / max_images_per_run_;
+  for (uint32_t i = 0; i < run.n; ++i) s.output[i * words] ^= 1u;
 }
 
 void EmulatedBoard::OnRunTimer(uint64_t id) {

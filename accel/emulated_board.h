@@ -50,6 +50,10 @@ namespace hgpipe::accel {
 //          watchdog.
 //   kSlow  the run takes slow_factor times its modelled time (interval and
 //          latency scaled; the manifest keeps the declared timing).
+//   kCorrupt  the run completes OK at its modelled time with a wrong output
+//          (the lowest bit of each image's first output word flipped), as a
+//          bad bitstream or a flipped bit would: only a canary (a known
+//          input with its known output) catches it.
 //
 // Reset clears a fault for good unless it is `permanent`. A triggered kFail
 // makes Program fail with UNAVAILABLE until a Reset clears it, so a permanent
@@ -58,7 +62,7 @@ namespace hgpipe::accel {
 // re-programming (so a probe run after recovery hangs again with
 // after_runs = 0).
 struct FaultInjection {
-  enum class Kind { kNone, kFail, kHang, kSlow };
+  enum class Kind { kNone, kFail, kHang, kSlow, kCorrupt };
   Kind kind = Kind::kNone;
   // Runs that succeed before the fault.
   uint64_t after_runs = 0;
@@ -74,7 +78,7 @@ struct FaultInjection {
 
 // Parses a fault spec (e.g. a server flag):
 //   "" | "none" | KIND "@" N [":x" FACTOR] [":permanent"]
-// where KIND is fail, hang or slow, N the runs that succeed first (an
+// where KIND is fail, hang, slow or corrupt, N the runs that succeed first (an
 // unsigned integer), and ":xFACTOR" (slow only, FACTOR >= 1, default 4) the
 // slow-down. InvalidArgument quoting the spec otherwise.
 absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec);
@@ -173,7 +177,10 @@ class EmulatedBoard final : public Board {
     Clock::TimerId timer = 0;  // 0: none (hung) or fired
     bool computing = false;    // the kernel is writing its slot right now
     bool aborted = false;      // by Reset; answered when computing ends
+    bool corrupt = false;      // kCorrupt: flip its output once computed
   };
+  // Flips the lowest bit of each image's first output word.
+  void CorruptOutput(const Run& run);
   // A Program or Reset in progress.
   enum class Op { kNone, kProgram, kReset };
 

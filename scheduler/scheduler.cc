@@ -33,7 +33,15 @@ struct Scheduler::Request {
   uint32_t level;       // 0-based priority level
   uint32_t unanswered;  // images neither computed nor failed yet
   uint32_t queued = 0;  // images in a queue (not on a board)
+  // Images in runs not yet packed: the caller's image buffer is still read.
+  uint32_t unpacked = 0;
   absl::Status status;  // the first error, if any
+  // The deadline passed with images still on a board: answered as soon as
+  // no run still reads its images (detach_pending), then `detached`: done
+  // was called, the caller's buffers are no longer ours, and the board
+  // results still to come are dropped (counted as late).
+  bool detach_pending = false;
+  bool detached = false;
 };
 
 struct Scheduler::Run {
@@ -52,6 +60,12 @@ struct Scheduler::Run {
   // Taken back from a failed board: its images went elsewhere, its
   // completion only returns the slot.
   bool abandoned = false;
+  // A periodic canary run (no request images): its model's canary.
+  bool canary = false;
+  uint32_t canary_images = 0;
+  uint32_t size() const {
+    return canary ? canary_images : static_cast<uint32_t>(images.size());
+  }
 };
 
 struct Scheduler::BoardState {
@@ -77,6 +91,21 @@ struct Scheduler::BoardState {
   bool watchdog_armed = false;
   uint64_t probe_generation = 0;
   bool recovering = false;  // the current programming/probe follows a failure
+  // Periodic canaries: a timer with an older generation is stale; `due`
+  // waits for a free slot.
+  // How long its last Reset and Program took, and when the one under way
+  // started; when a recovery backing off resumes. For the earliest time it
+  // can serve again (ReadyEstimateLocked); zero until observed.
+  absl::Duration reset_took;
+  absl::Duration program_took;
+  absl::Time op_started;
+  absl::Time recovery_resumes = absl::InfinitePast();
+  uint64_t canary_generation = 0;
+  bool canary_armed = false;
+  bool canary_due = false;
+  // Whether it ran requests since its last canary: an idle board answers
+  // nothing, so it needs no proving (and leaves no timer behind).
+  bool served_since_canary = false;
   int attempts = 0;
   BoardCounts counts;
   absl::Time last_used = absl::InfinitePast();
@@ -107,6 +136,9 @@ struct Scheduler::Model {
   absl::flat_hash_map<Request*, std::unique_ptr<Request>> requests;
   // Requests with a deadline and images still queued, by deadline.
   std::set<std::pair<absl::Time, Request*>> deadlines;
+  // Every request with a deadline not yet answered, by deadline: the
+  // deadline is a promise even once its images are on a board.
+  std::set<std::pair<absl::Time, Request*>> promises;
   std::vector<BoardState*> serving;
   // The earliest pending dispatch timer; later ones fire harmlessly.
   absl::Time next_timer = absl::InfiniteFuture();
@@ -124,6 +156,12 @@ struct Scheduler::Model {
 };
 
 struct Scheduler::Pending {
+  struct CanaryEvent {
+    int board_id;
+    int model_id;
+    absl::Status what;
+  };
+  std::vector<CanaryEvent> canaries;
   struct PhaseEvent {
     int board_id;
     int model_id;
@@ -135,11 +173,16 @@ struct Scheduler::Pending {
     int model_id;
     uint32_t images;
   };
+  struct Late {
+    int model_id;
+    uint32_t images;
+  };
   std::vector<std::unique_ptr<Run>> runs;
   std::vector<std::unique_ptr<Request>> done;
   std::vector<absl::AnyInvocable<void()>> callbacks;
   std::vector<PhaseEvent> phases;
   std::vector<Expired> expired;
+  std::vector<Late> late;
   // Whether delivering_ counts this (it answers requests).
   bool counted = false;
 };
@@ -219,6 +262,16 @@ absl::StatusOr<int> Scheduler::AddModel(
         "model ", name, ": priority_levels must be >= 1 and default_priority in 1..",
         options.priority_levels));
   }
+  if (options.canary != nullptr) {
+    const accel::BitstreamManifest& cm = options.bitstream != nullptr
+                                             ? options.bitstream->manifest
+                                             : boards.empty() ? accel::BitstreamManifest{}
+                                                              : boards[0]->manifest();
+    absl::Status s = accel::ValidateCanary(*options.canary, cm.geometry);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("model ", name, ": ", s.message()));
+    }
+  }
   if (options.low_priority_run_images == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("model ", name, ": low_priority_run_images must be > 0"));
@@ -260,6 +313,9 @@ absl::StatusOr<int> Scheduler::AddModel(
       BoardState& bs = *boards_[bid];
       bs.loaded = options.bitstream;
       SetPhaseLocked(bs, BoardPhase::kServing, raw, absl::OkStatus(), &p);
+      // Programmed before the scheduler had them: prove them at once.
+      bs.served_since_canary = true;
+      ArmCanaryLocked(bs, clock_->Now());
     }
   }
   Finish(std::move(p));
@@ -306,7 +362,9 @@ void Scheduler::SetPhaseLocked(BoardState& b, BoardPhase phase, Model* model,
 }
 
 bool Scheduler::ServableLocked(const Model& m) const {
-  if (m.removing) return false;
+  // A model being removed still counts: the requests it accepted are
+  // served (or failed when nothing can serve them), never left waiting.
+  if (m.removed) return false;
   if (!m.serving.empty()) return true;
   for (const auto& b : boards_) {
     if (b->phase == BoardPhase::kRetired || b->phase == BoardPhase::kRemoved) continue;
@@ -446,6 +504,7 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
     m.queued += raw->unanswered;
     if (raw->deadline != absl::InfiniteFuture()) {
       m.deadlines.emplace(raw->deadline, raw);
+      m.promises.emplace(raw->deadline, raw);
     }
     m.requests.emplace(raw, std::move(r));
     ++open_requests_;
@@ -464,11 +523,51 @@ absl::Status Scheduler::Enqueue(absl::string_view model,
   return absl::OkStatus();
 }
 
+absl::Time Scheduler::ReadyEstimateLocked(const Model& m, absl::Time now) const {
+  if (!m.serving.empty()) return now;
+  absl::Time ready = absl::InfiniteFuture();
+  for (const auto& bp : boards_) {
+    const BoardState& b = *bp;
+    absl::Time t = absl::InfiniteFuture();
+    const bool ours = b.model == &m;
+    switch (b.phase) {
+      case BoardPhase::kProbing:
+        if (ours) t = now;
+        break;
+      case BoardPhase::kProgramming:
+        if (ours) t = std::max(now, b.op_started + b.program_took);
+        break;
+      case BoardPhase::kRecovering:
+        if (ours) {
+          const absl::Time resets = b.resetting ? b.op_started
+                                                : std::max(now, b.recovery_resumes);
+          t = std::max(now, resets + b.reset_took) + b.program_took;
+        }
+        break;
+      case BoardPhase::kIdle:
+      case BoardPhase::kServing:
+      case BoardPhase::kDraining:
+        // Another model's (or no model's) board it may be given.
+        if (options_.reprogram && m.options.bitstream != nullptr) t = now + b.program_took;
+        break;
+      case BoardPhase::kRetired:
+      case BoardPhase::kRemoved:
+        break;
+    }
+    ready = std::min(ready, t);
+  }
+  return ready;
+}
+
 absl::Time Scheduler::EstimateDoneLocked(const Model& m, uint32_t level,
                                          uint32_t n, absl::Time now) const {
   uint64_t ahead = 0;
   for (uint32_t i = 0; i <= level; ++i) ahead += m.levels[i].size();
-  absl::Time start = now + m.timing.run_overhead;
+  // Without a serving board: when one can serve at the earliest (boards
+  // recovering or being programmed, as long as their last steps took).
+  absl::Time ready = ReadyEstimateLocked(m, now);
+  if (ready == absl::InfiniteFuture()) ready = now;  // not servable: refused elsewhere
+  absl::Time start = ready + m.timing.run_overhead;
   double boards = 1;
   if (!m.serving.empty()) {
     absl::Time first = absl::InfiniteFuture();
@@ -552,6 +651,10 @@ void Scheduler::DispatchLocked(Model& m, Pending* p) {
     best->runs.push_back(run.get());
     best->in_flight_images += taken;
     best->last_used = now;
+    best->served_since_canary = true;
+    if (!best->canary_armed && options_.canary_interval > absl::ZeroDuration()) {
+      ArmCanaryLocked(*best, now + options_.canary_interval);
+    }
     ArmWatchdogLocked(*best);
     p->runs.push_back(std::move(run));
   }
@@ -668,6 +771,7 @@ void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
       out->push_back(q.front());
       q.pop_front();
       --m.queued;
+      ++r->unpacked;
       if (--r->queued == 0 && r->deadline != absl::InfiniteFuture()) {
         m.deadlines.erase({r->deadline, r});
       }
@@ -679,7 +783,36 @@ void Scheduler::TakeImagesLocked(Model& m, uint32_t max, absl::Time start,
 }
 
 void Scheduler::ExpireLocked(Model& m, absl::Time now, Pending* p) {
+  // Deadlines reached with images on a board: answer now, drop the board's
+  // result when it comes.
+  while (!m.promises.empty() && m.promises.begin()->first <= now) {
+    Request* r = m.promises.begin()->second;
+    m.promises.erase(m.promises.begin());
+    const absl::Status late = absl::DeadlineExceededError(absl::StrCat(
+        "model ", m.options.name, ": the request's deadline passed with ",
+        r->unanswered - r->queued, " image(s) still on a board"));
+    if (r->queued > 0) p->expired.push_back({m.id, r->queued});
+    FailRequestLocked(m, r, late, p);  // its queued images, if any
+    if (m.requests.contains(r)) DetachLocked(m, *r, p);
+  }
+  if (!m.promises.empty()) ArmDispatchTimerLocked(m, m.promises.begin()->first);
   const absl::Duration min_service = m.MinServiceTime();
+  // No board serves the model: requests that cannot be answered before the
+  // earliest a board can be back are answered now, not at their deadline.
+  const absl::Time ready = ReadyEstimateLocked(m, now);
+  if (ready > now && ready != absl::InfiniteFuture()) {
+    while (!m.deadlines.empty() && m.deadlines.begin()->first < ready + min_service) {
+      Request* r = m.deadlines.begin()->second;
+      p->expired.push_back({m.id, r->queued});
+      FailRequestLocked(
+          m, r,
+          absl::DeadlineExceededError(absl::StrCat(
+              "model ", m.options.name, ": no board can serve it before the request's "
+              "deadline (its boards are recovering or being programmed; the earliest in ",
+              absl::FormatDuration(ready - now), ")")),
+          p);
+    }
+  }
   while (!m.deadlines.empty()) {
     const auto [deadline, r] = *m.deadlines.begin();
     if (deadline - min_service > now) {
@@ -712,8 +845,24 @@ void Scheduler::FailRequestLocked(Model& m, Request* r,
   for (uint32_t k = 0; k < removed; ++k) AnswerImageLocked(m, r, p);
 }
 
+void Scheduler::DetachLocked(Model& m, Request& r, Pending* p) {
+  if (r.detached) return;
+  if (r.unpacked > 0) {  // Launch is still reading its images
+    r.detach_pending = true;
+    return;
+  }
+  r.detach_pending = false;
+  r.detached = true;
+  if (r.deadline != absl::InfiniteFuture()) m.promises.erase({r.deadline, &r});
+  p->callbacks.push_back(
+      [done = std::move(r.request->done), status = r.status]() mutable {
+        done(status);
+      });
+}
+
 void Scheduler::AnswerImageLocked(Model& m, Request* r, Pending* p) {
   if (--r->unanswered != 0) return;
+  if (r->deadline != absl::InfiniteFuture()) m.promises.erase({r->deadline, r});
   auto it = m.requests.find(r);
   p->done.push_back(std::move(it->second));
   m.requests.erase(it);
@@ -784,6 +933,10 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
   const accel::DeviceGeometry& g = m.geometry;
   accel::Board* board = b.board.get();
   int8_t* dst = board->slot(run->slot).input.data();
+  if (run->canary) {  // already in device order
+    const accel::Canary& c = *m.options.canary;
+    std::copy(c.input.begin(), c.input.end(), dst);
+  }
   std::vector<absl::Duration> waits;
   waits.reserve(run->images.size());
   for (const ImageRef& img : run->images) {
@@ -792,11 +945,17 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
     dst += g.input_bytes();
     waits.push_back(run->submitted - img.request->arrival);
   }
-  const uint32_t n = static_cast<uint32_t>(run->images.size());
+  const uint32_t n = run->size();
   Pending p;
   bool abandoned;
   {
     hgpipe::MutexLock l(&mu_);
+    // The caller's images are copied: a request whose deadline passed
+    // meanwhile can be answered now.
+    for (const ImageRef& img : run->images) {
+      Request* r = img.request;
+      if (--r->unpacked == 0 && r->detach_pending) DetachLocked(m, *r, &p);
+    }
     abandoned = run->abandoned;
     if (abandoned) {
       // The board failed while we packed: the images go elsewhere now.
@@ -808,13 +967,18 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
       CountLocked(&p);
     } else {
       run->packed = true;
+      CountLocked(&p);
     }
+  }
+  if (!abandoned && (!p.callbacks.empty() || p.counted)) {
+    Finish(std::move(p));
+    p = Pending();
   }
   if (abandoned) {
     Finish(std::move(p));
     return;
   }
-  if (observer_) {
+  if (observer_ && !run->canary) {
     observer_->RunStarted(m.id, b.id, n, waits, b.prediction->InputTime(n));
   }
   const int slot = run->slot;
@@ -826,7 +990,7 @@ void Scheduler::Launch(std::unique_ptr<Run> run) {
 void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
   Model& m = *run->model;
   BoardState& b = *run->board;
-  const uint32_t n = static_cast<uint32_t>(run->images.size());
+  const uint32_t n = run->size();
   const absl::Duration device_time = clock_->Now() - run->submitted;
   bool report = false;
   Pending p;
@@ -841,7 +1005,7 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
         DispatchLocked(m, &p);
       }
     } else {
-      report = true;
+      report = !run->canary;
       const absl::Time now = clock_->Now();
       b.runs.erase(std::find(b.runs.begin(), b.runs.end(), run.get()));
       if (!b.runs.empty()) b.head_since = now;
@@ -857,7 +1021,14 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
         // images while we write).
         const accel::DeviceGeometry& g = m.geometry;
         const uint32_t* words = b.board->slot(run->slot).output.data();
+        uint32_t dropped = 0;
         for (const ImageRef& img : run->images) {
+          if (img.request->detached) {  // answered at its deadline
+            ++dropped;
+            words += g.output_words();
+            AnswerImageLocked(m, img.request, &p);
+            continue;
+          }
           int32_t* out =
               img.request->request->logits + size_t{img.index} * g.classes;
           for (uint32_t j = 0; j < g.classes; ++j) {
@@ -866,12 +1037,20 @@ void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {
           words += g.output_words();
           AnswerImageLocked(m, img.request, &p);
         }
+        if (dropped > 0) p.late.push_back({m.id, dropped});
+        if (run->canary) {
+          absl::Status canary = CheckCanaryLocked(b, m, run->slot, &p);
+          if (!canary.ok()) FailBoardLocked(b, canary, &p);
+        }
       } else {
         RequeueLocked(*run, &p);
         FailBoardLocked(b, status, &p);
       }
       if (b.phase == BoardPhase::kDraining && b.runs.empty()) {
         ProgramLocked(b, b.model, &p);
+      }
+      if (b.canary_due && b.phase == BoardPhase::kServing) {
+        ArmCanaryLocked(b, now);  // its timer found no free slot
       }
       DispatchLocked(m, &p);
       RebalanceLocked(&p);
@@ -913,7 +1092,7 @@ void Scheduler::FailBoardLocked(BoardState& b, const absl::Status& why,
 
 void Scheduler::CheckServableLocked(Model& m, const absl::Status& why,
                                     Pending* p) {
-  if (ServableLocked(m) || m.removing) return;
+  if (ServableLocked(m)) return;
   FailQueuedLocked(
       m,
       absl::UnavailableError(absl::StrCat(
@@ -966,10 +1145,15 @@ void Scheduler::RetryRecoveryLocked(BoardState& b, const absl::Status& why,
   if (b.attempts >= options_.max_recovery_attempts) {
     SetPhaseLocked(b, BoardPhase::kRetired, m, why, p);
     if (m != nullptr) CheckServableLocked(*m, why, p);
+    // Its model's queued requests may need another board now.
+    RebalanceLocked(p);
     return;
   }
   SetPhaseLocked(b, BoardPhase::kRecovering, m, why, p);
   const absl::Duration backoff = options_.recovery_backoff * (1 << (b.attempts - 1));
+  b.recovery_resumes = clock_->Now() + backoff;
+  // Requests that cannot wait that long are answered now.
+  if (m != nullptr) ExpireLocked(*m, clock_->Now(), p);
   const int id = b.id;
   RunAtLocked(clock_->Now() + backoff, [this, id] {
     hgpipe::MutexLock l(&mu_);
@@ -994,7 +1178,7 @@ absl::Time Scheduler::WatchdogDueLocked(const BoardState& b) const {
   // - one run's worth of time after it became the oldest.
   const absl::Time own =
       b.head_since + b.prediction->timing().run_overhead +
-      b.prediction->InputTime(static_cast<uint32_t>(head.images.size())) +
+      b.prediction->InputTime(head.size()) +
       b.prediction->latency();
   return std::max(head.predicted.done, own) + options_.watchdog_margin;
 }
@@ -1018,7 +1202,7 @@ void Scheduler::OnWatchdog(int board_id) {
     const Run& head = *b.runs.front();
     Model* m = head.model;
     const absl::Status why = absl::DeadlineExceededError(absl::StrCat(
-        "board ", b.name, ": a run of ", head.images.size(),
+        "board ", b.name, ": a run of ", head.size(),
         " image(s) is ", absl::FormatDuration(now - head.predicted.done),
         " past its predicted completion (watchdog margin ",
         absl::FormatDuration(options_.watchdog_margin), ")"));
@@ -1035,6 +1219,7 @@ void Scheduler::StartReset(int board_id) {
   {
     hgpipe::MutexLock l(&mu_);
     board = boards_[board_id]->board.get();
+    boards_[board_id]->op_started = clock_->Now();
     ++board_ops_;
   }
   board->Reset([this, board_id](absl::Status s) {
@@ -1051,6 +1236,7 @@ void Scheduler::StartProgram(int board_id) {
     // Models are never freed: the one a board is being programmed for
     // stays valid even if it is removed meanwhile.
     bitstream = boards_[board_id]->model->options.bitstream;
+    boards_[board_id]->op_started = clock_->Now();
     ++board_ops_;
   }
   board->Program(std::move(bitstream), [this, board_id](absl::Status s) {
@@ -1062,10 +1248,13 @@ void Scheduler::StartProbe(int board_id) {
   accel::Board* board;
   int slot;
   uint64_t generation;
+  // Models are never freed: the canary stays valid.
+  std::shared_ptr<const accel::Canary> canary;
   {
     hgpipe::MutexLock l(&mu_);
     BoardState& b = *boards_[board_id];
     board = b.board.get();
+    canary = b.model->options.canary;
     slot = b.free_slots.back();
     b.free_slots.pop_back();
     generation = ++b.probe_generation;
@@ -1093,10 +1282,16 @@ void Scheduler::StartProbe(int board_id) {
       });
     }
   }
-  // A zero image: every bitstream must take it.
-  const size_t bytes = board->manifest().geometry.input_bytes();
-  std::memset(board->slot(slot).input.data(), 0, bytes);
-  board->Submit(slot, 1, [this, board_id, slot, generation](absl::Status s) {
+  // The canary, or a zero image (every bitstream must take it).
+  uint32_t images = 1;
+  if (canary != nullptr) {
+    std::copy(canary->input.begin(), canary->input.end(), board->slot(slot).input.data());
+    images = canary->images;
+  } else {
+    const size_t bytes = board->manifest().geometry.input_bytes();
+    std::memset(board->slot(slot).input.data(), 0, bytes);
+  }
+  board->Submit(slot, images, [this, board_id, slot, generation](absl::Status s) {
     Pending p;
     {
       hgpipe::MutexLock l(&mu_);
@@ -1107,7 +1302,13 @@ void Scheduler::StartProbe(int board_id) {
           destroying_) {
         return;
       }
-      if (!s.ok()) {
+      // The slot is free again but nobody takes it before we return.
+      if (s.ok() && b.model->options.canary != nullptr) {
+        s = CheckCanaryLocked(b, *b.model, slot, &p);
+      }
+      if (!s.ok() && absl::IsDataLoss(s)) {
+        FailProbeLocked(b, s, &p);
+      } else if (!s.ok()) {
         FailProbeLocked(b,
                         absl::UnavailableError(absl::StrCat(
                             "board ", b.name, ": probe run failed: ", s.message())),
@@ -1141,7 +1342,72 @@ void Scheduler::AdmitLocked(BoardState& b, Pending* p) {
   b.attempts = 0;
   b.RefreshPrediction();
   SetPhaseLocked(b, BoardPhase::kServing, m, absl::OkStatus(), p);
+  // The probe was the canary: the next one is armed by the next run.
+  b.served_since_canary = false;
+  b.canary_armed = false;
+  ++b.canary_generation;
   DispatchLocked(*m, p);
+}
+
+void Scheduler::ArmCanaryLocked(BoardState& b, absl::Time due) {
+  if (b.model == nullptr || b.model->options.canary == nullptr) return;
+  b.canary_due = false;
+  b.canary_armed = true;
+  const uint64_t generation = ++b.canary_generation;
+  const int id = b.id;
+  RunAtLocked(due, [this, id, generation] { OnCanaryTimer(id, generation); });
+}
+
+void Scheduler::OnCanaryTimer(int board_id, uint64_t generation) {
+  Pending p;
+  {
+    hgpipe::MutexLock l(&mu_);
+    BoardState& b = *boards_[board_id];
+    if (b.canary_generation != generation || b.phase != BoardPhase::kServing ||
+        destroying_ || b.model == nullptr || b.model->options.canary == nullptr) {
+      return;  // stale: the board left service (its probe re-arms it)
+    }
+    b.canary_armed = false;
+    if (!b.served_since_canary) return;  // its next run arms the next one
+    if (b.free_slots.empty()) {
+      b.canary_due = true;  // the next completion starts it
+      return;
+    }
+    Model& m = *b.model;
+    const absl::Time now = clock_->Now();
+    auto run = std::make_unique<Run>();
+    run->model = &m;
+    run->board = &b;
+    run->canary = true;
+    b.served_since_canary = false;
+    run->canary_images = m.options.canary->images;
+    run->slot = b.free_slots.back();
+    b.free_slots.pop_back();
+    run->submitted = now;
+    run->predicted = b.prediction->Submit(now, run->size());
+    run->model_done = run->predicted.done;
+    run->predicted.done += b.lag;
+    if (b.runs.empty()) b.head_since = now;
+    b.runs.push_back(run.get());
+    b.in_flight_images += run->size();
+    ArmWatchdogLocked(b);
+    p.runs.push_back(std::move(run));
+  }
+  Finish(std::move(p));
+}
+
+absl::Status Scheduler::CheckCanaryLocked(BoardState& b, const Model& m, int slot,
+                                          Pending* p) {
+  const accel::Canary& c = *m.options.canary;
+  const absl::Span<const uint32_t> got(b.board->slot(slot).output.data(),
+                                       c.images * m.geometry.output_words());
+  const std::string diff = accel::CompareCanaryOutput(c, m.geometry, got);
+  if (diff.empty()) return absl::OkStatus();
+  absl::Status why = absl::DataLossError(absl::StrCat(
+      "board ", b.name, ": canary (", c.source, ") for model ", m.options.name,
+      " differs: ", diff));
+  p->canaries.push_back({b.id, m.id, why});
+  return why;
 }
 
 void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
@@ -1152,7 +1418,9 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
     BoardState& b = *boards_[board_id];
     --board_ops_;
     if (destroying_) return;
+    const absl::Duration took = clock_->Now() - b.op_started;
     if (phase == BoardPhase::kRecovering) {
+      b.reset_took = took;
       b.resetting = false;
       if (!status.ok()) {
         ++b.counts.failures;  // a recovery step failed
@@ -1167,6 +1435,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
         ContinueRecoveryLocked(b, &p);
       }
     } else if (!status.ok()) {
+      b.program_took = took;
       ++b.counts.failures;
       RetryRecoveryLocked(
           b,
@@ -1175,6 +1444,7 @@ void Scheduler::OnBoardOpDone(int board_id, BoardPhase phase,
                                               status.message())),
           &p);
     } else {
+      b.program_took = took;
       ++b.counts.programmings;
       b.loaded = b.model->options.bitstream;
       b.RefreshPrediction();
@@ -1189,7 +1459,8 @@ void Scheduler::RebalanceLocked(Pending* p) {
   if (!options_.reprogram || destroying_) return;
   for (auto& mp : models_) {
     Model& m = *mp;
-    if (m.removing || m.queued == 0 || !m.serving.empty() ||
+    // A model being removed still gets a board for what it accepted.
+    if (m.removed || m.queued == 0 || !m.serving.empty() ||
         m.options.bitstream == nullptr) {
       continue;
     }
@@ -1259,11 +1530,13 @@ void Scheduler::Finish(Pending p) {
       observer_->BoardPhaseChanged(e.board_id, e.model_id, e.phase, e.why, e.counts);
     }
     for (const auto& e : p.expired) observer_->DeadlineExpired(e.model_id, e.images);
+    for (const auto& e : p.late) observer_->LateResultsDropped(e.model_id, e.images);
+    for (const auto& e : p.canaries) observer_->CanaryFailed(e.board_id, e.model_id, e.what);
   }
   for (auto& run : p.runs) Launch(std::move(run));
   for (auto& r : p.done) {
     auto cb = std::move(r->request->done);
-    cb(r->status);
+    if (cb) cb(r->status);  // empty: answered at its deadline (detached)
   }
   p.done.clear();
   for (auto& cb : p.callbacks) cb();

@@ -26,7 +26,16 @@
 //
 // Deadlines. A request whose deadline cannot be met (predicted at Enqueue, or
 // at dispatch for the board chosen) is answered DEADLINE_EXCEEDED and never
-// reaches a board; queued requests are also expired by a timer.
+// reaches a board; queued requests are also expired by a timer. A deadline
+// is a promise: a request still on a board when it passes (a slow or hung
+// board) is answered DEADLINE_EXCEEDED then, and the board's result, when
+// it comes, is dropped (Observer::LateResultsDropped).
+//
+// Canaries. A model may have a canary (an input with its known output). A
+// board's probe after every (re)programming runs it, and every serving
+// board runs it again every `canary_interval`, as a run of its own among
+// the model's; an output that differs in any bit takes the board out of
+// service as a failed run does (Observer::CanaryFailed says what differed).
 //
 // Faults. A run that fails, or that overshoots its predicted completion by
 // `watchdog_margin`, takes its board out of service: every run in flight
@@ -65,6 +74,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "accel/board.h"
+#include "accel/canary.h"
 #include "accel/pipeline_model.h"
 #include "base/clock.h"
 #include "base/mutex.h"
@@ -82,7 +92,9 @@ struct InferRequest {
   // 1 (highest) .. the model's priority_levels; 0 means the model's default.
   uint32_t priority = 0;
   // Answered DEADLINE_EXCEEDED, without reaching a board, if it cannot
-  // complete by then.
+  // complete by then; answered DEADLINE_EXCEEDED at this time at the latest
+  // (done is then called while a board may still compute its images; the
+  // scheduler no longer touches `images` or `logits` after that call).
   absl::Time deadline = absl::InfiniteFuture();
   // Called exactly once with OK or the reason the request failed, on a
   // scheduler or board thread, with no scheduler lock held. Must not block.
@@ -114,6 +126,9 @@ struct ModelOptions {
   // Most images in a run that holds images below the highest level (with
   // more than one level).
   uint32_t low_priority_run_images = 1;
+  // The bitstream's canary (accel/canary.h), or none: the probe after
+  // (re)programming is then a zero image whose output is not checked.
+  std::shared_ptr<const accel::Canary> canary;
 };
 
 // Where a board is in its life cycle.
@@ -160,8 +175,15 @@ class Observer {
   // with a phase change, so they are never behind).
   virtual void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase,
                                  const absl::Status& why, const BoardCounts& counts) {}
+  // A board's output for the model's canary differed from the known one:
+  // the board leaves service (BoardPhaseChanged follows). `what` says what
+  // differed.
+  virtual void CanaryFailed(int board_id, int model_id, const absl::Status& what) {}
   // A request expired in the queue (its deadline could not be met).
   virtual void DeadlineExpired(int model_id, uint32_t images) {}
+  // Board results that came after their request's deadline, which had
+  // already been answered DEADLINE_EXCEEDED: dropped.
+  virtual void LateResultsDropped(int model_id, uint32_t images) {}
 };
 
 class Scheduler {
@@ -183,6 +205,9 @@ class Scheduler {
     int max_recovery_attempts = 5;
     // Whether boards may be reprogrammed for models with demand and no board.
     bool reprogram = true;
+    // How often each serving board runs its model's canary (models with
+    // one), besides the probe after every (re)programming. Zero: only then.
+    absl::Duration canary_interval = absl::ZeroDuration();
   };
 
   struct BoardStatus {
@@ -271,6 +296,11 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether a board serves `m` or can be given to it.
   bool ServableLocked(const Model& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The earliest a board can serve `m`: now if one does, else from the
+  // boards recovering or programmed for it (as long as their last Reset and
+  // Program took) or that could be given to it; InfiniteFuture if none.
+  absl::Time ReadyEstimateLocked(const Model& m, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When n images at `level` would be answered, from the queue ahead and the
   // model's boards.
   absl::Time EstimateDoneLocked(const Model& m, uint32_t level, uint32_t n,
@@ -297,6 +327,11 @@ class Scheduler {
   // finish first.
   void FailRequestLocked(Model& m, Request* r, const absl::Status& status,
                          Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The request's deadline passed with images on a board: calls its done
+  // now (once no run still reads its images) and drops the board's results
+  // when they come.
+  void DetachLocked(Model& m, Request& r, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts one answered image of `r`; `r` is done when it was the last.
   void AnswerImageLocked(Model& m, Request* r, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -338,6 +373,15 @@ class Scheduler {
   absl::Time WatchdogDueLocked(const BoardState& b) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnWatchdog(int board_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Canaries (docs/scheduling.md, "Canaries"): the next periodic one for a
+  // serving board, and running it as a run of its own.
+  void ArmCanaryLocked(BoardState& b, absl::Time due)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnCanaryTimer(int board_id, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  // The canary's output in `b`'s slot against the known one: OK, or
+  // DataLoss naming the board, the model and what differed.
+  absl::Status CheckCanaryLocked(BoardState& b, const Model& m, int slot, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartReset(int board_id) ABSL_LOCKS_EXCLUDED(mu_);
   void StartProgram(int board_id) ABSL_LOCKS_EXCLUDED(mu_);
   void StartProbe(int board_id) ABSL_LOCKS_EXCLUDED(mu_);

@@ -4,13 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/client_text.h"
 
 namespace hgpipe::server {
 namespace {
 
 absl::Status Bad(const config::ModelConfig& c, absl::string_view what) {
   return absl::InvalidArgumentError(
-      absl::StrCat("model '", c.name(), "': ", what));
+      absl::StrCat("model ", Quote(c.name()), ": ", what));
 }
 
 }  // namespace
@@ -65,7 +66,7 @@ absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
   if (req.raw_input_contents_size() > 0) {
     const std::string& raw = req.raw_input_contents(0);
     if (static_cast<int64_t>(raw.size()) != elements) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': raw contents are ", raw.size(),
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw.size(),
                                  " bytes; shape ", Shape(in.shape()), " of INT8 needs ",
                                  elements));
     }
@@ -74,7 +75,7 @@ absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
   }
   const auto& typed = in.contents();
   if (typed.int_contents_size() != elements) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': int_contents holds ",
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": int_contents holds ",
                                typed.int_contents_size(), " values; shape ",
                                Shape(in.shape()), " needs ", elements,
                                " (INT8 travels in int_contents or raw_input_contents)"));
@@ -83,7 +84,7 @@ absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
   for (int64_t i = 0; i < elements; ++i) {
     const int32_t v = typed.int_contents(static_cast<int>(i));
     if (v < -128 || v > 127) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': int_contents[", i, "] = ", v,
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": int_contents[", i, "] = ", v,
                                  " is outside INT8"));
     }
     (*p->converted)[i] = static_cast<int8_t>(v);
@@ -99,12 +100,12 @@ absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
   if (req.raw_input_contents_size() > 0) {
     auto parts = SplitBytes(req.raw_input_contents(0), n);
     if (!parts.ok()) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': ", parts.status().message()));
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": ", parts.status().message()));
     }
     p->encoded = *std::move(parts);
   } else {
     if (in.contents().bytes_contents_size() != n) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': bytes_contents holds ",
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": bytes_contents holds ",
                                  in.contents().bytes_contents_size(),
                                  " elements; the shape says ", n));
     }
@@ -112,7 +113,7 @@ absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
   }
   for (size_t i = 0; i < p->encoded.size(); ++i) {
     if (p->encoded[i].empty()) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': image ", i, " is empty"));
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": image ", i, " is empty"));
     }
   }
   return absl::OkStatus();
@@ -127,14 +128,14 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
   p->channels = static_cast<int>(in.shape(3));
   if (in.shape(1) < 1 || in.shape(2) < 1 || in.shape(1) > 65535 || in.shape(2) > 65535 ||
       (p->channels != 1 && p->channels != 3 && p->channels != 4)) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
                                " is not [N, height, width, channels] with channels 1, 3 or 4"));
   }
   const int64_t elements = n * p->height * p->width * p->channels;
   if (req.raw_input_contents_size() > 0) {
     const std::string& raw = req.raw_input_contents(0);
     if (static_cast<int64_t>(raw.size()) != elements) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': raw contents are ", raw.size(),
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw.size(),
                                  " bytes; shape ", Shape(in.shape()), " of UINT8 needs ",
                                  elements));
     }
@@ -143,7 +144,7 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
   }
   const auto& typed = in.contents();
   if (typed.uint_contents_size() != elements) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': uint_contents holds ",
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": uint_contents holds ",
                                typed.uint_contents_size(), " values; shape ",
                                Shape(in.shape()), " needs ", elements));
   }
@@ -151,7 +152,7 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
   for (int64_t i = 0; i < elements; ++i) {
     const uint32_t v = typed.uint_contents(static_cast<int>(i));
     if (v > 255) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': uint_contents[", i, "] = ", v,
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": uint_contents[", i, "] = ", v,
                                  " is outside UINT8"));
     }
     (*p->converted_pixels)[i] = static_cast<uint8_t>(v);
@@ -166,18 +167,18 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
                                            const config::ModelConfig& c) {
   const config::TensorConfig& want = c.input();
   if (req.inputs_size() == 0) {
-    return Bad(c, absl::StrCat("the request has no inputs; expected '", want.name(), "'"));
+    return Bad(c, absl::StrCat("the request has no inputs; expected ", Quote(want.name())));
   }
   if (req.inputs_size() != 1) {
     return Bad(c, absl::StrCat("the request has ", req.inputs_size(),
-                               " inputs; the model takes one, '", want.name(), "'"));
+                               " inputs; the model takes one, ", Quote(want.name())));
   }
   PreparedInput p;
   const int64_t classes = c.output().dims(0);
   for (const auto& out : req.outputs()) {
     if (out.name() != c.output().name()) {
-      return Bad(c, absl::StrCat("unknown output '", out.name(),
-                                 "' requested; the model has '", c.output().name(), "'"));
+      return Bad(c, absl::StrCat("unknown output ", Quote(out.name()),
+                                 " requested; the model has ", Quote(c.output().name())));
     }
     auto it = out.parameters().find("classification");
     if (it != out.parameters().end()) {
@@ -186,8 +187,8 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
                         : param.has_uint64_param() ? static_cast<int64_t>(param.uint64_param())
                                                    : -1;
       if (k < 1 || k > classes) {
-        return Bad(c, absl::StrCat("output '", out.name(),
-                                   "': classification must be an integer from 1 to ",
+        return Bad(c, absl::StrCat("output ", Quote(out.name()),
+                                   ": classification must be an integer from 1 to ",
                                    classes));
       }
       p.classification = static_cast<uint32_t>(k);
@@ -195,10 +196,10 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   }
   const auto& in = req.inputs(0);
   if (in.name() != want.name()) {
-    return Bad(c, absl::StrCat("unknown input '", in.name(), "'; expected '", want.name(), "'"));
+    return Bad(c, absl::StrCat("unknown input ", Quote(in.name()), "; expected ", Quote(want.name())));
   }
   if (in.datatype() != want.datatype()) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': datatype ", in.datatype(),
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": datatype ", in.datatype(),
                                " does not match the model's ", want.datatype()));
   }
   // Shape: [N] + dims, where a dim of -1 takes any size. An encoded-image
@@ -208,27 +209,27 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   const std::string want_shape =
       absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]");
   if (in.shape_size() != want.dims_size() + 1 && !bare_bytes) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
                                " does not match ", want_shape));
   }
   int64_t per_image = 1;
   for (int i = 0; i + 1 < in.shape_size(); ++i) {
     if (want.dims(i) != -1 && in.shape(i + 1) != want.dims(i)) {
-      return Bad(c, absl::StrCat("input '", in.name(), "': shape ", Shape(in.shape()),
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
                                  " does not match ", want_shape));
     }
     per_image *= in.shape(i + 1);
   }
   const int64_t n = in.shape(0);
   if (n < 1 || n > c.max_images_per_request()) {
-    return Bad(c, absl::StrCat("input '", in.name(), "': ", n,
+    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": ", n,
                                " images; a request carries 1 to ", c.max_images_per_request()));
   }
   p.n_images = static_cast<uint32_t>(n);
   if (req.raw_input_contents_size() > 0) {
     if (HasTyped(in.contents())) {
-      return Bad(c, absl::StrCat("input '", in.name(),
-                                 "': has typed contents and the request also has "
+      return Bad(c, absl::StrCat("input ", Quote(in.name()),
+                                 ": has typed contents and the request also has "
                                  "raw_input_contents; use one or the other"));
     }
     if (req.raw_input_contents_size() != 1) {
@@ -264,20 +265,20 @@ absl::StatusOr<uint64_t> UnsignedParameter(const config::ModelConfig& c,
       return p.uint64_param();
     case inference::InferParameter::kInt64Param:
       if (p.int64_param() < 0) {
-        return Bad(c, absl::StrCat("parameter '", name, "': ", p.int64_param(),
+        return Bad(c, absl::StrCat("parameter ", Quote(name), ": ", p.int64_param(),
                                    " is negative; expected ", unit));
       }
       return static_cast<uint64_t>(p.int64_param());
     case inference::InferParameter::kBoolParam:
     case inference::InferParameter::kStringParam:
     case inference::InferParameter::kDoubleParam:
-      return Bad(c, absl::StrCat("parameter '", name,
-                                 "': must be an int64 or uint64 parameter (",
+      return Bad(c, absl::StrCat("parameter ", Quote(name),
+                                 ": must be an int64 or uint64 parameter (",
                                  unit, ")"));
     case inference::InferParameter::PARAMETER_CHOICE_NOT_SET:
       break;
   }
-  return Bad(c, absl::StrCat("parameter '", name, "': no value; expected ", unit));
+  return Bad(c, absl::StrCat("parameter ", Quote(name), ": no value; expected ", unit));
 }
 
 constexpr uint64_t kMaxTimeoutUs = 3'600'000'000;  // an hour

@@ -12,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
+#include "server/client_text.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
 
@@ -19,9 +20,10 @@ namespace hgpipe::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  // absl and gRPC share the canonical code numbering.
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                      std::string(s.message()));
+  // absl and gRPC share the canonical code numbering. Messages quote client
+  // text through Quote (client_text.h); the bound is a safety net.
+  const absl::Status b = BoundedStatus(s);
+  return grpc::Status(static_cast<grpc::StatusCode>(b.code()), std::string(b.message()));
 }
 
 namespace {
@@ -94,8 +96,10 @@ absl::Status InferenceService::Allowed(const grpc::CallbackServerContext& ctx,
 }
 
 // One ModelStreamInfer call. Requests are read one after another and each
-// starts at once, so several are in flight (up to kMaxInFlight: then reading
-// pauses, and gRPC's flow control holds the client back); responses are
+// starts at once, so several are in flight (up to kMaxInFlight requests and
+// kMaxBytesHeld bytes of requests and unwritten responses: then reading
+// pauses, and gRPC's flow control holds the client back, so a client that
+// never reads its responses holds a bounded amount of memory); responses are
 // written in the order they complete, one write at a time, each with its
 // request's id. A failed request is answered in error_message ("CODE:
 // message"), as Triton does, and the stream goes on. The call ends OK once
@@ -106,6 +110,7 @@ class InferenceService::Stream final
                                      inference::ModelStreamInferResponse> {
  public:
   static constexpr int kMaxInFlight = 256;
+  static constexpr size_t kMaxBytesHeld = size_t{64} << 20;
 
   // Registers with `service` (which must outlive it) and starts reading, or
   // ends the call at once if the server is draining. `deadline`: the call's.
@@ -136,6 +141,8 @@ class InferenceService::Stream final
         reading_into_.reset();
       } else {
         item = reading_into_.release();  // owned by its completion from here
+        item->bytes = item->request.ByteSizeLong();
+        bytes_held_ += item->bytes;
         // One for the request, one held by this reaction until its end, so
         // that no other thread finishes (and deletes) the stream under it.
         in_flight_ += 2;
@@ -161,10 +168,12 @@ class InferenceService::Stream final
     {
       hgpipe::MutexLock l(&mu_);
       a.remove.push_back(to_write_.front());
+      bytes_held_ -= to_write_.front()->bytes;
       to_write_.pop_front();
       --in_flight_;
       if (!ok) write_failed_ = true;
       if (write_failed_) {  // the client is gone: drop what waits
+        for (Item* i : to_write_) bytes_held_ -= i->bytes;
         a.remove.insert(a.remove.end(), to_write_.begin(), to_write_.end());
         in_flight_ -= static_cast<int>(to_write_.size());
         to_write_.clear();
@@ -204,6 +213,9 @@ class InferenceService::Stream final
   struct Item {
     inference::ModelInferRequest request;
     inference::ModelStreamInferResponse response;
+    // What it holds, counted in bytes_held_: the request until answered,
+    // then the response.
+    size_t bytes = 0;
   };
   // gRPC calls to make after releasing mu_, in this order.
   struct Actions {
@@ -222,11 +234,19 @@ class InferenceService::Stream final
       item->response.set_error_message(
           absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message()));
     }
+    // The scheduler no longer reads the request's images: free them now
+    // rather than when the response is written (a client slow to read
+    // would otherwise hold every request it sent).
+    inference::ModelInferRequest().Swap(&item->request);
+    const size_t response_bytes = item->response.ByteSizeLong();
     Actions a;
     {
       hgpipe::MutexLock l(&mu_);
+      bytes_held_ = bytes_held_ - item->bytes + response_bytes;
+      item->bytes = response_bytes;
       if (write_failed_) {
         --in_flight_;
+        bytes_held_ -= item->bytes;
         a.remove.push_back(item);
       } else {
         to_write_.push_back(item);
@@ -243,8 +263,10 @@ class InferenceService::Stream final
   // Whether to read the next request, and whether the call can end.
   void DecideLocked(Actions* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
+    // One request is always allowed, whatever its size (gRPC's message
+    // limit bounds it).
     if (reading_into_ == nullptr && !reads_done_ && !draining_ && !write_failed_ &&
-        in_flight_ < kMaxInFlight) {
+        in_flight_ < kMaxInFlight && (in_flight_ == 0 || bytes_held_ < kMaxBytesHeld)) {
       reading_into_ = std::make_unique<Item>();
       a->read = &reading_into_->request;
     }
@@ -275,6 +297,8 @@ class InferenceService::Stream final
   std::unique_ptr<Item> reading_into_ ABSL_GUARDED_BY(mu_);
   // Requests read and not yet written or dropped (+1 during OnReadDone).
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes of the requests and responses of those (Item::bytes).
+  size_t bytes_held_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Item*> to_write_ ABSL_GUARDED_BY(mu_);  // front: being written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -482,7 +506,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   if (!s.ok()) {
     if (absl::IsNotFound(s)) {
       s = absl::UnavailableError(
-          absl::StrCat("model '", ref.model->name(), "' was unloaded"));
+          absl::StrCat("model ", Quote(ref.model->name()), " was unloaded"));
     }
     (*shared)(s);
   }
@@ -553,7 +577,7 @@ void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* lo
       if (failed_image >= 0) {
         ref.admission.reset();
         (*shared_finish)(absl::InvalidArgumentError(
-            absl::StrCat("model '", m->name(), "': image ", failed_image,
+            absl::StrCat("model ", Quote(m->name()), ": image ", failed_image,
                          ": ", failure.message())));
         return;
       }
@@ -563,8 +587,8 @@ void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* lo
   }
   if (!workers_->TrySubmitAll(std::move(tasks))) {
     (*shared_finish)(absl::ResourceExhaustedError(absl::StrCat(
-        "model '", m->name(),
-        "': too many images waiting for preprocessing; retry later")));
+        "model ", Quote(m->name()),
+        ": too many images waiting for preprocessing; retry later")));
   }
 }
 

@@ -102,7 +102,7 @@ ABSL_FLAG(bool, emulated_compute, true,
 ABSL_FLAG(std::string, emulated_faults, "",
           "Faults injected into emulated boards by name, e.g. "
           "sim1=hang@100,sim2=fail@50:permanent (KIND@RUNS[:xFACTOR][:permanent], "
-          "KIND fail, hang or slow)");
+          "KIND fail, hang, slow or corrupt)");
 ABSL_FLAG(int, watchdog_ms, 2000,
           "A run this long past its predicted completion takes its board out of "
           "service for recovery (0: no watchdog)");
@@ -116,6 +116,13 @@ ABSL_FLAG(int, preprocess_threads, 0,
           "Threads decoding and preprocessing images (0: one per core)");
 ABSL_FLAG(int, preprocess_queue, 16384,
           "Images waiting for preprocessing beyond which requests are refused");
+ABSL_FLAG(bool, canary, true,
+          "Prove boards with their model's canary (false: boards that compute "
+          "nothing, e.g. XRT's no-op device without an FPGA)");
+ABSL_FLAG(int, canary_interval_s, 30,
+          "How often each board runs its model's canary (a golden input with its "
+          "known output, compared bit for bit) besides after every programming; "
+          "0: only after programming");
 ABSL_FLAG(int, drain_timeout_s, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to finish");
 
@@ -155,6 +162,19 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_http_max_input_size) < 1) {
     return absl::InvalidArgumentError("--http-max-input-size: must be > 0");
   }
+  // Shifted to bytes in an int: 1 GiB is the most that fits (and far more
+  // than any request needs); 0 would refuse every call.
+  RETURN_IF_ERROR(CheckRange("max-message-mb", absl::GetFlag(FLAGS_max_message_mb), 1, 1024));
+  RETURN_IF_ERROR(
+      CheckRange("preprocess-queue", absl::GetFlag(FLAGS_preprocess_queue), 1, 1'000'000));
+  RETURN_IF_ERROR(
+      CheckRange("preprocess-threads", absl::GetFlag(FLAGS_preprocess_threads), 0, 1024));
+  RETURN_IF_ERROR(
+      CheckRange("drain-timeout-s", absl::GetFlag(FLAGS_drain_timeout_s), 0, 86'400));
+  RETURN_IF_ERROR(
+      CheckRange("canary-interval-s", absl::GetFlag(FLAGS_canary_interval_s), 0, 86'400));
+  RETURN_IF_ERROR(CheckRange("grpc-port", absl::GetFlag(FLAGS_grpc_port), 0, 65'535));
+  RETURN_IF_ERROR(CheckRange("metrics-port", absl::GetFlag(FLAGS_metrics_port), 0, 65'535));
   return absl::OkStatus();
 }
 
@@ -229,6 +249,24 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
   return out;
 }
 
+// Waits for SIGTERM/SIGINT. Meanwhile, once calls have stopped for a
+// second, gives the heap's free memory back to the system: main() keeps
+// request buffers on the heap for reuse (mallopt), so after an overload
+// drains the process would otherwise stay at its peak RSS.
+int WaitForStopSignal(const sigset_t& stop_signals, const InferenceService& service) {
+  const timespec tick = {1, 0};
+  absl::Time trimmed_after_call = absl::InfinitePast();
+  for (;;) {
+    const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig > 0) return sig;
+    const absl::Time last_call = service.last_infer_call();
+    if (last_call != trimmed_after_call && absl::Now() - last_call > absl::Seconds(1)) {
+      malloc_trim(0);
+      trimmed_after_call = last_call;
+    }
+  }
+}
+
 int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_models,
         const std::vector<std::string>& grpc_restricted,
         const std::vector<std::string>& http_restricted) {
@@ -266,6 +304,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   so.recovery_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_recovery_backoff_ms));
   so.max_recovery_attempts = absl::GetFlag(FLAGS_max_recovery_attempts);
   so.reprogram = absl::GetFlag(FLAGS_reprogram);
+  so.canary_interval = absl::Seconds(absl::GetFlag(FLAGS_canary_interval_s));
   auto sched = scheduler::Scheduler::Create(so);
   if (!sched.ok()) return Fail(sched.status());
 
@@ -284,6 +323,8 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   mo.scheduler = sched->get();
   mo.metrics = &metrics;
   mo.boards = &boards;
+  // Emulated boards that model timing only return zeros: no canary holds.
+  mo.canaries = absl::GetFlag(FLAGS_canary) && absl::GetFlag(FLAGS_emulated_compute);
   ModelManager models(std::move(mo));
   if (absl::Status s = models.LoadAtStartup(load_models); !s.ok()) return Fail(s);
   for (const std::string& name : boards.PendingFaults()) {
@@ -298,8 +339,12 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   const std::string host = absl::GetFlag(FLAGS_host);
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(
-        absl::StrCat(host, ":", absl::GetFlag(FLAGS_metrics_port)));
+    // civetweb's defaults (2 threads, 30 s to read a request) let two
+    // half-sent requests block /metrics for 30 s: more threads, and a
+    // client gets 2 s to send its request.
+    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", absl::StrCat(host, ":", absl::GetFlag(FLAGS_metrics_port)),
+        "num_threads", "8", "request_timeout_ms", "2000"});
   } catch (const std::exception& e) {
     return Fail(absl::UnavailableError(absl::StrCat(
         "cannot serve metrics on ", host, ":", absl::GetFlag(FLAGS_metrics_port),
@@ -353,8 +398,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
             << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  int sig = WaitForStopSignal(stop_signals, service);
   LOG(INFO) << "hgpipe-server: " << strsignal(sig) << ", draining";
   const absl::Time deadline =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
@@ -363,12 +407,17 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   service.StartDraining();
   server->GetHealthCheckService()->SetServingStatus(false);
   // ...until calls stop arriving: grpc::Server::Shutdown would cancel the
-  // ones still being received, and CANCELLED is not safe to retry.
+  // ones still being received, and CANCELLED is not safe to retry. A client
+  // that keeps calling (each call refused) must not hold the exit back: a
+  // call that was being received when the signal came has had kGrace to
+  // arrive, and later ones were sent knowing the server drains.
   constexpr absl::Duration kQuiet = absl::Milliseconds(200);
-  for (absl::Time now = absl::Now(); now < deadline; now = absl::Now()) {
+  constexpr absl::Duration kGrace = absl::Seconds(2);
+  const absl::Time quiet_deadline = std::min(deadline, absl::Now() + kGrace);
+  for (absl::Time now = absl::Now(); now < quiet_deadline; now = absl::Now()) {
     const absl::Time quiet_at = service.last_infer_call() + kQuiet;
     if (quiet_at <= now) break;
-    absl::SleepFor(std::min(quiet_at, deadline) - now);
+    absl::SleepFor(std::min(quiet_at, quiet_deadline) - now);
   }
   // Stops accepting calls and waits for those in flight: their requests are
   // in the scheduler, which keeps running until they are answered.

@@ -68,6 +68,15 @@ Metrics::Metrics()
                           .Name("hgpipe_deadline_expired_images_total")
                           .Help("Images of queued requests that expired")
                           .Register(*registry_)),
+      late_images_(prometheus::BuildCounter()
+                       .Name("hgpipe_late_results_dropped_images_total")
+                       .Help("Board results dropped because their request had "
+                             "already been answered DEADLINE_EXCEEDED")
+                       .Register(*registry_)),
+      canary_failures_(prometheus::BuildCounter()
+                           .Name("hgpipe_board_canary_failures_total")
+                           .Help("Canary runs whose output differed from the known one")
+                           .Register(*registry_)),
       board_images_(prometheus::BuildCounter()
                         .Name("hgpipe_board_images_total")
                         .Help("Images a board completed")
@@ -134,6 +143,7 @@ std::unique_ptr<Metrics::ModelMetrics> Metrics::MakeModel(const std::string& nam
   m->queue_images = &queue_images_.Add({{"model", name}});
   m->expired_requests = &expired_requests_.Add({{"model", name}});
   m->expired_images = &expired_images_.Add({{"model", name}});
+  m->late_images = &late_images_.Add({{"model", name}});
   return m;
 }
 
@@ -326,6 +336,18 @@ void Metrics::DeadlineExpired(int model_id, uint32_t images) {
   ModelMetrics& m = *model(model_id);
   m.expired_requests->Increment();
   m.expired_images->Increment(images);
+}
+
+void Metrics::CanaryFailed(int board_id, int model_id, const absl::Status& what) {
+  const BoardMetrics* b = boards_.Get(board_id);
+  const std::string board = b != nullptr ? b->name : absl::StrCat("#", board_id);
+  canary_failures_.Add({{"board", board}, {"model", model(model_id)->name}}).Increment();
+  LOG(ERROR) << "board " << board << ": canary failed, taken out of service: "
+             << what.message();
+}
+
+void Metrics::LateResultsDropped(int model_id, uint32_t images) {
+  model(model_id)->late_images->Increment(images);
 }
 
 }  // namespace hgpipe::server

@@ -8,7 +8,10 @@
 //   hgpipe_deadline_expired_requests_total and
 //   hgpipe_deadline_expired_images_total (requests answered
 //   DEADLINE_EXCEEDED after they were queued; those refused at arrival count
-//   only in hgpipe_requests_total{code="DEADLINE_EXCEEDED"}).
+//   only in hgpipe_requests_total{code="DEADLINE_EXCEEDED"}),
+//   hgpipe_late_results_dropped_images_total (images whose request had been
+//   answered DEADLINE_EXCEEDED at its deadline while a board still computed
+//   them: their results came late and were dropped).
 // Per board and the model it serves {board, model}: hgpipe_board_images_total,
 //   hgpipe_board_runs_total, hgpipe_board_failed_runs_total,
 //   hgpipe_board_run_images, hgpipe_board_images_in_flight,
@@ -22,7 +25,10 @@
 //   retired - 0 for the others), hgpipe_board_failures_total (runs failed or
 //   timed out, failed recovery steps), hgpipe_board_recoveries_total
 //   (re-admissions after a failure), hgpipe_board_programmings_total
-//   (successful bitstream loads). A board removed by the scheduler (one made
+//   (successful bitstream loads). Per board and model {board, model}:
+//   hgpipe_board_canary_failures_total (canary outputs that differed from
+//   the known ones; each also logs the board and what differed, and takes
+//   the board out of service). A board removed by the scheduler (one made
 //   for a load that is gone) loses all its series.
 //
 // As the server's scheduler::Observer it also logs what happens to boards
@@ -133,6 +139,8 @@ class Metrics final : public scheduler::Observer {
                          const absl::Status& why,
                          const scheduler::BoardCounts& counts) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
+  void LateResultsDropped(int model_id, uint32_t images) override;
+  void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
 
  private:
   static constexpr int kCodes = 17;  // gRPC status codes 0..16
@@ -147,6 +155,7 @@ class Metrics final : public scheduler::Observer {
     prometheus::Gauge* queue_images;
     prometheus::Counter* expired_requests;
     prometheus::Counter* expired_images;
+    prometheus::Counter* late_images;
   };
   // A board's series for one model it serves or served.
   struct BoardModelMetrics {
@@ -199,6 +208,8 @@ class Metrics final : public scheduler::Observer {
   prometheus::Family<prometheus::Gauge>& queue_images_;
   prometheus::Family<prometheus::Counter>& expired_requests_;
   prometheus::Family<prometheus::Counter>& expired_images_;
+  prometheus::Family<prometheus::Counter>& late_images_;
+  prometheus::Family<prometheus::Counter>& canary_failures_;
   prometheus::Family<prometheus::Counter>& board_images_;
   prometheus::Family<prometheus::Counter>& board_runs_;
   prometheus::Family<prometheus::Counter>& board_failed_runs_;

@@ -48,11 +48,16 @@ absl::StatusOr<config::ModelConfig> ParseModelConfigFile(const std::string& path
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::stringstream text;
   text << in.rdbuf();
+  return ParseModelConfigText(text.str(), path);
+}
+
+absl::StatusOr<config::ModelConfig> ParseModelConfigText(const std::string& text,
+                                                         absl::string_view path) {
   config::ModelConfig config;
   google::protobuf::TextFormat::Parser parser;
   CollectErrors errors;
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text.str(), &config)) {
+  if (!parser.ParseFromString(text, &config)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a valid ModelConfig: ", errors.first()));
   }

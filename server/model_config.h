@@ -37,6 +37,9 @@ struct ModelEntry {
 // Reads and parses `path`. InvalidArgument with line and column on syntax
 // errors, NotFound if the file is missing.
 absl::StatusOr<config::ModelConfig> ParseModelConfigFile(const std::string& path);
+// The same for text held in memory; `path` names it in errors.
+absl::StatusOr<config::ModelConfig> ParseModelConfigText(const std::string& text,
+                                                         absl::string_view path);
 
 // Fills defaults (model_config.proto's `Default:` lines) from the resolved
 // bitstream in `entry` into `config`.

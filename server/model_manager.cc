@@ -9,6 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "glog/logging.h"
+#include "server/canary.h"
+#include "server/client_text.h"
 #include "server/model_config.h"
 
 namespace hgpipe::server {
@@ -51,7 +53,7 @@ absl::StatusOr<ModelManager::ControlMode> ModelManager::ParseControlMode(
   if (mode == "none") return ControlMode::kNone;
   if (mode == "explicit") return ControlMode::kExplicit;
   return absl::InvalidArgumentError(absl::StrCat(
-      "--model-control-mode: '", mode, "' is not none or explicit"));
+      "--model-control-mode: ", Quote(mode), " is not none or explicit"));
 }
 
 ModelManager::ModelManager(Options options)
@@ -98,6 +100,9 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(
     }
     m->preprocessor.emplace(*std::move(pre));
   }
+  if (options_.canaries) {
+    ASSIGN_OR_RETURN(m->canary, LoadModelCanary(m->entry));
+  }
   return m;
 }
 
@@ -119,6 +124,7 @@ absl::Status ModelManager::AddAndPublish(
                                 : absl::StrCat(name, "#", number);
     scheduler::ModelOptions mo = SchedulerModelOptions(model->entry, model->bitstream);
     mo.name = model->scheduler_name;
+    mo.canary = model->canary;
     // Ids are dense in order of addition, and additions are serialized by
     // add_mu_: name them for the metrics before the scheduler reports them.
     const int first_board = static_cast<int>(options_.scheduler->Boards().size());
@@ -140,7 +146,8 @@ absl::Status ModelManager::AddAndPublish(
     LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
               << ", boards "
               << (board_names.empty() ? std::string("none (reprogramming)")
-                                      : absl::StrJoin(board_names, ","));
+                                      : absl::StrJoin(board_names, ","))
+              << ", canary " << (model->canary != nullptr ? model->canary->source : "none");
 
     auto g = std::make_shared<Generation>();
     g->name = name;
@@ -281,16 +288,16 @@ absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
     if (it == states_.end() || it->second.phase != State::Phase::kReady) {
       if (it != states_.end() && it->second.phase == State::Phase::kUnloading) {
         return absl::UnavailableError(
-            absl::StrCat("model '", name, "' is being unloaded"));
+            absl::StrCat("model ", Quote(name), " is being unloaded"));
       }
-      return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+      return absl::NotFoundError(absl::StrCat("unknown model ", Quote(name)));
     }
     ref.model = it->second.model;
     ref.admission = it->second.admission;
   }
   if (!version.empty() && version != "1") {
     return absl::NotFoundError(absl::StrCat(
-        "model '", name, "' has no version '", version, "' (versions: 1)"));
+        "model ", Quote(name), " has no version ", Quote(version), " (versions: 1)"));
   }
   return ref;
 }
@@ -305,7 +312,8 @@ absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
     if (states_.contains(name)) return false;
   }
   std::error_code ec;
-  if (name.find('/') == std::string::npos && !name.empty() &&
+  // A name with a NUL would be cut short by the file system: check first.
+  if (IsValidModelName(name) &&
       fs::exists(fs::path(options_.repository) / name / "config.pbtxt", ec)) {
     return false;  // in the repository, not loaded
   }
@@ -385,14 +393,14 @@ namespace {
 
 absl::Status ControlRefused(absl::string_view what, const std::string& name) {
   return absl::UnavailableError(absl::StrCat(
-      "explicit model ", what, " ('", name,
-      "') is not allowed with --model-control-mode=none; start hgpipe-server "
+      "explicit model ", what, " (", Quote(name),
+      ") is not allowed with --model-control-mode=none; start hgpipe-server "
       "with --model-control-mode=explicit"));
 }
 
 absl::Status Busy(const std::string& name, absl::string_view doing) {
   return absl::UnavailableError(absl::StrCat(
-      "model '", name, "' is being ", doing, "; retry when that is done"));
+      "model ", Quote(name), " is being ", doing, "; retry when that is done"));
 }
 
 }  // namespace
@@ -404,12 +412,11 @@ void ModelManager::Load(const std::string& name,
     return;
   }
   std::error_code ec;
-  if (name.empty() || name.find('/') != std::string::npos || name == "." ||
-      name == ".." ||
+  if (!IsValidModelName(name) ||
       !fs::exists(fs::path(options_.repository) / name / "config.pbtxt", ec)) {
     done(absl::NotFoundError(absl::StrCat("model repository ", options_.repository,
-                                          ": no model '", name,
-                                          "' (a directory with config.pbtxt)")));
+                                          ": no model ", Quote(name),
+                                          " (a directory with config.pbtxt)")));
     return;
   }
   absl::Status refused;
@@ -509,7 +516,7 @@ void ModelManager::Unload(const std::string& name,
     auto it = states_.find(name);
     if (it == states_.end() || it->second.phase == State::Phase::kNotLoaded ||
         it->second.phase == State::Phase::kFailed) {
-      refused = absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+      refused = absl::NotFoundError(absl::StrCat("model ", Quote(name), " is not loaded"));
     } else if (it->second.phase == State::Phase::kLoading || it->second.reloading) {
       refused = Busy(name, "loaded");
     } else if (it->second.phase == State::Phase::kUnloading) {

@@ -65,6 +65,8 @@ struct LoadedModel {
   std::shared_ptr<const accel::Bitstream> bitstream;
   // For ENCODED_IMAGE and PIXELS models.
   std::optional<preprocess::Preprocessor> preprocessor;
+  // What boards run to prove their output (server/canary.h), or null.
+  std::shared_ptr<const accel::Canary> canary;
 
   const std::string& name() const { return entry.config.name(); }
 };
@@ -95,6 +97,9 @@ class ModelManager {
     scheduler::Scheduler* scheduler = nullptr;
     Metrics* metrics = nullptr;
     BoardFactory* boards = nullptr;
+    // Whether models get canaries (server/canary.h): false when boards do
+    // not compute (emulated boards with timing only).
+    bool canaries = false;
   };
   explicit ModelManager(Options options);
   // Finishes a load in progress. Models still loaded stay in the scheduler.

@@ -9,6 +9,7 @@
 #include "accel/kernel.h"
 #include "accel/vit/vit_kernel.h"
 #include "base/status_macros.h"
+#include "server/client_text.h"
 #include "server/model_config.h"
 
 namespace hgpipe::server {
@@ -69,11 +70,10 @@ absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
                                               const ConfigEdit& edit) {
   const fs::path dir = fs::path(root) / name;
   std::error_code ec;
-  if (name.empty() || name.find('/') != std::string::npos || name == "." ||
-      name == ".." || !fs::exists(dir / "config.pbtxt", ec)) {
+  if (!IsValidModelName(name) || !fs::exists(dir / "config.pbtxt", ec)) {
     return absl::NotFoundError(absl::StrCat(
-        "model repository ", root, ": no model '", name,
-        "' (a directory with config.pbtxt)"));
+        "model repository ", root, ": no model ", Quote(name),
+        " (a directory with config.pbtxt)"));
   }
   ModelEntry m;
   m.directory = dir.string();

@@ -11,6 +11,7 @@
 #include "rapidjson/document.h"
 #include "rapidjson/error/en.h"
 #include "server/rest_json.h"
+#include "server/client_text.h"
 
 namespace hgpipe::server {
 
@@ -276,8 +277,7 @@ void RestHandler::Repository(std::unique_ptr<HttpRequest> req, const std::string
         } else if (m->value.IsString()) {
           p.set_string_param(std::string(m->value.GetString(), m->value.GetStringLength()));
         } else {
-          reply(Error(400, absl::StrCat("parameter '", key.substr(0, 64),
-                                        "': must be a boolean, integer or string")));
+          reply(Error(400, absl::StrCat("parameter ", Quote(key), ": must be a boolean, integer or string")));
           return;
         }
       }

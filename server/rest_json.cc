@@ -16,6 +16,7 @@
 #include "rapidjson/error/en.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "server/client_text.h"
 
 namespace hgpipe::server {
 namespace {
@@ -64,7 +65,7 @@ absl::Status ReadParameters(const Value& params, absl::string_view where,
     } else if (v.IsString()) {
       p.set_string_param(std::string(v.GetString(), v.GetStringLength()));
     } else {
-      return Bad(absl::StrCat(where, "parameter '", key.substr(0, 64), "': ", TypeName(v),
+      return Bad(absl::StrCat(where, "parameter ", Quote(key), ": ", TypeName(v),
                               " is not a boolean, number or string"));
     }
   }
@@ -228,7 +229,7 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
       return Bad(absl::StrCat("inputs[", index, "].name: missing, or not a string"));
     }
     t->set_name(Str(name->value));
-    const std::string where = absl::StrCat("input '", t->name().substr(0, 64), "': ");
+    const std::string where = absl::StrCat("input ", Quote(t->name()), ": ");
     auto datatype = in.FindMember("datatype");
     if (datatype == in.MemberEnd() || !datatype->value.IsString()) {
       return Bad(absl::StrCat(where, "datatype: missing, or not a string"));
@@ -320,7 +321,7 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
       bool binary_data = out->binary_output;
       if (auto p = o.FindMember("parameters"); p != o.MemberEnd()) {
         absl::Status s = ReadParameters(
-            p->value, absl::StrCat("output '", t->name().substr(0, 64), "': "),
+            p->value, absl::StrCat("output ", Quote(t->name()), ": "),
             t->mutable_parameters(), [&](const std::string& key, const Value& v) {
               if (key != "binary_data") return false;
               binary_data = v.IsBool() && v.GetBool();

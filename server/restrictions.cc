@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/client_text.h"
 
 namespace hgpipe::server {
 namespace {
@@ -29,7 +30,7 @@ absl::StatusOr<Restrictions> Restrictions::Parse(absl::string_view flag_name,
   for (const std::string& flag : flags) {
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", flag_name, " '", flag.substr(0, 200), "': ", why));
+          absl::StrCat("--", flag_name, " ", Quote(flag), ": ", why));
     };
     const size_t colon = flag.find(':');
     const size_t eq = colon == std::string::npos ? colon : flag.find('=', colon + 1);
@@ -48,8 +49,7 @@ absl::StatusOr<Restrictions> Restrictions::Parse(absl::string_view flag_name,
         if (n == name) group = &g;
       }
       if (group == nullptr) {
-        return bad(absl::StrCat("unknown API group '", name.substr(0, 64),
-                                "' (metadata, inference, shared-memory, model-config, "
+        return bad(absl::StrCat("unknown API group ", Quote(name), " (metadata, inference, shared-memory, model-config, "
                                 "model-repository, statistics, trace, logging)"));
       }
       auto& rule = out.rules_[static_cast<size_t>(*group)];

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/triton_config.h"
+#include "server/client_text.h"
 
 namespace hgpipe::server {
 namespace {
@@ -12,8 +13,7 @@ namespace {
 absl::Status OneRepository(const std::string& repository_name) {
   if (repository_name.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "repository_name '", repository_name.substr(0, 100),
-      "': hgpipe-server has one repository; leave it empty"));
+      "repository_name ", Quote(repository_name), ": hgpipe-server has one repository; leave it empty"));
 }
 
 template <typename Request>
@@ -24,8 +24,7 @@ absl::Status CheckControlRequest(const Request& req) {
 }
 
 absl::Status UnknownParameter(const std::string& name, absl::string_view known) {
-  return absl::InvalidArgumentError(absl::StrCat("parameter '", name.substr(0, 100),
-                                                 "' is not supported (", known, ")"));
+  return absl::InvalidArgumentError(absl::StrCat("parameter ", Quote(name), " is not supported (", known, ")"));
 }
 
 }  // namespace
@@ -134,8 +133,7 @@ void TritonApi::Load(const inference::RepositoryModelLoadRequest& req, Done done
       };
     } else if (absl::StartsWith(key, "file:")) {
       s = absl::InvalidArgumentError(absl::StrCat(
-          "parameter '", key.substr(0, 100),
-          "': override files are not supported; models load from the repository "
+          "parameter ", Quote(key), ": override files are not supported; models load from the repository "
           "directory (a 'config' override is)"));
     } else {
       s = UnknownParameter(key, "load takes 'config'");

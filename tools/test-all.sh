@@ -4,14 +4,16 @@
 #  2. ASan + UBSan build: unit and integration tests;
 #  3. TSan build: the scheduler's and clock's tests;
 #  4. clang++ -Wthread-safety -Werror, configured without XRT: the annotated
-#     libraries must compile, and hgpipe-server must build without XRT.
+#     libraries must compile, and hgpipe-server must build without XRT;
+#  5. libFuzzer targets (tests/fuzz/, clang, ASan + UBSan), each run from its
+#     seed corpus for HGPIPE_FUZZ_SECONDS (default 45); each counts as a test.
 # Ends with one line "tests: N passed, M failed". Stages can be chosen:
-#   tools/test-all.sh [normal] [asan] [tsan] [tsa]
+#   tools/test-all.sh [normal] [asan] [tsan] [tsa] [fuzz]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh || exit 1
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa)
+[ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa fuzz)
 
 passed=0 failed=0 broken=0
 run_ctest() {  # run_ctest DIR ctest-args...
@@ -62,6 +64,27 @@ for s in "${stages[@]}"; do
       ninja -C build-tsa -j"${HGPIPE_JOBS:-2}" hgpipe-server hgpipe-client \
           hgpipe_preprocess ||
         { echo "test-all: thread-safety analysis or the no-XRT build failed"; broken=1; } ;;
+    fuzz)
+      stage "libFuzzer targets, ${HGPIPE_FUZZ_SECONDS:-45} s each"
+      CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DHGPIPE_FUZZ=ON \
+        -DHGPIPE_SANITIZE=fuzzer-no-link,address,undefined -DHGPIPE_WITH_XRT=OFF \
+        -DHGPIPE_BUILD_BENCH=OFF > build-fuzz.configure.log 2>&1 ||
+        { cat build-fuzz.configure.log; broken=1; continue; }
+      ninja -C build-fuzz -j"${HGPIPE_JOBS:-2}" fuzz_targets || { broken=1; continue; }
+      for target in build-fuzz/bin/*_fuzz; do
+        name=$(basename "$target")
+        work=$(mktemp -d)  # new inputs go here; the tree's seeds stay as they are
+        if UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$target" \
+            -max_total_time="${HGPIPE_FUZZ_SECONDS:-45}" -rss_limit_mb=4096 -timeout=30 \
+            -artifact_prefix="$work/" "$work" "tests/fuzz/corpus/$name" > "$work.log" 2>&1; then
+          echo "fuzz $name: $(grep -E '^#[0-9]+.*(DONE|pulse)' "$work.log" | tail -1)"
+          passed=$((passed + 1))
+        else
+          echo "fuzz $name: FAILED"; tail -40 "$work.log"
+          failed=$((failed + 1))
+        fi
+        rm -rf "$work" "$work.log"
+      done ;;
     *) echo "test-all: unknown stage $s"; exit 2 ;;
   esac
 done

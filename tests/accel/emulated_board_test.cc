@@ -712,6 +712,8 @@ TEST(FaultInjectionTest, ParsesSpecs) {
            {"slow@2:x2.5", K::kSlow, 2, 2.5, false},
            {"slow@0:x10:permanent", K::kSlow, 0, 10, true},
            {"fail@18446744073709551615", K::kFail, UINT64_MAX, 4, false},
+           {"corrupt@5", K::kCorrupt, 5, 4, false},
+           {"corrupt@0:permanent", K::kCorrupt, 0, 4, true},
        }) {
     SCOPED_TRACE(c.spec);
     absl::StatusOr<FaultInjection> f = ParseFaultInjection(c.spec);

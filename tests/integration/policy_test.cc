@@ -153,12 +153,13 @@ TEST_F(PolicyTest, ATimeoutTooShortIsDeadlineExceeded) {
             1);
 }
 
-// A full queue is RESOURCE_EXHAUSTED. The board hangs on its first run and
-// takes one run at a time, so what follows stays queued.
+// A full queue is RESOURCE_EXHAUSTED. The board hangs on its first request
+// run (run 1 is its start-up canary) and takes one run at a time, so what
+// follows stays queued.
 TEST(QueueFullTest, BeyondMaxQueueImagesIsResourceExhausted) {
   auto server = ServerProcess::Start(
       {"--boards=sim:1", "--board-slots=1", "--watchdog-ms=0",
-       "--emulated-faults=sim0=hang@0:permanent",
+       "--emulated-faults=sim0=hang@1:permanent",
        "--model-repository=" + WriteModelRepository("small", R"(
 name: "small" bitstream: "verify"
 batching { max_queue_images: 4 }

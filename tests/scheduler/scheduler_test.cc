@@ -47,6 +47,15 @@ class RecordingObserver : public Observer {
     hgpipe::MutexLock l(&mu);
     expired_images += images;
   }
+  void CanaryFailed(int board_id, int, const absl::Status& what) override {
+    hgpipe::MutexLock l(&mu);
+    canary_failures.push_back({board_id, clock->Now()});
+    canary_messages.push_back(std::string(what.message()));
+  }
+  void LateResultsDropped(int, uint32_t images) override {
+    hgpipe::MutexLock l(&mu);
+    late_images += images;
+  }
   hgpipe::Mutex mu;
   std::vector<uint32_t> run_sizes;
   std::map<int, int> runs_per_board;
@@ -56,6 +65,10 @@ class RecordingObserver : public Observer {
   std::vector<std::pair<int, BoardPhase>> phases;
   std::map<int, BoardCounts> last_counts;
   uint64_t expired_images = 0;
+  uint64_t late_images = 0;
+  Clock* clock = nullptr;
+  std::vector<std::pair<int, absl::Time>> canary_failures;
+  std::vector<std::string> canary_messages;
 };
 
 // A request whose buffers live here, and what came back.
@@ -93,6 +106,7 @@ class SchedulerTest : public ::testing::Test {
              std::vector<int> faulty = {0}, Scheduler::Options so = {}) {
     so.clock = &clock_;
     so.observer = &observer_;
+    observer_.clock = &clock_;
     so.dispatch_lead = lead;
     scheduler_ = *Scheduler::Create(so);
     std::vector<std::unique_ptr<accel::Board>> bs;
@@ -106,7 +120,8 @@ class SchedulerTest : public ::testing::Test {
     if (mo.name.empty()) mo.name = "verify";
     if (mo.bitstream == nullptr) mo.bitstream = VerifyBitstream();
     bitstream_ = mo.bitstream;
-    ASSERT_TRUE(scheduler_->AddModel(mo, std::move(bs)).ok());
+    absl::StatusOr<int> added = scheduler_->AddModel(mo, std::move(bs));
+    ASSERT_TRUE(added.ok()) << added.status();
   }
 
   // Queues a request of n random images; the job must outlive the answer.
@@ -781,6 +796,257 @@ TEST_F(SchedulerTest, RemoveBoardTakesOnlyAnIdleBoardAndNeverUsesItAgain) {
   EXPECT_FALSE(scheduler_->ModelReady("late"));
   Job refused;
   EXPECT_EQ(Submit(refused, 1, "late").code(), absl::StatusCode::kUnavailable);
+}
+
+// Issue 12, bug 1: a model removed while its queued requests have no board
+// (the only board is being programmed for another model) still gets one, so
+// the requests are answered and the removal completes.
+TEST_F(SchedulerTest, RemovingAModelWhoseQueueHasNoBoardStillServesIt) {
+  Build(1);
+  for (const char* name : {"a", "b"}) {
+    ModelOptions mo;
+    mo.name = name;
+    mo.bitstream = VerifyBitstream();
+    ASSERT_TRUE(scheduler_->AddModel(mo, {}).ok());
+  }
+  Job for_a, for_b;
+  ASSERT_TRUE(Submit(for_a, 1, "a").ok());  // the board goes to "a"
+  ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kProgramming);
+  ASSERT_TRUE(Submit(for_b, 2, "b").ok());  // no board can be had yet
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("b", [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(removed);
+  EXPECT_EQ(for_a.calls, 1);
+  EXPECT_TRUE(for_a.status.ok()) << for_a.status;
+  ASSERT_EQ(for_b.calls, 1);
+  ASSERT_TRUE(for_b.status.ok()) << for_b.status;
+  ExpectOwnOutputs(for_b);
+}
+
+// Bug 1, second form: the model's only board is retired while requests
+// wait; another model's idle board is reprogrammed for them even though the
+// model is being removed.
+TEST_F(SchedulerTest, RemovingAModelWhoseBoardRetiredStillServesIt) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
+  Scheduler::Options so;
+  so.max_recovery_attempts = 2;
+  Build(1, {}, bo, absl::Milliseconds(1), {0}, so);
+  ModelOptions other;
+  other.name = "other";
+  other.bitstream = VerifyBitstream();
+  std::vector<std::unique_ptr<accel::Board>> bs;
+  bs.push_back(MakeBoard(1, {}));
+  ASSERT_TRUE(scheduler_->AddModel(other, std::move(bs)).ok());
+  Job a;
+  ASSERT_TRUE(Submit(a, 2).ok());
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(removed);
+  ASSERT_EQ(a.calls, 1);
+  ASSERT_TRUE(a.status.ok()) << a.status;
+  ExpectOwnOutputs(a);
+}
+
+// With no board left anywhere, a model being removed fails what it queued
+// (UNAVAILABLE) instead of keeping it, and the removal completes.
+TEST_F(SchedulerTest, RemovingAModelNothingCanServeFailsItsQueue) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
+  Scheduler::Options so;
+  so.max_recovery_attempts = 2;
+  Build(1, {}, bo, absl::Milliseconds(1), {0}, so);
+  Job a;
+  ASSERT_TRUE(Submit(a, 2).ok());
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(removed);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.status.code(), absl::StatusCode::kUnavailable) << a.status;
+}
+
+// Issue 12, bug 4: a deadline is kept once the request is on a board. A
+// board four times slower than its manifest says completes after the
+// deadline the dispatch predicted it would meet: the request is answered
+// DEADLINE_EXCEEDED at its deadline, and the late result is dropped.
+TEST_F(SchedulerTest, DeadlineIsKeptWhileTheRequestIsOnASlowBoard) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kSlow, 0);
+  bo.fault.slow_factor = 4;
+  Build(1, {}, bo);
+  const absl::Time t0 = clock_.Now();
+  const absl::Time deadline = t0 + absl::Milliseconds(4);  // modelled: ~2 ms
+  Job j;
+  ASSERT_TRUE(Submit(j, 1, "verify", 0, deadline).ok());
+  clock_.RunUntilIdle();
+  ASSERT_EQ(j.calls, 1);
+  EXPECT_EQ(j.status.code(), absl::StatusCode::kDeadlineExceeded) << j.status;
+  EXPECT_LE(j.answered, deadline);
+  EXPECT_NE(j.status.message().find("on a board"), absl::string_view::npos) << j.status;
+  hgpipe::MutexLock l(&observer_.mu);
+  EXPECT_EQ(observer_.late_images, 1u);
+}
+
+// Under load, with one slow board of two: every request is answered by its
+// deadline, either with its own outputs or DEADLINE_EXCEEDED, exactly once.
+TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kSlow, 0);
+  bo.fault.slow_factor = 4;
+  Build(2, {}, bo);
+  std::mt19937 rng(3);
+  std::vector<Job> jobs(250);
+  std::vector<absl::Time> deadlines;
+  for (auto& j : jobs) {
+    const absl::Time d = clock_.Now() + absl::Milliseconds(3 + rng() % 8);
+    deadlines.push_back(d);
+    absl::Status s = Submit(j, 1 + rng() % 3, "verify", 0, d);
+    if (!s.ok()) {
+      ASSERT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+      j.calls = 1;
+      j.status = s;
+      j.answered = clock_.Now();
+    }
+    clock_.Advance(absl::Microseconds(300));
+  }
+  clock_.RunUntilIdle();
+  int ok = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    ASSERT_EQ(jobs[i].calls, 1) << i;
+    ASSERT_LE(jobs[i].answered, deadlines[i]) << i;
+    if (jobs[i].status.ok()) {
+      ++ok;
+      ExpectOwnOutputs(jobs[i]);
+    } else {
+      ASSERT_EQ(jobs[i].status.code(), absl::StatusCode::kDeadlineExceeded);
+    }
+  }
+  EXPECT_GT(ok, 0);
+  hgpipe::MutexLock l(&observer_.mu);
+  EXPECT_GT(observer_.late_images, 0u);
+}
+
+// Canaries: a board that starts returning wrong outputs (run reported OK)
+// is caught by its next canary, within one interval of the first wrong
+// answer, and leaves service; every answer after that is right.
+TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kCorrupt, 60);  // cleared by a reset
+  ModelOptions mo;
+  mo.canary = std::make_shared<const accel::Canary>(
+      accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  mo.max_images_per_run = 4;
+  Scheduler::Options so;
+  const absl::Duration interval = absl::Milliseconds(20);
+  so.canary_interval = interval;
+  Build(2, mo, bo, absl::Milliseconds(1), {0}, so);
+  std::vector<Job> jobs(1000);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 1).ok());
+    clock_.Advance(absl::Microseconds(150));
+  }
+  clock_.RunUntilIdle();
+  absl::Time detected;
+  {
+    hgpipe::MutexLock l(&observer_.mu);
+    ASSERT_FALSE(observer_.canary_failures.empty());
+    EXPECT_EQ(observer_.canary_failures[0].first, 0);
+    detected = observer_.canary_failures[0].second;
+    EXPECT_NE(observer_.canary_messages[0].find("board sim0: canary (verify digest)"),
+              std::string::npos)
+        << observer_.canary_messages[0];
+    EXPECT_NE(observer_.canary_messages[0].find("image 0 word 0: got"), std::string::npos)
+        << observer_.canary_messages[0];
+  }
+  absl::Time first_wrong = absl::InfiniteFuture();
+  int wrong = 0;
+  std::vector<int32_t> want(kClasses);
+  for (const Job& j : jobs) {
+    ASSERT_EQ(j.calls, 1);
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    verify::ExpectedLogits(j.images.data(), kImageBytes, kClasses, want.data());
+    if (!std::equal(want.begin(), want.end(), j.logits.begin())) {
+      ++wrong;
+      first_wrong = std::min(first_wrong, j.answered);
+      EXPECT_LE(j.answered, detected);  // nothing wrong after detection
+    }
+  }
+  ASSERT_GT(wrong, 0);  // the fault did corrupt answers before the canary ran
+  EXPECT_LE(detected - first_wrong, interval + absl::Milliseconds(3));
+  const auto boards = scheduler_->Boards("verify");
+  EXPECT_GE(boards[0].counts.failures, 1u);
+  EXPECT_GE(boards[0].counts.recoveries, 1u);  // the reset cleared the fault
+  EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
+}
+
+// A board that is wrong from the start is caught by the canary run when it
+// is added, and its probes after every reprogramming fail the same way: it
+// is retired, and no answer after the first canary came from it.
+TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kCorrupt, 0, /*permanent=*/true);
+  ModelOptions mo;
+  mo.canary = std::make_shared<const accel::Canary>(
+      accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  Scheduler::Options so;
+  so.canary_interval = absl::Milliseconds(20);
+  so.max_recovery_attempts = 3;
+  Build(2, mo, bo, absl::Milliseconds(1), {0}, so);
+  std::vector<Job> jobs(500);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 1).ok());
+    clock_.Advance(absl::Microseconds(300));
+  }
+  clock_.RunUntilIdle();
+  absl::Time detected;
+  {
+    hgpipe::MutexLock l(&observer_.mu);
+    ASSERT_EQ(observer_.canary_failures.size(), 4u);  // canary + 3 probes
+    detected = observer_.canary_failures[0].second;
+  }
+  std::vector<int32_t> want(kClasses);
+  for (const Job& j : jobs) {
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    verify::ExpectedLogits(j.images.data(), kImageBytes, kClasses, want.data());
+    if (j.answered > detected) {
+      ASSERT_TRUE(std::equal(want.begin(), want.end(), j.logits.begin()));
+    }
+  }
+  EXPECT_EQ(scheduler_->Boards("verify")[0].phase, BoardPhase::kRetired);
+}
+
+// Smaller bug of issue 12: while the model's only board recovers, a
+// request whose deadline comes before the board can be back (as long as its
+// last reset and programming took, after its backoff) is answered at once,
+// not at its deadline or when the board is finally retired.
+TEST_F(SchedulerTest, DeadlinesThatTheRecoveryWindowCannotMeetAreAnsweredEarly) {
+  EmulatedBoard::Options bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
+  Build(1, {}, bo);
+  const absl::Time t0 = clock_.Now();
+  Job patient, waiting, hopeless;
+  ASSERT_TRUE(Submit(patient, 1).ok());  // no deadline: waits for the verdict
+  ASSERT_TRUE(Submit(waiting, 1, "verify", 0, t0 + absl::Seconds(6)).ok());
+  // The run failed, the reset and the programming were tried once (and
+  // the programming failed): the board backs off, then needs both again.
+  clock_.Advance(absl::Milliseconds(1500));
+  ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRecovering);
+  const absl::Time t1 = clock_.Now();
+  EXPECT_EQ(Submit(hopeless, 1, "verify", 0, t1 + absl::Milliseconds(300)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  clock_.RunUntilIdle();
+  EXPECT_EQ(patient.status.code(), absl::StatusCode::kUnavailable) << patient.status;
+  ASSERT_EQ(waiting.calls, 1);
+  EXPECT_EQ(waiting.status.code(), absl::StatusCode::kDeadlineExceeded) << waiting.status;
+  // Answered when a failed step pushed the board's return past its
+  // deadline, well before the deadline itself and the retirement.
+  EXPECT_LT(waiting.answered, t0 + absl::Milliseconds(5500));
+  EXPECT_LT(waiting.answered, patient.answered);
+  EXPECT_NE(waiting.status.message().find("recovering"), absl::string_view::npos)
+      << waiting.status;
 }
 
 }  // namespace

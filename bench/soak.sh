@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Soak: hgpipe-server at about 70 % of what it sustains on this machine, for
+# a long time, with a mix of models, streams, cancellations and a load/unload
+# cycle; every answer checked. Passes when the server's RSS and open file
+# descriptors after the first --baseline-s grow by less than 5 %.
+#
+#   bench/soak.sh [--duration-s 1800] [--baseline-s 300] [--build build]
+#
+# Load: verify at 65 % of its capacity (measured first, closed loop, on this
+# machine), 4 images a request, every answer checked against its digest
+# (hgpipe-perf --verify); beside it bench/soak_client.cc: fmnist_vit PNGs at
+# 50 requests/s (every answer equal to the first, bit for bit), streams
+# (every answer checked), cancelled calls, and verify_cycle loaded, used
+# (checked) and unloaded every 60 s. The boards' canaries run every 5 s.
+# Samples the server's VmRSS and /proc/PID/fd every 10 s into soak.csv in the
+# output directory; the last line says PASS or FAIL with both growths.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+duration=1800 baseline=300 build=build
+while [ $# -gt 0 ]; do
+  case $1 in
+    --duration-s) duration=$2; shift 2 ;;
+    --baseline-s) baseline=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    *) echo "soak: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+bin=$build/bin
+out=$(mktemp -d /tmp/hgpipe-soak.XXXXXX)
+repo=$out/models
+mkdir -p "$repo/verify_cycle"
+cp -r models/verify "$repo/verify"
+ln -s "$PWD/models/fmnist_vit" "$repo/fmnist_vit"
+sed 's/name: *"verify"/name: "verify_cycle"/' models/verify/config.pbtxt \
+  > "$repo/verify_cycle/config.pbtxt"
+
+pick_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+grpc=$(pick_port) metrics=$(pick_port)
+url=127.0.0.1:$grpc
+"$bin/hgpipe-server" --model-repository "$repo" --boards sim:2 \
+  --model-control-mode explicit --load-model verify,fmnist_vit \
+  --canary-interval-s 5 --host 127.0.0.1 --grpc-port "$grpc" --metrics-port "$metrics" \
+  > "$out/server.log" 2>&1 &
+server=$!
+cleanup() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; }
+trap cleanup EXIT
+for _ in $(seq 120); do
+  grep -q "hgpipe-server ready" "$out/server.log" && break
+  sleep 1
+done
+grep -q "hgpipe-server ready" "$out/server.log" || { cat "$out/server.log"; exit 1; }
+
+capacity() {  # capacity MODEL IMAGES_PER_REQUEST -> images/s, closed loop
+  "$bin/hgpipe-perf" --url "$url" --model "$1" --images-per-request "$2" \
+    --concurrency 32 --duration 10 --warmup 2 --json --progress=false |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_second"])'
+}
+cap_v=$(capacity verify 4)
+rate_v=$(/usr/bin/python3 -c "print(round(0.65 * $cap_v / 4, 1))")
+echo "soak: capacity verify $cap_v images/s; load verify $rate_v req/s x4" \
+     "+ fmnist_vit 50 req/s + side traffic, for $duration s (output in $out)"
+
+"$bin/hgpipe-perf" --url "$url" --model verify --images-per-request 4 --verify \
+  --rate "$rate_v" --duration "$duration" --warmup 0 --json --progress=false \
+  > "$out/perf_verify.json" 2> "$out/perf_verify.err" &
+pv=$!
+"$bin/hgpipe-soak-client" --url "$url" --duration "$duration" \
+  --cycle_model verify_cycle --cycle_s 60 \
+  --fmnist_png tests/preprocess/data/fmnist_t10k_0.png --fmnist_rate 50 \
+  > "$out/side.txt" 2>&1 &
+ps=$!
+
+echo "t_s,rss_kb,fds" > "$out/soak.csv"
+start=$(date +%s)
+while kill -0 "$pv" 2>/dev/null || kill -0 "$ps" 2>/dev/null; do
+  now=$(( $(date +%s) - start ))
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$server/status")
+  fds=$(ls "/proc/$server/fd" | wc -l)
+  echo "$now,$rss,$fds" >> "$out/soak.csv"
+  sleep 10
+done
+wait "$pv"; rv=$?
+wait "$ps"; rs=$?
+curl -s "http://127.0.0.1:$metrics/metrics" > "$out/metrics.txt"
+
+/usr/bin/python3 - "$out" "$baseline" "$rv" "$rs" <<'EOF'
+import csv, json, statistics, sys
+out, baseline = sys.argv[1], float(sys.argv[2])
+rv, rs = (int(x) for x in sys.argv[3:5])
+rows = [(float(r["t_s"]), int(r["rss_kb"]), int(r["fds"]))
+        for r in csv.DictReader(open(f"{out}/soak.csv"))]
+base = [r for r in rows if baseline - 60 <= r[0] <= baseline] or rows[:1]
+after = [r for r in rows if r[0] > baseline]
+def growth(i):
+    b = statistics.median(r[i] for r in base)
+    m = max(r[i] for r in after)
+    return b, m, (m - b) / b * 100
+rss_b, rss_m, rss_g = growth(1)
+fd_b, fd_m, fd_g = growth(2)
+def perf(name):
+    try:
+        j = json.load(open(f"{out}/perf_{name}.json"))
+        return j
+    except Exception as e:
+        return {"error": str(e)}
+pv = perf("verify")
+side = open(f"{out}/side.txt").read().strip().splitlines()
+ok = rss_g < 5 and fd_g < 5 and rv == 0 and rs == 0
+print(f"soak: verify {pv.get('requests_ok', '?')} requests checked OK of "
+      f"{pv.get('requests_total', '?')} ({pv.get('images_per_second', '?')} images/s, "
+      f"errors {pv.get('error_count', '?')}); side: {side[-1] if side else '?'}")
+print(f"soak: RSS {rss_b/1024:.1f} MiB at {baseline:.0f} s, at most {rss_m/1024:.1f} MiB after "
+      f"({rss_g:+.2f} %); FDs {fd_b:.0f} -> at most {fd_m} ({fd_g:+.2f} %); "
+      f"clients exit {rv},{rs}")
+print("soak: PASS" if ok else "soak: FAIL")
+sys.exit(0 if ok else 1)
+EOF

@@ -1,0 +1,54 @@
+// Request validation: any bytes as a ModelInferRequest (tensors, BYTES
+// contents, parameters) against the bundled models' configs. Bad input must
+// be refused with a status, never crash or read out of bounds, and an
+// accepted request's image pointers must lie inside the request.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "google/protobuf/stubs/logging.h"
+#include "server/infer_request.h"
+#include "server/model_repository.h"
+
+namespace {
+
+std::vector<hgpipe::config::ModelConfig>* configs;
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Protobuf logs every string field with invalid UTF-8 it parses: noise.
+  google::protobuf::SetLogHandler(nullptr);
+  configs = new std::vector<hgpipe::config::ModelConfig>;
+  for (const char* name : {"verify", "fmnist_vit"}) {
+    auto e = hgpipe::server::LoadModelDirectory(HGPIPE_SOURCE_DIR "/models", name,
+                                                hgpipe::server::ResolveEmulatedBitstream);
+    if (!e.ok()) abort();
+    configs->push_back(e->config);
+  }
+  // A PIXELS model: fmnist's config asking for raw pixels.
+  configs->push_back(configs->back());
+  configs->back().set_input_format(hgpipe::config::PIXELS);
+  configs->back().mutable_input()->set_datatype("UINT8");
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  inference::ModelInferRequest req;
+  if (!req.ParseFromArray(data, static_cast<int>(size))) return 0;
+  for (const auto& c : *configs) {
+    absl::StatusOr<hgpipe::server::PreparedInput> in = hgpipe::server::PrepareInput(req, c);
+    if (in.ok() && in->images != nullptr) {
+      // Touch every byte the scheduler would read.
+      volatile int8_t sink = 0;
+      const size_t bytes = size_t{in->n_images} * 196 * 768;
+      if (c.input_format() == hgpipe::config::DEVICE_PATCHES) {
+        for (size_t i = 0; i < bytes; i += 4096) sink = sink + in->images[i];
+        sink = sink + in->images[bytes - 1];
+      }
+    }
+    (void)hgpipe::server::ParseRequestPolicy(req, c);
+  }
+  return 0;
+}

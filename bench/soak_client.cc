@@ -24,8 +24,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/flags.h"
 #include "clients/client.h"
 #include "clients/tensors.h"
 #include "grpcpp/grpcpp.h"
@@ -187,6 +189,12 @@ void Fmnist(const std::string& url, const std::string& png, absl::Time end) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the soak's side traffic (bench/soak.sh): streams, cancelled calls, load/unload "
+      "cycles, fmnist_vit images, every answer checked\n"
+      "  hgpipe-soak-client --url HOST:PORT --duration SECONDS [--cycle-model M] ...");
+  hgpipe::HandleHelpFlag(argc, argv, __FILE__);
+  hgpipe::DashesToUnderscores(argc, argv);
   absl::ParseCommandLine(argc, argv);
   const std::string url = absl::GetFlag(FLAGS_url);
   const absl::Time end = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_duration));

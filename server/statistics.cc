@@ -124,8 +124,14 @@ void ObserverFanout::BoardPhaseChanged(int board_id, int model_id,
                                        const scheduler::BoardCounts& counts) {
   for (auto* o : observers_) o->BoardPhaseChanged(board_id, model_id, phase, why, counts);
 }
+void ObserverFanout::CanaryFailed(int board_id, int model_id, const absl::Status& what) {
+  for (auto* o : observers_) o->CanaryFailed(board_id, model_id, what);
+}
 void ObserverFanout::DeadlineExpired(int model_id, uint32_t images) {
   for (auto* o : observers_) o->DeadlineExpired(model_id, images);
+}
+void ObserverFanout::LateResultsDropped(int model_id, uint32_t images) {
+  for (auto* o : observers_) o->LateResultsDropped(model_id, images);
 }
 
 }  // namespace hgpipe::server

@@ -99,7 +99,8 @@ class InferStatistics final : public scheduler::Observer {
 };
 
 // Hands every scheduler event to several observers, in order (the scheduler
-// takes one). The observers must outlive it.
+// takes one). The observers must outlive it. Every method of
+// scheduler::Observer is forwarded (statistics_test checks each one).
 class ObserverFanout final : public scheduler::Observer {
  public:
   explicit ObserverFanout(std::vector<scheduler::Observer*> observers)
@@ -113,7 +114,9 @@ class ObserverFanout final : public scheduler::Observer {
   void BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
                          const absl::Status& why,
                          const scheduler::BoardCounts& counts) override;
+  void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
+  void LateResultsDropped(int model_id, uint32_t images) override;
 
  private:
   const std::vector<scheduler::Observer*> observers_;

@@ -49,6 +49,7 @@ constexpr Binary kBinaries[] = {
     {"hgpipe-bench-preprocess", ""},
     {"hgpipe-scheduler-bench", ""},
     {"hgpipe-client-micro-bench", ""},
+    {"hgpipe-soak-client", "bench/soak_client.cc"},
     {"hgpipe-jpeg-decode-baseline", "-"},
     {"hgpipe-scaled-decode-agreement", "-"},
 };

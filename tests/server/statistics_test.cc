@@ -1,3 +1,4 @@
+#include <map>
 #include "server/statistics.h"
 
 #include <vector>
@@ -45,6 +46,52 @@ TEST(StatisticsTest, RequestsRunsAndBatchesAddUp) {
   s.Fill(7, &empty);
   EXPECT_EQ(empty.inference_count(), 0u);
   EXPECT_TRUE(empty.inference_stats().has_cache_miss());  // present, zero
+}
+
+}  // namespace
+}  // namespace hgpipe::server
+
+namespace hgpipe::server {
+namespace {
+
+// Counts every Observer call it receives.
+class Recorder final : public scheduler::Observer {
+ public:
+  void QueueDepth(int, uint64_t) override { ++calls["QueueDepth"]; }
+  void RunStarted(int, int, uint32_t, absl::Span<const absl::Duration>,
+                  absl::Duration) override {
+    ++calls["RunStarted"];
+  }
+  void RunFinished(int, int, uint32_t, absl::Duration, const absl::Status&) override {
+    ++calls["RunFinished"];
+  }
+  void BoardPhaseChanged(int, int, scheduler::BoardPhase, const absl::Status&,
+                         const scheduler::BoardCounts&) override {
+    ++calls["BoardPhaseChanged"];
+  }
+  void CanaryFailed(int, int, const absl::Status&) override { ++calls["CanaryFailed"]; }
+  void DeadlineExpired(int, uint32_t) override { ++calls["DeadlineExpired"]; }
+  void LateResultsDropped(int, uint32_t) override { ++calls["LateResultsDropped"]; }
+  std::map<std::string, int> calls;
+};
+
+// A method the fanout does not forward loses its event for every observer
+// but the scheduler's default no-op (late results once went missing so).
+TEST(ObserverFanoutTest, ForwardsEveryEventToEveryObserver) {
+  Recorder a, b;
+  ObserverFanout fanout({&a, &b});
+  scheduler::Observer& o = fanout;
+  o.QueueDepth(0, 1);
+  o.RunStarted(0, 0, 1, {}, absl::ZeroDuration());
+  o.RunFinished(0, 0, 1, absl::ZeroDuration(), absl::OkStatus());
+  o.BoardPhaseChanged(0, 0, scheduler::BoardPhase::kServing, absl::OkStatus(), {});
+  o.CanaryFailed(0, 0, absl::DataLossError("word 3"));
+  o.DeadlineExpired(0, 1);
+  o.LateResultsDropped(0, 1);
+  for (const Recorder* r : {&a, &b}) {
+    EXPECT_EQ(r->calls.size(), 7u);
+    for (const auto& [name, n] : r->calls) EXPECT_EQ(n, 1) << name;
+  }
 }
 
 }  // namespace

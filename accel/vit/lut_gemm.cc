@@ -1,0 +1,475 @@
+// The lookup-table products (lut_gemm.h) in Google Highway, compiled for
+// every target and dispatched at run time.
+//
+// Layout. A "step" is 8 values of k: two groups of 4, one per 16-byte half
+// of a 32-byte unit (shuffles look up within 16-byte blocks, so the two
+// halves can hold different groups' tables).
+//   Tables, per row: [step][plane p][32]: half h holds group 2 step + h's
+//     table scaled for bit plane p: T + kBias, 2 T, -4 T.
+//   Weights: vectors of 16 outputs, packed in tiles of up to kTile vectors:
+//     [tile][step][vector][plane][32]: half h, byte b holds the nibble of
+//     plane p of output 16 v + Output(b) in group 2 step + h.
+// One step of one vector is 3 lookups and 2 byte adds: for each of its 16
+// outputs and 2 groups, sum a w + kBias, in [0, 112]. Bytes are widened by
+// 16-bit lanes: lane i holds bytes 2i (low) and 2i + 1 (high); `all` sums
+// whole lanes (low + 256 high), `high` the high bytes, and low = all - 256
+// high, modulo 2^16. So the low byte of lane i is output i, the high byte
+// output 8 + i.
+//
+// Speed (AMD Zen 2, AVX2): about 50 multiply-accumulates per cycle, against
+// 32 for vpmaddubsw, whose single port is the limit: 12 shuffles, 8 byte
+// adds, 4 shifts and 8 word adds per step of a 4-vector tile, spread over
+// the four vector ports. The file is compiled with -fno-tree-pre: GCC 12's
+// partial redundancy elimination otherwise turns the loop-carried sums into
+// register copies and spills, a third slower.
+#include "accel/vit/lut_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "accel/vit/lut_gemm.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#ifndef HGPIPE_ACCEL_VIT_LUT_GEMM_CONSTANTS_
+#define HGPIPE_ACCEL_VIT_LUT_GEMM_CONSTANTS_
+namespace hgpipe::accel::vit::lut {
+
+constexpr size_t kStep = 8;         // k values per step
+constexpr size_t kUnit = 32;        // bytes per (step, plane) unit
+constexpr size_t kStepBytes = 96;   // 3 planes
+constexpr size_t kVector = 16;      // outputs per packed vector
+constexpr size_t kTile = 4;         // vectors per tile: 8 sums, 3 tables in registers
+constexpr size_t kChunkSteps = 32;  // steps whose weights (12 KB) stay in L1
+constexpr int kBias = 48;           // makes a group's sum nonnegative: >= -48
+constexpr size_t kRowBlock = 32;    // rows whose tables stay in L2 per tile
+
+inline size_t Steps(size_t k) { return (k + kStep - 1) / kStep; }
+
+// Which output of a packed vector byte b of a 16-byte half stands for.
+inline size_t Output(size_t b) { return b % 2 == 0 ? b / 2 : 8 + b / 2; }
+
+// Where byte b of a packed vector's 16-byte half sits for output o < 16.
+inline size_t Position(size_t o) { return o < 8 ? 2 * o : 2 * (o - 8) + 1; }
+
+// The byte offset of the unit of step s of packed vector v (of `vectors`).
+inline size_t UnitOffset(size_t v, size_t s, size_t steps, size_t vectors) {
+  const size_t tile = v / kTile, c = v % kTile;
+  const size_t width = std::min(kTile, vectors - tile * kTile);
+  return (tile * kTile * steps + s * width + c) * kStepBytes;
+}
+
+// The packing in plain loops: the reference for the vector packers and
+// their code on single-lane targets. w[j][i] is at w[j * ldw + i], or with
+// `transposed` at w[i * ldw + j].
+void PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
+                uint8_t* out, int32_t* sums);
+
+// sel[j][h * 16 + i]: activation 4 h + j of a step if bit j of i is set,
+// else 0x80 (a shuffle index that reads 0).
+alignas(32) inline constexpr uint8_t kSelect[4][32] = {
+#define HGPIPE_SEL(j, h)                                                   \
+  (0 >> j & 1 ? 4 * h + j : 0x80), (1 >> j & 1 ? 4 * h + j : 0x80),        \
+      (2 >> j & 1 ? 4 * h + j : 0x80), (3 >> j & 1 ? 4 * h + j : 0x80),    \
+      (4 >> j & 1 ? 4 * h + j : 0x80), (5 >> j & 1 ? 4 * h + j : 0x80),    \
+      (6 >> j & 1 ? 4 * h + j : 0x80), (7 >> j & 1 ? 4 * h + j : 0x80),    \
+      (8 >> j & 1 ? 4 * h + j : 0x80), (9 >> j & 1 ? 4 * h + j : 0x80),    \
+      (10 >> j & 1 ? 4 * h + j : 0x80), (11 >> j & 1 ? 4 * h + j : 0x80),  \
+      (12 >> j & 1 ? 4 * h + j : 0x80), (13 >> j & 1 ? 4 * h + j : 0x80),  \
+      (14 >> j & 1 ? 4 * h + j : 0x80), (15 >> j & 1 ? 4 * h + j : 0x80)
+    {HGPIPE_SEL(0, 0), HGPIPE_SEL(0, 1)},
+    {HGPIPE_SEL(1, 0), HGPIPE_SEL(1, 1)},
+    {HGPIPE_SEL(2, 0), HGPIPE_SEL(2, 1)},
+    {HGPIPE_SEL(3, 0), HGPIPE_SEL(3, 1)},
+#undef HGPIPE_SEL
+};
+
+}  // namespace hgpipe::accel::vit::lut
+#endif  // HGPIPE_ACCEL_VIT_LUT_GEMM_CONSTANTS_
+
+HWY_BEFORE_NAMESPACE();
+namespace hgpipe::accel::vit {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using namespace lut;  // NOLINT: the layout constants above
+
+void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
+                     int8_t offset, uint8_t* tables) {
+  const size_t steps = Steps(k), row_bytes = steps * kStepBytes;
+#if HWY_TARGET == HWY_SCALAR
+  // Single-lane vectors cannot shuffle 16 bytes: plain loops.
+  for (size_t r = 0; r < rows; ++r) {
+      for (size_t s = 0; s < steps; ++s) {
+        for (size_t h = 0; h < 2; ++h) {
+          for (size_t i = 0; i < 16; ++i) {
+            int t = 0;
+            for (size_t j = 0; j < 4; ++j) {
+              const size_t c = s * kStep + 4 * h + j;
+              if ((i >> j & 1) && c < k) t += a[r * lda + c] - offset;
+            }
+            uint8_t* o = tables + r * row_bytes + s * kStepBytes + 16 * h + i;
+            o[0] = static_cast<uint8_t>(t + kBias);
+            o[kUnit] = static_cast<uint8_t>(2 * t);
+            o[2 * kUnit] = static_cast<uint8_t>(-4 * t);
+          }
+        }
+      }
+  }
+#else
+  const hn::CappedTag<uint8_t, kUnit> d;
+  const size_t lanes = hn::Lanes(d);
+  const auto shift = hn::Set(d, static_cast<uint8_t>(offset));
+  const auto bias = hn::Set(d, static_cast<uint8_t>(kBias));
+  const auto eight = hn::Set(d, uint8_t{8});
+  // One 16-byte load serves two steps: the second's selectors read bytes
+  // 8..15. Values past k are read but never looked up: their weights'
+  // bits are 0, so no index includes them.
+  for (size_t u = 0; u < kUnit; u += lanes) {
+    const auto sel0 = hn::Load(d, kSelect[0] + u), sel1 = hn::Load(d, kSelect[1] + u),
+               sel2 = hn::Load(d, kSelect[2] + u), sel3 = hn::Load(d, kSelect[3] + u);
+    // 0x80 + 8 keeps bit 7: still a zero.
+    const auto sel4 = hn::Add(sel0, eight), sel5 = hn::Add(sel1, eight),
+               sel6 = hn::Add(sel2, eight), sel7 = hn::Add(sel3, eight);
+    auto store = [&](hn::Vec<decltype(d)> t, uint8_t* o) {
+      const auto t2 = hn::Add(t, t);
+      hn::StoreU(hn::Add(t, bias), d, o);
+      hn::StoreU(t2, d, o + kUnit);
+      hn::StoreU(hn::Sub(hn::Zero(d), hn::Add(t2, t2)), d, o + 2 * kUnit);
+    };
+    for (size_t r = 0; r < rows; ++r) {
+      const uint8_t* x = reinterpret_cast<const uint8_t*>(a + r * lda);
+      uint8_t* out = tables + r * row_bytes + u;
+      for (size_t s = 0; s < steps; s += 2) {
+        const auto v = hn::Sub(hn::LoadDup128(d, x + s * kStep), shift);
+        store(hn::Add(hn::Add(hn::TableLookupBytesOr0(v, sel0), hn::TableLookupBytesOr0(v, sel1)),
+                      hn::Add(hn::TableLookupBytesOr0(v, sel2), hn::TableLookupBytesOr0(v, sel3))),
+              out + s * kStepBytes);
+        if (s + 1 < steps) {
+          store(hn::Add(hn::Add(hn::TableLookupBytesOr0(v, sel4), hn::TableLookupBytesOr0(v, sel5)),
+                        hn::Add(hn::TableLookupBytesOr0(v, sel6), hn::TableLookupBytesOr0(v, sel7))),
+                out + (s + 1) * kStepBytes);
+        }
+      }
+    }
+  }
+#endif
+}
+
+#if HWY_TARGET != HWY_SCALAR
+// Sums of one row times C vectors (C <= kTile) of packed weights over
+// `steps` steps, written (or with `accumulate`, added modulo 2^16) as
+// C * 16 int16 to y: all of them; the caller copies partial vectors.
+// Variables instead of arrays, so that sizeless vector types (SVE) work.
+template <size_t C>
+HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRICT idx,
+                     size_t steps, bool accumulate, int16_t* HWY_RESTRICT y) {
+  static_assert(C >= 1 && C <= 4);
+  const hn::CappedTag<uint8_t, kUnit> d;
+  const hn::Repartition<uint16_t, decltype(d)> dw;
+  const size_t lanes = hn::Lanes(d);
+  auto all0 = hn::Zero(dw), all1 = all0, all2 = all0, all3 = all0;
+  auto high0 = all0, high1 = all0, high2 = all0, high3 = all0;
+  const size_t vstride = C * kStepBytes;  // bytes per step of the tile
+  for (size_t s = 0; s < steps; ++s) {
+    const uint8_t* t = tab + s * kStepBytes;
+    const uint8_t* x = idx + s * vstride;
+    for (size_t u = 0; u < kUnit; u += lanes) {
+      const auto t0 = hn::LoadU(d, t + u), t1 = hn::LoadU(d, t + u + kUnit),
+                 t2 = hn::LoadU(d, t + u + 2 * kUnit);
+      // A macro rather than a lambda: GCC keeps the sums in registers.
+#define HGPIPE_LUT_VECTOR(c)                                                      \
+  {                                                                               \
+    const uint8_t* xc = x + c * kStepBytes + u;                                   \
+    const auto q = hn::BitCast(                                                   \
+        dw, hn::Add(hn::Add(hn::TableLookupBytes(t0, hn::LoadU(d, xc)),           \
+                            hn::TableLookupBytes(t1, hn::LoadU(d, xc + kUnit))),  \
+                    hn::TableLookupBytes(t2, hn::LoadU(d, xc + 2 * kUnit))));     \
+    all##c = hn::Add(all##c, q);                                                  \
+    high##c = hn::Add(high##c, hn::ShiftRight<8>(q));                             \
+  }
+      HGPIPE_LUT_VECTOR(0)
+      if constexpr (C > 1) HGPIPE_LUT_VECTOR(1)
+      if constexpr (C > 2) HGPIPE_LUT_VECTOR(2)
+      if constexpr (C > 3) HGPIPE_LUT_VECTOR(3)
+#undef HGPIPE_LUT_VECTOR
+    }
+  }
+  // Every group added kBias to each output.
+  const auto bias = hn::Set(dw, static_cast<uint16_t>(2 * steps * kBias));
+  auto finish = [&](auto all, auto high, int16_t* out) {
+    const auto low = hn::Sub(all, hn::ShiftLeft<8>(high));
+    uint16_t* o = reinterpret_cast<uint16_t*>(out);
+    if (lanes == 32) {
+      // The two 16-byte halves hold the same outputs' even and odd groups.
+      auto sum = hn::Sub(hn::Add(hn::ConcatLowerLower(dw, high, low),
+                                 hn::ConcatUpperUpper(dw, high, low)),
+                         bias);
+      if (accumulate) sum = hn::Add(sum, hn::LoadU(dw, o));
+      hn::StoreU(sum, dw, o);
+    } else {
+      auto l = hn::Sub(low, bias), h = hn::Sub(high, bias);
+      if (accumulate) {
+        l = hn::Add(l, hn::LoadU(dw, o));
+        h = hn::Add(h, hn::LoadU(dw, o + 8));
+      }
+      hn::StoreU(l, dw, o);
+      hn::StoreU(h, dw, o + 8);
+    }
+  };
+  finish(all0, high0, y);
+  if constexpr (C > 1) finish(all1, high1, y + kVector);
+  if constexpr (C > 2) finish(all2, high2, y + 2 * kVector);
+  if constexpr (C > 3) finish(all3, high3, y + 3 * kVector);
+}
+
+#else   // HWY_TARGET == HWY_SCALAR
+// The same sums from the tables and indices in plain loops.
+void ScalarGemm(const uint8_t* tables, size_t rows, size_t steps,
+                const uint8_t* idx, size_t vectors, size_t n, int16_t* y, size_t ldy) {
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* tab = tables + r * steps * kStepBytes;
+    for (size_t v = 0; v < vectors; ++v) {
+      const size_t tile = v / kTile, c = v % kTile;
+      const size_t width = std::min(kTile, vectors - tile * kTile);
+      const uint8_t* x = idx + tile * kTile * steps * kStepBytes + c * kStepBytes;
+      int32_t sum[kVector] = {};
+      for (size_t s = 0; s < steps; ++s) {
+        for (size_t b = 0; b < 32; ++b) {
+          const uint8_t* xs = x + s * width * kStepBytes + b;
+          const uint8_t* ts = tab + s * kStepBytes + (b / 16) * 16;
+          const int g = static_cast<int8_t>(ts[xs[0]]) - kBias +
+                        static_cast<int8_t>(ts[kUnit + xs[kUnit]]) +
+                        static_cast<int8_t>(ts[2 * kUnit + xs[2 * kUnit]]);
+          sum[Output(b % 16)] += g;
+        }
+      }
+      for (size_t o = 0; o < kVector && v * kVector + o < n; ++o) {
+        y[r * ldy + v * kVector + o] = static_cast<int16_t>(sum[o]);
+      }
+    }
+  }
+}
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// The packers. Rows (w[j][i], i contiguous): each plane's bits of a row
+// come out of a byte compare as a bit mask, 8 values per byte, so a
+// byte of plane p holds the nibbles of both groups of a step.
+void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
+                  int32_t* sums) {
+#if HWY_TARGET == HWY_SCALAR
+  PackScalar(w, n, k, ldw, /*transposed=*/false, out, sums);
+#else
+  const hn::CappedTag<uint8_t, kUnit> d;
+  const hn::Repartition<uint64_t, decltype(d)> d64;
+  const size_t lanes = hn::Lanes(d), steps = Steps(k);
+  const size_t vectors = (n + kVector - 1) / kVector;
+  const size_t padded = (k + lanes - 1) / lanes * lanes;
+  std::vector<uint8_t> row(padded, 0), bits(3 * padded / 8 + 8, 0);
+  for (size_t j = 0; j < n; ++j) {
+    std::memcpy(row.data(), w + j * ldw, k);
+    // Sums through unsigned bytes: value + 128, less 128 per padded value.
+    auto total = hn::Zero(d64);
+    for (size_t c = 0; c < padded; c += lanes) {
+      const auto x = hn::LoadU(d, row.data() + c);
+      total = hn::Add(total, hn::SumsOf8(hn::Xor(x, hn::Set(d, uint8_t{0x80}))));
+      for (size_t p = 0; p < 3; ++p) {
+        hn::StoreMaskBits(d, hn::TestBit(x, hn::Set(d, static_cast<uint8_t>(1u << p))),
+                          bits.data() + p * (padded / 8) + c / 8);
+      }
+    }
+    sums[j] = static_cast<int32_t>(static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
+                                   128 * static_cast<int64_t>(padded));
+    const size_t v = j / kVector, b = Position(j % kVector);
+    for (size_t s = 0; s < steps; ++s) {
+      uint8_t* unit = out + UnitOffset(v, s, steps, vectors);
+      for (size_t p = 0; p < 3; ++p) {
+        const uint8_t byte = bits[p * (padded / 8) + s];
+        unit[p * kUnit + b] = byte & 15;
+        unit[p * kUnit + 16 + b] = byte >> 4;
+      }
+    }
+  }
+#endif
+}
+
+// Columns (w[i][j], j contiguous): 16 outputs side by side, each plane's
+// nibbles gathered across 4 rows with shifts, then put in packed order.
+void PackColsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
+                  int32_t* sums) {
+#if HWY_TARGET == HWY_SCALAR
+  PackScalar(w, n, k, ldw, /*transposed=*/true, out, sums);
+#else
+  const hn::CappedTag<uint8_t, kVector> d;
+  const hn::RebindToSigned<decltype(d)> ds;
+  const hn::Half<decltype(ds)> dh;
+  const hn::Rebind<int16_t, decltype(dh)> d16;  // column sums: |sum| <= 4 k
+  const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
+  alignas(16) uint8_t order[kVector];
+  for (size_t o = 0; o < kVector; ++o) order[Position(o)] = static_cast<uint8_t>(o);
+  const auto perm = hn::Load(d, order);
+  const auto one = hn::Set(d, uint8_t{1});
+  alignas(16) uint8_t tail[kVector];
+  alignas(16) int16_t total[kVector];
+  for (size_t v = 0; v < vectors; ++v) {
+    const size_t j0 = v * kVector, live = std::min(kVector, n - j0);
+    auto load = [&](size_t i) {
+      if (live == kVector) return hn::LoadU(d, reinterpret_cast<const uint8_t*>(w + i * ldw + j0));
+      std::memset(tail, 0, sizeof(tail));
+      std::memcpy(tail, w + i * ldw + j0, live);
+      return hn::Load(d, tail);
+    };
+    auto sum_lo = hn::Zero(d16), sum_hi = sum_lo;
+    for (size_t s = 0; s < steps; ++s) {
+      uint8_t* unit = out + UnitOffset(v, s, steps, vectors);
+      for (size_t h = 0; h < 2; ++h) {
+        auto p0 = hn::Zero(d), p1 = p0, p2 = p0;
+        for (size_t q = 0; q < 4; ++q) {
+          const size_t i = s * kStep + 4 * h + q;
+          if (i >= k) break;
+          const auto x = load(i);
+          const auto xs = hn::BitCast(ds, x);
+          sum_lo = hn::Add(sum_lo, hn::PromoteTo(d16, hn::LowerHalf(dh, xs)));
+          sum_hi = hn::Add(sum_hi, hn::PromoteTo(d16, hn::UpperHalf(dh, xs)));
+          const int sq = static_cast<int>(q);
+          p0 = hn::Or(p0, hn::ShiftLeftSame(hn::And(x, one), sq));
+          p1 = hn::Or(p1, hn::ShiftLeftSame(hn::And(hn::ShiftRight<1>(x), one), sq));
+          p2 = hn::Or(p2, hn::ShiftLeftSame(hn::And(hn::ShiftRight<2>(x), one), sq));
+        }
+        hn::StoreU(hn::TableLookupBytes(p0, perm), d, unit + 16 * h);
+        hn::StoreU(hn::TableLookupBytes(p1, perm), d, unit + kUnit + 16 * h);
+        hn::StoreU(hn::TableLookupBytes(p2, perm), d, unit + 2 * kUnit + 16 * h);
+      }
+    }
+    hn::Store(sum_lo, d16, total);
+    hn::Store(sum_hi, d16, total + kVector / 2);
+    for (size_t o = 0; o < live; ++o) sums[j0 + o] = total[o];
+  }
+#endif
+}
+
+void GemmImpl(const uint8_t* tables, size_t rows, size_t k, const uint8_t* idx,
+              size_t n, int16_t* y, size_t ldy) {
+  const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
+#if HWY_TARGET == HWY_SCALAR
+  ScalarGemm(tables, rows, steps, idx, vectors, n, y, ldy);
+#else
+  const size_t row_bytes = steps * kStepBytes;
+  alignas(64) int16_t part[kTile * kVector];
+  for (size_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const size_t r1 = std::min(rows, r0 + kRowBlock);
+    for (size_t v0 = 0; v0 < vectors; v0 += kTile) {
+      const size_t width = std::min(kTile, vectors - v0);
+      const size_t live = std::min(n - v0 * kVector, width * kVector);
+      const bool whole = live == width * kVector;
+      for (size_t s0 = 0; s0 < steps; s0 += kChunkSteps) {
+        const size_t chunk = std::min(kChunkSteps, steps - s0);
+        const uint8_t* x = idx + (v0 * steps + s0 * width) * kStepBytes;
+        for (size_t r = r0; r < r1; ++r) {
+          const uint8_t* tab = tables + r * row_bytes + s0 * kStepBytes;
+          int16_t* out = y + r * ldy + v0 * kVector;
+          if (!whole) {
+            if (s0 > 0) std::memcpy(part, out, live * sizeof(int16_t));
+            out = part;
+          }
+          switch (width) {
+            case 4: Tile<4>(tab, x, chunk, s0 > 0, out); break;
+            case 3: Tile<3>(tab, x, chunk, s0 > 0, out); break;
+            case 2: Tile<2>(tab, x, chunk, s0 > 0, out); break;
+            default: Tile<1>(tab, x, chunk, s0 > 0, out); break;
+          }
+          if (!whole) std::memcpy(y + r * ldy + v0 * kVector, part, live * sizeof(int16_t));
+        }
+      }
+    }
+  }
+#endif
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace hgpipe::accel::vit
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace hgpipe::accel::vit {
+
+HWY_EXPORT(BuildTablesImpl);
+HWY_EXPORT(GemmImpl);
+
+size_t LutTableBytes(size_t k) { return lut::Steps(k) * lut::kStepBytes; }
+size_t LutReadableBytes(size_t k) { return (lut::Steps(k) + 1) / 2 * 2 * lut::kStep; }
+
+void BuildLutTables(const int8_t* a, size_t lda, size_t rows, size_t k, int8_t offset,
+                    uint8_t* tables, Simd simd) {
+  if (simd == Simd::kBest) {
+    HWY_DYNAMIC_DISPATCH(BuildTablesImpl)(a, lda, rows, k, offset, tables);
+  } else {
+    HWY_STATIC_DISPATCH(BuildTablesImpl)(a, lda, rows, k, offset, tables);
+  }
+}
+
+void lut::PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
+                     uint8_t* out, int32_t* sums) {
+  const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
+  auto at = [&](size_t j, size_t i) -> int {
+    return transposed ? w[i * ldw + j] : w[j * ldw + i];
+  };
+  for (size_t j = 0; j < n; ++j) {
+    sums[j] = 0;
+    for (size_t i = 0; i < k; ++i) sums[j] += at(j, i);
+    const size_t v = j / kVector, b = Position(j % kVector);
+    for (size_t s = 0; s < steps; ++s) {
+      uint8_t* unit = out + UnitOffset(v, s, steps, vectors);
+      for (size_t h = 0; h < 2; ++h) {
+        for (size_t p = 0; p < 3; ++p) {
+          uint8_t nibble = 0;
+          for (size_t q = 0; q < 4; ++q) {
+            const size_t i = s * kStep + 4 * h + q;
+            if (i < k) nibble |= ((static_cast<unsigned>(at(j, i)) >> p) & 1) << q;
+          }
+          unit[p * kUnit + 16 * h + b] = nibble;
+        }
+      }
+    }
+  }
+}
+
+HWY_EXPORT(PackRowsImpl);
+HWY_EXPORT(PackColsImpl);
+
+void LutWeights::Pack(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
+                      Simd simd) {
+  using namespace lut;  // NOLINT
+  n_ = n;
+  k_ = k;
+  const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
+  const size_t bytes = vectors * steps * kStepBytes + 64;
+  // Reused by runtime operands (the attention's k and v): no reallocation,
+  // and zeros where no output is (partial vectors) stay zeros.
+  if (data_.size() != bytes || sums_.size() != n) {
+    data_.assign(bytes, 0);
+    offset_ = (64 - reinterpret_cast<uintptr_t>(data_.data()) % 64) % 64;
+  }
+  sums_.resize(n);
+  uint8_t* out = data_.data() + offset_;
+  // Column sums of the vector packer are int16: |sum| <= 4 k.
+  if (simd == Simd::kBaseline || (transposed && k >= 8192)) {
+    PackScalar(w, n, k, ldw, transposed, out, sums_.data());
+  } else if (transposed) {
+    HWY_DYNAMIC_DISPATCH(PackColsImpl)(w, n, k, ldw, out, sums_.data());
+  } else {
+    HWY_DYNAMIC_DISPATCH(PackRowsImpl)(w, n, k, ldw, out, sums_.data());
+  }
+}
+
+void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w, int16_t* y,
+             size_t ldy, Simd simd) {
+  if (simd == Simd::kBest) {
+    HWY_DYNAMIC_DISPATCH(GemmImpl)(tables, rows, w.k(), w.data(), w.n(), y, ldy);
+  } else {
+    HWY_STATIC_DISPATCH(GemmImpl)(tables, rows, w.k(), w.data(), w.n(), y, ldy);
+  }
+}
+
+}  // namespace hgpipe::accel::vit
+#endif  // HWY_ONCE

@@ -10,18 +10,18 @@
 //     [tile][step][vector][plane][32]: half h, byte b holds the nibble of
 //     plane p of output 16 v + Output(b) in group 2 step + h.
 // One step of one vector is 3 lookups and 2 byte adds: for each of its 16
-// outputs and 2 groups, sum a w + kBias, in [0, 112]. Bytes are widened by
-// 16-bit lanes: lane i holds bytes 2i (low) and 2i + 1 (high); `all` sums
-// whole lanes (low + 256 high), `high` the high bytes, and low = all - 256
-// high, modulo 2^16. So the low byte of lane i is output i, the high byte
-// output 8 + i.
+// outputs and 2 groups, sum a w + kBias, in [0, 112]; two steps' sums still
+// fit a byte. Bytes are widened by 16-bit lanes: lane i holds bytes 2i
+// (low) and 2i + 1 (high); `all` sums whole lanes (low + 256 high), `high`
+// the high bytes, and low = all - 256 high, modulo 2^16. So the low byte of
+// lane i is output i, the high byte output 8 + i.
 //
-// Speed (AMD Zen 2, AVX2): about 50 multiply-accumulates per cycle, against
-// 32 for vpmaddubsw, whose single port is the limit: 12 shuffles, 8 byte
-// adds, 4 shifts and 8 word adds per step of a 4-vector tile, spread over
+// Speed (AMD Zen 2, AVX2): about 52 multiply-accumulates per cycle, against
+// 32 for vpmaddubsw, whose single port is the limit: per two steps of a
+// 4-vector tile, 24 shuffles, 20 byte adds, 4 shifts and 8 word adds over
 // the four vector ports. The file is compiled with -fno-tree-pre: GCC 12's
 // partial redundancy elimination otherwise turns the loop-carried sums into
-// register copies and spills, a third slower.
+// register copies and spills.
 #include "accel/vit/lut_gemm.h"
 
 #include <algorithm>
@@ -157,10 +157,24 @@ void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
 }
 
 #if HWY_TARGET != HWY_SCALAR
+// An empty asm that "changes" v, so that v is computed where it is written:
+// without it GCC hoists all of a step's shuffles ahead of the adds, which
+// needs more than 16 registers and spills. No instruction is emitted.
+template <class V>
+HWY_INLINE void InOrder(V& v) {
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+  asm("" : "+x"(v.raw));
+#else
+  (void)v;
+#endif
+}
+
 // Sums of one row times C vectors (C <= kTile) of packed weights over
 // `steps` steps, written (or with `accumulate`, added modulo 2^16) as
 // C * 16 int16 to y: all of them; the caller copies partial vectors.
-// Variables instead of arrays, so that sizeless vector types (SVE) work.
+// Each table is loaded once for all C vectors; two steps' lookups add up in
+// bytes (at most 2 * 112) before they are widened. Variables instead of
+// arrays, so that sizeless vector types (SVE) work.
 template <size_t C>
 HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRICT idx,
                      size_t steps, bool accumulate, int16_t* HWY_RESTRICT y) {
@@ -171,28 +185,52 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
   auto all0 = hn::Zero(dw), all1 = all0, all2 = all0, all3 = all0;
   auto high0 = all0, high1 = all0, high2 = all0, high3 = all0;
   const size_t vstride = C * kStepBytes;  // bytes per step of the tile
-  for (size_t s = 0; s < steps; ++s) {
+  for (size_t s = 0; s < steps; s += 2) {
+    const size_t n = std::min<size_t>(2, steps - s);
     const uint8_t* t = tab + s * kStepBytes;
     const uint8_t* x = idx + s * vstride;
     for (size_t u = 0; u < kUnit; u += lanes) {
-      const auto t0 = hn::LoadU(d, t + u), t1 = hn::LoadU(d, t + u + kUnit),
-                 t2 = hn::LoadU(d, t + u + 2 * kUnit);
-      // A macro rather than a lambda: GCC keeps the sums in registers.
-#define HGPIPE_LUT_VECTOR(c)                                                      \
+      auto q0 = hn::Zero(d), q1 = q0, q2 = q0, q3 = q0;
+      // Macros rather than lambdas: GCC keeps the sums in registers.
+#define HGPIPE_LUT_PLANE(i, p)                                                    \
   {                                                                               \
-    const uint8_t* xc = x + c * kStepBytes + u;                                   \
-    const auto q = hn::BitCast(                                                   \
-        dw, hn::Add(hn::Add(hn::TableLookupBytes(t0, hn::LoadU(d, xc)),           \
-                            hn::TableLookupBytes(t1, hn::LoadU(d, xc + kUnit))),  \
-                    hn::TableLookupBytes(t2, hn::LoadU(d, xc + 2 * kUnit))));     \
-    all##c = hn::Add(all##c, q);                                                  \
-    high##c = hn::Add(high##c, hn::ShiftRight<8>(q));                             \
+    const auto table = hn::LoadU(d, t + i * kStepBytes + p * kUnit + u);          \
+    const uint8_t* xp = x + i * vstride + p * kUnit + u;                          \
+    q0 = hn::Add(q0, hn::TableLookupBytes(table, hn::LoadU(d, xp)));              \
+    InOrder(q0);                                                                  \
+    if constexpr (C > 1) {                                                        \
+      q1 = hn::Add(q1, hn::TableLookupBytes(table, hn::LoadU(d, xp + kStepBytes))); \
+      InOrder(q1);                                                                \
+    }                                                                             \
+    if constexpr (C > 2) {                                                        \
+      q2 = hn::Add(q2, hn::TableLookupBytes(table, hn::LoadU(d, xp + 2 * kStepBytes))); \
+      InOrder(q2);                                                                \
+    }                                                                             \
+    if constexpr (C > 3) {                                                        \
+      q3 = hn::Add(q3, hn::TableLookupBytes(table, hn::LoadU(d, xp + 3 * kStepBytes))); \
+      InOrder(q3);                                                                \
+    }                                                                             \
   }
-      HGPIPE_LUT_VECTOR(0)
-      if constexpr (C > 1) HGPIPE_LUT_VECTOR(1)
-      if constexpr (C > 2) HGPIPE_LUT_VECTOR(2)
-      if constexpr (C > 3) HGPIPE_LUT_VECTOR(3)
-#undef HGPIPE_LUT_VECTOR
+      HGPIPE_LUT_PLANE(0, 0)
+      HGPIPE_LUT_PLANE(0, 1)
+      HGPIPE_LUT_PLANE(0, 2)
+      if (n == 2) {
+        HGPIPE_LUT_PLANE(1, 0)
+        HGPIPE_LUT_PLANE(1, 1)
+        HGPIPE_LUT_PLANE(1, 2)
+      }
+#undef HGPIPE_LUT_PLANE
+#define HGPIPE_LUT_WIDEN(c)                             \
+  {                                                     \
+    const auto w = hn::BitCast(dw, q##c);               \
+    all##c = hn::Add(all##c, w);                        \
+    high##c = hn::Add(high##c, hn::ShiftRight<8>(w));   \
+  }
+      HGPIPE_LUT_WIDEN(0)
+      if constexpr (C > 1) HGPIPE_LUT_WIDEN(1)
+      if constexpr (C > 2) HGPIPE_LUT_WIDEN(2)
+      if constexpr (C > 3) HGPIPE_LUT_WIDEN(3)
+#undef HGPIPE_LUT_WIDEN
     }
   }
   // Every group added kBias to each output.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -52,19 +53,35 @@ HWY_INLINE hn::Vec<D> Wrap(D d, hn::Vec<D> v, const IntType& t) {
   return hn::ShiftRightSame(hn::ShiftLeftSame(v, s), s);
 }
 
-// A byte table of up to 64 entries, looked up by indices in 0..63, or with
-// bit 7 set for 0. The four 16-byte pieces t0..t3 come from LoadDup128.
-template <class D8>
-HWY_INLINE hn::Vec<D8> Lookup64(D8 d, hn::Vec<D8> t0, hn::Vec<D8> t1, hn::Vec<D8> t2,
-                                hn::Vec<D8> t3, hn::Vec<D8> idx) {
+// A byte table of up to 16 * kPieces entries (kPieces 1, 2 or 4), looked
+// up by indices below that, or with bit 7 set for 0. The 16-byte pieces
+// t0..t3 come from LoadDup128 (unused ones are ignored).
+template <int kPieces, class D8>
+HWY_INLINE hn::Vec<D8> Lookup(D8 d, hn::Vec<D8> t0, hn::Vec<D8> t1, hn::Vec<D8> t2,
+                              hn::Vec<D8> t3, hn::Vec<D8> idx) {
+  static_assert(kPieces == 1 || kPieces == 2 || kPieces == 4);
+  if constexpr (kPieces == 1) return hn::TableLookupBytesOr0(t0, idx);
   // Shuffles read the low 4 bits (bit 7 zeroes); bits 4 and 5 pick the piece.
   const auto low = hn::And(idx, hn::Set(d, uint8_t{0x8F}));
   const auto bit4 = hn::TestBit(idx, hn::Set(d, uint8_t{16}));
   const auto r01 = hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t1, low),
                                   hn::TableLookupBytesOr0(t0, low));
+  if constexpr (kPieces == 2) return r01;
   const auto r23 = hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t3, low),
                                   hn::TableLookupBytesOr0(t2, low));
   return hn::IfThenElse(hn::TestBit(idx, hn::Set(d, uint8_t{32})), r23, r01);
+}
+
+// Calls f with the smallest piece count (1, 2 or 4) for `entries`.
+template <class F>
+HWY_INLINE void WithPieces(int64_t entries, F&& f) {
+  if (entries <= 16) {
+    f(std::integral_constant<int, 1>());
+  } else if (entries <= 32) {
+    f(std::integral_constant<int, 2>());
+  } else {
+    f(std::integral_constant<int, 4>());
+  }
 }
 
 // int32 lanes holding values of an at most 8-bit type, stored as their
@@ -100,15 +117,17 @@ void RequantImpl(const RequantParams& p, const int16_t* y, size_t ldy, const int
     const auto c = Wrap(d16, hn::ShiftRightSame(hn::Add(v, offset), shift), cursor);
     return hn::Min(hn::Max(c, hn::Zero(d16)), bound);
   };
-  for (size_t r = 0; r < rows; ++r) {
-    const int16_t* yr = y + r * ldy;
-    uint8_t* o = reinterpret_cast<uint8_t*>(out + r * ldo);
-    for (size_t c = 0; c < main; c += step) {
-      const auto idx = hn::Combine(d8, hn::DemoteTo(d8h, index(yr + c + n16, bias + c + n16)),
-                                   hn::DemoteTo(d8h, index(yr + c, bias + c)));
-      hn::StoreU(Lookup64(d8, t0, t1, t2, t3, idx), d8, o + c);
+  WithPieces(p.table.bound + 1, [&](auto pieces) {
+    for (size_t r = 0; r < rows; ++r) {
+      const int16_t* yr = y + r * ldy;
+      uint8_t* o = reinterpret_cast<uint8_t*>(out + r * ldo);
+      for (size_t c = 0; c < main; c += step) {
+        const auto idx = hn::Combine(d8, hn::DemoteTo(d8h, index(yr + c + n16, bias + c + n16)),
+                                     hn::DemoteTo(d8h, index(yr + c, bias + c)));
+        hn::StoreU(Lookup<decltype(pieces)::value>(d8, t0, t1, t2, t3, idx), d8, o + c);
+      }
     }
-  }
+  });
   if (main < cols) vec_ref::Requant(p, y, ldy, bias, rows, main, cols, out, ldo);
 }
 
@@ -206,7 +225,7 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   const hn::Repartition<int32_t, D16> d32;
   const size_t n16 = hn::Lanes(d16), n8 = hn::Lanes(d8), n32 = hn::Lanes(d32);
   const SoftmaxStage& sm = p.softmax;
-  const IntType scores = p.scores, minus_type = sm.minus, cursor1 = sm.cursor1;
+  const IntType scores = p.scores, minus_type = p.minus, cursor1 = sm.cursor1;
   const IntType affine = sm.affine, cursor3 = sm.cursor3;
   const auto el0 = hn::LoadDup128(d8, p.exp_low), el1 = hn::LoadDup128(d8, p.exp_low + 16),
              el2 = hn::LoadDup128(d8, p.exp_low + 32), el3 = hn::LoadDup128(d8, p.exp_low + 48);
@@ -220,63 +239,70 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   const size_t padded = (cols + n8 - 1) / n8 * n8;
   thread_local std::vector<uint8_t> cursors;
   if (cursors.size() < padded) cursors.resize(padded);
+  // The exponential and probability tables have exp_bound + 1 entries.
+  const size_t entries = static_cast<size_t>(sm.exp_bound) + 1;
+  const size_t prob_entries = (entries + n32 - 1) / n32 * n32;
   alignas(64) int32_t exps[64] = {};
-  for (int64_t c = 0; c <= sm.exp_bound; ++c) exps[c] = sm.exp_table[c];
-  alignas(64) uint8_t prob[64];
+  for (size_t c = 0; c < entries; ++c) exps[c] = sm.exp_table[c];
+  alignas(64) uint8_t prob[64] = {};
   alignas(64) uint8_t tail[64];
-  for (size_t r = 0; r < rows; ++r) {
-    const int16_t* yr = y + r * ldy;
-    // The row's maximum; lanes past the row hold the type's minimum.
-    auto mx = hn::Set(d16, int16_t{-32768});
-    for (size_t c = 0; c < cols; c += n16) {
-      auto v = Wrap(d16, hn::LoadU(d16, yr + c), scores);
-      if (c + n16 > cols) v = hn::IfThenElse(hn::FirstN(d16, cols - c), v, mx);
-      mx = hn::Max(mx, v);
-    }
-    const auto m = hn::MaxOfLanes(d16, mx);
-    // Each score's index into the exponential table (0x80 past the row, a
-    // shuffle index reading 0), and the sum of its two bytes' table values.
-    auto cursor = [&](const int16_t* yc) {
-      const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
-      const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
-      const auto c1 = Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
-      return hn::Min(hn::Max(c1, hn::Zero(d16)), exp_bound);
-    };
-    auto sum_low = hn::Zero(d64);
-    auto sum_high = sum_low;
-    for (size_t c = 0; c < cols; c += n8) {
-      auto idx = hn::Combine(d8, hn::DemoteTo(d8h, cursor(yr + c + n16)),
-                             hn::DemoteTo(d8h, cursor(yr + c)));
-      if (c + n8 > cols) idx = hn::IfThenElse(hn::FirstN(d8, cols - c), idx, hn::Set(d8, 0x80));
-      hn::Store(idx, d8, cursors.data() + c);
-      sum_low = hn::Add(sum_low, hn::SumsOf8(Lookup64(d8, el0, el1, el2, el3, idx)));
-      sum_high = hn::Add(sum_high, hn::SumsOf8(Lookup64(d8, eh0, eh1, eh2, eh3, idx)));
-    }
-    const uint64_t z = hn::GetLane(hn::SumOfLanes(d64, sum_low)) +
-                       256 * hn::GetLane(hn::SumOfLanes(d64, sum_high));
-    // The row's probability of every exponential index, in int32 lanes.
-    const SoftmaxScale scale = SoftmaxRecip(sm, z);
-    const auto recip = hn::Set(d32, static_cast<int32_t>(scale.recip));
-    const auto offset = hn::Set(d32, static_cast<int32_t>(scale.offset));
-    const int shift = static_cast<int>(std::min<int64_t>(scale.shift, 31));
-    for (size_t c = 0; c < 64; c += n32) {
-      const auto a = Wrap(d32, hn::Mul(hn::Load(d32, exps + c), recip), affine);
-      const auto q = Wrap(d32, hn::ShiftRightSame(hn::Add(a, offset), shift), cursor3);
-      StoreBytes(d32, hn::Min(hn::Max(q, out_lo), out_hi), sm.out.is_signed, prob + c);
-    }
-    const auto p0 = hn::LoadDup128(d8, prob), p1 = hn::LoadDup128(d8, prob + 16),
-               p2 = hn::LoadDup128(d8, prob + 32), p3 = hn::LoadDup128(d8, prob + 48);
-    uint8_t* o = reinterpret_cast<uint8_t*>(out + r * ldo);
-    for (size_t c = 0; c < cols; c += n8) {
-      const auto v = Lookup64(d8, p0, p1, p2, p3, hn::Load(d8, cursors.data() + c));
-      if (c + n8 <= cols) {
-        hn::StoreU(v, d8, o + c);
-      } else {
-        hn::StoreU(v, d8, tail);
-        std::memcpy(o + c, tail, cols - c);
+  WithPieces(sm.exp_bound + 1, [&](auto pieces) {
+    constexpr int kPieces = decltype(pieces)::value;
+    for (size_t r = 0; r < rows; ++r) {
+      const int16_t* yr = y + r * ldy;
+      // The row's maximum; lanes past the row hold the type's minimum.
+      auto mx = hn::Set(d16, int16_t{-32768});
+      for (size_t c = 0; c < cols; c += n16) {
+        auto v = Wrap(d16, hn::LoadU(d16, yr + c), scores);
+        if (c + n16 > cols) v = hn::IfThenElse(hn::FirstN(d16, cols - c), v, mx);
+        mx = hn::Max(mx, v);
+      }
+      const auto m = hn::MaxOfLanes(d16, mx);
+      // Each score's index into the exponential table (0x80 past the row,
+      // a shuffle index reading 0), and the sum of its two bytes' values.
+      auto cursor = [&](const int16_t* yc) {
+        const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
+        const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
+        const auto c1 =
+            Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
+        return hn::Min(hn::Max(c1, hn::Zero(d16)), exp_bound);
+      };
+      auto sum_low = hn::Zero(d64);
+      auto sum_high = sum_low;
+      for (size_t c = 0; c < cols; c += n8) {
+        auto idx = hn::Combine(d8, hn::DemoteTo(d8h, cursor(yr + c + n16)),
+                               hn::DemoteTo(d8h, cursor(yr + c)));
+        if (c + n8 > cols) idx = hn::IfThenElse(hn::FirstN(d8, cols - c), idx, hn::Set(d8, 0x80));
+        hn::StoreU(idx, d8, cursors.data() + c);
+        sum_low = hn::Add(sum_low, hn::SumsOf8(Lookup<kPieces>(d8, el0, el1, el2, el3, idx)));
+        sum_high = hn::Add(sum_high, hn::SumsOf8(Lookup<kPieces>(d8, eh0, eh1, eh2, eh3, idx)));
+      }
+      const uint64_t z = hn::GetLane(hn::SumOfLanes(d64, sum_low)) +
+                         256 * hn::GetLane(hn::SumOfLanes(d64, sum_high));
+      // The row's probability of every exponential index, in int32 lanes.
+      const SoftmaxScale scale = SoftmaxRecip(sm, z);
+      const auto recip = hn::Set(d32, static_cast<int32_t>(scale.recip));
+      const auto offset = hn::Set(d32, static_cast<int32_t>(scale.offset));
+      const int shift = static_cast<int>(std::min<int64_t>(scale.shift, 31));
+      for (size_t c = 0; c < prob_entries; c += n32) {
+        const auto a = Wrap(d32, hn::Mul(hn::Load(d32, exps + c), recip), affine);
+        const auto q = Wrap(d32, hn::ShiftRightSame(hn::Add(a, offset), shift), cursor3);
+        StoreBytes(d32, hn::Min(hn::Max(q, out_lo), out_hi), sm.out.is_signed, prob + c);
+      }
+      const auto p0 = hn::LoadDup128(d8, prob), p1 = hn::LoadDup128(d8, prob + 16),
+                 p2 = hn::LoadDup128(d8, prob + 32), p3 = hn::LoadDup128(d8, prob + 48);
+      uint8_t* o = reinterpret_cast<uint8_t*>(out + r * ldo);
+      for (size_t c = 0; c < cols; c += n8) {
+        const auto v = Lookup<kPieces>(d8, p0, p1, p2, p3, hn::LoadU(d8, cursors.data() + c));
+        if (c + n8 <= cols) {
+          hn::StoreU(v, d8, o + c);
+        } else {
+          hn::StoreU(v, d8, tail);
+          std::memcpy(o + c, tail, cols - c);
+        }
       }
     }
-  }
+  });
 }
 
 #endif  // HWY_TARGET != HWY_SCALAR
@@ -481,6 +507,10 @@ absl::StatusOr<SoftmaxParams> PrepareSoftmax(const IntType& scores, const Softma
   SoftmaxParams p;
   p.scores = scores;
   p.softmax = s;
+  // The max minus a score lies in [0, 2^bits); wrapping it is a no-op when
+  // the difference type holds that (a 16-bit signed "type" skips it).
+  const int64_t diff_max = scores.max() - scores.min();
+  p.minus = s.minus.Holds(0) && s.minus.Holds(diff_max) ? IntType{16, true} : s.minus;
   for (int64_t c = 0; c <= s.exp_bound; ++c) {
     p.exp_low[c] = static_cast<uint8_t>(s.exp_table[c] & 0xFF);
     p.exp_high[c] = static_cast<uint8_t>(s.exp_table[c] >> 8);

@@ -85,6 +85,7 @@ void Norm(const NormParams& p, const int32_t* x, size_t rows, int8_t* out,
 struct SoftmaxParams {
   IntType scores;
   SoftmaxStage softmax;
+  IntType minus;  // softmax.minus, or a no-op wrap where it cannot wrap
   uint8_t exp_low[64] = {}, exp_high[64] = {};  // exp_table's bytes
 };
 absl::StatusOr<SoftmaxParams> PrepareSoftmax(const IntType& scores, const SoftmaxStage& s);

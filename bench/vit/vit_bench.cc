@@ -5,6 +5,8 @@
 //   vit_bench --images=64 --workers=2     (models/deit_tiny: the authors' DeiT-tiny)
 //   vit_bench --model=models/fmnist_vit/fmnist_vit.hgvit
 //   vit_bench --golden=models/deit_tiny/golden.hgvit
+//   HGPIPE_VIT_BLOCKS=stages vit_bench    (the stage-by-stage path; and
+//   HGPIPE_VIT_SIMD=baseline for the portable code: vit_kernel.h)
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -118,10 +120,13 @@ int Main() {
     best = std::min(best, dt.count());
     best_cpu = std::min(best_cpu, cpu_seconds() - c0);
   }
-  std::printf("model=%s workers=%d threads=%d batch=%d images=%d: "
-              "%.1f images/s (%.2f ms/image), %.1f images/cpu-s\n",
+  std::printf("model=%s workers=%d threads=%d batch=%d images=%d "
+              "lut_blocks=%u/%u simd=%s: %.1f images/s (%.2f ms/image), "
+              "%.1f images/cpu-s\n",
               k.manifest().name.c_str(), workers, absl::GetFlag(FLAGS_threads),
-              batch, n, n / best, 1e3 * best / n, n / best_cpu);
+              batch, n, k.lut_blocks(), 2 * k.spec().depth,
+              hgpipe::accel::vit::BestSimdTarget(), n / best, 1e3 * best / n,
+              n / best_cpu);
   return 0;
 }
 

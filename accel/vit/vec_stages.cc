@@ -112,9 +112,20 @@ void RequantImpl(const RequantParams& p, const int16_t* y, size_t ldy, const int
   const auto bound = hn::Set(d16, static_cast<int16_t>(p.table.bound));
   const IntType acc = p.acc, cursor = p.table.cursor;
   const int shift = p.shift;
+  const bool field = p.field, is_signed = cursor.is_signed;
+  const int up = p.up, down = p.down;
+  const hn::RebindToUnsigned<D16> du16;
   auto index = [&](const int16_t* yc, const int16_t* bc) {
-    const auto v = Wrap(d16, hn::Add(hn::LoadU(d16, yc), hn::LoadU(d16, bc)), acc);
-    const auto c = Wrap(d16, hn::ShiftRightSame(hn::Add(v, offset), shift), cursor);
+    const auto z = hn::Add(hn::LoadU(d16, yc), hn::LoadU(d16, bc));
+    hn::Vec<D16> c;
+    if (field) {
+      const auto f = hn::ShiftLeftSame(hn::Add(z, offset), up);
+      c = is_signed ? hn::ShiftRightSame(f, down)
+                    : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
+    } else {
+      const auto v = Wrap(d16, z, acc);
+      c = Wrap(d16, hn::ShiftRightSame(hn::Add(v, offset), shift), cursor);
+    }
     return hn::Min(hn::Max(c, hn::Zero(d16)), bound);
   };
   WithPieces(p.table.bound + 1, [&](auto pieces) {
@@ -234,6 +245,9 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   const auto exp_offset = hn::Set(d16, static_cast<int16_t>(sm.exp_offset));
   const auto exp_bound = hn::Set(d16, static_cast<int16_t>(sm.exp_bound));
   const int exp_shift = static_cast<int>(std::min<int64_t>(sm.exp_shift, 15));
+  const bool field = p.field, cursor1_signed = sm.cursor1.is_signed;
+  const int up = p.up, down = p.down;
+  const hn::RebindToUnsigned<D16> du16;
   const auto out_lo = hn::Set(d32, static_cast<int32_t>(sm.out.min()));
   const auto out_hi = hn::Set(d32, static_cast<int32_t>(sm.out.max()));
   const size_t padded = (cols + n8 - 1) / n8 * n8;
@@ -261,10 +275,17 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
       // Each score's index into the exponential table (0x80 past the row,
       // a shuffle index reading 0), and the sum of its two bytes' values.
       auto cursor = [&](const int16_t* yc) {
-        const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
-        const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
-        const auto c1 =
-            Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
+        hn::Vec<D16> c1;
+        if (field) {
+          const auto f = hn::ShiftLeftSame(hn::Add(hn::Sub(m, hn::LoadU(d16, yc)), exp_offset), up);
+          c1 = cursor1_signed
+                   ? hn::ShiftRightSame(f, down)
+                   : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
+        } else {
+          const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
+          const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
+          c1 = Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
+        }
         return hn::Min(hn::Max(c1, hn::Zero(d16)), exp_bound);
       };
       auto sum_low = hn::Zero(d64);
@@ -432,6 +453,10 @@ absl::StatusOr<RequantParams> PrepareRequant(const IntType& acc, const TableStag
   p.table = t;
   p.offset = static_cast<int16_t>(t.offset);
   p.shift = static_cast<int>(std::min<int64_t>(t.shift, 15));
+  const int64_t top = t.shift + t.cursor.bits;  // the index's bits end here
+  p.field = top <= acc.bits && top <= 16 && FitsLane(t.cursor, 16);
+  p.up = static_cast<int>(16 - top);
+  p.down = 16 - t.cursor.bits;
   for (int64_t i = 0; i <= t.bound; ++i) p.lanes[i] = static_cast<uint8_t>(t.table[i]);
   return p;
 }
@@ -511,6 +536,12 @@ absl::StatusOr<SoftmaxParams> PrepareSoftmax(const IntType& scores, const Softma
   // the difference type holds that (a 16-bit signed "type" skips it).
   const int64_t diff_max = scores.max() - scores.min();
   p.minus = s.minus.Holds(0) && s.minus.Holds(diff_max) ? IntType{16, true} : s.minus;
+  // max - y + offset modulo 2^16 has the index's bits when they lie below
+  // the widths both wraps keep.
+  const int64_t top = s.exp_shift + s.cursor1.bits;
+  p.field = top <= scores.bits && top <= s.minus.bits && top <= 16 && FitsLane(s.cursor1, 16);
+  p.up = static_cast<int>(std::max<int64_t>(0, 16 - top));
+  p.down = 16 - s.cursor1.bits;
   for (int64_t c = 0; c <= s.exp_bound; ++c) {
     p.exp_low[c] = static_cast<uint8_t>(s.exp_table[c] & 0xFF);
     p.exp_high[c] = static_cast<uint8_t>(s.exp_table[c] >> 8);

@@ -36,6 +36,11 @@ struct RequantParams {
   // The index arithmetic's constants, checked to fit 16-bit lanes.
   int16_t offset = 0;
   int shift = 0;
+  // When the index's bits (shift .. shift + cursor bits) lie below the
+  // accumulator's width, they are those of y + bias + offset modulo 2^16:
+  // the index is two shifts, up by `up` and down by `down`.
+  bool field = false;
+  int up = 0, down = 0;
   uint8_t lanes[64] = {};  // the table as byte lanes, zero-padded
 };
 absl::StatusOr<RequantParams> PrepareRequant(const IntType& acc, const TableStage& t);
@@ -86,6 +91,11 @@ struct SoftmaxParams {
   IntType scores;
   SoftmaxStage softmax;
   IntType minus;  // softmax.minus, or a no-op wrap where it cannot wrap
+  // As RequantParams::field: the exponential's index from max - y + offset
+  // by two shifts, when its bits lie below the scores' and difference's
+  // widths.
+  bool field = false;
+  int up = 0, down = 0;
   uint8_t exp_low[64] = {}, exp_high[64] = {};  // exp_table's bytes
 };
 absl::StatusOr<SoftmaxParams> PrepareSoftmax(const IntType& scores, const SoftmaxStage& s);

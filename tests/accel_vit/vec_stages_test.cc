@@ -224,6 +224,15 @@ TEST(VecStagesTest, OtherTypesAndTableSizes) {
   SoftmaxStage sm = a.softmax;
   sm.out = IntType{4, true};
   CheckSoftmax(a.scores, sm, 50, 80);
+  // An index whose bits reach past the scores' width (computed from the
+  // wrapped difference), and a difference type that wraps.
+  sm = a.softmax;
+  sm.exp_shift = 7;
+  CheckSoftmax(a.scores, sm, 196, 81);
+  sm = a.softmax;
+  sm.minus = IntType{9, true};
+  sm.exp_offset = 3;
+  CheckSoftmax(a.scores, sm, 196, 82);
   // Layer norms with an unsigned and an 8-bit output.
   for (IntType out : {IntType{3, false}, IntType{8, true}, IntType{8, false}}) {
     NormStage n = a.norm;

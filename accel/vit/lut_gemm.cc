@@ -5,7 +5,8 @@
 // of a 32-byte unit (shuffles look up within 16-byte blocks, so the two
 // halves can hold different groups' tables).
 //   Tables, per row: [step][plane p][32]: half h holds group 2 step + h's
-//     table scaled for bit plane p: T + kBias, 2 T, -4 T.
+//     table scaled for bit plane p: T, 2 T + kBias, 4 T (plane 2's weight
+//     is -4: its lookups are subtracted).
 //   Weights: vectors of 16 outputs, packed in tiles of up to kTile vectors:
 //     [tile][step][vector][plane][32]: half h, byte b holds the nibble of
 //     plane p of output 16 v + Output(b) in group 2 step + h.
@@ -109,9 +110,9 @@ void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
               if ((i >> j & 1) && c < k) t += a[r * lda + c] - offset;
             }
             uint8_t* o = tables + r * row_bytes + s * kStepBytes + 16 * h + i;
-            o[0] = static_cast<uint8_t>(t + kBias);
-            o[kUnit] = static_cast<uint8_t>(2 * t);
-            o[2 * kUnit] = static_cast<uint8_t>(-4 * t);
+            o[0] = static_cast<uint8_t>(t);
+            o[kUnit] = static_cast<uint8_t>(2 * t + kBias);
+            o[2 * kUnit] = static_cast<uint8_t>(4 * t);
           }
         }
       }
@@ -133,15 +134,17 @@ void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
                sel6 = hn::Add(sel2, eight), sel7 = hn::Add(sel3, eight);
     auto store = [&](hn::Vec<decltype(d)> t, uint8_t* o) {
       const auto t2 = hn::Add(t, t);
-      hn::StoreU(hn::Add(t, bias), d, o);
-      hn::StoreU(t2, d, o + kUnit);
-      hn::StoreU(hn::Sub(hn::Zero(d), hn::Add(t2, t2)), d, o + 2 * kUnit);
+      hn::StoreU(t, d, o);
+      hn::StoreU(hn::Add(t2, bias), d, o + kUnit);
+      hn::StoreU(hn::Add(t2, t2), d, o + 2 * kUnit);
     };
+    const bool shifted = offset != 0;
     for (size_t r = 0; r < rows; ++r) {
       const uint8_t* x = reinterpret_cast<const uint8_t*>(a + r * lda);
       uint8_t* out = tables + r * row_bytes + u;
       for (size_t s = 0; s < steps; s += 2) {
-        const auto v = hn::Sub(hn::LoadDup128(d, x + s * kStep), shift);
+        auto v = hn::LoadDup128(d, x + s * kStep);
+        if (shifted) v = hn::Sub(v, shift);
         store(hn::Add(hn::Add(hn::TableLookupBytesOr0(v, sel0), hn::TableLookupBytesOr0(v, sel1)),
                       hn::Add(hn::TableLookupBytesOr0(v, sel2), hn::TableLookupBytesOr0(v, sel3))),
               out + s * kStepBytes);
@@ -167,6 +170,17 @@ HWY_INLINE void InOrder(V& v) {
 #else
   (void)v;
 #endif
+}
+
+// A lookup of plane p into a byte sum: planes 0 and 1 add (weights 1, 2),
+// plane 2 subtracts (weight -4; its table holds 4 T).
+template <int p, class V>
+HWY_INLINE V Accumulate(V q, V lookup) {
+  if constexpr (p == 2) {
+    return hn::Sub(q, lookup);
+  } else {
+    return hn::Add(q, lookup);
+  }
 }
 
 // Sums of one row times C vectors (C <= kTile) of packed weights over
@@ -196,18 +210,18 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
   {                                                                               \
     const auto table = hn::LoadU(d, t + i * kStepBytes + p * kUnit + u);          \
     const uint8_t* xp = x + i * vstride + p * kUnit + u;                          \
-    q0 = hn::Add(q0, hn::TableLookupBytes(table, hn::LoadU(d, xp)));              \
+    q0 = Accumulate<p>(q0, hn::TableLookupBytes(table, hn::LoadU(d, xp)));        \
     InOrder(q0);                                                                  \
     if constexpr (C > 1) {                                                        \
-      q1 = hn::Add(q1, hn::TableLookupBytes(table, hn::LoadU(d, xp + kStepBytes))); \
+      q1 = Accumulate<p>(q1, hn::TableLookupBytes(table, hn::LoadU(d, xp + kStepBytes))); \
       InOrder(q1);                                                                \
     }                                                                             \
     if constexpr (C > 2) {                                                        \
-      q2 = hn::Add(q2, hn::TableLookupBytes(table, hn::LoadU(d, xp + 2 * kStepBytes))); \
+      q2 = Accumulate<p>(q2, hn::TableLookupBytes(table, hn::LoadU(d, xp + 2 * kStepBytes))); \
       InOrder(q2);                                                                \
     }                                                                             \
     if constexpr (C > 3) {                                                        \
-      q3 = hn::Add(q3, hn::TableLookupBytes(table, hn::LoadU(d, xp + 3 * kStepBytes))); \
+      q3 = Accumulate<p>(q3, hn::TableLookupBytes(table, hn::LoadU(d, xp + 3 * kStepBytes))); \
       InOrder(q3);                                                                \
     }                                                                             \
   }
@@ -276,8 +290,8 @@ void ScalarGemm(const uint8_t* tables, size_t rows, size_t steps,
         for (size_t b = 0; b < 32; ++b) {
           const uint8_t* xs = x + s * width * kStepBytes + b;
           const uint8_t* ts = tab + s * kStepBytes + (b / 16) * 16;
-          const int g = static_cast<int8_t>(ts[xs[0]]) - kBias +
-                        static_cast<int8_t>(ts[kUnit + xs[kUnit]]) +
+          const int g = static_cast<int8_t>(ts[xs[0]]) +
+                        static_cast<int8_t>(ts[kUnit + xs[kUnit]]) - kBias -
                         static_cast<int8_t>(ts[2 * kUnit + xs[2 * kUnit]]);
           sum[Output(b % 16)] += g;
         }

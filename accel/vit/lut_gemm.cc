@@ -319,11 +319,16 @@ void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
   const size_t padded = (k + lanes - 1) / lanes * lanes;
   std::vector<uint8_t> row(padded, 0), bits(3 * padded / 8 + 8, 0);
   for (size_t j = 0; j < n; ++j) {
-    std::memcpy(row.data(), w + j * ldw, k);
+    // Rows whose chunks all lie inside are read in place.
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(w + j * ldw);
+    if (padded != k) {
+      std::memcpy(row.data(), src, k);
+      src = row.data();
+    }
     // Sums through unsigned bytes: value + 128, less 128 per padded value.
     auto total = hn::Zero(d64);
     for (size_t c = 0; c < padded; c += lanes) {
-      const auto x = hn::LoadU(d, row.data() + c);
+      const auto x = hn::LoadU(d, src + c);
       total = hn::Add(total, hn::SumsOf8(hn::Xor(x, hn::Set(d, uint8_t{0x80}))));
       for (size_t p = 0; p < 3; ++p) {
         hn::StoreMaskBits(d, hn::TestBit(x, hn::Set(d, static_cast<uint8_t>(1u << p))),
@@ -332,14 +337,20 @@ void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
     }
     sums[j] = static_cast<int32_t>(static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
                                    128 * static_cast<int64_t>(padded));
+    // The row's nibbles: step s, plane p at unit s of its vector.
     const size_t v = j / kVector, b = Position(j % kVector);
-    for (size_t s = 0; s < steps; ++s) {
-      uint8_t* unit = out + UnitOffset(v, s, steps, vectors);
-      for (size_t p = 0; p < 3; ++p) {
-        const uint8_t byte = bits[p * (padded / 8) + s];
-        unit[p * kUnit + b] = byte & 15;
-        unit[p * kUnit + 16 + b] = byte >> 4;
-      }
+    uint8_t* unit = out + UnitOffset(v, 0, steps, vectors) + b;
+    const size_t stride = UnitOffset(v, 1, steps, vectors) - UnitOffset(v, 0, steps, vectors);
+    const uint8_t* b0 = bits.data();
+    const uint8_t* b1 = b0 + padded / 8;
+    const uint8_t* b2 = b1 + padded / 8;
+    for (size_t s = 0; s < steps; ++s, unit += stride) {
+      unit[0] = b0[s] & 15;
+      unit[16] = b0[s] >> 4;
+      unit[kUnit] = b1[s] & 15;
+      unit[kUnit + 16] = b1[s] >> 4;
+      unit[2 * kUnit] = b2[s] & 15;
+      unit[2 * kUnit + 16] = b2[s] >> 4;
     }
   }
 #endif

@@ -30,6 +30,8 @@ ABSL_FLAG(int, workers, 2,
           "host threads calling Compute at once, as boards do; each computes "
           "its share of the images");
 ABSL_FLAG(int, repeats, 3, "timed repetitions; the best is reported");
+ABSL_FLAG(int, chunk_images, 0,
+          "images computed together (VitKernel::Options::chunk_images; 0: default)");
 ABSL_FLAG(std::string, golden, "",
           "check the model against this golden-vector file "
           "(tools/vit/golden.py) and exit: 0 if bit-exact");
@@ -66,6 +68,7 @@ int CheckGolden(const VitKernel& k, const std::string& path) {
 int Main() {
   hgpipe::accel::vit::VitKernel::Options kernel_options;
   kernel_options.threads = absl::GetFlag(FLAGS_threads);
+  kernel_options.chunk_images = absl::GetFlag(FLAGS_chunk_images);
   const std::string model = absl::GetFlag(FLAGS_model);
   absl::StatusOr<std::shared_ptr<const VitKernel>> kernel =
       hgpipe::accel::vit::LoadVitKernel(model, kernel_options);

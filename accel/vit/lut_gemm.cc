@@ -304,53 +304,111 @@ void ScalarGemm(const uint8_t* tables, size_t rows, size_t steps,
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
-// The packers. Rows (w[j][i], i contiguous): each plane's bits of a row
-// come out of a byte compare as a bit mask, 8 values per byte, so a
-// byte of plane p holds the nibbles of both groups of a step.
+#if HWY_TARGET != HWY_SCALAR
+// A 16 x 8 byte transpose: block holds 16 rows of 8 bytes; out[s] gets
+// byte s of every row, in row order (16-byte vectors: unpacks of 16-, 32-
+// and 64-bit lanes after pairing rows 2i and 2i + 1 bytewise).
+template <class D8>
+HWY_INLINE void Transpose16x8(D8 d8, const uint8_t* HWY_RESTRICT block,
+                              uint8_t* HWY_RESTRICT out) {
+  const hn::Repartition<uint16_t, D8> d16;
+  const hn::Repartition<uint32_t, D8> d32;
+  const hn::Repartition<uint64_t, D8> d64;
+  alignas(16) static constexpr uint8_t kPairs[16] = {0, 8,  1, 9,  2, 10, 3, 11,
+                                                     4, 12, 5, 13, 6, 14, 7, 15};
+  const auto pairs = hn::Load(d8, kPairs);
+  auto w = [&](size_t i) {
+    return hn::BitCast(d16, hn::TableLookupBytes(hn::LoadU(d8, block + 16 * i), pairs));
+  };
+  const auto w0 = w(0), w1 = w(1), w2 = w(2), w3 = w(3), w4 = w(4), w5 = w(5), w6 = w(6),
+             w7 = w(7);
+  const auto a0 = hn::BitCast(d32, hn::InterleaveLower(d16, w0, w1));
+  const auto a1 = hn::BitCast(d32, hn::InterleaveUpper(d16, w0, w1));
+  const auto a2 = hn::BitCast(d32, hn::InterleaveLower(d16, w2, w3));
+  const auto a3 = hn::BitCast(d32, hn::InterleaveUpper(d16, w2, w3));
+  const auto a4 = hn::BitCast(d32, hn::InterleaveLower(d16, w4, w5));
+  const auto a5 = hn::BitCast(d32, hn::InterleaveUpper(d16, w4, w5));
+  const auto a6 = hn::BitCast(d32, hn::InterleaveLower(d16, w6, w7));
+  const auto a7 = hn::BitCast(d32, hn::InterleaveUpper(d16, w6, w7));
+  const auto b0 = hn::BitCast(d64, hn::InterleaveLower(d32, a0, a2));
+  const auto b1 = hn::BitCast(d64, hn::InterleaveUpper(d32, a0, a2));
+  const auto b2 = hn::BitCast(d64, hn::InterleaveLower(d32, a1, a3));
+  const auto b3 = hn::BitCast(d64, hn::InterleaveUpper(d32, a1, a3));
+  const auto b4 = hn::BitCast(d64, hn::InterleaveLower(d32, a4, a6));
+  const auto b5 = hn::BitCast(d64, hn::InterleaveUpper(d32, a4, a6));
+  const auto b6 = hn::BitCast(d64, hn::InterleaveLower(d32, a5, a7));
+  const auto b7 = hn::BitCast(d64, hn::InterleaveUpper(d32, a5, a7));
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveLower(d64, b0, b4)), d8, out);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveUpper(d64, b0, b4)), d8, out + 16);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveLower(d64, b1, b5)), d8, out + 32);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveUpper(d64, b1, b5)), d8, out + 48);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveLower(d64, b2, b6)), d8, out + 64);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveUpper(d64, b2, b6)), d8, out + 80);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveLower(d64, b3, b7)), d8, out + 96);
+  hn::StoreU(hn::BitCast(d8, hn::InterleaveUpper(d64, b3, b7)), d8, out + 112);
+}
+#endif
+
+// The packers. Rows (w[j][i], i contiguous), 16 at a time: each plane's
+// bits of a row come out of a byte compare as a bit mask, 8 values (a
+// step: both groups' nibbles) per byte; the 16 rows' masks are transposed
+// so that a step's 16 bytes form one vector, whose nibbles go to the unit
+// in packed order.
 void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
                   int32_t* sums) {
 #if HWY_TARGET == HWY_SCALAR
   PackScalar(w, n, k, ldw, /*transposed=*/false, out, sums);
 #else
   const hn::CappedTag<uint8_t, kUnit> d;
+  const hn::CappedTag<uint8_t, kVector> d16b;
   const hn::Repartition<uint64_t, decltype(d)> d64;
   const size_t lanes = hn::Lanes(d), steps = Steps(k);
   const size_t vectors = (n + kVector - 1) / kVector;
   const size_t padded = (k + lanes - 1) / lanes * lanes;
-  std::vector<uint8_t> row(padded, 0), bits(3 * padded / 8 + 8, 0);
-  for (size_t j = 0; j < n; ++j) {
-    // Rows whose chunks all lie inside are read in place.
-    const uint8_t* src = reinterpret_cast<const uint8_t*>(w + j * ldw);
-    if (padded != k) {
-      std::memcpy(row.data(), src, k);
-      src = row.data();
-    }
-    // Sums through unsigned bytes: value + 128, less 128 per padded value.
-    auto total = hn::Zero(d64);
-    for (size_t c = 0; c < padded; c += lanes) {
-      const auto x = hn::LoadU(d, src + c);
-      total = hn::Add(total, hn::SumsOf8(hn::Xor(x, hn::Set(d, uint8_t{0x80}))));
-      for (size_t p = 0; p < 3; ++p) {
-        hn::StoreMaskBits(d, hn::TestBit(x, hn::Set(d, static_cast<uint8_t>(1u << p))),
-                          bits.data() + p * (padded / 8) + c / 8);
+  const size_t blocks = (padded / 8 + 7) / 8;  // of 8 steps
+  alignas(16) uint8_t order[kVector];
+  for (size_t o = 0; o < kVector; ++o) order[Position(o)] = static_cast<uint8_t>(o);
+  const auto perm = hn::Load(d16b, order);
+  const auto low4 = hn::Set(d16b, uint8_t{15});
+  std::vector<uint8_t> row(padded, 0);
+  // masks[plane][block][row][8]: each 8-step block of 16 rows contiguous.
+  std::vector<uint8_t> masks(3 * blocks * kVector * 8);
+  alignas(16) uint8_t steps_of[8 * kVector];
+  for (size_t v = 0; v < vectors; ++v) {
+    std::fill(masks.begin(), masks.end(), 0);  // rows past n: zero weights
+    for (size_t o = 0; o < kVector && v * kVector + o < n; ++o) {
+      const size_t j = v * kVector + o;
+      // Rows whose chunks all lie inside are read in place.
+      const uint8_t* src = reinterpret_cast<const uint8_t*>(w + j * ldw);
+      if (padded != k) {
+        std::memcpy(row.data(), src, k);
+        src = row.data();
       }
+      // Sums through unsigned bytes: value + 128, less 128 per padded value.
+      auto total = hn::Zero(d64);
+      for (size_t c = 0; c < padded; c += lanes) {
+        const auto x = hn::LoadU(d, src + c);
+        total = hn::Add(total, hn::SumsOf8(hn::Xor(x, hn::Set(d, uint8_t{0x80}))));
+        const size_t byte = c / 8;  // the chunk's first step
+        for (size_t p = 0; p < 3; ++p) {
+          uint8_t* m = masks.data() + ((p * blocks + byte / 8) * kVector + o) * 8 + byte % 8;
+          hn::StoreMaskBits(d, hn::TestBit(x, hn::Set(d, static_cast<uint8_t>(1u << p))), m);
+        }
+      }
+      sums[j] = static_cast<int32_t>(
+          static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
+          128 * static_cast<int64_t>(padded));
     }
-    sums[j] = static_cast<int32_t>(static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
-                                   128 * static_cast<int64_t>(padded));
-    // The row's nibbles: step s, plane p at unit s of its vector.
-    const size_t v = j / kVector, b = Position(j % kVector);
-    uint8_t* unit = out + UnitOffset(v, 0, steps, vectors) + b;
-    const size_t stride = UnitOffset(v, 1, steps, vectors) - UnitOffset(v, 0, steps, vectors);
-    const uint8_t* b0 = bits.data();
-    const uint8_t* b1 = b0 + padded / 8;
-    const uint8_t* b2 = b1 + padded / 8;
-    for (size_t s = 0; s < steps; ++s, unit += stride) {
-      unit[0] = b0[s] & 15;
-      unit[16] = b0[s] >> 4;
-      unit[kUnit] = b1[s] & 15;
-      unit[kUnit + 16] = b1[s] >> 4;
-      unit[2 * kUnit] = b2[s] & 15;
-      unit[2 * kUnit + 16] = b2[s] >> 4;
+    for (size_t p = 0; p < 3; ++p) {
+      for (size_t sb = 0; sb < blocks; ++sb) {
+        Transpose16x8(d16b, masks.data() + (p * blocks + sb) * kVector * 8, steps_of);
+        for (size_t s = sb * 8; s < std::min(steps, sb * 8 + 8); ++s) {
+          const auto m = hn::Load(d16b, steps_of + (s - sb * 8) * kVector);
+          uint8_t* unit = out + UnitOffset(v, s, steps, vectors) + p * kUnit;
+          hn::StoreU(hn::TableLookupBytes(hn::And(m, low4), perm), d16b, unit);
+          hn::StoreU(hn::TableLookupBytes(hn::ShiftRight<4>(m), perm), d16b, unit + 16);
+        }
+      }
     }
   }
 #endif

@@ -195,34 +195,49 @@ void NormImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* out) {
   auto odd = [&](hn::Vec<decltype(d32)> v) {
     return hn::BitCast(d32, hn::ShiftRight<32>(hn::BitCast(du64, v)));
   };
-  for (size_t r = 0; r < rows; ++r) {
-    const int32_t* xr = x + r * width;
-    auto sum = hn::Zero(d32);
-    for (size_t c = 0; c < width; c += n32) sum = hn::Add(sum, hn::LoadU(d32, xr + c));
-    // Wrapping int32 sums: exact modulo 2^32, all p.sum keeps.
-    const int64_t mean = NormMean(n, hn::GetLane(hn::SumOfLanes(d32, sum)));
-    const auto m = hn::Set(d32, static_cast<int32_t>(mean));
-    auto squares = hn::Zero(du32);
-    for (size_t c = 0; c < width; c += n32) {
-      const auto d = hn::BitCast(du32, Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in));
-      squares = hn::Add(squares, hn::Mul(d, d));
+  // Phase by phase over all rows rather than row by row: each row's passes
+  // wait on its reductions and scalar steps, so interleaving rows keeps
+  // the vector units busy.
+  constexpr size_t kBatch = 32;
+  int32_t means[kBatch], rsqrts[kBatch];
+  for (size_t r0 = 0; r0 < rows; r0 += kBatch) {
+    const size_t nb = std::min(kBatch, rows - r0);
+    for (size_t r = 0; r < nb; ++r) {
+      const int32_t* xr = x + (r0 + r) * width;
+      auto sum = hn::Zero(d32);
+      for (size_t c = 0; c < width; c += n32) sum = hn::Add(sum, hn::LoadU(d32, xr + c));
+      // Wrapping int32 sums: exact modulo 2^32, all p.sum keeps.
+      means[r] = static_cast<int32_t>(NormMean(n, hn::GetLane(hn::SumOfLanes(d32, sum))));
     }
-    const int64_t rsqrt = NormRsqrt(n, hn::GetLane(hn::SumOfLanes(du32, squares)));
-    const auto rs = hn::Set(d32, static_cast<int32_t>(rsqrt));
-    int8_t* o = out + r * width;
-    for (size_t c = 0; c < width; c += n32) {
-      // d * rsqrt fits int32; times the weight and plus the bias in int64
-      // (modulo 2^64; the bits kept lie below the affine type's width).
-      const auto dr = hn::Mul(Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in), rs);
-      const auto wc = hn::LoadU(d32, w + c);
-      const auto even = hn::Add(hn::MulEven(dr, wc), hn::LoadU(d64, be + c / 2));
-      const auto odds = hn::Add(hn::MulEven(odd(dr), odd(wc)), hn::LoadU(d64, bo + c / 2));
-      const auto e = hn::ShiftRightSame(hn::BitCast(du64, even), out_shift);
-      const auto f = hn::ShiftLeft<32>(hn::ShiftRightSame(hn::BitCast(du64, odds), out_shift));
-      const auto v = Wrap(d32, hn::BitCast(d32, hn::OddEven(hn::BitCast(du32, f),
-                                                            hn::BitCast(du32, e))),
-                          shift_type);
-      StoreBytes(d32, hn::Min(hn::Max(v, lo), hi), n.out.is_signed, o + c);
+    for (size_t r = 0; r < nb; ++r) {
+      const int32_t* xr = x + (r0 + r) * width;
+      const auto m = hn::Set(d32, means[r]);
+      auto squares = hn::Zero(du32);
+      for (size_t c = 0; c < width; c += n32) {
+        const auto d = hn::BitCast(du32, Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in));
+        squares = hn::Add(squares, hn::Mul(d, d));
+      }
+      rsqrts[r] = static_cast<int32_t>(NormRsqrt(n, hn::GetLane(hn::SumOfLanes(du32, squares))));
+    }
+    for (size_t r = 0; r < nb; ++r) {
+      const int32_t* xr = x + (r0 + r) * width;
+      const auto m = hn::Set(d32, means[r]);
+      const auto rs = hn::Set(d32, rsqrts[r]);
+      int8_t* o = out + (r0 + r) * width;
+      for (size_t c = 0; c < width; c += n32) {
+        // d * rsqrt fits int32; times the weight and plus the bias in int64
+        // (modulo 2^64; the bits kept lie below the affine type's width).
+        const auto dr = hn::Mul(Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in), rs);
+        const auto wc = hn::LoadU(d32, w + c);
+        const auto even = hn::Add(hn::MulEven(dr, wc), hn::LoadU(d64, be + c / 2));
+        const auto odds = hn::Add(hn::MulEven(odd(dr), odd(wc)), hn::LoadU(d64, bo + c / 2));
+        const auto e = hn::ShiftRightSame(hn::BitCast(du64, even), out_shift);
+        const auto f = hn::ShiftLeft<32>(hn::ShiftRightSame(hn::BitCast(du64, odds), out_shift));
+        const auto v = Wrap(d32, hn::BitCast(d32, hn::OddEven(hn::BitCast(du32, f),
+                                                              hn::BitCast(du32, e))),
+                            shift_type);
+        StoreBytes(d32, hn::Min(hn::Max(v, lo), hi), n.out.is_signed, o + c);
+      }
     }
   }
 }

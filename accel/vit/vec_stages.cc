@@ -40,17 +40,27 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET != HWY_SCALAR
 
-// IntType::Wrap in lanes of D: a type as wide as the lane (signed) is
-// already wrapped; narrower signed types sign-extend by shifts, unsigned
-// ones keep their low bits. Prepare* guarantee the cases that fit.
+// IntType::Wrap without branches or shifts (one port shifts on AMD Zen 2,
+// and the stages shift a lot already): the low bits, then the sign bit
+// flipped and subtracted back, ((v & mask) ^ sign) - sign, which
+// sign-extends a signed type (sign = 2^(bits-1)) and leaves an unsigned
+// one (sign = 0). Prepare* guarantee the types fit their lanes.
+template <typename T>
+struct Wrapping {
+  explicit Wrapping(const IntType& t) {
+    using U = std::make_unsigned_t<T>;
+    const int bits = std::min<int>(t.bits, kBits);
+    mask = static_cast<T>(bits >= kBits ? U(~U{0}) : static_cast<U>((uint64_t{1} << bits) - 1));
+    sign = static_cast<T>(t.is_signed ? static_cast<U>(uint64_t{1} << (bits - 1)) : U{0});
+  }
+  static constexpr int kBits = sizeof(T) * 8;
+  T mask, sign;
+};
+
 template <class D>
-HWY_INLINE hn::Vec<D> Wrap(D d, hn::Vec<D> v, const IntType& t) {
-  using T = hn::TFromD<D>;
-  constexpr int kBits = sizeof(T) * 8;
-  if (t.bits >= kBits) return v;
-  if (!t.is_signed) return hn::And(v, hn::Set(d, static_cast<T>((uint64_t{1} << t.bits) - 1)));
-  const int s = kBits - t.bits;
-  return hn::ShiftRightSame(hn::ShiftLeftSame(v, s), s);
+HWY_INLINE hn::Vec<D> Wrap(D d, hn::Vec<D> v, const Wrapping<hn::TFromD<D>>& w) {
+  const auto sign = hn::Set(d, w.sign);
+  return hn::Sub(hn::Xor(hn::And(v, hn::Set(d, w.mask)), sign), sign);
 }
 
 // A byte table of up to 16 * kPieces entries (kPieces 1, 2 or 4), looked
@@ -110,9 +120,9 @@ void RequantImpl(const RequantParams& p, const int16_t* y, size_t ldy, const int
              t2 = hn::LoadDup128(d8, p.lanes + 32), t3 = hn::LoadDup128(d8, p.lanes + 48);
   const auto offset = hn::Set(d16, p.offset);
   const auto bound = hn::Set(d16, static_cast<int16_t>(p.table.bound));
-  const IntType acc = p.acc, cursor = p.table.cursor;
+  const Wrapping<int16_t> acc(p.acc), cursor(p.table.cursor);
   const int shift = p.shift;
-  const bool field = p.field, is_signed = cursor.is_signed;
+  const bool field = p.field, is_signed = p.table.cursor.is_signed;
   const int up = p.up, down = p.down;
   const hn::RebindToUnsigned<D16> du16;
   auto index = [&](const int16_t* yc, const int16_t* bc) {
@@ -149,7 +159,8 @@ void ResidualImpl(const ResidualParams& p, const int16_t* y, size_t ldy, const i
   const hn::Repartition<int32_t, D16> d32;
   const size_t n16 = hn::Lanes(d16), n32 = hn::Lanes(d32);
   const size_t main = cols - cols % n16;
-  const IntType acc = p.acc, out_type = p.residual.out;
+  const Wrapping<int16_t> acc(p.acc);
+  const Wrapping<int32_t> out_type(p.residual.out);
   // round(x * mult / 2^s), s >= 16, with mult = high 2^16 + low:
   // (x high + floor((x low + h) / 2^16) + c) >> (s - 16), where h and c
   // carry the rounding half 2^(s-1) (vec_stages.h).
@@ -177,29 +188,34 @@ void ResidualImpl(const ResidualParams& p, const int16_t* y, size_t ldy, const i
   if (main < cols) vec_ref::Residual(p, y, ldy, bias, x, rows, main, cols, cols, out);
 }
 
-void NormImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* out) {
+template <bool kOutSigned>
+void NormRowsImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* out) {
   const hn::CappedTag<int32_t, 8> d32;
   const hn::RebindToUnsigned<decltype(d32)> du32;
   const hn::Repartition<int64_t, decltype(d32)> d64;
   const hn::Repartition<uint64_t, decltype(d32)> du64;
   const size_t n32 = hn::Lanes(d32), width = p.width;
   const NormStage& n = p.norm;
-  const IntType in = p.in, shift_type = n.shift;
+  const Wrapping<int32_t> in(p.in), shift_type(n.shift);
+  // The affine sum's bits out_shift .. out_shift + 32, in the even int32
+  // lanes' place (a right shift) and the odd lanes' (left or right).
   const int out_shift = static_cast<int>(n.out_shift);
+  const bool odd_left = out_shift <= 32;
+  const int odd_shift = odd_left ? 32 - out_shift : out_shift - 32;
   const auto lo = hn::Set(d32, static_cast<int32_t>(n.out.min()));
   const auto hi = hn::Set(d32, static_cast<int32_t>(n.out.max()));
+  const auto high_words = hn::Set(du64, uint64_t{0xFFFFFFFF00000000});
   const int32_t* w = n.weight.data();
+  const int32_t* wo = p.weight_odd.data();
   const int64_t* be = p.bias_even.data();
   const int64_t* bo = p.bias_odd.data();
-  // The odd int32 lanes moved to the even ones, which MulEven multiplies.
-  auto odd = [&](hn::Vec<decltype(d32)> v) {
-    return hn::BitCast(d32, hn::ShiftRight<32>(hn::BitCast(du64, v)));
-  };
   // Phase by phase over all rows rather than row by row: each row's passes
   // wait on its reductions and scalar steps, so interleaving rows keeps
   // the vector units busy.
   constexpr size_t kBatch = 32;
   int32_t means[kBatch], rsqrts[kBatch];
+  thread_local std::vector<int32_t> dev;  // x - mean, wrapped, per batch
+  if (dev.size() < kBatch * width) dev.resize(kBatch * width);
   for (size_t r0 = 0; r0 < rows; r0 += kBatch) {
     const size_t nb = std::min(kBatch, rows - r0);
     for (size_t r = 0; r < nb; ++r) {
@@ -211,34 +227,44 @@ void NormImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* out) {
     }
     for (size_t r = 0; r < nb; ++r) {
       const int32_t* xr = x + (r0 + r) * width;
+      int32_t* dr = dev.data() + r * width;
       const auto m = hn::Set(d32, means[r]);
       auto squares = hn::Zero(du32);
       for (size_t c = 0; c < width; c += n32) {
-        const auto d = hn::BitCast(du32, Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in));
-        squares = hn::Add(squares, hn::Mul(d, d));
+        const auto d = Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in);
+        hn::StoreU(d, d32, dr + c);
+        const auto du = hn::BitCast(du32, d);
+        squares = hn::Add(squares, hn::Mul(du, du));
       }
       rsqrts[r] = static_cast<int32_t>(NormRsqrt(n, hn::GetLane(hn::SumOfLanes(du32, squares))));
     }
     for (size_t r = 0; r < nb; ++r) {
-      const int32_t* xr = x + (r0 + r) * width;
-      const auto m = hn::Set(d32, means[r]);
+      const int32_t* devr = dev.data() + r * width;
       const auto rs = hn::Set(d32, rsqrts[r]);
       int8_t* o = out + (r0 + r) * width;
       for (size_t c = 0; c < width; c += n32) {
         // d * rsqrt fits int32; times the weight and plus the bias in int64
         // (modulo 2^64; the bits kept lie below the affine type's width).
-        const auto dr = hn::Mul(Wrap(d32, hn::Sub(hn::LoadU(d32, xr + c), m), in), rs);
-        const auto wc = hn::LoadU(d32, w + c);
-        const auto even = hn::Add(hn::MulEven(dr, wc), hn::LoadU(d64, be + c / 2));
-        const auto odds = hn::Add(hn::MulEven(odd(dr), odd(wc)), hn::LoadU(d64, bo + c / 2));
+        const auto dr = hn::Mul(hn::LoadU(d32, devr + c), rs);
+        const auto even = hn::Add(hn::MulEven(dr, hn::LoadU(d32, w + c)), hn::LoadU(d64, be + c / 2));
+        const auto dr_odd = hn::BitCast(d32, hn::ShiftRight<32>(hn::BitCast(du64, dr)));
+        const auto odds = hn::Add(hn::MulEven(dr_odd, hn::LoadU(d32, wo + c)), hn::LoadU(d64, bo + c / 2));
         const auto e = hn::ShiftRightSame(hn::BitCast(du64, even), out_shift);
-        const auto f = hn::ShiftLeft<32>(hn::ShiftRightSame(hn::BitCast(du64, odds), out_shift));
-        const auto v = Wrap(d32, hn::BitCast(d32, hn::OddEven(hn::BitCast(du32, f),
-                                                              hn::BitCast(du32, e))),
-                            shift_type);
-        StoreBytes(d32, hn::Min(hn::Max(v, lo), hi), n.out.is_signed, o + c);
+        const auto f = odd_left ? hn::ShiftLeftSame(hn::BitCast(du64, odds), odd_shift)
+                                : hn::ShiftRightSame(hn::BitCast(du64, odds), odd_shift);
+        const auto merged = hn::BitCast(d32, hn::Or(hn::AndNot(high_words, e), hn::And(high_words, f)));
+        const auto v = Wrap(d32, merged, shift_type);
+        StoreBytes(d32, hn::Min(hn::Max(v, lo), hi), kOutSigned, o + c);
       }
     }
+  }
+}
+
+void NormImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* out) {
+  if (p.norm.out.is_signed) {
+    NormRowsImpl<true>(p, x, rows, out);
+  } else {
+    NormRowsImpl<false>(p, x, rows, out);
   }
 }
 
@@ -251,8 +277,8 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   const hn::Repartition<int32_t, D16> d32;
   const size_t n16 = hn::Lanes(d16), n8 = hn::Lanes(d8), n32 = hn::Lanes(d32);
   const SoftmaxStage& sm = p.softmax;
-  const IntType scores = p.scores, minus_type = p.minus, cursor1 = sm.cursor1;
-  const IntType affine = sm.affine, cursor3 = sm.cursor3;
+  const Wrapping<int16_t> scores(p.scores), minus_type(p.minus), cursor1(sm.cursor1);
+  const Wrapping<int32_t> affine(sm.affine), cursor3(sm.cursor3);
   const auto el0 = hn::LoadDup128(d8, p.exp_low), el1 = hn::LoadDup128(d8, p.exp_low + 16),
              el2 = hn::LoadDup128(d8, p.exp_low + 32), el3 = hn::LoadDup128(d8, p.exp_low + 48);
   const auto eh0 = hn::LoadDup128(d8, p.exp_high), eh1 = hn::LoadDup128(d8, p.exp_high + 16),
@@ -512,6 +538,8 @@ absl::StatusOr<NormParams> PrepareNorm(const NormStage& n, const IntType& in, si
   for (size_t c = 0; c < width; c += 2) {
     p.bias_even.push_back(n.bias[c]);
     p.bias_odd.push_back(n.bias[c + 1]);
+    p.weight_odd.push_back(n.weight[c + 1]);  // in the even lanes' place
+    p.weight_odd.push_back(0);
   }
   return p;
 }

@@ -77,6 +77,7 @@ struct NormParams {
   IntType in;
   size_t width = 0;
   std::vector<int64_t> bias_even, bias_odd;  // bias split by column parity
+  std::vector<int32_t> weight_odd;           // odd columns' weights, spaced out
 };
 absl::StatusOr<NormParams> PrepareNorm(const NormStage& n, const IntType& in, size_t width);
 

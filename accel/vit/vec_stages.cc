@@ -292,8 +292,14 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   const auto out_lo = hn::Set(d32, static_cast<int32_t>(sm.out.min()));
   const auto out_hi = hn::Set(d32, static_cast<int32_t>(sm.out.max()));
   const size_t padded = (cols + n8 - 1) / n8 * n8;
-  thread_local std::vector<uint8_t> cursors;
-  if (cursors.size() < padded) cursors.resize(padded);
+  // Phase by phase over a batch of rows rather than row by row: each row
+  // waits on its maximum, its sum and the scalar reciprocal, so
+  // interleaving rows keeps the vector units busy.
+  constexpr size_t kBatch = 32;
+  thread_local std::vector<uint8_t> cursors;  // [kBatch][padded]
+  if (cursors.size() < kBatch * padded) cursors.resize(kBatch * padded);
+  int16_t maxima[kBatch];
+  uint64_t sums[kBatch];
   // The exponential and probability tables have exp_bound + 1 entries.
   const size_t entries = static_cast<size_t>(sm.exp_bound) + 1;
   const size_t prob_entries = (entries + n32 - 1) / n32 * n32;
@@ -303,64 +309,78 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   alignas(64) uint8_t tail[64];
   WithPieces(sm.exp_bound + 1, [&](auto pieces) {
     constexpr int kPieces = decltype(pieces)::value;
-    for (size_t r = 0; r < rows; ++r) {
-      const int16_t* yr = y + r * ldy;
-      // The row's maximum; lanes past the row hold the type's minimum.
-      auto mx = hn::Set(d16, int16_t{-32768});
-      for (size_t c = 0; c < cols; c += n16) {
-        auto v = Wrap(d16, hn::LoadU(d16, yr + c), scores);
-        if (c + n16 > cols) v = hn::IfThenElse(hn::FirstN(d16, cols - c), v, mx);
-        mx = hn::Max(mx, v);
+    for (size_t r0 = 0; r0 < rows; r0 += kBatch) {
+      const size_t nb = std::min(kBatch, rows - r0);
+      // Each row's maximum; lanes past the row hold the type's minimum.
+      for (size_t r = 0; r < nb; ++r) {
+        const int16_t* yr = y + (r0 + r) * ldy;
+        auto mx = hn::Set(d16, int16_t{-32768});
+        for (size_t c = 0; c < cols; c += n16) {
+          auto v = Wrap(d16, hn::LoadU(d16, yr + c), scores);
+          if (c + n16 > cols) v = hn::IfThenElse(hn::FirstN(d16, cols - c), v, mx);
+          mx = hn::Max(mx, v);
+        }
+        maxima[r] = hn::GetLane(hn::MaxOfLanes(d16, mx));
       }
-      const auto m = hn::MaxOfLanes(d16, mx);
       // Each score's index into the exponential table (0x80 past the row,
       // a shuffle index reading 0), and the sum of its two bytes' values.
-      auto cursor = [&](const int16_t* yc) {
-        hn::Vec<D16> c1;
-        if (field) {
-          const auto f = hn::ShiftLeftSame(hn::Add(hn::Sub(m, hn::LoadU(d16, yc)), exp_offset), up);
-          c1 = cursor1_signed
-                   ? hn::ShiftRightSame(f, down)
-                   : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
-        } else {
-          const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
-          const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
-          c1 = Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
+      for (size_t r = 0; r < nb; ++r) {
+        const int16_t* yr = y + (r0 + r) * ldy;
+        uint8_t* cr = cursors.data() + r * padded;
+        const auto m = hn::Set(d16, maxima[r]);
+        auto cursor = [&](const int16_t* yc) {
+          hn::Vec<D16> c1;
+          if (field) {
+            const auto f =
+                hn::ShiftLeftSame(hn::Add(hn::Sub(m, hn::LoadU(d16, yc)), exp_offset), up);
+            c1 = cursor1_signed
+                     ? hn::ShiftRightSame(f, down)
+                     : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
+          } else {
+            const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
+            const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);
+            c1 = Wrap(d16, hn::ShiftRightSame(hn::Add(minus, exp_offset), exp_shift), cursor1);
+          }
+          return hn::Min(hn::Max(c1, hn::Zero(d16)), exp_bound);
+        };
+        auto sum_low = hn::Zero(d64);
+        auto sum_high = sum_low;
+        for (size_t c = 0; c < cols; c += n8) {
+          auto idx = hn::Combine(d8, hn::DemoteTo(d8h, cursor(yr + c + n16)),
+                                 hn::DemoteTo(d8h, cursor(yr + c)));
+          if (c + n8 > cols) {
+            idx = hn::IfThenElse(hn::FirstN(d8, cols - c), idx, hn::Set(d8, 0x80));
+          }
+          hn::StoreU(idx, d8, cr + c);
+          sum_low = hn::Add(sum_low, hn::SumsOf8(Lookup<kPieces>(d8, el0, el1, el2, el3, idx)));
+          sum_high = hn::Add(sum_high, hn::SumsOf8(Lookup<kPieces>(d8, eh0, eh1, eh2, eh3, idx)));
         }
-        return hn::Min(hn::Max(c1, hn::Zero(d16)), exp_bound);
-      };
-      auto sum_low = hn::Zero(d64);
-      auto sum_high = sum_low;
-      for (size_t c = 0; c < cols; c += n8) {
-        auto idx = hn::Combine(d8, hn::DemoteTo(d8h, cursor(yr + c + n16)),
-                               hn::DemoteTo(d8h, cursor(yr + c)));
-        if (c + n8 > cols) idx = hn::IfThenElse(hn::FirstN(d8, cols - c), idx, hn::Set(d8, 0x80));
-        hn::StoreU(idx, d8, cursors.data() + c);
-        sum_low = hn::Add(sum_low, hn::SumsOf8(Lookup<kPieces>(d8, el0, el1, el2, el3, idx)));
-        sum_high = hn::Add(sum_high, hn::SumsOf8(Lookup<kPieces>(d8, eh0, eh1, eh2, eh3, idx)));
+        sums[r] = hn::GetLane(hn::SumOfLanes(d64, sum_low)) +
+                  256 * hn::GetLane(hn::SumOfLanes(d64, sum_high));
       }
-      const uint64_t z = hn::GetLane(hn::SumOfLanes(d64, sum_low)) +
-                         256 * hn::GetLane(hn::SumOfLanes(d64, sum_high));
-      // The row's probability of every exponential index, in int32 lanes.
-      const SoftmaxScale scale = SoftmaxRecip(sm, z);
-      const auto recip = hn::Set(d32, static_cast<int32_t>(scale.recip));
-      const auto offset = hn::Set(d32, static_cast<int32_t>(scale.offset));
-      const int shift = static_cast<int>(std::min<int64_t>(scale.shift, 31));
-      for (size_t c = 0; c < prob_entries; c += n32) {
-        const auto a = Wrap(d32, hn::Mul(hn::Load(d32, exps + c), recip), affine);
-        const auto q = Wrap(d32, hn::ShiftRightSame(hn::Add(a, offset), shift), cursor3);
-        StoreBytes(d32, hn::Min(hn::Max(q, out_lo), out_hi), sm.out.is_signed, prob + c);
-      }
-      const auto p0 = hn::LoadDup128(d8, prob), p1 = hn::LoadDup128(d8, prob + 16),
-                 p2 = hn::LoadDup128(d8, prob + 32), p3 = hn::LoadDup128(d8, prob + 48);
-      uint8_t* o = reinterpret_cast<uint8_t*>(out + r * ldo);
-      for (size_t c = 0; c < cols; c += n8) {
-        const auto v = Lookup<kPieces>(d8, p0, p1, p2, p3, hn::LoadU(d8, cursors.data() + c));
-        if (c + n8 <= cols) {
-          hn::StoreU(v, d8, o + c);
-        } else {
-          hn::StoreU(v, d8, tail);
-          std::memcpy(o + c, tail, cols - c);
+      for (size_t r = 0; r < nb; ++r) {
+        // The row's probability of every exponential index, in int32 lanes.
+        const SoftmaxScale scale = SoftmaxRecip(sm, sums[r]);
+        const auto recip = hn::Set(d32, static_cast<int32_t>(scale.recip));
+        const auto offset = hn::Set(d32, static_cast<int32_t>(scale.offset));
+        const int shift = static_cast<int>(std::min<int64_t>(scale.shift, 31));
+        for (size_t c = 0; c < prob_entries; c += n32) {
+          const auto a = Wrap(d32, hn::Mul(hn::Load(d32, exps + c), recip), affine);
+          const auto q = Wrap(d32, hn::ShiftRightSame(hn::Add(a, offset), shift), cursor3);
+          StoreBytes(d32, hn::Min(hn::Max(q, out_lo), out_hi), sm.out.is_signed, prob + c);
+        }
+        const auto p0 = hn::LoadDup128(d8, prob), p1 = hn::LoadDup128(d8, prob + 16),
+                   p2 = hn::LoadDup128(d8, prob + 32), p3 = hn::LoadDup128(d8, prob + 48);
+        const uint8_t* cr = cursors.data() + r * padded;
+        uint8_t* o = reinterpret_cast<uint8_t*>(out + (r0 + r) * ldo);
+        for (size_t c = 0; c < cols; c += n8) {
+          const auto v = Lookup<kPieces>(d8, p0, p1, p2, p3, hn::LoadU(d8, cr + c));
+          if (c + n8 <= cols) {
+            hn::StoreU(v, d8, o + c);
+          } else {
+            hn::StoreU(v, d8, tail);
+            std::memcpy(o + c, tail, cols - c);
+          }
         }
       }
     }

@@ -60,7 +60,6 @@ absl::StatusOr<LutLinear> MakeLinear(std::initializer_list<const LinearStage*> s
 // before it is read.
 struct Scratch {
   std::vector<int8_t> a8, q8, k8, v8, ctx8, probs;
-  std::vector<uint8_t> tables;
   std::vector<int16_t> sums, scores, bias;
   LutWeights keys, values;
 
@@ -78,8 +77,8 @@ Scratch& ThreadScratch() {
 
 size_t RoundUp(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-// Byte buffers that tables are built from may be read up to
-// LutReadableBytes past a row's start: slack after the last row.
+// Byte buffers that products read may be read up to LutReadableBytes past
+// a row's start: slack after the last row.
 constexpr size_t kSlack = 64;
 
 }  // namespace
@@ -120,9 +119,7 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
   const size_t t = tokens_, d = width_, dh = d / heads_, rows = size_t{images} * t;
   const size_t ldq = 3 * d;                      // q | k | v sums per row
   const size_t lds = RoundUp(t, 32);             // scores and probabilities
-  const size_t table_bytes = LutTableBytes(std::max<size_t>(d, t));
   int8_t* a8 = Scratch::Get(s.a8, kRows * d + kSlack);
-  uint8_t* tables = Scratch::Get(s.tables, kRows * table_bytes);
   int16_t* sums = Scratch::Get(s.sums, kRows * std::max(ldq, lds));
   int8_t* q8 = Scratch::Get(s.q8, rows * d + kSlack);
   int8_t* k8 = Scratch::Get(s.k8, rows * d);
@@ -134,8 +131,7 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
   for (size_t r0 = 0; r0 < rows; r0 += kRows) {
     const size_t n = std::min<size_t>(kRows, rows - r0);
     Norm(norm_, x + r0 * d, n, a8, simd_);
-    BuildLutTables(a8, d, n, d, qkv_.offset, tables, simd_);
-    LutGemm(tables, n, qkv_.weights, sums, ldq, simd_);
+    LutProduct(a8, d, qkv_.offset, n, qkv_.weights, sums, ldq, simd_);
     const int16_t* qb = qkv_.bias.data();
     Requant(q_quant_, sums, ldq, qb, n, d, q8 + r0 * d, d, simd_);
     Requant(k_quant_, sums + d, ldq, qb + d, n, d, k8 + r0 * d, d, simd_);
@@ -154,11 +150,9 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
       }
       for (size_t i0 = 0; i0 < t; i0 += kRows) {
         const size_t n = std::min<size_t>(kRows, t - i0);
-        BuildLutTables(q8 + base + i0 * d + h * dh, d, n, dh, q_offset_, tables, simd_);
-        LutGemm(tables, n, s.keys, sums, lds, simd_);
+        LutProduct(q8 + base + i0 * d + h * dh, d, q_offset_, n, s.keys, sums, lds, simd_);
         Softmax(softmax_, sums, lds, n, t, probs, lds, simd_);
-        BuildLutTables(probs, lds, n, t, p_offset_, tables, simd_);
-        LutGemm(tables, n, s.values, sums, dh, simd_);
+        LutProduct(probs, lds, p_offset_, n, s.values, sums, dh, simd_);
         Requant(context_quant_, sums, dh, bias, n, dh, ctx8 + base + i0 * d + h * dh, d, simd_);
       }
     }
@@ -166,8 +160,7 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
   // The output projection into the residual stream.
   for (size_t r0 = 0; r0 < rows; r0 += kRows) {
     const size_t n = std::min<size_t>(kRows, rows - r0);
-    BuildLutTables(ctx8 + r0 * d, d, n, d, o_.offset, tables, simd_);
-    LutGemm(tables, n, o_.weights, sums, d, simd_);
+    LutProduct(ctx8 + r0 * d, d, o_.offset, n, o_.weights, sums, d, simd_);
     ResidualFinish(residual_, sums, d, o_.bias.data(), x + r0 * d, n, d, out + r0 * d, simd_);
   }
 }
@@ -191,16 +184,13 @@ void LutMlp::Run(const int32_t* x, uint32_t images, int32_t* out) const {
   Scratch& s = ThreadScratch();
   const size_t d = width_, hd = hidden_, rows = size_t{images} * tokens_;
   int8_t* a8 = Scratch::Get(s.a8, kRows * std::max(d, hd) + kSlack);
-  uint8_t* tables = Scratch::Get(s.tables, kRows * LutTableBytes(std::max(d, hd)));
   int16_t* sums = Scratch::Get(s.sums, kRows * std::max(d, hd));
   for (size_t r0 = 0; r0 < rows; r0 += kRows) {
     const size_t n = std::min<size_t>(kRows, rows - r0);
     Norm(norm_, x + r0 * d, n, a8, simd_);
-    BuildLutTables(a8, d, n, d, fc1_.offset, tables, simd_);
-    LutGemm(tables, n, fc1_.weights, sums, hd, simd_);
+    LutProduct(a8, d, fc1_.offset, n, fc1_.weights, sums, hd, simd_);
     Requant(gelu_, sums, hd, fc1_.bias.data(), n, hd, a8, hd, simd_);
-    BuildLutTables(a8, hd, n, hd, fc2_.offset, tables, simd_);
-    LutGemm(tables, n, fc2_.weights, sums, d, simd_);
+    LutProduct(a8, hd, fc2_.offset, n, fc2_.weights, sums, d, simd_);
     ResidualFinish(residual_, sums, d, fc2_.bias.data(), x + r0 * d, n, d, out + r0 * d, simd_);
   }
 }

@@ -276,20 +276,22 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
 }
 
 #else   // HWY_TARGET == HWY_SCALAR
-// The same sums from the tables and indices in plain loops.
-void ScalarGemm(const uint8_t* tables, size_t rows, size_t steps,
-                const uint8_t* idx, size_t vectors, size_t n, int16_t* y, size_t ldy) {
+// The same sums from the tables and indices in plain loops: steps
+// [s_begin, s_end), row r's tables table_stride bytes apart.
+void ScalarGemm(const uint8_t* tables, size_t table_stride, size_t rows, size_t steps,
+                size_t s_begin, size_t s_end, const uint8_t* idx, size_t vectors, size_t n,
+                int16_t* y, size_t ldy, bool accumulate) {
   for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* tab = tables + r * steps * kStepBytes;
+    const uint8_t* tab = tables + r * table_stride;
     for (size_t v = 0; v < vectors; ++v) {
       const size_t tile = v / kTile, c = v % kTile;
       const size_t width = std::min(kTile, vectors - tile * kTile);
       const uint8_t* x = idx + tile * kTile * steps * kStepBytes + c * kStepBytes;
       int32_t sum[kVector] = {};
-      for (size_t s = 0; s < steps; ++s) {
+      for (size_t s = s_begin; s < s_end; ++s) {
         for (size_t b = 0; b < 32; ++b) {
           const uint8_t* xs = x + s * width * kStepBytes + b;
-          const uint8_t* ts = tab + s * kStepBytes + (b / 16) * 16;
+          const uint8_t* ts = tab + (s - s_begin) * kStepBytes + (b / 16) * 16;
           const int g = static_cast<int8_t>(ts[xs[0]]) +
                         static_cast<int8_t>(ts[kUnit + xs[kUnit]]) - kBias -
                         static_cast<int8_t>(ts[2 * kUnit + xs[2 * kUnit]]);
@@ -297,7 +299,8 @@ void ScalarGemm(const uint8_t* tables, size_t rows, size_t steps,
         }
       }
       for (size_t o = 0; o < kVector && v * kVector + o < n; ++o) {
-        y[r * ldy + v * kVector + o] = static_cast<int16_t>(sum[o]);
+        int16_t& out = y[r * ldy + v * kVector + o];
+        out = static_cast<int16_t>((accumulate ? out : 0) + sum[o]);
       }
     }
   }
@@ -469,13 +472,16 @@ void PackColsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
 #endif
 }
 
-void GemmImpl(const uint8_t* tables, size_t rows, size_t k, const uint8_t* idx,
-              size_t n, int16_t* y, size_t ldy) {
+// Steps [s_begin, s_end) of the products, row r's tables for them at
+// tables + r * table_stride; added to y with `accumulate`.
+void GemmImpl(const uint8_t* tables, size_t table_stride, size_t rows, size_t k,
+              size_t s_begin, size_t s_end, const uint8_t* idx, size_t n, int16_t* y,
+              size_t ldy, bool accumulate) {
   const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
 #if HWY_TARGET == HWY_SCALAR
-  ScalarGemm(tables, rows, steps, idx, vectors, n, y, ldy);
+  ScalarGemm(tables, table_stride, rows, steps, s_begin, s_end, idx, vectors, n, y, ldy,
+             accumulate);
 #else
-  const size_t row_bytes = steps * kStepBytes;
   alignas(64) int16_t part[kTile * kVector];
   for (size_t r0 = 0; r0 < rows; r0 += kRowBlock) {
     const size_t r1 = std::min(rows, r0 + kRowBlock);
@@ -483,21 +489,22 @@ void GemmImpl(const uint8_t* tables, size_t rows, size_t k, const uint8_t* idx,
       const size_t width = std::min(kTile, vectors - v0);
       const size_t live = std::min(n - v0 * kVector, width * kVector);
       const bool whole = live == width * kVector;
-      for (size_t s0 = 0; s0 < steps; s0 += kChunkSteps) {
-        const size_t chunk = std::min(kChunkSteps, steps - s0);
+      for (size_t s0 = s_begin; s0 < s_end; s0 += kChunkSteps) {
+        const size_t chunk = std::min(kChunkSteps, s_end - s0);
+        const bool add = accumulate || s0 > s_begin;
         const uint8_t* x = idx + (v0 * steps + s0 * width) * kStepBytes;
         for (size_t r = r0; r < r1; ++r) {
-          const uint8_t* tab = tables + r * row_bytes + s0 * kStepBytes;
+          const uint8_t* tab = tables + r * table_stride + (s0 - s_begin) * kStepBytes;
           int16_t* out = y + r * ldy + v0 * kVector;
           if (!whole) {
-            if (s0 > 0) std::memcpy(part, out, live * sizeof(int16_t));
+            if (add) std::memcpy(part, out, live * sizeof(int16_t));
             out = part;
           }
           switch (width) {
-            case 4: Tile<4>(tab, x, chunk, s0 > 0, out); break;
-            case 3: Tile<3>(tab, x, chunk, s0 > 0, out); break;
-            case 2: Tile<2>(tab, x, chunk, s0 > 0, out); break;
-            default: Tile<1>(tab, x, chunk, s0 > 0, out); break;
+            case 4: Tile<4>(tab, x, chunk, add, out); break;
+            case 3: Tile<3>(tab, x, chunk, add, out); break;
+            case 2: Tile<2>(tab, x, chunk, add, out); break;
+            default: Tile<1>(tab, x, chunk, add, out); break;
           }
           if (!whole) std::memcpy(y + r * ldy + v0 * kVector, part, live * sizeof(int16_t));
         }
@@ -583,12 +590,41 @@ void LutWeights::Pack(const int8_t* w, size_t n, size_t k, size_t ldw, bool tran
   }
 }
 
+namespace {
+
+void Gemm(const uint8_t* tables, size_t table_stride, size_t rows, const LutWeights& w,
+          size_t s_begin, size_t s_end, int16_t* y, size_t ldy, bool accumulate, Simd simd) {
+  if (simd == Simd::kBest) {
+    HWY_DYNAMIC_DISPATCH(GemmImpl)(tables, table_stride, rows, w.k(), s_begin, s_end, w.data(),
+                                   w.n(), y, ldy, accumulate);
+  } else {
+    HWY_STATIC_DISPATCH(GemmImpl)(tables, table_stride, rows, w.k(), s_begin, s_end, w.data(),
+                                  w.n(), y, ldy, accumulate);
+  }
+}
+
+}  // namespace
+
 void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w, int16_t* y,
              size_t ldy, Simd simd) {
-  if (simd == Simd::kBest) {
-    HWY_DYNAMIC_DISPATCH(GemmImpl)(tables, rows, w.k(), w.data(), w.n(), y, ldy);
-  } else {
-    HWY_STATIC_DISPATCH(GemmImpl)(tables, rows, w.k(), w.data(), w.n(), y, ldy);
+  const size_t steps = lut::Steps(w.k());
+  Gemm(tables, steps * lut::kStepBytes, rows, w, 0, steps, y, ldy, /*accumulate=*/false, simd);
+}
+
+void LutProduct(const int8_t* a, size_t lda, int8_t offset, size_t rows, const LutWeights& w,
+                int16_t* y, size_t ldy, Simd simd) {
+  using namespace lut;  // NOLINT
+  const size_t k = w.k(), steps = Steps(k);
+  // Tables for one chunk of steps at a time, so that they stay in L2 (98
+  // KB for 32 rows) however long the rows.
+  thread_local std::vector<uint8_t> tables;
+  const size_t chunk_bytes = std::min(steps, kChunkSteps) * kStepBytes;
+  if (tables.size() < rows * chunk_bytes) tables.resize(rows * chunk_bytes);
+  for (size_t s0 = 0; s0 < steps; s0 += kChunkSteps) {
+    const size_t s1 = std::min(steps, s0 + kChunkSteps);
+    BuildLutTables(a + s0 * kStep, lda, rows, std::min(k - s0 * kStep, (s1 - s0) * kStep),
+                   offset, tables.data(), simd);
+    Gemm(tables.data(), (s1 - s0) * kStepBytes, rows, w, s0, s1, y, ldy, s0 > 0, simd);
   }
 }
 

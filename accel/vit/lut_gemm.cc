@@ -43,6 +43,7 @@ constexpr size_t kStepBytes = 96;   // 3 planes
 constexpr size_t kVector = 16;      // outputs per packed vector
 constexpr size_t kTile = 4;         // vectors per tile: 8 sums, 3 tables in registers
 constexpr size_t kChunkSteps = 32;  // steps whose weights (12 KB) stay in L1
+constexpr size_t kBuildSteps = 32;  // steps whose tables LutProduct builds at once
 constexpr int kBias = 48;           // makes a group's sum nonnegative: >= -48
 constexpr size_t kRowBlock = 32;    // rows whose tables stay in L2 per tile
 
@@ -618,10 +619,10 @@ void LutProduct(const int8_t* a, size_t lda, int8_t offset, size_t rows, const L
   // Tables for one chunk of steps at a time, so that they stay in L2 (98
   // KB for 32 rows) however long the rows.
   thread_local std::vector<uint8_t> tables;
-  const size_t chunk_bytes = std::min(steps, kChunkSteps) * kStepBytes;
+  const size_t chunk_bytes = std::min(steps, kBuildSteps) * kStepBytes;
   if (tables.size() < rows * chunk_bytes) tables.resize(rows * chunk_bytes);
-  for (size_t s0 = 0; s0 < steps; s0 += kChunkSteps) {
-    const size_t s1 = std::min(steps, s0 + kChunkSteps);
+  for (size_t s0 = 0; s0 < steps; s0 += kBuildSteps) {
+    const size_t s1 = std::min(steps, s0 + kBuildSteps);
     BuildLutTables(a + s0 * kStep, lda, rows, std::min(k - s0 * kStep, (s1 - s0) * kStep),
                    offset, tables.data(), simd);
     Gemm(tables.data(), (s1 - s0) * kStepBytes, rows, w, s0, s1, y, ldy, s0 > 0, simd);

@@ -1,4 +1,5 @@
 #include "accel/vit/lut_blocks.h"
+#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <string>
@@ -59,12 +60,12 @@ absl::StatusOr<LutLinear> MakeLinear(std::initializer_list<const LinearStage*> s
 // The calling thread's scratch, grown as needed: every buffer is written
 // before it is read.
 struct Scratch {
-  std::vector<int8_t> a8, q8, k8, v8, ctx8, probs;
-  std::vector<int16_t> sums, scores, bias;
+  AlignedVector<int8_t> a8, q8, k8, v8, ctx8, probs;
+  AlignedVector<int16_t> sums, scores, bias;
   LutWeights keys, values;
 
   template <typename T>
-  static T* Get(std::vector<T>& v, size_t n) {
+  static T* Get(AlignedVector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
   }

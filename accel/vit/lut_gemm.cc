@@ -24,6 +24,7 @@
 // partial redundancy elimination otherwise turns the loop-carried sums into
 // register copies and spills.
 #include "accel/vit/lut_gemm.h"
+#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <cstring>
@@ -618,7 +619,7 @@ void LutProduct(const int8_t* a, size_t lda, int8_t offset, size_t rows, const L
   const size_t k = w.k(), steps = Steps(k);
   // Tables for one chunk of steps at a time, so that they stay in L2 (98
   // KB for 32 rows) however long the rows.
-  thread_local std::vector<uint8_t> tables;
+  thread_local AlignedVector<uint8_t> tables;
   const size_t chunk_bytes = std::min(steps, kBuildSteps) * kStepBytes;
   if (tables.size() < rows * chunk_bytes) tables.resize(rows * chunk_bytes);
   for (size_t s0 = 0; s0 < steps; s0 += kBuildSteps) {

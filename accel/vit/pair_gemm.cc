@@ -6,6 +6,7 @@
 // KB for k = 768) stay in L1 while every row passes; kRows rows share each
 // weight load.
 #include "accel/vit/pair_gemm.h"
+#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <cstring>
@@ -46,7 +47,7 @@ void GemmImpl(const uint8_t* x, bool x_unsigned, size_t ldx, size_t rows, const 
   const hn::Repartition<int16_t, decltype(d32)> d16;
   const size_t lanes = hn::Lanes(d32), pairs = Pairs(k), tiles = Tiles(n);
   // The rows as int16 pairs, read as one int32 each.
-  thread_local std::vector<int16_t> wide;
+  thread_local AlignedVector<int16_t> wide;
   if (wide.size() < rows * 2 * pairs) wide.resize(rows * 2 * pairs);
   for (size_t r = 0; r < rows; ++r) {
     int16_t* o = wide.data() + r * 2 * pairs;

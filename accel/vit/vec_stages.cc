@@ -2,6 +2,7 @@
 // target and dispatched at run time. Each Prepare* states the bounds that
 // keep every lane's intermediate exact; the vector code relies on them.
 #include "accel/vit/vec_stages.h"
+#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <cstring>
@@ -214,7 +215,7 @@ void NormRowsImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* ou
   // the vector units busy.
   constexpr size_t kBatch = 32;
   int32_t means[kBatch], rsqrts[kBatch];
-  thread_local std::vector<int32_t> dev;  // x - mean, wrapped, per batch
+  thread_local AlignedVector<int32_t> dev;  // x - mean, wrapped, per batch
   if (dev.size() < kBatch * width) dev.resize(kBatch * width);
   for (size_t r0 = 0; r0 < rows; r0 += kBatch) {
     const size_t nb = std::min(kBatch, rows - r0);
@@ -296,7 +297,7 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
   // waits on its maximum, its sum and the scalar reciprocal, so
   // interleaving rows keeps the vector units busy.
   constexpr size_t kBatch = 32;
-  thread_local std::vector<uint8_t> cursors;  // [kBatch][padded]
+  thread_local AlignedVector<uint8_t> cursors;  // [kBatch][padded]
   if (cursors.size() < kBatch * padded) cursors.resize(kBatch * padded);
   int16_t maxima[kBatch];
   uint64_t sums[kBatch];

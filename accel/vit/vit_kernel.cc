@@ -1,4 +1,5 @@
 #include "accel/vit/vit_kernel.h"
+#include "accel/vit/aligned.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -61,7 +62,7 @@ class ScopedOmpThreads {
 };
 
 template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
+void Grow(AlignedVector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
@@ -103,8 +104,8 @@ struct VitKernel::Impl {
 // One chunk's buffers, per thread and reused across calls (and kernels):
 // every buffer is written before it is read, so only its size matters.
 struct VitKernel::Workspace {
-  std::vector<int8_t> flat, a8, q8, k8, v8, probs;
-  std::vector<int32_t> acc, res, scores, scratch;
+  AlignedVector<int8_t> flat, a8, q8, k8, v8, probs;
+  AlignedVector<int32_t> acc, res, scores, scratch;
   dnnl::stream stream{CpuEngine()};
 };
 
@@ -220,7 +221,7 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
   const size_t score_rows = size_t{b} * h * t;
   im.scores->Run(ws.stream, ws.q8.data(), ws.k8.data(), b, ws.scores.data());
   ParallelRows(score_rows, 4 * t, [&](size_t r0, size_t r1) {
-    thread_local std::vector<int32_t> scratch;
+    thread_local AlignedVector<int32_t> scratch;
     Grow(scratch, t);
     WrapValues(a.scores, ws.scores.data() + r0 * t, (r1 - r0) * t);
     SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t,

@@ -91,6 +91,7 @@ struct VitKernel::Impl {
   int threads = 1;
   uint32_t chunk = 1;  // images per chunk
   std::unique_ptr<Int8Linear> patch, head;
+  bool stages = false;  // some block runs stage by stage
   struct Block {
     // On lookup tables when set; otherwise stage by stage with the rest.
     std::unique_ptr<LutAttention> lut_attention;
@@ -188,6 +189,7 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
       RETURN_IF_ERROR(linear(m.fc1, rows, m.norm.out, &b.fc1));
       RETURN_IF_ERROR(linear(m.fc2, rows, m.gelu.out, &b.fc2));
     }
+    impl->stages |= b.lut_attention == nullptr || b.lut_mlp == nullptr;
     impl->blocks.push_back(std::move(b));
   }
   return std::shared_ptr<const VitKernel>(new VitKernel(std::move(w), std::move(impl)));
@@ -283,21 +285,27 @@ void VitKernel::HeadChunk(Workspace& ws, uint32_t b, const int32_t* x,
 namespace {
 
 // The calling thread's workspace, grown to hold one chunk of `spec`.
+// `stages`: whether some block runs stage by stage (the blocks on lookup
+// tables keep their own, smaller scratch: lut_blocks.cc).
 template <typename Workspace>
-Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk) {
+Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk, bool stages) {
   thread_local Workspace ws;
   const size_t rows = size_t{chunk} * s.tokens;
   const size_t d = s.width, wide = std::max(d, size_t{s.mlp_hidden});
-  const size_t scores = size_t{chunk} * s.heads * s.tokens * s.tokens;
   Grow(ws.flat, rows * s.token_values);
-  Grow(ws.a8, rows * wide);
-  Grow(ws.q8, rows * d);
-  Grow(ws.k8, rows * d);
-  Grow(ws.v8, rows * d);
-  Grow(ws.acc, std::max(rows * wide, size_t{chunk} * s.classes));
+  Grow(ws.acc, std::max(rows * d, size_t{chunk} * s.classes));
   Grow(ws.res, rows * d);
-  Grow(ws.scores, scores);
-  Grow(ws.probs, scores);
+  Grow(ws.a8, size_t{chunk} * d);  // the head's layer norm
+  if (stages) {
+    const size_t scores = size_t{chunk} * s.heads * s.tokens * s.tokens;
+    Grow(ws.a8, rows * wide);
+    Grow(ws.q8, rows * d);
+    Grow(ws.k8, rows * d);
+    Grow(ws.v8, rows * d);
+    Grow(ws.acc, rows * wide);
+    Grow(ws.scores, scores);
+    Grow(ws.probs, scores);
+  }
   return ws;
 }
 
@@ -306,7 +314,7 @@ Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk) {
 void VitKernel::PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t t = s.tokens, d = s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -323,7 +331,7 @@ void VitKernel::Attention(uint32_t block, const int32_t* x, uint32_t n,
                           int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -335,7 +343,7 @@ void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n,
                     int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -346,7 +354,7 @@ void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n,
 void VitKernel::Head(const int32_t* x, uint32_t n, int32_t* logits) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -358,7 +366,7 @@ void VitKernel::Compute(const int8_t* input, uint32_t n, uint32_t* output) const
   const VitSpec& s = weights_.spec;
   const DeviceGeometry& g = manifest_.geometry;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t t = s.tokens, d = s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);

@@ -1,11 +1,11 @@
 #include "accel/vit/lut_blocks.h"
-#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "accel/vit/aligned.h"
 #include "base/status_macros.h"
 
 namespace hgpipe::accel::vit {

@@ -6,10 +6,11 @@
 // KB for k = 768) stay in L1 while every row passes; kRows rows share each
 // weight load.
 #include "accel/vit/pair_gemm.h"
-#include "accel/vit/aligned.h"
 
 #include <algorithm>
 #include <cstring>
+
+#include "accel/vit/aligned.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "accel/vit/pair_gemm.cc"

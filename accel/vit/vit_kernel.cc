@@ -1,5 +1,4 @@
 #include "accel/vit/vit_kernel.h"
-#include "accel/vit/aligned.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -15,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "accel/device_layout.h"
+#include "accel/vit/aligned.h"
 #include "accel/vit/lut_blocks.h"
 #include "accel/vit/matmul.h"
 #include "accel/vit/stages.h"

@@ -75,9 +75,10 @@ class LutWeights {
 void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w,
              int16_t* y, size_t ldy, Simd simd = Simd::kBest);
 
-// The same from the activations themselves (as BuildLutTables reads them),
-// building the tables a chunk of steps at a time so that they stay in
-// cache: what the blocks use.
+// The same from the activations themselves (as BuildLutTables reads them:
+// values a - offset, rows readable for LutReadableBytes(w.k())), building
+// the tables a chunk of steps at a time so that they stay in cache: what
+// the blocks use.
 void LutProduct(const int8_t* a, size_t lda, int8_t offset, size_t rows, const LutWeights& w,
                 int16_t* y, size_t ldy, Simd simd = Simd::kBest);
 

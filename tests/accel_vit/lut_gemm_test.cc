@@ -72,14 +72,19 @@ void CheckShape(const Shape& s, int a_lo, int a_hi, int offset, uint32_t seed) {
     std::vector<uint8_t> tables(s.rows * LutTableBytes(s.k));
     BuildLutTables(padded.data(), lda, s.rows, s.k, static_cast<int8_t>(offset), tables.data(),
                    c.simd);
-    std::vector<int16_t> y(s.rows * ldy, 0x7777);
+    // From tables built up front, and from the activations (LutProduct:
+    // tables a chunk of 32 steps at a time, sums added across chunks).
+    std::vector<int16_t> y(s.rows * ldy, 0x7777), z(s.rows * ldy, 0x7777);
     LutGemm(tables.data(), s.rows, lw, y.data(), ldy, c.simd);
+    LutProduct(padded.data(), lda, static_cast<int8_t>(offset), s.rows, lw, z.data(), ldy,
+               c.simd);
     size_t bad = 0;
     for (size_t r = 0; r < s.rows; ++r) {
       for (size_t j = 0; j < s.n; ++j) {
-        if (y[r * ldy + j] != want[r * s.n + j] && bad++ < 3) {
-          ADD_FAILURE() << "y[" << r << "][" << j << "] = " << y[r * ldy + j] << ", want "
-                        << want[r * s.n + j];
+        const int16_t w16 = want[r * s.n + j];
+        if ((y[r * ldy + j] != w16 || z[r * ldy + j] != w16) && bad++ < 3) {
+          ADD_FAILURE() << "[" << r << "][" << j << "]: LutGemm " << y[r * ldy + j]
+                        << ", LutProduct " << z[r * ldy + j] << ", want " << w16;
         }
       }
     }

@@ -11,7 +11,7 @@ pkgs=(
   libabsl-dev prometheus-cpp-dev libgoogle-glog-dev
   libxrt-dev libxrt-utils uuid-dev
   libturbojpeg0-dev libspng-dev zlib1g-dev
-  libdnnl-dev libhwy-dev
+  libdnnl-dev
 )
 # Tests, sanitizers, the clang thread-safety build, benchmarks.
 pkgs+=(

@@ -432,7 +432,6 @@ class DockerImageDefinition(unittest.TestCase):
                  "libturbojpeg": "libturbojpeg0-dev", "spng": "libspng-dev",
                  "Threads": None, "PkgConfig": "pkg-config", "OpenMP": None,
                  "DNNL_INCLUDE_DIR": "libdnnl-dev", "DNNL_LIBRARY": "libdnnl-dev",
-                 "hwy": "libhwy-dev",
                  # only with HGPIPE_BUILD_BENCH / HGPIPE_BUILD_TESTS, both OFF in the image
                  "benchmark": None, "GTest": None}
         for cmakelists in glob.glob(os.path.join(dc.SOURCE_DIR, "**", "CMakeLists.txt"), recursive=True):

@@ -1,6 +1,7 @@
 #include "accel/vit/lut_blocks.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -58,10 +59,11 @@ absl::StatusOr<LutLinear> MakeLinear(std::initializer_list<const LinearStage*> s
 }
 
 // The calling thread's scratch, grown as needed: every buffer is written
-// before it is read.
+// before it is read (but for the scores' padding past a row, which the
+// softmax reads and masks).
 struct Scratch {
   AlignedVector<int8_t> a8, q8, k8, v8, ctx8, probs;
-  AlignedVector<int16_t> sums, scores, bias;
+  AlignedVector<int16_t> sums, bias;
   LutWeights keys, values;
 
   template <typename T>

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <utility>
@@ -153,7 +154,7 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
                     : std::max<uint32_t>(1, kDefaultChunkRows / s.tokens);
   const uint32_t rows = impl->chunk * s.tokens;
   auto linear = [own_kernels](const LinearStage& l, uint32_t max_rows, const IntType& in,
-                         std::unique_ptr<Int8Linear>* out) -> absl::Status {
+                              std::unique_ptr<Int8Linear>* out) -> absl::Status {
     ASSIGN_OR_RETURN(*out,
                      Int8Linear::Create(l.weight.data(), l.in, l.out, max_rows, in, own_kernels));
     return absl::OkStatus();

@@ -35,6 +35,7 @@
 #include "server/metrics.h"
 #include "server/model_manager.h"
 #include "server/model_repository.h"
+#include "server/protobuf_log.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
 #include "server/statistics.h"
@@ -491,5 +492,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   google::InitGoogleLogging(argv[0]);
+  hgpipe::server::RouteProtobufLogs();
   return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted);
 }

@@ -8,7 +8,10 @@
 #ifndef HGPIPE_ACCEL_DEVICE_LAYOUT_H_
 #define HGPIPE_ACCEL_DEVICE_LAYOUT_H_
 
+#include <cstddef>
 #include <cstdint>
+
+#include "absl/types/span.h"
 
 #include "accel/bitstream.h"
 
@@ -26,6 +29,10 @@ void UnpackImage(const DeviceGeometry& g, const int8_t* device, int8_t* flat);
 inline int32_t DecodeLogitWord(uint32_t word) {
   const int32_t v = static_cast<int32_t>(word & ((1u << kLogitBits) - 1));
   return v >= (1 << (kLogitBits - 1)) ? v - (1 << kLogitBits) : v;
+}
+// Device output words -> signed logits, one per word.
+inline void DecodeLogits(absl::Span<const uint32_t> words, int32_t* logits) {
+  for (size_t i = 0; i < words.size(); ++i) logits[i] = DecodeLogitWord(words[i]);
 }
 // A logit in [-2^18, 2^18) -> the device's word; other values wrap.
 inline uint32_t EncodeLogitWord(int32_t logit) {

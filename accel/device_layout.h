@@ -19,6 +19,17 @@ namespace hgpipe::accel {
 
 inline constexpr int kLogitBits = 19;
 
+// The device order, element by element: value v of token t of a flat image
+// with `token_values` values per token sits at
+//   DeviceTokenOffset(token_values, t) + DeviceValueOffset(v)
+// = (((t / 2) * (token_values / 2) + v / 2) * 2 + t % 2) * 2 + v % 2.
+// Everything that writes device order (PackImage below, preprocessing
+// straight into a board slot) goes through these two. token_values is even.
+inline constexpr size_t DeviceTokenOffset(size_t token_values, size_t t) {
+  return (t / 2) * token_values * 2 + (t % 2) * 2;
+}
+inline constexpr size_t DeviceValueOffset(size_t v) { return (v / 2) * 4 + v % 2; }
+
 // Flat [tokens][token_values] -> device order. `flat` and `device` each hold
 // geometry.input_bytes() and must not overlap.
 void PackImage(const DeviceGeometry& g, const int8_t* flat, int8_t* device);

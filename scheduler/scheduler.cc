@@ -314,11 +314,31 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   const absl::Duration lead = options_.dispatch_lead;
   m.blocked_until = absl::InfinitePast();
   while (m.queue.size() > 0 && !destroying_) {
-    m.views.clear();
-    for (const BoardState* b : m.serving) m.views.push_back(b->View(now));
-    const BoardChoice choice = ChooseBoard(m.views, now, lead);
+    // At saturation most dispatches find every board busy: look at their
+    // input ends alone before describing them to run sizing.
+    absl::Time next_ready = absl::InfiniteFuture();
+    bool any_ready = false;
+    for (const BoardState* b : m.serving) {
+      if (b->free_slots.empty()) continue;
+      const absl::Time due = b->prediction->input_free_at() - lead;
+      if (due <= now) {
+        any_ready = true;
+        break;
+      }
+      next_ready = std::min(next_ready, due);
+    }
+    BoardChoice choice;
+    choice.next_ready = next_ready;
+    if (any_ready) {
+      m.views.clear();
+      for (const BoardState* b : m.serving) m.views.push_back(b->View(now, lead));
+      choice = ChooseBoard(m.views, now, lead);
+    }
     uint32_t n = 0;
     if (choice.best >= 0) {
+      for (size_t i = 0; i < m.views.size(); ++i) {
+        m.serving[i]->CompleteView(now, lead, m.views[i]);
+      }
       n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(),
                   m.options.max_images_per_run);
     }

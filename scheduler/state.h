@@ -185,16 +185,30 @@ struct BoardState {
   absl::Time NextStart(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     return std::max(now + prediction->timing().run_overhead, input_free_at());
   }
-  // As run sizing sees it at `now`.
-  BoardView View(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+  // When an image submitted now would complete.
+  absl::Time NextDone(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    return NextStart(now) + prediction->latency();
+  }
+  // As run sizing sees it at `now`, for choosing a board: next_done is set
+  // only for boards ready within `lead` (the only ones ChooseBoard reads it
+  // of); CompleteView adds it for the others once a board was chosen. Most
+  // dispatches at saturation find no board ready and stop there.
+  BoardView View(absl::Time now, absl::Duration lead) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     BoardView v;
     v.free_slot = !free_slots.empty();
+    if (!v.free_slot) return v;  // takes part in neither choice nor sizing
     v.input_free_at = prediction->input_free_at();
-    // Only boards with a free slot take part in the choice.
-    if (v.free_slot) v.next_done = NextStart(now) + prediction->latency();
+    if (v.input_free_at - lead <= now) v.next_done = NextDone(now);
     v.image_time = prediction->image_time();
     v.max_run = max_run;
     return v;
+  }
+  // Sets next_done where View left it out: what RunSize needs of every
+  // board with a free slot.
+  void CompleteView(absl::Time now, absl::Duration lead, BoardView& v) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    if (v.free_slot && v.input_free_at - lead > now) v.next_done = NextDone(now);
   }
 };
 

@@ -170,7 +170,7 @@ class Simulation final : public scheduler::Observer {
   };
   struct Model {
     const ModelSpec* spec;
-    int id;  // the scheduler's
+    scheduler::ModelHandle handle;  // the scheduler's
     std::vector<int> boards;
     std::vector<double> queue_waits;  // seconds
     uint64_t runs = 0;
@@ -248,10 +248,11 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     mo.name = ms.name;
     mo.bitstream = bitstream;
     const int first_board = static_cast<int>(boards_.size());
-    ASSIGN_OR_RETURN(const int id, scheduler_->AddModel(mo, std::move(boards)));
+    ASSIGN_OR_RETURN(const scheduler::ModelHandle handle,
+                     scheduler_->AddModel(mo, std::move(boards)));
     Model m;
     m.spec = &ms;
-    m.id = id;
+    m.handle = handle;
     m.host_cores_free.assign(ms.host_cores, absl::InfinitePast());
     for (int i = 0; i < ms.boards; ++i) {
       // Board ids are dense, in order of addition.
@@ -394,7 +395,7 @@ void Simulation::OnArrival(int stream) {
 void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
   Stream& s = streams_[stream];
   const uint32_t n = s.spec->images_per_request;
-  auto r = std::make_unique<scheduler::InferRequest>();
+  auto r = std::make_unique<scheduler::BufferRequest>();
   r->images = images_.data();
   r->n_images = n;
   r->logits = logits_.data();
@@ -406,7 +407,7 @@ void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
     OnDone(stream, arrival, measured, n, status);
   };
   absl::Status status =
-      scheduler_->Enqueue(models_[s.model].spec->name, std::move(r));
+      scheduler_->Enqueue(models_[s.model].handle, std::move(r));
   if (!status.ok()) OnDone(stream, arrival, measured, n, status);
 }
 

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
 #include "server/client_text.h"
@@ -27,14 +26,6 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 }
 
 namespace {
-
-// Scheduler messages name the model as the scheduler knows it; a model
-// reloaded while its previous load drains is "NAME#GENERATION" there.
-absl::Status Renamed(const absl::Status& s, const LoadedModel& m) {
-  if (s.ok() || m.scheduler_name == m.name()) return s;
-  return absl::Status(s.code(), absl::StrReplaceAll(s.message(),
-                                                    {{m.scheduler_name, m.name()}}));
-}
 
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   auto* r = ctx->DefaultReactor();
@@ -436,8 +427,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
       prepared.ok() ? ParseRequestPolicy(req, c) : prepared.status();
   if (!requested.ok()) {
     const absl::Duration took = absl::Now() - start;
-    metrics_->RequestDone(m.model_id, requested.status().code(), 0, took);
-    statistics_->RequestDone(m.model_id, false, 0, {took, {}, {}});
+    metrics_->RequestDone(m.model_id(), requested.status().code(), 0, took);
+    statistics_->RequestDone(m.model_id(), false, 0, {took, {}, {}});
     done(requested.status());
     return;
   }
@@ -467,12 +458,11 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
                    queued_at = std::move(queued_at)](absl::Status s) mutable {
     const absl::Time computed = absl::Now();
     if (s.ok()) FinishLogitOutput(spec, n, classes, resp);
-    s = Renamed(s, *model);
     const absl::Time end = absl::Now();
-    metrics_->RequestDone(model->model_id, s.code(), n, end - start);
+    metrics_->RequestDone(model->model_id(), s.code(), n, end - start);
     const int64_t queued_ns = queued_at->load();
     statistics_->RequestDone(
-        model->model_id, s.ok(), n,
+        model->model_id(), s.ok(), n,
         {end - start,
          queued_ns > 0 ? absl::FromUnixNanos(queued_ns) - start : absl::ZeroDuration(),
          end - computed});
@@ -492,7 +482,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
                               std::shared_ptr<void> keep, Finish finish) {
   // Shared so that a refused Enqueue can still answer through it.
   auto shared = std::make_shared<Finish>(std::move(finish));
-  auto job = std::make_unique<scheduler::InferRequest>();
+  auto job = std::make_unique<scheduler::BufferRequest>();
   job->images = images;
   job->n_images = n;
   job->logits = logits;
@@ -500,7 +490,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   job->deadline = policy.deadline;
   job->done = [shared, keep = std::move(keep)](absl::Status s) { (*shared)(s); };
   if (policy.queued_at_ns != nullptr) policy.queued_at_ns->store(absl::ToUnixNanos(absl::Now()));
-  absl::Status s = scheduler_->Enqueue(ref.model->scheduler_name, std::move(job));
+  absl::Status s = scheduler_->Enqueue(ref.model->handle, std::move(job));
   // Handed over (or refused): an unload need not wait for this request.
   ref.admission.reset();
   if (!s.ok()) {

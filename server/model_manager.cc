@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 // of its name points to it while it is the current load.
 struct ModelManager::Generation {
   std::string name;
-  std::string scheduler_name;
+  scheduler::ModelHandle handle;
   int number = 0;
   // Guarded by the manager's mu_: set by Unload, called once the scheduler
   // has answered everything the load accepted.
@@ -118,31 +118,19 @@ absl::Status ModelManager::AddAndPublish(
       hgpipe::MutexLock l(&mu_);
       number = ++states_[name].generations;
     }
-    // While an older load still drains in the scheduler, its name is taken.
-    model->scheduler_name = options_.scheduler->ModelId(name) < 0
-                                ? name
-                                : absl::StrCat(name, "#", number);
     scheduler::ModelOptions mo = SchedulerModelOptions(model->entry, model->bitstream);
-    mo.name = model->scheduler_name;
     mo.canary = model->canary;
-    // Ids are dense in order of addition, and additions are serialized by
-    // add_mu_: name them for the metrics before the scheduler reports them.
-    const int first_board = static_cast<int>(options_.scheduler->Boards().size());
     std::vector<std::string> board_names;
-    for (size_t i = 0; i < boards.size(); ++i) {
-      board_names.push_back(boards[i]->info().name);
-      options_.metrics->AddBoard(first_board + static_cast<int>(i), board_names.back());
+    for (const auto& b : boards) board_names.push_back(b->info().name);
+    // The scheduler tells the metrics about the model and its boards
+    // (Observer::ModelAdded, BoardAdded) before it reports anything else.
+    absl::StatusOr<scheduler::ModelHandle> handle =
+        options_.scheduler->AddModel(mo, std::move(boards));
+    if (!handle.ok()) {
+      return absl::Status(handle.status().code(), absl::StrCat(model->entry.config_path, ": ",
+                                                               handle.status().message()));
     }
-    const int predicted = next_model_id_;
-    options_.metrics->AddModel(predicted, name);
-    absl::StatusOr<int> id = options_.scheduler->AddModel(mo, std::move(boards));
-    if (!id.ok()) {
-      return absl::Status(id.status().code(),
-                          absl::StrCat(model->entry.config_path, ": ", id.status().message()));
-    }
-    next_model_id_ = *id + 1;
-    if (*id != predicted) options_.metrics->AddModel(*id, name);
-    model->model_id = *id;
+    model->handle = *handle;
     LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
               << ", boards "
               << (board_names.empty() ? std::string("none (reprogramming)")
@@ -151,11 +139,14 @@ absl::Status ModelManager::AddAndPublish(
 
     auto g = std::make_shared<Generation>();
     g->name = name;
-    g->scheduler_name = model->scheduler_name;
+    g->handle = model->handle;
     g->number = number;
-    for (size_t i = 0; i < board_names.size(); ++i) {
-      if (options_.boards->MadeForOneLoad(board_names[i])) {
-        g->own_boards.emplace_back(first_board + static_cast<int>(i), board_names[i]);
+    // Board names are unique in the server: find the ids of this load's own
+    // (it may already have lost one to another model).
+    for (const auto& b : options_.scheduler->Boards()) {
+      if (options_.boards->MadeForOneLoad(b.name) &&
+          std::find(board_names.begin(), board_names.end(), b.name) != board_names.end()) {
+        g->own_boards.emplace_back(b.board_id, b.name);
       }
     }
     std::shared_ptr<const void> admission(
@@ -179,8 +170,7 @@ void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
     hgpipe::MutexLock l(&mu_);
     if (closing_) return;
   }
-  absl::Status s = options_.scheduler->RemoveModel(
-      g->scheduler_name, [this, g] { OnRemoved(g); });
+  absl::Status s = options_.scheduler->RemoveModel(g->handle, [this, g] { OnRemoved(g); });
   if (!s.ok()) {
     LOG(WARNING) << "model " << g->name << ": " << s.message();
     OnRemoved(g);
@@ -271,8 +261,6 @@ absl::Status ModelManager::LoadAtStartup(const std::vector<std::string>& names) 
     RETURN_IF_ERROR(AddAndPublish(std::move(models[i]), std::move(boards.per_model[i])));
   }
   for (auto& board : boards.idle) {
-    const int id = static_cast<int>(options_.scheduler->Boards().size());
-    options_.metrics->AddBoard(id, board->info().name);
     LOG(INFO) << "board " << board->info().name << ": idle, for any model";
     options_.scheduler->AddIdleBoard(std::move(board));
   }
@@ -305,7 +293,7 @@ absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
 absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
                                               const std::string& version) const {
   absl::StatusOr<ModelRef> ref = Find(name, version);
-  if (ref.ok()) return options_.scheduler->ModelReady(ref->model->scheduler_name);
+  if (ref.ok()) return options_.scheduler->ModelReady(ref->model->handle);
   if (absl::IsUnavailable(ref.status())) return false;
   {
     hgpipe::MutexLock l(&mu_);
@@ -321,15 +309,15 @@ absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
 }
 
 bool ModelManager::AllReady() const {
-  std::vector<std::string> names;
+  std::vector<scheduler::ModelHandle> handles;
   {
     hgpipe::MutexLock l(&mu_);
     for (const auto& [name, st] : states_) {
-      if (st.phase == State::Phase::kReady) names.push_back(st.model->scheduler_name);
+      if (st.phase == State::Phase::kReady) handles.push_back(st.model->handle);
     }
   }
-  for (const std::string& n : names) {
-    if (!options_.scheduler->ModelReady(n)) return false;
+  for (scheduler::ModelHandle h : handles) {
+    if (!options_.scheduler->ModelReady(h)) return false;
   }
   return true;
 }

@@ -96,7 +96,7 @@ absl::StatusOr<inference::ModelStatisticsResponse> TritonApi::ModelStatistics(
     inference::ModelStatistics* s = resp.add_model_stats();
     s->set_name(n);
     s->set_version("1");
-    statistics_->Fill(found->model->model_id, s);
+    statistics_->Fill(found->model->model_id(), s);
   }
   return resp;
 }

@@ -27,18 +27,19 @@ absl::Status CheckName(const std::string& name) {
   return absl::OkStatus();
 }
 
-// shm_open's rule (glibc): one optional leading '/', then a file name in
-// /dev/shm. Anything else could reach other files.
+// shm_open's rule (glibc): leading '/'s (ignored; Python's
+// multiprocessing.shared_memory, which tritonclient uses, adds one), then a
+// file name in /dev/shm. Anything else could reach other files.
 absl::Status CheckKey(const std::string& name, const std::string& key) {
   absl::string_view k = key;
-  if (!k.empty() && k.front() == '/') k.remove_prefix(1);
+  while (!k.empty() && k.front() == '/') k.remove_prefix(1);
   const bool bad_char = std::any_of(k.begin(), k.end(), [](char c) {
     return c == '/' || c == '\0';
   });
   if (k.empty() || k.size() > kMaxKeyBytes || bad_char || k == "." || k == "..") {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot register shared memory region ", Quote(name), ": key ", Quote(key),
-        " is not a shared memory object name ('/' then 1 to 255 bytes, no other '/')"));
+        " is not a shared memory object name ('/' then 1 to 255 bytes without '/')"));
   }
   return absl::OkStatus();
 }

@@ -76,8 +76,7 @@ class SharedMemoryRegions {
   SharedMemoryRegions& operator=(const SharedMemoryRegions&) = delete;
 
   // Maps [offset, offset + byte_size) of the shared memory object `key`
-  // (shm_open's name: an optional leading '/', then 1..255 bytes without
-  // '/') under `name` (1..256 bytes). The object is opened read-write, or
+  // (shm_open's name: leading '/'s, then 1..255 bytes without '/') under `name` (1..256 bytes). The object is opened read-write, or
   // read-only if the server may not write it (then outputs cannot go
   // there). AlreadyExists if `name` is registered; InvalidArgument for a bad
   // name or key, byte_size 0, a range past the object's end or overflowing;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/mutex.h"
 #include "clients/client.h"
 #include "clients/shared_memory.h"
@@ -104,7 +105,9 @@ class SharedMemoryTest : public ::testing::Test {
     client_ = *clients::InferenceClient::Create(server_->grpc_target());
   }
   void TearDown() override {
-    if (client_ != nullptr) EXPECT_TRUE(client_->UnregisterSystemSharedMemory().ok());
+    if (client_ != nullptr) {
+      EXPECT_TRUE(client_->UnregisterSystemSharedMemory().ok());
+    }
   }
   std::string Url(const std::string& path) { return server_->http_url() + path; }
 
@@ -303,6 +306,28 @@ TEST_F(SharedMemoryTest, BadRegionsAreCleanErrorsAndOthersAreServed) {
     auto plain = client_->Infer(*clients::MakeImageRequest("verify", other));
     ASSERT_TRUE(plain.ok()) << c.what << ": " << plain.status();
     EXPECT_TRUE(CheckVerifyResponse(*plain, other).ok()) << c.what;
+  }
+}
+
+// hgpipe-perf's perf_analyzer modes: images in system shared memory, over
+// unary calls and over a stream; every answer checked against its input's
+// digest, read from the output region.
+TEST_F(SharedMemoryTest, PerfToolModesAnswerCorrectly) {
+  const std::vector<std::vector<std::string>> modes = {
+      {"--shared-memory=system"}, {"--streaming"}, {"--shared-memory=system", "--streaming"}};
+  for (const auto& mode : modes) {
+    std::vector<std::string> args = {"--url=" + server_->grpc_target(), "--model=verify",
+                                     "--verify", "--duration=1", "--warmup=0",
+                                     "--concurrency=4", "--images-per-request=2",
+                                     "--request-pool=3", "--json", "--progress=false"};
+    args.insert(args.end(), mode.begin(), mode.end());
+    const ExitResult r = RunToExit(BinDir() + "/hgpipe-perf", args, absl::Seconds(120));
+    const std::string what = absl::StrJoin(mode, " ");
+    EXPECT_EQ(r.code, 0) << what << "\n" << r.log;
+    EXPECT_THAT(r.log, HasSubstr("\"error_count\": 0")) << what;
+    EXPECT_THAT(r.log, ::testing::Not(HasSubstr("\"requests_ok\": 0,"))) << what;
+    // Its regions are gone when it ends.
+    EXPECT_EQ(client_->SystemSharedMemoryStatus()->regions_size(), 0) << what;
   }
 }
 

@@ -84,14 +84,17 @@ run() {  # run MODE REPETITION
     stream-shm) args=(--streaming --shared-memory=system) ;;
     *) echo "shm_cpu: unknown mode $mode" >&2; exit 2 ;;
   esac
-  local t0 t1
+  local t0 t1 w0 w1
   t0=$(cpu_ticks "$SERVER_PID")
+  w0=$(date +%s.%N)
   nice -n "$NICE" "$BIN/hgpipe-perf" --url "127.0.0.1:$PORT" --model verify \
     --images-per-request 1 --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --warmup "$WARMUP" --json --progress=false "${args[@]}" >"$out" 2>"${out%.json}.err" ||
     { cat "${out%.json}.err" >&2; exit 1; }
   t1=$(cpu_ticks "$SERVER_PID")
+  w1=$(date +%s.%N)
   echo "$(( t1 - t0 ))" >"${out%.json}.ticks"
+  $PY -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$w0" "$w1" >"${out%.json}.wall"
   $PY - "$out" "${out%.json}.ticks" "$CLK_TCK" "$mode" <<'EOF' >&2
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -103,6 +106,15 @@ print("  %-10s %8.1f images/s  server %6.1f us CPU/image  client %.2f cores  err
 EOF
 }
 
+# The server's CPU with no requests (board timers, watchdog, metrics), to
+# tell fixed costs from per-request ones.
+t0=$(cpu_ticks "$SERVER_PID")
+sleep "$DURATION"
+t1=$(cpu_ticks "$SERVER_PID")
+$PY -c 'import sys; t,tck,d=map(float,sys.argv[1:]); print("%.4f" % (t/tck/d))' \
+  "$(( t1 - t0 ))" "$CLK_TCK" "$DURATION" >"$OUT/idle_cores"
+echo "  idle server: $(cat "$OUT/idle_cores") cores" >&2
+
 for r in $(seq 1 "$REPEAT"); do
   for m in $MODES; do run "$m" "$r"; done
 done
@@ -111,21 +123,27 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 $PY - "$OUT" "$CLK_TCK" $MODES <<'EOF' | tee "$OUT/results.md"
 import glob, json, statistics, sys
 out, tck, modes = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+idle = float(open(f"{out}/idle_cores").read())
 per = {}
 for m in modes:
     rows = []
     for f in sorted(glob.glob(f"{out}/{m}-r*.json")):
         r = json.load(open(f))
         ticks = float(open(f[:-5] + ".ticks").read())
+        wall = float(open(f[:-5] + ".wall").read())
         images = r["requests_total"] - r["error_count"]
-        rows.append((ticks / tck / images * 1e6, r["images_per_second"], r["client_cpu_cores"]))
+        cpu = ticks / tck
+        rows.append((cpu / images * 1e6, (cpu - idle * wall) / images * 1e6,
+                     r["images_per_second"], r["client_cpu_cores"]))
     per[m] = rows
-base = statistics.median(x[0] for x in per[modes[0]])
-print("| mode | server CPU µs/image, median (range) | vs %s | images/s, median | client cores |" % modes[0])
-print("|---|---|---|---|---|")
+med = lambda m, i: statistics.median(x[i] for x in per[m])
+print("Idle server: %.3f cores." % idle)
+print()
+print("| mode | server CPU µs/image, median (range) | vs %s | net of idle, µs/image | vs %s | images/s | client cores |" % (modes[0], modes[0]))
+print("|---|---|---|---|---|---|---|")
 for m in modes:
     us = [x[0] for x in per[m]]
-    print("| %s | %.1f (%.1f-%.1f) | %.2fx | %.0f | %.2f |" % (
-        m, statistics.median(us), min(us), max(us), statistics.median(us) / base,
-        statistics.median(x[1] for x in per[m]), statistics.median(x[2] for x in per[m])))
+    print("| %s | %.1f (%.1f-%.1f) | %.2fx | %.1f | %.2fx | %.0f | %.2f |" % (
+        m, med(m, 0), min(us), max(us), med(m, 0) / med(modes[0], 0), med(m, 1),
+        med(m, 1) / med(modes[0], 1), med(m, 2), med(m, 3)))
 EOF

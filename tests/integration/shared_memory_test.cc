@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "http_client.h"
+#include "preprocess/image_encoder.h"
 #include "rapidjson/document.h"
 #include "server_process.h"
 #include "verify_requests.h"
@@ -385,6 +386,71 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
     for (const auto& r : done) ASSERT_TRUE(r.ok()) << r.status();
   }
   EXPECT_TRUE(CheckVerifyResponse(FromRegion(out->data(), 2), images).ok());
+  client.reset();
+  const ExitResult r = (*server)->Stop(SIGTERM);
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+}
+
+// A camera's case: encoded images (PNG files, in Triton's BYTES
+// serialization) in shared memory, decoded by the server straight from the
+// region; FP32 logits written back; the same as sending the files.
+TEST(SharedMemoryImagesTest, EncodedImagesFromSharedMemoryAsFromBytes) {
+  auto server = ServerProcess::Start({"--boards=sim:1", "--allow-client-shm=true",
+                                      "--model-control-mode=explicit",
+                                      "--load-model=fmnist_vit"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = *clients::InferenceClient::Create((*server)->grpc_target());
+  std::string serialized;  // a 4-byte length, then the file, per image
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    std::vector<uint8_t> gray(28 * 28);
+    for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<uint8_t>((i * 7 + seed * 31) % 251);
+    preprocess::PngSpec spec;
+    spec.width = 28;
+    spec.height = 28;
+    spec.color_type = 0;
+    spec.bit_depth = 8;
+    auto png = preprocess::EncodePng(gray, spec);
+    ASSERT_TRUE(png.ok()) << png.status();
+    const uint32_t len = static_cast<uint32_t>(png->size());
+    serialized.append(reinterpret_cast<const char*>(&len), 4);
+    serialized.append(png->begin(), png->end());
+  }
+  auto in = Object("png_in", serialized.size());
+  auto out = Object("png_out", 3 * 10 * sizeof(float));
+  ASSERT_TRUE(in && out);
+  std::memcpy(in->data(), serialized.data(), serialized.size());
+  ASSERT_TRUE(client->RegisterSystemSharedMemory("png_in", in->key(), in->size()).ok());
+  ASSERT_TRUE(client->RegisterSystemSharedMemory("png_out", out->key(), out->size()).ok());
+  auto request = [&](bool shared) {
+    inference::ModelInferRequest r;
+    r.set_model_name("fmnist_vit");
+    auto* t = r.add_inputs();
+    t->set_name("IMAGE");
+    t->set_datatype("BYTES");
+    t->add_shape(3);
+    t->add_shape(1);
+    auto* o = r.add_outputs();
+    o->set_name("LOGITS");
+    if (shared) {
+      SetSharedMemory(t->mutable_parameters(), "png_in", serialized.size());
+      SetSharedMemory(o->mutable_parameters(), "png_out", out->size());
+    } else {
+      r.add_raw_input_contents(serialized);
+    }
+    return r;
+  };
+  auto bytes = client->Infer(request(false));
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto shared = client->Infer(request(true));
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  EXPECT_EQ(shared->outputs(0).datatype(), "FP32");
+  EXPECT_THAT(shared->outputs(0).shape(), ::testing::ElementsAre(3, 10));
+  EXPECT_TRUE(shared->raw_output_contents(0).empty());
+  EXPECT_EQ(std::string(out->data(), out->size()), bytes->raw_output_contents(0));
+  // A region whose bytes are not a BYTES serialization: INVALID_ARGUMENT.
+  std::memset(in->data(), 0xff, 4);
+  auto bad = client->Infer(request(true));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
   client.reset();
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;

@@ -14,6 +14,8 @@
 #include "server/client_text.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
+#include "server/shared_memory_api.h"
+#include "server/shared_memory_tensors.h"
 
 namespace hgpipe::server {
 
@@ -64,13 +66,15 @@ absl::Status NotServed(absl::string_view what) {
 InferenceService::InferenceService(ModelManager* models,
                                    scheduler::Scheduler* scheduler,
                                    Metrics* metrics, InferStatistics* statistics,
-                                   WorkerPool* workers, Restrictions restrictions)
+                                   WorkerPool* workers, Restrictions restrictions,
+                                   SharedMemoryRegions* shared_memory)
     : models_(models),
       scheduler_(scheduler),
       metrics_(metrics),
       statistics_(statistics),
       workers_(workers),
       restrictions_(std::move(restrictions)),
+      shared_memory_(shared_memory),
       api_(models, statistics, this) {}
 
 bool InferenceService::Ready() const { return Serving() && models_->AllReady(); }
@@ -384,15 +388,35 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     if (absl::Status s = Allowed(*ctx, ApiGroup::GROUP); !s.ok()) return Answer(ctx, s); \
     return Answer(ctx, NotServed(WHAT));                                           \
   }
-HGPIPE_NOT_SERVED(SystemSharedMemoryStatus, kSharedMemory, "system shared memory")
-HGPIPE_NOT_SERVED(SystemSharedMemoryRegister, kSharedMemory, "system shared memory")
-HGPIPE_NOT_SERVED(SystemSharedMemoryUnregister, kSharedMemory, "system shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryUnregister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(TraceSetting, kTrace, "tracing")
 HGPIPE_NOT_SERVED(LogSettings, kLogging, "changing log settings at run time (use --log-level)")
 #undef HGPIPE_NOT_SERVED
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryStatus(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest* req,
+    inference::SystemSharedMemoryStatusResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  auto status = server::SystemSharedMemoryStatus(shared_memory_, *req);
+  if (status.ok()) *resp = *std::move(status);
+  return Answer(ctx, status.status());
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryRegister(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryRegisterRequest* req,
+    inference::SystemSharedMemoryRegisterResponse*) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  return Answer(ctx, server::SystemSharedMemoryRegister(shared_memory_, *req));
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest* req,
+    inference::SystemSharedMemoryUnregisterResponse*) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  return Answer(ctx, server::SystemSharedMemoryUnregister(shared_memory_, *req));
+}
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
@@ -422,7 +446,17 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   ModelRef ref = *std::move(found);
   const LoadedModel& m = *ref.model;
   const config::ModelConfig& c = m.entry.config;
-  absl::StatusOr<PreparedInput> prepared = PrepareInput(req, c);
+  // Tensors in shared memory: the input is read from its region, the output
+  // written there; `shared` keeps both mapped until the request is done.
+  absl::StatusOr<SharedMemoryTensors> shared = FindSharedMemoryTensors(req, shared_memory_, c.name());
+  absl::StatusOr<PreparedInput> prepared =
+      shared.ok() ? PrepareInput(req, c, shared->input_bytes()) : shared.status();
+  if (prepared.ok()) {
+    const size_t out_bytes = size_t{prepared->n_images} * c.output().dims(0) * sizeof(int32_t);
+    if (absl::Status s = CheckSharedMemoryOutput(*shared, out_bytes, c.name()); !s.ok()) {
+      prepared = s;
+    }
+  }
   absl::StatusOr<RequestPolicy> requested =
       prepared.ok() ? ParseRequestPolicy(req, c) : prepared.status();
   if (!requested.ok()) {
@@ -454,10 +488,11 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   policy.queued_at_ns = queued_at.get();
   // `model` keeps the labels `spec` points to.
   Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
-                   model = ref.model,
-                   queued_at = std::move(queued_at)](absl::Status s) mutable {
+                   model = ref.model, queued_at = std::move(queued_at),
+                   shared = *std::move(shared)](absl::Status s) mutable {
     const absl::Time computed = absl::Now();
     if (s.ok()) FinishLogitOutput(spec, n, classes, resp);
+    if (s.ok()) WriteSharedMemoryOutput(shared, resp);
     const absl::Time end = absl::Now();
     metrics_->RequestDone(model->model_id(), s.code(), n, end - start);
     const int64_t queued_ns = queued_at->load();

@@ -38,6 +38,7 @@
 #include "server/protobuf_log.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
+#include "server/shared_memory_regions.h"
 #include "server/statistics.h"
 #include "server/worker_pool.h"
 
@@ -87,6 +88,10 @@ ABSL_FLAG(std::string, grpc_restricted_protocol, "",
 ABSL_FLAG(std::string, http_restricted_api, "",
           "GROUPS:KEY=VALUE (repeatable): HTTP calls of these API groups need header "
           "KEY: VALUE, else 403");
+ABSL_FLAG(bool, allow_client_shm, false,
+          "Let clients register system shared memory regions (Triton's "
+          "extension and flag): a client that can register can make the server "
+          "read and write any shared memory object this user can open");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 0,
@@ -365,8 +370,11 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   }
   exposer->RegisterCollectable(metrics.registry());
 
+  SharedMemoryRegions::Options shm_options;
+  shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
+  SharedMemoryRegions shared_memory(shm_options);
   InferenceService service(&models, sched->get(), &metrics, &statistics, &workers,
-                           *std::move(grpc_restrictions));
+                           *std::move(grpc_restrictions), &shared_memory);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -380,7 +388,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     return Fail(absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
-  RestHandler rest(&service, service.api(), *std::move(http_restrictions));
+  RestHandler rest(&service, service.api(), *std::move(http_restrictions), &shared_memory);
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     HttpServer::Options ho;
     ho.host = host;

@@ -36,7 +36,7 @@ inference::ServerMetadataResponse TritonApi::ServerMetadata() {
   for (const char* e :
        {"classification", "model_repository", "model_repository(unload_dependents)",
         "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
-        "statistics"}) {
+        "statistics", "system_shared_memory"}) {
     resp.add_extensions(e);
   }
   return resp;

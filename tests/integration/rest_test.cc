@@ -137,9 +137,18 @@ TEST_F(RestTest, HealthAndMetadata) {
   EXPECT_FALSE(ErrorMessage(route.body).empty());
   HttpResult method = HttpCall("POST", Url("/v2/models/verify/config"), "{}");
   EXPECT_EQ(method.status, 405);
+  // System shared memory is served (shared_memory_test.cc); registering is
+  // off without --allow-client-shm, as in Triton; CUDA's is not served.
   HttpResult shm = HttpCall("GET", Url("/v2/systemsharedmemory/status"));
-  EXPECT_EQ(shm.status, 501);
-  EXPECT_THAT(ErrorMessage(shm.body), HasSubstr("not supported"));
+  EXPECT_EQ(shm.status, 200);
+  EXPECT_EQ(shm.body, "[]");
+  HttpResult reg = HttpCall("POST", Url("/v2/systemsharedmemory/region/r/register"),
+                            R"({"key":"/k","byte_size":16})");
+  EXPECT_EQ(reg.status, 501);
+  EXPECT_THAT(ErrorMessage(reg.body), HasSubstr("--allow-client-shm"));
+  HttpResult cuda = HttpCall("GET", Url("/v2/cudasharedmemory/status"));
+  EXPECT_EQ(cuda.status, 501);
+  EXPECT_THAT(ErrorMessage(cuda.body), HasSubstr("not supported"));
 }
 
 TEST_F(RestTest, ModelConfigIsTritonsMessage) {

@@ -238,8 +238,7 @@ absl::StatusOr<StartupBoards> BoardFactory::CreateStartupBoards(
       if (models.empty()) {
         // Not serving anything yet: starts with the loopback kernel and is
         // programmed for the first model that needs it.
-        ASSIGN_OR_RETURN(auto kernel, accel::FindEmulatedKernel("verify"));
-        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(std::move(kernel), max_run,
+        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(accel::VerifyKernel(), max_run,
                                                       /*for_one_load=*/false));
         out.idle.push_back(std::move(board));
         continue;

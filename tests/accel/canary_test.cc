@@ -16,7 +16,7 @@ TEST(CanaryTest, VerifyCanaryIsWhatTheVerifyKernelComputesAndAFlipShows) {
   const DeviceGeometry g;
   const Canary c = MakeVerifyCanary(g);
   ASSERT_TRUE(ValidateCanary(c, g).ok());
-  auto kernel = *FindEmulatedKernel("verify");
+  auto kernel = VerifyKernel();
   std::vector<uint32_t> out(g.output_words());
   kernel->Compute(c.input.data(), 1, out.data());
   EXPECT_EQ(CompareCanaryOutput(c, g, out), "");
@@ -43,7 +43,7 @@ TEST(CanaryTest, MismatchedSizesAreRefused) {
 TEST(CanaryTest, CorruptFaultFlipsOutputsOfRunsThatReportOk) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.compute_inline = true;
   o.fault = *ParseFaultInjection("corrupt@1");

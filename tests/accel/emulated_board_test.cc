@@ -29,7 +29,7 @@ struct Fixture {
   SimClock clock;
   std::unique_ptr<EmulatedBoard> board;
   explicit Fixture(EmulatedBoard::Options o = {}) {
-    o.kernel = *FindEmulatedKernel("verify");
+    o.kernel = VerifyKernel();
     o.clock = &clock;
     o.compute_inline = true;
     o.max_images_per_run = 8;
@@ -97,7 +97,7 @@ TEST(EmulatedBoardTest, RunsQueuedBackToBackCompleteInOrderOneIntervalApart) {
 TEST(EmulatedBoardTest, WorkerThreadComputeWithRealClock) {
   RealClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 2;
   auto board = *EmulatedBoard::Create(o);
@@ -140,7 +140,6 @@ TEST(EmulatedBoardTest, RejectsBadRunsAndBadOptions) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EmulatedBoard::Options o;
   EXPECT_FALSE(EmulatedBoard::Create(o).ok());  // no kernel, no clock
-  EXPECT_FALSE(FindEmulatedKernel("nope").ok());
 }
 
 
@@ -183,7 +182,7 @@ std::shared_ptr<const Bitstream> BitstreamOf(std::shared_ptr<const Kernel> k) {
   return b;
 }
 std::shared_ptr<const Bitstream> VerifyBitstream() {
-  return BitstreamOf(*FindEmulatedKernel("verify"));
+  return BitstreamOf(VerifyKernel());
 }
 std::shared_ptr<const Bitstream> TinyBitstream() {
   return BitstreamOf(std::make_shared<TinyKernel>());
@@ -535,7 +534,7 @@ TEST(EmulatedBoardTest, DestroyingTheBoardCancelsWhatIsPending) {
 TEST(EmulatedBoardTest, SlotsFollowThePipelineDepthByDefault) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 1;  // small buffers: only the count matters here
   auto board = *EmulatedBoard::Create(o);
@@ -555,7 +554,7 @@ TEST(EmulatedBoardTest, TimingOnlyBoardsLeaveOutputsZero) {
     SCOPED_TRACE(inline_compute);
     SimClock clock;
     EmulatedBoard::Options o;
-    o.kernel = *FindEmulatedKernel("verify");
+    o.kernel = VerifyKernel();
     o.clock = &clock;
     o.compute = false;
     o.compute_inline = inline_compute;
@@ -653,7 +652,7 @@ TEST(EmulatedBoardTest, ResetWaitsForTheKernelComputingOnASlot) {
 TEST(EmulatedBoardTest, ResetAndProgramRaceWithRunsOnTheRealClock) {
   RealClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 2;
   o.num_slots = 4;
@@ -754,7 +753,7 @@ TEST(FaultInjectionTest, RejectsBadSpecsQuotingThem) {
 TEST(EmulatedBoardTest, RejectsBadFaultAndTimeOptions) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.fault.kind = FaultInjection::Kind::kSlow;
   o.fault.slow_factor = 0.5;

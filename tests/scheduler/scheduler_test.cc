@@ -89,14 +89,14 @@ class SchedulerTest : public ::testing::Test {
   }
 
   static std::shared_ptr<const accel::Bitstream> VerifyBitstream() {
-    auto kernel = *accel::FindEmulatedKernel("verify");
+    auto kernel = accel::VerifyKernel();
     return std::make_shared<const accel::Bitstream>(
         accel::Bitstream{kernel->manifest(), kernel, ""});
   }
 
   std::unique_ptr<accel::Board> MakeBoard(int i, EmulatedBoard::Options o) {
     o.name = "sim" + std::to_string(i);
-    o.kernel = *accel::FindEmulatedKernel("verify");
+    o.kernel = accel::VerifyKernel();
     o.clock = &clock_;
     o.compute_inline = true;
     return *EmulatedBoard::Create(o);
@@ -375,7 +375,7 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
   so.clock = &real;
   auto s = *Scheduler::Create(so);
   EmulatedBoard::Options o;
-  o.kernel = *accel::FindEmulatedKernel("verify");
+  o.kernel = accel::VerifyKernel();
   o.clock = &real;
   std::vector<std::unique_ptr<accel::Board>> bs;
   bs.push_back(*EmulatedBoard::Create(o));
@@ -416,7 +416,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   for (int i = 0; i < 2; ++i) {
     EmulatedBoard::Options o;
     o.name = "sim" + std::to_string(i);
-    o.kernel = *accel::FindEmulatedKernel("verify");
+    o.kernel = accel::VerifyKernel();
     o.clock = &real;
     o.max_images_per_run = 8;
     bs.push_back(*EmulatedBoard::Create(o));

@@ -4,6 +4,7 @@
 
 #include "accel/device_layout.h"
 #include "accel/emulated_board.h"
+#include "accel/faulty_board.h"
 #include "accel/verify_digest.h"
 #include "base/clock.h"
 #include "base/mutex.h"
@@ -46,8 +47,8 @@ TEST(CanaryTest, CorruptFaultFlipsOutputsOfRunsThatReportOk) {
   o.kernel = VerifyKernel();
   o.clock = &clock;
   o.compute_inline = true;
-  o.fault = *ParseFaultInjection("corrupt@1");
-  auto board = *EmulatedBoard::Create(o);
+  auto board = *FaultyBoard::Create(*EmulatedBoard::Create(o),
+                                    *ParseFaultInjection("corrupt@1"), &clock);
   const DeviceGeometry g;
   const Canary c = MakeVerifyCanary(g);
   std::vector<std::string> diffs;

@@ -4,114 +4,9 @@
 #include <cmath>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 
 namespace hgpipe::accel {
-namespace {
-
-absl::string_view KindName(FaultInjection::Kind kind) {
-  switch (kind) {
-    case FaultInjection::Kind::kNone:
-      return "none";
-    case FaultInjection::Kind::kFail:
-      return "fail";
-    case FaultInjection::Kind::kHang:
-      return "hang";
-    case FaultInjection::Kind::kSlow:
-      return "slow";
-    case FaultInjection::Kind::kCorrupt:
-      return "corrupt";
-  }
-  return "?";
-}
-
-// The shortest of %g and %.17g that reads back as `v`.
-std::string ExactDouble(double v) {
-  std::string s = absl::StrCat(v);
-  double back;
-  if (absl::SimpleAtod(s, &back) && back == v) return s;
-  return absl::StrFormat("%.17g", v);
-}
-
-bool ValidSlowFactor(double f) { return std::isfinite(f) && f >= 1; }
-
-}  // namespace
-
-std::string FaultInjection::ToString() const {
-  if (kind == Kind::kNone) return "none";
-  std::string s = absl::StrCat(KindName(kind), "@", after_runs);
-  if (kind == Kind::kSlow) absl::StrAppend(&s, ":x", ExactDouble(slow_factor));
-  if (permanent) absl::StrAppend(&s, ":permanent");
-  return s;
-}
-
-absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec) {
-  auto bad = [spec](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad fault injection \"", spec, "\": ", why,
-        " (expected none, fail@N, hang@N or slow@N[:xFACTOR], optionally "
-        "followed by :permanent)"));
-  };
-  FaultInjection f;
-  if (spec.empty() || spec == "none") return f;
-  const std::vector<absl::string_view> parts = absl::StrSplit(spec, ':');
-  const absl::string_view head = parts[0];
-  const size_t at = head.find('@');
-  if (at == absl::string_view::npos) return bad("no @N (runs before the fault)");
-  const absl::string_view kind = head.substr(0, at);
-  if (kind == "fail") {
-    f.kind = FaultInjection::Kind::kFail;
-  } else if (kind == "hang") {
-    f.kind = FaultInjection::Kind::kHang;
-  } else if (kind == "slow") {
-    f.kind = FaultInjection::Kind::kSlow;
-  } else if (kind == "corrupt") {
-    f.kind = FaultInjection::Kind::kCorrupt;
-  } else {
-    return bad(absl::StrCat("unknown kind \"", kind, "\""));
-  }
-  const absl::string_view runs = head.substr(at + 1);
-  if (runs.empty() ||
-      !std::all_of(runs.begin(), runs.end(),
-                   [](char c) { return absl::ascii_isdigit(c); }) ||
-      !absl::SimpleAtoi(runs, &f.after_runs)) {
-    return bad(absl::StrCat("\"", runs, "\" is not a run count"));
-  }
-  bool factor_seen = false;
-  for (size_t i = 1; i < parts.size(); ++i) {
-    const absl::string_view p = parts[i];
-    if (f.permanent) return bad("\"permanent\" must come last");
-    if (p == "permanent") {
-      f.permanent = true;
-    } else if (!p.empty() && p[0] == 'x') {
-      if (f.kind != FaultInjection::Kind::kSlow) {
-        return bad("a factor (:xF) is for slow faults only");
-      }
-      if (factor_seen) return bad("more than one factor");
-      factor_seen = true;
-      const absl::string_view factor = p.substr(1);
-      // SimpleAtod would also take "inf", "nan" and spaces: digits only.
-      if (factor.empty() ||
-          !std::all_of(factor.begin(), factor.end(),
-                       [](char c) {
-                         return absl::ascii_isdigit(c) || c == '.' ||
-                                c == 'e' || c == 'E' || c == '+' || c == '-';
-                       }) ||
-          !absl::SimpleAtod(factor, &f.slow_factor) ||
-          !ValidSlowFactor(f.slow_factor)) {
-        return bad(absl::StrCat("slow factor \"", factor,
-                                "\" is not a number >= 1"));
-      }
-    } else {
-      return bad(absl::StrCat("unknown option \"", p, "\""));
-    }
-  }
-  return f;
-}
 
 absl::StatusOr<std::unique_ptr<EmulatedBoard>> EmulatedBoard::Create(
     Options options) {
@@ -130,11 +25,6 @@ absl::StatusOr<std::unique_ptr<EmulatedBoard>> EmulatedBoard::Create(
   if (options.program_time < absl::ZeroDuration() ||
       options.reset_time < absl::ZeroDuration()) {
     return invalid("program_time and reset_time must be >= 0");
-  }
-  if (options.fault.kind == FaultInjection::Kind::kSlow &&
-      !ValidSlowFactor(options.fault.slow_factor)) {
-    return invalid(absl::StrCat("fault slow_factor must be >= 1, got ",
-                                options.fault.slow_factor));
   }
   const PipelineTiming timing =
       options.timing.value_or(options.kernel->manifest().timing);
@@ -155,7 +45,6 @@ EmulatedBoard::EmulatedBoard(Options options)
       compute_(options.compute),
       program_time_(options.program_time),
       reset_time_(options.reset_time),
-      fault_(options.fault),
       kernel_(std::move(options.kernel)),
       model_(*options.timing, kernel_->manifest().geometry.input_bytes()) {
   info_.name = options.name;
@@ -171,7 +60,6 @@ EmulatedBoard::EmulatedBoard(Options options)
   }
   hgpipe::MutexLock l(&mu_);
   slot_busy_.assign(num_slots_, false);
-  fault_armed_ = fault_.kind != FaultInjection::Kind::kNone;
   if (compute_ && !compute_inline_) {
     worker_ = std::thread([this] { WorkerLoop(); });
   }
@@ -263,49 +151,20 @@ void EmulatedBoard::Submit(int index, uint32_t n, DoneCallback done) {
     } else {
       run->id = ++next_run_id_;
       run->kernel = kernel_;
-      ++runs_counted_;
-      const FaultInjection::Kind fault =
-          fault_armed_ && runs_counted_ > fault_.after_runs
-              ? fault_.kind
-              : FaultInjection::Kind::kNone;
-      if (fault == FaultInjection::Kind::kFail) failed_ = true;
-      if (fault == FaultInjection::Kind::kSlow && !slowed_) {
-        // From now on every run is slow: the pipeline runs at 1/factor of
-        // its clock. Runs already queued keep their times, and the slow
-        // ones start after them.
-        slowed_ = true;
-        input_floor_ = model_.input_free_at();
-        PipelineTiming slow = model_.timing();
-        slow.clock_hz /= fault_.slow_factor;
-        SetTimingLocked(slow);
-      }
-      if (failed_) {
-        run->status = absl::UnavailableError(
-            absl::StrCat("board ", info_.name, ": injected fault, run failed"));
-      }
       const RunTimes t = model_.Submit(
           std::max(now, input_floor_ - model_.timing().run_overhead), n);
       last_run_ = t;
       runs_[run->id] = run;
       slot_busy_[index] = true;
-      if (fault == FaultInjection::Kind::kHang) {
-        run->parts = 1;  // no timer, no computation: only Reset ends it
-      } else {
-        const bool compute = compute_ && run->status.ok();
-        run->corrupt = fault == FaultInjection::Kind::kCorrupt;
-        // Without computation the output is what the slot held: corrupt
-        // it now (the slot is this run's).
-        if (run->corrupt && !compute) CorruptOutput(*run);
-        run->parts = compute ? 2 : 1;
-        // Set under mu_, so the id is recorded before the timer can fire.
-        run->timer = clock_->RunAt(
-            t.done, [this, id = run->id] { OnRunTimer(id); });
-        if (compute && compute_inline_) {
-          run->computing = true;
-          compute_here = true;
-        } else if (compute) {
-          work_.push_back(run);
-        }
+      run->parts = compute_ ? 2 : 1;
+      // Set under mu_, so the id is recorded before the timer can fire.
+      run->timer = clock_->RunAt(
+          t.done, [this, id = run->id] { OnRunTimer(id); });
+      if (compute_ && compute_inline_) {
+        run->computing = true;
+        compute_here = true;
+      } else if (compute_) {
+        work_.push_back(run);
       }
     }
   }
@@ -323,7 +182,6 @@ void EmulatedBoard::ComputeAndArrive(const std::shared_ptr<Run>& run) {
   // progress, and a Reset is in progress until this computation ends.
   Slot& s = slots_[run->slot];
   run->kernel->Compute(s.input.data(), run->n, s.output.data());
-  if (run->corrupt) CorruptOutput(*run);
   DoneCallback deliver;
   absl::Status status;
   DoneCallback reset_done;
@@ -345,12 +203,6 @@ void EmulatedBoard::ComputeAndArrive(const std::shared_ptr<Run>& run) {
   }
   if (deliver) deliver(std::move(status));
   if (reset_done) reset_done(absl::OkStatus());
-}
-
-void EmulatedBoard::CorruptOutput(const Run& run) {
-  Slot& s = slots_[run.slot];
-  const size_t words = s.output.size() / max_images_per_run_;
-  for (uint32_t i = 0; i < run.n; ++i) s.output[i * words] ^= 1u;
 }
 
 void EmulatedBoard::OnRunTimer(uint64_t id) {
@@ -456,27 +308,16 @@ void EmulatedBoard::OnProgramTimer(uint64_t op_id) {
     op_timer_ = 0;
     done = std::move(op_done_);
     std::shared_ptr<const Bitstream> b = std::move(programming_);
-    if (failed_) {
-      // A board that lost its link (injected kFail not cleared by a Reset)
-      // cannot be programmed either.
-      status = absl::UnavailableError(absl::StrCat(
-          "board ", info_.name, ": injected fault, programming ",
-          b->manifest.name, " failed"));
-      program_error_ = status;
-    } else {
-      kernel_ = b->kernel;
-      manifest_ = b->manifest;
-      const DeviceGeometry& g = manifest_.geometry;
-      for (Slot& s : slots_) {
-        s.input.assign(g.input_bytes() * max_images_per_run_, 0);
-        s.output.assign(g.output_words() * max_images_per_run_, 0);
-      }
-      SetTimingLocked(manifest_.timing);
-      input_floor_ = absl::InfinitePast();
-      slowed_ = false;
-      runs_counted_ = 0;
-      programmed_ = true;
+    kernel_ = b->kernel;
+    manifest_ = b->manifest;
+    const DeviceGeometry& g = manifest_.geometry;
+    for (Slot& s : slots_) {
+      s.input.assign(g.input_bytes() * max_images_per_run_, 0);
+      s.output.assign(g.output_words() * max_images_per_run_, 0);
     }
+    SetTimingLocked(manifest_.timing);
+    input_floor_ = absl::InfinitePast();
+    programmed_ = true;
   }
   done(std::move(status));  // last: the board may be destroyed after this
 }
@@ -517,10 +358,6 @@ void EmulatedBoard::Reset(DoneCallback done) {
       slot_busy_.assign(num_slots_, false);
       programmed_ = false;
       program_error_ = absl::OkStatus();
-      if (!fault_.permanent) {
-        fault_armed_ = false;  // cleared for good
-        failed_ = false;
-      }
       op_timer_ = clock_->RunAt(clock_->Now() + reset_time_,
                                 [this, op_id] { OnResetTimer(op_id); });
     }
@@ -571,10 +408,6 @@ void EmulatedBoard::OnResetTimer(uint64_t op_id) {
 
 absl::Status EmulatedBoard::Health() const {
   hgpipe::MutexLock l(&mu_);
-  if (failed_) {
-    return absl::UnavailableError(
-        absl::StrCat("board ", info_.name, ": injected fault"));
-  }
   if (!programmed_ || op_ != Op::kNone) return NotProgrammedLocked();
   return absl::OkStatus();
 }

@@ -5,9 +5,8 @@
 // board faster than the bitstream.
 //
 // Programming and reset are modelled too: Program takes `program_time` on the
-// board's clock (an xclbin download), Reset takes `reset_time`, and faults
-// can be injected (FaultInjection) to exercise the scheduler's recovery:
-// runs that fail, runs that hang until a Reset, runs that are slow.
+// board's clock (an xclbin download), Reset takes `reset_time`. Faults are
+// injected by wrapping a board in a FaultyBoard (accel/faulty_board.h).
 //
 // Callbacks: run completions and Program/Reset `done` are called with no
 // board lock held: from the clock's timer thread (a SimClock's Advance
@@ -39,50 +38,6 @@
 
 namespace hgpipe::accel {
 
-// A fault an emulated board injects into its own runs. Runs are counted from
-// the board's creation and again from each successful Program: runs
-// 1..after_runs behave, every later one has the fault.
-//
-//   kFail  the run completes (at its modelled time) with UNAVAILABLE, and
-//          Health() turns UNAVAILABLE, as a board that lost its PCIe link.
-//   kHang  the run never completes until Reset aborts it. Health() stays OK:
-//          a hung board looks fine, which is why the scheduler has a
-//          watchdog.
-//   kSlow  the run takes slow_factor times its modelled time (interval and
-//          latency scaled; the manifest keeps the declared timing).
-//   kCorrupt  the run completes OK at its modelled time with a wrong output
-//          (the lowest bit of each image's first output word flipped), as a
-//          bad bitstream or a flipped bit would: only a canary (a known
-//          input with its known output) catches it.
-//
-// Reset clears a fault for good unless it is `permanent`. A triggered kFail
-// makes Program fail with UNAVAILABLE until a Reset clears it, so a permanent
-// one makes every later Program fail (a dead card); a permanent kHang or
-// kSlow triggers again after `after_runs` runs counted from the
-// re-programming (so a probe run after recovery hangs again with
-// after_runs = 0).
-struct FaultInjection {
-  enum class Kind { kNone, kFail, kHang, kSlow, kCorrupt };
-  Kind kind = Kind::kNone;
-  // Runs that succeed before the fault.
-  uint64_t after_runs = 0;
-  // kSlow only: >= 1.
-  double slow_factor = 4;
-  bool permanent = false;
-
-  // The spec ParseFaultInjection reads: "none", "fail@3", "hang@0:permanent",
-  // "slow@10:x2.5", ...
-  std::string ToString() const;
-  friend bool operator==(const FaultInjection&, const FaultInjection&) = default;
-};
-
-// Parses a fault spec (e.g. a server flag):
-//   "" | "none" | KIND "@" N [":x" FACTOR] [":permanent"]
-// where KIND is fail, hang, slow or corrupt, N the runs that succeed first (an
-// unsigned integer), and ":xFACTOR" (slow only, FACTOR >= 1, default 4) the
-// slow-down. InvalidArgument quoting the spec otherwise.
-absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec);
-
 class EmulatedBoard final : public Board {
  public:
   struct Options {
@@ -111,14 +66,12 @@ class EmulatedBoard final : public Board {
     // How long Program takes (an xclbin download), and Reset, on `clock`.
     absl::Duration program_time = absl::Seconds(1);
     absl::Duration reset_time = absl::Milliseconds(200);
-    // Default: none.
-    FaultInjection fault;
   };
 
   // InvalidArgument if an option is out of range.
   static absl::StatusOr<std::unique_ptr<EmulatedBoard>> Create(Options options);
   // Safe at any time except concurrently with another call on the board:
-  // runs still in flight (hung ones included) and a pending Program or
+  // runs still in flight and a pending Program or
   // Reset are answered CANCELLED, on the destroying thread, and their
   // timers are cancelled.
   ~EmulatedBoard() override;
@@ -136,9 +89,8 @@ class EmulatedBoard final : public Board {
   // FailedPrecondition ("board NAME: not programmed") after Reset, during
   // Program or Reset and after a failed Program, and for a slot in flight.
   void Submit(int index, uint32_t n, DoneCallback done) override;
-  // UNAVAILABLE after an injected kFail; FAILED_PRECONDITION while not
-  // programmed (after Reset, during Program or Reset, after a failed
-  // Program); otherwise OK (a hung or slow board looks healthy).
+  // FAILED_PRECONDITION while not programmed (after Reset, during Program or
+  // Reset, after a failed Program); otherwise OK.
   absl::Status Health() const override;
   // Board's contract, plus: InvalidArgument (at once) for a null bitstream
   // or kernel, a kernel whose geometry is not the manifest's, or an invalid
@@ -177,10 +129,7 @@ class EmulatedBoard final : public Board {
     Clock::TimerId timer = 0;  // 0: none (hung) or fired
     bool computing = false;    // the kernel is writing its slot right now
     bool aborted = false;      // by Reset; answered when computing ends
-    bool corrupt = false;      // kCorrupt: flip its output once computed
   };
-  // Flips the lowest bit of each image's first output word.
-  void CorruptOutput(const Run& run);
   // A Program or Reset in progress.
   enum class Op { kNone, kProgram, kReset };
 
@@ -208,7 +157,6 @@ class EmulatedBoard final : public Board {
   const bool compute_;
   const absl::Duration program_time_;
   const absl::Duration reset_time_;
-  const FaultInjection fault_;
   BoardInfo info_;
 
   // Written only by Program's completion, with no run in flight; read by
@@ -225,12 +173,6 @@ class EmulatedBoard final : public Board {
   // Runs start no earlier than this (continuity when the timing changes).
   absl::Time input_floor_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   RunTimes last_run_ ABSL_GUARDED_BY(mu_);
-  // Fault state: whether fault_ can still trigger, runs counted towards it,
-  // and what has triggered.
-  bool fault_armed_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t runs_counted_ ABSL_GUARDED_BY(mu_) = 0;
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;  // kFail triggered
-  bool slowed_ ABSL_GUARDED_BY(mu_) = false;  // kSlow triggered
   // Runs in flight by id (submission order), and their slots.
   std::map<uint64_t, std::shared_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);

@@ -5,9 +5,7 @@
 
 #include <cstdint>
 #include <memory>
-#include "absl/strings/string_view.h"
 
-#include "absl/status/statusor.h"
 #include "accel/bitstream.h"
 
 namespace hgpipe::accel {
@@ -24,9 +22,9 @@ class Kernel {
                        uint32_t* output) const = 0;
 };
 
-// The kernels emulated boards know, by bitstream name. NotFound for others.
-absl::StatusOr<std::shared_ptr<const Kernel>> FindEmulatedKernel(
-    absl::string_view bitstream);
+// The `verify` loopback kernel (accel/verify_digest.h), one shared instance.
+// Kernels by bitstream name: accel/kernels/kernel_registry.h.
+std::shared_ptr<const Kernel> VerifyKernel();
 
 }  // namespace hgpipe::accel
 

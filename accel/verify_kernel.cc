@@ -1,8 +1,6 @@
-// The `verify` loopback kernel (definition in verify_digest.h) and the table
-// of kernels emulated boards can run.
+// The `verify` loopback kernel (definition in verify_digest.h).
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "accel/device_layout.h"
 #include "accel/kernel.h"
 #include "accel/verify_digest.h"
@@ -10,9 +8,9 @@
 namespace hgpipe::accel {
 namespace {
 
-class VerifyKernel final : public Kernel {
+class VerifyKernelImpl final : public Kernel {
  public:
-  VerifyKernel() { manifest_.name = "verify"; }
+  VerifyKernelImpl() { manifest_.name = "verify"; }
   const BitstreamManifest& manifest() const override { return manifest_; }
 
   void Compute(const int8_t* input, uint32_t n,
@@ -36,15 +34,10 @@ class VerifyKernel final : public Kernel {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const Kernel>> FindEmulatedKernel(
-    absl::string_view bitstream) {
-  if (bitstream == "verify") {
-    static const auto* const kVerify =
-        new std::shared_ptr<const Kernel>(std::make_shared<VerifyKernel>());
-    return *kVerify;
-  }
-  return absl::NotFoundError(absl::StrCat(
-      "no emulated kernel for bitstream '", bitstream, "' (known: verify)"));
+std::shared_ptr<const Kernel> VerifyKernel() {
+  static const auto* const kVerify =
+      new std::shared_ptr<const Kernel>(std::make_shared<VerifyKernelImpl>());
+  return *kVerify;
 }
 
 }  // namespace hgpipe::accel

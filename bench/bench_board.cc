@@ -224,21 +224,15 @@ int Main(int argc, char** argv) {
     }
     sizes.push_back(n);
   }
-  absl::StatusOr<std::shared_ptr<const accel::Kernel>> verify =
-      accel::FindEmulatedKernel("verify");
-  if (!verify.ok()) {
-    std::fprintf(stderr, "hgpipe-bench-board: %s\n",
-                 std::string(verify.status().message()).c_str());
-    return 1;
-  }
+  const std::shared_ptr<const accel::Kernel> verify = accel::VerifyKernel();
   std::vector<CaseResult> results;
   for (absl::string_view name :
        absl::StrSplit(absl::GetFlag(FLAGS_kernels), ',', absl::SkipEmpty())) {
     std::shared_ptr<const accel::Kernel> kernel;
     if (name == "verify") {
-      kernel = *verify;
+      kernel = verify;
     } else if (name == "noop") {
-      kernel = std::make_shared<NoopKernel>((*verify)->manifest());
+      kernel = std::make_shared<NoopKernel>(verify->manifest());
     } else {
       std::fprintf(stderr, "hgpipe-bench-board: unknown kernel '%s'\n",
                    std::string(name).c_str());

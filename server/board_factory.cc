@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "accel/faulty_board.h"
 #include "accel/kernel.h"
 #include "base/status_macros.h"
 
@@ -113,11 +114,7 @@ absl::StatusOr<std::shared_ptr<const accel::Bitstream>> BoardFactory::MakeBitstr
 std::vector<std::string> BoardFactory::PendingFaults() const {
   std::vector<std::string> out;
   for (const auto& [name, fault] : options_.faults) {
-    int index;
-    if (!absl::StartsWith(name, "sim") || !absl::SimpleAtoi(name.substr(3), &index) ||
-        absl::StrCat("sim", index) != name || index < 0 || index >= next_sim_) {
-      out.push_back(name);
-    }
+    if (!created_.contains(name)) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -135,13 +132,22 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::NewEmulatedBoard(
   o.program_time = options_.program_time;
   o.reset_time = options_.reset_time;
   o.compute = options_.compute;
-  if (auto it = options_.faults.find(o.name); it != options_.faults.end()) {
-    o.fault = it->second;
-  }
   const std::string name = o.name;
   ASSIGN_OR_RETURN(auto board, accel::EmulatedBoard::Create(std::move(o)));
+  ASSIGN_OR_RETURN(auto out, WithFault(std::move(board)));
   if (for_one_load) for_one_load_.insert(name);
-  return std::unique_ptr<accel::Board>(std::move(board));
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::WithFault(
+    std::unique_ptr<accel::Board> board) {
+  const std::string name = board->info().name;
+  created_.insert(name);
+  auto it = options_.faults.find(name);
+  if (it == options_.faults.end()) return board;
+  ASSIGN_OR_RETURN(auto faulty,
+                   accel::FaultyBoard::Create(std::move(board), it->second, clock_));
+  return std::unique_ptr<accel::Board>(std::move(faulty));
 }
 
 bool BoardFactory::MadeForOneLoad(absl::string_view board) const {
@@ -191,7 +197,7 @@ absl::Status BoardFactory::CreateXrtBoards(
     o.xclbin_path = XclbinPath(model);
     o.max_images_per_run = model.config.batching().max_images_per_run();
     if (options_.num_slots > 0) o.num_slots = options_.num_slots;
-    ASSIGN_OR_RETURN(auto board, accel::OpenXrtBoard(o));
+    ASSIGN_OR_RETURN(std::unique_ptr<accel::Board> board, accel::OpenXrtBoard(o));
     const accel::DeviceGeometry& want = model.manifest.geometry;
     const accel::DeviceGeometry& got = board->manifest().geometry;
     if (got.tokens != want.tokens || got.token_values != want.token_values ||
@@ -202,6 +208,7 @@ absl::Status BoardFactory::CreateXrtBoards(
           model.config.bitstream(), "' is ", want.tokens, "x", want.token_values,
           " -> ", want.classes));
     }
+    ASSIGN_OR_RETURN(board, WithFault(std::move(board)));
     (*out)[served[k % served.size()]].push_back(std::move(board));
   }
   return absl::OkStatus();
@@ -238,8 +245,7 @@ absl::StatusOr<StartupBoards> BoardFactory::CreateStartupBoards(
       if (models.empty()) {
         // Not serving anything yet: starts with the loopback kernel and is
         // programmed for the first model that needs it.
-        ASSIGN_OR_RETURN(auto kernel, accel::FindEmulatedKernel("verify"));
-        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(std::move(kernel), max_run,
+        ASSIGN_OR_RETURN(auto board, NewEmulatedBoard(accel::VerifyKernel(), max_run,
                                                       /*for_one_load=*/false));
         out.idle.push_back(std::move(board));
         continue;

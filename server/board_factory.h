@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "accel/board.h"
 #include "accel/emulated_board.h"
+#include "accel/faulty_board.h"
 #include "base/clock.h"
 #include "server/model_repository.h"
 
@@ -54,9 +55,10 @@ struct BoardSpec {
 // InvalidArgument naming the bad item.
 absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec);
 
-// Faults injected into emulated boards by name (--emulated-faults):
+// Faults injected into boards by name (--emulated-faults), emulated or XRT:
 // "NAME=SPEC[,NAME=SPEC...]" with SPEC as accel::ParseFaultInjection reads
-// it, e.g. "sim1=hang@100,sim2=fail@50:permanent". Empty: none.
+// it, e.g. "sim1=hang@100,xrt0=fail@50:permanent". Empty: none. The factory
+// wraps each named board in an accel::FaultyBoard.
 // InvalidArgument naming the bad item.
 absl::StatusOr<absl::flat_hash_map<std::string, accel::FaultInjection>>
 ParseEmulatedFaults(absl::string_view spec);
@@ -76,7 +78,7 @@ struct BoardOptions {
   // stay zero. For host-CPU measurements (bench/plan_vs_server.sh), where
   // computing the kernel on the host takes CPU a real board does not.
   bool compute = true;
-  // Emulated boards: faults by board name.
+  // Faults by board name (emulated or XRT boards).
   absl::flat_hash_map<std::string, accel::FaultInjection> faults;
 };
 
@@ -127,6 +129,9 @@ class BoardFactory {
   absl::StatusOr<std::unique_ptr<accel::Board>> NewEmulatedBoard(
       std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run,
       bool for_one_load);
+  // Wraps `board` in a FaultyBoard if options_.faults names it.
+  absl::StatusOr<std::unique_ptr<accel::Board>> WithFault(
+      std::unique_ptr<accel::Board> board);
   absl::Status CreateXrtBoards(
       const std::vector<const ModelEntry*>& models,
       std::vector<std::vector<std::unique_ptr<accel::Board>>>* out);
@@ -136,6 +141,7 @@ class BoardFactory {
   Clock* const clock_;
   int next_sim_ = 0;
   absl::flat_hash_set<std::string> for_one_load_;
+  absl::flat_hash_set<std::string> created_;  // board names, for PendingFaults
 };
 
 }  // namespace hgpipe::server

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "accel/kernels/kernel_registry.h"
 #include "accel/vit/weight_file.h"
 #include "glog/logging.h"
 
@@ -74,9 +76,9 @@ absl::StatusOr<std::shared_ptr<const accel::Canary>> LoadModelCanary(const Model
   const fs::path golden = fs::path(entry.directory) / kGoldenFile;
   std::error_code ec;
   if (fs::exists(golden, ec)) return FromGolden(golden.string(), entry);
-  if (entry.config.bitstream() == "verify") {
-    return std::make_shared<const accel::Canary>(
-        accel::MakeVerifyCanary(entry.manifest.geometry));
+  if (std::optional<accel::Canary> c = accel::KernelRegistry::Builtin().BuiltinCanary(
+          entry.config.bitstream(), entry.manifest.geometry)) {
+    return std::make_shared<const accel::Canary>(*std::move(c));
   }
   return std::shared_ptr<const accel::Canary>();
 }

@@ -106,7 +106,7 @@ ABSL_FLAG(bool, emulated_compute, true,
           "false: emulated boards model timing only and never run the kernel "
           "(outputs are zero), so the host's CPU holds only the server's work");
 ABSL_FLAG(std::string, emulated_faults, "",
-          "Faults injected into emulated boards by name, e.g. "
+          "Faults injected into boards (emulated or XRT) by name, e.g. "
           "sim1=hang@100,sim2=fail@50:permanent (KIND@RUNS[:xFACTOR][:permanent], "
           "KIND fail, hang, slow or corrupt)");
 ABSL_FLAG(int, watchdog_ms, 2000,

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
-#include "accel/kernel.h"
-#include "accel/vit/vit_kernel.h"
+#include "accel/kernels/kernel_registry.h"
 #include "base/status_macros.h"
 #include "server/client_text.h"
 #include "server/model_config.h"
@@ -22,22 +22,12 @@ absl::Status ResolveEmulatedBitstream(ModelEntry* e) {
       e->config.weights().empty() || e->config.weights()[0] == '/'
           ? e->config.weights()
           : absl::StrCat(e->directory, "/", e->config.weights());
-  std::shared_ptr<const accel::vit::VitKernel> vit;
-  if (bitstream == "vit" || bitstream == "deit_tiny") {
-    if (weights.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("weights: bitstream '", bitstream, "' needs a weight file"));
-    }
-    ASSIGN_OR_RETURN(vit, accel::vit::LoadVitKernel(weights));
-  } else {
-    ASSIGN_OR_RETURN(e->kernel, accel::FindEmulatedKernel(bitstream));
-  }
-  if (vit != nullptr) {
-    e->kernel = vit;
-    e->logit_scale = vit->logit_scale();
-    e->input_scale = vit->input_scale();
-    e->labels = vit->labels();
-  }
+  ASSIGN_OR_RETURN(accel::LoadedKernel k,
+                   accel::KernelRegistry::Builtin().Load(bitstream, weights));
+  e->kernel = std::move(k.kernel);
+  e->logit_scale = k.logit_scale;
+  e->input_scale = k.input_scale;
+  e->labels = std::move(k.labels);
   e->manifest = e->kernel->manifest();
   return absl::OkStatus();
 }

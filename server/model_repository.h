@@ -24,8 +24,9 @@ namespace hgpipe::server {
 // is wrong without naming the config file: the caller adds it.
 using BitstreamResolver = std::function<absl::Status(ModelEntry* entry)>;
 
-// The kernels emulated boards run: "verify", and HG-PIPE's datapath ("vit"
-// or "deit_tiny") with the config's `weights` file (required).
+// The kernels emulated boards run, from accel::KernelRegistry::Builtin():
+// "verify", and HG-PIPE's datapath ("vit" or "deit_tiny") with the config's
+// `weights` file (required).
 absl::Status ResolveEmulatedBitstream(ModelEntry* entry);
 
 // The names of the sub-directories of `root` holding a config.pbtxt, sorted.

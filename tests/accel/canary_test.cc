@@ -4,6 +4,7 @@
 
 #include "accel/device_layout.h"
 #include "accel/emulated_board.h"
+#include "accel/faulty_board.h"
 #include "accel/verify_digest.h"
 #include "base/clock.h"
 #include "base/mutex.h"
@@ -16,7 +17,7 @@ TEST(CanaryTest, VerifyCanaryIsWhatTheVerifyKernelComputesAndAFlipShows) {
   const DeviceGeometry g;
   const Canary c = MakeVerifyCanary(g);
   ASSERT_TRUE(ValidateCanary(c, g).ok());
-  auto kernel = *FindEmulatedKernel("verify");
+  auto kernel = VerifyKernel();
   std::vector<uint32_t> out(g.output_words());
   kernel->Compute(c.input.data(), 1, out.data());
   EXPECT_EQ(CompareCanaryOutput(c, g, out), "");
@@ -43,11 +44,11 @@ TEST(CanaryTest, MismatchedSizesAreRefused) {
 TEST(CanaryTest, CorruptFaultFlipsOutputsOfRunsThatReportOk) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.compute_inline = true;
-  o.fault = *ParseFaultInjection("corrupt@1");
-  auto board = *EmulatedBoard::Create(o);
+  auto board = *FaultyBoard::Create(*EmulatedBoard::Create(o),
+                                    *ParseFaultInjection("corrupt@1"), &clock);
   const DeviceGeometry g;
   const Canary c = MakeVerifyCanary(g);
   std::vector<std::string> diffs;

@@ -29,7 +29,7 @@ struct Fixture {
   SimClock clock;
   std::unique_ptr<EmulatedBoard> board;
   explicit Fixture(EmulatedBoard::Options o = {}) {
-    o.kernel = *FindEmulatedKernel("verify");
+    o.kernel = VerifyKernel();
     o.clock = &clock;
     o.compute_inline = true;
     o.max_images_per_run = 8;
@@ -97,7 +97,7 @@ TEST(EmulatedBoardTest, RunsQueuedBackToBackCompleteInOrderOneIntervalApart) {
 TEST(EmulatedBoardTest, WorkerThreadComputeWithRealClock) {
   RealClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 2;
   auto board = *EmulatedBoard::Create(o);
@@ -113,24 +113,6 @@ TEST(EmulatedBoardTest, WorkerThreadComputeWithRealClock) {
   EXPECT_GE(absl::Now() - start, board->manifest().timing.latency());
 }
 
-TEST(EmulatedBoardTest, InjectedFaultFailsRunsAndMarksUnhealthy) {
-  EmulatedBoard::Options o;
-  o.fault.kind = FaultInjection::Kind::kFail;
-  o.fault.after_runs = 1;
-  Fixture f(o);
-  std::vector<absl::Status> got;
-  for (int s = 0; s < 2; ++s) {
-    f.board->Submit(s, 1, [&](absl::Status st) { got.push_back(st); });
-  }
-  f.clock.RunUntilIdle();
-  ASSERT_EQ(got.size(), 2u);
-  EXPECT_TRUE(got[0].ok());
-  EXPECT_EQ(got[1].code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(got[1].message(),
-              HasSubstr("board sim0: injected fault, run failed"));
-  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
-}
-
 TEST(EmulatedBoardTest, RejectsBadRunsAndBadOptions) {
   Fixture f;
   absl::Status st;
@@ -140,11 +122,10 @@ TEST(EmulatedBoardTest, RejectsBadRunsAndBadOptions) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EmulatedBoard::Options o;
   EXPECT_FALSE(EmulatedBoard::Create(o).ok());  // no kernel, no clock
-  EXPECT_FALSE(FindEmulatedKernel("nope").ok());
 }
 
 
-// --- Program, Reset, faults ---------------------------------------------------
+// --- Program, Reset ---------------------------------------------------
 
 // A second bitstream with another geometry and timing: 4 tokens x 8 values
 // in, 10 classes out; image i's word j is the sum of its input bytes plus j.
@@ -183,7 +164,7 @@ std::shared_ptr<const Bitstream> BitstreamOf(std::shared_ptr<const Kernel> k) {
   return b;
 }
 std::shared_ptr<const Bitstream> VerifyBitstream() {
-  return BitstreamOf(*FindEmulatedKernel("verify"));
+  return BitstreamOf(VerifyKernel());
 }
 std::shared_ptr<const Bitstream> TinyBitstream() {
   return BitstreamOf(std::make_shared<TinyKernel>());
@@ -210,14 +191,6 @@ struct Events {
   }
 };
 
-EmulatedBoard::Options WithFault(absl::string_view spec) {
-  EmulatedBoard::Options o;
-  absl::StatusOr<FaultInjection> f = ParseFaultInjection(spec);
-  EXPECT_TRUE(f.ok()) << f.status();
-  if (f.ok()) o.fault = *f;
-  return o;
-}
-
 // Resets the board and advances through the reset; expects done(OK).
 void ResetBoard(Fixture& f) {
   Events e;
@@ -243,38 +216,6 @@ absl::Status OneRun(Fixture& f) {
   return e.Of("run");
 }
 
-TEST(EmulatedBoardTest, HungRunsNeverCompleteUntilResetAbortsThem) {
-  Fixture f(WithFault("hang@1"));
-  Events e;
-  f.board->Submit(0, 1, e.Add("run0"));
-  f.board->Submit(1, 1, e.Add("run1"));  // the second run hangs
-  f.board->Submit(2, 2, e.Add("run2"));  // and every run after it
-  f.clock.Advance(absl::Seconds(3600));
-  EXPECT_FALSE(f.clock.HasPendingTimers());
-  EXPECT_THAT(e.names, ElementsAre("run0"));
-  EXPECT_TRUE(e.Of("run0").ok());
-  EXPECT_TRUE(f.board->Health().ok()) << "a hung board looks healthy";
-
-  const absl::Time t0 = f.clock.Now();
-  absl::Time reset_at;
-  f.board->Reset([&](absl::Status s) {
-    e.Add("reset")(s);
-    reset_at = f.clock.Now();
-  });
-  // The hung runs are answered first, in submission order.
-  EXPECT_THAT(e.names, ElementsAre("run0", "run1", "run2"));
-  for (const char* r : {"run1", "run2"}) {
-    EXPECT_EQ(e.Of(r).code(), absl::StatusCode::kAborted) << r;
-    EXPECT_THAT(e.Of(r).message(), HasSubstr("board sim0: run aborted by reset"));
-  }
-  f.clock.AdvanceTo(t0 + absl::Milliseconds(200) - absl::Nanoseconds(1));
-  EXPECT_EQ(e.Count("reset"), 0) << "done before reset_time";
-  f.clock.RunUntilIdle();
-  ASSERT_EQ(e.Count("reset"), 1);
-  EXPECT_TRUE(e.Of("reset").ok());
-  EXPECT_EQ(reset_at - t0, absl::Milliseconds(200));
-}
-
 TEST(EmulatedBoardTest, AResetBoardIsUnprogrammedUntilProgram) {
   Fixture f;
   ResetBoard(f);
@@ -285,100 +226,6 @@ TEST(EmulatedBoardTest, AResetBoardIsUnprogrammedUntilProgram) {
   ProgramBoard(f, VerifyBitstream());
   EXPECT_TRUE(f.board->Health().ok());
   EXPECT_TRUE(OneRun(f).ok());
-}
-
-TEST(EmulatedBoardTest, ATransientFaultIsClearedByReset) {
-  for (const char* spec : {"fail@0", "hang@0", "slow@0:x3"}) {
-    SCOPED_TRACE(spec);
-    Fixture f(WithFault(spec));
-    Events e;
-    f.board->Submit(0, 1, e.Add("faulty"));
-    f.clock.Advance(absl::Seconds(10));
-    ResetBoard(f);
-    ProgramBoard(f, VerifyBitstream());
-    EXPECT_TRUE(f.board->Health().ok());
-    // Never again, however many runs follow.
-    const PipelineTiming& t = f.board->manifest().timing;
-    for (int i = 0; i < 5; ++i) {
-      const absl::Time t0 = f.clock.Now();
-      ASSERT_TRUE(OneRun(f).ok()) << "run " << i;
-      EXPECT_EQ(f.board->last_run_times().done - t0,
-                t.run_overhead + t.latency());
-    }
-  }
-}
-
-TEST(EmulatedBoardTest, APermanentFailKillsTheBoard) {
-  Fixture f(WithFault("fail@1:permanent"));
-  EXPECT_TRUE(OneRun(f).ok());
-  EXPECT_EQ(OneRun(f).code(), absl::StatusCode::kUnavailable);
-  ResetBoard(f);
-  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
-  ProgramBoard(f, VerifyBitstream(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
-  const absl::Status s = OneRun(f);
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(s.message(), HasSubstr("the last Program failed"));
-}
-
-TEST(EmulatedBoardTest, APermanentHangReturnsAfterReprogramming) {
-  Fixture f(WithFault("hang@1:permanent"));
-  EXPECT_TRUE(OneRun(f).ok());
-  Events e;
-  f.board->Submit(0, 1, e.Add("hung"));
-  f.clock.RunUntilIdle();
-  EXPECT_TRUE(e.names.empty());
-  ResetBoard(f);
-  EXPECT_EQ(e.Of("hung").code(), absl::StatusCode::kAborted);
-  ProgramBoard(f, VerifyBitstream());
-  // after_runs counts again from the programming: one good run, then hangs.
-  EXPECT_TRUE(OneRun(f).ok());
-  f.board->Submit(0, 1, e.Add("hung again"));
-  f.clock.RunUntilIdle();
-  EXPECT_EQ(e.Count("hung again"), 0);
-  EXPECT_TRUE(f.board->Health().ok());
-  ResetBoard(f);
-  EXPECT_EQ(e.Of("hung again").code(), absl::StatusCode::kAborted);
-}
-
-TEST(EmulatedBoardTest, SlowRunsTakeTheFactorTimesTheirModelledTime) {
-  Fixture f(WithFault("slow@1:x4:permanent"));
-  const PipelineTiming t = f.board->manifest().timing;
-  auto run_time = [&](uint32_t n) {
-    const absl::Time t0 = f.clock.Now();
-    Events e;
-    f.board->Submit(0, n, e.Add("run"));
-    f.clock.RunUntilIdle();
-    EXPECT_TRUE(e.Of("run").ok());
-    return f.clock.Now() - t0;
-  };
-  EXPECT_EQ(run_time(1), t.run_overhead + t.latency());
-  // Interval and latency x4 (the run overhead is the host's).
-  const absl::Duration want = t.run_overhead + 4 * (t.latency() + 2 * t.interval());
-  EXPECT_LE(absl::AbsDuration(run_time(3) - want), absl::Nanoseconds(10));
-  EXPECT_LE(absl::AbsDuration(run_time(1) - (t.run_overhead + 4 * t.latency())),
-            absl::Nanoseconds(10));
-  EXPECT_TRUE(f.board->Health().ok());
-  EXPECT_EQ(f.board->manifest().timing.interval(), t.interval())
-      << "the manifest keeps the declared timing";
-  // Permanent: normal again after reprogramming, slow after one more run.
-  ResetBoard(f);
-  ProgramBoard(f, VerifyBitstream());
-  EXPECT_EQ(run_time(1), t.run_overhead + t.latency());
-  EXPECT_LE(absl::AbsDuration(run_time(1) - (t.run_overhead + 4 * t.latency())),
-            absl::Nanoseconds(10));
-}
-
-TEST(EmulatedBoardTest, SlowRunsQueueBehindRunsAlreadyInThePipeline) {
-  Fixture f(WithFault("slow@1:x2"));
-  Events e;
-  f.board->Submit(0, 8, e.Add("fast"));
-  const RunTimes fast = f.board->last_run_times();
-  f.board->Submit(1, 1, e.Add("slow"));
-  const RunTimes slow = f.board->last_run_times();
-  EXPECT_EQ(slow.input_start, fast.input_end);
-  f.clock.RunUntilIdle();
-  EXPECT_THAT(e.names, ElementsAre("fast", "slow"));
 }
 
 TEST(EmulatedBoardTest, ProgramSwapsTheKernelGeometryAndTiming) {
@@ -502,13 +349,6 @@ TEST(EmulatedBoardTest, AResetAbortsAProgramInProgress) {
 }
 
 TEST(EmulatedBoardTest, DestroyingTheBoardCancelsWhatIsPending) {
-  {  // a hung run
-    Fixture f(WithFault("hang@0"));
-    Events e;
-    f.board->Submit(0, 1, e.Add("hung"));
-    f.board.reset();
-    EXPECT_EQ(e.Of("hung").code(), absl::StatusCode::kCancelled);
-  }
   {  // a Reset in progress
     Fixture f;
     Events e;
@@ -535,7 +375,7 @@ TEST(EmulatedBoardTest, DestroyingTheBoardCancelsWhatIsPending) {
 TEST(EmulatedBoardTest, SlotsFollowThePipelineDepthByDefault) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 1;  // small buffers: only the count matters here
   auto board = *EmulatedBoard::Create(o);
@@ -555,7 +395,7 @@ TEST(EmulatedBoardTest, TimingOnlyBoardsLeaveOutputsZero) {
     SCOPED_TRACE(inline_compute);
     SimClock clock;
     EmulatedBoard::Options o;
-    o.kernel = *FindEmulatedKernel("verify");
+    o.kernel = VerifyKernel();
     o.clock = &clock;
     o.compute = false;
     o.compute_inline = inline_compute;
@@ -653,7 +493,7 @@ TEST(EmulatedBoardTest, ResetWaitsForTheKernelComputingOnASlot) {
 TEST(EmulatedBoardTest, ResetAndProgramRaceWithRunsOnTheRealClock) {
   RealClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
   o.max_images_per_run = 2;
   o.num_slots = 4;
@@ -693,74 +533,11 @@ TEST(EmulatedBoardTest, ResetAndProgramRaceWithRunsOnTheRealClock) {
   }
 }
 
-TEST(FaultInjectionTest, ParsesSpecs) {
-  using K = FaultInjection::Kind;
-  struct Case {
-    const char* spec;
-    K kind;
-    uint64_t after;
-    double factor;
-    bool permanent;
-  };
-  for (const Case& c : std::vector<Case>{
-           {"", K::kNone, 0, 4, false},
-           {"none", K::kNone, 0, 4, false},
-           {"fail@3", K::kFail, 3, 4, false},
-           {"hang@0", K::kHang, 0, 4, false},
-           {"hang@12:permanent", K::kHang, 12, 4, true},
-           {"slow@2", K::kSlow, 2, 4, false},
-           {"slow@2:x2.5", K::kSlow, 2, 2.5, false},
-           {"slow@0:x10:permanent", K::kSlow, 0, 10, true},
-           {"fail@18446744073709551615", K::kFail, UINT64_MAX, 4, false},
-           {"corrupt@5", K::kCorrupt, 5, 4, false},
-           {"corrupt@0:permanent", K::kCorrupt, 0, 4, true},
-       }) {
-    SCOPED_TRACE(c.spec);
-    absl::StatusOr<FaultInjection> f = ParseFaultInjection(c.spec);
-    ASSERT_TRUE(f.ok()) << f.status();
-    EXPECT_EQ(f->kind, c.kind);
-    EXPECT_EQ(f->after_runs, c.after);
-    EXPECT_EQ(f->slow_factor, c.factor);
-    EXPECT_EQ(f->permanent, c.permanent);
-    absl::StatusOr<FaultInjection> back = ParseFaultInjection(f->ToString());
-    ASSERT_TRUE(back.ok()) << f->ToString() << ": " << back.status();
-    EXPECT_EQ(*back, *f) << f->ToString();
-  }
-  EXPECT_EQ(ParseFaultInjection("slow@2")->ToString(), "slow@2:x4");
-  EXPECT_EQ(ParseFaultInjection("hang@1:permanent")->ToString(),
-            "hang@1:permanent");
-  FaultInjection odd;
-  odd.kind = FaultInjection::Kind::kSlow;
-  odd.slow_factor = 1.0 / 3 + 1;
-  EXPECT_EQ(*ParseFaultInjection(odd.ToString()), odd) << odd.ToString();
-}
-
-TEST(FaultInjectionTest, RejectsBadSpecsQuotingThem) {
-  for (const char* spec :
-       {"fail", "fail@", "fail@x", "fail@-1", "fail@ 3", "fail@3 ", "oops@3",
-        "FAIL@3", "fail@3:x2", "hang@1:x2", "slow@1:x0.5", "slow@1:x",
-        "slow@1:xinf", "slow@1:xnan", "slow@1:x2:x3", "fail@1:permanent:x2",
-        "slow@1:permanent:x2", "fail@1:forever", "fail@1:", "@3",
-        "fail@99999999999999999999", "none:permanent"}) {
-    SCOPED_TRACE(spec);
-    absl::StatusOr<FaultInjection> f = ParseFaultInjection(spec);
-    ASSERT_FALSE(f.ok()) << f->ToString();
-    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(f.status().message(),
-                HasSubstr(absl::StrCat("bad fault injection \"", spec, "\"")));
-  }
-}
-
-TEST(EmulatedBoardTest, RejectsBadFaultAndTimeOptions) {
+TEST(EmulatedBoardTest, RejectsBadTimeOptions) {
   SimClock clock;
   EmulatedBoard::Options o;
-  o.kernel = *FindEmulatedKernel("verify");
+  o.kernel = VerifyKernel();
   o.clock = &clock;
-  o.fault.kind = FaultInjection::Kind::kSlow;
-  o.fault.slow_factor = 0.5;
-  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  o.fault = {};
   o.reset_time = absl::Seconds(-1);
   EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -64,7 +64,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   boards.push_back(*std::move(xrt));  // board 0: chosen first while both idle
   EmulatedBoard::Options eo;
   eo.name = "sim0";
-  eo.kernel = *FindEmulatedKernel("verify");
+  eo.kernel = VerifyKernel();
   eo.clock = &clock;
   eo.max_images_per_run = 8;
   boards.push_back(*EmulatedBoard::Create(eo));

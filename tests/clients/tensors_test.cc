@@ -235,9 +235,8 @@ TEST(VerifyDigestTest, ExpectedLogitsPassAndAnyChangeFails) {
 // The client's expectation agrees with what the emulated board's verify
 // kernel computes from the device-packed image (the server's path).
 TEST(VerifyDigestTest, MatchesTheEmulatedVerifyKernel) {
-  auto kernel = accel::FindEmulatedKernel("verify");
-  ASSERT_TRUE(kernel.ok()) << kernel.status();
-  const accel::DeviceGeometry& g = (*kernel)->manifest().geometry;
+  const std::shared_ptr<const accel::Kernel> kernel = accel::VerifyKernel();
+  const accel::DeviceGeometry& g = kernel->manifest().geometry;
   ASSERT_EQ(g.input_bytes(), kImageBytes);
   ASSERT_EQ(static_cast<int64_t>(g.classes), kClasses);
   const auto images = GenerateRandomImages(2, 77);
@@ -247,7 +246,7 @@ TEST(VerifyDigestTest, MatchesTheEmulatedVerifyKernel) {
                      device.data() + i * kImageBytes);
   }
   std::vector<uint32_t> words(2 * g.output_words());
-  (*kernel)->Compute(device.data(), 2, words.data());
+  kernel->Compute(device.data(), 2, words.data());
   for (int i = 0; i < 2; ++i) {
     std::vector<int32_t> row(kClasses);
     for (int64_t j = 0; j < kClasses; ++j) {

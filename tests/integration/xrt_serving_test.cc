@@ -62,6 +62,29 @@ TEST(XrtServingTest, ServerAnswersThroughAnXrtBoardAndItsMetricsShowTheBoard) {
   EXPECT_THAT(r.log, HasSubstr("boards xrt0"));
 }
 
+// --emulated-faults wraps XRT boards too (accel/faulty_board.h): a corrupt
+// fault flips the first output word of each image, which on the no-op
+// device (outputs zero) shows as class 0 holding 1.
+TEST(XrtServingTest, FaultsAreInjectedIntoXrtBoardsToo) {
+  auto server = ServerProcess::Start(
+      {"--boards=xrt:0", "--canary=false", "--emulated-faults=xrt0=corrupt@0",
+       "--model-repository=" + Repository("verify.xclbin")});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto c = *clients::InferenceClient::Create((*server)->grpc_target());
+  auto resp = c->Infer(
+      *clients::MakeImageRequest("verify", clients::GenerateRandomImages(2, 5)));
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  auto out = clients::ReadInt32Output(*resp, "OUTPUT");
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->values.size(), 2000u);
+  for (size_t i = 0; i < out->values.size(); ++i) {
+    EXPECT_EQ(out->values[i], i % 1000 == 0 ? 1 : 0) << "value " << i;
+  }
+  const ExitResult r = (*server)->Stop(SIGTERM);
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_THAT(r.log, ::testing::Not(HasSubstr("no board xrt0")));
+}
+
 TEST(XrtServingTest, StartUpErrorsNameTheBoardAndTheFile) {
   auto start = [](const std::string& repo, const std::string& boards) {
     return RunToExit(BinDir() + "/hgpipe-server",

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
 #include "accel/emulated_board.h"
+#include "accel/faulty_board.h"
 #include "accel/verify_digest.h"
 #include "gtest/gtest.h"
 
@@ -15,6 +16,11 @@ namespace hgpipe::scheduler {
 namespace {
 
 using accel::EmulatedBoard;
+
+// An emulated board's options and, for a faulty one, the FaultyBoard's fault.
+struct TestBoardOptions : EmulatedBoard::Options {
+  accel::FaultInjection fault;
+};
 
 constexpr size_t kImageBytes = 196 * 768;
 constexpr uint32_t kClasses = 1000;
@@ -89,21 +95,23 @@ class SchedulerTest : public ::testing::Test {
   }
 
   static std::shared_ptr<const accel::Bitstream> VerifyBitstream() {
-    auto kernel = *accel::FindEmulatedKernel("verify");
+    auto kernel = accel::VerifyKernel();
     return std::make_shared<const accel::Bitstream>(
         accel::Bitstream{kernel->manifest(), kernel, ""});
   }
 
-  std::unique_ptr<accel::Board> MakeBoard(int i, EmulatedBoard::Options o) {
+  std::unique_ptr<accel::Board> MakeBoard(int i, TestBoardOptions o) {
     o.name = "sim" + std::to_string(i);
-    o.kernel = *accel::FindEmulatedKernel("verify");
+    o.kernel = accel::VerifyKernel();
     o.clock = &clock_;
     o.compute_inline = true;
-    return *EmulatedBoard::Create(o);
+    std::unique_ptr<accel::Board> board = *EmulatedBoard::Create(o);
+    if (o.fault.kind == accel::FaultInjection::Kind::kNone) return board;
+    return *accel::FaultyBoard::Create(std::move(board), o.fault, &clock_);
   }
 
   // `faulty` boards get bo.fault; the others none.
-  void Build(int boards, ModelOptions mo = {}, EmulatedBoard::Options bo = {},
+  void Build(int boards, ModelOptions mo = {}, TestBoardOptions bo = {},
              absl::Duration lead = absl::Milliseconds(1),
              std::vector<int> faulty = {0}, Scheduler::Options so = {}) {
     so.clock = &clock_;
@@ -113,7 +121,7 @@ class SchedulerTest : public ::testing::Test {
     scheduler_ = *Scheduler::Create(so);
     std::vector<std::unique_ptr<accel::Board>> bs;
     for (int i = 0; i < boards; ++i) {
-      EmulatedBoard::Options o = bo;
+      TestBoardOptions o = bo;
       if (std::find(faulty.begin(), faulty.end(), i) == faulty.end()) {
         o.fault = {};
       }
@@ -280,7 +288,7 @@ Fault MakeFault(Fault::Kind kind, uint64_t after, bool permanent = false) {
 }
 
 TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 2);
   Build(2, {}, bo);
   std::vector<Job> jobs(300);
@@ -308,7 +316,7 @@ TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
 }
 
 TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
   Build(1, {}, bo);
   Job a, b;
@@ -340,7 +348,7 @@ TEST_F(SchedulerTest, QueueLimitAndUnknownModelAreRefusedAtOnce) {
   ModelOptions mo;
   mo.max_queue_images = 10;
   mo.max_images_per_run = 4;
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.num_slots = 1;
   Build(1, mo, bo);
   Job a, b, c, d;
@@ -374,8 +382,8 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
   Scheduler::Options so;
   so.clock = &real;
   auto s = *Scheduler::Create(so);
-  EmulatedBoard::Options o;
-  o.kernel = *accel::FindEmulatedKernel("verify");
+  TestBoardOptions o;
+  o.kernel = accel::VerifyKernel();
   o.clock = &real;
   std::vector<std::unique_ptr<accel::Board>> bs;
   bs.push_back(*EmulatedBoard::Create(o));
@@ -414,9 +422,9 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   auto s = *Scheduler::Create(so);
   std::vector<std::unique_ptr<accel::Board>> bs;
   for (int i = 0; i < 2; ++i) {
-    EmulatedBoard::Options o;
+    TestBoardOptions o;
     o.name = "sim" + std::to_string(i);
-    o.kernel = *accel::FindEmulatedKernel("verify");
+    o.kernel = accel::VerifyKernel();
     o.clock = &real;
     o.max_images_per_run = 8;
     bs.push_back(*EmulatedBoard::Create(o));
@@ -466,7 +474,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
 // the middle of a run), and every image of every request is answered
 // exactly once, with its own result.
 TEST_F(SchedulerTest, KillABoardUnderLoadEveryImageAnsweredExactlyOnce) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 40, /*permanent=*/true);
   ModelOptions mo;
   mo.max_images_per_run = 8;
@@ -490,7 +498,7 @@ TEST_F(SchedulerTest, KillABoardUnderLoadEveryImageAnsweredExactlyOnce) {
 }
 
 TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kHang, 3);
   ModelOptions mo;
   mo.max_images_per_run = 8;
@@ -524,7 +532,7 @@ TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
 }
 
 TEST_F(SchedulerTest, SlowBoardGetsLessWorkWithoutTrippingTheWatchdog) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kSlow, 0);
   bo.fault.slow_factor = 4;
   Build(2, {}, bo);
@@ -557,7 +565,7 @@ TEST_F(SchedulerTest, RunGoesToTheBoardWhereItCompletesFirst) {
   so.observer = &observer_;
   scheduler_ = *Scheduler::Create(so);
   std::vector<std::unique_ptr<accel::Board>> bs;
-  EmulatedBoard::Options slow;
+  TestBoardOptions slow;
   accel::PipelineTiming t;
   t.latency_cycles *= 3;
   slow.timing = t;
@@ -579,7 +587,7 @@ TEST_F(SchedulerTest, HigherPriorityOvertakesQueuedLowerPriority) {
   mo.default_priority = 2;
   mo.max_images_per_run = 4;
   mo.low_priority_run_images = 4;
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.num_slots = 1;
   Build(1, mo, bo);
   std::vector<Job> low(6);
@@ -609,7 +617,7 @@ TEST_F(SchedulerTest, QueueLimitCountsOnlyImagesAtTheSameOrHigherPriority) {
   mo.max_queue_images = 6;
   mo.max_images_per_run = 2;
   mo.low_priority_run_images = 2;
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.num_slots = 1;
   Build(1, mo, bo);
   Job running, low1, low2, high1, high2;
@@ -653,7 +661,7 @@ TEST_F(SchedulerTest, LowPriorityIsNeverStarvedBeyondTheBound) {
 TEST_F(SchedulerTest, DeadlinesAreAnsweredWithoutReachingABoard) {
   ModelOptions mo;
   mo.max_images_per_run = 4;
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.num_slots = 1;
   Build(1, mo, bo);
   const accel::PipelineTiming t;
@@ -700,7 +708,7 @@ TEST_F(SchedulerTest, IdleBoardIsReprogrammedForAModelWithDemand) {
   clock_.RunUntilIdle();
   ASSERT_TRUE(a.status.ok()) << a.status;
   ExpectOwnOutputs(a);
-  EXPECT_GE(a.answered - t0, EmulatedBoard::Options{}.program_time);
+  EXPECT_GE(a.answered - t0, TestBoardOptions{}.program_time);
   auto boards = scheduler_->Boards();
   ASSERT_EQ(boards.size(), 1u);
   EXPECT_EQ(boards[0].model_id, H("other").id());
@@ -847,7 +855,7 @@ TEST_F(SchedulerTest, RemovingAModelWhoseQueueHasNoBoardStillServesIt) {
 // wait; another model's idle board is reprogrammed for them even though the
 // model is being removed.
 TEST_F(SchedulerTest, RemovingAModelWhoseBoardRetiredStillServesIt) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
   Scheduler::Options so;
   so.max_recovery_attempts = 2;
@@ -872,7 +880,7 @@ TEST_F(SchedulerTest, RemovingAModelWhoseBoardRetiredStillServesIt) {
 // With no board left anywhere, a model being removed fails what it queued
 // (UNAVAILABLE) instead of keeping it, and the removal completes.
 TEST_F(SchedulerTest, RemovingAModelNothingCanServeFailsItsQueue) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
   Scheduler::Options so;
   so.max_recovery_attempts = 2;
@@ -892,7 +900,7 @@ TEST_F(SchedulerTest, RemovingAModelNothingCanServeFailsItsQueue) {
 // deadline the dispatch predicted it would meet: the request is answered
 // DEADLINE_EXCEEDED at its deadline, and the late result is dropped.
 TEST_F(SchedulerTest, DeadlineIsKeptWhileTheRequestIsOnASlowBoard) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kSlow, 0);
   bo.fault.slow_factor = 4;
   Build(1, {}, bo);
@@ -912,7 +920,7 @@ TEST_F(SchedulerTest, DeadlineIsKeptWhileTheRequestIsOnASlowBoard) {
 // Under load, with one slow board of two: every request is answered by its
 // deadline, either with its own outputs or DEADLINE_EXCEEDED, exactly once.
 TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kSlow, 0);
   bo.fault.slow_factor = 4;
   Build(2, {}, bo);
@@ -952,7 +960,7 @@ TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {
 // is caught by its next canary, within one interval of the first wrong
 // answer, and leaves service; every answer after that is right.
 TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kCorrupt, 60);  // cleared by a reset
   ModelOptions mo;
   mo.canary = std::make_shared<const accel::Canary>(
@@ -1005,7 +1013,7 @@ TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
 // is added, and its probes after every reprogramming fail the same way: it
 // is retired, and no answer after the first canary came from it.
 TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kCorrupt, 0, /*permanent=*/true);
   ModelOptions mo;
   mo.canary = std::make_shared<const accel::Canary>(
@@ -1042,7 +1050,7 @@ TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
 // last reset and programming took, after its backoff) is answered at once,
 // not at its deadline or when the board is finally retired.
 TEST_F(SchedulerTest, DeadlinesThatTheRecoveryWindowCannotMeetAreAnsweredEarly) {
-  EmulatedBoard::Options bo;
+  TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
   Build(1, {}, bo);
   const absl::Time t0 = clock_.Now();

@@ -452,7 +452,8 @@ class DockerImageDefinition(unittest.TestCase):
         # pkg-config modules and CMake packages of the non-test build -> package.
         known = {"absl": "libabsl-dev", "Protobuf": "libprotobuf-dev", "gRPC": "libgrpc++-dev",
                  "prometheus-cpp": "prometheus-cpp-dev", "libglog": "libgoogle-glog-dev",
-                 "libturbojpeg": "libturbojpeg0-dev", "spng": "libspng-dev",
+                 "libturbojpeg": "libturbojpeg0-dev", "libjpeg": "libjpeg62-turbo-dev",
+                 "spng": "libspng-dev", "libhwy": "libhwy-dev", "ZLIB": "zlib1g-dev",
                  "Threads": None, "PkgConfig": "pkg-config", "OpenMP": None,
                  "DNNL_INCLUDE_DIR": "libdnnl-dev", "DNNL_LIBRARY": "libdnnl-dev",
                  "Boost": "libboost-dev", "OpenSSL": "libssl-dev",

@@ -1507,13 +1507,17 @@ void Scheduler::RebalanceLocked(Pending* p) {
       }
     }
     if (donor == nullptr) continue;  // a later completion looks again
-    if (!donor->runs.empty()) {
-      SetPhaseLocked(*donor, BoardPhase::kDraining, &m, absl::OkStatus(), p);
-    } else if (donor->loaded != nullptr && donor->loaded == m.options.bitstream) {
-      ProbeLocked(*donor, &m, p);
-    } else {
-      ProgramLocked(*donor, &m, p);
-    }
+    GiveBoardLocked(*donor, m, p);
+  }
+}
+
+void Scheduler::GiveBoardLocked(BoardState& donor, Model& m, Pending* p) {
+  if (!donor.runs.empty()) {
+    SetPhaseLocked(donor, BoardPhase::kDraining, &m, absl::OkStatus(), p);
+  } else if (donor.loaded != nullptr && donor.loaded == m.options.bitstream) {
+    ProbeLocked(donor, &m, p);
+  } else {
+    ProgramLocked(donor, &m, p);
   }
 }
 
@@ -1544,6 +1548,57 @@ void Scheduler::Finish(Pending p) {
     hgpipe::MutexLock l(&mu_);
     --delivering_;
   }
+}
+
+absl::StatusOr<absl::Time> Scheduler::PredictCompletion(absl::string_view model,
+                                                        uint32_t images,
+                                                        uint32_t priority) const {
+  hgpipe::MutexLock l(&mu_);
+  const Model* m = FindModelLocked(model);
+  if (m == nullptr) return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+  if (priority == 0) priority = m->options.default_priority;
+  if (priority > m->options.priority_levels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", m->options.name, ": priority ", priority, " is outside 1..",
+        m->options.priority_levels));
+  }
+  if (!ServableLocked(*m)) {
+    return absl::UnavailableError(
+        absl::StrCat("model ", m->options.name, " has no board that can serve it"));
+  }
+  return EstimateDoneLocked(*m, priority - 1, std::max<uint32_t>(images, 1), clock_->Now());
+}
+
+absl::Status Scheduler::MoveBoard(int board_id, absl::string_view model) {
+  Pending p;
+  {
+    hgpipe::MutexLock l(&mu_);
+    if (board_id < 0 || board_id >= static_cast<int>(boards_.size())) {
+      return absl::NotFoundError(absl::StrCat("scheduler: no board ", board_id));
+    }
+    Model* m = FindModelLocked(model);
+    if (m == nullptr) return absl::NotFoundError(absl::StrCat("unknown model '", model, "'"));
+    BoardState& b = *boards_[board_id];
+    if (b.model == m) return absl::OkStatus();
+    if (destroying_ || !options_.reprogram || m->options.bitstream == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model ", m->options.name, ": boards cannot be reprogrammed for it"));
+    }
+    if (b.phase != BoardPhase::kServing && b.phase != BoardPhase::kIdle) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("board ", b.name, " is ", BoardPhaseName(b.phase)));
+    }
+    if (b.phase == BoardPhase::kServing && b.model->serving.size() == 1 &&
+        b.model->queued > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "board ", b.name, " is the last of model ", b.model->options.name,
+          ", which has images queued"));
+    }
+    GiveBoardLocked(b, *m, &p);
+    CountLocked(&p);
+  }
+  Finish(std::move(p));
+  return absl::OkStatus();
 }
 
 bool Scheduler::ModelReady(absl::string_view model) const {

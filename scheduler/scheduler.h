@@ -262,6 +262,23 @@ class Scheduler {
   absl::Status Enqueue(absl::string_view model,
                        std::unique_ptr<InferRequest> request);
 
+  // When a request of `images` images at `priority` (0: the model's default)
+  // would be answered if it were queued now: the prediction Enqueue checks
+  // deadlines against (the queue ahead at its level and above, spread over
+  // the model's boards, plus the pipeline latency; without a serving board,
+  // from when one could serve). For routing between a model's variants
+  // (scheduler/variant_router.h). NotFound (unknown model), InvalidArgument
+  // (bad priority), Unavailable (no board can serve it).
+  absl::StatusOr<absl::Time> PredictCompletion(absl::string_view model, uint32_t images,
+                                               uint32_t priority = 0) const;
+  // Gives the board `board_id` to `model` as rebalancing does: a board
+  // serving another model stops taking runs, drains, and is reprogrammed and
+  // probed (an idle one at once). OK if it already serves or is on its way to
+  // `model`. NotFound (no such board or model), FailedPrecondition (the board
+  // is not serving or idle, the model has no bitstream, or the board is the
+  // last of a model with queued images: that model would only take it back).
+  absl::Status MoveBoard(int board_id, absl::string_view model);
+
   // Whether the model is loaded and can be served: a board serves it or can
   // be given to it.
   bool ModelReady(absl::string_view model) const;
@@ -367,6 +384,9 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives models with demand and no board a board.
   void RebalanceLocked(Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands `donor` to `m`: drains it, or probes or programs it at once.
+  void GiveBoardLocked(BoardState& donor, Model& m, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeFinishRemovalLocked(Model& m, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmWatchdogLocked(BoardState& b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -115,6 +115,18 @@ uint64_t VariantRouter::moves() const {
 absl::StatusOr<int> VariantRouter::Enqueue(std::unique_ptr<InferRequest> request,
                                            std::optional<double> min_top1) {
   if (request == nullptr) return absl::InvalidArgumentError("variant router: no request");
+  absl::StatusOr<int> chosen =
+      Choose(request->n_images, request->priority, request->deadline, min_top1);
+  if (!chosen.ok()) return chosen.status();
+  absl::Status s =
+      options_.scheduler->Enqueue(options_.variants[*chosen].scheduler_model, std::move(request));
+  if (!s.ok()) return s;
+  return *chosen;
+}
+
+absl::StatusOr<int> VariantRouter::Choose(uint32_t images, uint32_t priority,
+                                          absl::Time deadline,
+                                          std::optional<double> min_top1) {
   const RoutedVariant& best = options_.variants[ranked_.front()];
   const double floor = min_top1.has_value() ? *min_top1 : best.top1;
   if (floor > best.top1) {
@@ -123,7 +135,7 @@ absl::StatusOr<int> VariantRouter::Enqueue(std::unique_ptr<InferRequest> request
         "'%s' with top-1 %.4f",
         options_.model, floor, best.name, best.top1));
   }
-  NoteDemand(request->n_images, floor);
+  NoteDemand(images, floor);
   std::vector<bool> leaving;
   {
     hgpipe::MutexLock l(&mu_);
@@ -142,18 +154,19 @@ absl::StatusOr<int> VariantRouter::Enqueue(std::unique_ptr<InferRequest> request
     }
     if (!has_board || leaving[i]) continue;
     absl::StatusOr<absl::Time> t =
-        options_.scheduler->PredictCompletion(v.scheduler_model, request->n_images,
-                                              request->priority);
+        options_.scheduler->PredictCompletion(v.scheduler_model, images, priority);
     candidates.push_back({i, v.top1, t.ok() ? *t : absl::InfiniteFuture()});
   }
-  // Nothing above the floor has a board: the most accurate variant, which
-  // the scheduler gives one (or refuses).
-  const int c = ChooseVariant(candidates, request->deadline);
-  const int chosen = c >= 0 ? candidates[c].variant : ranked_.front();
-  absl::Status s =
-      options_.scheduler->Enqueue(options_.variants[chosen].scheduler_model, std::move(request));
-  if (!s.ok()) return s;
-  return chosen;
+  const int c = ChooseVariant(candidates, deadline);
+  if (c >= 0) return candidates[c].variant;
+  // Nothing above the floor has a board that stays: the most accurate
+  // variant not losing its board (a board is on its way to it, or the
+  // scheduler gives it one), which the scheduler serves or refuses.
+  for (int i : ranked_) {
+    if (options_.variants[i].top1 < floor) break;
+    if (!leaving[i]) return i;
+  }
+  return ranked_.front();
 }
 
 void VariantRouter::NoteDemand(uint32_t images, double floor) {

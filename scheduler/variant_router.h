@@ -93,6 +93,13 @@ class VariantRouter {
   // Enqueue error.
   absl::StatusOr<int> Enqueue(std::unique_ptr<InferRequest> request,
                               std::optional<double> min_top1);
+  // The choice Enqueue makes, for a caller that must know the variant
+  // before queueing (its completion decodes with the variant's scales): the
+  // variant's index (the caller then queues the request on its
+  // scheduler_model), or InvalidArgument when no variant reaches the floor.
+  // Counts the request's demand, as Enqueue does.
+  absl::StatusOr<int> Choose(uint32_t images, uint32_t priority, absl::Time deadline,
+                             std::optional<double> min_top1);
 
   const std::vector<RoutedVariant>& variants() const { return options_.variants; }
   // Boards moved between variants so far.

@@ -23,6 +23,10 @@ struct ModelManager::Generation {
   std::string name;
   std::string scheduler_name;
   int number = 0;
+  // Every scheduler model of the load (one per variant), and how many the
+  // scheduler has not finished removing (guarded by the manager's mu_).
+  std::vector<std::string> variant_scheduler_names;
+  int removals_left = 0;
   // Guarded by the manager's mu_: set by Unload, called once the scheduler
   // has answered everything the load accepted.
   bool unloading = false;
@@ -143,6 +147,15 @@ absl::Status ModelManager::AddAndPublish(
     next_model_id_ = *id + 1;
     if (*id != predicted) options_.metrics->AddModel(*id, name);
     model->model_id = *id;
+    model->variant_scheduler_names = {model->scheduler_name};
+    if (model->entry.variants.size() > 1) {
+      if (absl::Status s = AddVariants(*model); !s.ok()) {
+        for (const std::string& n : model->variant_scheduler_names) {
+          options_.scheduler->RemoveModel(n, [] {}).IgnoreError();
+        }
+        return absl::Status(s.code(), absl::StrCat(model->entry.config_path, ": ", s.message()));
+      }
+    }
     LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
               << ", boards "
               << (board_names.empty() ? std::string("none (reprogramming)")
@@ -152,6 +165,7 @@ absl::Status ModelManager::AddAndPublish(
     auto g = std::make_shared<Generation>();
     g->name = name;
     g->scheduler_name = model->scheduler_name;
+    g->variant_scheduler_names = model->variant_scheduler_names;
     g->number = number;
     for (size_t i = 0; i < board_names.size(); ++i) {
       if (options_.boards->MadeForOneLoad(board_names[i])) {
@@ -179,12 +193,72 @@ void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
     hgpipe::MutexLock l(&mu_);
     if (closing_) return;
   }
-  absl::Status s = options_.scheduler->RemoveModel(
-      g->scheduler_name, [this, g] { OnRemoved(g); });
-  if (!s.ok()) {
-    LOG(WARNING) << "model " << g->name << ": " << s.message();
-    OnRemoved(g);
+  {
+    hgpipe::MutexLock l(&mu_);
+    g->removals_left = static_cast<int>(g->variant_scheduler_names.size());
   }
+  // The load is gone once the scheduler has removed every variant's model.
+  auto removed = [this, g] {
+    bool last;
+    {
+      hgpipe::MutexLock l(&mu_);
+      last = --g->removals_left == 0;
+    }
+    if (last) OnRemoved(g);
+  };
+  for (const std::string& n : g->variant_scheduler_names) {
+    absl::Status s = options_.scheduler->RemoveModel(n, removed);
+    if (!s.ok()) {
+      LOG(WARNING) << "model " << g->name << ": " << s.message();
+      removed();
+    }
+  }
+}
+
+absl::Status ModelManager::AddVariants(LoadedModel& model) {
+  if (options_.clock == nullptr) {
+    return absl::FailedPreconditionError("variants: the model manager has no clock");
+  }
+  const ModelEntry& e = model.entry;
+  scheduler::VariantRouter::Options ro;
+  ro.model = model.name();
+  ro.scheduler = options_.scheduler;
+  ro.clock = options_.clock;
+  for (size_t i = 0; i < e.variants.size(); ++i) {
+    const VariantEntry& v = e.variants[i];
+    if (i > 0) {
+      // The variant's bitstream as the board factory makes it for a model.
+      ModelEntry as_model = e;
+      as_model.manifest = v.manifest;
+      as_model.kernel = v.kernel;
+      as_model.config.set_xclbin(v.xclbin);
+      ASSIGN_OR_RETURN(std::shared_ptr<const accel::Bitstream> bitstream,
+                       options_.boards->MakeBitstream(as_model));
+      scheduler::ModelOptions mo = SchedulerModelOptions(e, std::move(bitstream));
+      mo.name = absl::StrCat(model.scheduler_name, "@", v.name);
+      // Boards come by reprogramming (the router moves them); a variant's
+      // outputs differ from the default's, so the default's canary is not
+      // its own.
+      const int predicted = next_model_id_;
+      options_.metrics->AddModel(predicted, absl::StrCat(model.name(), "@", v.name));
+      absl::StatusOr<int> id = options_.scheduler->AddModel(mo, {});
+      if (!id.ok()) {
+        return absl::Status(id.status().code(), absl::StrCat("variants[", i, "] '", v.name,
+                                                             "': ", id.status().message()));
+      }
+      next_model_id_ = *id + 1;
+      if (*id != predicted) {
+        options_.metrics->AddModel(*id, absl::StrCat(model.name(), "@", v.name));
+      }
+      model.variant_scheduler_names.push_back(mo.name);
+    }
+    ro.variants.push_back({v.name, model.variant_scheduler_names[i], v.manifest.accuracy.top1,
+                           v.manifest.timing.max_images_per_second()});
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::VariantRouter> router,
+                   scheduler::VariantRouter::Create(std::move(ro)));
+  model.router = std::move(router);
+  return absl::OkStatus();
 }
 
 void ModelManager::OnRemoved(const std::shared_ptr<Generation>& g) {

@@ -112,6 +112,14 @@ print(f"soak: verify {pv.get('requests_ok', '?')} requests checked OK of "
 print(f"soak: RSS {rss_b/1024:.1f} MiB at {baseline:.0f} s, at most {rss_m/1024:.1f} MiB after "
       f"({rss_g:+.2f} %); FDs {fd_b:.0f} -> at most {fd_m} ({fd_g:+.2f} %); "
       f"clients exit {rv},{rs}")
+# The trend besides the peak: a leak raises the level RSS returns to, a
+# backlog (requests the server holds while other processes take its CPU)
+# raises single samples. Informational; the verdict is the peak's.
+last = [r for r in rows if r[0] > rows[-1][0] - 300]
+if last and after:
+    lm = statistics.median(r[1] for r in last)
+    print(f"soak: RSS median of the last 5 minutes {lm/1024:.1f} MiB "
+          f"({(lm - rss_b) / rss_b * 100:+.2f} % against {baseline:.0f} s)")
 print("soak: PASS" if ok else "soak: FAIL")
 sys.exit(0 if ok else 1)
 EOF

@@ -211,6 +211,45 @@ absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
   return response.config();
 }
 
+absl::Status InferenceClient::RegisterSystemSharedMemory(absl::string_view name,
+                                                         absl::string_view key,
+                                                         uint64_t byte_size, uint64_t offset) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::SystemSharedMemoryRegisterRequest request;
+  request.set_name(std::string(name));
+  request.set_key(std::string(key));
+  request.set_offset(offset);
+  request.set_byte_size(byte_size);
+  inference::SystemSharedMemoryRegisterResponse response;
+  grpc::Status s = stub_->SystemSharedMemoryRegister(&context, request, &response);
+  return FromGrpcStatus(s, absl::StrCat("SystemSharedMemoryRegister(", name, ")"), target_);
+}
+
+absl::Status InferenceClient::UnregisterSystemSharedMemory(absl::string_view name) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::SystemSharedMemoryUnregisterRequest request;
+  request.set_name(std::string(name));
+  inference::SystemSharedMemoryUnregisterResponse response;
+  grpc::Status s = stub_->SystemSharedMemoryUnregister(&context, request, &response);
+  return FromGrpcStatus(s, absl::StrCat("SystemSharedMemoryUnregister(", name, ")"), target_);
+}
+
+absl::StatusOr<inference::SystemSharedMemoryStatusResponse>
+InferenceClient::SystemSharedMemoryStatus(absl::string_view name) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::SystemSharedMemoryStatusRequest request;
+  request.set_name(std::string(name));
+  inference::SystemSharedMemoryStatusResponse response;
+  grpc::Status s = stub_->SystemSharedMemoryStatus(&context, request, &response);
+  if (!s.ok()) {
+    return FromGrpcStatus(s, absl::StrCat("SystemSharedMemoryStatus(", name, ")"), target_);
+  }
+  return response;
+}
+
 absl::StatusOr<inference::ModelStatisticsResponse> InferenceClient::ModelStatistics(
     absl::string_view model) {
   grpc::ClientContext context;

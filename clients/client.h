@@ -122,6 +122,17 @@ class InferenceClient {
   absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(
       absl::string_view model);
 
+  // Triton's system shared memory extension: register `byte_size` bytes at
+  // `offset` of the POSIX shared memory object `key` (clients/shared_memory.h
+  // makes one) under `name`; unregister `name` ("": all); the regions the
+  // server holds ("": all). The server's error otherwise (UNIMPLEMENTED if
+  // it does not allow client shared memory).
+  absl::Status RegisterSystemSharedMemory(absl::string_view name, absl::string_view key,
+                                          uint64_t byte_size, uint64_t offset = 0);
+  absl::Status UnregisterSystemSharedMemory(absl::string_view name = "");
+  absl::StatusOr<inference::SystemSharedMemoryStatusResponse> SystemSharedMemoryStatus(
+      absl::string_view name = "");
+
   // One inference, blocking until the response or the deadline (now +
   // timeout; the client's default when timeout is absl::ZeroDuration()).
   absl::StatusOr<inference::ModelInferResponse> Infer(

@@ -5,6 +5,8 @@
 //   hgpipe-perf --url localhost:8001 --model verify --concurrency 16
 //   hgpipe-perf --rate 5000 --arrivals poisson --duration 20 --json
 //   hgpipe-perf --priority 1 --timeout-us 20000   (request policy parameters)
+//   hgpipe-perf --shared-memory=system            (tensors in shared memory)
+//   hgpipe-perf --streaming                       (over ModelStreamInfer)
 //
 // Closed loop (default): --concurrency requests are kept outstanding.
 // Open loop (--rate R): requests are issued at R per second on a Poisson
@@ -54,6 +56,14 @@ ABSL_FLAG(bool, verify, false,
 ABSL_FLAG(int, request_pool, 16, "Distinct requests sent in turn.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the generated images and schedule.");
 ABSL_FLAG(int, connections, 1, "TCP connections to spread requests over.");
+ABSL_FLAG(std::string, shared_memory, "none",
+          "Where tensors travel, as perf_analyzer's flag: 'none' (in the "
+          "requests) or 'system' (POSIX shared memory this tool creates and "
+          "registers; the server must run on this host with "
+          "--allow-client-shm=true). 'cuda' is not supported.");
+ABSL_FLAG(bool, streaming, false,
+          "Send requests over ModelStreamInfer, one bidirectional stream per "
+          "connection, instead of unary ModelInfer calls.");
 ABSL_FLAG(bool, json, false, "Print one JSON object instead of a summary.");
 ABSL_FLAG(bool, allow_errors, false, "Exit 0 even if requests failed.");
 ABSL_FLAG(bool, progress, true, "Print a progress line to stderr each second.");
@@ -62,9 +72,13 @@ namespace hgpipe::clients {
 namespace {
 
 void PrintSummary(const LoadOptions& o, const LoadResult& r) {
-  std::printf("model %s (%s) at %s, %d image(s) per request, %s\n",
+  std::printf("model %s (%s) at %s, %d image(s) per request%s%s, %s\n",
               o.model.c_str(), r.platform.c_str(), o.target.c_str(),
               o.images_per_request,
+              o.shared_memory == LoadOptions::SharedMemory::kSystem
+                  ? ", system shared memory"
+                  : "",
+              o.streaming ? ", streaming" : "",
               o.rate > 0 ? absl::StrCat("open loop ", o.rate, " requests/s (",
                                         o.arrivals ==
                                                 LoadOptions::Arrivals::kPoisson
@@ -143,6 +157,16 @@ int Main(int argc, char** argv) {
   o.request_pool = absl::GetFlag(FLAGS_request_pool);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.connections = absl::GetFlag(FLAGS_connections);
+  const std::string shared_memory = absl::GetFlag(FLAGS_shared_memory);
+  if (shared_memory == "system") {
+    o.shared_memory = LoadOptions::SharedMemory::kSystem;
+  } else if (shared_memory != "none") {
+    std::fprintf(stderr,
+                 "hgpipe-perf: --shared-memory must be none or system, not '%s'\n",
+                 shared_memory.c_str());
+    return 2;
+  }
+  o.streaming = absl::GetFlag(FLAGS_streaming);
 
   absl::AnyInvocable<void(const LoadProgress&)> progress;
   if (absl::GetFlag(FLAGS_progress)) {

@@ -1,11 +1,13 @@
 #include "clients/load_generator.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <random>
@@ -17,6 +19,8 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -24,6 +28,7 @@
 #include "accel/verify_digest.h"
 #include "base/mutex.h"
 #include "clients/client.h"
+#include "clients/shared_memory.h"
 #include "clients/tensors.h"
 #include "proto/grpc_service.pb.h"
 
@@ -31,6 +36,7 @@ namespace hgpipe::clients {
 namespace {
 
 constexpr char kModelInferMethod[] = "/inference.GRPCInferenceService/ModelInfer";
+constexpr char kModelStreamInferMethod[] = "/inference.GRPCInferenceService/ModelStreamInfer";
 // The request pool is cut down to stay within this much memory.
 constexpr size_t kPoolBytesLimit = size_t{64} << 20;
 
@@ -49,6 +55,23 @@ CpuTimes CpuSeconds() {
 struct PoolEntry {
   grpc::ByteBuffer request;       // serialized ModelInferRequest
   std::vector<int32_t> expected;  // verify: images x classes logits
+};
+
+// The requests, and with system shared memory the objects their tensors
+// are in (entry r's images at r * request_bytes of `in`, its output at
+// r * output_bytes of `out`), registered with the server until the pool goes.
+struct Pool {
+  std::vector<PoolEntry> entries;
+  std::unique_ptr<SharedMemoryObject> in, out;
+  size_t output_bytes = 0;
+  std::unique_ptr<InferenceClient> registrar;  // set when regions are registered
+  std::vector<std::string> regions;
+
+  Pool() = default;
+  Pool(Pool&&) = default;
+  ~Pool() {
+    for (const std::string& r : regions) (void)registrar->UnregisterSystemSharedMemory(r);
+  }
 };
 
 struct ModelShape {
@@ -134,8 +157,8 @@ absl::Status ValidateOptions(const LoadOptions& o) {
 // One run: the calls in flight and the statistics of those that finished.
 class LoadRun {
  public:
-  LoadRun(const LoadOptions& options, const ModelShape& shape,
-          std::vector<PoolEntry> pool, absl::Time start)
+  LoadRun(const LoadOptions& options, const ModelShape& shape, Pool pool,
+          absl::Time start)
       : options_(options),
         shape_(shape),
         pool_(std::move(pool)),
@@ -147,6 +170,19 @@ class LoadRun {
       stubs_.push_back(std::make_unique<grpc::GenericStub>(
           MakeChannel(options.target, channel)));
     }
+    if (options.streaming) {
+      // The streams end when the run does; the deadline only bounds a hang.
+      const absl::Time deadline = window_end_ + options.timeout;
+      for (auto& stub : stubs_) {
+        streams_.push_back(std::make_unique<Stream>(this, stub.get(), deadline));
+      }
+    }
+  }
+
+  // Streaming: half-closes every stream and waits until each has ended.
+  void CloseStreams() {
+    for (auto& s : streams_) s->Close();
+    for (auto& s : streams_) s->WaitDone();
   }
 
   // Closed loop: starts `concurrency` calls; each completion starts the next
@@ -249,7 +285,7 @@ class LoadRun {
     r.platform = shape_.platform;
     r.input_name = shape_.input_name;
     r.output_name = shape_.output_name;
-    r.request_pool = static_cast<int>(pool_.size());
+    r.request_pool = static_cast<int>(pool_.entries.size());
     r.window_seconds = absl::ToDoubleSeconds(window_end_ - window_start_);
     r.requests_ok = static_cast<int64_t>(latencies_ms_.size());
     r.images_ok = r.requests_ok * options_.images_per_request;
@@ -285,29 +321,185 @@ class LoadRun {
     size_t pool_index;
   };
 
+  // One ModelStreamInfer call carrying many requests: writes go out one at
+  // a time in the order issued; responses come back as the server completes
+  // them, matched to their request by id (the pool index), each request of
+  // an index answered in turn (they are the same request).
+  class Stream final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    Stream(LoadRun* run, grpc::GenericStub* stub, absl::Time deadline) : run_(run) {
+      context_.set_deadline(absl::ToChronoTime(deadline));
+      stub->PrepareBidiStreamingCall(&context_, kModelStreamInferMethod, grpc::StubOptions(),
+                                     this);
+      StartRead(&response_);
+      StartCall();
+    }
+
+    // Queues pool request `index`, sent at `sent`. False if the stream has
+    // ended (the request is not sent).
+    bool Send(size_t index, absl::Time sent) {
+      {
+        hgpipe::MutexLock l(&mu_);
+        if (ended_ || closing_) return false;
+        waiting_[index].push_back(sent);
+        to_write_.push_back(index);
+        if (writing_) return true;
+        writing_ = true;
+      }
+      WriteNext();
+      return true;
+    }
+
+    void Close() {
+      bool done_writing = false;
+      {
+        hgpipe::MutexLock l(&mu_);
+        closing_ = true;
+        done_writing = !writing_ && !ended_;
+        writes_done_ = writes_done_ || done_writing;
+      }
+      if (done_writing) StartWritesDone();
+    }
+
+    void WaitDone() { done_->WaitForNotification(); }
+
+    void OnWriteDone(bool ok) override {
+      bool more = false, done_writing = false;
+      {
+        hgpipe::MutexLock l(&mu_);
+        more = ok && !to_write_.empty();
+        if (!more) {
+          writing_ = false;
+          done_writing = ok && closing_ && !writes_done_;
+          writes_done_ = writes_done_ || done_writing;
+        }
+      }
+      if (more) WriteNext();
+      if (done_writing) StartWritesDone();
+    }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) return;  // the stream is over; OnDone counts what is unanswered
+      inference::ModelStreamInferResponse parsed;
+      grpc::Status p = grpc::SerializationTraits<inference::ModelStreamInferResponse>::Deserialize(
+          &response_, &parsed);
+      size_t index = 0;
+      absl::Time sent;
+      bool known = false;
+      if (p.ok() && absl::SimpleAtoi(parsed.infer_response().id(), &index)) {
+        hgpipe::MutexLock l(&mu_);
+        auto it = waiting_.find(index);
+        if (it != waiting_.end() && !it->second.empty()) {
+          sent = it->second.front();
+          it->second.pop_front();
+          known = true;
+        }
+      }
+      response_.Clear();
+      StartRead(&response_);
+      if (!known) return;  // not ours: the request stays unanswered
+      std::string code, message;
+      if (!parsed.error_message().empty()) {
+        const std::string& e = parsed.error_message();
+        const size_t colon = e.find(": ");
+        code = colon == std::string::npos ? "STREAM_ERROR" : e.substr(0, colon);
+        message = colon == std::string::npos ? e : e.substr(colon + 2);
+      } else if (run_->options_.verify) {
+        if (absl::Status s = run_->Verify(index, parsed.infer_response()); !s.ok()) {
+          code = "VERIFY_MISMATCH";
+          message = std::string(s.message());
+        }
+      }
+      run_->Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true);
+    }
+
+    void OnDone(const grpc::Status& status) override {
+      std::vector<absl::Time> unanswered;
+      {
+        hgpipe::MutexLock l(&mu_);
+        for (auto& [index, times] : waiting_) {
+          unanswered.insert(unanswered.end(), times.begin(), times.end());
+        }
+        waiting_.clear();
+      }
+      const std::string code =
+          status.ok() ? "STREAM_ENDED" : StatusCodeName(status.error_code());
+      for (absl::Time sent : unanswered) {
+        run_->Finished(sent, code, status.ok() ? "the stream ended before the answer"
+                                               : status.error_message(),
+                       /*may_reissue=*/false);
+      }
+      {
+        hgpipe::MutexLock l(&mu_);
+        ended_ = true;
+      }
+      // The stream may be destroyed as soon as WaitDone returns: the
+      // notification outlives it here.
+      std::shared_ptr<hgpipe::Notification> done = done_;
+      done->Notify();
+    }
+
+   private:
+    void WriteNext() {
+      size_t index;
+      {
+        hgpipe::MutexLock l(&mu_);
+        index = to_write_.front();
+        to_write_.pop_front();
+      }
+      StartWrite(&run_->pool_.entries[index].request);
+    }
+
+    LoadRun* const run_;
+    grpc::ClientContext context_;
+    grpc::ByteBuffer response_;  // the one read outstanding
+    hgpipe::Mutex mu_;
+    std::deque<size_t> to_write_ ABSL_GUARDED_BY(mu_);
+    absl::flat_hash_map<size_t, std::deque<absl::Time>> waiting_ ABSL_GUARDED_BY(mu_);
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool closing_ ABSL_GUARDED_BY(mu_) = false;
+    bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
+    bool ended_ ABSL_GUARDED_BY(mu_) = false;
+    const std::shared_ptr<hgpipe::Notification> done_ =
+        std::make_shared<hgpipe::Notification>();
+  };
+
   // Starts one call; the caller has counted it in outstanding_.
   void Issue(absl::Time sent) {
     const uint64_t n = next_call_.fetch_add(1, std::memory_order_relaxed);
+    const size_t index = n % pool_.entries.size();
+    if (!streams_.empty()) {
+      if (!streams_[n % streams_.size()]->Send(index, sent)) {
+        Finished(sent, "STREAM_ENDED", "the stream had ended", /*may_reissue=*/false);
+      }
+      return;
+    }
     auto* call = new Call;
     call->sent = sent;
-    call->pool_index = n % pool_.size();
+    call->pool_index = index;
     call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
     stubs_[n % stubs_.size()]->UnaryCall(
         &call->context, kModelInferMethod, grpc::StubOptions(),
-        &pool_[call->pool_index].request, &call->response,
+        &pool_.entries[call->pool_index].request, &call->response,
         [this, call](grpc::Status status) { OnDone(call, std::move(status)); });
   }
 
   // On a gRPC thread: records the call and, in the closed loop, replaces it.
   void OnDone(Call* call, grpc::Status status) {
-    const absl::Time now = absl::Now();
     std::unique_ptr<Call> owned(call);
     std::string code, message;
     if (!status.ok()) {
       code = StatusCodeName(status.error_code());
       message = status.error_message();
     } else if (options_.verify) {
-      if (absl::Status s = Verify(*owned); !s.ok()) {
+      inference::ModelInferResponse response;
+      grpc::Status parsed =
+          grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
+              &owned->response, &response);
+      absl::Status s = parsed.ok() ? Verify(owned->pool_index, response)
+                                   : absl::DataLossError(absl::StrCat(
+                                         "unparsable response: ", parsed.error_message()));
+      if (!s.ok()) {
         code = "VERIFY_MISMATCH";
         message = std::string(s.message());
       }
@@ -317,6 +509,13 @@ class LoadRun {
     // the channel, and the channel must go with the LoadRun on RunLoad's
     // thread, never last on a gRPC thread while the process exits.
     owned.reset();
+    Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true);
+  }
+
+  // Counts a finished request (`code` empty: OK) and, in the closed loop
+  // and if `may_reissue`, replaces it.
+  void Finished(absl::Time sent, std::string code, std::string message, bool may_reissue) {
+    const absl::Time now = absl::Now();
     bool reissue = false;
     {
       hgpipe::MutexLock l(&mu_);
@@ -330,7 +529,7 @@ class LoadRun {
           latencies_ms_.push_back(absl::ToDoubleMilliseconds(now - sent));
         }
       }
-      reissue = options_.rate == 0 && now < window_end_;
+      reissue = may_reissue && options_.rate == 0 && now < window_end_;
       if (!reissue) {
         --outstanding_;
         if (options_.rate == 0 && outstanding_ == 0) issuing_done_ = true;
@@ -339,20 +538,28 @@ class LoadRun {
     if (reissue) Issue(now);
   }
 
-  // OK if every output row is the verify digest of its own input image.
-  absl::Status Verify(Call& call) {
-    inference::ModelInferResponse response;
-    grpc::Status parsed =
-        grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
-            &call.response, &response);
-    if (!parsed.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("unparsable response: ", parsed.error_message()));
+  // OK if every output row of pool request `index`'s `response` (or, with
+  // shared memory, of its output region) is the verify digest of its own
+  // input image.
+  absl::Status Verify(size_t index, const inference::ModelInferResponse& response) {
+    absl::StatusOr<OutputTensor<int32_t>> out;
+    if (pool_.out == nullptr) {
+      out = ReadInt32Output(response, shape_.output_name);
+    } else {
+      // The response lists the output with empty raw contents; the values
+      // are in this request's range of the output object.
+      if (response.outputs_size() != 1 || response.raw_output_contents_size() != 1 ||
+          !response.raw_output_contents(0).empty()) {
+        return absl::DataLossError("the output in shared memory came back in the response");
+      }
+      out.emplace();
+      out->shape.assign(response.outputs(0).shape().begin(), response.outputs(0).shape().end());
+      out->values.resize(pool_.output_bytes / sizeof(int32_t));
+      std::memcpy(out->values.data(), pool_.out->data() + index * pool_.output_bytes,
+                  pool_.output_bytes);
     }
-    absl::StatusOr<OutputTensor<int32_t>> out =
-        ReadInt32Output(response, shape_.output_name);
     if (!out.ok()) return out.status();
-    const std::vector<int32_t>& expected = pool_[call.pool_index].expected;
+    const std::vector<int32_t>& expected = pool_.entries[index].expected;
     const int64_t n = options_.images_per_request;
     if (out->shape.size() != 2 || out->shape[0] != n ||
         out->shape[1] != shape_.classes) {
@@ -365,7 +572,7 @@ class LoadRun {
       if (std::memcmp(out->values.data() + row, expected.data() + row,
                       shape_.classes * sizeof(int32_t)) != 0) {
         return absl::DataLossError(absl::StrCat(
-            "image ", i, " of pool request ", call.pool_index,
+            "image ", i, " of pool request ", index,
             " does not match its input digest"));
       }
     }
@@ -375,10 +582,11 @@ class LoadRun {
   // Constant after construction.
   const LoadOptions& options_;
   const ModelShape shape_;
-  const std::vector<PoolEntry> pool_;
+  const Pool pool_;
   const absl::Time window_start_;
   const absl::Time window_end_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
+  std::vector<std::unique_ptr<Stream>> streams_;  // streaming: one per stub
   std::atomic<uint64_t> next_call_{0};
 
   hgpipe::Mutex mu_;
@@ -395,8 +603,7 @@ class LoadRun {
   CpuTimes cpu_at_start_, cpu_at_end_;
 };
 
-absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& options,
-                                                 const ModelShape& shape) {
+absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& shape) {
   const size_t image_bytes =
       static_cast<size_t>(shape.request_options.tokens) *
       shape.request_options.token_values;
@@ -406,30 +613,71 @@ absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& options,
                           kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
   const std::vector<int8_t> images = GenerateRandomImages(
       pool_size * options.images_per_request, options.seed, image_bytes);
-  std::vector<PoolEntry> pool(pool_size);
+  Pool pool;
+  pool.entries.resize(pool_size);
+  const bool shared = options.shared_memory == LoadOptions::SharedMemory::kSystem;
+  std::string in_region, out_region;
+  if (shared) {
+    // Outputs are 4-byte values (INT32 or FP32 logits), one range per pool
+    // request: concurrent calls of one request write the same values.
+    pool.output_bytes = static_cast<size_t>(options.images_per_request) * shape.classes * 4;
+    const std::string stem = absl::StrCat("hgpipe_perf_", getpid());
+    absl::StatusOr<std::unique_ptr<SharedMemoryObject>> in =
+        SharedMemoryObject::Create(absl::StrCat("/", stem, "_in"), images.size());
+    if (!in.ok()) return in.status();
+    absl::StatusOr<std::unique_ptr<SharedMemoryObject>> out =
+        SharedMemoryObject::Create(absl::StrCat("/", stem, "_out"), pool_size * pool.output_bytes);
+    if (!out.ok()) return out.status();
+    pool.in = *std::move(in);
+    pool.out = *std::move(out);
+    std::memcpy(pool.in->data(), images.data(), images.size());
+    absl::StatusOr<std::unique_ptr<InferenceClient>> client =
+        InferenceClient::Create(options.target);
+    if (!client.ok()) return client.status();
+    pool.registrar = *std::move(client);
+    in_region = stem + "_input";
+    out_region = stem + "_output";
+    for (const auto& [region, object] :
+         {std::pair{in_region, pool.in.get()}, std::pair{out_region, pool.out.get()}}) {
+      absl::Status s = pool.registrar->RegisterSystemSharedMemory(region, object->key(),
+                                                                  object->size());
+      if (!s.ok()) return s;
+      pool.regions.push_back(region);
+    }
+  }
   for (size_t r = 0; r < pool_size; ++r) {
     absl::Span<const int8_t> request_images =
         absl::MakeConstSpan(images).subspan(r * request_bytes, request_bytes);
     ImageRequestOptions request_options = shape.request_options;
     request_options.priority = options.priority;
     request_options.timeout_us = options.timeout_us;
+    // Streamed responses are matched to their request by id.
+    if (options.streaming) request_options.id = absl::StrCat(r);
     absl::StatusOr<inference::ModelInferRequest> request = MakeImageRequest(
         options.model, request_images, request_options);
     if (!request.ok()) return request.status();
+    if (shared) {
+      request->clear_raw_input_contents();
+      SetSharedMemory(request->mutable_inputs(0)->mutable_parameters(), in_region,
+                      request_bytes, r * request_bytes);
+      if (request->outputs_size() == 0) request->add_outputs()->set_name(shape.output_name);
+      SetSharedMemory(request->mutable_outputs(0)->mutable_parameters(), out_region,
+                      pool.output_bytes, r * pool.output_bytes);
+    }
     bool own_buffer = false;
     grpc::Status s =
         grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
-            *request, &pool[r].request, &own_buffer);
+            *request, &pool.entries[r].request, &own_buffer);
     if (!s.ok()) {
       return absl::InternalError(
           absl::StrCat("serializing a request: ", s.error_message()));
     }
     if (options.verify) {
-      pool[r].expected.resize(options.images_per_request * shape.classes);
+      pool.entries[r].expected.resize(options.images_per_request * shape.classes);
       for (int i = 0; i < options.images_per_request; ++i) {
         verify::ExpectedLogits(request_images.data() + i * image_bytes,
                                image_bytes, static_cast<uint32_t>(shape.classes),
-                               pool[r].expected.data() + i * shape.classes);
+                               pool.entries[r].expected.data() + i * shape.classes);
       }
     }
   }
@@ -483,7 +731,7 @@ absl::StatusOr<LoadResult> RunLoad(
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   absl::StatusOr<ModelShape> shape = DescribeModel(options);
   if (!shape.ok()) return shape.status();
-  absl::StatusOr<std::vector<PoolEntry>> pool = BuildPool(options, *shape);
+  absl::StatusOr<Pool> pool = BuildPool(options, *shape);
   if (!pool.ok()) return pool.status();
 
   const absl::Time start = absl::Now();
@@ -496,6 +744,7 @@ absl::StatusOr<LoadResult> RunLoad(
   }
   run.Wait(start, progress);
   if (dispatcher.joinable()) dispatcher.join();
+  run.CloseStreams();
   return run.Result();
 }
 
@@ -548,6 +797,10 @@ std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
   j += absl::StrCat(r.request_pool);
   key("connections");
   j += absl::StrCat(o.connections);
+  key("shared_memory");
+  AppendJsonString(j, o.shared_memory == LoadOptions::SharedMemory::kSystem ? "system" : "none");
+  key("streaming");
+  j += o.streaming ? "true" : "false";
   key("seed");
   j += absl::StrCat(o.seed);
   j += "}";

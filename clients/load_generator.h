@@ -10,9 +10,16 @@
 //    and no protobuf work per request);
 //  - calls go through gRPC's callback API on a generic stub, so gRPC's own
 //    threads complete them and issue the next ones (no thread per request);
-//  - responses are not parsed unless `verify` is set; then each output row is
+//  - responses are not parsed unless `verify` is set (or streaming, where
+//    the id says which request a response answers); then each output row is
 //    compared with the `verify` digest of its input, computed once per pool
 //    image before the run.
+// With system shared memory (perf_analyzer's --shared-memory=system) the pool's
+// images are written once into a shared memory object the generator creates
+// and registers; each request names its images' range there and an output
+// range of its own in a second object, and carries no tensor bytes. With
+// streaming (perf_analyzer's --streaming) requests go over ModelStreamInfer,
+// one bidirectional stream per connection.
 //
 // Thread safety: RunLoad blocks until the run is over; concurrent runs are
 // independent.
@@ -67,6 +74,15 @@ struct LoadOptions {
   uint64_t seed = 1;
   // TCP connections (gRPC channels) the calls are spread over. Default: 1.
   int connections = 1;
+  // Where tensors travel: in the requests and responses (kNone), or in
+  // system shared memory this process creates and registers (kSystem; the
+  // server must be on this host, started with --allow-client-shm). Default:
+  // kNone.
+  enum class SharedMemory { kNone, kSystem };
+  SharedMemory shared_memory = SharedMemory::kNone;
+  // Requests over ModelStreamInfer (one stream per connection) instead of
+  // unary ModelInfer calls. Default: off.
+  bool streaming = false;
 };
 
 // What RunLoad reports about once a second.

@@ -186,7 +186,7 @@ class Simulation final : public scheduler::Observer {
   };
   struct Model {
     const ModelSpec* spec;
-    int id;  // the scheduler's
+    scheduler::ModelHandle handle;  // the scheduler's
     std::vector<int> boards;
     std::vector<double> queue_waits;  // seconds
     uint64_t runs = 0;
@@ -194,10 +194,9 @@ class Simulation final : public scheduler::Observer {
     uint64_t images_ok_in_window = 0;
     // When each host core frees (ModelSpec::host_cpu).
     std::vector<absl::Time> host_cores_free;
-    // With variants: the router, and per variant its scheduler id, timing
-    // and top-1; measured requests answered by each.
+    // With variants: the router, and per variant its timing; measured
+    // requests answered by each.
     std::unique_ptr<scheduler::VariantRouter> router;
-    std::vector<int> variant_ids;
     std::vector<accel::PipelineTiming> variant_timing;
     std::vector<uint64_t> answered_by_variant;
   };
@@ -282,14 +281,14 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     mo.name = ms.name;
     mo.bitstream = bitstream;
     const int first_board = static_cast<int>(boards_.size());
-    ASSIGN_OR_RETURN(const int id, scheduler_->AddModel(mo, std::move(boards)));
+    ASSIGN_OR_RETURN(const scheduler::ModelHandle handle,
+                     scheduler_->AddModel(mo, std::move(boards)));
     Model m;
     m.spec = &ms;
-    m.id = id;
+    m.handle = handle;
     m.host_cores_free.assign(ms.host_cores, absl::InfinitePast());
     const int index = static_cast<int>(models_.size());
-    of_scheduler_id_[id] = {index, 0};
-    m.variant_ids.push_back(id);
+    of_scheduler_id_[handle.id()] = {index, 0};
     m.variant_timing.push_back(manifest.timing);
     if (!ms.variants.empty()) {
       scheduler::VariantRouter::Options ro;
@@ -297,17 +296,16 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       ro.scheduler = scheduler_.get();
       ro.clock = &clock_;
       ro.min_move_interval = ms.min_move_interval;
-      ro.variants.push_back({variants[0].name, ms.name, variants[0].top1,
+      ro.variants.push_back({variants[0].name, handle, variants[0].top1,
                              accel::PipelineTiming(manifest.timing).max_images_per_second()});
       for (size_t v = 1; v < variants.size(); ++v) {
         scheduler::ModelOptions vo = ms.options;
         vo.name = bitstreams[v]->manifest.name;
         vo.bitstream = bitstreams[v];
-        ASSIGN_OR_RETURN(const int vid, scheduler_->AddModel(vo, {}));
-        of_scheduler_id_[vid] = {index, static_cast<int>(v)};
-        m.variant_ids.push_back(vid);
+        ASSIGN_OR_RETURN(const scheduler::ModelHandle vh, scheduler_->AddModel(vo, {}));
+        of_scheduler_id_[vh.id()] = {index, static_cast<int>(v)};
         m.variant_timing.push_back(bitstreams[v]->manifest.timing);
-        ro.variants.push_back({variants[v].name, vo.name, variants[v].top1,
+        ro.variants.push_back({variants[v].name, vh, variants[v].top1,
                                bitstreams[v]->manifest.timing.max_images_per_second()});
       }
       ASSIGN_OR_RETURN(m.router, scheduler::VariantRouter::Create(std::move(ro)));
@@ -316,7 +314,7 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     for (int i = 0; i < ms.boards; ++i) {
       // Board ids are dense, in order of addition.
       m.boards.push_back(first_board + i);
-      boards_.push_back(Board{static_cast<int>(models_.size()), id,
+      boards_.push_back(Board{static_cast<int>(models_.size()), handle.id(),
                               accel::PipelineModel(manifest.timing,
                                                    kSimGeometry.input_bytes()),
                               {},
@@ -471,7 +469,7 @@ void Simulation::OnArrival(int stream) {
 void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
   Stream& s = streams_[stream];
   const uint32_t n = s.spec->images_per_request;
-  auto r = std::make_unique<scheduler::InferRequest>();
+  auto r = std::make_unique<scheduler::BufferRequest>();
   r->images = images_.data();
   r->n_images = n;
   r->logits = logits_.data();
@@ -484,7 +482,7 @@ void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
     r->done = [this, stream, arrival, measured, n](absl::Status status) {
       OnDone(stream, arrival, measured, n, 0, status);
     };
-    absl::Status status = scheduler_->Enqueue(m.spec->name, std::move(r));
+    absl::Status status = scheduler_->Enqueue(m.handle, std::move(r));
     if (!status.ok()) OnDone(stream, arrival, measured, n, 0, status);
     return;
   }

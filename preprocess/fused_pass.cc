@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "accel/device_layout.h"
 
 namespace hgpipe::preprocess {
 namespace {
@@ -47,34 +48,25 @@ void Pack(const Options& o, const int8_t* q, int8_t* out) {
       }
       continue;
     }
-    // Device order (accel/device_layout.h): value v of token t at
-    // (((t / 2) * (tv / 2) + v / 2) * 2 + t % 2) * 2 + v % 2: pairs of values
-    // 4 bytes apart.
-    int8_t* base = out + static_cast<size_t>(t / 2) * tv * 2 + (t % 2) * 2;
+    // Device order (accel/device_layout.h): pairs of values 4 bytes apart.
+    int8_t* base = out + accel::DeviceTokenOffset(tv, t);
     if (k < 0) {
-      for (int v = 0; v < tv; v += 2) base[v * 2] = base[v * 2 + 1] = 0;
+      for (int v = 0; v < tv; ++v) base[accel::DeviceValueOffset(v)] = 0;
       continue;
     }
-    if (pw % 2 == 0) {
-      for (int c = 0; c < o.channels; ++c) {
-        for (int iy = 0; iy < ph; ++iy) {
-          const int8_t* src = q + c * plane + static_cast<size_t>(y0 + iy) * o.width + x0;
-          int8_t* dst = base + static_cast<size_t>((c * ph + iy) * pw) * 2;
-          for (int ix = 0; ix < pw; ix += 2) {
-            dst[ix * 2] = src[ix];
-            dst[ix * 2 + 1] = src[ix + 1];
+    for (int c = 0; c < o.channels; ++c) {
+      for (int iy = 0; iy < ph; ++iy) {
+        const int8_t* src = q + c * plane + static_cast<size_t>(y0 + iy) * o.width + x0;
+        const int v0 = (c * ph + iy) * pw;
+        int ix = 0;
+        if (v0 % 2 == 0) {  // whole pairs: value v0 + ix + 1 follows v0 + ix
+          for (; ix + 1 < pw; ix += 2) {
+            int8_t* dst = base + accel::DeviceValueOffset(v0 + ix);
+            dst[0] = src[ix];
+            dst[1] = src[ix + 1];
           }
         }
-      }
-    } else {
-      for (int c = 0; c < o.channels; ++c) {
-        for (int iy = 0; iy < ph; ++iy) {
-          const int8_t* src = q + c * plane + static_cast<size_t>(y0 + iy) * o.width + x0;
-          for (int ix = 0; ix < pw; ++ix) {
-            const int v = (c * ph + iy) * pw + ix;
-            base[(v / 2) * 4 + v % 2] = src[ix];
-          }
-        }
+        for (; ix < pw; ++ix) base[accel::DeviceValueOffset(v0 + ix)] = src[ix];
       }
     }
   }

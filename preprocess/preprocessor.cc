@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "accel/device_layout.h"
 #include "base/status_macros.h"
 #include "preprocess/fused_pass.h"
 #include "preprocess/image_decoder.h"
@@ -125,8 +126,7 @@ ImageView PackedView(const uint8_t* pixels, int height, int width, int channels)
 }
 
 // Where value v of token t goes in the output layout. Flat: out[t * TV + v].
-// Packed (accel/device_layout.h):
-// out[(((t / 2) * (TV / 2) + v / 2) * 2 + t % 2) * 2 + v % 2].
+// Packed: the device's order, as accel/device_layout.h defines it.
 template <bool kPacked>
 struct TokenWriter {
   int8_t* out;
@@ -134,7 +134,7 @@ struct TokenWriter {
 
   int8_t* TokenBase(int t) const {
     if constexpr (kPacked) {
-      return out + static_cast<size_t>(t / 2) * token_values * 2 + (t % 2) * 2;
+      return out + accel::DeviceTokenOffset(token_values, t);
     } else {
       return out + static_cast<size_t>(t) * token_values;
     }
@@ -142,7 +142,7 @@ struct TokenWriter {
   // Offset of value v within a token, from its base.
   static size_t ValueOffset(int v) {
     if constexpr (kPacked) {
-      return static_cast<size_t>(v / 2) * 4 + (v % 2);
+      return accel::DeviceValueOffset(v);
     } else {
       return static_cast<size_t>(v);
     }

@@ -83,6 +83,10 @@ absl::StatusOr<std::unique_ptr<VariantRouter>> VariantRouter::Create(Options opt
         absl::StrCat("model ", options.model, ": no variants to route between"));
   }
   for (const RoutedVariant& v : options.variants) {
+    if (!v.scheduler_model.valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model ", options.model, ": variant '", v.name, "' has no scheduler model"));
+    }
     if (!(v.top1 > 0 && v.top1 <= 1) || !(v.images_per_second > 0)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model ", options.model, ": variant '", v.name,

@@ -40,7 +40,7 @@ namespace hgpipe::scheduler {
 
 struct RoutedVariant {
   std::string name;             // e.g. "full", "skip2", "taylor"
-  std::string scheduler_model;  // the scheduler model that runs it
+  ModelHandle scheduler_model;  // the scheduler model that runs it
   double top1 = 0;              // measured top-1, a fraction in (0, 1]
   double images_per_second = 0; // one board's capacity (1 / interval)
 };
@@ -70,7 +70,8 @@ class VariantRouter {
  public:
   struct Options {
     std::string model;  // for messages
-    // At least one; every top1 > 0 and images_per_second > 0.
+    // At least one; every top1 > 0, images_per_second > 0 and
+  // scheduler_model valid.
     std::vector<RoutedVariant> variants;
     Scheduler* scheduler = nullptr;  // required; must outlive the router
     Clock* clock = nullptr;          // required; must outlive the router
@@ -87,8 +88,8 @@ class VariantRouter {
 
   // Routes and queues `request`. `min_top1`: the request's accuracy floor
   // (a fraction); none: the most accurate variant only. Returns the index
-  // of the variant it was queued on (request->done is then called exactly
-  // once), or the error to answer with (done is not called):
+  // of the variant it was queued on (request->Done is then called exactly
+  // once), or the error to answer with (Done is not called):
   // InvalidArgument when no variant reaches the floor, or the scheduler's
   // Enqueue error.
   absl::StatusOr<int> Enqueue(std::unique_ptr<InferRequest> request,

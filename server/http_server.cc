@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
+#include "server/http_body_coding.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/ssl.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -170,10 +171,19 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                                      std::string(f.value()));
     }
     keep_alive_ = h.keep_alive();
-    if (parser_->chunked()) {
-      Fail(411, "chunked request bodies are not supported: send Content-Length");
-      return;
+    coding_ = BodyCoding::kIdentity;
+    if (auto e = request_->Header("content-encoding")) {
+      auto coding = ParseContentEncoding(*e);
+      if (!coding.ok()) {
+        Fail(415, coding.status().message());
+        return;
+      }
+      coding_ = *coding;
     }
+    chunked_ = parser_->chunked();
+    // A compressed or chunked body is read whole and split (and inflated)
+    // once it is complete; a plain one lands straight in its two strings.
+    whole_body_ = chunked_ || coding_ != BodyCoding::kIdentity;
     const uint64_t length = parser_->content_length().value_or(0);
     if (length > shared_->options.max_input_bytes) {
       Fail(413, absl::StrCat("the request body of ", length, " bytes is larger than ",
@@ -181,31 +191,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                              " (--http-max-input-size)"));
       return;
     }
-    uint64_t header_length = length;
+    header_length_ = length;
     if (auto v = request_->Header("inference-header-content-length")) {
-      if (!absl::SimpleAtoi(*v, &header_length)) {
+      if (!absl::SimpleAtoi(*v, &header_length_)) {
         Fail(400, "Inference-Header-Content-Length is not a number");
         return;
       }
-      if (header_length > length) {
-        Fail(400, absl::StrCat("Inference-Header-Content-Length ", header_length,
+      if (!whole_body_ && header_length_ > length) {
+        Fail(400, absl::StrCat("Inference-Header-Content-Length ", header_length_,
                                " is larger than the body (", length, " bytes)"));
         return;
       }
       request_->has_inference_header = true;
     }
-    if (shared_->pending_bytes.fetch_add(length) + length >
-        shared_->options.max_pending_bytes) {
-      shared_->pending_bytes.fetch_sub(length);
-      Fail(503, "too many request bytes in flight; retry later");
-      return;
-    }
-    reserved_ = length;
+    if (!Reserve(length)) return;
     // Capacity now, memory as bytes arrive (ReadBody grows the strings within
     // it): a client that announces a large body and stalls holds address
     // space, not memory.
-    body_want_ = header_length;
-    binary_want_ = length - header_length;
+    body_want_ = whole_body_ ? length : header_length_;
+    binary_want_ = length - body_want_;
     request_->body.reserve(body_want_);
     request_->binary.reserve(binary_want_);
     // Body bytes the header read already took.
@@ -219,7 +223,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     take(request_->body, body_want_);
     if (request_->body.size() == body_want_) take(request_->binary, binary_want_);
     if (auto e = request_->Header("expect");
-        e.has_value() && absl::EqualsIgnoreCase(*e, "100-continue") && length > 0) {
+        e.has_value() && absl::EqualsIgnoreCase(*e, "100-continue") && (length > 0 || chunked_)) {
       continue_ = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(continue_),
                         [self = this->shared_from_this()](beast::error_code ec, size_t) {
@@ -238,6 +242,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // kBodyStep bytes at a time.
   static constexpr size_t kBodyStep = 1 << 20;
   void ReadBody() {
+    if (chunked_) {
+      ReadChunks();
+      return;
+    }
     std::string* dst = nullptr;
     size_t want = 0;
     if (request_->body.size() < body_want_) {
@@ -263,6 +271,84 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
                      });
   }
 
+  // Adds `bytes` to the bytes in flight, or answers 503 and returns false.
+  bool Reserve(uint64_t bytes) {
+    if (shared_->pending_bytes.fetch_add(bytes) + bytes > shared_->options.max_pending_bytes) {
+      shared_->pending_bytes.fetch_sub(bytes);
+      Fail(503, "too many request bytes in flight; retry later");
+      return false;
+    }
+    reserved_ += bytes;
+    return true;
+  }
+
+  // A chunked body: Beast parses the framing, each chunk's data is appended
+  // to the body as it arrives, within the same limits as a Content-Length.
+  void ReadChunks() {
+    chunk_failure_.reset();
+    on_chunk_ = [this](uint64_t, beast::string_view data, beast::error_code& ec) -> size_t {
+      const uint64_t size = request_->body.size() + data.size();
+      if (size > shared_->options.max_input_bytes) {
+        chunk_failure_.emplace(413, absl::StrCat("the chunked request body is larger than ",
+                                                 shared_->options.max_input_bytes,
+                                                 " bytes (--http-max-input-size)"));
+      } else if (shared_->pending_bytes.fetch_add(data.size()) + data.size() >
+                 shared_->options.max_pending_bytes) {
+        shared_->pending_bytes.fetch_sub(data.size());
+        chunk_failure_.emplace(503, "too many request bytes in flight; retry later");
+      }
+      if (chunk_failure_.has_value()) {
+        ec = http::error::body_limit;
+        return 0;
+      }
+      reserved_ += data.size();
+      request_->body.append(data.data(), data.size());
+      return data.size();
+    };
+    parser_->on_chunk_body(on_chunk_);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       if (self->timed_out_) {
+                         self->OnBody(ec);
+                       } else if (self->chunk_failure_.has_value()) {
+                         self->Fail(self->chunk_failure_->first, self->chunk_failure_->second);
+                       } else if (ec && ec.category() ==
+                                            http::make_error_code(http::error::bad_chunk).category() &&
+                                  ec != http::error::partial_message &&
+                                  ec != http::error::end_of_stream) {
+                         self->Fail(400, absl::StrCat("malformed chunked body: ", ec.message()));
+                       } else {
+                         self->OnBody(ec);
+                       }
+                     });
+  }
+
+  // A whole body (chunked or compressed) made into what a Content-Length
+  // body would have been: inflated, then split at the JSON header's length.
+  // Costs a copy of the binary part, which the plain path avoids.
+  bool FinishWholeBody() {
+    if (coding_ != BodyCoding::kIdentity) {
+      auto inflated = InflateBody(coding_, request_->body, shared_->options.max_input_bytes);
+      if (!inflated.ok()) {
+        Fail(inflated.status().code() == absl::StatusCode::kResourceExhausted ? 413 : 400,
+             inflated.status().message());
+        return false;
+      }
+      if (!Reserve(inflated->size())) return false;
+      request_->body = std::move(*inflated);
+    }
+    if (request_->has_inference_header) {
+      if (header_length_ > request_->body.size()) {
+        Fail(400, absl::StrCat("Inference-Header-Content-Length ", header_length_,
+                               " is larger than the body (", request_->body.size(), " bytes)"));
+        return false;
+      }
+      request_->binary.assign(request_->body, header_length_);
+      request_->body.resize(header_length_);
+    }
+    return true;
+  }
+
   void OnBody(beast::error_code ec) {
     if (timed_out_) {
       Fail(408, absl::StrCat("the request body did not arrive within ",
@@ -275,6 +361,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     ++timer_generation_;
     timer_.cancel();
+    if (whole_body_ && !FinishWholeBody()) return;
     {
       hgpipe::MutexLock l(&shared_->mu);
       ++shared_->in_handler;
@@ -401,6 +488,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   uint64_t timer_generation_ = 0;
   uint64_t reserved_ = 0;
   size_t body_want_ = 0, binary_want_ = 0;
+  uint64_t header_length_ = 0;  // Inference-Header-Content-Length, else the body's
+  BodyCoding coding_ = BodyCoding::kIdentity;
+  bool chunked_ = false;
+  bool whole_body_ = false;
+  std::function<size_t(uint64_t, beast::string_view, beast::error_code&)> on_chunk_;
+  std::optional<std::pair<unsigned, std::string>> chunk_failure_;
   bool keep_alive_ = true;
   bool timed_out_ = false;
 };

@@ -10,11 +10,18 @@
 // land in two separate strings (the binary one is later moved, not copied,
 // into the inference request). Responses are written as one gather write of
 // a status line, the JSON and the binary outputs where they already are.
+// A chunked body (Transfer-Encoding: chunked, as curl sends from a pipe) or
+// a compressed one (Content-Encoding gzip / deflate, as Triton's HTTP client
+// sends with request_compression_algorithm) is read whole, inflated
+// (http_body_coding.h) and then split, at the cost of one copy.
 //
 // Limits, each answered with a JSON error and the connection closed:
 //   Content-Length above max_input_bytes      413 (before reading the body)
+//   a chunked or inflated body above it        413 (as soon as it is)
 //   bodies in flight above max_pending_bytes   503 (memory stays bounded)
-//   no Content-Length (chunked)                411
+//   a Content-Encoding other than gzip, deflate or identity   415
+//   a compressed body that does not inflate    400
+//   a malformed chunked body                   400
 //   an Inference-Header-Content-Length larger than the body, or not a number  400
 //   a request not fully received within request_timeout (a slow or stalled
 //   client)                                    408

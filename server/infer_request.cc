@@ -1,6 +1,7 @@
 #include "server/infer_request.h"
 
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -32,7 +33,7 @@ std::string Shape(const google::protobuf::RepeatedField<int64_t>& s) {
 
 // Splits raw BYTES contents: each element a 4-byte little-endian length,
 // then that many bytes.
-absl::StatusOr<std::vector<absl::string_view>> SplitBytes(const std::string& raw,
+absl::StatusOr<std::vector<absl::string_view>> SplitBytes(absl::string_view raw,
                                                           int64_t n) {
   std::vector<absl::string_view> out;
   size_t pos = 0;
@@ -61,17 +62,17 @@ absl::StatusOr<std::vector<absl::string_view>> SplitBytes(const std::string& raw
 
 absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
                                   const config::ModelConfig& c, int64_t n,
-                                  int64_t per_image, PreparedInput* p) {
+                                  int64_t per_image, std::optional<absl::string_view> raw,
+                                  PreparedInput* p) {
   const auto& in = req.inputs(0);
   const int64_t elements = n * per_image;
-  if (req.raw_input_contents_size() > 0) {
-    const std::string& raw = req.raw_input_contents(0);
-    if (static_cast<int64_t>(raw.size()) != elements) {
-      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw.size(),
+  if (raw.has_value()) {
+    if (static_cast<int64_t>(raw->size()) != elements) {
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw->size(),
                                  " bytes; shape ", Shape(in.shape()), " of INT8 needs ",
                                  elements));
     }
-    p->images = reinterpret_cast<const int8_t*>(raw.data());
+    p->images = reinterpret_cast<const int8_t*>(raw->data());
     return absl::OkStatus();
   }
   const auto& typed = in.contents();
@@ -96,10 +97,10 @@ absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
 
 absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
                             const config::ModelConfig& c, int64_t n,
-                            PreparedInput* p) {
+                            std::optional<absl::string_view> raw, PreparedInput* p) {
   const auto& in = req.inputs(0);
-  if (req.raw_input_contents_size() > 0) {
-    auto parts = SplitBytes(req.raw_input_contents(0), n);
+  if (raw.has_value()) {
+    auto parts = SplitBytes(*raw, n);
     if (!parts.ok()) {
       return Bad(c, absl::StrCat("input ", Quote(in.name()), ": ", parts.status().message()));
     }
@@ -122,7 +123,7 @@ absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
 
 absl::Status PreparePixels(const inference::ModelInferRequest& req,
                            const config::ModelConfig& c, int64_t n,
-                           PreparedInput* p) {
+                           std::optional<absl::string_view> raw, PreparedInput* p) {
   const auto& in = req.inputs(0);
   p->height = static_cast<int>(in.shape(1));
   p->width = static_cast<int>(in.shape(2));
@@ -133,14 +134,13 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
                                " is not [N, height, width, channels] with channels 1, 3 or 4"));
   }
   const int64_t elements = n * p->height * p->width * p->channels;
-  if (req.raw_input_contents_size() > 0) {
-    const std::string& raw = req.raw_input_contents(0);
-    if (static_cast<int64_t>(raw.size()) != elements) {
-      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw.size(),
+  if (raw.has_value()) {
+    if (static_cast<int64_t>(raw->size()) != elements) {
+      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw->size(),
                                  " bytes; shape ", Shape(in.shape()), " of UINT8 needs ",
                                  elements));
     }
-    p->pixels = reinterpret_cast<const uint8_t*>(raw.data());
+    p->pixels = reinterpret_cast<const uint8_t*>(raw->data());
     return absl::OkStatus();
   }
   const auto& typed = in.contents();
@@ -165,7 +165,8 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
 }  // namespace
 
 absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& req,
-                                           const config::ModelConfig& c) {
+                                           const config::ModelConfig& c,
+                                           std::optional<absl::string_view> shared_input) {
   const config::TensorConfig& want = c.input();
   if (req.inputs_size() == 0) {
     return Bad(c, absl::StrCat("the request has no inputs; expected ", Quote(want.name())));
@@ -227,7 +228,16 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
                                " images; a request carries 1 to ", c.max_images_per_request()));
   }
   p.n_images = static_cast<uint32_t>(n);
-  if (req.raw_input_contents_size() > 0) {
+  std::optional<absl::string_view> raw = shared_input;
+  if (shared_input.has_value()) {
+    // As Triton: a tensor in shared memory carries no contents of its own.
+    if (HasTyped(in.contents()) || req.raw_input_contents_size() > 0) {
+      return Bad(c, absl::StrCat("input ", Quote(in.name()),
+                                 " is in shared memory and the request also carries its "
+                                 "contents; use one or the other"));
+    }
+  } else if (req.raw_input_contents_size() > 0) {
+    raw = req.raw_input_contents(0);
     if (HasTyped(in.contents())) {
       return Bad(c, absl::StrCat("input ", Quote(in.name()),
                                  ": has typed contents and the request also has "
@@ -241,13 +251,13 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   absl::Status s;
   switch (format) {
     case config::ENCODED_IMAGE:
-      s = PrepareEncoded(req, c, n, &p);
+      s = PrepareEncoded(req, c, n, raw, &p);
       break;
     case config::PIXELS:
-      s = PreparePixels(req, c, n, &p);
+      s = PreparePixels(req, c, n, raw, &p);
       break;
     default:
-      s = PrepareDevicePatches(req, c, n, per_image, &p);
+      s = PrepareDevicePatches(req, c, n, per_image, raw, &p);
   }
   if (!s.ok()) return s;
   return p;

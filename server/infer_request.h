@@ -38,9 +38,12 @@ struct PreparedInput {
 // OK with the images, or InvalidArgument saying what is wrong (no inputs,
 // unknown input or output name, datatype, shape, raw size, raw and typed
 // contents together, values out of range, malformed BYTES, too many images,
-// a bad classification count).
-absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& request,
-                                           const config::ModelConfig& config);
+// a bad classification count). `shared_input`: the input's bytes when they
+// are in a shared memory region (server/shared_memory_tensors.h), checked
+// as raw contents would be; the request may then carry no contents for it.
+absl::StatusOr<PreparedInput> PrepareInput(
+    const inference::ModelInferRequest& request, const config::ModelConfig& config,
+    std::optional<absl::string_view> shared_input = std::nullopt);
 
 // What a request asks of the scheduler through its `parameters`, as
 // Triton's clients send them:

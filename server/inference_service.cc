@@ -10,12 +10,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
 #include "server/client_text.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
+#include "server/shared_memory_api.h"
+#include "server/shared_memory_tensors.h"
 
 namespace hgpipe::server {
 
@@ -28,14 +29,6 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 }
 
 namespace {
-
-// Scheduler messages name the model as the scheduler knows it; a model
-// reloaded while its previous load drains is "NAME#GENERATION" there.
-absl::Status Renamed(const absl::Status& s, const LoadedModel& m) {
-  if (s.ok() || m.scheduler_name == m.name()) return s;
-  return absl::Status(s.code(), absl::StrReplaceAll(s.message(),
-                                                    {{m.scheduler_name, m.name()}}));
-}
 
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   auto* r = ctx->DefaultReactor();
@@ -74,13 +67,15 @@ absl::Status NotServed(absl::string_view what) {
 InferenceService::InferenceService(ModelManager* models,
                                    scheduler::Scheduler* scheduler,
                                    Metrics* metrics, InferStatistics* statistics,
-                                   WorkerPool* workers, Restrictions restrictions)
+                                   WorkerPool* workers, Restrictions restrictions,
+                                   SharedMemoryRegions* shared_memory)
     : models_(models),
       scheduler_(scheduler),
       metrics_(metrics),
       statistics_(statistics),
       workers_(workers),
       restrictions_(std::move(restrictions)),
+      shared_memory_(shared_memory),
       api_(models, statistics, this) {}
 
 bool InferenceService::Ready() const { return Serving() && models_->AllReady(); }
@@ -394,15 +389,35 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     if (absl::Status s = Allowed(*ctx, ApiGroup::GROUP); !s.ok()) return Answer(ctx, s); \
     return Answer(ctx, NotServed(WHAT));                                           \
   }
-HGPIPE_NOT_SERVED(SystemSharedMemoryStatus, kSharedMemory, "system shared memory")
-HGPIPE_NOT_SERVED(SystemSharedMemoryRegister, kSharedMemory, "system shared memory")
-HGPIPE_NOT_SERVED(SystemSharedMemoryUnregister, kSharedMemory, "system shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryUnregister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(TraceSetting, kTrace, "tracing")
 HGPIPE_NOT_SERVED(LogSettings, kLogging, "changing log settings at run time (use --log-level)")
 #undef HGPIPE_NOT_SERVED
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryStatus(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest* req,
+    inference::SystemSharedMemoryStatusResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  auto status = server::SystemSharedMemoryStatus(shared_memory_, *req);
+  if (status.ok()) *resp = *std::move(status);
+  return Answer(ctx, status.status());
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryRegister(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryRegisterRequest* req,
+    inference::SystemSharedMemoryRegisterResponse*) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  return Answer(ctx, server::SystemSharedMemoryRegister(shared_memory_, *req));
+}
+
+grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
+    grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest* req,
+    inference::SystemSharedMemoryUnregisterResponse*) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kSharedMemory); !s.ok()) return Answer(ctx, s);
+  return Answer(ctx, server::SystemSharedMemoryUnregister(shared_memory_, *req));
+}
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
@@ -432,13 +447,23 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   ModelRef ref = *std::move(found);
   const LoadedModel& m = *ref.model;
   const config::ModelConfig& c = m.entry.config;
-  absl::StatusOr<PreparedInput> prepared = PrepareInput(req, c);
+  // Tensors in shared memory: the input is read from its region, the output
+  // written there; `shared` keeps both mapped until the request is done.
+  absl::StatusOr<SharedMemoryTensors> shared = FindSharedMemoryTensors(req, shared_memory_, c.name());
+  absl::StatusOr<PreparedInput> prepared =
+      shared.ok() ? PrepareInput(req, c, shared->input_bytes()) : shared.status();
+  if (prepared.ok()) {
+    const size_t out_bytes = size_t{prepared->n_images} * c.output().dims(0) * sizeof(int32_t);
+    if (absl::Status s = CheckSharedMemoryOutput(*shared, out_bytes, c.name()); !s.ok()) {
+      prepared = s;
+    }
+  }
   absl::StatusOr<RequestPolicy> requested =
       prepared.ok() ? ParseRequestPolicy(req, c) : prepared.status();
   if (!requested.ok()) {
     const absl::Duration took = absl::Now() - start;
-    metrics_->RequestDone(m.model_id, requested.status().code(), 0, took);
-    statistics_->RequestDone(m.model_id, false, 0, {took, {}, {}});
+    metrics_->RequestDone(m.model_id(), requested.status().code(), 0, took);
+    statistics_->RequestDone(m.model_id(), false, 0, {took, {}, {}});
     done(requested.status());
     return;
   }
@@ -460,8 +485,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
                                 Quote(c.name()), *requested->min_accuracy, best->name,
                                 best->manifest.accuracy.top1));
       const absl::Duration took = absl::Now() - start;
-      metrics_->RequestDone(m.model_id, bad.code(), 0, took);
-      statistics_->RequestDone(m.model_id, false, 0, {took, {}, {}});
+      metrics_->RequestDone(m.model_id(), bad.code(), 0, took);
+      statistics_->RequestDone(m.model_id(), false, 0, {took, {}, {}});
       done(bad);
       return;
     }
@@ -492,7 +517,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   // `model` keeps the labels `spec` points to.
   Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
                    model = ref.model, queued_at = std::move(queued_at),
-                   variant = std::move(variant)](absl::Status s) mutable {
+                   variant = std::move(variant),
+                   shared = *std::move(shared)](absl::Status s) mutable {
     const absl::Time computed = absl::Now();
     if (s.ok()) {
       // The variant that answered: its own dequantization, named in the
@@ -505,13 +531,13 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
         metrics_->VariantImages(model->name(), vs[vi].name, n);
       }
       FinishLogitOutput(spec, n, classes, resp);
+      WriteSharedMemoryOutput(shared, resp);
     }
-    s = Renamed(s, *model);
     const absl::Time end = absl::Now();
-    metrics_->RequestDone(model->model_id, s.code(), n, end - start);
+    metrics_->RequestDone(model->model_id(), s.code(), n, end - start);
     const int64_t queued_ns = queued_at->load();
     statistics_->RequestDone(
-        model->model_id, s.ok(), n,
+        model->model_id(), s.ok(), n,
         {end - start,
          queued_ns > 0 ? absl::FromUnixNanos(queued_ns) - start : absl::ZeroDuration(),
          end - computed});
@@ -531,7 +557,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
                               std::shared_ptr<void> keep, Finish finish) {
   // Shared so that a refused Enqueue can still answer through it.
   auto shared = std::make_shared<Finish>(std::move(finish));
-  auto job = std::make_unique<scheduler::InferRequest>();
+  auto job = std::make_unique<scheduler::BufferRequest>();
   job->images = images;
   job->n_images = n;
   job->logits = logits;
@@ -541,19 +567,19 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   if (policy.queued_at_ns != nullptr) policy.queued_at_ns->store(absl::ToUnixNanos(absl::Now()));
   // Which variant: the router's choice (docs/serving.md, "Variants"), known
   // before queueing so that the completion decodes with its scales.
-  const std::string* target = &ref.model->scheduler_name;
+  scheduler::ModelHandle target = ref.model->handle;
   absl::Status s;
   if (ref.model->router != nullptr) {
     absl::StatusOr<int> v = ref.model->router->Choose(n, policy.priority, policy.deadline,
                                                       policy.min_accuracy);
     if (v.ok()) {
       if (policy.variant != nullptr) policy.variant->store(*v);
-      target = &ref.model->variant_scheduler_names[*v];
+      target = ref.model->variant_handles[*v];
     } else {
       s = v.status();
     }
   }
-  if (s.ok()) s = scheduler_->Enqueue(*target, std::move(job));
+  if (s.ok()) s = scheduler_->Enqueue(target, std::move(job));
   // Handed over (or refused): an unload need not wait for this request.
   ref.admission.reset();
   if (!s.ok()) {

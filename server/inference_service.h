@@ -32,6 +32,7 @@
 #include "server/model_manager.h"
 #include "server/model_repository.h"
 #include "server/restrictions.h"
+#include "server/shared_memory_regions.h"
 #include "server/statistics.h"
 #include "server/triton_api.h"
 #include "server/worker_pool.h"
@@ -44,10 +45,13 @@ class InferenceService final
  public:
   // `models`, `scheduler`, `metrics`, `statistics` and `workers` (which
   // preprocesses images) must outlive the service. `restrictions`: the
-  // parsed --grpc-restricted-protocol.
+  // parsed --grpc-restricted-protocol. `shared_memory`: the system shared
+  // memory regions requests may name (null: none; it must outlive the
+  // service).
   InferenceService(ModelManager* models, scheduler::Scheduler* scheduler,
                    Metrics* metrics, InferStatistics* statistics, WorkerPool* workers,
-                   Restrictions restrictions = {});
+                   Restrictions restrictions = {},
+                   SharedMemoryRegions* shared_memory = nullptr);
 
   // ServerReady reports this (and every loaded model ready). Thread-safe.
   void SetReady(bool ready) { ready_.store(ready); }
@@ -120,7 +124,7 @@ class InferenceService final
   grpc::ServerUnaryReactor* ModelStatistics(
       grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
       inference::ModelStatisticsResponse* resp) override;
-  // Not served: UNIMPLEMENTED, saying so.
+  // System shared memory extension (server/shared_memory_api.h).
   grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
       grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest*,
       inference::SystemSharedMemoryStatusResponse*) override;
@@ -130,6 +134,7 @@ class InferenceService final
   grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
       grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest*,
       inference::SystemSharedMemoryUnregisterResponse*) override;
+  // Not served: UNIMPLEMENTED, saying so.
   grpc::ServerUnaryReactor* CudaSharedMemoryStatus(
       grpc::CallbackServerContext* ctx, const inference::CudaSharedMemoryStatusRequest*,
       inference::CudaSharedMemoryStatusResponse*) override;
@@ -189,6 +194,7 @@ class InferenceService final
   InferStatistics* const statistics_;
   WorkerPool* const workers_;
   const Restrictions restrictions_;
+  SharedMemoryRegions* const shared_memory_;
   TritonApi api_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};

@@ -35,8 +35,10 @@
 #include "server/metrics.h"
 #include "server/model_manager.h"
 #include "server/model_repository.h"
+#include "server/protobuf_log.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
+#include "server/shared_memory_regions.h"
 #include "server/statistics.h"
 #include "server/worker_pool.h"
 
@@ -86,6 +88,10 @@ ABSL_FLAG(std::string, grpc_restricted_protocol, "",
 ABSL_FLAG(std::string, http_restricted_api, "",
           "GROUPS:KEY=VALUE (repeatable): HTTP calls of these API groups need header "
           "KEY: VALUE, else 403");
+ABSL_FLAG(bool, allow_client_shm, false,
+          "Let clients register system shared memory regions (Triton's "
+          "extension and flag): a client that can register can make the server "
+          "read and write any shared memory object this user can open");
 ABSL_FLAG(std::string, log_level, "info", "info, warning or error");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 0,
@@ -249,20 +255,32 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
   return out;
 }
 
-// Waits for SIGTERM/SIGINT. Meanwhile, once calls have stopped for a
-// second, gives the heap's free memory back to the system: main() keeps
-// request buffers on the heap for reuse (mallopt), so after an overload
-// drains the process would otherwise stay at its peak RSS.
+// Waits for SIGTERM/SIGINT. Meanwhile gives the heap's free memory back to
+// the system: main() keeps request buffers on the heap for reuse (mallopt),
+// so after a backlog drains the process would otherwise stay at its peak RSS
+// for as long as it runs. Trims once calls have stopped for a second, and
+// under load when the heap holds more than kTrimFreeBytes unused (only after
+// a backlog: in steady state the freed buffers are reused within
+// milliseconds and the free pool stays far below it), at most every
+// kTrimInterval so that a trim's page faults never recur on the hot path.
 int WaitForStopSignal(const sigset_t& stop_signals, const InferenceService& service) {
+  constexpr size_t kTrimFreeBytes = size_t{64} << 20;
+  constexpr absl::Duration kTrimInterval = absl::Seconds(10);
   const timespec tick = {1, 0};
   absl::Time trimmed_after_call = absl::InfinitePast();
+  absl::Time last_trim = absl::InfinitePast();
   for (;;) {
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig > 0) return sig;
+    const absl::Time now = absl::Now();
     const absl::Time last_call = service.last_infer_call();
-    if (last_call != trimmed_after_call && absl::Now() - last_call > absl::Seconds(1)) {
+    if (last_call != trimmed_after_call && now - last_call > absl::Seconds(1)) {
       malloc_trim(0);
       trimmed_after_call = last_call;
+      last_trim = now;
+    } else if (now - last_trim > kTrimInterval && mallinfo2().fordblks > kTrimFreeBytes) {
+      malloc_trim(0);
+      last_trim = now;
     }
   }
 }
@@ -353,8 +371,11 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   }
   exposer->RegisterCollectable(metrics.registry());
 
+  SharedMemoryRegions::Options shm_options;
+  shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
+  SharedMemoryRegions shared_memory(shm_options);
   InferenceService service(&models, sched->get(), &metrics, &statistics, &workers,
-                           *std::move(grpc_restrictions));
+                           *std::move(grpc_restrictions), &shared_memory);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -368,7 +389,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     return Fail(absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
-  RestHandler rest(&service, service.api(), *std::move(http_restrictions));
+  RestHandler rest(&service, service.api(), *std::move(http_restrictions), &shared_memory);
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     HttpServer::Options ho;
     ho.host = host;
@@ -480,5 +501,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   google::InitGoogleLogging(argv[0]);
+  hgpipe::server::RouteProtobufLogs();
   return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted);
 }

@@ -121,12 +121,12 @@ class Metrics final : public scheduler::Observer {
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
   // Names the scheduler's model `model_id` (its series carry `model`).
-  // Models with the same name (a reload) share their series. Call before
-  // the scheduler reports anything about the id; calling again for the same
-  // id renames it.
+  // Models with the same name (a reload) share their series. Called by the
+  // scheduler (Observer::ModelAdded) before it reports anything about the
+  // id; calling again for the same id renames it.
   void AddModel(int model_id, const std::string& model);
-  // Names the scheduler's board `board_id` and creates its per-board series.
-  // Call before the scheduler reports anything about the id.
+  // Names the scheduler's board `board_id` and creates its per-board series
+  // (Observer::BoardAdded, before anything else about the id).
   void AddBoard(int board_id, const std::string& board);
 
   // One answered request (any outcome).
@@ -137,6 +137,12 @@ class Metrics final : public scheduler::Observer {
   void VariantImages(const std::string& model, const std::string& variant, uint32_t images);
 
   // scheduler::Observer
+  void ModelAdded(int model_id, absl::string_view name) override {
+    AddModel(model_id, std::string(name));
+  }
+  void BoardAdded(int board_id, absl::string_view name) override {
+    AddBoard(board_id, std::string(name));
+  }
   void QueueDepth(int model_id, uint64_t images) override;
   void RunStarted(int model_id, int board_id, uint32_t images,
                   absl::Span<const absl::Duration> queue_waits,

@@ -21,11 +21,11 @@ namespace fs = std::filesystem;
 // of its name points to it while it is the current load.
 struct ModelManager::Generation {
   std::string name;
-  std::string scheduler_name;
+  scheduler::ModelHandle handle;
   int number = 0;
   // Every scheduler model of the load (one per variant), and how many the
   // scheduler has not finished removing (guarded by the manager's mu_).
-  std::vector<std::string> variant_scheduler_names;
+  std::vector<scheduler::ModelHandle> variant_handles;
   int removals_left = 0;
   // Guarded by the manager's mu_: set by Unload, called once the scheduler
   // has answered everything the load accepted.
@@ -122,36 +122,24 @@ absl::Status ModelManager::AddAndPublish(
       hgpipe::MutexLock l(&mu_);
       number = ++states_[name].generations;
     }
-    // While an older load still drains in the scheduler, its name is taken.
-    model->scheduler_name = options_.scheduler->ModelId(name) < 0
-                                ? name
-                                : absl::StrCat(name, "#", number);
     scheduler::ModelOptions mo = SchedulerModelOptions(model->entry, model->bitstream);
-    mo.name = model->scheduler_name;
     mo.canary = model->canary;
-    // Ids are dense in order of addition, and additions are serialized by
-    // add_mu_: name them for the metrics before the scheduler reports them.
-    const int first_board = static_cast<int>(options_.scheduler->Boards().size());
     std::vector<std::string> board_names;
-    for (size_t i = 0; i < boards.size(); ++i) {
-      board_names.push_back(boards[i]->info().name);
-      options_.metrics->AddBoard(first_board + static_cast<int>(i), board_names.back());
+    for (const auto& b : boards) board_names.push_back(b->info().name);
+    // The scheduler tells the metrics about the model and its boards
+    // (Observer::ModelAdded, BoardAdded) before it reports anything else.
+    absl::StatusOr<scheduler::ModelHandle> handle =
+        options_.scheduler->AddModel(mo, std::move(boards));
+    if (!handle.ok()) {
+      return absl::Status(handle.status().code(), absl::StrCat(model->entry.config_path, ": ",
+                                                               handle.status().message()));
     }
-    const int predicted = next_model_id_;
-    options_.metrics->AddModel(predicted, name);
-    absl::StatusOr<int> id = options_.scheduler->AddModel(mo, std::move(boards));
-    if (!id.ok()) {
-      return absl::Status(id.status().code(),
-                          absl::StrCat(model->entry.config_path, ": ", id.status().message()));
-    }
-    next_model_id_ = *id + 1;
-    if (*id != predicted) options_.metrics->AddModel(*id, name);
-    model->model_id = *id;
-    model->variant_scheduler_names = {model->scheduler_name};
+    model->handle = *handle;
+    model->variant_handles = {model->handle};
     if (model->entry.variants.size() > 1) {
       if (absl::Status s = AddVariants(*model); !s.ok()) {
-        for (const std::string& n : model->variant_scheduler_names) {
-          options_.scheduler->RemoveModel(n, [] {}).IgnoreError();
+        for (scheduler::ModelHandle h : model->variant_handles) {
+          options_.scheduler->RemoveModel(h, [] {}).IgnoreError();
         }
         return absl::Status(s.code(), absl::StrCat(model->entry.config_path, ": ", s.message()));
       }
@@ -164,12 +152,15 @@ absl::Status ModelManager::AddAndPublish(
 
     auto g = std::make_shared<Generation>();
     g->name = name;
-    g->scheduler_name = model->scheduler_name;
-    g->variant_scheduler_names = model->variant_scheduler_names;
+    g->handle = model->handle;
+    g->variant_handles = model->variant_handles;
     g->number = number;
-    for (size_t i = 0; i < board_names.size(); ++i) {
-      if (options_.boards->MadeForOneLoad(board_names[i])) {
-        g->own_boards.emplace_back(first_board + static_cast<int>(i), board_names[i]);
+    // Board names are unique in the server: find the ids of this load's own
+    // (it may already have lost one to another model).
+    for (const auto& b : options_.scheduler->Boards()) {
+      if (options_.boards->MadeForOneLoad(b.name) &&
+          std::find(board_names.begin(), board_names.end(), b.name) != board_names.end()) {
+        g->own_boards.emplace_back(b.board_id, b.name);
       }
     }
     std::shared_ptr<const void> admission(
@@ -192,10 +183,7 @@ void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
   {
     hgpipe::MutexLock l(&mu_);
     if (closing_) return;
-  }
-  {
-    hgpipe::MutexLock l(&mu_);
-    g->removals_left = static_cast<int>(g->variant_scheduler_names.size());
+    g->removals_left = static_cast<int>(g->variant_handles.size());
   }
   // The load is gone once the scheduler has removed every variant's model.
   auto removed = [this, g] {
@@ -206,8 +194,8 @@ void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
     }
     if (last) OnRemoved(g);
   };
-  for (const std::string& n : g->variant_scheduler_names) {
-    absl::Status s = options_.scheduler->RemoveModel(n, removed);
+  for (scheduler::ModelHandle h : g->variant_handles) {
+    absl::Status s = options_.scheduler->RemoveModel(h, removed);
     if (!s.ok()) {
       LOG(WARNING) << "model " << g->name << ": " << s.message();
       removed();
@@ -235,24 +223,19 @@ absl::Status ModelManager::AddVariants(LoadedModel& model) {
       ASSIGN_OR_RETURN(std::shared_ptr<const accel::Bitstream> bitstream,
                        options_.boards->MakeBitstream(as_model));
       scheduler::ModelOptions mo = SchedulerModelOptions(e, std::move(bitstream));
-      mo.name = absl::StrCat(model.scheduler_name, "@", v.name);
+      mo.name = absl::StrCat(model.name(), "@", v.name);
       // Boards come by reprogramming (the router moves them); a variant's
       // outputs differ from the default's, so the default's canary is not
-      // its own.
-      const int predicted = next_model_id_;
-      options_.metrics->AddModel(predicted, absl::StrCat(model.name(), "@", v.name));
-      absl::StatusOr<int> id = options_.scheduler->AddModel(mo, {});
-      if (!id.ok()) {
-        return absl::Status(id.status().code(), absl::StrCat("variants[", i, "] '", v.name,
-                                                             "': ", id.status().message()));
+      // its own. The metrics hear of it as "NAME@VARIANT"
+      // (Observer::ModelAdded).
+      absl::StatusOr<scheduler::ModelHandle> h = options_.scheduler->AddModel(mo, {});
+      if (!h.ok()) {
+        return absl::Status(h.status().code(), absl::StrCat("variants[", i, "] '", v.name,
+                                                            "': ", h.status().message()));
       }
-      next_model_id_ = *id + 1;
-      if (*id != predicted) {
-        options_.metrics->AddModel(*id, absl::StrCat(model.name(), "@", v.name));
-      }
-      model.variant_scheduler_names.push_back(mo.name);
+      model.variant_handles.push_back(*h);
     }
-    ro.variants.push_back({v.name, model.variant_scheduler_names[i], v.manifest.accuracy.top1,
+    ro.variants.push_back({v.name, model.variant_handles[i], v.manifest.accuracy.top1,
                            v.manifest.timing.max_images_per_second()});
   }
   ASSIGN_OR_RETURN(std::unique_ptr<scheduler::VariantRouter> router,
@@ -345,8 +328,6 @@ absl::Status ModelManager::LoadAtStartup(const std::vector<std::string>& names) 
     RETURN_IF_ERROR(AddAndPublish(std::move(models[i]), std::move(boards.per_model[i])));
   }
   for (auto& board : boards.idle) {
-    const int id = static_cast<int>(options_.scheduler->Boards().size());
-    options_.metrics->AddBoard(id, board->info().name);
     LOG(INFO) << "board " << board->info().name << ": idle, for any model";
     options_.scheduler->AddIdleBoard(std::move(board));
   }
@@ -379,7 +360,7 @@ absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
 absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
                                               const std::string& version) const {
   absl::StatusOr<ModelRef> ref = Find(name, version);
-  if (ref.ok()) return options_.scheduler->ModelReady(ref->model->scheduler_name);
+  if (ref.ok()) return options_.scheduler->ModelReady(ref->model->handle);
   if (absl::IsUnavailable(ref.status())) return false;
   {
     hgpipe::MutexLock l(&mu_);
@@ -395,15 +376,15 @@ absl::StatusOr<bool> ModelManager::ModelReady(const std::string& name,
 }
 
 bool ModelManager::AllReady() const {
-  std::vector<std::string> names;
+  std::vector<scheduler::ModelHandle> handles;
   {
     hgpipe::MutexLock l(&mu_);
     for (const auto& [name, st] : states_) {
-      if (st.phase == State::Phase::kReady) names.push_back(st.model->scheduler_name);
+      if (st.phase == State::Phase::kReady) handles.push_back(st.model->handle);
     }
   }
-  for (const std::string& n : names) {
-    if (!options_.scheduler->ModelReady(n)) return false;
+  for (scheduler::ModelHandle h : handles) {
+    if (!options_.scheduler->ModelReady(h)) return false;
   }
   return true;
 }

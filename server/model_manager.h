@@ -59,24 +59,24 @@ namespace hgpipe::server {
 // A model as it is served. Immutable once published.
 struct LoadedModel {
   ModelEntry entry;
-  // The scheduler's and the metrics' id.
-  int model_id = -1;
-  // The name the scheduler knows the model by: its own name, or while an
-  // older load of it still drains, "NAME#GENERATION".
-  std::string scheduler_name;
+  // This load in the scheduler. Two loads of a model (the old one draining
+  // while the new one serves) are two scheduler models of the same name.
+  scheduler::ModelHandle handle;
   std::shared_ptr<const accel::Bitstream> bitstream;
   // For ENCODED_IMAGE and PIXELS models.
   std::optional<preprocess::Preprocessor> preprocessor;
   // What boards run to prove their output (server/canary.h), or null.
   std::shared_ptr<const accel::Canary> canary;
   // Per variant (entry.variants' order), the scheduler model that runs it:
-  // the first is scheduler_name, the others "SCHEDULER_NAME@VARIANT".
-  std::vector<std::string> variant_scheduler_names;
+  // the first is `handle`, the others are named "NAME@VARIANT".
+  std::vector<scheduler::ModelHandle> variant_handles;
   // With two variants or more: picks the variant of each request
   // (scheduler/variant_router.h); null otherwise.
   std::shared_ptr<scheduler::VariantRouter> router;
 
   const std::string& name() const { return entry.config.name(); }
+  // The scheduler's, the metrics' and the statistics' id of this load.
+  int model_id() const { return handle.id(); }
 };
 
 // A model found for a request. `model` stays valid while held. `admission`
@@ -197,10 +197,8 @@ class ModelManager {
               absl::AnyInvocable<void(absl::Status)> done);
 
   const Options options_;
-  // Serializes additions to the scheduler (and the board factory), so ids
-  // can be known in advance.
+  // Serializes loads: the board factory serves one caller at a time.
   hgpipe::Mutex add_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  int next_model_id_ ABSL_GUARDED_BY(add_mu_) = 0;
 
   mutable hgpipe::Mutex mu_;
   absl::flat_hash_map<std::string, State> states_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include "rapidjson/document.h"
 #include "rapidjson/error/en.h"
 #include "server/rest_json.h"
+#include "server/shared_memory_api.h"
 #include "server/client_text.h"
 
 namespace hgpipe::server {
@@ -144,10 +145,33 @@ void RestHandler::Handle(std::unique_ptr<HttpRequest> req, Reply reply) {
       return;
     }
   }
-  if (p[1] == "systemsharedmemory" || p[1] == "cudasharedmemory") {
+  if (p[1] == "systemsharedmemory") {
     if (!guarded(ApiGroup::kSharedMemory)) return;
-    reply(Error(501, absl::StrCat(p[1] == "systemsharedmemory" ? "system" : "CUDA",
-                                  " shared memory is not supported by hgpipe-server")));
+    // v2/systemsharedmemory[/region/NAME]/{status,register,unregister}
+    const bool named = n == 5 && p[2] == "region";
+    const std::string action = n == 3 || named ? p[n - 1] : "";
+    const std::string region = named ? p[3] : "";
+    if (action == "status") {
+      if (!method("GET")) return;
+      auto s = SystemSharedMemoryStatusJson(shared_memory_, region);
+      reply(s.ok() ? Json(*std::move(s)) : Error(s.status()));
+      return;
+    }
+    if (action == "unregister" || (action == "register" && named)) {
+      if (!method("POST")) return;
+      inference::SystemSharedMemoryUnregisterRequest unregister;
+      unregister.set_name(region);
+      absl::Status s = action == "register"
+                           ? SystemSharedMemoryRegisterJson(shared_memory_, region, r.body)
+                           : SystemSharedMemoryUnregister(shared_memory_, unregister);
+      reply(s.ok() ? Empty(200) : Error(s));
+      return;
+    }
+  }
+  if (p[1] == "cudasharedmemory") {
+    if (!guarded(ApiGroup::kSharedMemory)) return;
+    reply(Error(501, "CUDA shared memory is not supported by hgpipe-server (it has no GPU; "
+                     "system shared memory is)"));
     return;
   }
   if (p[1] == "logging") {

@@ -15,7 +15,8 @@
 //   POST v2/models/M[/versions/V]/infer          inference
 //   POST v2/repository/index                     [{name, version, state, reason}]
 //   POST v2/repository/models/M/load | unload    {"parameters": {...}}
-//   v2/systemsharedmemory/..., v2/cudasharedmemory/..., v2/trace/setting,
+//   v2/systemsharedmemory/...                    server/shared_memory_api.h
+//   v2/cudasharedmemory/..., v2/trace/setting,
 //   v2/logging                                   501
 //
 // Thread safety: Handle may be called concurrently.
@@ -28,6 +29,7 @@
 #include "server/http_server.h"
 #include "server/infer_pipeline.h"
 #include "server/restrictions.h"
+#include "server/shared_memory_regions.h"
 #include "server/triton_api.h"
 
 namespace hgpipe::server {
@@ -37,9 +39,14 @@ unsigned HttpStatus(absl::StatusCode code);
 
 class RestHandler final : public HttpHandler {
  public:
-  // `pipeline` and `api` must outlive the handler.
-  RestHandler(InferPipeline* pipeline, TritonApi* api, Restrictions restrictions)
-      : pipeline_(pipeline), api_(api), restrictions_(std::move(restrictions)) {}
+  // `pipeline`, `api` and `shared_memory` (may be null: no regions) must
+  // outlive the handler.
+  RestHandler(InferPipeline* pipeline, TritonApi* api, Restrictions restrictions,
+              SharedMemoryRegions* shared_memory = nullptr)
+      : pipeline_(pipeline),
+        api_(api),
+        restrictions_(std::move(restrictions)),
+        shared_memory_(shared_memory) {}
 
   void Handle(std::unique_ptr<HttpRequest> request, Reply reply) override;
 
@@ -52,6 +59,7 @@ class RestHandler final : public HttpHandler {
   InferPipeline* const pipeline_;
   TritonApi* const api_;
   const Restrictions restrictions_;
+  SharedMemoryRegions* const shared_memory_;
 };
 
 }  // namespace hgpipe::server

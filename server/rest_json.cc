@@ -267,6 +267,14 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
       if (!s.ok()) return s;
     }
     auto data = in.FindMember("data");
+    // In shared memory (server/shared_memory_tensors.h): no data here.
+    if (t->parameters().contains("shared_memory_region")) {
+      if (binary_size >= 0 || data != in.MemberEnd()) {
+        return Bad(absl::StrCat(where, "has shared_memory_region and also ",
+                                binary_size >= 0 ? "binary_data_size" : "data", "; use one"));
+      }
+      continue;
+    }
     if (binary_size >= 0) {
       if (data != in.MemberEnd()) {
         return Bad(absl::StrCat(where, "has both data and binary_data_size; use one"));
@@ -517,6 +525,13 @@ RestInferReply WriteRestInferResponse(const inference::ModelInferResponse& resp,
       if (name == o.name()) binary = b;
     }
     const std::string& raw = resp.raw_output_contents(i);
+    bool in_shared_memory = false;
+    for (const auto& requested : request.request.outputs()) {
+      if (requested.name() == o.name() &&
+          requested.parameters().contains("shared_memory_region")) {
+        in_shared_memory = true;
+      }
+    }
     w.StartObject();
     w.Key("name");
     w.String(o.name().c_str());
@@ -526,7 +541,9 @@ RestInferReply WriteRestInferResponse(const inference::ModelInferResponse& resp,
     w.StartArray();
     for (int64_t d : o.shape()) w.Int64(d);
     w.EndArray();
-    if (binary) {
+    if (in_shared_memory) {
+      // As Triton: the data is in the region, the output has none here.
+    } else if (binary) {
       w.Key("parameters");
       w.StartObject();
       w.Key("binary_data_size");

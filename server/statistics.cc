@@ -107,6 +107,12 @@ void InferStatistics::Fill(int model_id, inference::ModelStatistics* out) const 
   }
 }
 
+void ObserverFanout::ModelAdded(int model_id, absl::string_view name) {
+  for (auto* o : observers_) o->ModelAdded(model_id, name);
+}
+void ObserverFanout::BoardAdded(int board_id, absl::string_view name) {
+  for (auto* o : observers_) o->BoardAdded(board_id, name);
+}
 void ObserverFanout::QueueDepth(int model_id, uint64_t images) {
   for (auto* o : observers_) o->QueueDepth(model_id, images);
 }

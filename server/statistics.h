@@ -105,6 +105,8 @@ class ObserverFanout final : public scheduler::Observer {
  public:
   explicit ObserverFanout(std::vector<scheduler::Observer*> observers)
       : observers_(std::move(observers)) {}
+  void ModelAdded(int model_id, absl::string_view name) override;
+  void BoardAdded(int board_id, absl::string_view name) override;
   void QueueDepth(int model_id, uint64_t images) override;
   void RunStarted(int model_id, int board_id, uint32_t images,
                   absl::Span<const absl::Duration> queue_waits,

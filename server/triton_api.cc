@@ -37,7 +37,7 @@ inference::ServerMetadataResponse TritonApi::ServerMetadata() {
   for (const char* e :
        {"classification", "model_repository", "model_repository(unload_dependents)",
         "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
-        "statistics"}) {
+        "statistics", "system_shared_memory"}) {
     resp.add_extensions(e);
   }
   return resp;
@@ -98,7 +98,7 @@ absl::StatusOr<inference::ModelStatisticsResponse> TritonApi::ModelStatistics(
     inference::ModelStatistics* s = resp.add_model_stats();
     s->set_name(n);
     s->set_version("1");
-    statistics_->Fill(found->model->model_id, s);
+    statistics_->Fill(found->model->model_id(), s);
   }
   return resp;
 }

@@ -253,7 +253,7 @@ Int8Linear::~Int8Linear() = default;
 
 absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
     const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows,
-    const IntType& src) {
+    const IntType& src, bool own_kernels) {
   if (src.bits > 8) {
     return absl::InvalidArgumentError(
         absl::StrCat("int8 product source ", src.ToString(), " is wider than a byte"));
@@ -263,8 +263,14 @@ absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
   l->in_ = in;
   l->out_ = out;
   const int w_max = MaxAbs(weight, n);
-  l->narrow_ = NarrowGemmSupported() && NarrowGemmFits(in, Range(src), w_max);
+  l->narrow_ = own_kernels && NarrowGemmSupported() && NarrowGemmFits(in, Range(src), w_max);
+  l->pairs_ = !l->narrow_ && own_kernels && PairGemmSupported() && in < (1u << 16);
   l->src_ = LanesFor(src, l->narrow_);
+  if (l->pairs_) {  // exact on the lanes' values as they are
+    l->src_.zero_point = 0;
+    l->pair_weights_.Pack(weight, out, in, in);
+    return l;
+  }
   l->correction_.resize(out);
   for (uint32_t o = 0; o < out; ++o) {
     int64_t sum = 0;
@@ -295,6 +301,11 @@ absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
 
 void Int8Linear::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
                      int32_t* y) const {
+  if (pairs_) {
+    PairGemm(reinterpret_cast<const uint8_t*>(x), !src_.type.is_signed, in_, rows,
+             pair_weights_, y, out_);
+    return;
+  }
   const size_t n = size_t{rows} * out_, m = size_t{rows} * in_;
   uint8_t* u = Scratch<uint8_t>(m);
   ToUnsigned(src_, x, m, u);
@@ -312,7 +323,8 @@ void Int8Linear::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
   AddRows(correction_.data(), rows, out_, y);
 }
 
-absl::StatusOr<std::unique_ptr<BatchedMatmul>> BatchedMatmul::Create(const Shape& shape) {
+absl::StatusOr<std::unique_ptr<BatchedMatmul>> BatchedMatmul::Create(const Shape& shape,
+                                                                      bool own_kernels) {
   if (shape.wei.bits > 7 || shape.src.bits > 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "batched product of ", shape.src.ToString(), " by ", shape.wei.ToString(),
@@ -320,7 +332,8 @@ absl::StatusOr<std::unique_ptr<BatchedMatmul>> BatchedMatmul::Create(const Shape
   }
   std::unique_ptr<BatchedMatmul> b(new BatchedMatmul(shape));
   const int w_max = static_cast<int>(std::max(-shape.wei.min(), shape.wei.max()));
-  b->narrow_ = NarrowGemmSupported() && NarrowGemmFits(shape.k, Range(shape.src), w_max) &&
+  b->narrow_ = own_kernels && NarrowGemmSupported() &&
+               NarrowGemmFits(shape.k, Range(shape.src), w_max) &&
                shape.src_strides[3] == 1 && shape.dst_strides[3] == 1 &&
                (shape.wei_strides[2] == 1 || shape.wei_strides[3] == 1);
   b->src_ = LanesFor(shape.src, b->narrow_);

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "accel/vit/int_type.h"
 #include "accel/vit/narrow_gemm.h"
+#include "accel/vit/pair_gemm.h"
 #include "base/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -41,7 +42,8 @@ struct SourceLanes {
 
 // y[rows][out] (int32) = x[rows][in] * W^T, x byte lanes of `src`, W int8
 // [out][in] constant; exact on every ISA. The narrow kernel runs it when
-// the CPU has AVX2 and every partial sum fits 16 bits; oneDNN otherwise.
+// the CPU has AVX2 and every partial sum fits 16 bits; else the pair
+// kernel (pair_gemm.h) on x86; oneDNN otherwise.
 //
 // Without VNNI, oneDNN's int8 kernels add pairs of u8 x s8 products in
 // saturating 16-bit lanes, exact only while |w| <= 64; wider weights are
@@ -51,17 +53,20 @@ class Int8Linear {
  public:
   // Copies `weight`. `max_rows` is the row count used most (oneDNN's
   // primitive for it is created here and decides the weights' layout).
+  // Without `own_kernels`, oneDNN computes it even where the narrow or pair
+  // kernels could (tests run both on one machine).
   static absl::StatusOr<std::unique_ptr<Int8Linear>> Create(
       const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows,
-      const IntType& src);
+      const IntType& src, bool own_kernels = true);
   ~Int8Linear();
 
   // rows in [1, max_rows]; x and y dense row-major.
   void Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
            int32_t* y) const;
 
-  // Whether the narrow kernel computes it (else oneDNN).
+  // Whether the narrow or the pair kernel computes it (else oneDNN).
   bool narrow() const { return narrow_; }
+  bool pairs() const { return pairs_; }
 
  private:
   class Part;
@@ -70,8 +75,9 @@ class Int8Linear {
   // Constant after construction.
   uint32_t in_ = 0, out_ = 0;
   SourceLanes src_;
-  bool narrow_ = false;
+  bool narrow_ = false, pairs_ = false;
   NarrowWeights packed_;                     // the narrow kernel's weights
+  PairWeights pair_weights_;                 // the pair kernel's
   std::vector<std::unique_ptr<Part>> parts_; // oneDNN: high part first
   std::vector<int32_t> correction_;          // [out]: zero_point * sum_k W
 };
@@ -95,8 +101,10 @@ class BatchedMatmul {
     std::array<int64_t, 4> wei_strides{};
     std::array<int64_t, 4> dst_strides{};
   };
-  // InvalidArgument if `wei` is wider than 7 bits.
-  static absl::StatusOr<std::unique_ptr<BatchedMatmul>> Create(const Shape& shape);
+  // InvalidArgument if `wei` is wider than 7 bits. Without `own_kernels`,
+  // oneDNN computes it even where the narrow kernel could.
+  static absl::StatusOr<std::unique_ptr<BatchedMatmul>> Create(const Shape& shape,
+                                                               bool own_kernels = true);
   // Creates oneDNN's primitive for `images` up front; Internal on failure.
   absl::Status Prepare(uint32_t images) const;
   void Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei,

@@ -82,35 +82,40 @@ void BuildDirect(const IntType& in, const IntType& cursor, int64_t offset, int64
 
 }  // namespace
 
+int64_t NormMean(const NormStage& p, int64_t sum) {
+  const Wrapper wrap_sum(p.sum), wrap_divc(p.divc), wrap_mean(p.mean);
+  const int64_t half = int64_t{1} << (p.mean_shift - 1);
+  int64_t tmp = wrap_divc(MulWrap(wrap_sum(sum), p.mean_mult));
+  tmp = wrap_divc(AddWrap(tmp, half));
+  return wrap_mean(tmp >> p.mean_shift);
+}
+
+int64_t NormRsqrt(const NormStage& p, uint64_t squares) {
+  const Wrapper wrap_var(p.var), wrap_cursor(p.cursor);
+  const int64_t var = wrap_var(static_cast<int64_t>(squares));
+  return p.rsqrt_table[Clamp(wrap_cursor((var + p.var_offset) >> p.var_shift), 0, p.var_bound)];
+}
+
 HGPIPE_VIT_CLONES
 void NormRows(const NormStage& p, const IntType& in, const int32_t* x,
               size_t rows, size_t width, size_t stride, int8_t* out) {
-  const Wrapper wrap_in(in), wrap_sum(p.sum), wrap_divc(p.divc), wrap_mean(p.mean),
-      wrap_var(p.var), wrap_cursor(p.cursor), wrap_affine(p.affine), wrap_shift(p.shift);
-  const int64_t half = int64_t{1} << (p.mean_shift - 1);
-  const int64_t mean_mult = p.mean_mult, mean_shift = p.mean_shift;
-  const int64_t var_offset = p.var_offset, var_shift = p.var_shift, var_bound = p.var_bound;
+  const Wrapper wrap_in(in), wrap_affine(p.affine), wrap_shift(p.shift);
   const int64_t out_shift = p.out_shift;
   const int64_t out_lo = p.out.min(), out_hi = p.out.max();
   const int32_t* __restrict w = p.weight.data();
   const int64_t* __restrict b = p.bias.data();
-  const int32_t* __restrict rsqrt_table = p.rsqrt_table.data();
   for (size_t r = 0; r < rows; ++r) {
     const int32_t* __restrict xr = x + r * stride;
     int8_t* __restrict o = out + r * width;
     int64_t sum = 0;
     for (size_t c = 0; c < width; ++c) sum += xr[c];
-    int64_t tmp = wrap_divc(MulWrap(wrap_sum(sum), mean_mult));
-    tmp = wrap_divc(AddWrap(tmp, half));
-    const int64_t mean = wrap_mean(tmp >> mean_shift);
+    const int64_t mean = NormMean(p, sum);
     uint64_t squares = 0;
     for (size_t c = 0; c < width; ++c) {
       const int64_t d = wrap_in(xr[c] - mean);
       squares += static_cast<uint64_t>(d * d);
     }
-    const int64_t var = wrap_var(static_cast<int64_t>(squares));
-    const int64_t rsqrt =
-        rsqrt_table[Clamp(wrap_cursor((var + var_offset) >> var_shift), 0, var_bound)];
+    const int64_t rsqrt = NormRsqrt(p, squares);
     for (size_t c = 0; c < width; ++c) {
       const int64_t d = wrap_in(xr[c] - mean);
       const int64_t affine = wrap_affine(AddWrap(MulWrap(MulWrap(d, rsqrt), w[c]), b[c]));
@@ -159,11 +164,21 @@ void TableLookup(const TableStage& p, const IntType& in, const int32_t* x, size_
   }
 }
 
+SoftmaxScale SoftmaxRecip(const SoftmaxStage& p, uint64_t sum) {
+  const Wrapper wrap_sum(p.sum), wrap_one(p.cursor2_one), wrap_two(p.cursor2_two);
+  const int64_t z = wrap_sum(static_cast<int64_t>(sum));
+  const int64_t one = wrap_one((z + p.one_offset) >> p.one_shift);
+  if (one > p.one_bound) {
+    const int64_t two = Clamp(wrap_two((z + p.two_offset) >> p.two_shift), 0, p.two_bound);
+    return {p.recip_two_table[two], p.two_out_offset, p.two_out_shift};
+  }
+  return {p.recip_one_table[std::max<int64_t>(one, 0)], p.one_out_offset, p.one_out_shift};
+}
+
 HGPIPE_VIT_CLONES
 void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
                  size_t cols, int32_t* scratch, int8_t* out) {
-  const Wrapper wrap_minus(p.minus), wrap_cursor1(p.cursor1), wrap_sum(p.sum),
-      wrap_one(p.cursor2_one), wrap_two(p.cursor2_two), wrap_affine(p.affine),
+  const Wrapper wrap_minus(p.minus), wrap_cursor1(p.cursor1), wrap_affine(p.affine),
       wrap_cursor3(p.cursor3);
   const int64_t exp_offset = p.exp_offset, exp_shift = p.exp_shift, exp_bound = p.exp_bound;
   const int64_t out_lo = p.out.min(), out_hi = p.out.max();
@@ -202,19 +217,8 @@ void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
         sum += exp_table[c1[j]];
       }
     }
-    const int64_t z = wrap_sum(sum);
-    const int64_t one = wrap_one((z + p.one_offset) >> p.one_shift);
-    int64_t recip, offset, shift;
-    if (one > p.one_bound) {
-      const int64_t two = Clamp(wrap_two((z + p.two_offset) >> p.two_shift), 0, p.two_bound);
-      recip = p.recip_two_table[two];
-      offset = p.two_out_offset;
-      shift = p.two_out_shift;
-    } else {
-      recip = p.recip_one_table[std::max<int64_t>(one, 0)];
-      offset = p.one_out_offset;
-      shift = p.one_out_shift;
-    }
+    const SoftmaxScale scale = SoftmaxRecip(p, static_cast<uint64_t>(sum));
+    const int64_t recip = scale.recip, offset = scale.offset, shift = scale.shift;
     auto probability = [&](int64_t c) {
       const int64_t affine = wrap_affine(MulWrap(exp_table[c], recip));
       return Lane(Clamp(wrap_cursor3((affine + offset) >> shift), out_lo, out_hi));
@@ -268,7 +272,7 @@ void LogitWords(const int32_t* logits, size_t n, uint32_t* words) {
 }
 
 absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
-    const VitSpec& s, const IntType& q_type, const IntType& k_type) {
+    const VitSpec& s, const IntType& q_type, const IntType& k_type, bool own_kernels) {
   const int64_t t = s.tokens, d = s.width, dh = s.head_dim(), h = s.heads;
   BatchedMatmul::Shape sc;
   sc.heads = s.heads;
@@ -280,11 +284,11 @@ absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
   sc.src_strides = {t * d, dh, d, 1};  // q[b][h][i][c]
   sc.wei_strides = {t * d, dh, 1, d};  // k^T[b][h][c][j]
   sc.dst_strides = {h * t * t, t * t, t, 1};
-  return BatchedMatmul::Create(sc);
+  return BatchedMatmul::Create(sc, own_kernels);
 }
 
 absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(
-    const VitSpec& s, const IntType& p_type, const IntType& v_type) {
+    const VitSpec& s, const IntType& p_type, const IntType& v_type, bool own_kernels) {
   const int64_t t = s.tokens, d = s.width, dh = s.head_dim(), h = s.heads;
   BatchedMatmul::Shape cx;
   cx.heads = s.heads;
@@ -296,7 +300,7 @@ absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(
   cx.src_strides = {h * t * t, t * t, t, 1};  // p[b][h][i][j]
   cx.wei_strides = {t * d, dh, d, 1};         // v[b][h][j][c]
   cx.dst_strides = {t * d, dh, d, 1};         // [b][i][h * dh + c]
-  return BatchedMatmul::Create(cx);
+  return BatchedMatmul::Create(cx, own_kernels);
 }
 
 }  // namespace hgpipe::accel::vit

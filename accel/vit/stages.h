@@ -30,6 +30,12 @@ namespace hgpipe::accel::vit {
 void NormRows(const NormStage& p, const IntType& in, const int32_t* x,
               size_t rows, size_t width, size_t stride, int8_t* out);
 
+// NormRows' per-row scalars: the mean from the row's sum (exact, or modulo
+// 2^32 when p.sum has at most 32 bits) and the reciprocal square root from
+// the sum of squared deviations (the same).
+int64_t NormMean(const NormStage& p, int64_t sum);
+int64_t NormRsqrt(const NormStage& p, uint64_t squares);
+
 // Finishes a product computed without bias: acc[r][c] becomes
 // wrap_acc(bias[c] + acc[r][c]) for `rows` rows of p.out values.
 void LinearFinish(const LinearStage& p, int32_t* acc, size_t rows);
@@ -47,6 +53,13 @@ void TableLookup(const TableStage& p, const IntType& in, const int32_t* x,
 // (src/softmax.h). `scratch` holds `cols` int32.
 void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
                  size_t cols, int32_t* scratch, int8_t* out);
+
+// SoftmaxRows' per-row reciprocal of the exponentials' sum (exact, or
+// modulo 2^64), and the offset and shift its probabilities round with.
+struct SoftmaxScale {
+  int64_t recip, offset, shift;
+};
+SoftmaxScale SoftmaxRecip(const SoftmaxStage& p, uint64_t sum);
 
 // out[i] = wrap_out(main[i] + ((x[i] * mult + 2^(shift-1)) >> shift)); out
 // may alias x or main.
@@ -68,9 +81,9 @@ void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0,
 // Accumulators are int32, to be wrapped to the stage types (WrapValues).
 // InvalidArgument if k or v is wider than 7 bits.
 absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
-    const VitSpec& s, const IntType& q_type, const IntType& k_type);
+    const VitSpec& s, const IntType& q_type, const IntType& k_type, bool own_kernels = true);
 absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(
-    const VitSpec& s, const IntType& p_type, const IntType& v_type);
+    const VitSpec& s, const IntType& p_type, const IntType& v_type, bool own_kernels = true);
 
 // Device output words of rows of logits (wrapped to the head's acc type).
 void LogitWords(const int32_t* logits, size_t n, uint32_t* words);

@@ -5,11 +5,18 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "accel/device_layout.h"
+#include "accel/vit/aligned.h"
+#include "accel/vit/lut_blocks.h"
 #include "accel/vit/matmul.h"
 #include "accel/vit/stages.h"
 #include "base/status_macros.h"
@@ -56,8 +63,27 @@ class ScopedOmpThreads {
 };
 
 template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
+void Grow(AlignedVector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
+}
+
+// An option left unset takes its environment variable's value, if any.
+template <typename T>
+absl::Status FromEnvironment(const char* name, std::optional<T>& option,
+                             std::initializer_list<std::pair<const char*, T>> values) {
+  if (option.has_value()) return absl::OkStatus();
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return absl::OkStatus();
+  std::string known;
+  for (const auto& [text, value] : values) {
+    if (std::string(env) == text) {
+      option = value;
+      return absl::OkStatus();
+    }
+    absl::StrAppend(&known, known.empty() ? "" : " or ", text);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, "=", std::string(env).substr(0, 32), ": expected ", known));
 }
 
 }  // namespace
@@ -66,7 +92,11 @@ struct VitKernel::Impl {
   int threads = 1;
   uint32_t chunk = 1;  // images per chunk
   std::unique_ptr<Int8Linear> patch, head;
+  bool stages = false;  // some block runs stage by stage
   struct Block {
+    // On lookup tables when set; otherwise stage by stage with the rest.
+    std::unique_ptr<LutAttention> lut_attention;
+    std::unique_ptr<LutMlp> lut_mlp;
     std::unique_ptr<Int8Linear> q, k, v, o, fc1, fc2;
     std::unique_ptr<BatchedMatmul> scores, context;
   };
@@ -76,8 +106,8 @@ struct VitKernel::Impl {
 // One chunk's buffers, per thread and reused across calls (and kernels):
 // every buffer is written before it is read, so only its size matters.
 struct VitKernel::Workspace {
-  std::vector<int8_t> flat, a8, q8, k8, v8, probs;
-  std::vector<int32_t> acc, res, scores, scratch;
+  AlignedVector<int8_t> flat, a8, q8, k8, v8, probs;
+  AlignedVector<int32_t> acc, res, scores, scratch;
   dnnl::stream stream{CpuEngine()};
 };
 
@@ -87,6 +117,14 @@ VitKernel::VitKernel(VitWeights weights, std::unique_ptr<Impl> impl)
       impl_(std::move(impl)) {}
 
 VitKernel::~VitKernel() = default;
+
+uint32_t VitKernel::lut_blocks() const {
+  uint32_t n = 0;
+  for (const Impl::Block& b : impl_->blocks) {
+    n += (b.lut_attention != nullptr) + (b.lut_mlp != nullptr);
+  }
+  return n;
+}
 
 absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
     VitWeights w, Options options) {
@@ -99,6 +137,14 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
     return absl::InvalidArgumentError(absl::StrCat(s.name, ": ", w.attn.size(),
                                                    " blocks for depth ", s.depth));
   }
+  RETURN_IF_ERROR(FromEnvironment("HGPIPE_VIT_BLOCKS", options.blocks,
+                                  {{"lut", Options::Blocks::kLut},
+                                   {"stages", Options::Blocks::kStages}}));
+  RETURN_IF_ERROR(FromEnvironment("HGPIPE_VIT_SIMD", options.simd,
+                                  {{"best", Simd::kBest}, {"baseline", Simd::kBaseline}}));
+  const bool lut = options.blocks.value_or(Options::Blocks::kLut) == Options::Blocks::kLut;
+  const Simd simd = options.simd.value_or(Simd::kBest);
+  const bool own_kernels = simd == Simd::kBest;
   auto impl = std::make_unique<Impl>();
   impl->threads = options.threads;
   // oneDNN fixes a primitive's thread partitioning when it is created.
@@ -107,29 +153,44 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
                     ? options.chunk_images
                     : std::max<uint32_t>(1, kDefaultChunkRows / s.tokens);
   const uint32_t rows = impl->chunk * s.tokens;
-  auto linear = [](const LinearStage& l, uint32_t max_rows, const IntType& in,
-                   std::unique_ptr<Int8Linear>* out) -> absl::Status {
-    ASSIGN_OR_RETURN(*out, Int8Linear::Create(l.weight.data(), l.in, l.out, max_rows, in));
+  auto linear = [own_kernels](const LinearStage& l, uint32_t max_rows, const IntType& in,
+                              std::unique_ptr<Int8Linear>* out) -> absl::Status {
+    ASSIGN_OR_RETURN(*out,
+                     Int8Linear::Create(l.weight.data(), l.in, l.out, max_rows, in, own_kernels));
     return absl::OkStatus();
   };
   const PatchStage& p = w.patch;
   ASSIGN_OR_RETURN(impl->patch, Int8Linear::Create(p.weight.data(), s.token_values,
-                                                   s.width, rows, p.in));
+                                                   s.width, rows, p.in, own_kernels));
   RETURN_IF_ERROR(linear(w.head.linear, impl->chunk, w.head.norm.out, &impl->head));
   for (uint32_t i = 0; i < s.depth; ++i) {
     const AttentionBlock& a = w.attn[i];
     const MlpBlock& m = w.mlp[i];
     Impl::Block b;
-    RETURN_IF_ERROR(linear(a.q, rows, a.norm.out, &b.q));
-    RETURN_IF_ERROR(linear(a.k, rows, a.norm.out, &b.k));
-    RETURN_IF_ERROR(linear(a.v, rows, a.norm.out, &b.v));
-    RETURN_IF_ERROR(linear(a.o, rows, a.context_quant.out, &b.o));
-    RETURN_IF_ERROR(linear(m.fc1, rows, m.norm.out, &b.fc1));
-    RETURN_IF_ERROR(linear(m.fc2, rows, m.gelu.out, &b.fc2));
-    ASSIGN_OR_RETURN(b.scores, MakeScoresProduct(s, a.q_quant.out, a.k_quant.out));
-    ASSIGN_OR_RETURN(b.context, MakeContextProduct(s, a.softmax.out, a.v_quant.out));
-    RETURN_IF_ERROR(b.scores->Prepare(impl->chunk));
-    RETURN_IF_ERROR(b.context->Prepare(impl->chunk));
+    // A block that does not qualify for lookup tables (the status says
+    // why) is computed stage by stage.
+    if (lut) {
+      if (auto l = LutAttention::Create(s, a, w.AttentionInput(i), simd); l.ok()) {
+        b.lut_attention = *std::move(l);
+      }
+      if (auto l = LutMlp::Create(s, m, w.MlpInput(i), simd); l.ok()) b.lut_mlp = *std::move(l);
+    }
+    if (b.lut_attention == nullptr) {
+      RETURN_IF_ERROR(linear(a.q, rows, a.norm.out, &b.q));
+      RETURN_IF_ERROR(linear(a.k, rows, a.norm.out, &b.k));
+      RETURN_IF_ERROR(linear(a.v, rows, a.norm.out, &b.v));
+      RETURN_IF_ERROR(linear(a.o, rows, a.context_quant.out, &b.o));
+      ASSIGN_OR_RETURN(b.scores, MakeScoresProduct(s, a.q_quant.out, a.k_quant.out, own_kernels));
+      ASSIGN_OR_RETURN(b.context,
+                       MakeContextProduct(s, a.softmax.out, a.v_quant.out, own_kernels));
+      RETURN_IF_ERROR(b.scores->Prepare(impl->chunk));
+      RETURN_IF_ERROR(b.context->Prepare(impl->chunk));
+    }
+    if (b.lut_mlp == nullptr) {
+      RETURN_IF_ERROR(linear(m.fc1, rows, m.norm.out, &b.fc1));
+      RETURN_IF_ERROR(linear(m.fc2, rows, m.gelu.out, &b.fc2));
+    }
+    impl->stages |= b.lut_attention == nullptr || b.lut_mlp == nullptr;
     impl->blocks.push_back(std::move(b));
   }
   return std::shared_ptr<const VitKernel>(new VitKernel(std::move(w), std::move(impl)));
@@ -140,6 +201,10 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
   const VitSpec& s = weights_.spec;
   const AttentionBlock& a = weights_.attn[block];
   const Impl::Block& im = impl_->blocks[block];
+  if (im.lut_attention != nullptr) {
+    im.lut_attention->Run(x, b, out);
+    return;
+  }
   const size_t t = s.tokens, d = s.width, h = s.heads, m = size_t{b} * t;
   const IntType in = weights_.AttentionInput(block);
   ParallelRows(m, 3 * d, [&](size_t r0, size_t r1) {
@@ -159,7 +224,7 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
   const size_t score_rows = size_t{b} * h * t;
   im.scores->Run(ws.stream, ws.q8.data(), ws.k8.data(), b, ws.scores.data());
   ParallelRows(score_rows, 4 * t, [&](size_t r0, size_t r1) {
-    thread_local std::vector<int32_t> scratch;
+    thread_local AlignedVector<int32_t> scratch;
     Grow(scratch, t);
     WrapValues(a.scores, ws.scores.data() + r0 * t, (r1 - r0) * t);
     SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t,
@@ -184,6 +249,10 @@ void VitKernel::MlpChunk(uint32_t block, Workspace& ws, uint32_t b,
   const VitSpec& s = weights_.spec;
   const MlpBlock& ml = weights_.mlp[block];
   const Impl::Block& im = impl_->blocks[block];
+  if (im.lut_mlp != nullptr) {
+    im.lut_mlp->Run(x, b, out);
+    return;
+  }
   const size_t t = s.tokens, d = s.width, hd = s.mlp_hidden, m = size_t{b} * t;
   const IntType in = weights_.MlpInput(block);
   ParallelRows(m, 3 * d, [&](size_t r0, size_t r1) {
@@ -217,21 +286,27 @@ void VitKernel::HeadChunk(Workspace& ws, uint32_t b, const int32_t* x,
 namespace {
 
 // The calling thread's workspace, grown to hold one chunk of `spec`.
+// `stages`: whether some block runs stage by stage (the blocks on lookup
+// tables keep their own, smaller scratch: lut_blocks.cc).
 template <typename Workspace>
-Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk) {
+Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk, bool stages) {
   thread_local Workspace ws;
   const size_t rows = size_t{chunk} * s.tokens;
   const size_t d = s.width, wide = std::max(d, size_t{s.mlp_hidden});
-  const size_t scores = size_t{chunk} * s.heads * s.tokens * s.tokens;
   Grow(ws.flat, rows * s.token_values);
-  Grow(ws.a8, rows * wide);
-  Grow(ws.q8, rows * d);
-  Grow(ws.k8, rows * d);
-  Grow(ws.v8, rows * d);
-  Grow(ws.acc, std::max(rows * wide, size_t{chunk} * s.classes));
+  Grow(ws.acc, std::max(rows * d, size_t{chunk} * s.classes));
   Grow(ws.res, rows * d);
-  Grow(ws.scores, scores);
-  Grow(ws.probs, scores);
+  Grow(ws.a8, size_t{chunk} * d);  // the head's layer norm
+  if (stages) {
+    const size_t scores = size_t{chunk} * s.heads * s.tokens * s.tokens;
+    Grow(ws.a8, rows * wide);
+    Grow(ws.q8, rows * d);
+    Grow(ws.k8, rows * d);
+    Grow(ws.v8, rows * d);
+    Grow(ws.acc, rows * wide);
+    Grow(ws.scores, scores);
+    Grow(ws.probs, scores);
+  }
   return ws;
 }
 
@@ -240,7 +315,7 @@ Workspace& ChunkWorkspace(const VitSpec& s, uint32_t chunk) {
 void VitKernel::PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t t = s.tokens, d = s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -257,7 +332,7 @@ void VitKernel::Attention(uint32_t block, const int32_t* x, uint32_t n,
                           int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -269,7 +344,7 @@ void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n,
                     int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -280,7 +355,7 @@ void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n,
 void VitKernel::Head(const int32_t* x, uint32_t n, int32_t* logits) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t image = size_t{s.tokens} * s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);
@@ -292,7 +367,7 @@ void VitKernel::Compute(const int8_t* input, uint32_t n, uint32_t* output) const
   const VitSpec& s = weights_.spec;
   const DeviceGeometry& g = manifest_.geometry;
   ScopedOmpThreads omp_threads(impl_->threads);
-  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk);
+  Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
   const size_t t = s.tokens, d = s.width;
   for (uint32_t first = 0; first < n; first += impl_->chunk) {
     const uint32_t b = std::min(impl_->chunk, n - first);

@@ -12,11 +12,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "accel/kernel.h"
+#include "accel/vit/simd.h"
 #include "accel/vit/vit_weights.h"
 
 namespace hgpipe::accel::vit {
@@ -31,6 +33,18 @@ class VitKernel final : public Kernel {
     // stages). Default: 1, so that boards computing at the same time each
     // take a core instead of contending for the same ones.
     int threads = 1;
+    // How the transformer blocks are computed; every choice gives the same
+    // bits. kLut: on lookup tables (lut_blocks.h) where a block qualifies,
+    // stage by stage elsewhere. kStages: stage by stage everywhere
+    // (stages.h, matmul.h). Unset: $HGPIPE_VIT_BLOCKS ("lut" or "stages"),
+    // else kLut.
+    enum class Blocks { kLut, kStages };
+    std::optional<Blocks> blocks;
+    // The instruction set (simd.h). kBaseline also keeps the products off
+    // the AVX2 narrow kernel (matmul.h), so oneDNN computes them: the
+    // portable fallbacks, which tests check on any machine. Unset:
+    // $HGPIPE_VIT_SIMD ("best" or "baseline"), else kBest.
+    std::optional<Simd> simd;
   };
 
   // Prepares the matrix-product primitives for `weights` (already validated
@@ -62,6 +76,8 @@ class VitKernel final : public Kernel {
   void Head(const int32_t* x, uint32_t n, int32_t* logits) const;
 
   const VitSpec& spec() const { return weights_.spec; }
+  // Attention and MLP blocks computed on lookup tables (0 .. 2 * depth).
+  uint32_t lut_blocks() const;
   const VitWeights& weights() const { return weights_; }
   // FP32 logit = DecodeLogitWord(word) * logit_scale().
   double logit_scale() const { return weights_.spec.logit_scale; }
@@ -89,7 +105,8 @@ class VitKernel final : public Kernel {
 
 // Loads a weight file (docs/datapath.md, "Weight file"). Errors name the
 // file and the field: NotFound if unreadable, DataLoss on a CRC mismatch,
-// InvalidArgument when malformed or inconsistent.
+// InvalidArgument when malformed or inconsistent or when $HGPIPE_VIT_BLOCKS
+// or $HGPIPE_VIT_SIMD holds an unknown value.
 absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
     const std::string& weights_path);
 absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(

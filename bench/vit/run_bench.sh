@@ -1,57 +1,62 @@
 #!/bin/bash
-# DeiT-tiny images/s through the integer datapath (C++, oneDNN) against
-# PyTorch CPU fp32 DeiT-tiny (Debian python3-torch), same thread count, in
+# The emulated board's compute for DeiT-tiny per core: the integer datapath
+# (vit_bench, the HG-PIPE authors' model in models/deit_tiny) against
+# PyTorch CPU fp32 DeiT-tiny (Debian python3-torch), both on one thread, in
 # one run on this machine. Prints every measurement and the ratio of the
-# best of each.
+# best images per CPU-second of each.
 #
-#   bench/vit/run_bench.sh [BUILD_DIR] [THREADS]      (defaults: build 2)
-#   env: IMAGES (64), BATCH (16), ROUNDS (3)
+#   bench/vit/run_bench.sh [BUILD_DIR]            (default: build)
+#   env: IMAGES (32), BATCH (16), ROUNDS (5), STAGES (1: also time the
+#        stage-by-stage path, HGPIPE_VIT_BLOCKS=stages)
 #
-# The datapath runs THREADS host threads, each computing its own batches
-# with one OpenMP thread (VitKernel::Options::threads = 1, how emulated
-# boards run it); PyTorch runs THREADS intra-op threads. The two alternate
-# for ROUNDS rounds so load from other processes hits both alike.
-# OMP_WAIT_POLICY=passive for both: on a shared machine spinning OpenMP
-# barriers cost PyTorch several times its speed.
+# Per CPU-second, because the machine is shared: wall time counts the time
+# a process waits for a core, CPU time does not. The datapath computes on
+# one host thread with one OpenMP thread (VitKernel::Options::threads = 1,
+# how an emulated board runs it); PyTorch on torch.set_num_threads(1). The
+# two alternate for ROUNDS rounds so that load from other processes hits
+# both alike, and the best round of each is compared. OMP_WAIT_POLICY=
+# passive for both: spinning OpenMP threads would burn CPU time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}
-threads=${2:-2}
-images=${IMAGES:-64}
+images=${IMAGES:-32}
 batch=${BATCH:-16}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
+stages=${STAGES:-1}
 bin=$build/bin/vit_bench
 [ -x "$bin" ] || bin=$(find "$build" -name vit_bench -type f -perm -u+x | head -1)
 [ -x "$bin" ] || { echo "vit_bench not found under $build (ninja vit_bench)" >&2; exit 1; }
 export OMP_WAIT_POLICY=passive
 
-rate() { sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p'; }
+per_cpu_s() { sed -n 's/.* \([0-9.]*\) images\/cpu-s.*/\1/p'; }
 best() { sort -g | tail -1; }
 
 echo "== $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
-     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-w3=() w8=() pt=()
+     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" \
+     "(family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')" \
+     "model $(grep -m1 '^model\s' /proc/cpuinfo | cut -d: -f2 | tr -d ' '))"
+lut=() ref=() pt=()
 for r in $(seq "$rounds"); do
-  out=$("$bin" --model=deit_tiny --images="$images" --batch="$batch" \
-        --workers="$threads" --threads=1 --repeats=2)
-  echo "$out"; w3+=("$(echo "$out" | rate)")
-  out=$("$bin" --model=deit_tiny_w8a8 --images="$images" --batch="$batch" \
-        --workers="$threads" --threads=1 --repeats=2)
-  echo "$out"; w8+=("$(echo "$out" | rate)")
-  out=$(/usr/bin/python3 "$here/torch_deit_bench.py" --threads "$threads" \
-        --images "$images" --batch "$batch" --repeats 2)
-  echo "$out"; pt+=("$(echo "$out" | rate)")
+  out=$("$bin" --images="$images" --batch="$batch" --workers=1 --threads=1 --repeats=2)
+  echo "$out"; lut+=("$(echo "$out" | per_cpu_s)")
+  if [ "$stages" = 1 ]; then
+    out=$(HGPIPE_VIT_BLOCKS=stages "$bin" --images="$images" --batch="$batch" --workers=1 \
+          --threads=1 --repeats=2)
+    echo "$out (stages)"; ref+=("$(echo "$out" | per_cpu_s)")
+  fi
+  out=$(/usr/bin/python3 "$here/torch_deit_bench.py" --threads 1 --images "$images" \
+        --batch "$batch" --repeats 2)
+  echo "$out"; pt+=("$(echo "$out" | per_cpu_s)")
 done
-b3=$(printf '%s\n' "${w3[@]}" | best)
-b8=$(printf '%s\n' "${w8[@]}" | best)
+bl=$(printf '%s\n' "${lut[@]}" | best)
 bp=$(printf '%s\n' "${pt[@]}" | best)
-/usr/bin/python3 - "$b3" "$b8" "$bp" "$threads" <<'PY'
+br=0
+[ "$stages" = 1 ] && br=$(printf '%s\n' "${ref[@]}" | best)
+/usr/bin/python3 - "$bl" "$br" "$bp" <<'PY'
 import sys
-w3, w8, pt = map(float, sys.argv[1:4])
-t = sys.argv[4]
-print(f"best of each, {t} threads: datapath W3A3 {w3:.1f}, W8A8 {w8:.1f}, "
-      f"PyTorch fp32 {pt:.1f} images/s")
-print(f"ratio datapath W3A3 / PyTorch fp32: {w3 / pt:.2f}x")
-print(f"ratio datapath W8A8 / PyTorch fp32: {w8 / pt:.2f}x")
+lut, ref, pt = map(float, sys.argv[1:4])
+print(f"best of each, 1 thread: datapath {lut:.1f}, PyTorch fp32 {pt:.1f} images/cpu-s"
+      + (f" (stage by stage: {ref:.1f})" if ref else ""))
+print(f"ratio datapath / PyTorch fp32 per CPU-second: {lut / pt:.2f}x")
 PY

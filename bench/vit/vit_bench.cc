@@ -5,6 +5,8 @@
 //   vit_bench --images=64 --workers=2     (models/deit_tiny: the authors' DeiT-tiny)
 //   vit_bench --model=models/fmnist_vit/fmnist_vit.hgvit
 //   vit_bench --golden=models/deit_tiny/golden.hgvit
+//   HGPIPE_VIT_BLOCKS=stages vit_bench    (the stage-by-stage path; and
+//   HGPIPE_VIT_SIMD=baseline for the portable code: vit_kernel.h)
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -29,6 +31,8 @@ ABSL_FLAG(int, workers, 2,
           "host threads calling Compute at once, as boards do; each computes "
           "its share of the images");
 ABSL_FLAG(int, repeats, 3, "timed repetitions; the best is reported");
+ABSL_FLAG(int, chunk_images, 0,
+          "images computed together (VitKernel::Options::chunk_images; 0: default)");
 ABSL_FLAG(std::string, golden, "",
           "check the model against this golden-vector file "
           "(tools/vit/golden.py) and exit: 0 if bit-exact");
@@ -65,6 +69,7 @@ int CheckGolden(const VitKernel& k, const std::string& path) {
 int Main() {
   hgpipe::accel::vit::VitKernel::Options kernel_options;
   kernel_options.threads = absl::GetFlag(FLAGS_threads);
+  kernel_options.chunk_images = absl::GetFlag(FLAGS_chunk_images);
   const std::string model = absl::GetFlag(FLAGS_model);
   absl::StatusOr<std::shared_ptr<const VitKernel>> kernel =
       hgpipe::accel::vit::LoadVitKernel(model, kernel_options);
@@ -119,10 +124,13 @@ int Main() {
     best = std::min(best, dt.count());
     best_cpu = std::min(best_cpu, cpu_seconds() - c0);
   }
-  std::printf("model=%s workers=%d threads=%d batch=%d images=%d: "
-              "%.1f images/s (%.2f ms/image), %.1f images/cpu-s\n",
+  std::printf("model=%s workers=%d threads=%d batch=%d images=%d "
+              "lut_blocks=%u/%u simd=%s: %.1f images/s (%.2f ms/image), "
+              "%.1f images/cpu-s\n",
               k.manifest().name.c_str(), workers, absl::GetFlag(FLAGS_threads),
-              batch, n, n / best, 1e3 * best / n, n / best_cpu);
+              batch, n, k.lut_blocks(), 2 * k.spec().depth,
+              hgpipe::accel::vit::BestSimdTarget(), n / best, 1e3 * best / n,
+              n / best_cpu);
   return 0;
 }
 

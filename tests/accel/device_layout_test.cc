@@ -35,6 +35,25 @@ TEST(DeviceLayoutTest, PackMatchesTheReshapeTransposeOfTheHostCode) {
   EXPECT_EQ(back, flat);
 }
 
+TEST(DeviceLayoutTest, ElementOffsetsAgreeWithPackImage) {
+  DeviceGeometry g;  // 196 x 768
+  std::vector<int8_t> flat(g.input_bytes());
+  std::mt19937 rng(2);
+  for (auto& v : flat) v = static_cast<int8_t>(rng());
+  std::vector<int8_t> device(g.input_bytes());
+  PackImage(g, flat.data(), device.data());
+  std::vector<bool> seen(g.input_bytes());
+  for (uint32_t t = 0; t < g.tokens; ++t) {
+    for (uint32_t v = 0; v < g.token_values; ++v) {
+      const size_t at = DeviceTokenOffset(g.token_values, t) + DeviceValueOffset(v);
+      ASSERT_LT(at, device.size());
+      ASSERT_FALSE(seen[at]) << "token " << t << " value " << v;
+      seen[at] = true;
+      ASSERT_EQ(device[at], flat[t * g.token_values + v]) << "token " << t << " value " << v;
+    }
+  }
+}
+
 TEST(DeviceLayoutTest, FirstBeatHoldsTwoTokensTimesTwoValues) {
   DeviceGeometry g{4, 4, 10};
   std::vector<int8_t> flat(16);

@@ -71,7 +71,8 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   scheduler::ModelOptions mo;
   mo.name = "verify";
   mo.max_images_per_run = 8;
-  ASSERT_TRUE(sched->AddModel(mo, std::move(boards)).ok());
+  absl::StatusOr<scheduler::ModelHandle> handle = sched->AddModel(mo, std::move(boards));
+  ASSERT_TRUE(handle.ok());
 
   std::vector<int8_t> images(5 * kImageBytes);
   std::mt19937 rng(11);
@@ -80,7 +81,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   hgpipe::Notification done;
   absl::Status status;
   int calls = 0;
-  auto req = std::make_unique<scheduler::InferRequest>();
+  auto req = std::make_unique<scheduler::BufferRequest>();
   req->images = images.data();
   req->n_images = 5;
   req->logits = logits.data();
@@ -89,7 +90,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
     ++calls;
     done.Notify();
   };
-  ASSERT_TRUE(sched->Enqueue("verify", std::move(req)).ok());
+  ASSERT_TRUE(sched->Enqueue(*handle, std::move(req)).ok());
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   sched->Shutdown();
   ASSERT_TRUE(status.ok()) << status;

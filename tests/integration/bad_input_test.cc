@@ -9,6 +9,7 @@
 #include "clients/client.h"
 #include "clients/tensors.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/stubs/logging.h"
 #include "gtest/gtest.h"
 #include "server_process.h"
 
@@ -177,6 +178,28 @@ TEST_F(BadInputTest, TypedContentsWorkAndOutOfRangeValuesAreRefused) {
   const absl::Status s = Send(r);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("int_contents[10] = 300 is outside INT8"));
+}
+
+// Protobuf logs each string field with invalid UTF-8 it parses; a client
+// sending such requests must not write a log line per request.
+TEST_F(BadInputTest, InvalidUtf8DoesNotFloodTheLog) {
+  auto r = Good();
+  r.set_model_name("verify\xff\xfe");
+  r.set_id("\xc3\x28");
+  const google::protobuf::LogSilencer quiet;  // this process's protobuf, sending them
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_FALSE(Send(r).ok());
+  }
+  EXPECT_TRUE(Send(Good()).ok());
+  const std::string log = server_->Log();
+  size_t lines = 0;
+  for (size_t at = log.find("invalid UTF-8"); at != std::string::npos;
+       at = log.find("invalid UTF-8", at + 1)) {
+    ++lines;
+  }
+  // One line per minute: at most two if the test straddles a minute's end.
+  EXPECT_GE(lines, 1u) << "protobuf saw no invalid UTF-8: the test sends none";
+  EXPECT_LE(lines, 2u) << log.substr(0, 2000);
 }
 
 TEST_F(BadInputTest, BadRequestsAreCountedByCode) {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <fstream>
 #include <sstream>
@@ -99,6 +100,34 @@ std::string RawExchange(int port, const std::string& bytes, absl::Duration timeo
   }
   close(fd);
   return out;
+}
+
+std::string Compress(const std::string& coding, const std::string& data) {
+  z_stream z{};
+  const int window_bits = coding == "gzip" ? 16 + MAX_WBITS : MAX_WBITS;
+  if (deflateInit2(&z, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) return "";
+  std::string out(deflateBound(&z, data.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::string Chunked(const std::string& body, size_t chunk) {
+  std::string out;
+  for (size_t at = 0; at < body.size(); at += chunk) {
+    const size_t n = std::min(chunk, body.size() - at);
+    char size[32];
+    snprintf(size, sizeof(size), "%zx\r\n", n);
+    out += size;
+    out.append(body, at, n);
+    out += "\r\n";
+  }
+  return out + "0\r\n\r\n";
 }
 
 std::string ErrorMessage(const std::string& body) {

@@ -34,6 +34,13 @@ HttpResult HttpCall(const std::string& method, const std::string& url,
 std::string RawExchange(int port, const std::string& bytes,
                         absl::Duration timeout = absl::Seconds(60));
 
+// `data` compressed as HTTP's Content-Encoding `coding` ("gzip" or
+// "deflate", the zlib format), as Triton's HTTP client compresses requests.
+std::string Compress(const std::string& coding, const std::string& data);
+
+// `body` framed as a chunked HTTP body in chunks of `chunk` bytes.
+std::string Chunked(const std::string& body, size_t chunk);
+
 // The JSON error message of an error body {"error": "..."}, or "" if the
 // body is not one.
 std::string ErrorMessage(const std::string& body);

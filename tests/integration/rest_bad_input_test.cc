@@ -155,12 +155,42 @@ TEST_F(RestBadInputTest, ASlowClientGets408AndMemoryStaysBounded) {
 TEST_F(RestBadInputTest, MalformedHttpAndChunkedBodies) {
   EXPECT_THAT(RawExchange(server_->http_port(), "NOT HTTP AT ALL\r\n\r\n"),
               HasSubstr("HTTP/1.1 400"));
-  const std::string chunked = RawExchange(
-      server_->http_port(),
-      "POST /v2/models/verify/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5\r\nhello\r\n0\r\n\r\n");
-  EXPECT_THAT(chunked, HasSubstr("HTTP/1.1 411"));
-  EXPECT_THAT(chunked, HasSubstr("send Content-Length"));
+  const std::string head =
+      "POST /v2/models/verify/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // Chunks whose framing is wrong.
+  std::string r = RawExchange(server_->http_port(), head + "zz\r\nhello\r\n0\r\n\r\n");
+  EXPECT_THAT(r, HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(r, HasSubstr("malformed chunked body"));
+  // Well framed, not JSON: the handler's own 400.
+  r = RawExchange(server_->http_port(), head + "5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_THAT(r, HasSubstr("HTTP/1.1 400"));
+  // More than --http-max-input-size in chunks: refused as it crosses the
+  // limit, not after the whole body.
+  r = RawExchange(server_->http_port(), head + Chunked(std::string(kMaxInput + 1, 'x'), 1 << 16));
+  EXPECT_THAT(r, HasSubstr("HTTP/1.1 413"));
+  EXPECT_THAT(r, HasSubstr("--http-max-input-size"));
+}
+
+TEST_F(RestBadInputTest, CompressedBodiesThatDoNotInflate) {
+  const std::string json = R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1],"data":[1]}]})";
+  HttpOptions o;
+  o.headers = {"Content-Encoding: br"};
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), json, o), 415, "'br'");
+  o.headers = {"Content-Encoding: gzip"};
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), json, o), 400, "does not inflate");
+  const std::string gz = Compress("gzip", json);
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), gz.substr(0, gz.size() - 9), o),
+              400, "truncated");
+  // A bomb: 64 MiB of zeros in about 64 KB, the limit 4 MiB.
+  const long before = ResidentBytes(server_->pid());
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"),
+                       Compress("gzip", std::string(64 << 20, '\0')), o),
+              413, "inflates to more than");
+  EXPECT_LT(ResidentBytes(server_->pid()) - before, 32l << 20);
+  // The JSON header's length checked against the inflated body.
+  o.headers.push_back("Inference-Header-Content-Length: 100000");
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), gz, o), 400,
+              "is larger than the body");
 }
 
 }  // namespace

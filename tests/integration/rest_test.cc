@@ -137,9 +137,18 @@ TEST_F(RestTest, HealthAndMetadata) {
   EXPECT_FALSE(ErrorMessage(route.body).empty());
   HttpResult method = HttpCall("POST", Url("/v2/models/verify/config"), "{}");
   EXPECT_EQ(method.status, 405);
+  // System shared memory is served (shared_memory_test.cc); registering is
+  // off without --allow-client-shm, as in Triton; CUDA's is not served.
   HttpResult shm = HttpCall("GET", Url("/v2/systemsharedmemory/status"));
-  EXPECT_EQ(shm.status, 501);
-  EXPECT_THAT(ErrorMessage(shm.body), HasSubstr("not supported"));
+  EXPECT_EQ(shm.status, 200);
+  EXPECT_EQ(shm.body, "[]");
+  HttpResult reg = HttpCall("POST", Url("/v2/systemsharedmemory/region/r/register"),
+                            R"({"key":"/k","byte_size":16})");
+  EXPECT_EQ(reg.status, 501);
+  EXPECT_THAT(ErrorMessage(reg.body), HasSubstr("--allow-client-shm"));
+  HttpResult cuda = HttpCall("GET", Url("/v2/cudasharedmemory/status"));
+  EXPECT_EQ(cuda.status, 501);
+  EXPECT_THAT(ErrorMessage(cuda.body), HasSubstr("not supported"));
 }
 
 TEST_F(RestTest, ModelConfigIsTritonsMessage) {
@@ -195,6 +204,37 @@ TEST_F(RestTest, JsonInputAndOutputCarryEachImagesDigest) {
                {{"Inference-Header-Content-Length: " + header_length}});
   ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
   EXPECT_TRUE(CheckVerifyResponse(FromRest(r), more).ok());
+}
+
+// As Triton's HTTP client sends with request_compression_algorithm, and as
+// curl sends a body from a pipe: the answer is the plain request's.
+TEST_F(RestTest, CompressedAndChunkedBodiesAreServed) {
+  for (const std::string coding : {"gzip", "deflate"}) {
+    const std::vector<int8_t> images = StampedImages(2, stamps_);
+    std::string header_length;
+    const std::string body = BinaryInferBody(images, /*json_output=*/false, &header_length);
+    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), Compress(coding, body),
+                            {{"Inference-Header-Content-Length: " + header_length,
+                              "Content-Encoding: " + coding}});
+    ASSERT_EQ(r.status, 200) << coding << ": " << r.body.substr(0, 300);
+    EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok()) << coding;
+  }
+  for (const bool gzip : {false, true}) {
+    const std::vector<int8_t> images = StampedImages(2, stamps_);
+    std::string header_length;
+    std::string body = BinaryInferBody(images, /*json_output=*/true, &header_length);
+    if (gzip) body = Compress("gzip", body);
+    const std::string raw = RawExchange(
+        server_->http_port(),
+        absl::StrCat("POST /v2/models/verify/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Transfer-Encoding: chunked\r\nInference-Header-Content-Length: ",
+                     header_length, gzip ? "\r\nContent-Encoding: gzip" : "", "\r\n\r\n",
+                     Chunked(body, 10000)));
+    ASSERT_THAT(raw, HasSubstr("HTTP/1.1 200")) << raw.substr(0, 500);
+    HttpResult r;
+    r.body = raw.substr(raw.find("\r\n\r\n") + 4);
+    EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok()) << "chunked, gzip " << gzip;
+  }
 }
 
 TEST_F(RestTest, ClassificationAndPriorityParameters) {

@@ -1,9 +1,11 @@
 #include "scheduler/scheduler.h"
 
+#include <atomic>
 #include <map>
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "base/mutex.h"
 #include "accel/emulated_board.h"
 #include "accel/verify_digest.h"
@@ -120,8 +122,22 @@ class SchedulerTest : public ::testing::Test {
     if (mo.name.empty()) mo.name = "verify";
     if (mo.bitstream == nullptr) mo.bitstream = VerifyBitstream();
     bitstream_ = mo.bitstream;
-    absl::StatusOr<int> added = scheduler_->AddModel(mo, std::move(bs));
+    absl::StatusOr<ModelHandle> added = AddModel(mo, std::move(bs));
     ASSERT_TRUE(added.ok()) << added.status();
+  }
+
+  // Adds a model and remembers its handle by name (a name added again
+  // names the newest).
+  absl::StatusOr<ModelHandle> AddModel(const ModelOptions& mo,
+                                       std::vector<std::unique_ptr<accel::Board>> bs) {
+    absl::StatusOr<ModelHandle> h = scheduler_->AddModel(mo, std::move(bs));
+    if (h.ok()) handles_[mo.name] = *h;
+    return h;
+  }
+  // The handle of the model last added as `name`; none for other names.
+  ModelHandle H(const std::string& name) const {
+    auto it = handles_.find(name);
+    return it == handles_.end() ? ModelHandle() : it->second;
   }
 
   // Queues a request of n random images; the job must outlive the answer.
@@ -131,7 +147,7 @@ class SchedulerTest : public ::testing::Test {
     job.images.resize(n * kImageBytes);
     for (auto& v : job.images) v = static_cast<int8_t>(rng_());
     job.logits.assign(n * kClasses, 0);
-    auto r = std::make_unique<InferRequest>();
+    auto r = std::make_unique<BufferRequest>();
     r->images = job.images.data();
     r->n_images = n;
     r->logits = job.logits.data();
@@ -142,7 +158,7 @@ class SchedulerTest : public ::testing::Test {
       job.status = s;
       job.answered = clock_.Now();
     };
-    return scheduler_->Enqueue(model, std::move(r));
+    return scheduler_->Enqueue(H(model), std::move(r));
   }
 
   static void ExpectOwnOutputs(const Job& job) {
@@ -161,6 +177,7 @@ class SchedulerTest : public ::testing::Test {
   RecordingObserver observer_;
   std::shared_ptr<const accel::Bitstream> bitstream_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::map<std::string, ModelHandle> handles_;
   std::mt19937 rng_{42};
 };
 
@@ -280,14 +297,14 @@ TEST_F(SchedulerTest, FailedBoardsImagesGoToTheOtherBoardExactlyOnce) {
   EXPECT_GE(observer_.failed_runs, 1);
   EXPECT_EQ(observer_.unhealthy, (std::vector<int>{0}));
   // The fault was transient: reset, reprogrammed, probed and back.
-  const auto boards = scheduler_->Boards("verify");
+  const auto boards = scheduler_->Boards(H("verify"));
   ASSERT_EQ(boards.size(), 2u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
   EXPECT_EQ(boards[0].counts.failures, 1u);
   EXPECT_EQ(boards[0].counts.recoveries, 1u);
   EXPECT_EQ(boards[0].counts.programmings, 1u);
   EXPECT_EQ(boards[1].counts.failures, 0u);
-  EXPECT_TRUE(scheduler_->ModelReady("verify"));
+  EXPECT_TRUE(scheduler_->ModelReady(H("verify")));
 }
 
 TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
@@ -303,10 +320,10 @@ TEST_F(SchedulerTest, NoHealthyBoardLeftFailsRequestsWithUnavailable) {
   EXPECT_EQ(a.calls, 1);
   EXPECT_EQ(b.calls, 1);
   // Recovery was tried max_recovery_attempts times before giving up.
-  const auto boards = scheduler_->Boards("verify");
+  const auto boards = scheduler_->Boards(H("verify"));
   ASSERT_EQ(boards.size(), 1u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kRetired);
-  EXPECT_FALSE(scheduler_->ModelReady("verify"));
+  EXPECT_FALSE(scheduler_->ModelReady(H("verify")));
   // The failed run, then every failed recovery attempt (the bitstream is
   // refused); the observer saw the counts as they are.
   EXPECT_EQ(boards[0].counts.failures, 6u);
@@ -364,11 +381,12 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
   bs.push_back(*EmulatedBoard::Create(o));
   ModelOptions mo;
   mo.name = "verify";
-  ASSERT_TRUE(s->AddModel(mo, std::move(bs)).ok());
+  absl::StatusOr<ModelHandle> h = s->AddModel(mo, std::move(bs));
+  ASSERT_TRUE(h.ok());
   std::vector<int8_t> images(4 * kImageBytes, 1);
   std::vector<int32_t> logits(4 * kClasses);
   hgpipe::Notification answered;
-  auto r = std::make_unique<InferRequest>();
+  auto r = std::make_unique<BufferRequest>();
   r->images = images.data();
   r->n_images = 4;
   r->logits = logits.data();
@@ -377,15 +395,15 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
     got = st;
     answered.Notify();
   };
-  ASSERT_TRUE(s->Enqueue("verify", std::move(r)).ok());
+  ASSERT_TRUE(s->Enqueue(*h, std::move(r)).ok());
   s->Shutdown();
   EXPECT_TRUE(answered.HasBeenNotified());
   EXPECT_TRUE(got.ok());
-  auto r2 = std::make_unique<InferRequest>();
+  auto r2 = std::make_unique<BufferRequest>();
   r2->images = images.data();
   r2->n_images = 1;
   r2->logits = logits.data();
-  EXPECT_EQ(s->Enqueue("verify", std::move(r2)).code(),
+  EXPECT_EQ(s->Enqueue(*h, std::move(r2)).code(),
             absl::StatusCode::kUnavailable);
 }
 
@@ -405,7 +423,8 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   }
   ModelOptions mo;
   mo.name = "verify";
-  ASSERT_TRUE(s->AddModel(mo, std::move(bs)).ok());
+  absl::StatusOr<ModelHandle> h = s->AddModel(mo, std::move(bs));
+  ASSERT_TRUE(h.ok());
   constexpr int kThreads = 4, kPerThread = 25;
   std::vector<Job> jobs(kThreads * kPerThread);
   std::vector<std::thread> threads;
@@ -419,7 +438,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
         j.images.resize(n * kImageBytes);
         for (auto& v : j.images) v = static_cast<int8_t>(rng());
         j.logits.assign(n * kClasses, 0);
-        auto r = std::make_unique<InferRequest>();
+        auto r = std::make_unique<BufferRequest>();
         r->images = j.images.data();
         r->n_images = n;
         r->logits = j.logits.data();
@@ -428,7 +447,7 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
           ++j.calls;
           j.status = st;
         };
-        ASSERT_TRUE(s->Enqueue("verify", std::move(r)).ok());
+        ASSERT_TRUE(s->Enqueue(*h, std::move(r)).ok());
       }
     });
   }
@@ -464,7 +483,7 @@ TEST_F(SchedulerTest, KillABoardUnderLoadEveryImageAnsweredExactlyOnce) {
     ASSERT_TRUE(j.status.ok()) << j.status;
     ExpectOwnOutputs(j);
   }
-  const auto boards = scheduler_->Boards("verify");
+  const auto boards = scheduler_->Boards(H("verify"));
   EXPECT_EQ(boards[2].phase, BoardPhase::kRetired);
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
   EXPECT_GE(observer_.failed_runs, 1);
@@ -489,7 +508,7 @@ TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
     ASSERT_TRUE(j.status.ok()) << j.status;
     ExpectOwnOutputs(j);
   }
-  const auto boards = scheduler_->Boards("verify");
+  const auto boards = scheduler_->Boards(H("verify"));
   EXPECT_EQ(boards[0].counts.failures, 1u);
   EXPECT_EQ(boards[0].counts.recoveries, 1u);
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
@@ -517,7 +536,7 @@ TEST_F(SchedulerTest, SlowBoardGetsLessWorkWithoutTrippingTheWatchdog) {
   clock_.RunUntilIdle();
   for (const auto& j : jobs) ASSERT_TRUE(j.status.ok());
   EXPECT_GT(observer_.images_per_board[1], 2 * observer_.images_per_board[0]);
-  EXPECT_EQ(scheduler_->Boards("verify")[0].counts.failures, 0u);
+  EXPECT_EQ(scheduler_->Boards(H("verify"))[0].counts.failures, 0u);
 }
 
 TEST_F(SchedulerTest, QueueIsSplitOverIdleBoards) {
@@ -546,7 +565,7 @@ TEST_F(SchedulerTest, RunGoesToTheBoardWhereItCompletesFirst) {
   bs.push_back(MakeBoard(1, {}));
   ModelOptions mo;
   mo.name = "verify";
-  ASSERT_TRUE(scheduler_->AddModel(mo, std::move(bs)).ok());
+  ASSERT_TRUE(AddModel(mo, std::move(bs)).ok());
   Job j;
   ASSERT_TRUE(Submit(j, 1).ok());
   clock_.RunUntilIdle();
@@ -673,8 +692,8 @@ TEST_F(SchedulerTest, IdleBoardIsReprogrammedForAModelWithDemand) {
   ModelOptions other;
   other.name = "other";
   other.bitstream = VerifyBitstream();  // a different bitstream object
-  ASSERT_TRUE(scheduler_->AddModel(other, {}).ok());
-  EXPECT_TRUE(scheduler_->ModelReady("other"));
+  ASSERT_TRUE(AddModel(other, {}).ok());
+  EXPECT_TRUE(scheduler_->ModelReady(H("other")));
   Job a;
   const absl::Time t0 = clock_.Now();
   ASSERT_TRUE(Submit(a, 3, "other").ok());
@@ -684,14 +703,14 @@ TEST_F(SchedulerTest, IdleBoardIsReprogrammedForAModelWithDemand) {
   EXPECT_GE(a.answered - t0, EmulatedBoard::Options{}.program_time);
   auto boards = scheduler_->Boards();
   ASSERT_EQ(boards.size(), 1u);
-  EXPECT_EQ(boards[0].model_id, scheduler_->ModelId("other"));
+  EXPECT_EQ(boards[0].model_id, H("other").id());
   EXPECT_EQ(boards[0].counts.programmings, 1u);
   // And back, on demand.
   Job b;
   ASSERT_TRUE(Submit(b, 1, "verify").ok());
   clock_.RunUntilIdle();
   ASSERT_TRUE(b.status.ok());
-  EXPECT_EQ(scheduler_->Boards()[0].model_id, scheduler_->ModelId("verify"));
+  EXPECT_EQ(scheduler_->Boards()[0].model_id, H("verify").id());
   EXPECT_EQ(scheduler_->Boards()[0].counts.programmings, 2u);
 }
 
@@ -700,7 +719,7 @@ TEST_F(SchedulerTest, BusyModelGivesUpABoardToAModelWithout) {
   ModelOptions other;
   other.name = "other";
   other.bitstream = VerifyBitstream();
-  ASSERT_TRUE(scheduler_->AddModel(other, {}).ok());
+  ASSERT_TRUE(AddModel(other, {}).ok());
   // Keep "verify" busy on both boards, then ask for "other".
   std::vector<Job> busy(200);
   Job o;
@@ -716,7 +735,7 @@ TEST_F(SchedulerTest, BusyModelGivesUpABoardToAModelWithout) {
   for (const auto& j : busy) ASSERT_TRUE(j.status.ok());
   int serving_other = 0;
   for (const auto& b : scheduler_->Boards()) {
-    if (b.model_id == scheduler_->ModelId("other")) ++serving_other;
+    if (b.model_id == H("other").id()) ++serving_other;
   }
   EXPECT_EQ(serving_other, 1);
 }
@@ -726,7 +745,7 @@ TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
   std::vector<Job> jobs(5);
   for (auto& j : jobs) ASSERT_TRUE(Submit(j, 4).ok());
   bool removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
   Job refused;
   EXPECT_EQ(Submit(refused, 1).code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(removed);
@@ -735,14 +754,14 @@ TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
   for (const auto& j : jobs) EXPECT_TRUE(j.status.ok());
   EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kIdle);
   EXPECT_TRUE(scheduler_->Models().empty());
-  EXPECT_EQ(scheduler_->RemoveModel("verify", [] {}).code(),
+  EXPECT_EQ(scheduler_->RemoveModel(H("verify"), [] {}).code(),
             absl::StatusCode::kNotFound);
   // Loaded again under the same name with the same bitstream object, the
   // idle board still holds it: no reprogramming, only a probe.
   ModelOptions again;
   again.name = "verify";
   again.bitstream = bitstream_;
-  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
+  ASSERT_TRUE(AddModel(again, {}).ok());
   Job j;
   ASSERT_TRUE(Submit(j, 2).ok());
   clock_.RunUntilIdle();
@@ -761,7 +780,7 @@ TEST_F(SchedulerTest, RemoveBoardTakesOnlyAnIdleBoardAndNeverUsesItAgain) {
   EXPECT_NE(serving.message().find("verify"), absl::string_view::npos) << serving;
 
   bool removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
   clock_.RunUntilIdle();
   ASSERT_TRUE(removed);
   ASSERT_TRUE(scheduler_->RemoveBoard(0).ok());
@@ -776,7 +795,7 @@ TEST_F(SchedulerTest, RemoveBoardTakesOnlyAnIdleBoardAndNeverUsesItAgain) {
   ModelOptions again;
   again.name = "verify";
   again.bitstream = bitstream_;
-  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
+  ASSERT_TRUE(AddModel(again, {}).ok());
   std::vector<Job> jobs(3);
   for (auto& j : jobs) ASSERT_TRUE(Submit(j, 2).ok());
   clock_.RunUntilIdle();
@@ -787,13 +806,13 @@ TEST_F(SchedulerTest, RemoveBoardTakesOnlyAnIdleBoardAndNeverUsesItAgain) {
   EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRemoved);
   EXPECT_EQ(scheduler_->Boards()[1].phase, BoardPhase::kServing);
   removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
   clock_.RunUntilIdle();
   ASSERT_TRUE(removed);
   ASSERT_TRUE(scheduler_->RemoveBoard(1).ok());
   again.name = "late";
-  ASSERT_TRUE(scheduler_->AddModel(again, {}).ok());
-  EXPECT_FALSE(scheduler_->ModelReady("late"));
+  ASSERT_TRUE(AddModel(again, {}).ok());
+  EXPECT_FALSE(scheduler_->ModelReady(H("late")));
   Job refused;
   EXPECT_EQ(Submit(refused, 1, "late").code(), absl::StatusCode::kUnavailable);
 }
@@ -807,14 +826,14 @@ TEST_F(SchedulerTest, RemovingAModelWhoseQueueHasNoBoardStillServesIt) {
     ModelOptions mo;
     mo.name = name;
     mo.bitstream = VerifyBitstream();
-    ASSERT_TRUE(scheduler_->AddModel(mo, {}).ok());
+    ASSERT_TRUE(AddModel(mo, {}).ok());
   }
   Job for_a, for_b;
   ASSERT_TRUE(Submit(for_a, 1, "a").ok());  // the board goes to "a"
   ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kProgramming);
   ASSERT_TRUE(Submit(for_b, 2, "b").ok());  // no board can be had yet
   bool removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("b", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("b"), [&] { removed = true; }).ok());
   clock_.RunUntilIdle();
   EXPECT_TRUE(removed);
   EXPECT_EQ(for_a.calls, 1);
@@ -838,11 +857,11 @@ TEST_F(SchedulerTest, RemovingAModelWhoseBoardRetiredStillServesIt) {
   other.bitstream = VerifyBitstream();
   std::vector<std::unique_ptr<accel::Board>> bs;
   bs.push_back(MakeBoard(1, {}));
-  ASSERT_TRUE(scheduler_->AddModel(other, std::move(bs)).ok());
+  ASSERT_TRUE(AddModel(other, std::move(bs)).ok());
   Job a;
   ASSERT_TRUE(Submit(a, 2).ok());
   bool removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
   clock_.RunUntilIdle();
   EXPECT_TRUE(removed);
   ASSERT_EQ(a.calls, 1);
@@ -861,7 +880,7 @@ TEST_F(SchedulerTest, RemovingAModelNothingCanServeFailsItsQueue) {
   Job a;
   ASSERT_TRUE(Submit(a, 2).ok());
   bool removed = false;
-  ASSERT_TRUE(scheduler_->RemoveModel("verify", [&] { removed = true; }).ok());
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
   clock_.RunUntilIdle();
   EXPECT_TRUE(removed);
   ASSERT_EQ(a.calls, 1);
@@ -976,7 +995,7 @@ TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
   }
   ASSERT_GT(wrong, 0);  // the fault did corrupt answers before the canary ran
   EXPECT_LE(detected - first_wrong, interval + absl::Milliseconds(3));
-  const auto boards = scheduler_->Boards("verify");
+  const auto boards = scheduler_->Boards(H("verify"));
   EXPECT_GE(boards[0].counts.failures, 1u);
   EXPECT_GE(boards[0].counts.recoveries, 1u);  // the reset cleared the fault
   EXPECT_EQ(boards[0].phase, BoardPhase::kServing);
@@ -1015,7 +1034,7 @@ TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
       ASSERT_TRUE(std::equal(want.begin(), want.end(), j.logits.begin()));
     }
   }
-  EXPECT_EQ(scheduler_->Boards("verify")[0].phase, BoardPhase::kRetired);
+  EXPECT_EQ(scheduler_->Boards(H("verify"))[0].phase, BoardPhase::kRetired);
 }
 
 // Smaller bug of issue 12: while the model's only board recovers, a
@@ -1047,6 +1066,153 @@ TEST_F(SchedulerTest, DeadlinesThatTheRecoveryWindowCannotMeetAreAnsweredEarly) 
   EXPECT_LT(waiting.answered, patient.answered);
   EXPECT_NE(waiting.status.message().find("recovering"), absl::string_view::npos)
       << waiting.status;
+}
+
+// The fill step (InferRequest::Fill, Output): a request's own code puts its
+// images into the slot and takes its results, outside the scheduler's lock.
+class FillingRequest final : public InferRequest {
+ public:
+  absl::Status Fill(uint32_t index, const accel::DeviceGeometry& g,
+                    absl::Span<int8_t> slot) override {
+    fills.fetch_add(1);
+    if (static_cast<int>(index) == fail_index) {
+      return absl::InvalidArgumentError(absl::StrCat("image ", index, ": unreadable"));
+    }
+    return buffer.Fill(index, g, slot);
+  }
+  void Output(uint32_t index, const accel::DeviceGeometry& g,
+              absl::Span<const uint32_t> words) override {
+    outputs.fetch_add(1);
+    buffer.Output(index, g, words);
+  }
+  void Done(absl::Status status) override { buffer.Done(std::move(status)); }
+
+  BufferRequest buffer;
+  int fail_index = -1;
+  std::atomic<int> fills{0};
+  std::atomic<int> outputs{0};
+};
+
+// Runs what it is given when the test says.
+class ManualExecutor final : public Executor {
+ public:
+  void Schedule(absl::AnyInvocable<void()> task) override {
+    hgpipe::MutexLock l(&mu);
+    tasks.push_back(std::move(task));
+  }
+  size_t pending() {
+    hgpipe::MutexLock l(&mu);
+    return tasks.size();
+  }
+  // Runs every task queued so far (not those they queue).
+  void RunAll() {
+    std::vector<absl::AnyInvocable<void()>> now;
+    {
+      hgpipe::MutexLock l(&mu);
+      now.swap(tasks);
+    }
+    for (auto& t : now) t();
+  }
+  hgpipe::Mutex mu;
+  std::vector<absl::AnyInvocable<void()>> tasks ABSL_GUARDED_BY(mu);
+};
+
+class SchedulerFillTest : public SchedulerTest {
+ protected:
+  // A request of n random images for "verify" through FillingRequest.
+  absl::Status SubmitFilling(Job& job, uint32_t n, int fail_index, bool heavy,
+                             FillingRequest** out) {
+    job.images.resize(n * kImageBytes);
+    for (auto& v : job.images) v = static_cast<int8_t>(rng_());
+    job.logits.assign(n * kClasses, 0);
+    auto r = std::make_unique<FillingRequest>();
+    r->n_images = n;
+    r->heavy_fill = heavy;
+    r->fail_index = fail_index;
+    r->buffer.images = job.images.data();
+    r->buffer.logits = job.logits.data();
+    r->buffer.done = [this, &job](absl::Status s) {
+      ++job.calls;
+      job.status = s;
+      job.answered = clock_.Now();
+    };
+    *out = r.get();  // valid until Done
+    return scheduler_->Enqueue(H("verify"), std::move(r));
+  }
+  // Until neither the clock nor the executor has work. The executor is
+  // prompt: it runs what it was given before the clock moves on.
+  void Drain(ManualExecutor& e) {
+    do {
+      e.RunAll();
+    } while (clock_.RunUntilIdle(1) > 0 || e.pending() > 0);
+  }
+};
+
+TEST_F(SchedulerFillTest, AnImageThatCannotBeFilledFailsOnlyItsRequest) {
+  Build(1);
+  Job bad, good;
+  FillingRequest* b = nullptr;
+  FillingRequest* g = nullptr;
+  ASSERT_TRUE(SubmitFilling(bad, 3, 1, false, &b).ok());
+  ASSERT_TRUE(SubmitFilling(good, 2, -1, false, &g).ok());
+  clock_.RunUntilIdle();
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status.message(), "image 1: unreadable");
+  EXPECT_EQ(good.calls, 1);
+  ASSERT_TRUE(good.status.ok()) << good.status;
+  ExpectOwnOutputs(good);
+}
+
+TEST_F(SchedulerFillTest, LightFillsRunOnTheCallerHeavyOnesOnTheExecutor) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(1, {}, {}, absl::Milliseconds(1), {0}, so);
+  Drain(exec);  // the board is probed and serving
+  // Formed by Enqueue on this thread, light: filled and submitted here.
+  Job light;
+  FillingRequest* l = nullptr;
+  ASSERT_TRUE(SubmitFilling(light, 2, -1, false, &l).ok());
+  EXPECT_EQ(l->fills.load(), 2);
+  EXPECT_EQ(exec.pending(), 0u);
+  Drain(exec);
+  ASSERT_TRUE(light.status.ok()) << light.status;
+  ExpectOwnOutputs(light);
+  // Heavy (decoding): one task per image on the executor; nothing reaches
+  // the board before they ran.
+  Job heavy;
+  FillingRequest* h = nullptr;
+  ASSERT_TRUE(SubmitFilling(heavy, 3, -1, true, &h).ok());
+  EXPECT_EQ(h->fills.load(), 0);
+  EXPECT_EQ(exec.pending(), 3u);
+  clock_.Advance(absl::Milliseconds(10));
+  EXPECT_EQ(heavy.calls, 0);
+  Drain(exec);
+  EXPECT_EQ(heavy.calls, 1);
+  ASSERT_TRUE(heavy.status.ok()) << heavy.status;
+  ExpectOwnOutputs(heavy);
+  scheduler_.reset();  // before the executor it uses
+}
+
+TEST_F(SchedulerFillTest, AHeavyFillThatFailsAnswersOnceAndTheOthersAreServed) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(2, {}, {}, absl::Milliseconds(1), {}, so);
+  Drain(exec);
+  Job bad, good;
+  FillingRequest* b = nullptr;
+  FillingRequest* g = nullptr;
+  ASSERT_TRUE(SubmitFilling(bad, 4, 2, true, &b).ok());
+  ASSERT_TRUE(SubmitFilling(good, 4, -1, true, &g).ok());
+  Drain(exec);
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.message(), "image 2: unreadable");
+  EXPECT_EQ(good.calls, 1);
+  ASSERT_TRUE(good.status.ok()) << good.status;
+  ExpectOwnOutputs(good);
+  scheduler_.reset();  // before the executor it uses
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ TEST(ChooseVariantTest, MostAccurateThatMeetsTheDeadlineElseTheEarliest) {
 
 TEST(SplitBoardsTest, LeastAccuracyGivenUpForTheCapacityAsked) {
   const std::vector<RoutedVariant> v = {
-      {"full", "m", 0.90, 1000}, {"skip", "m@skip", 0.89, 1500}, {"fast", "m@fast", 0.80, 4000}};
+      {"full", {}, 0.90, 1000}, {"skip", {}, 0.89, 1500}, {"fast", {}, 0.80, 4000}};
   EXPECT_THAT(SplitBoards(v, 4, 0.0, 3000), ElementsAre(4, 0, 0));
   // 4 x 1000 < 5000: the skip variant costs 1 point for 500/s a board, the
   // fast one 10 points for 3000/s: skip first.
@@ -98,9 +98,11 @@ class VariantRouterTest : public ::testing::Test {
           bs.push_back(*accel::EmulatedBoard::Create(o));
         }
       }
-      ASSERT_TRUE(scheduler_->AddModel(mo, std::move(bs)).ok());
+      absl::StatusOr<ModelHandle> h = scheduler_->AddModel(mo, std::move(bs));
+      ASSERT_TRUE(h.ok()) << h.status();
+      handles_.push_back(*h);
       router_options_.variants.push_back(
-          {kinds[i].first, mo.name, top1[i], mo.bitstream->manifest.timing.max_images_per_second()});
+          {kinds[i].first, *h, top1[i], mo.bitstream->manifest.timing.max_images_per_second()});
     }
     router_options_.model = "m";
     router_options_.scheduler = scheduler_.get();
@@ -130,7 +132,7 @@ class VariantRouterTest : public ::testing::Test {
       t += absl::Seconds(gap(rng_));
       if (t >= end) break;
       clock_.AdvanceTo(t);
-      auto r = std::make_unique<InferRequest>();
+      auto r = std::make_unique<BufferRequest>();
       r->images = image_.data();
       r->n_images = 1;
       r->logits = logits_.data();
@@ -161,6 +163,7 @@ class VariantRouterTest : public ::testing::Test {
   SimClock clock_;
   std::unique_ptr<Scheduler> scheduler_;
   VariantRouter::Options router_options_;
+  std::vector<ModelHandle> handles_;
   std::unique_ptr<VariantRouter> router_;
   std::vector<int8_t> image_ = std::vector<int8_t>(kImageBytes);
   std::vector<int32_t> logits_ = std::vector<int32_t>(kClasses);
@@ -169,7 +172,7 @@ class VariantRouterTest : public ::testing::Test {
 
 TEST_F(VariantRouterTest, AFloorNoVariantReachesNamesTheBestAvailable) {
   Build(1);
-  auto r = std::make_unique<InferRequest>();
+  auto r = std::make_unique<BufferRequest>();
   r->images = image_.data();
   r->n_images = 1;
   r->logits = logits_.data();
@@ -220,7 +223,7 @@ TEST_F(VariantRouterTest, BoardsReturnToTheAccurateVariantWhenDemandFalls) {
   // A light load: everything back on "full" (one move per interval).
   const Outcome o = Drive(0.3 * capacity, absl::Seconds(1.5), absl::Milliseconds(5), 0.85);
   int on_full = 0;
-  for (const auto& b : scheduler_->Boards("m")) on_full += b.phase == BoardPhase::kServing;
+  for (const auto& b : scheduler_->Boards(handles_[0])) on_full += b.phase == BoardPhase::kServing;
   EXPECT_EQ(on_full, 2);
   EXPECT_EQ(o.late, 0u);
 }

@@ -99,7 +99,7 @@ class ModelManagerTest : public ::testing::Test {
     verify::ExpectedLogits(image.data(), image.size(), g.classes, want.data());
     hgpipe::Notification n;
     absl::Status result;
-    auto r = std::make_unique<scheduler::InferRequest>();
+    auto r = std::make_unique<scheduler::BufferRequest>();
     r->images = image.data();
     r->n_images = 1;
     r->logits = logits.data();
@@ -107,7 +107,7 @@ class ModelManagerTest : public ::testing::Test {
       result = s;
       n.Notify();
     };
-    absl::Status s = scheduler_->Enqueue(ref->model->scheduler_name, std::move(r));
+    absl::Status s = scheduler_->Enqueue(ref->model->handle, std::move(r));
     ref->admission.reset();
     if (!s.ok()) return s;
     EXPECT_TRUE(n.WaitForNotificationWithTimeout(absl::Seconds(120)));
@@ -184,11 +184,11 @@ TEST_F(ModelManagerTest, ExplicitLoadUnloadAndReloadOnAPoolBoard) {
   }
 
   // Reload b: a new load takes over.
-  const int old_id = manager_->Find("b", "")->model->model_id;
+  const int old_id = manager_->Find("b", "")->model->model_id();
   ASSERT_TRUE(Load("b").ok());
   auto b = manager_->Find("b", "");
   ASSERT_TRUE(b.ok());
-  EXPECT_NE(b->model->model_id, old_id);
+  EXPECT_NE(b->model->model_id(), old_id);
   b->admission.reset();
   EXPECT_TRUE(Infer("b").ok());
 
@@ -240,7 +240,7 @@ TEST_F(ModelManagerTest, UnloadWaitsForAcceptedRequests) {
   std::vector<int8_t> image(g.input_bytes(), 3);
   std::vector<int32_t> logits(g.classes);
   hgpipe::Notification answered;
-  auto r = std::make_unique<scheduler::InferRequest>();
+  auto r = std::make_unique<scheduler::BufferRequest>();
   r->images = image.data();
   r->n_images = 1;
   r->logits = logits.data();
@@ -248,7 +248,7 @@ TEST_F(ModelManagerTest, UnloadWaitsForAcceptedRequests) {
     EXPECT_TRUE(s.ok()) << s;
     answered.Notify();
   };
-  ASSERT_TRUE(scheduler_->Enqueue(held->model->scheduler_name, std::move(r)).ok());
+  ASSERT_TRUE(scheduler_->Enqueue(held->model->handle, std::move(r)).ok());
   held->admission.reset();
   EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(120)));
   EXPECT_TRUE(unloaded.WaitForNotificationWithTimeout(absl::Seconds(120)));

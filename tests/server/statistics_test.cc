@@ -57,6 +57,8 @@ namespace {
 // Counts every Observer call it receives.
 class Recorder final : public scheduler::Observer {
  public:
+  void ModelAdded(int, absl::string_view) override { ++calls["ModelAdded"]; }
+  void BoardAdded(int, absl::string_view) override { ++calls["BoardAdded"]; }
   void QueueDepth(int, uint64_t) override { ++calls["QueueDepth"]; }
   void RunStarted(int, int, uint32_t, absl::Span<const absl::Duration>,
                   absl::Duration) override {
@@ -81,6 +83,8 @@ TEST(ObserverFanoutTest, ForwardsEveryEventToEveryObserver) {
   Recorder a, b;
   ObserverFanout fanout({&a, &b});
   scheduler::Observer& o = fanout;
+  o.ModelAdded(0, "verify");
+  o.BoardAdded(0, "sim0");
   o.QueueDepth(0, 1);
   o.RunStarted(0, 0, 1, {}, absl::ZeroDuration());
   o.RunFinished(0, 0, 1, absl::ZeroDuration(), absl::OkStatus());
@@ -89,7 +93,7 @@ TEST(ObserverFanoutTest, ForwardsEveryEventToEveryObserver) {
   o.DeadlineExpired(0, 1);
   o.LateResultsDropped(0, 1);
   for (const Recorder* r : {&a, &b}) {
-    EXPECT_EQ(r->calls.size(), 7u);
+    EXPECT_EQ(r->calls.size(), 9u);
     for (const auto& [name, n] : r->calls) EXPECT_EQ(n, 1) << name;
   }
 }

@@ -23,6 +23,22 @@ absl::Status DeviceGeometry::Validate() const {
   return absl::OkStatus();
 }
 
+absl::Status MeasuredAccuracy::Validate() const {
+  if (!(top1 >= 0 && top1 <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("accuracy.top1 must be a fraction in (0, 1], got ", top1));
+  }
+  if (measured() && dataset.empty()) {
+    return absl::InvalidArgumentError(
+        "accuracy.dataset: required with accuracy.top1 (what it was measured on)");
+  }
+  if (!measured() && !dataset.empty()) {
+    return absl::InvalidArgumentError(
+        "accuracy.top1: required with accuracy.dataset");
+  }
+  return absl::OkStatus();
+}
+
 absl::Duration PipelineTiming::interval() const {
   return absl::Seconds(static_cast<double>(interval_cycles) / clock_hz);
 }

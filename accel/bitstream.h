@@ -51,10 +51,23 @@ struct PipelineTiming {
   absl::Status Validate() const;
 };
 
+// What a bitstream's top-1 accuracy was measured to be, and on what: the
+// basis on which a model's variants are ranked (docs/serving.md, "Variants").
+struct MeasuredAccuracy {
+  double top1 = 0;      // a fraction in (0, 1]; 0: not measured
+  std::string dataset;  // e.g. "Fashion-MNIST test (10,000 images)"
+
+  bool measured() const { return top1 > 0; }
+  // OK, or InvalidArgument naming the field: top1 outside [0, 1] or not a
+  // number, a dataset without a top1 or a top1 without a dataset.
+  absl::Status Validate() const;
+};
+
 struct BitstreamManifest {
   std::string name;  // e.g. "verify", "deit_tiny"
   DeviceGeometry geometry;
   PipelineTiming timing;
+  MeasuredAccuracy accuracy;
 };
 
 }  // namespace hgpipe::accel

@@ -35,6 +35,7 @@
 #include "base/flags.h"
 #include "plan/planner.h"
 #include "plan/simulation.h"
+#include "plan/variant_plan.h"
 
 ABSL_FLAG(std::string, workload, "",
           "NAME:rate=R[:images=N][:p99_ms=T][:KEY=VALUE...]; repeat the flag "
@@ -68,6 +69,26 @@ ABSL_FLAG(int, board_slots, 0,
           "from the pipeline depth.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the arrival processes.");
 ABSL_FLAG(bool, json, false, "Print one JSON object instead of a report.");
+ABSL_FLAG(std::string, variants, "",
+          "Plan a model's bitstream variants instead of --workload: "
+          "NAME:top1=F[:ii_cycles=C][:latency_cycles=C][:clock_mhz=F][:overhead_us=U],... "
+          "(docs/planning.md, \"Variants\").");
+ABSL_FLAG(std::string, policy, "variants",
+          "With --variants: reject (the most accurate variant only) or variants "
+          "(routing above --min-accuracy, boards moved between variants).");
+ABSL_FLAG(double, rate, 0, "With --variants: offered requests/s (one image each, Poisson).");
+ABSL_FLAG(double, load, 0,
+          "With --variants and --boards: offered load as a multiple of the most "
+          "accurate variant's capacity on --boards boards (instead of --rate).");
+ABSL_FLAG(double, deadline_ms, 5, "With --variants: each request's deadline.");
+ABSL_FLAG(double, min_accuracy, 0,
+          "With --variants: the requests' accuracy floor (top-1 fraction); 0: any variant.");
+ABSL_FLAG(double, goodput, 0.99,
+          "With --variants: the share of requests to answer within the deadline.");
+ABSL_FLAG(double, program_ms, 1000,
+          "With --variants: how long reprogramming a board takes.");
+ABSL_FLAG(double, move_interval_ms, 1000,
+          "With --variants: the router's least time between two board moves.");
 
 namespace hgpipe::plan {
 namespace {
@@ -151,6 +172,90 @@ void PrintModel(const PlanTarget& target, const PlanAnswer& answer,
   }
 }
 
+void PrintVariants(const VariantTarget& t, const VariantPlanAnswer& a) {
+  std::printf("model %s, policy %s: %.1f requests/s offered, deadline %.3f ms, "
+              "accuracy floor %s, goodput target %.1f %%\n",
+              t.model.name.c_str(), t.policy == VariantPolicy::kReject ? "reject" : "variants",
+              t.rate, absl::ToDoubleMilliseconds(t.deadline),
+              t.min_accuracy.has_value() ? absl::StrFormat("%.4f", *t.min_accuracy).c_str()
+                                         : "none",
+              100 * t.goodput);
+  for (const VariantSpec& v : t.variants) {
+    std::printf("  variant %-10s top-1 %.2f %%  %.1f images/s a board, latency %.3f ms\n",
+                v.name.c_str(), 100 * v.top1, v.timing.max_images_per_second(),
+                absl::ToDoubleMilliseconds(v.timing.latency()));
+  }
+  std::printf("  %6s %8s %9s %9s %6s  %s\n", "boards", "goodput", "mean_acc", "p99 ms",
+              "moves", "mix (requests answered)");
+  for (const VariantPlanStep& s : a.tried) {
+    const ModelResult& r = s.result;
+    std::string mix;
+    for (const auto& [name, n] : r.requests_by_variant) {
+      absl::StrAppend(&mix, mix.empty() ? "" : ", ", name, " ", n);
+    }
+    std::printf("  %6d %7.2f%% %8.2f%% %9.3f %6llu  %s%s\n", s.boards, 100 * r.goodput,
+                100 * r.mean_accuracy, r.latency.p99,
+                static_cast<unsigned long long>(r.board_moves), mix.c_str(),
+                s.meets ? "  meets" : "");
+  }
+  if (a.boards > 0) {
+    std::printf("  answer: %d board(s)\n", a.boards);
+  } else {
+    std::printf("  answer: no board count from %d to %d meets the goodput target\n",
+                a.lower_bound, a.tried.empty() ? a.lower_bound : a.tried.back().boards);
+  }
+}
+
+// hgpipe-plan --variants ...: the target mode and the policies compared.
+int VariantsMain(const ModelSpec& model_template, PlanOptions options, bool json) {
+  absl::StatusOr<std::vector<VariantSpec>> variants =
+      ParseVariants(absl::GetFlag(FLAGS_variants));
+  if (!variants.ok()) return Usage(absl::StrCat("--variants: ", variants.status().message()));
+  absl::StatusOr<VariantPolicy> policy = ParseVariantPolicy(absl::GetFlag(FLAGS_policy));
+  if (!policy.ok()) return Usage(absl::StrCat("--policy: ", policy.status().message()));
+  VariantTarget t;
+  t.model = model_template;
+  t.model.name = "model";
+  t.variants = *std::move(variants);
+  t.policy = *policy;
+  t.boards = model_template.boards;
+  const double deadline_ms = absl::GetFlag(FLAGS_deadline_ms);
+  const double floor = absl::GetFlag(FLAGS_min_accuracy);
+  const double load = absl::GetFlag(FLAGS_load);
+  const double program_ms = absl::GetFlag(FLAGS_program_ms);
+  const double move_ms = absl::GetFlag(FLAGS_move_interval_ms);
+  t.rate = absl::GetFlag(FLAGS_rate);
+  t.goodput = absl::GetFlag(FLAGS_goodput);
+  if (!(deadline_ms > 0)) return Usage("--deadline-ms must be > 0");
+  if (!(floor >= 0 && floor <= 1)) return Usage("--min-accuracy must be in [0, 1]");
+  if (!(program_ms >= 0) || !(move_ms >= 0)) {
+    return Usage("--program-ms and --move-interval-ms must be >= 0");
+  }
+  if (load > 0) {
+    if (t.boards == 0) return Usage("--load needs --boards");
+    t.rate = load * t.boards * t.variants.front().timing.max_images_per_second();
+  }
+  if (!(t.rate > 0)) return Usage("--variants needs --rate R or --load X with --boards N");
+  t.deadline = absl::Microseconds(deadline_ms * 1e3);
+  if (floor > 0) t.min_accuracy = floor;
+  t.model.program_time = absl::Microseconds(program_ms * 1e3);
+  t.model.min_move_interval = absl::Microseconds(move_ms * 1e3);
+  const absl::Time wall_start = absl::Now();
+  absl::StatusOr<VariantPlanAnswer> a = PlanVariants(t, options);
+  if (!a.ok()) {
+    if (absl::IsInvalidArgument(a.status())) return Usage(std::string(a.status().message()));
+    std::fprintf(stderr, "hgpipe-plan: %s\n", a.status().ToString().c_str());
+    return 1;
+  }
+  if (json) {
+    std::printf("%s\n", VariantPlanAnswerToJson(t, *a).c_str());
+  } else {
+    PrintVariants(t, *a);
+    std::printf("(%.2f s of wall time)\n", absl::ToDoubleSeconds(absl::Now() - wall_start));
+  }
+  return a->boards > 0 ? 0 : 3;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "answers capacity questions by simulating the scheduler.\n"
@@ -173,8 +278,12 @@ int Main(int argc, char** argv) {
       items.emplace_back(item);
     }
   }
-  if (items.empty()) {
+  const bool variant_mode = !absl::GetFlag(FLAGS_variants).empty();
+  if (items.empty() && !variant_mode) {
     return Usage("no --workload given (e.g. --workload verify:rate=20000:p99_ms=5)");
+  }
+  if (!items.empty() && variant_mode) {
+    return Usage("give --workload or --variants, not both");
   }
   const int boards = absl::GetFlag(FLAGS_boards);
   const int max_boards = absl::GetFlag(FLAGS_max_boards);
@@ -212,6 +321,15 @@ int Main(int argc, char** argv) {
   model_template.options.max_images_per_run = static_cast<uint32_t>(max_run);
   model_template.options.max_queue_images = static_cast<uint32_t>(max_queue);
   model_template.board_slots = slots;
+  if (variant_mode) {
+    PlanOptions options;
+    options.max_boards = max_boards;
+    options.simulation.duration = absl::Seconds(seconds);
+    options.simulation.warmup = absl::Seconds(warmup);
+    options.simulation.seed = absl::GetFlag(FLAGS_seed);
+    options.simulation.scheduler.dispatch_lead = absl::Microseconds(lead_us);
+    return VariantsMain(model_template, options, absl::GetFlag(FLAGS_json));
+  }
   absl::StatusOr<std::vector<PlanTarget>> targets =
       ParseWorkloads(items, model_template);
   if (!targets.ok()) return Usage(std::string(targets.status().message()));

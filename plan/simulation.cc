@@ -16,6 +16,7 @@
 #include "accel/pipeline_model.h"
 #include "base/clock.h"
 #include "base/status_macros.h"
+#include "scheduler/variant_router.h"
 
 namespace hgpipe::plan {
 namespace {
@@ -99,6 +100,19 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
     if (absl::Status s = m.timing.Validate(); !s.ok()) {
       return Invalid(where, s.message());
     }
+    if (!m.variants.empty() && !spec.scheduler.reprogram) {
+      return Invalid(where, "variants need the scheduler's reprogram option");
+    }
+    for (size_t i = 0; i < m.variants.size(); ++i) {
+      const VariantSpec& v = m.variants[i];
+      const std::string vw = absl::StrCat(where, " variant '", v.name, "'");
+      if (v.name.empty()) return Invalid(where, "a variant has no name");
+      for (size_t j = 0; j < i; ++j) {
+        if (m.variants[j].name == v.name) return Invalid(vw, "appears twice");
+      }
+      if (!(v.top1 > 0 && v.top1 <= 1)) return Invalid(vw, "top1 must be in (0, 1]");
+      if (absl::Status s = v.timing.Validate(); !s.ok()) return Invalid(vw, s.message());
+    }
     for (const StreamSpec& s : m.streams) {
       if (!(s.rate > 0) || !std::isfinite(s.rate)) {
         return Invalid(where, absl::StrCat("stream rate must be > 0, got ", s.rate));
@@ -160,9 +174,11 @@ class Simulation final : public scheduler::Observer {
     uint64_t images_ok = 0;
     std::map<std::string, uint64_t> failed;
     std::vector<double> latencies;  // seconds
+    uint64_t requests_in_deadline = 0;
   };
   struct Board {
     int model;
+    int scheduler_model;  // the variant its mirror models
     accel::PipelineModel mirror;  // the board's own timing model, replayed
     // Input intervals of runs that may still reach past the window's end.
     std::deque<std::pair<absl::Time, absl::Time>> recent;
@@ -178,12 +194,17 @@ class Simulation final : public scheduler::Observer {
     uint64_t images_ok_in_window = 0;
     // When each host core frees (ModelSpec::host_cpu).
     std::vector<absl::Time> host_cores_free;
+    // With variants: the router, and per variant its timing; measured
+    // requests answered by each.
+    std::unique_ptr<scheduler::VariantRouter> router;
+    std::vector<accel::PipelineTiming> variant_timing;
+    std::vector<uint64_t> answered_by_variant;
   };
 
   void ScheduleArrival(int stream, absl::Time when);
   void OnArrival(int stream);
   void EnqueueRequest(int stream, absl::Time arrival, bool measured);
-  void OnDone(int stream, absl::Time arrival, bool measured, uint32_t n,
+  void OnDone(int stream, absl::Time arrival, bool measured, uint32_t n, int variant,
               const absl::Status& status);
   // Arrivals stop now (max_images reached): the window ends here.
   void CloseWindow(absl::Time now);
@@ -195,6 +216,8 @@ class Simulation final : public scheduler::Observer {
   std::vector<Model> models_;
   std::vector<Stream> streams_;
   std::vector<Board> boards_;  // by scheduler board id
+  // Scheduler model id -> (our model, its variant or 0).
+  std::map<int, std::pair<int, int>> of_scheduler_id_;
   absl::Time start_;
   absl::Time window_start_;
   absl::Time window_end_;
@@ -221,14 +244,23 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
 
   uint32_t max_request_images = 1;
   for (const ModelSpec& ms : spec_.models) {
-    accel::BitstreamManifest manifest;
-    manifest.name = ms.name;
-    manifest.geometry = kSimGeometry;
-    manifest.timing = SimulationTiming(ms.timing);
-    auto kernel = std::make_shared<TimingKernel>(manifest);
-    auto bitstream = std::make_shared<accel::Bitstream>();
-    bitstream->manifest = manifest;
-    bitstream->kernel = kernel;
+    // Without variants the model is its one bitstream.
+    std::vector<VariantSpec> variants = ms.variants;
+    if (variants.empty()) variants.push_back({"", ms.timing, 1});
+    std::vector<std::shared_ptr<accel::Bitstream>> bitstreams;
+    for (const VariantSpec& v : variants) {
+      accel::BitstreamManifest vm;
+      vm.name = v.name.empty() ? ms.name : absl::StrCat(ms.name, "@", v.name);
+      vm.geometry = kSimGeometry;
+      vm.timing = SimulationTiming(v.timing);
+      auto b = std::make_shared<accel::Bitstream>();
+      b->manifest = vm;
+      b->kernel = std::make_shared<TimingKernel>(vm);
+      bitstreams.push_back(std::move(b));
+    }
+    const accel::BitstreamManifest& manifest = bitstreams[0]->manifest;
+    auto kernel = bitstreams[0]->kernel;
+    auto bitstream = bitstreams[0];
 
     std::vector<std::unique_ptr<accel::Board>> boards;
     for (int i = 0; i < ms.boards; ++i) {
@@ -240,6 +272,7 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       bo.clock = &clock_;
       bo.compute_inline = true;
       bo.compute = false;
+      bo.program_time = ms.program_time;
       ASSIGN_OR_RETURN(std::unique_ptr<accel::EmulatedBoard> board,
                        accel::EmulatedBoard::Create(std::move(bo)));
       boards.push_back(std::move(board));
@@ -254,10 +287,34 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     m.spec = &ms;
     m.handle = handle;
     m.host_cores_free.assign(ms.host_cores, absl::InfinitePast());
+    const int index = static_cast<int>(models_.size());
+    of_scheduler_id_[handle.id()] = {index, 0};
+    m.variant_timing.push_back(manifest.timing);
+    if (!ms.variants.empty()) {
+      scheduler::VariantRouter::Options ro;
+      ro.model = ms.name;
+      ro.scheduler = scheduler_.get();
+      ro.clock = &clock_;
+      ro.min_move_interval = ms.min_move_interval;
+      ro.variants.push_back({variants[0].name, handle, variants[0].top1,
+                             accel::PipelineTiming(manifest.timing).max_images_per_second()});
+      for (size_t v = 1; v < variants.size(); ++v) {
+        scheduler::ModelOptions vo = ms.options;
+        vo.name = bitstreams[v]->manifest.name;
+        vo.bitstream = bitstreams[v];
+        ASSIGN_OR_RETURN(const scheduler::ModelHandle vh, scheduler_->AddModel(vo, {}));
+        of_scheduler_id_[vh.id()] = {index, static_cast<int>(v)};
+        m.variant_timing.push_back(bitstreams[v]->manifest.timing);
+        ro.variants.push_back({variants[v].name, vh, variants[v].top1,
+                               bitstreams[v]->manifest.timing.max_images_per_second()});
+      }
+      ASSIGN_OR_RETURN(m.router, scheduler::VariantRouter::Create(std::move(ro)));
+    }
+    m.answered_by_variant.assign(variants.size(), 0);
     for (int i = 0; i < ms.boards; ++i) {
       // Board ids are dense, in order of addition.
       m.boards.push_back(first_board + i);
-      boards_.push_back(Board{static_cast<int>(models_.size()),
+      boards_.push_back(Board{static_cast<int>(models_.size()), handle.id(),
                               accel::PipelineModel(manifest.timing,
                                                    kSimGeometry.input_bytes()),
                               {},
@@ -315,6 +372,8 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       sr.requests_ok = s.requests_ok;
       sr.images_ok = s.images_ok;
       sr.failed = s.failed;
+      sr.requests_in_deadline = s.requests_in_deadline;
+      mr.requests_in_deadline += s.requests_in_deadline;
       all_latencies.insert(all_latencies.end(), s.latencies.begin(),
                            s.latencies.end());
       sr.latency = ComputePercentiles(s.latencies);
@@ -343,6 +402,21 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     mr.runs = m.runs;
     mr.mean_run_images =
         m.runs > 0 ? static_cast<double>(m.run_images) / m.runs : 0;
+    mr.goodput = mr.requests > 0
+                     ? static_cast<double>(mr.requests_in_deadline) / mr.requests
+                     : 0;
+    if (m.router != nullptr) {
+      uint64_t answered = 0;
+      double sum = 0;
+      for (size_t v = 0; v < m.answered_by_variant.size(); ++v) {
+        const scheduler::RoutedVariant& rv = m.router->variants()[v];
+        mr.requests_by_variant[rv.name] = m.answered_by_variant[v];
+        answered += m.answered_by_variant[v];
+        sum += rv.top1 * m.answered_by_variant[v];
+      }
+      mr.mean_accuracy = answered > 0 ? sum / answered : 0;
+      mr.board_moves = m.router->moves();
+    }
     result.models.push_back(std::move(mr));
   }
   scheduler_.reset();
@@ -403,16 +477,31 @@ void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
   if (s.spec->timeout != absl::InfiniteDuration()) {
     r->deadline = arrival + s.spec->timeout;
   }
-  r->done = [this, stream, arrival, measured, n](absl::Status status) {
-    OnDone(stream, arrival, measured, n, status);
+  Model& m = models_[s.model];
+  if (m.router == nullptr) {
+    r->done = [this, stream, arrival, measured, n](absl::Status status) {
+      OnDone(stream, arrival, measured, n, 0, status);
+    };
+    absl::Status status = scheduler_->Enqueue(m.handle, std::move(r));
+    if (!status.ok()) OnDone(stream, arrival, measured, n, 0, status);
+    return;
+  }
+  // Which variant answers is known once the router returns; an answer that
+  // comes inside Enqueue is a refusal, which has none.
+  auto variant = std::make_shared<int>(-1);
+  r->done = [this, stream, arrival, measured, n, variant](absl::Status status) {
+    OnDone(stream, arrival, measured, n, *variant, status);
   };
-  absl::Status status =
-      scheduler_->Enqueue(models_[s.model].handle, std::move(r));
-  if (!status.ok()) OnDone(stream, arrival, measured, n, status);
+  absl::StatusOr<int> v = m.router->Enqueue(std::move(r), s.spec->min_accuracy);
+  if (v.ok()) {
+    *variant = *v;
+  } else {
+    OnDone(stream, arrival, measured, n, -1, v.status());
+  }
 }
 
 void Simulation::OnDone(int stream, absl::Time arrival, bool measured,
-                        uint32_t n, const absl::Status& status) {
+                        uint32_t n, int variant, const absl::Status& status) {
   Stream& s = streams_[stream];
   const absl::Time now = clock_.Now();
   last_answer_ = std::max(last_answer_, now);
@@ -425,6 +514,10 @@ void Simulation::OnDone(int stream, absl::Time arrival, bool measured,
     ++s.requests_ok;
     s.images_ok += n;
     s.latencies.push_back(absl::ToDoubleSeconds(now - arrival));
+    if (s.spec->timeout == absl::InfiniteDuration() || now - arrival <= s.spec->timeout) {
+      ++s.requests_in_deadline;
+    }
+    if (variant >= 0) ++models_[s.model].answered_by_variant[variant];
   } else {
     ++s.failed[absl::StatusCodeToString(status.code())];
   }
@@ -435,6 +528,13 @@ void Simulation::RunStarted(int model_id, int board_id, uint32_t images,
                             absl::Duration input_time) {
   const absl::Time now = clock_.Now();
   Board& b = boards_[board_id];
+  if (model_id != b.scheduler_model) {
+    // Reprogrammed for another variant: its pipeline started empty.
+    const auto [index, variant] = of_scheduler_id_.at(model_id);
+    b.scheduler_model = model_id;
+    b.mirror = accel::PipelineModel(models_[index].variant_timing[variant],
+                                    kSimGeometry.input_bytes());
+  }
   // The board will stream this run's input exactly when its own copy of the
   // pipeline model says (same timing, same submissions).
   const accel::RunTimes t = b.mirror.Submit(now, images);
@@ -537,6 +637,16 @@ std::string ModelResultToJson(const ModelResult& m) {
     absl::StrAppendFormat(&out, "%s%.6f", i ? "," : "", m.board_utilization[i]);
   }
   out += "],";
+  absl::StrAppendFormat(&out,
+                        "\"requests_in_deadline\":%d,\"goodput\":%.6f,"
+                        "\"mean_accuracy\":%.6f,\"board_moves\":%d,\"requests_by_variant\":{",
+                        m.requests_in_deadline, m.goodput, m.mean_accuracy, m.board_moves);
+  bool first_variant = true;
+  for (const auto& [name, n] : m.requests_by_variant) {
+    absl::StrAppend(&out, first_variant ? "" : ",", JsonString(name), ":", n);
+    first_variant = false;
+  }
+  out += "},";
   AppendPercentiles(&out, "latency_ms", m.latency);
   out += ",";
   AppendPercentiles(&out, "queue_wait_ms", m.queue_wait);

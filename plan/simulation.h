@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +53,16 @@ struct StreamSpec {
   uint32_t priority = 0;
   // Deadline of each request, from its arrival; infinite: none.
   absl::Duration timeout = absl::InfiniteDuration();
+  // The request's accuracy floor (a top-1 fraction) with `variants`; none:
+  // the most accurate variant only (what the server does without one).
+  std::optional<double> min_accuracy;
+};
+
+// One bitstream variant of a model (docs/scheduling.md, "Variants").
+struct VariantSpec {
+  std::string name;
+  accel::PipelineTiming timing;
+  double top1 = 0;  // measured top-1, a fraction in (0, 1]
 };
 
 struct ModelSpec {
@@ -83,6 +94,15 @@ struct ModelSpec {
   // Emulated board options (EmulatedBoard::Options).
   uint32_t board_max_images_per_run = 64;
   int board_slots = 0;  // 0: from the pipeline depth
+  // The model's variants. Empty: one bitstream with `timing`. Otherwise the
+  // boards start on the first (`timing` is ignored), every variant is a
+  // scheduler model, and requests are routed by scheduler::VariantRouter,
+  // which moves boards between variants (`reprogram` must be on).
+  std::vector<VariantSpec> variants;
+  // How long reprogramming a board takes (EmulatedBoard::program_time).
+  absl::Duration program_time = absl::Seconds(1);
+  // The router's least time between two board moves.
+  absl::Duration min_move_interval = absl::Seconds(1);
 };
 
 struct SimulationSpec {
@@ -118,6 +138,8 @@ struct StreamResult {
   std::map<std::string, uint64_t> failed;
   // Arrival to answer (host overhead included), requests answered OK.
   Percentiles latency;
+  // Requests answered OK within their deadline (all of them without one).
+  uint64_t requests_in_deadline = 0;
 };
 
 struct ModelResult {
@@ -145,6 +167,14 @@ struct ModelResult {
   // Runs launched in the window and their mean size.
   uint64_t runs = 0;
   double mean_run_images = 0;
+  // Requests answered OK within their deadline, over those that arrived.
+  uint64_t requests_in_deadline = 0;
+  double goodput = 0;
+  // With variants: requests answered OK by each (measured), the mean top-1
+  // of the variants that answered them (0 if none), and board moves.
+  std::map<std::string, uint64_t> requests_by_variant;
+  double mean_accuracy = 0;
+  uint64_t board_moves = 0;
 };
 
 struct SimulationResult {

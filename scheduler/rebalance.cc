@@ -1,5 +1,7 @@
 #include "scheduler/rebalance.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace hgpipe::scheduler {
 
 bool NeedsBoard(const ModelState& m, const std::vector<std::unique_ptr<BoardState>>& boards) {
@@ -56,6 +58,27 @@ void Rebalance(const std::vector<std::unique_ptr<ModelState>>& models, BoardLife
     if (donor == nullptr) continue;  // a later completion looks again
     boards.Give(*donor, *m, p);
   }
+}
+
+absl::Status MoveBoard(BoardState& b, ModelState& m, bool reprogram, BoardLifecycle& boards,
+                       Pending* p) {
+  if (b.model == &m) return absl::OkStatus();
+  if (!reprogram || m.options.bitstream == nullptr || m.removing) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", m.options.name, ": boards cannot be reprogrammed for it"));
+  }
+  if (b.life.phase != BoardPhase::kServing && b.life.phase != BoardPhase::kIdle) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("board ", b.name, " is ", BoardPhaseName(b.life.phase)));
+  }
+  if (b.life.phase == BoardPhase::kServing && b.model->serving.size() == 1 &&
+      b.model->queue.size() > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("board ", b.name, " is the last of model ", b.model->options.name,
+                     ", which has images queued"));
+  }
+  boards.Give(b, m, p);
+  return absl::OkStatus();
 }
 
 }  // namespace hgpipe::scheduler

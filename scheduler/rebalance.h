@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
+
 #include "scheduler/board_lifecycle.h"
 #include "scheduler/lock.h"
 #include "scheduler/state.h"
@@ -42,6 +44,16 @@ BoardState* ChooseDonor(const ModelState& m,
 // (every completion and phase change makes one).
 void Rebalance(const std::vector<std::unique_ptr<ModelState>>& models, BoardLifecycle& boards,
                Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+
+// Gives `b` to `m` on request (the variant router's moves,
+// scheduler/variant_router.h) as Rebalance would: a board serving another
+// model stops taking runs, drains, and is reprogrammed and probed (an idle
+// one at once). OK if it already serves or is on its way to `m`.
+// FailedPrecondition (boards may not be reprogrammed, `m` has no bitstream
+// or is being removed, the board is not serving or idle, or it is the last
+// of a model with queued images: that model would only take it back).
+absl::Status MoveBoard(BoardState& b, ModelState& m, bool reprogram, BoardLifecycle& boards,
+                       Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 
 }  // namespace hgpipe::scheduler
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "scheduler/rebalance.h"
 #include "scheduler/run_sizing.h"
 
@@ -799,6 +800,46 @@ void Scheduler::Finish(Pending p) {
     SchedulerMutexLock l(&mu_);
     --delivering_;
   }
+}
+
+absl::StatusOr<absl::Time> Scheduler::PredictCompletion(ModelHandle model, uint32_t images,
+                                                        uint32_t priority) const {
+  SchedulerMutexLock l(&mu_);
+  const ModelState* m = FindLocked(model);
+  if (m == nullptr || m->removing) {
+    return absl::NotFoundError(m == nullptr
+                                   ? absl::StrCat("scheduler: no model ", model.id())
+                                   : absl::StrCat("model ", m->options.name, " was removed"));
+  }
+  if (priority == 0) priority = m->options.default_priority;
+  if (priority > m->options.priority_levels) {
+    return absl::InvalidArgumentError(absl::StrCat("model ", m->options.name, ": priority ",
+                                                   priority, " is outside 1..",
+                                                   m->options.priority_levels));
+  }
+  if (!lifecycle_.Servable(*m)) {
+    return absl::UnavailableError(
+        absl::StrCat("model ", m->options.name, " has no board that can serve it"));
+  }
+  return EstimateDoneLocked(*m, priority - 1, std::max<uint32_t>(images, 1), clock_->Now());
+}
+
+absl::Status Scheduler::MoveBoard(int board_id, ModelHandle model) {
+  Pending p;
+  {
+    SchedulerMutexLock l(&mu_);
+    BoardState* b = lifecycle_.Find(board_id);
+    if (b == nullptr) return absl::NotFoundError(absl::StrCat("scheduler: no board ", board_id));
+    ModelState* m = FindLocked(model);
+    if (m == nullptr) return absl::NotFoundError(absl::StrCat("scheduler: no model ", model.id()));
+    if (destroying_ || !accepting_) {
+      return absl::FailedPreconditionError("the scheduler is shutting down");
+    }
+    RETURN_IF_ERROR(scheduler::MoveBoard(*b, *m, options_.reprogram, lifecycle_, &p));
+    CountLocked(&p);
+  }
+  Finish(std::move(p));
+  return absl::OkStatus();
 }
 
 bool Scheduler::ModelReady(ModelHandle model) const {

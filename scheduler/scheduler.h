@@ -194,6 +194,21 @@ class Scheduler final : private BoardLifecycle::Host {
   // finish in time), Unavailable (shutting down, or no board can serve it).
   absl::Status Enqueue(ModelHandle model, std::unique_ptr<InferRequest> request);
 
+  // When a request of `images` images at `priority` (0: the model's default)
+  // would be answered if it were queued now: the prediction Enqueue checks
+  // deadlines against (the queue ahead at its level and above, spread over
+  // the model's boards, plus the pipeline latency; without a serving board,
+  // from when one could serve). For routing between a model's variants
+  // (scheduler/variant_router.h). NotFound (no such model, or being
+  // removed), InvalidArgument (bad priority), Unavailable (no board can
+  // serve it).
+  absl::StatusOr<absl::Time> PredictCompletion(ModelHandle model, uint32_t images,
+                                               uint32_t priority = 0) const;
+  // Gives the board `board_id` to `model` as rebalancing does
+  // (scheduler/rebalance.h, MoveBoard). NotFound (no such board or model),
+  // FailedPrecondition (see MoveBoard there; also while shutting down).
+  absl::Status MoveBoard(int board_id, ModelHandle model);
+
   // Whether the model is added, not removed, and can be served: a board
   // serves it or can be given to it.
   bool ModelReady(ModelHandle model) const;

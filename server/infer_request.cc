@@ -3,6 +3,7 @@
 #include <cstring>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/client_text.h"
@@ -320,6 +321,23 @@ absl::StatusOr<RequestPolicy> ParseRequestPolicy(
   }
   if (timeout_us > 0) {
     policy.timeout = absl::Microseconds(static_cast<int64_t>(timeout_us));
+  }
+  if (auto it = req.parameters().find("min_accuracy"); it != req.parameters().end()) {
+    const inference::InferParameter& p = it->second;
+    double v = 0;
+    bool number = true;
+    if (p.parameter_choice_case() == inference::InferParameter::kDoubleParam) {
+      v = p.double_param();
+    } else if (p.parameter_choice_case() == inference::InferParameter::kStringParam) {
+      number = absl::SimpleAtod(p.string_param(), &v);
+    } else {
+      number = false;
+    }
+    if (!number || !(v > 0 && v <= 1)) {
+      return Bad(c, "parameter 'min_accuracy': must be a double (or decimal string) in "
+                    "(0, 1], the least top-1 accuracy of the variant that answers");
+    }
+    policy.min_accuracy = v;
   }
   return policy;
 }

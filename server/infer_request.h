@@ -52,15 +52,21 @@ absl::StatusOr<PreparedInput> PrepareInput(
 //             Triton): the model's default.
 //   timeout   uint64 or int64 microseconds from arrival; 0 or absent: the
 //             model's batching.default_timeout_us (0 there too: none).
+//   min_accuracy  double (or a decimal string, as REST clients may send):
+//             the least measured top-1 (a fraction in (0, 1]) of the variant
+//             that may answer (docs/serving.md, "Variants"); absent: the
+//             model's most accurate variant only.
 // Other parameters are ignored (as Triton leaves them to backends).
 struct RequestPolicy {
   uint32_t priority = 0;  // 0: the model's default level
   // absl::InfiniteDuration(): no timeout.
   absl::Duration timeout = absl::InfiniteDuration();
+  std::optional<double> min_accuracy;
 };
 
 // InvalidArgument naming the parameter for a value of another type (bool,
-// string, double), a negative value, or a timeout beyond an hour.
+// string, double), a negative value, a timeout beyond an hour, or a
+// min_accuracy that is not a number in (0, 1].
 absl::StatusOr<RequestPolicy> ParseRequestPolicy(
     const inference::ModelInferRequest& request,
     const config::ModelConfig& config);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
 #include "server/client_text.h"
@@ -466,8 +467,33 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
     done(requested.status());
     return;
   }
+  // A floor above every variant is refused before any work (the router
+  // would refuse it too).
+  if (requested->min_accuracy.has_value()) {
+    const VariantEntry* best = nullptr;
+    for (const VariantEntry& v : m.entry.variants) {
+      if (best == nullptr || v.manifest.accuracy.top1 > best->manifest.accuracy.top1) best = &v;
+    }
+    if (best == nullptr || *requested->min_accuracy > best->manifest.accuracy.top1) {
+      const absl::Status bad = absl::InvalidArgumentError(
+          best == nullptr || !best->manifest.accuracy.measured()
+              ? absl::StrCat("model ", Quote(c.name()),
+                             ": parameter 'min_accuracy': the model states no measured "
+                             "top-1 accuracy")
+              : absl::StrFormat("model %s: no variant reaches the minimum accuracy %.4f; "
+                                "the best available is '%s' with top-1 %.4f",
+                                Quote(c.name()), *requested->min_accuracy, best->name,
+                                best->manifest.accuracy.top1));
+      const absl::Duration took = absl::Now() - start;
+      metrics_->RequestDone(m.model_id(), bad.code(), 0, took);
+      statistics_->RequestDone(m.model_id(), false, 0, {took, {}, {}});
+      done(bad);
+      return;
+    }
+  }
   Policy policy;
   policy.priority = requested->priority;
+  policy.min_accuracy = requested->min_accuracy;
   if (requested->timeout != absl::InfiniteDuration()) {
     policy.deadline = start + requested->timeout;
   }
@@ -486,13 +512,27 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   // Set by Submit; read by `finish`, which owns it.
   auto queued_at = std::make_unique<std::atomic<int64_t>>(0);
   policy.queued_at_ns = queued_at.get();
+  auto variant = std::make_unique<std::atomic<int>>(0);
+  policy.variant = variant.get();
   // `model` keeps the labels `spec` points to.
   Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
                    model = ref.model, queued_at = std::move(queued_at),
+                   variant = std::move(variant),
                    shared = *std::move(shared)](absl::Status s) mutable {
     const absl::Time computed = absl::Now();
-    if (s.ok()) FinishLogitOutput(spec, n, classes, resp);
-    if (s.ok()) WriteSharedMemoryOutput(shared, resp);
+    if (s.ok()) {
+      // The variant that answered: its own dequantization, named in the
+      // response and counted.
+      const int vi = variant->load();
+      const std::vector<VariantEntry>& vs = model->entry.variants;
+      if (vi >= 0 && vi < static_cast<int>(vs.size())) {
+        spec.logit_scale = vs[vi].logit_scale;
+        (*resp->mutable_parameters())["variant"].set_string_param(vs[vi].name);
+        metrics_->VariantImages(model->name(), vs[vi].name, n);
+      }
+      FinishLogitOutput(spec, n, classes, resp);
+      WriteSharedMemoryOutput(shared, resp);
+    }
     const absl::Time end = absl::Now();
     metrics_->RequestDone(model->model_id(), s.code(), n, end - start);
     const int64_t queued_ns = queued_at->load();
@@ -525,7 +565,21 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   job->deadline = policy.deadline;
   job->done = [shared, keep = std::move(keep)](absl::Status s) { (*shared)(s); };
   if (policy.queued_at_ns != nullptr) policy.queued_at_ns->store(absl::ToUnixNanos(absl::Now()));
-  absl::Status s = scheduler_->Enqueue(ref.model->handle, std::move(job));
+  // Which variant: the router's choice (docs/serving.md, "Variants"), known
+  // before queueing so that the completion decodes with its scales.
+  scheduler::ModelHandle target = ref.model->handle;
+  absl::Status s;
+  if (ref.model->router != nullptr) {
+    absl::StatusOr<int> v = ref.model->router->Choose(n, policy.priority, policy.deadline,
+                                                      policy.min_accuracy);
+    if (v.ok()) {
+      if (policy.variant != nullptr) policy.variant->store(*v);
+      target = ref.model->variant_handles[*v];
+    } else {
+      s = v.status();
+    }
+  }
+  if (s.ok()) s = scheduler_->Enqueue(target, std::move(job));
   // Handed over (or refused): an unload need not wait for this request.
   ref.admission.reset();
   if (!s.ok()) {

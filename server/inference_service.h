@@ -162,6 +162,10 @@ class InferenceService final
     // Where Submit records when the images reached the scheduler (unix ns,
     // for the statistics); owned by the request's completion.
     std::atomic<int64_t>* queued_at_ns = nullptr;
+    // The request's accuracy floor, and where Submit records the index of
+    // the variant it was queued on (owned by the request's completion).
+    std::optional<double> min_accuracy;
+    std::atomic<int>* variant = nullptr;
   };
   // One inference, for ModelInfer and for each request of a stream:
   // validates `req` and queues its images; `done` is called exactly once

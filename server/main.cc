@@ -341,6 +341,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   mo.scheduler = sched->get();
   mo.metrics = &metrics;
   mo.boards = &boards;
+  mo.clock = &clock;
   // Emulated boards that model timing only return zeros: no canary holds.
   mo.canaries = absl::GetFlag(FLAGS_canary) && absl::GetFlag(FLAGS_emulated_compute);
   ModelManager models(std::move(mo));

@@ -43,6 +43,10 @@ Metrics::Metrics()
                   .Name("hgpipe_images_total")
                   .Help("Images answered successfully")
                   .Register(*registry_)),
+      variant_images_(prometheus::BuildCounter()
+                          .Name("hgpipe_variant_images_total")
+                          .Help("Images answered successfully, by the model's variant that answered")
+                          .Register(*registry_)),
       request_seconds_(prometheus::BuildHistogram()
                            .Name("hgpipe_request_duration_seconds")
                            .Help("Time from request arrival to answer")
@@ -207,6 +211,11 @@ void Metrics::RequestDone(int model_id, absl::StatusCode code, uint32_t images,
     m.images->Increment(images);
     m.request_seconds->Observe(absl::ToDoubleSeconds(latency));
   }
+}
+
+void Metrics::VariantImages(const std::string& model, const std::string& variant,
+                            uint32_t images) {
+  variant_images_.Add({{"model", model}, {"variant", variant}}).Increment(images);
 }
 
 void Metrics::QueueDepth(int model_id, uint64_t images) {

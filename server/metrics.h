@@ -12,6 +12,11 @@
 //   hgpipe_late_results_dropped_images_total (images whose request had been
 //   answered DEADLINE_EXCEEDED at its deadline while a board still computed
 //   them: their results came late and were dropped).
+// Per model and variant {model, variant}: hgpipe_variant_images_total
+//   (images answered OK by each of the model's bitstream variants,
+//   docs/serving.md "Variants"; a model without `variants` has one, "default").
+//   A variant after the first is also a model of its own in the per-board
+//   series, named "MODEL@VARIANT".
 // Per board and the model it serves {board, model}: hgpipe_board_images_total,
 //   hgpipe_board_runs_total, hgpipe_board_failed_runs_total,
 //   hgpipe_board_run_images, hgpipe_board_images_in_flight,
@@ -127,6 +132,9 @@ class Metrics final : public scheduler::Observer {
   // One answered request (any outcome).
   void RequestDone(int model_id, absl::StatusCode code, uint32_t images,
                    absl::Duration latency);
+  // Images of a request answered OK by `variant` of `model`
+  // (hgpipe_variant_images_total{model, variant}).
+  void VariantImages(const std::string& model, const std::string& variant, uint32_t images);
 
   // scheduler::Observer
   void ModelAdded(int model_id, absl::string_view name) override {
@@ -208,6 +216,7 @@ class Metrics final : public scheduler::Observer {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& images_;
+  prometheus::Family<prometheus::Counter>& variant_images_;
   prometheus::Family<prometheus::Histogram>& request_seconds_;
   prometheus::Family<prometheus::Histogram>& queue_seconds_;
   prometheus::Family<prometheus::Histogram>& device_seconds_;

@@ -168,6 +168,11 @@ void NormalizeModelConfig(const ModelEntry& e, config::ModelConfig* c) {
     b->set_low_priority_run_images(defaults.low_priority_run_images);
   }
   if (c->max_images_per_request() == 0) c->set_max_images_per_request(256);
+  // A model with variants runs its default variant's files.
+  if (!c->variants().empty() && !e.variants.empty()) {
+    if (c->weights().empty()) c->set_weights(e.variants.front().weights);
+    if (c->xclbin().empty()) c->set_xclbin(e.variants.front().xclbin);
+  }
 }
 
 absl::StatusOr<preprocess::Options> PreprocessOptions(

@@ -19,11 +19,32 @@
 
 namespace hgpipe::server {
 
+// One bitstream variant of a loaded model (config `variants`,
+// server/model_variants.h): what boards programmed with it run, and what its
+// manifest promises (timing, measured accuracy).
+struct VariantEntry {
+  std::string name;
+  // As in the config: the bitstream, and the weights and xclbin relative to
+  // the model's directory (empty if none).
+  std::string bitstream;
+  std::string weights;
+  std::string xclbin;
+  accel::BitstreamManifest manifest;
+  std::shared_ptr<const accel::Kernel> kernel;  // for emulated boards
+  // The variant's own dequantization: FP32 logits of an image answered by
+  // this variant are its words times this variant's logit_scale.
+  double logit_scale = 1.0;
+  double input_scale = 0.0;
+  std::vector<std::string> labels;
+};
+
 // A loaded model: its config and what its bitstream is.
 struct ModelEntry {
   config::ModelConfig config;  // normalized and validated once loaded
   std::string directory;
   std::string config_path;
+  // The fields below, up to `labels`, are the default variant's
+  // (variants[0]): what the model's boards run.
   accel::BitstreamManifest manifest;
   // What emulated boards run for this model; shared by all of them.
   std::shared_ptr<const accel::Kernel> kernel;
@@ -32,6 +53,8 @@ struct ModelEntry {
   double input_scale = 0.0;  // 0: unknown
   // Class names, one per class, or empty.
   std::vector<std::string> labels;
+  // Every variant, at least one, in config order; the first is the default.
+  std::vector<VariantEntry> variants;
 };
 
 // Reads and parses `path`. InvalidArgument with line and column on syntax

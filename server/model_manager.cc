@@ -23,6 +23,10 @@ struct ModelManager::Generation {
   std::string name;
   scheduler::ModelHandle handle;
   int number = 0;
+  // Every scheduler model of the load (one per variant), and how many the
+  // scheduler has not finished removing (guarded by the manager's mu_).
+  std::vector<scheduler::ModelHandle> variant_handles;
+  int removals_left = 0;
   // Guarded by the manager's mu_: set by Unload, called once the scheduler
   // has answered everything the load accepted.
   bool unloading = false;
@@ -131,6 +135,15 @@ absl::Status ModelManager::AddAndPublish(
                                                                handle.status().message()));
     }
     model->handle = *handle;
+    model->variant_handles = {model->handle};
+    if (model->entry.variants.size() > 1) {
+      if (absl::Status s = AddVariants(*model); !s.ok()) {
+        for (scheduler::ModelHandle h : model->variant_handles) {
+          options_.scheduler->RemoveModel(h, [] {}).IgnoreError();
+        }
+        return absl::Status(s.code(), absl::StrCat(model->entry.config_path, ": ", s.message()));
+      }
+    }
     LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
               << ", boards "
               << (board_names.empty() ? std::string("none (reprogramming)")
@@ -140,6 +153,7 @@ absl::Status ModelManager::AddAndPublish(
     auto g = std::make_shared<Generation>();
     g->name = name;
     g->handle = model->handle;
+    g->variant_handles = model->variant_handles;
     g->number = number;
     // Board names are unique in the server: find the ids of this load's own
     // (it may already have lost one to another model).
@@ -169,12 +183,65 @@ void ModelManager::OnAdmissionClosed(const std::shared_ptr<Generation>& g) {
   {
     hgpipe::MutexLock l(&mu_);
     if (closing_) return;
+    g->removals_left = static_cast<int>(g->variant_handles.size());
   }
-  absl::Status s = options_.scheduler->RemoveModel(g->handle, [this, g] { OnRemoved(g); });
-  if (!s.ok()) {
-    LOG(WARNING) << "model " << g->name << ": " << s.message();
-    OnRemoved(g);
+  // The load is gone once the scheduler has removed every variant's model.
+  auto removed = [this, g] {
+    bool last;
+    {
+      hgpipe::MutexLock l(&mu_);
+      last = --g->removals_left == 0;
+    }
+    if (last) OnRemoved(g);
+  };
+  for (scheduler::ModelHandle h : g->variant_handles) {
+    absl::Status s = options_.scheduler->RemoveModel(h, removed);
+    if (!s.ok()) {
+      LOG(WARNING) << "model " << g->name << ": " << s.message();
+      removed();
+    }
   }
+}
+
+absl::Status ModelManager::AddVariants(LoadedModel& model) {
+  if (options_.clock == nullptr) {
+    return absl::FailedPreconditionError("variants: the model manager has no clock");
+  }
+  const ModelEntry& e = model.entry;
+  scheduler::VariantRouter::Options ro;
+  ro.model = model.name();
+  ro.scheduler = options_.scheduler;
+  ro.clock = options_.clock;
+  for (size_t i = 0; i < e.variants.size(); ++i) {
+    const VariantEntry& v = e.variants[i];
+    if (i > 0) {
+      // The variant's bitstream as the board factory makes it for a model.
+      ModelEntry as_model = e;
+      as_model.manifest = v.manifest;
+      as_model.kernel = v.kernel;
+      as_model.config.set_xclbin(v.xclbin);
+      ASSIGN_OR_RETURN(std::shared_ptr<const accel::Bitstream> bitstream,
+                       options_.boards->MakeBitstream(as_model));
+      scheduler::ModelOptions mo = SchedulerModelOptions(e, std::move(bitstream));
+      mo.name = absl::StrCat(model.name(), "@", v.name);
+      // Boards come by reprogramming (the router moves them); a variant's
+      // outputs differ from the default's, so the default's canary is not
+      // its own. The metrics hear of it as "NAME@VARIANT"
+      // (Observer::ModelAdded).
+      absl::StatusOr<scheduler::ModelHandle> h = options_.scheduler->AddModel(mo, {});
+      if (!h.ok()) {
+        return absl::Status(h.status().code(), absl::StrCat("variants[", i, "] '", v.name,
+                                                            "': ", h.status().message()));
+      }
+      model.variant_handles.push_back(*h);
+    }
+    ro.variants.push_back({v.name, model.variant_handles[i], v.manifest.accuracy.top1,
+                           v.manifest.timing.max_images_per_second()});
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<scheduler::VariantRouter> router,
+                   scheduler::VariantRouter::Create(std::move(ro)));
+  model.router = std::move(router);
+  return absl::OkStatus();
 }
 
 void ModelManager::OnRemoved(const std::shared_ptr<Generation>& g) {

@@ -46,7 +46,9 @@
 #include "accel/board.h"
 #include "base/mutex.h"
 #include "preprocess/preprocessor.h"
+#include "base/clock.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/variant_router.h"
 #include "server/board_factory.h"
 #include "server/metrics.h"
 #include "server/model_repository.h"
@@ -65,6 +67,12 @@ struct LoadedModel {
   std::optional<preprocess::Preprocessor> preprocessor;
   // What boards run to prove their output (server/canary.h), or null.
   std::shared_ptr<const accel::Canary> canary;
+  // Per variant (entry.variants' order), the scheduler model that runs it:
+  // the first is `handle`, the others are named "NAME@VARIANT".
+  std::vector<scheduler::ModelHandle> variant_handles;
+  // With two variants or more: picks the variant of each request
+  // (scheduler/variant_router.h); null otherwise.
+  std::shared_ptr<scheduler::VariantRouter> router;
 
   const std::string& name() const { return entry.config.name(); }
   // The scheduler's, the metrics' and the statistics' id of this load.
@@ -97,6 +105,8 @@ class ModelManager {
     scheduler::Scheduler* scheduler = nullptr;
     Metrics* metrics = nullptr;
     BoardFactory* boards = nullptr;
+    // Required for models with variants (their router's demand windows).
+    Clock* clock = nullptr;
     // Whether models get canaries (server/canary.h): false when boards do
     // not compute (emulated boards with timing only).
     bool canaries = false;
@@ -177,6 +187,9 @@ class ModelManager {
   // The model's admission closed: remove it from the scheduler.
   void OnAdmissionClosed(const std::shared_ptr<Generation>& g);
   void OnRemoved(const std::shared_ptr<Generation>& g);
+  // Adds the scheduler models of `model`'s variants after the first, and
+  // its router. InvalidArgument / the scheduler's errors naming the variant.
+  absl::Status AddVariants(LoadedModel& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(add_mu_);
   // Removes from the scheduler the boards of unloaded loads made for them
   // alone (boards_to_remove_). On the loader's thread.
   void RemoveUnloadedBoards();

@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "server/client_text.h"
 #include "server/model_config.h"
+#include "server/model_variants.h"
 
 namespace hgpipe::server {
 
@@ -79,8 +80,10 @@ absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
     return absl::InvalidArgumentError(
         absl::StrCat(m.config_path, ": bitstream: missing"));
   }
-  if (absl::Status s = resolve(&m); !s.ok()) {
-    const bool names_field = absl::StartsWith(s.message(), "weights:");
+  if (absl::Status s = ResolveModelVariants(&m, resolve); !s.ok()) {
+    const bool names_field = absl::StartsWith(s.message(), "weights:") ||
+                             absl::StartsWith(s.message(), "xclbin:") ||
+                             absl::StartsWith(s.message(), "variants");
     return absl::Status(
         s.code() == absl::StatusCode::kNotFound ? absl::StatusCode::kInvalidArgument
                                                 : s.code(),

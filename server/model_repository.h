@@ -39,7 +39,8 @@ absl::StatusOr<std::vector<std::string>> ListModelDirectories(
 using ConfigEdit = std::function<absl::Status(config::ModelConfig* config)>;
 
 // Loads the model in `root`/`name`: parses its config.pbtxt, applies `edit`
-// (if any), resolves its bitstream, normalizes and validates. NotFound if
+// (if any), resolves its bitstream (every variant's: model_variants.h),
+// normalizes and validates. NotFound if
 // there is no such directory with a config.pbtxt; InvalidArgument naming the
 // file and field for a bad config or bitstream.
 absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,

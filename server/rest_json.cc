@@ -392,6 +392,20 @@ void WriteData(absl::string_view datatype, const std::string& raw, Writer& w) {
 void WriteField(const google::protobuf::Message& m, const google::protobuf::FieldDescriptor* f,
                 Writer& w);
 
+// The value an InferParameter holds (null if none).
+void WriteParameterValue(const google::protobuf::Message& m, Writer& w) {
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  const google::protobuf::Reflection* r = m.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (r->HasField(m, f)) {
+      WriteField(m, f, w);
+      return;
+    }
+  }
+  w.Null();
+}
+
 void WriteMessage(const google::protobuf::Message& m, Writer& w) {
   const google::protobuf::Descriptor* d = m.GetDescriptor();
   const google::protobuf::Reflection* r = m.GetReflection();
@@ -460,10 +474,19 @@ void WriteField(const google::protobuf::Message& m, const google::protobuf::Fiel
     }
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
+    // KServe's REST parameters are plain JSON values, not InferParameter
+    // objects.
+    const bool parameters =
+        value->message_type() != nullptr &&
+        value->message_type()->full_name() == inference::InferParameter::descriptor()->full_name();
     w.StartObject();
     for (const auto& [k, e] : entries) {
       w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-      WriteValue(*e, value, -1, w);
+      if (parameters) {
+        WriteParameterValue(e->GetReflection()->GetMessage(*e, value), w);
+      } else {
+        WriteValue(*e, value, -1, w);
+      }
     }
     w.EndObject();
     return;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/triton_config.h"
 #include "server/client_text.h"
+#include "server/model_variants.h"
 
 namespace hgpipe::server {
 namespace {
@@ -66,6 +67,7 @@ absl::StatusOr<inference::ModelMetadataResponse> TritonApi::ModelMetadata(
   };
   add(c.input(), resp.add_inputs());
   add(c.output(), resp.add_outputs());
+  AddVariantParameters(found->model->entry, resp.mutable_parameters());
   return resp;
 }
 

@@ -50,10 +50,10 @@ for s in "${stages[@]}"; do
       stage "TSan build (scheduler, clocks, boards)"
       cmake -S . -B build-tsan -G Ninja -DHGPIPE_SANITIZE=thread \
         -DHGPIPE_BUILD_BENCH=OFF >/dev/null &&
-        ninja -C build-tsan -j"${HGPIPE_JOBS:-2}" scheduler_test base_test accel_test ||
+        ninja -C build-tsan -j"${HGPIPE_JOBS:-2}" scheduler_test variant_router_test base_test accel_test ||
         { broken=1; continue; }
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-        run_ctest build-tsan -R "^(Scheduler|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel)" ;;
+        run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel)" ;;
     tsa)
       stage "clang++ -Wthread-safety -Werror, without XRT"
       CXX=clang++ cmake -S . -B build-tsa -G Ninja -DHGPIPE_THREAD_SAFETY=ON \

@@ -182,6 +182,7 @@ class Reader {
   }
 
   bool HasTensor(const std::string& name) const { return c_.tensors.count(name); }
+  bool HasKey(const std::string& key) const { return manifest_.count(key) > 0; }
 
   absl::Status CheckAllUsed() const {
     for (const auto& [k, v] : manifest_) {
@@ -377,6 +378,16 @@ absl::StatusOr<VitSpec> ReadSpec(Reader& r) {
                          &s.timing.interval_cycles));
   RETURN_IF_ERROR(r.Uint("latency_cycles", 1, std::numeric_limits<uint32_t>::max(),
                          &s.timing.latency_cycles));
+  if (r.HasKey("top1_accuracy")) {
+    ASSIGN_OR_RETURN(std::string v, r.Value("top1_accuracy"));
+    if (!absl::SimpleAtod(v, &s.accuracy.top1)) s.accuracy.top1 = -1;
+  }
+  if (r.HasKey("accuracy_dataset")) {
+    ASSIGN_OR_RETURN(s.accuracy.dataset, r.Value("accuracy_dataset"));
+  }
+  if (absl::Status st = s.accuracy.Validate(); !st.ok()) {
+    return r.Error(absl::StrCat("manifest ", st.message()));
+  }
   for (const absl::Status& st : {s.ToManifest().geometry.Validate(), s.timing.Validate()}) {
     if (!st.ok()) return r.Error(st.message());
   }
@@ -402,6 +413,7 @@ BitstreamManifest VitSpec::ToManifest() const {
   m.geometry.token_values = token_values;
   m.geometry.classes = classes;
   m.timing = timing;
+  m.accuracy = accuracy;
   return m;
 }
 

@@ -31,6 +31,10 @@ struct VitSpec {
   double input_scale = 1.0;   // real value of a device input int8 of 1
   double logit_scale = 1.0;   // real value of a logit of 1
   PipelineTiming timing;      // clock and cycles; overheads keep defaults
+  // Optional manifest keys top1_accuracy (a fraction) and accuracy_dataset:
+  // what the weights were measured to do, required of a model's variants
+  // (docs/serving.md, "Variants").
+  MeasuredAccuracy accuracy;
 
   uint32_t head_dim() const { return width / heads; }
   // Multiply-accumulates per image (the op count timing is scaled by).

@@ -103,6 +103,10 @@ absl::StatusOr<ManifestInfo> ManifestFromProto(
                                 "\" (known: \"", kOutputLayoutLogit19, "\")"));
   }
   info.max_images_per_run = m.max_images_per_run();
+  MeasuredAccuracy& a = info.manifest.accuracy;
+  a.top1 = m.accuracy().top1();
+  a.dataset = m.accuracy().dataset();
+  if (absl::Status s = a.Validate(); !s.ok()) return Invalid(what, s.message());
   return info;
 }
 

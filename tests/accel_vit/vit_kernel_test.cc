@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -147,6 +148,38 @@ TEST_F(FmnistKernelTest, ClassifiesTheGoldenTestImages) {
   ASSERT_GT(labelled, 0);
   // The model scores about 88 % on the full test set.
   EXPECT_GE(correct * 100, labelled * 75) << correct << " of " << labelled;
+}
+
+// A model's variants rank by the accuracy their weight files state
+// (docs/serving.md, "Variants"): optional keys, both or neither.
+TEST(VitWeightsTest, MeasuredAccuracyIsReadFromTheManifest) {
+  absl::StatusOr<Container> c = ReadContainer(FmnistWeightsPath());
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<VitWeights> plain = VitWeightsFromContainer(*c, "fmnist");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->spec.ToManifest().accuracy.measured());
+
+  Container with = *c;
+  with.manifest.emplace_back("top1_accuracy", "0.8833");
+  with.manifest.emplace_back("accuracy_dataset", "Fashion-MNIST test");
+  absl::StatusOr<VitWeights> w = VitWeightsFromContainer(with, "fmnist");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_DOUBLE_EQ(w->spec.ToManifest().accuracy.top1, 0.8833);
+  EXPECT_EQ(w->spec.ToManifest().accuracy.dataset, "Fashion-MNIST test");
+
+  for (const auto& [key, value, want] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"top1_accuracy", "1.5", "accuracy.top1 must be a fraction"},
+           {"top1_accuracy", "high", "accuracy.top1 must be a fraction"},
+           {"accuracy_dataset", "test", "accuracy.top1: required"},
+       }) {
+    Container bad = *c;
+    bad.manifest.emplace_back(key, value);
+    if (key == "top1_accuracy") bad.manifest.emplace_back("accuracy_dataset", "d");
+    absl::StatusOr<VitWeights> r = VitWeightsFromContainer(bad, "fmnist");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << value;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(want)) << value;
+  }
 }
 
 TEST(LoadVitKernelTest, MissingFileIsNotFound) {

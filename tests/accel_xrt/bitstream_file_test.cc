@@ -40,7 +40,8 @@ TEST(ManifestTest, ReadsEveryField) {
       "timing { clock_hz: 1e6 interval_cycles: 10 latency_cycles: 40\n"
       "         run_overhead_us: 25 link_bytes_per_second: 1e9 }\n"
       "io { input: \"hgpipe_2x2\" output: \"logit19\" }\n"
-      "max_images_per_run: 16\n",
+      "max_images_per_run: 16\n"
+      "accuracy { top1: 0.875 dataset: \"test set\" }\n",
       "m");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->manifest.name, "tiny_test");
@@ -50,6 +51,8 @@ TEST(ManifestTest, ReadsEveryField) {
   EXPECT_EQ(m->manifest.timing.run_overhead, absl::Microseconds(25));
   EXPECT_EQ(m->manifest.timing.link_bytes_per_second, 1e9);
   EXPECT_EQ(m->max_images_per_run, 16u);
+  EXPECT_EQ(m->manifest.accuracy.top1, 0.875);
+  EXPECT_EQ(m->manifest.accuracy.dataset, "test set");
   ASSERT_TRUE(m->xclbin_uuid.has_value());
   EXPECT_EQ(UuidToHex(*m->xclbin_uuid), "00112233445566778899aabbccddeeff");
 }
@@ -69,6 +72,11 @@ TEST(ManifestTest, ErrorsNameTheSourceAndTheField) {
       {"model: \"m\" io { output: \"fp32\" }", "io.output: unknown layout"},
       {"model: \"m\" kernel_contract: 2", "kernel_contract: 2"},
       {"model: \"m\" xclbin_uuid: \"xyz\"", "xclbin_uuid"},
+      {"model: \"m\" accuracy { top1: 1.5 dataset: \"d\" }", "accuracy.top1 must be a fraction"},
+      {"model: \"m\" accuracy { top1: -0.5 dataset: \"d\" }", "accuracy.top1 must be a fraction"},
+      {"model: \"m\" accuracy { top1: nan dataset: \"d\" }", "accuracy.top1 must be a fraction"},
+      {"model: \"m\" accuracy { top1: 0.5 }", "accuracy.dataset: required"},
+      {"model: \"m\" accuracy { dataset: \"d\" }", "accuracy.top1: required"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ManifestInfo> m = ParseManifest(c.text, "x.pbtxt");

@@ -56,6 +56,8 @@ TEST(HgpipeXclbinToolTest, WritesAnXclbinTheServerAccepts) {
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->manifest.manifest.name, "deit_tiny");
   EXPECT_EQ(f->manifest.max_images_per_run, 400u);
+  EXPECT_EQ(f->manifest.manifest.accuracy.top1, 0.7105);
+  EXPECT_THAT(f->manifest.manifest.accuracy.dataset, HasSubstr("ImageNet-1k validation"));
   EXPECT_EQ(UuidToHex(f->uuid), "00112233445566778899aabbccddeeff");
 
   Result info = RunTool("info " + out);
@@ -65,7 +67,7 @@ TEST(HgpipeXclbinToolTest, WritesAnXclbinTheServerAccepts) {
         "IP_LAYOUT", "CONNECTIVITY", "EMBEDDED_METADATA", "KEYVALUE_METADATA",
         "USER_METADATA", "hgpipe_top:hgpipe_top_1  ap_ctrl_chain", "(0) in ",
         "(1) out ", "(2) n_images ", "model:     deit_tiny", "7375 images/s",
-        "max images per run: 400"}) {
+        "max images per run: 400", "top-1 71.05 % on ImageNet-1k validation"}) {
     EXPECT_THAT(info.output, HasSubstr(want));
   }
 }

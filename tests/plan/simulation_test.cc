@@ -279,5 +279,60 @@ TEST(SimulationTest, HostCpuIsAQueueThatGrowsTheTailWithLoad) {
   EXPECT_EQ(Simulate(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Twice what the full variant's boards can take, 5 ms deadlines: with a
+// faster variant above the floor the router keeps nearly every deadline,
+// where the full variant alone answers about half (the setting, at
+// a size the sanitizer builds can run).
+TEST(SimulationTest, VariantsKeepDeadlinesUnderOverloadWhereRejectAnswersHalf) {
+  accel::PipelineTiming full;
+  accel::PipelineTiming taylor = full;
+  taylor.interval_cycles = full.interval_cycles / 3;
+  StreamSpec stream = Stream(2 * 2 * BoardImagesPerSecond());
+  stream.timeout = absl::Milliseconds(5);
+  stream.min_accuracy = 0.85;
+  SimulationSpec spec = OneModel(2, {stream}, absl::Seconds(2), absl::Seconds(1));
+  spec.scheduler.reprogram = true;
+  spec.scheduler.dispatch_lead = absl::Microseconds(100);
+  ModelSpec& m = spec.models[0];
+  m.program_time = absl::Milliseconds(100);
+  m.min_move_interval = absl::Milliseconds(200);
+  m.variants = {{"full", full, 0.90}, {"taylor", taylor, 0.88}, {"tiny", taylor, 0.60}};
+  absl::StatusOr<SimulationResult> v = Simulate(spec);
+  ASSERT_TRUE(v.ok()) << v.status();
+  const ModelResult& rv = v->models[0];
+  EXPECT_GE(rv.goodput, 0.95) << ModelResultToJson(rv);
+  EXPECT_GE(rv.board_moves, 1u);
+  EXPECT_EQ(rv.requests_by_variant.at("tiny"), 0u);  // below every floor
+  EXPECT_GT(rv.requests_by_variant.at("taylor"), 0u);
+  EXPECT_GE(rv.mean_accuracy, 0.88);
+  EXPECT_LE(rv.mean_accuracy, 0.90);
+  EXPECT_EQ(rv.requests_in_deadline, rv.requests_ok);  // a deadline is a promise
+
+  // The floor at the full variant: what servers do today.
+  m.streams[0].min_accuracy = std::nullopt;
+  absl::StatusOr<SimulationResult> r = Simulate(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ModelResult& rr = r->models[0];
+  EXPECT_LE(rr.goodput, 0.55) << ModelResultToJson(rr);
+  EXPECT_GE(rr.goodput, 0.40);
+  EXPECT_EQ(rr.board_moves, 0u);
+  EXPECT_DOUBLE_EQ(rr.mean_accuracy, 0.90);
+}
+
+TEST(SimulationTest, BadVariantsAreRefusedNamingTheField) {
+  SimulationSpec spec = OneModel(1, {Stream(100)}, absl::Seconds(1), absl::ZeroDuration());
+  spec.models[0].variants = {{"full", {}, 0.9}};
+  spec.scheduler.reprogram = false;
+  EXPECT_NE(Simulate(spec).status().message().find("variants need the scheduler's reprogram"),
+            std::string::npos);
+  spec.scheduler.reprogram = true;
+  spec.models[0].variants = {{"full", {}, 0.9}, {"full", {}, 0.8}};
+  EXPECT_NE(Simulate(spec).status().message().find("variant 'full': appears twice"),
+            std::string::npos);
+  spec.models[0].variants = {{"full", {}, 1.5}};
+  EXPECT_NE(Simulate(spec).status().message().find("top1 must be in (0, 1]"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace hgpipe::plan

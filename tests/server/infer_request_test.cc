@@ -1,5 +1,7 @@
 #include "server/infer_request.h"
 
+#include <cmath>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -248,6 +250,27 @@ TEST(RequestPolicyTest, TritonStyleParametersAreRead) {
   EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(3))->priority, 0u);
   (*r.mutable_parameters())["priority"].set_uint64_param(2);
   EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(1))->priority, 0u);
+}
+
+TEST(RequestPolicyTest, MinAccuracyIsAFractionAsDoubleOrString) {
+  auto r = Request(1);
+  EXPECT_FALSE(ParseRequestPolicy(r, PolicyModel(1))->min_accuracy.has_value());
+  (*r.mutable_parameters())["min_accuracy"].set_double_param(0.87);
+  EXPECT_EQ(*ParseRequestPolicy(r, PolicyModel(1))->min_accuracy, 0.87);
+  (*r.mutable_parameters())["min_accuracy"].set_string_param("0.5");
+  EXPECT_EQ(*ParseRequestPolicy(r, PolicyModel(1))->min_accuracy, 0.5);
+  for (double bad : {0.0, -0.1, 1.01, std::nan("")}) {
+    (*r.mutable_parameters())["min_accuracy"].set_double_param(bad);
+    auto p = ParseRequestPolicy(r, PolicyModel(1));
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(p.status().message(), HasSubstr("parameter 'min_accuracy'")) << bad;
+  }
+  (*r.mutable_parameters())["min_accuracy"].set_int64_param(1);
+  EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  (*r.mutable_parameters())["min_accuracy"].set_string_param("high");
+  EXPECT_EQ(ParseRequestPolicy(r, PolicyModel(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RequestPolicyTest, BadValuesAreInvalidArgumentNamingTheParameter) {

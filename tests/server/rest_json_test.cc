@@ -125,5 +125,22 @@ TEST(RestJsonTest, MessagesPrintEveryScalarAndNumbersAsNumbers) {
   EXPECT_EQ(ErrorJson("a \"b\"\n"), R"({"error":"a \"b\"\n"})");
 }
 
+TEST(RestJsonTest, ParametersArePlainValuesAsKServeWritesThem) {
+  inference::ModelMetadataResponse meta;
+  meta.set_name("m");
+  auto& p = *meta.mutable_parameters();
+  p["variants"].set_string_param("full,skip1");
+  p["variant.full.top1_accuracy"].set_double_param(0.5);
+  p["variant.full.interval_cycles"].set_int64_param(196);
+  p["flag"].set_bool_param(true);
+  p["big"].set_uint64_param(uint64_t{1} << 40);
+  p["unset"];
+  const std::string json = MessageToJson(meta);
+  EXPECT_THAT(json, HasSubstr(
+      R"("parameters":{"big":1099511627776,"flag":true,"unset":null,)"
+      R"("variant.full.interval_cycles":196,"variant.full.top1_accuracy":0.5,)"
+      R"("variants":"full,skip1"})"));
+}
+
 }  // namespace
 }  // namespace hgpipe::server

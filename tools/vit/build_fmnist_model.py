@@ -50,6 +50,69 @@ def int_accuracy(net, flat, labels, batch=500):
     return correct / len(flat)
 
 
+def export(model, name, weights_path, golden_path, calib, flat, labels,
+           golden_count=64, log=print):
+    """Quantizes the float `model` (quantize.py) on `calib` (device patches),
+    writes `weights_path` (gzip container) and `golden_path` (the first
+    `golden_count` of `flat` and 8 stress inputs with the reference's words),
+    and measures float and integer top-1 on `flat` / `labels`. Returns a
+    dict: float, integer (accuracies), manifest, wraps (types that wrap on
+    `flat`: must be empty)."""
+    t0 = time.time()
+    manifest, tensors, report = quantize.quantize(
+        model, calib, fmnist_data.INPUT_SCALE, name=name,
+        labels=fmnist_data.LABELS)
+    for n in report["notes"]:
+        log(n)
+    log(f"quantized in {time.time() - t0:.0f} s")
+    weightfile.write(weights_path, manifest, tensors, compress=True)
+    net = hgpipe.Model.load(weights_path)  # what C++ will see
+
+    t0 = time.time()
+    fa = float_accuracy(model, flat, labels)
+    ia = int_accuracy(net, flat, labels)
+    log(f"{name}: float top-1 {fa * 100:.2f}%, integer top-1 {ia * 100:.2f}% "
+        f"({len(flat):,} test images, {time.time() - t0:.0f} s)")
+    probe = quantize.RangeProbe(net.manifest, net.t)
+    quantize.forward_batched(probe, flat)
+    rows = quantize.headroom(probe.ranges)
+    for h, tag, t, lo, hi in rows:
+        if h < 0 or tag.endswith((".residual.out", "head.acc")):
+            log(f"test images: {h} bits of headroom in {tag} ({t}, range "
+                f"{lo}..{hi})")
+    wraps = [r for r in rows if r[0] < 0]
+
+    gflat = np.concatenate([
+        flat[:golden_count],
+        golden.stress_inputs(8, net.tokens, net.token_values, seed=7)])
+    glabels = [int(x) for x in labels[:golden_count]] + [-1] * 8
+    golden.write_golden(golden_path, name, gflat, golden.logit_words(net, gflat),
+                        glabels)
+    size = os.path.getsize(weights_path)
+    log(f"wrote {weights_path} ({size} bytes), {golden_path} "
+        f"({len(gflat)} images)")
+    log(f"logit_scale {manifest['logit_scale']}, timing "
+        f"{manifest['interval_cycles']} / {manifest['latency_cycles']} "
+        f"cycles at {manifest['clock_hz']} Hz")
+    return dict(float=fa, integer=ia, manifest=manifest, wraps=wraps)
+
+
+def calibration_patches(count, seed=0):
+    train_img, _ = fmnist_data.load("train")
+    rng = np.random.default_rng(seed)
+    return fmnist_data.to_patches(
+        train_img[rng.choice(len(train_img), count, replace=False)])
+
+
+def load_float(path, attn_kinds=None, mlp_kinds=None):
+    ckpt = torch.load(path)
+    model = HgVit(VitGeometry(**ckpt["geometry"]), attn_kinds=attn_kinds,
+                  mlp_kinds=mlp_kinds)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
@@ -63,60 +126,18 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    ckpt = torch.load(args.checkpoint)
-    model = HgVit(VitGeometry(**ckpt["geometry"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-
-    train_img, _ = fmnist_data.load("train")
-    rng = np.random.default_rng(0)
-    calib = fmnist_data.to_patches(
-        train_img[rng.choice(len(train_img), args.calibration, replace=False)])
-    t0 = time.time()
-    manifest, tensors, report = quantize.quantize(
-        model, calib, fmnist_data.INPUT_SCALE, name="fmnist_vit",
-        labels=fmnist_data.LABELS)
-    for n in report["notes"]:
-        print(n)
-    print(f"quantized in {time.time() - t0:.0f} s")
-
-    os.makedirs(args.out, exist_ok=True)
-    weights_path = os.path.join(args.out, "fmnist_vit.hgvit")
-    weightfile.write(weights_path, manifest, tensors, compress=True)
-    with open(os.path.join(args.out, "labels.txt"), "w") as f:
-        f.write("\n".join(fmnist_data.LABELS) + "\n")
-    net = hgpipe.Model.load(weights_path)  # what C++ will see
-
+    model = load_float(args.checkpoint)
+    calib = calibration_patches(args.calibration)
     test_img, test_lbl = fmnist_data.load("t10k")
     flat = fmnist_data.to_patches(test_img)
-    t0 = time.time()
-    fa = float_accuracy(model, flat, test_lbl)
-    ia = int_accuracy(net, flat, test_lbl)
-    print(f"float top-1 {fa * 100:.2f}%, integer top-1 {ia * 100:.2f}% "
-          f"(10,000 test images, {time.time() - t0:.0f} s)")
-    probe = quantize.RangeProbe(net.manifest, net.t)
-    quantize.forward_batched(probe, flat)
-    rows = quantize.headroom(probe.ranges)
-    for h, tag, t, lo, hi in rows:
-        if h < 0 or tag.endswith((".residual.out", "head.acc")):
-            print(f"test images: {h} bits of headroom in {tag} ({t}, range "
-                  f"{lo}..{hi})")
-    wraps = [r for r in rows if r[0] < 0]
-
-    gflat = np.concatenate([
-        flat[:args.golden],
-        golden.stress_inputs(8, net.tokens, net.token_values, seed=7)])
-    glabels = [int(x) for x in test_lbl[:args.golden]] + [-1] * 8
-    golden.write_golden(os.path.join(args.out, "golden.hgvit"), "fmnist_vit",
-                        gflat, golden.logit_words(net, gflat), glabels)
-    size = os.path.getsize(weights_path)
-    print(f"wrote {weights_path} ({size} bytes), labels.txt, golden.hgvit "
-          f"({len(gflat)} images)")
-    print(f"logit_scale {manifest['logit_scale']}, timing "
-          f"{manifest['interval_cycles']} / {manifest['latency_cycles']} "
-          f"cycles at {manifest['clock_hz']} Hz")
-    if wraps:
-        sys.exit(f"{len(wraps)} types wrap on test images: more headroom")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "labels.txt"), "w") as f:
+        f.write("\n".join(fmnist_data.LABELS) + "\n")
+    r = export(model, "fmnist_vit", os.path.join(args.out, "fmnist_vit.hgvit"),
+               os.path.join(args.out, "golden.hgvit"), calib, flat, test_lbl,
+               args.golden)
+    if r["wraps"]:
+        sys.exit(f"{len(r['wraps'])} types wrap on test images: more headroom")
 
 
 if __name__ == "__main__":

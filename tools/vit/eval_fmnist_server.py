@@ -12,6 +12,17 @@ free loopback port and stops it afterwards.
 
 Exits 1 if accuracy is below --min-accuracy, or more than --max-drop below
 --float-accuracy (the float PyTorch model's, docs/datapath.md).
+
+A variant (docs/datapath.md, "Variants"): --weights FILE serves that weight
+file as the model (a temporary repository holding models/fmnist_vit's
+config with `weights` set to FILE and no `variants`, and --golden as its
+canary); --record then writes the measured top-1 into FILE's manifest
+(top1_accuracy, accuracy_dataset), which the server's config loader requires
+of every variant:
+
+  /usr/bin/python3 tools/vit/eval_fmnist_server.py --server build/bin/hgpipe-server \
+      --weights models/fmnist_vit/fmnist_vit-skip1.hgvit \
+      --golden models/fmnist_vit/golden-skip1.hgvit --record
 Only Debian packages: python3-grpcio, python3-protobuf, python3-numpy,
 python3-pil, dataset-fashion-mnist; the message classes are generated from
 proto/grpc_service.proto with protoc at start.
@@ -21,6 +32,7 @@ import io
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -41,17 +53,50 @@ def load_messages():
     out = tempfile.mkdtemp(prefix="hgpipe-pb-")
     subprocess.run(["protoc", "-I" + SRC, "--python_out=" + out,
                     os.path.join(SRC, "proto", "grpc_service.proto"),
-                    os.path.join(SRC, "proto", "triton_model_config.proto")], check=True)
+                    os.path.join(SRC, "proto", "triton_model_config.proto"),
+                    os.path.join(SRC, "proto", "model_config.proto")], check=True)
     sys.path.insert(0, out)
     from proto import grpc_service_pb2  # noqa: E402
     return grpc_service_pb2
 
 
-def start_server(binary):
+def variant_repository(weights, golden_file, model):
+    """A temporary model repository serving `weights` as `model`, with
+    models/fmnist_vit's config otherwise."""
+    from google.protobuf import text_format
+    from proto import model_config_pb2
+    cfg = model_config_pb2.ModelConfig()
+    with open(os.path.join(SRC, "models", "fmnist_vit", "config.pbtxt")) as f:
+        text_format.Parse(f.read(), cfg)
+    del cfg.variants[:]
+    cfg.name = model
+    cfg.weights = os.path.abspath(weights)
+    root = tempfile.mkdtemp(prefix="hgpipe-eval-repo-")
+    os.makedirs(os.path.join(root, model))
+    with open(os.path.join(root, model, "config.pbtxt"), "w") as f:
+        f.write(text_format.MessageToString(cfg))
+    if golden_file:
+        shutil.copy(golden_file, os.path.join(root, model, "golden.hgvit"))
+    return root
+
+
+def record_accuracy(path, top1, dataset):
+    """Writes the measured accuracy into a weight file's manifest; the
+    weights and tables are unchanged."""
+    import weightfile
+    manifest, tensors = weightfile.read(path)
+    manifest["top1_accuracy"] = f"{top1:.4f}"
+    manifest["accuracy_dataset"] = dataset
+    weightfile.write(path, manifest, tensors, compress=True)
+
+
+def start_server(binary, repository=None):
     log = tempfile.NamedTemporaryFile(prefix="hgpipe-eval-", suffix=".log", delete=False)
-    proc = subprocess.Popen([binary, "--grpc-port=0", "--http-port=0", "--metrics-port=0",
-                             "--host=127.0.0.1", "--boards=sim:1"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    args = [binary, "--grpc-port=0", "--http-port=0", "--metrics-port=0",
+            "--host=127.0.0.1", "--boards=sim:1"]
+    if repository:
+        args.append("--model-repository=" + repository)
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:
         text = open(log.name).read()
@@ -82,7 +127,15 @@ def main():
     ap.add_argument("--min-accuracy", type=float, default=0.0)
     ap.add_argument("--float-accuracy", type=float)
     ap.add_argument("--max-drop", type=float, default=0.01)
+    ap.add_argument("--weights", help="serve this weight file as the model (needs --server)")
+    ap.add_argument("--golden", help="with --weights: its golden vectors (the board canary)")
+    ap.add_argument("--record", action="store_true",
+                    help="with --weights: write the measured top-1 into its manifest")
     args = ap.parse_args()
+    if (args.weights or args.record) and not args.server:
+        ap.error("--weights and --record need --server")
+    if args.record and not args.weights:
+        ap.error("--record needs --weights")
 
     pb = load_messages()
     images, labels = fmnist_data.load("t10k")
@@ -92,7 +145,10 @@ def main():
     proc = None
     url = args.url
     if args.server:
-        proc, url = start_server(args.server)
+        repository = None
+        if args.weights:
+            repository = variant_repository(args.weights, args.golden, args.model)
+        proc, url = start_server(args.server, repository)
     try:
         channel = grpc.insecure_channel(url, options=[
             ("grpc.max_send_message_length", 256 << 20),
@@ -139,6 +195,11 @@ def main():
         ok = ok and accuracy >= args.float_accuracy - args.max_drop
     print("fmnist accuracy through hgpipe-server: %.2f %% (%s)" %
           (100 * accuracy, "OK" if ok else "BELOW THE BAR"))
+    if args.record:
+        dataset = "Fashion-MNIST test (%s images as PNG through hgpipe-server)" % (
+            format(len(files), ","))
+        record_accuracy(args.weights, accuracy, dataset)
+        print("recorded top1_accuracy %.4f in %s" % (accuracy, args.weights))
     sys.exit(0 if ok else 1)
 
 

@@ -8,6 +8,11 @@ stage's integer types and scalars ("blocks.0.attn.norm" -> "sum=s15 ...
 mean_mult=43691 ...") and whose tensors hold its weights and tables. Every
 value is an int64 numpy array; every intermediate result is wrapped to its
 stage's type exactly as an HLS assignment to ap_int<W> / ap_uint<W> does.
+
+Each block's attention is softmax (HG-PIPE's), taylor (ViTALiTy's linear
+Taylor attention, docs/datapath.md "Taylor attention") or none (skipped), its MLP
+gelu or none: the manifest keys blocks.I.attn.kind and blocks.I.mlp.kind,
+softmax and gelu when absent.
 """
 
 import numpy as np
@@ -16,6 +21,9 @@ import weightfile
 
 # Every type of a stage line is "s<bits>" (ap_int) or "u<bits>" (ap_uint).
 MAX_TYPE_BITS = 56
+
+ATTN_KINDS = ("softmax", "taylor", "none")
+MLP_KINDS = ("gelu", "none")
 
 
 class IntType:
@@ -121,6 +129,23 @@ def softmax(s, p, exp, recip_one, recip_two):
     return p["out"].clamp(p["cursor3"].wrap((val + b3) >> s3))
 
 
+def taylor_attention(q, k, v, tokens, p):
+    """ViTALiTy's Taylor attention of one head's rows: q [..., T, dh] (the
+    `.q_quant` values), k, v [..., T, dh] -> the context accumulator
+    [..., T, dh] in the `.context` stage's acc type (wrapped by the caller).
+    p: the `.taylor` stage line. g = T K^T V - (sum K)^T (sum V) is
+    T K^T V with the keys centred on their mean, exactly, in integers."""
+    ksum = p["ksum"].wrap(k.sum(-2, keepdims=True))             # [..., 1, dh]
+    vsum = p["vsum"].wrap(v.sum(-2, keepdims=True))             # [..., 1, dh]
+    kv = p["kv"].wrap(np.swapaxes(k, -1, -2) @ v)               # [..., dh, dh]
+    g = p["g"].wrap(tokens * kv - np.swapaxes(ksum, -1, -2) * vsum)
+    gq = p["gout"].clamp(p["gshift"].wrap(
+        (g + (1 << (p["g_shift"] - 1))) >> p["g_shift"]))
+    m = p["mterm"].wrap((vsum * p["mean_mult"] +
+                         (1 << (p["mean_shift"] - 1))) >> p["mean_shift"])
+    return m + q @ gq
+
+
 def residual(x, main, p):
     """main + x rescaled by mult / 2^shift (rounded), in p['out']."""
     return p["out"].wrap(main + ((x * p["mult"] + (1 << (p["shift"] - 1))) >>
@@ -154,15 +179,41 @@ class Model:
     def w(self, name):
         return self.t[name].astype(np.int64)
 
+    def attn_kind(self, i):
+        k = str(self.manifest.get(f"blocks.{i}.attn.kind", "softmax"))
+        if k not in ATTN_KINDS:
+            raise ValueError(f"blocks.{i}.attn.kind: {k!r} is not one of "
+                             f"{ATTN_KINDS}")
+        return k
+
+    def mlp_kind(self, i):
+        k = str(self.manifest.get(f"blocks.{i}.mlp.kind", "gelu"))
+        if k not in MLP_KINDS:
+            raise ValueError(f"blocks.{i}.mlp.kind: {k!r} is not one of "
+                             f"{MLP_KINDS}")
+        return k
+
+    def stream_stages(self):
+        """The stages that write the residual stream, in order: "patch",
+        then each block's "blocks.I.attn" / "blocks.I.mlp" that runs."""
+        out = ["patch"]
+        for i in range(self.depth):
+            if self.attn_kind(i) != "none":
+                out.append(f"blocks.{i}.attn")
+            if self.mlp_kind(i) != "none":
+                out.append(f"blocks.{i}.mlp")
+        return out
+
     def in_type(self, block_kind, i):
-        """The type of the residual stream entering a stage."""
-        if block_kind == "attn":
-            return (self.p("patch")["out"] if i == 0 else
-                    self.p(f"blocks.{i - 1}.mlp.residual")["out"])
-        if block_kind == "mlp":
-            return self.p(f"blocks.{i}.attn.residual")["out"]
-        return (self.p(f"blocks.{self.depth - 1}.mlp.residual")["out"]
-                if self.depth else self.p("patch")["out"])
+        """The type of the residual stream entering a stage: the out type of
+        the last stage before it that writes the stream."""
+        stages = self.stream_stages()
+        if block_kind == "head":
+            before = stages[-1]
+        else:
+            before = stages[stages.index(f"blocks.{i}.{block_kind}") - 1]
+        return self.p("patch" if before == "patch" else
+                      before + ".residual")["out"]
 
     def norm(self, prefix, x, in_t):
         return layernorm(x, in_t, self.p(prefix), self.w(prefix + ".weight"),
@@ -197,13 +248,17 @@ class Model:
             out[m + "_quant"] = self.lut(f"{b}.{m}_quant", out[m])
         heads = lambda v: v.reshape(n, T, H, dh).transpose(0, 2, 1, 3)
         q, k, v = (heads(out[m + "_quant"]) for m in "qkv")
-        out["scores"] = s = self.p(b + ".scores")["acc"].wrap(
-            q @ k.transpose(0, 1, 3, 2))
-        out["softmax"] = pr = softmax(s, self.p(b + ".softmax"),
-                                      self.w(b + ".softmax.exp"),
-                                      self.w(b + ".softmax.recip_one"),
-                                      self.w(b + ".softmax.recip_two"))
-        ctx = self.p(b + ".context")["acc"].wrap(pr @ v)
+        if self.attn_kind(i) == "taylor":
+            ctx = self.p(b + ".context")["acc"].wrap(
+                taylor_attention(q, k, v, T, self.p(b + ".taylor")))
+        else:
+            out["scores"] = s = self.p(b + ".scores")["acc"].wrap(
+                q @ k.transpose(0, 1, 3, 2))
+            out["softmax"] = pr = softmax(s, self.p(b + ".softmax"),
+                                          self.w(b + ".softmax.exp"),
+                                          self.w(b + ".softmax.recip_one"),
+                                          self.w(b + ".softmax.recip_two"))
+            ctx = self.p(b + ".context")["acc"].wrap(pr @ v)
         out["context"] = ctx = ctx.transpose(0, 2, 1, 3).reshape(n, T, C)
         out["context_quant"] = cq = self.lut(b + ".context_quant", ctx)
         out["o"] = o = self.lin(b + ".o", cq)
@@ -239,7 +294,10 @@ class Model:
         if trace is not None:
             trace["patch"] = h
         for i in range(self.depth):
-            h = self.mlp(i, self.attention(i, h, trace), trace)
+            if self.attn_kind(i) != "none":
+                h = self.attention(i, h, trace)
+            if self.mlp_kind(i) != "none":
+                h = self.mlp(i, h, trace)
         return self.head(h, trace)
 
 

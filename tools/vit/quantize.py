@@ -12,6 +12,9 @@ Every stage becomes what HG-PIPE's bitstream computes:
             int8 products with a bias, in an accumulator type
   *_quant   requantization tables indexed by (acc + offset) >> shift
   softmax   exp table over (max - score), two-segment reciprocal table
+  taylor    ViTALiTy's linear Taylor attention (blocks whose kind is taylor):
+            sums over the tokens, T K^T V - (sum K)^T (sum V), shifted to an
+            operand, times q, plus the mean of V by (mult, shift)
   gelu      GELU and its requantization as one table
   residual  the stream rescaled to the block's accumulator scale by
             (mult, shift) and added
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import hgpipe
-from vit_model import HgVit
+from vit_model import HgVit, taylor_attention
 
 # HG-PIPE's DeiT-tiny on VCK190 (../shared/hgpipe.md): the timing every
 # other model's is scaled from.
@@ -79,6 +82,8 @@ class QuantConfig:
     logit_headroom_bits: int = 1
     # The patch embedding's output shift puts the stream near this many bits.
     patch_out_bits: int = 15
+    # Taylor attention: the context matrix G as a product operand.
+    taylor_g_bits: int = 8
 
 
 # ---- helpers ---------------------------------------------------------------
@@ -132,23 +137,75 @@ def floor_shift(lo_hi, offset, shift):
     return (lo_hi[0] + offset) >> shift, (lo_hi[1] + offset) >> shift
 
 
-def macs(g):
+def stages(g, attn_kinds=None, mlp_kinds=None):
+    """The hardware stages of one image's pipeline, in order, as (name, kind,
+    multiply-accumulates): the patch embedding, each block's attention and
+    MLP that runs, the head. docs/datapath.md, "Timing in the manifest"."""
+    t, d, h = g["tokens"], g["width"], g["heads"]
+    dh = d // h
+    attn_kinds = attn_kinds or ["softmax"] * g["depth"]
+    mlp_kinds = mlp_kinds or ["gelu"] * g["depth"]
+    out = [("patch", "patch", t * g["token_values"] * d)]
+    for i in range(g["depth"]):
+        a = attn_kinds[i]
+        if a == "softmax":   # q, k, v, o; q k^T and p v per head
+            out.append((f"blocks.{i}.attn", a, 4 * t * d * d + 2 * t * t * d))
+        elif a == "taylor":  # q, k, v, o; K^T V and q G per head: T dh^2 each
+            out.append((f"blocks.{i}.attn", a, 4 * t * d * d + 2 * t * d * dh))
+        if mlp_kinds[i] != "none":
+            out.append((f"blocks.{i}.mlp", mlp_kinds[i],
+                        2 * t * d * g["mlp_hidden"]))
+    out.append(("head", "head", d * g["classes"]))
+    return out
+
+
+def macs(g, attn_kinds=None, mlp_kinds=None):
     """Multiply-accumulates of one image through the datapath."""
-    t, d = g["tokens"], g["width"]
-    block = 4 * t * d * d + 2 * t * t * d + 2 * t * d * g["mlp_hidden"]
-    return t * g["token_values"] * d + g["depth"] * block + d * g["classes"]
+    return sum(w for _, _, w in stages(g, attn_kinds, mlp_kinds))
 
 
-def derived_timing(g):
-    """HG-PIPE's DeiT-tiny pipeline scaled by the model's op count, with the
-    interval no shorter than the 32-bit input stream (4 int8 per cycle) or
-    the output stream (one word per cycle). docs/datapath.md."""
-    ratio = macs(g) / macs(DEIT_TINY)
+# HG-PIPE's head stage runs 48,001 of the pipeline's 57,624 cycles per image
+# (../shared/hgpipe.md); its other stages' fill, in intervals, is what
+# remains of DeiT-tiny's latency after its 12 attention barriers and the
+# head: (816,584 - 12 x 57,624 - 48,001) / (25 x 57,624).
+DEIT_HEAD_CYCLES = 48_001
+DEIT_STAGES = 26
+
+
+def timing_terms(g, attn_kinds=None, mlp_kinds=None):
+    """The per-stage timing model (docs/datapath.md, "Timing in the
+    manifest"): returns a dict with the stages' work, the interval before and
+    after the I/O floor, and the latency's parts, in cycles at 425 MHz."""
+    from fractions import Fraction
+    st = stages(g, attn_kinds, mlp_kinds)
+    work = sum(w for _, _, w in st)
+    # A bitstream on HG-PIPE's device balances its stages (each gets DSPs
+    # and LUTs in proportion to its work), so the interval scales with the
+    # total work; the 32-bit input stream (4 int8 a cycle) and the output
+    # (one word a cycle) bound it below.
+    compute = math.ceil(Fraction(DEIT_INTERVAL_CYCLES) * work / macs(DEIT_TINY))
     beats = g["tokens"] * g["token_values"] // 4
-    interval = max(math.ceil(DEIT_INTERVAL_CYCLES * ratio), beats,
-                   g["classes"])
-    latency = max(math.ceil(DEIT_LATENCY_CYCLES * ratio), interval)
-    return DEIT_CLOCK_HZ, interval, latency
+    interval = max(compute, beats, g["classes"])
+    barriers = sum(1 for _, k, _ in st if k in ("softmax", "taylor"))
+    head = Fraction(DEIT_HEAD_CYCLES, DEIT_INTERVAL_CYCLES)
+    fill = (Fraction(DEIT_LATENCY_CYCLES, DEIT_INTERVAL_CYCLES) - 12 - head) \
+        / (DEIT_STAGES - 1)
+    # An attention (either kind) emits its first token only once the last
+    # token of the image has reached it: one interval per attention; the
+    # head emits the classes over its own interval once the CLS token
+    # arrives; every other stage adds its fill.
+    latency_ii = barriers + head + (len(st) - 1) * fill
+    latency = max(math.ceil(interval * latency_ii), interval)
+    return dict(stages=st, work=work, compute_interval=compute,
+                input_beats=beats, interval=interval, barriers=barriers,
+                latency_intervals=float(latency_ii), latency=latency)
+
+
+def derived_timing(g, attn_kinds=None, mlp_kinds=None):
+    """(clock_hz, interval_cycles, latency_cycles) of the model on HG-PIPE's
+    device: timing_terms(). For DeiT-tiny it gives HG-PIPE's own figures."""
+    t = timing_terms(g, attn_kinds, mlp_kinds)
+    return DEIT_CLOCK_HZ, t["interval"], t["latency"]
 
 
 def _np(t):
@@ -190,6 +247,50 @@ def _ln_var(x):
     return x.var(-1, unbiased=False)
 
 
+def _observe_attention(st, p, blk, h, g, dh):
+    if blk.attn.kind == "none":
+        return h
+    n, t, d = h.shape
+    st.add_range(p + "attn.norm.var", _ln_var(h))
+    a = blk.norm1(h)
+    st.add_abs(p + "attn.norm", a)
+    qkv = blk.attn.qkv(a)
+    q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+    st.add_abs(p + "attn.q", q)
+    st.add_abs(p + "attn.k", k)
+    st.add_abs(p + "attn.v", v)
+    heads = lambda y: y.reshape(n, t, g.heads, dh).transpose(1, 2)
+    if blk.attn.kind == "taylor":
+        kc = heads(k) - heads(k).mean(dim=-2, keepdim=True)
+        st.add_range(p + "attn.taylor.g", kc.transpose(-2, -1) @ heads(v))
+        y = taylor_attention(heads(q), heads(k), heads(v))
+    else:
+        att = ((heads(q) @ heads(k).transpose(-2, -1)) /
+               math.sqrt(dh)).softmax(-1)
+        st.add_range(p + "attn.softmax", att)
+        y = att @ heads(v)
+    ctx = y.transpose(1, 2).reshape(n, t, d)
+    st.add_abs(p + "attn.context", ctx)
+    h = h + blk.attn.proj(ctx)
+    st.add_range(p + "attn.residual", h)
+    return h
+
+
+def _observe_mlp(st, p, blk, h):
+    if blk.mlp_kind == "none":
+        return h
+    st.add_range(p + "mlp.norm.var", _ln_var(h))
+    a = blk.norm2(h)
+    st.add_abs(p + "mlp.norm", a)
+    f1 = blk.mlp.fc1(a)
+    st.add_range(p + "mlp.fc1", f1)
+    ge = F.gelu(f1)
+    st.add_abs(p + "mlp.gelu", ge)
+    h = h + blk.mlp.fc2(ge)
+    st.add_range(p + "mlp.residual", h)
+    return h
+
+
 def observe(model: HgVit, x, batch=250):
     """Runs the float model on x [N, T, V] (float input) and records what
     the quantizer needs at every point."""
@@ -207,28 +308,8 @@ def observe(model: HgVit, x, batch=250):
                 st.add_range(p + "attn.norm.var", _ln_var(h))
                 a = blk.norm1(h)
                 st.add_abs(p + "attn.norm", a)
-                qkv = blk.attn.qkv(a)
-                q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
-                st.add_abs(p + "attn.q", q)
-                st.add_abs(p + "attn.k", k)
-                st.add_abs(p + "attn.v", v)
-                heads = lambda y: y.reshape(n, t, g.heads, dh).transpose(1, 2)
-                att = ((heads(q) @ heads(k).transpose(-2, -1)) /
-                       math.sqrt(dh)).softmax(-1)
-                st.add_range(p + "attn.softmax", att)
-                ctx = (att @ heads(v)).transpose(1, 2).reshape(n, t, d)
-                st.add_abs(p + "attn.context", ctx)
-                h = h + blk.attn.proj(ctx)
-                st.add_range(p + "attn.residual", h)
-                st.add_range(p + "mlp.norm.var", _ln_var(h))
-                a = blk.norm2(h)
-                st.add_abs(p + "mlp.norm", a)
-                f1 = blk.mlp.fc1(a)
-                st.add_range(p + "mlp.fc1", f1)
-                ge = F.gelu(f1)
-                st.add_abs(p + "mlp.gelu", ge)
-                h = h + blk.mlp.fc2(ge)
-                st.add_range(p + "mlp.residual", h)
+                h = _observe_attention(st, p, blk, h, g, dh)
+                h = _observe_mlp(st, p, blk, h)
             c = h[:, 0]
             st.add_range("head.norm.var", _ln_var(c))
             a = model.norm(c)
@@ -528,8 +609,108 @@ class Builder:
         self.stage(key, out=out_type, mult=mult, shift=shift)
         self.scales[key] = main_scale
 
+    def taylor(self, b, tokens, dh, q_type, kv_type, scales, g_real_max):
+        """ViTALiTy's Taylor attention between the q/k/v tables and the
+        context table (docs/datapath.md, "Taylor attention"): the `.taylor`
+        and `.context` stage lines. g_real_max: the largest |K^ T V| entry
+        (keys centred, real units) on the calibration images. Returns the
+        context accumulator's (type, scale)."""
+        cfg = self.cfg
+        key = b + ".taylor"
+        t = tokens
+        k_lo, k_hi = type_range(kv_type)
+        kmag = mag(kv_type)
+        sum_t = int_type(t * k_lo, t * k_hi, key + " ksum")
+        kvb = t * kmag * kmag
+        kv_t = int_type(-kvb, kvb, key + " kv")
+        gb = t * kvb + (t * kmag) ** 2
+        g_t = int_type(-gb, gb, key + " g")
+        # g = T K^T V - (sum K)^T (sum V) = T K^ T V in integer units.
+        g_int_max = t * g_real_max / (scales["k"] * scales["v"])
+        qmax = (1 << (cfg.taylor_g_bits - 1)) - 1
+        g_shift = 1
+        while g_int_max / (1 << g_shift) > qmax + 0.5 and g_shift < 62:
+            g_shift += 1
+        half = 1 << (g_shift - 1)
+        gshift_t = int_type(*floor_shift((-gb, gb), half, g_shift),
+                            key + " gshift")
+        gout_t = f"s{cfg.taylor_g_bits}"
+        # The context y_t = (sum V + q_t K^ T V / sqrt(dh)) / T in real
+        # units: q gq counts units of u = s_q s_k s_v 2^g_shift /
+        # (T^2 sqrt(dh)); the mean of V (s_v vsum / T) enters in the same
+        # units as vsum * mean_mult / 2^mean_shift.
+        u = scales["q"] * scales["k"] * scales["v"] * 2.0 ** g_shift / (
+            t * t * math.sqrt(dh))
+        ratio = scales["v"] / (t * u)
+        mean_shift = (cfg.residual_mult_bits - 1) - math.floor(math.log2(ratio))
+        mean_shift = min(max(mean_shift, 1), 62)
+        mean_mult = int(round_half_up(ratio * 2.0 ** mean_shift))
+        if not 0 < mean_mult <= INT32_MAX:
+            raise ValueError(f"{key}: mean ratio {ratio} does not fit")
+        mhalf = 1 << (mean_shift - 1)
+        m_lo = (t * k_lo * mean_mult + mhalf) >> mean_shift
+        m_hi = (t * k_hi * mean_mult + mhalf) >> mean_shift
+        mterm_t = int_type(m_lo, m_hi, key + " mterm")
+        cb = max(-m_lo, m_hi) + dh * mag(q_type) * mag(gout_t)
+        ctx_t = int_type(-cb, cb, b + ".context", ACC_BITS)
+        self.stage(key, ksum=sum_t, vsum=sum_t, kv=kv_t, g=g_t,
+                   gshift=gshift_t, gout=gout_t, mterm=mterm_t,
+                   g_shift=g_shift, mean_mult=mean_mult, mean_shift=mean_shift)
+        self.stage(b + ".context", acc=ctx_t)
+        self.scales[key] = u
+        self.notes.append(
+            f"{key}: g {g_t} >> {g_shift} to {gout_t} (|G| up to "
+            f"{g_int_max:.4g} in integer units), mean of V x {mean_mult} / "
+            f"2^{mean_shift}, context {ctx_t}")
+        return ctx_t, u
+
 
 # ---- the network -----------------------------------------------------------
+
+def _attention(bld, b, i, blk, st, sd, x_type, x_scale, g, act, kv, act_scale,
+               stream_type):
+    """One attention block (softmax or taylor): its stage lines and tensors.
+    Returns the residual stream's (type, scale) after it."""
+    cfg = bld.cfg
+    d, dh = g.width, g.width // g.heads
+    a_scale = act_scale(b + ".norm", cfg.act_bits)
+    bld.norm(b + ".norm", x_type, x_scale, sd[f"blocks.{i}.norm1.weight"],
+             sd[f"blocks.{i}.norm1.bias"], blk.norm1.eps,
+             st.lo[b + ".norm.var"], st.hi[b + ".norm.var"], act, a_scale)
+    qkv_w = sd[f"blocks.{i}.attn.qkv.weight"]
+    qkv_b = sd[f"blocks.{i}.attn.qkv.bias"]
+    scales = {}
+    for j, (m, out_t_) in enumerate((("q", act), ("k", kv), ("v", kv))):
+        at, asc = bld.linear(f"{b}.{m}", qkv_w[j * d:(j + 1) * d],
+                             qkv_b[j * d:(j + 1) * d], act, a_scale,
+                             cfg.weight_bits)
+        scales[m] = act_scale(f"{b}.{m}", int(out_t_[1:]))
+        bld.requant(f"{b}.{m}_quant", at, asc, out_t_, scales[m])
+    if blk.attn.kind == "taylor":
+        ctx_t, ctx_scale = bld.taylor(b, g.tokens, dh, act, kv, scales,
+                                      st.absmax(b + ".taylor.g"))
+    else:
+        sbound = dh * mag(act) * mag(kv)
+        scores_t = int_type(-sbound, sbound, b + ".scores", ACC_BITS)
+        bld.stage(b + ".scores", acc=scores_t)
+        bld.scales[b + ".scores"] = scales["q"] * scales["k"]
+        p_scale = bld.softmax(b + ".softmax", scores_t,
+                              scales["q"] * scales["k"] / math.sqrt(dh),
+                              g.tokens, st.hi[b + ".softmax"])
+        cbound = g.tokens * ((1 << cfg.prob_bits) - 1) * mag(kv)
+        ctx_t = int_type(-cbound, cbound, b + ".context", ACC_BITS)
+        bld.stage(b + ".context", acc=ctx_t)
+        ctx_scale = p_scale * scales["v"]
+    bld.scales[b + ".context"] = ctx_scale
+    c_scale = act_scale(b + ".context", cfg.act_bits)
+    bld.requant(b + ".context_quant", ctx_t, ctx_scale, act, c_scale)
+    o_t, o_scale = bld.linear(b + ".o", sd[f"blocks.{i}.attn.proj.weight"],
+                              sd[f"blocks.{i}.attn.proj.bias"], act,
+                              c_scale, cfg.weight_bits)
+    res_t = stream_type(b + ".residual", o_scale)
+    bld.residual(b + ".residual", x_scale, o_scale, res_t)
+    return res_t, o_scale
+
 
 def _headroom_type(lo, hi, bits, what, max_bits):
     lo = min(int(lo), 0) << bits
@@ -590,41 +771,19 @@ def build(model: HgVit, st: _Stats, cfg: QuantConfig, input_scale,
 
     for i, blk in enumerate(model.blocks):
         b = f"blocks.{i}.attn"
+        bld.man[b + ".kind"] = blk.attn.kind
+        bld.man[f"blocks.{i}.mlp.kind"] = blk.mlp_kind
+        if blk.attn.kind != "none":
+            x_type, x_scale = _attention(bld, b, i, blk, st, sd, x_type,
+                                         x_scale, g, act, kv, act_scale,
+                                         stream_type)
+        b = f"blocks.{i}.mlp"
+        if blk.mlp_kind == "none":
+            continue
         a_scale = act_scale(b + ".norm", cfg.act_bits)
         bld.norm(b + ".norm", x_type, x_scale, sd[f"blocks.{i}.norm1.weight"],
                  sd[f"blocks.{i}.norm1.bias"], blk.norm1.eps,
                  st.lo[b + ".norm.var"], st.hi[b + ".norm.var"], act, a_scale)
-        qkv_w = sd[f"blocks.{i}.attn.qkv.weight"]
-        qkv_b = sd[f"blocks.{i}.attn.qkv.bias"]
-        scales = {}
-        for j, (m, out_t_) in enumerate((("q", act), ("k", kv), ("v", kv))):
-            at, asc = bld.linear(f"{b}.{m}", qkv_w[j * d:(j + 1) * d],
-                                 qkv_b[j * d:(j + 1) * d], act, a_scale,
-                                 cfg.weight_bits)
-            scales[m] = act_scale(f"{b}.{m}", int(out_t_[1:]))
-            bld.requant(f"{b}.{m}_quant", at, asc, out_t_, scales[m])
-        sbound = dh * mag(act) * mag(kv)
-        scores_t = int_type(-sbound, sbound, b + ".scores", ACC_BITS)
-        bld.stage(b + ".scores", acc=scores_t)
-        bld.scales[b + ".scores"] = scales["q"] * scales["k"]
-        p_scale = bld.softmax(b + ".softmax", scores_t,
-                              scales["q"] * scales["k"] / math.sqrt(dh),
-                              g.tokens, st.hi[b + ".softmax"])
-        cbound = g.tokens * ((1 << cfg.prob_bits) - 1) * mag(kv)
-        ctx_t = int_type(-cbound, cbound, b + ".context", ACC_BITS)
-        bld.stage(b + ".context", acc=ctx_t)
-        bld.scales[b + ".context"] = p_scale * scales["v"]
-        c_scale = act_scale(b + ".context", cfg.act_bits)
-        bld.requant(b + ".context_quant", ctx_t, p_scale * scales["v"], act,
-                    c_scale)
-        o_t, o_scale = bld.linear(b + ".o", sd[f"blocks.{i}.attn.proj.weight"],
-                                  sd[f"blocks.{i}.attn.proj.bias"], act,
-                                  c_scale, cfg.weight_bits)
-        res_t = stream_type(b + ".residual", o_scale)
-        bld.residual(b + ".residual", x_scale, o_scale, res_t)
-        x_type, x_scale = res_t, o_scale
-
-        b = f"blocks.{i}.mlp"
         a_scale = act_scale(b + ".norm", cfg.act_bits)
         bld.norm(b + ".norm", x_type, x_scale, sd[f"blocks.{i}.norm2.weight"],
                  sd[f"blocks.{i}.norm2.bias"], blk.norm2.eps,
@@ -701,6 +860,7 @@ WRAPPING = {
     "softmax": ("minus", "cursor1", "sum", "cursor2_one", "cursor2_two",
                 "affine", "cursor3"),
     "residual": ("out",),
+    "taylor": ("ksum", "vsum", "kv", "g", "gshift", "mterm"),
 }
 
 
@@ -716,7 +876,7 @@ def stage_kind(key):
         return "table"
     if last in ("scores", "context"):
         return "acc"
-    if last in ("softmax", "residual"):
+    if last in ("softmax", "residual", "taylor"):
         return last
     return None
 
@@ -786,7 +946,8 @@ def quantize(model: HgVit, calib_flat, input_scale, cfg=None, name="vit",
     x = torch.from_numpy(calib_flat.astype(np.float32) * input_scale)
     st = observe(model, x)
     gd = g.to_dict()
-    clock, interval, latency = timing or derived_timing(gd)
+    clock, interval, latency = timing or derived_timing(
+        gd, model.attn_kinds, model.mlp_kinds)
 
     def container(bld, logit_scale):
         man = dict(name=name, **{k: gd[k] for k in (

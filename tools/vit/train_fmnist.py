@@ -5,6 +5,13 @@ minutes on a loaded 2-core machine).
   /usr/bin/python3 tools/vit/train_fmnist.py --out /tmp/hgpipe-fmnist/float.pt
 
 Then quantize, export and check it with tools/vit/build_fmnist_model.py.
+
+The Taylor-attention variant (docs/datapath.md, "Variants") is fine-tuned
+from the full model's weights with every attention replaced by ViTALiTy's
+Taylor attention (about 9 minutes):
+
+  /usr/bin/python3 tools/vit/train_fmnist.py --init /tmp/hgpipe-fmnist/float.pt \
+      --attn-kind taylor --epochs 4 --lr 1e-3 --out /tmp/hgpipe-fmnist/taylor.pt
 """
 
 import argparse
@@ -61,6 +68,11 @@ def main():
     p.add_argument("--seed", type=int, default=20240717)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--augment", action="store_true")
+    p.add_argument("--init", help="start from this checkpoint's weights "
+                   "(fine-tuning) instead of a random initialization")
+    p.add_argument("--attn-kind", default="softmax",
+                   choices=("softmax", "taylor"),
+                   help="every block's attention (vit_model.ATTN_KINDS)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -74,7 +86,12 @@ def main():
     x_train_all = to_float_input(train_img)
     y_train = torch.from_numpy(train_lbl.astype(np.int64))
 
-    model = HgVit(FMNIST_GEOMETRY)
+    model = HgVit(FMNIST_GEOMETRY,
+                  attn_kinds=[args.attn_kind] * FMNIST_GEOMETRY.depth)
+    if args.init:
+        model.load_state_dict(torch.load(args.init)["state_dict"])
+        print(f"from {args.init}: test {evaluate(model, x_test, y_test) * 100:.2f}%"
+              f" with {args.attn_kind} attention", flush=True)
     decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim >= 2]
     no_decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
@@ -119,6 +136,8 @@ def main():
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save({"geometry": FMNIST_GEOMETRY.to_dict(),
+                "attn_kinds": model.attn_kinds,
+                "init": args.init, "lr": args.lr,
                 "state_dict": model.state_dict(),
                 "seed": args.seed, "epochs": args.epochs,
                 "test_accuracy": acc}, args.out)

@@ -202,6 +202,12 @@ absl::Status Info(const std::string& path) {
                    absl::FormatDuration(m.timing.run_overhead),
                    m.timing.max_images_per_second(),
                    absl::ToDoubleMilliseconds(m.timing.latency()))
+            << "  accuracy:  "
+            << (m.accuracy.measured()
+                    ? absl::StrFormat("top-1 %.2f %% on %s", m.accuracy.top1 * 100,
+                                      m.accuracy.dataset)
+                    : std::string("not stated"))
+            << "\n"
             << "  io:        " << accel::kInputLayoutHgpipe2x2 << " in, "
             << accel::kOutputLayoutLogit19 << " out\n"
             << "  max images per run: "

@@ -64,7 +64,7 @@ class VariantRouterTest : public ::testing::Test {
   }
 
   std::shared_ptr<const accel::Bitstream> Variant(uint64_t interval_cycles) {
-    auto kernel = *accel::FindEmulatedKernel("verify");
+    auto kernel = accel::VerifyKernel();
     accel::BitstreamManifest m = kernel->manifest();
     m.timing.interval_cycles = interval_cycles;
     return std::make_shared<const accel::Bitstream>(accel::Bitstream{m, kernel, ""});

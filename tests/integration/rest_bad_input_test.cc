@@ -145,7 +145,12 @@ TEST_F(RestBadInputTest, ASlowClientGets408AndMemoryStaysBounded) {
   }
   // 8 x 4 MiB announced; memory follows the bytes that came, not the claims.
   const long after = ResidentBytes(server_->pid());
+#if !defined(__SANITIZE_ADDRESS__)
+  // Not under ASan: its shadow memory and quarantine grow RSS with every
+  // allocation made or freed (22 MiB here once), so RSS no longer measures
+  // what the server holds. The normal build checks it.
   EXPECT_LT(after - before, 8L * kMaxInput / 2) << before << " -> " << after;
+#endif
   // Headers that never end.
   const std::string stalled =
       RawExchange(server_->http_port(), "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n");

@@ -123,7 +123,7 @@ TEST_F(RestBadInputTest, OversizedBodyIsRefusedBeforeItIsRead) {
 }
 
 TEST_F(RestBadInputTest, ASlowClientGets408AndMemoryStaysBounded) {
-  const long before = ResidentBytes(server_->pid());
+  [[maybe_unused]] const long before = ResidentBytes(server_->pid());
   // Eight clients announce a body near the limit, send a little, and stall.
   std::vector<std::thread> clients;
   std::vector<std::string> replies(8);
@@ -144,7 +144,7 @@ TEST_F(RestBadInputTest, ASlowClientGets408AndMemoryStaysBounded) {
     EXPECT_THAT(r, HasSubstr("did not arrive within"));
   }
   // 8 x 4 MiB announced; memory follows the bytes that came, not the claims.
-  const long after = ResidentBytes(server_->pid());
+  [[maybe_unused]] const long after = ResidentBytes(server_->pid());
 #if !defined(__SANITIZE_ADDRESS__)
   // Not under ASan: its shadow memory and quarantine grow RSS with every
   // allocation made or freed (22 MiB here once), so RSS no longer measures
@@ -187,7 +187,7 @@ TEST_F(RestBadInputTest, CompressedBodiesThatDoNotInflate) {
   ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), gz.substr(0, gz.size() - 9), o),
               400, "truncated");
   // A bomb: 64 MiB of zeros in about 64 KB, the limit 4 MiB.
-  const long before = ResidentBytes(server_->pid());
+  [[maybe_unused]] const long before = ResidentBytes(server_->pid());
   ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"),
                        Compress("gzip", std::string(64 << 20, '\0')), o),
               413, "inflates to more than");

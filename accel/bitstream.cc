@@ -13,8 +13,8 @@ absl::Status DeviceGeometry::Validate() const {
         absl::StrCat("geometry.tokens must be even and > 0, got ", tokens));
   }
   if (token_values == 0 || token_values % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "geometry.token_values must be even and > 0, got ", token_values));
+    return absl::InvalidArgumentError(
+        absl::StrCat("geometry.token_values must be even and > 0, got ", token_values));
   }
   if (classes == 0 || classes > (1u << 20)) {
     return absl::InvalidArgumentError(
@@ -33,8 +33,7 @@ absl::Status MeasuredAccuracy::Validate() const {
         "accuracy.dataset: required with accuracy.top1 (what it was measured on)");
   }
   if (!measured() && !dataset.empty()) {
-    return absl::InvalidArgumentError(
-        "accuracy.top1: required with accuracy.dataset");
+    return absl::InvalidArgumentError("accuracy.top1: required with accuracy.dataset");
   }
   return absl::OkStatus();
 }
@@ -50,15 +49,13 @@ absl::Duration PipelineTiming::latency() const {
 absl::Duration PipelineTiming::image_input_time(size_t input_bytes) const {
   absl::Duration t = interval();
   if (link_bytes_per_second > 0) {
-    t = std::max(t, absl::Seconds(static_cast<double>(input_bytes) /
-                                  link_bytes_per_second));
+    t = std::max(t, absl::Seconds(static_cast<double>(input_bytes) / link_bytes_per_second));
   }
   return t;
 }
 
 double PipelineTiming::pipeline_depth() const {
-  return static_cast<double>(latency_cycles) /
-         static_cast<double>(interval_cycles);
+  return static_cast<double>(latency_cycles) / static_cast<double>(interval_cycles);
 }
 
 double PipelineTiming::max_images_per_second() const {
@@ -67,23 +64,21 @@ double PipelineTiming::max_images_per_second() const {
 
 absl::Status PipelineTiming::Validate() const {
   if (!(clock_hz > 0) || !std::isfinite(clock_hz)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("timing.clock_hz must be > 0, got ", clock_hz));
+    return absl::InvalidArgumentError(absl::StrCat("timing.clock_hz must be > 0, got ", clock_hz));
   }
   if (interval_cycles == 0) {
     return absl::InvalidArgumentError("timing.interval_cycles must be > 0");
   }
   if (latency_cycles < interval_cycles) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "timing.latency_cycles (", latency_cycles,
-        ") must be >= timing.interval_cycles (", interval_cycles, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("timing.latency_cycles (", latency_cycles,
+                                                   ") must be >= timing.interval_cycles (",
+                                                   interval_cycles, ")"));
   }
   if (run_overhead < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("timing.run_overhead must be >= 0");
   }
   if (link_bytes_per_second < 0) {
-    return absl::InvalidArgumentError(
-        "timing.link_bytes_per_second must be >= 0 (0: unlimited)");
+    return absl::InvalidArgumentError("timing.link_bytes_per_second must be >= 0 (0: unlimited)");
   }
   return absl::OkStatus();
 }

@@ -49,8 +49,8 @@ struct Bitstream {
 
 // Descriptive information; fields a driver cannot read stay empty.
 struct BoardInfo {
-  std::string name;  // unique within the server, e.g. "sim0", "xrt0"
-  std::string kind;  // "emulated", "xrt"
+  std::string name;    // unique within the server, e.g. "sim0", "xrt0"
+  std::string kind;    // "emulated", "xrt"
   std::string device;  // e.g. PCIe BDF or device name
   std::optional<double> temperature_celsius;
   std::optional<double> power_watts;
@@ -85,8 +85,7 @@ class Board {
   // slots are sized for its geometry (max_images_per_run() is unchanged). On
   // failure the board accepts no run until a later Program succeeds.
   // manifest() and slot() must not be called while Program is in progress.
-  virtual void Program(std::shared_ptr<const Bitstream> bitstream,
-                       DoneCallback done) = 0;
+  virtual void Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) = 0;
 
   // Recovers a board that failed or hung: every run in flight is aborted
   // (its callback reports ABORTED, before `done` is called), the device is

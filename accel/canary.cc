@@ -12,10 +12,10 @@ namespace hgpipe::accel {
 absl::Status ValidateCanary(const Canary& c, const DeviceGeometry& g) {
   if (c.images == 0 || c.input.size() != c.images * g.input_bytes() ||
       c.output.size() != c.images * g.output_words()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "canary ", c.source, ": ", c.images, " image(s), ", c.input.size(),
-        " input bytes and ", c.output.size(), " output words do not fit ", g.tokens,
-        "x", g.token_values, " -> ", g.classes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("canary ", c.source, ": ", c.images, " image(s), ", c.input.size(),
+                     " input bytes and ", c.output.size(), " output words do not fit ", g.tokens,
+                     "x", g.token_values, " -> ", g.classes));
   }
   return absl::OkStatus();
 }

@@ -8,11 +8,9 @@
 
 namespace hgpipe::accel {
 
-absl::StatusOr<std::unique_ptr<EmulatedBoard>> EmulatedBoard::Create(
-    Options options) {
+absl::StatusOr<std::unique_ptr<EmulatedBoard>> EmulatedBoard::Create(Options options) {
   auto invalid = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("board ", options.name, ": ", what));
+    return absl::InvalidArgumentError(absl::StrCat("board ", options.name, ": ", what));
   };
   if (options.kernel == nullptr) return invalid("no kernel");
   if (options.clock == nullptr) return invalid("no clock");
@@ -22,17 +20,14 @@ absl::StatusOr<std::unique_ptr<EmulatedBoard>> EmulatedBoard::Create(
   if (options.num_slots < 0) {
     return invalid("num_slots must be >= 0 (0: from the pipeline depth)");
   }
-  if (options.program_time < absl::ZeroDuration() ||
-      options.reset_time < absl::ZeroDuration()) {
+  if (options.program_time < absl::ZeroDuration() || options.reset_time < absl::ZeroDuration()) {
     return invalid("program_time and reset_time must be >= 0");
   }
-  const PipelineTiming timing =
-      options.timing.value_or(options.kernel->manifest().timing);
+  const PipelineTiming timing = options.timing.value_or(options.kernel->manifest().timing);
   if (absl::Status s = timing.Validate(); !s.ok()) return invalid(s.message());
   options.timing = timing;
   if (options.num_slots == 0) {
-    options.num_slots =
-        static_cast<int>(std::ceil(timing.pipeline_depth())) + 2;
+    options.num_slots = static_cast<int>(std::ceil(timing.pipeline_depth())) + 2;
   }
   return std::unique_ptr<EmulatedBoard>(new EmulatedBoard(std::move(options)));
 }
@@ -90,8 +85,8 @@ EmulatedBoard::~EmulatedBoard() {
   // Cancel waits if one is running, so none touches the board afterwards.
   for (Clock::TimerId t : timers) clock_->Cancel(t);
   if (worker_.joinable()) worker_.join();
-  const absl::Status why = absl::CancelledError(
-      absl::StrCat("board ", info_.name, ": board destroyed"));
+  const absl::Status why =
+      absl::CancelledError(absl::StrCat("board ", info_.name, ": board destroyed"));
   for (auto& run : cancelled) {
     DoneCallback d = std::move(run->done);
     if (d) d(why);
@@ -108,17 +103,14 @@ absl::Status EmulatedBoard::NotProgrammedLocked() const {
   const std::string what = absl::StrCat("board ", info_.name, ": not programmed");
   switch (op_) {
     case Op::kProgram:
-      return absl::FailedPreconditionError(
-          absl::StrCat(what, " (programming in progress)"));
+      return absl::FailedPreconditionError(absl::StrCat(what, " (programming in progress)"));
     case Op::kReset:
-      return absl::FailedPreconditionError(
-          absl::StrCat(what, " (reset in progress)"));
-    case Op::kNone:
-      break;
+      return absl::FailedPreconditionError(absl::StrCat(what, " (reset in progress)"));
+    case Op::kNone: break;
   }
   if (!program_error_.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, " (the last Program failed: ", program_error_.message(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " (the last Program failed: ", program_error_.message(), ")"));
   }
   return absl::FailedPreconditionError(what);
 }
@@ -129,9 +121,9 @@ void EmulatedBoard::SetTimingLocked(const PipelineTiming& timing) {
 
 void EmulatedBoard::Submit(int index, uint32_t n, DoneCallback done) {
   if (index < 0 || index >= num_slots_ || n == 0 || n > max_images_per_run_) {
-    done(absl::InvalidArgumentError(absl::StrCat(
-        "board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
-        num_slots_, " slots of ", max_images_per_run_, " images)")));
+    done(absl::InvalidArgumentError(absl::StrCat("board ", info_.name, ": bad run (slot ", index,
+                                                 ", ", n, " images; ", num_slots_, " slots of ",
+                                                 max_images_per_run_, " images)")));
     return;
   }
   auto run = std::make_shared<Run>();
@@ -146,20 +138,19 @@ void EmulatedBoard::Submit(int index, uint32_t n, DoneCallback done) {
     if (!programmed_ || op_ != Op::kNone) {
       refused = NotProgrammedLocked();
     } else if (slot_busy_[index]) {
-      refused = absl::FailedPreconditionError(absl::StrCat(
-          "board ", info_.name, ": slot ", index, " is still in flight"));
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("board ", info_.name, ": slot ", index, " is still in flight"));
     } else {
       run->id = ++next_run_id_;
       run->kernel = kernel_;
-      const RunTimes t = model_.Submit(
-          std::max(now, input_floor_ - model_.timing().run_overhead), n);
+      const RunTimes t =
+          model_.Submit(std::max(now, input_floor_ - model_.timing().run_overhead), n);
       last_run_ = t;
       runs_[run->id] = run;
       slot_busy_[index] = true;
       run->parts = compute_ ? 2 : 1;
       // Set under mu_, so the id is recorded before the timer can fire.
-      run->timer = clock_->RunAt(
-          t.done, [this, id = run->id] { OnRunTimer(id); });
+      run->timer = clock_->RunAt(t.done, [this, id = run->id] { OnRunTimer(id); });
       if (compute_ && compute_inline_) {
         run->computing = true;
         compute_here = true;
@@ -190,11 +181,9 @@ void EmulatedBoard::ComputeAndArrive(const std::shared_ptr<Run>& run) {
     run->computing = false;
     if (run->aborted) {
       deliver = std::move(run->done);
-      status = absl::AbortedError(
-          absl::StrCat("board ", info_.name, ": run aborted by reset"));
+      status = absl::AbortedError(absl::StrCat("board ", info_.name, ": run aborted by reset"));
       reset_done = ResetPartDoneLocked();
-    } else if (auto it = runs_.find(run->id);
-               it != runs_.end() && --run->parts == 0) {
+    } else if (auto it = runs_.find(run->id); it != runs_.end() && --run->parts == 0) {
       ForgetLocked(*run);
       deliver = std::move(run->done);
       status = run->status;
@@ -233,9 +222,8 @@ void EmulatedBoard::WorkerLoop() {
     {
       hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
-          +[](EmulatedBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
-            return b->stop_ || !b->work_.empty();
-          },
+          +[](EmulatedBoard* b)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->stop_ || !b->work_.empty(); },
           this));
       if (stop_) return;  // the destructor answers what is left
       run = std::move(work_.front());
@@ -248,8 +236,7 @@ void EmulatedBoard::WorkerLoop() {
   }
 }
 
-void EmulatedBoard::Program(std::shared_ptr<const Bitstream> bitstream,
-                            DoneCallback done) {
+void EmulatedBoard::Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) {
   auto invalid = [&](absl::string_view what) {
     return absl::InvalidArgumentError(
         absl::StrCat("board ", info_.name, ": cannot program: ", what));
@@ -266,23 +253,21 @@ void EmulatedBoard::Program(std::shared_ptr<const Bitstream> bitstream,
     const DeviceGeometry& have = bitstream->kernel->manifest().geometry;
     if (want.tokens != have.tokens || want.token_values != have.token_values ||
         want.classes != have.classes) {
-      refused = invalid(absl::StrCat(
-          "the manifest of ", bitstream->manifest.name,
-          " and its kernel's disagree on the geometry"));
+      refused = invalid(absl::StrCat("the manifest of ", bitstream->manifest.name,
+                                     " and its kernel's disagree on the geometry"));
     }
   }
   if (refused.ok()) {
     hgpipe::MutexLock l(&mu_);
     if (op_ == Op::kProgram) {
-      refused = absl::FailedPreconditionError(absl::StrCat(
-          "board ", info_.name, ": a Program is already in progress"));
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("board ", info_.name, ": a Program is already in progress"));
     } else if (op_ == Op::kReset) {
       refused = absl::FailedPreconditionError(
           absl::StrCat("board ", info_.name, ": a Reset is in progress"));
     } else if (!runs_.empty()) {
-      refused = absl::FailedPreconditionError(
-          absl::StrCat("board ", info_.name, ": cannot program with ",
-                       runs_.size(), " runs in flight"));
+      refused = absl::FailedPreconditionError(absl::StrCat(
+          "board ", info_.name, ": cannot program with ", runs_.size(), " runs in flight"));
     } else {
       op_ = Op::kProgram;
       const uint64_t op_id = ++op_id_;
@@ -290,8 +275,8 @@ void EmulatedBoard::Program(std::shared_ptr<const Bitstream> bitstream,
       programming_ = std::move(bitstream);
       programmed_ = false;  // the old bitstream is gone from here on
       program_error_ = absl::OkStatus();
-      op_timer_ = clock_->RunAt(clock_->Now() + program_time_,
-                                [this, op_id] { OnProgramTimer(op_id); });
+      op_timer_ =
+          clock_->RunAt(clock_->Now() + program_time_, [this, op_id] { OnProgramTimer(op_id); });
       return;
     }
   }
@@ -358,8 +343,8 @@ void EmulatedBoard::Reset(DoneCallback done) {
       slot_busy_.assign(num_slots_, false);
       programmed_ = false;
       program_error_ = absl::OkStatus();
-      op_timer_ = clock_->RunAt(clock_->Now() + reset_time_,
-                                [this, op_id] { OnResetTimer(op_id); });
+      op_timer_ =
+          clock_->RunAt(clock_->Now() + reset_time_, [this, op_id] { OnResetTimer(op_id); });
     }
   }
   if (refused) {
@@ -377,8 +362,8 @@ void EmulatedBoard::Reset(DoneCallback done) {
     d(why);
   }
   if (program_done) {
-    program_done(absl::AbortedError(absl::StrCat(
-        "board ", info_.name, ": programming aborted by reset")));
+    program_done(
+        absl::AbortedError(absl::StrCat("board ", info_.name, ": programming aborted by reset")));
   }
   DoneCallback reset_done;
   {

@@ -98,8 +98,7 @@ class EmulatedBoard final : public Board {
   // Program or Reset in progress. Otherwise `done` is called after
   // program_time, from the clock's thread. A Reset meanwhile aborts it
   // (ABORTED).
-  void Program(std::shared_ptr<const Bitstream> bitstream,
-               DoneCallback done) override;
+  void Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) override;
   // Board's contract: runs in flight are answered ABORTED before Reset
   // returns, except one whose kernel is computing right then, answered by the
   // computing thread when it ends (the slot is not touched afterwards);
@@ -145,8 +144,7 @@ class EmulatedBoard final : public Board {
   DoneCallback ResetPartDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes a run from runs_ and frees its slot.
   void ForgetLocked(const Run& run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetTimingLocked(const PipelineTiming& timing)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetTimingLocked(const PipelineTiming& timing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotProgrammedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.

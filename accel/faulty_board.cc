@@ -18,16 +18,11 @@ namespace {
 
 absl::string_view KindName(FaultInjection::Kind kind) {
   switch (kind) {
-    case FaultInjection::Kind::kNone:
-      return "none";
-    case FaultInjection::Kind::kFail:
-      return "fail";
-    case FaultInjection::Kind::kHang:
-      return "hang";
-    case FaultInjection::Kind::kSlow:
-      return "slow";
-    case FaultInjection::Kind::kCorrupt:
-      return "corrupt";
+    case FaultInjection::Kind::kNone: return "none";
+    case FaultInjection::Kind::kFail: return "fail";
+    case FaultInjection::Kind::kHang: return "hang";
+    case FaultInjection::Kind::kSlow: return "slow";
+    case FaultInjection::Kind::kCorrupt: return "corrupt";
   }
   return "?";
 }
@@ -54,10 +49,10 @@ std::string FaultInjection::ToString() const {
 
 absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec) {
   auto bad = [spec](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad fault injection \"", spec, "\": ", why,
-        " (expected none, fail@N, hang@N or slow@N[:xFACTOR], optionally "
-        "followed by :permanent)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad fault injection \"", spec, "\": ", why,
+                     " (expected none, fail@N, hang@N or slow@N[:xFACTOR], optionally "
+                     "followed by :permanent)"));
   };
   FaultInjection f;
   if (spec.empty() || spec == "none") return f;
@@ -79,8 +74,7 @@ absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec) {
   }
   const absl::string_view runs = head.substr(at + 1);
   if (runs.empty() ||
-      !std::all_of(runs.begin(), runs.end(),
-                   [](char c) { return absl::ascii_isdigit(c); }) ||
+      !std::all_of(runs.begin(), runs.end(), [](char c) { return absl::ascii_isdigit(c); }) ||
       !absl::SimpleAtoi(runs, &f.after_runs)) {
     return bad(absl::StrCat("\"", runs, "\" is not a run count"));
   }
@@ -101,13 +95,11 @@ absl::StatusOr<FaultInjection> ParseFaultInjection(absl::string_view spec) {
       if (factor.empty() ||
           !std::all_of(factor.begin(), factor.end(),
                        [](char c) {
-                         return absl::ascii_isdigit(c) || c == '.' ||
-                                c == 'e' || c == 'E' || c == '+' || c == '-';
+                         return absl::ascii_isdigit(c) || c == '.' || c == 'e' || c == 'E' ||
+                                c == '+' || c == '-';
                        }) ||
-          !absl::SimpleAtod(factor, &f.slow_factor) ||
-          !ValidSlowFactor(f.slow_factor)) {
-        return bad(absl::StrCat("slow factor \"", factor,
-                                "\" is not a number >= 1"));
+          !absl::SimpleAtod(factor, &f.slow_factor) || !ValidSlowFactor(f.slow_factor)) {
+        return bad(absl::StrCat("slow factor \"", factor, "\" is not a number >= 1"));
       }
     } else {
       return bad(absl::StrCat("unknown option \"", p, "\""));
@@ -137,27 +129,23 @@ struct FaultyBoard::Run {
   std::atomic<bool> refused{false};
 };
 
-absl::StatusOr<std::unique_ptr<FaultyBoard>> FaultyBoard::Create(
-    std::unique_ptr<Board> board, FaultInjection fault, Clock* clock) {
+absl::StatusOr<std::unique_ptr<FaultyBoard>> FaultyBoard::Create(std::unique_ptr<Board> board,
+                                                                 FaultInjection fault,
+                                                                 Clock* clock) {
   if (board == nullptr) return absl::InvalidArgumentError("faulty board: no board");
   const std::string name = board->info().name;
   if (clock == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("board ", name, ": no clock"));
   }
   if (fault.kind == FaultInjection::Kind::kSlow && !ValidSlowFactor(fault.slow_factor)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "board ", name, ": fault slow_factor must be >= 1, got ", fault.slow_factor));
+    return absl::InvalidArgumentError(
+        absl::StrCat("board ", name, ": fault slow_factor must be >= 1, got ", fault.slow_factor));
   }
-  return std::unique_ptr<FaultyBoard>(
-      new FaultyBoard(std::move(board), std::move(fault), clock));
+  return std::unique_ptr<FaultyBoard>(new FaultyBoard(std::move(board), std::move(fault), clock));
 }
 
-FaultyBoard::FaultyBoard(std::unique_ptr<Board> board, FaultInjection fault,
-                         Clock* clock)
-    : fault_(std::move(fault)),
-      clock_(clock),
-      name_(board->info().name),
-      board_(std::move(board)) {
+FaultyBoard::FaultyBoard(std::unique_ptr<Board> board, FaultInjection fault, Clock* clock)
+    : fault_(std::move(fault)), clock_(clock), name_(board->info().name), board_(std::move(board)) {
   hgpipe::MutexLock l(&mu_);
   armed_ = fault_.kind != FaultInjection::Kind::kNone;
 }
@@ -175,8 +163,7 @@ FaultyBoard::~FaultyBoard() {
   for (auto& [id, run] : held) {
     if (run->timer != 0) clock_->Cancel(run->timer);
   }
-  const absl::Status why =
-      absl::CancelledError(absl::StrCat("board ", name_, ": board destroyed"));
+  const absl::Status why = absl::CancelledError(absl::StrCat("board ", name_, ": board destroyed"));
   for (auto& [id, run] : held) {
     DoneCallback d = std::move(run->done);
     if (d) d(why);
@@ -194,16 +181,15 @@ void FaultyBoard::Submit(int index, uint32_t n, DoneCallback done) {
   {
     hgpipe::MutexLock l(&mu_);
     if (!program_error_.ok()) {
-      refused = absl::FailedPreconditionError(
-          absl::StrCat("board ", name_, ": not programmed (the last Program failed: ",
-                       program_error_.message(), ")"));
+      refused = absl::FailedPreconditionError(absl::StrCat(
+          "board ", name_, ": not programmed (the last Program failed: ", program_error_.message(),
+          ")"));
     } else {
       run->id = ++next_run_id_;
       run->epoch = epoch_;
       ++runs_counted_;
-      const FaultInjection::Kind kind = armed_ && runs_counted_ > fault_.after_runs
-                                            ? fault_.kind
-                                            : FaultInjection::Kind::kNone;
+      const FaultInjection::Kind kind =
+          armed_ && runs_counted_ > fault_.after_runs ? fault_.kind : FaultInjection::Kind::kNone;
       failed_before = failed_;
       slowed_before = slowed_;
       if (kind == FaultInjection::Kind::kFail) failed_ = true;
@@ -247,8 +233,7 @@ void FaultyBoard::OnDone(const std::shared_ptr<Run>& run, absl::Status status) {
   }
   if (run->fail) {
     DoneCallback d = std::move(run->done);
-    d(absl::UnavailableError(
-        absl::StrCat("board ", name_, ": injected fault, run failed")));
+    d(absl::UnavailableError(absl::StrCat("board ", name_, ": injected fault, run failed")));
     return;
   }
   // The slot's output is the caller's from here on; the wrapper still holds
@@ -270,8 +255,7 @@ void FaultyBoard::OnDone(const std::shared_ptr<Run>& run, absl::Status status) {
       // an idle board's latency, a busy board's interval.
       const absl::Duration spent = now - std::max(run->submitted, board_done_before);
       const double f = fault_.slow_factor;
-      const absl::Time at =
-          std::max(now + spent * (f - 1), last_delivery_ + spent * f);
+      const absl::Time at = std::max(now + spent * (f - 1), last_delivery_ + spent * f);
       last_delivery_ = at;
       held_[run->id] = run;
       // Set under mu_, so the id is recorded before the timer can fire.
@@ -319,22 +303,21 @@ absl::Status FaultyBoard::Health() const {
       return absl::UnavailableError(absl::StrCat("board ", name_, ": injected fault"));
     }
     if (!program_error_.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("board ", name_, ": not programmed (the last Program failed: ",
-                       program_error_.message(), ")"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "board ", name_, ": not programmed (the last Program failed: ", program_error_.message(),
+          ")"));
     }
   }
   return board_->Health();
 }
 
-void FaultyBoard::Program(std::shared_ptr<const Bitstream> bitstream,
-                          DoneCallback done) {
+void FaultyBoard::Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) {
   absl::Status refused;
   {
     hgpipe::MutexLock l(&mu_);
     if (!held_.empty()) {
-      refused = absl::FailedPreconditionError(absl::StrCat(
-          "board ", name_, ": cannot program with ", held_.size(), " runs in flight"));
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("board ", name_, ": cannot program with ", held_.size(), " runs in flight"));
     } else {
       program_error_ = absl::OkStatus();
     }
@@ -344,25 +327,25 @@ void FaultyBoard::Program(std::shared_ptr<const Bitstream> bitstream,
     return;
   }
   const std::string what = bitstream != nullptr ? bitstream->manifest.name : "";
-  board_->Program(std::move(bitstream), [this, what, done = std::move(done)](
-                                            absl::Status s) mutable {
-    if (s.ok()) {
-      hgpipe::MutexLock l(&mu_);
-      if (failed_) {
-        // A board that lost its link (a kFail no Reset cleared) cannot be
-        // programmed either.
-        s = absl::UnavailableError(absl::StrCat(
-            "board ", name_, ": injected fault, programming ", what, " failed"));
-        program_error_ = s;
-      } else {
-        runs_counted_ = 0;
-        slowed_ = false;
-        last_board_done_ = absl::InfinitePast();
-        last_delivery_ = absl::InfinitePast();
-      }
-    }
-    done(std::move(s));  // last: the board may be destroyed after this
-  });
+  board_->Program(
+      std::move(bitstream), [this, what, done = std::move(done)](absl::Status s) mutable {
+        if (s.ok()) {
+          hgpipe::MutexLock l(&mu_);
+          if (failed_) {
+            // A board that lost its link (a kFail no Reset cleared) cannot be
+            // programmed either.
+            s = absl::UnavailableError(
+                absl::StrCat("board ", name_, ": injected fault, programming ", what, " failed"));
+            program_error_ = s;
+          } else {
+            runs_counted_ = 0;
+            slowed_ = false;
+            last_board_done_ = absl::InfinitePast();
+            last_delivery_ = absl::InfinitePast();
+          }
+        }
+        done(std::move(s));  // last: the board may be destroyed after this
+      });
 }
 
 namespace {

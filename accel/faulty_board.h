@@ -77,8 +77,8 @@ class FaultyBoard final : public Board {
   // InvalidArgument for a null board or clock, or a slow_factor below 1.
   // `clock` (the one the wrapped board runs on, for slowed runs) must
   // outlive the wrapper.
-  static absl::StatusOr<std::unique_ptr<FaultyBoard>> Create(
-      std::unique_ptr<Board> board, FaultInjection fault, Clock* clock);
+  static absl::StatusOr<std::unique_ptr<FaultyBoard>> Create(std::unique_ptr<Board> board,
+                                                             FaultInjection fault, Clock* clock);
   // The wrapped board is destroyed first (its runs answered as it answers
   // them), then runs the wrapper holds (hung or slowed) are answered
   // CANCELLED on the destroying thread.
@@ -101,8 +101,7 @@ class FaultyBoard final : public Board {
   // The wrapped board's, plus: FailedPrecondition (at once) while a hung or
   // slowed run is held; after a triggered kFail, UNAVAILABLE once the wrapped
   // board has programmed.
-  void Program(std::shared_ptr<const Bitstream> bitstream,
-               DoneCallback done) override;
+  void Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) override;
   // The wrapped board's; runs the wrapper holds are answered ABORTED before
   // `done`. Clears the fault for good unless it is permanent.
   void Reset(DoneCallback done) override;
@@ -113,15 +112,14 @@ class FaultyBoard final : public Board {
   struct Run;
   FaultyBoard(std::unique_ptr<Board> board, FaultInjection fault, Clock* clock);
   // The wrapped board completed `run`, or refused it.
-  void OnDone(const std::shared_ptr<Run>& run, absl::Status status)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone(const std::shared_ptr<Run>& run, absl::Status status) ABSL_LOCKS_EXCLUDED(mu_);
   void OnSlowTimer(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
   // Flips the lowest bit of each of the run's images' first output word.
   void Corrupt(const Run& run);
 
   const FaultInjection fault_;
   Clock* const clock_;
-  const std::string name_;  // the wrapped board's
+  const std::string name_;        // the wrapped board's
   std::unique_ptr<Board> board_;  // reset first by the destructor
 
   mutable hgpipe::Mutex mu_;

@@ -18,8 +18,7 @@ class Kernel {
   virtual const BitstreamManifest& manifest() const = 0;
   // n images: `input` holds n * input_bytes() in device order, `output`
   // receives n * output_words() device words.
-  virtual void Compute(const int8_t* input, uint32_t n,
-                       uint32_t* output) const = 0;
+  virtual void Compute(const int8_t* input, uint32_t n, uint32_t* output) const = 0;
 };
 
 // The `verify` loopback kernel (accel/verify_digest.h), one shared instance.

@@ -48,8 +48,7 @@ inline uint32_t DigestWord(uint64_t h, uint32_t j) {
 }
 
 // The signed logits `classes` a correct `verify` response carries for image.
-inline void ExpectedLogits(const int8_t* image, size_t bytes, uint32_t classes,
-                           int32_t* logits) {
+inline void ExpectedLogits(const int8_t* image, size_t bytes, uint32_t classes, int32_t* logits) {
   const uint64_t h = ImageHash(image, bytes);
   for (uint32_t j = 0; j < classes; ++j) {
     const int32_t v = static_cast<int32_t>(DigestWord(h, j));

@@ -13,8 +13,7 @@ class VerifyKernelImpl final : public Kernel {
   VerifyKernelImpl() { manifest_.name = "verify"; }
   const BitstreamManifest& manifest() const override { return manifest_; }
 
-  void Compute(const int8_t* input, uint32_t n,
-               uint32_t* output) const override {
+  void Compute(const int8_t* input, uint32_t n, uint32_t* output) const override {
     const DeviceGeometry& g = manifest_.geometry;
     // The digest is defined on the flat order a client sends, so the kernel
     // undoes the host's device packing: a round trip the tests then prove.

@@ -52,9 +52,7 @@ bool RealClock::Cancel(TimerId id) {
   hgpipe::MutexLock l(&mu_);
   if (timers_.Cancel(id)) return true;
   if (running_ == id && std::this_thread::get_id() != timer_thread_) {
-    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return running_ != id;
-    };
+    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ != id; };
     mu_.Await(absl::Condition(&done));
   }
   return false;
@@ -72,8 +70,7 @@ void RealClock::Loop() {
       // ends the wait at once (hgpipe::Mutex re-checks the condition whenever
       // mu_ is released, so RunAt needs no separate signal).
       wait_due_ = timers_.empty() ? absl::InfiniteFuture() : timers_.next_due();
-      mu_.AwaitWithDeadline(absl::Condition(this, &RealClock::ShouldWake),
-                            wait_due_);
+      mu_.AwaitWithDeadline(absl::Condition(this, &RealClock::ShouldWake), wait_due_);
       continue;
     }
     auto [id, fn] = timers_.PopNext();
@@ -101,9 +98,7 @@ bool SimClock::Cancel(TimerId id) {
   hgpipe::MutexLock l(&mu_);
   if (timers_.Cancel(id)) return true;
   if (running_ == id && std::this_thread::get_id() != running_thread_) {
-    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return running_ != id;
-    };
+    auto done = [this, id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ != id; };
     mu_.Await(absl::Condition(&done));
   }
   return false;

@@ -78,7 +78,7 @@ class RealClock final : public Clock {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time wait_due_ ABSL_GUARDED_BY(mu_);  // what Loop() is sleeping for
   TimerId running_ ABSL_GUARDED_BY(mu_) = 0;  // callback on the timer thread
-  std::thread::id timer_thread_;  // set once, before Loop runs
+  std::thread::id timer_thread_;              // set once, before Loop runs
   std::thread thread_;
 };
 

@@ -45,9 +45,8 @@ inline void HandleHelpFlag(int argc, char** argv, const char* main_file) {
       flags.push_back(flag);
     }
   }
-  std::sort(flags.begin(), flags.end(), [](const auto* a, const auto* b) {
-    return a->Name() < b->Name();
-  });
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
   for (const absl::CommandLineFlag* f : flags) {
     std::printf("  --%s  %s\n      default: %s\n",
                 absl::StrReplaceAll(f->Name(), {{"_", "-"}}).c_str(), f->Help().c_str(),

@@ -41,13 +41,11 @@
 #include "base/flags.h"
 #include "base/mutex.h"
 
-ABSL_FLAG(std::string, images_per_run, "1,16,64",
-          "Comma-separated run sizes to measure.");
+ABSL_FLAG(std::string, images_per_run, "1,16,64", "Comma-separated run sizes to measure.");
 ABSL_FLAG(int, slots, 4, "Board run slots (EmulatedBoard::Options::num_slots).");
 ABSL_FLAG(double, duration, 3, "Measured seconds per case.");
 ABSL_FLAG(double, warmup, 0.5, "Seconds per case before measuring.");
-ABSL_FLAG(std::string, kernels, "verify,noop",
-          "Kernels to measure: verify, noop.");
+ABSL_FLAG(std::string, kernels, "verify,noop", "Kernels to measure: verify, noop.");
 ABSL_FLAG(bool, json, false, "Print one JSON object.");
 
 namespace hgpipe::bench {
@@ -57,11 +55,8 @@ namespace {
 // model (timers, completion callbacks) from the kernel's host CPU cost.
 class NoopKernel final : public accel::Kernel {
  public:
-  explicit NoopKernel(accel::BitstreamManifest manifest)
-      : manifest_(std::move(manifest)) {}
-  const accel::BitstreamManifest& manifest() const override {
-    return manifest_;
-  }
+  explicit NoopKernel(accel::BitstreamManifest manifest) : manifest_(std::move(manifest)) {}
+  const accel::BitstreamManifest& manifest() const override { return manifest_; }
   void Compute(const int8_t*, uint32_t, uint32_t*) const override {}
 
  private:
@@ -110,10 +105,7 @@ class Saturator {
     hgpipe::MutexLock l(&mu_);
     stop_ = true;
     mu_.Await(absl::Condition(
-        +[](Saturator* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-          return s->active_ == 0;
-        },
-        this));
+        +[](Saturator* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->active_ == 0; }, this));
     return first_error_;
   }
 
@@ -152,14 +144,13 @@ class Saturator {
 // stream is busy n*T per run.
 double ModelRate(const accel::PipelineTiming& t, uint32_t n, int slots) {
   const double ii = absl::ToDoubleSeconds(t.interval());
-  const double cycle = (n - 1) * ii + absl::ToDoubleSeconds(t.latency()) +
-                       absl::ToDoubleSeconds(t.run_overhead);
+  const double cycle =
+      (n - 1) * ii + absl::ToDoubleSeconds(t.latency()) + absl::ToDoubleSeconds(t.run_overhead);
   return std::min(t.max_images_per_second(), slots * n / cycle);
 }
 
 absl::StatusOr<CaseResult> RunCase(std::shared_ptr<const accel::Kernel> kernel,
-                                   const std::string& kernel_name, uint32_t n,
-                                   int slots) {
+                                   const std::string& kernel_name, uint32_t n, int slots) {
   RealClock clock;  // declared first: outlives the board
   accel::EmulatedBoard::Options options;
   options.name = "bench0";
@@ -214,8 +205,7 @@ int Main(int argc, char** argv) {
 
   std::vector<uint32_t> sizes;
   for (absl::string_view part :
-       absl::StrSplit(absl::GetFlag(FLAGS_images_per_run), ',',
-                      absl::SkipEmpty())) {
+       absl::StrSplit(absl::GetFlag(FLAGS_images_per_run), ',', absl::SkipEmpty())) {
     uint32_t n = 0;
     if (!absl::SimpleAtoi(part, &n) || n == 0) {
       std::fprintf(stderr, "hgpipe-bench-board: bad --images-per-run '%s'\n",
@@ -234,27 +224,23 @@ int Main(int argc, char** argv) {
     } else if (name == "noop") {
       kernel = std::make_shared<NoopKernel>(verify->manifest());
     } else {
-      std::fprintf(stderr, "hgpipe-bench-board: unknown kernel '%s'\n",
-                   std::string(name).c_str());
+      std::fprintf(stderr, "hgpipe-bench-board: unknown kernel '%s'\n", std::string(name).c_str());
       return 2;
     }
     for (uint32_t n : sizes) {
       absl::StatusOr<CaseResult> r =
           RunCase(kernel, std::string(name), n, absl::GetFlag(FLAGS_slots));
       if (!r.ok()) {
-        std::fprintf(stderr, "hgpipe-bench-board: %s\n",
-                     std::string(r.status().message()).c_str());
+        std::fprintf(stderr, "hgpipe-bench-board: %s\n", std::string(r.status().message()).c_str());
         return 1;
       }
       if (!absl::GetFlag(FLAGS_json)) {
         std::printf(
             "kernel %-6s slots %d x %3u images: %8.1f images/s = %5.1f%% of "
             "ceiling %.1f (timing model allows %.1f), %.2f cores\n",
-            r->kernel.c_str(), r->slots, r->images_per_run,
-            r->images_per_second,
-            100 * r->images_per_second / r->ceiling_images_per_second,
-            r->ceiling_images_per_second, r->model_images_per_second,
-            r->cpu_cores);
+            r->kernel.c_str(), r->slots, r->images_per_run, r->images_per_second,
+            100 * r->images_per_second / r->ceiling_images_per_second, r->ceiling_images_per_second,
+            r->model_images_per_second, r->cpu_cores);
         std::fflush(stdout);
       }
       results.push_back(*r);
@@ -269,9 +255,8 @@ int Main(int argc, char** argv) {
           "\"ceiling_images_per_second\": %.1f, "
           "\"model_images_per_second\": %.1f, \"ratio_to_ceiling\": %.4f, "
           "\"cpu_cores\": %.3f}",
-          r.kernel, r.slots, r.images_per_run, r.seconds, r.images,
-          r.images_per_second, r.ceiling_images_per_second,
-          r.model_images_per_second,
+          r.kernel, r.slots, r.images_per_run, r.seconds, r.images, r.images_per_second,
+          r.ceiling_images_per_second, r.model_images_per_second,
           r.images_per_second / r.ceiling_images_per_second, r.cpu_cores));
     }
     std::printf("{\"results\": [%s]}\n", absl::StrJoin(items, ", ").c_str());

@@ -34,8 +34,8 @@ void BM_SerializeRequestToByteBuffer(benchmark::State& state) {
   for (auto _ : state) {
     grpc::ByteBuffer buffer;
     bool own = false;
-    auto s = grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
-        request, &buffer, &own);
+    auto s =
+        grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(request, &buffer, &own);
     benchmark::DoNotOptimize(s);
   }
   state.SetItemsProcessed(state.iterations() * n);
@@ -47,8 +47,7 @@ void BM_CopySerializedByteBuffer(benchmark::State& state) {
   const auto request = *MakeImageRequest("verify", GenerateRandomImages(1, 1));
   grpc::ByteBuffer buffer;
   bool own = false;
-  (void)grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
-      request, &buffer, &own);
+  (void)grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(request, &buffer, &own);
   for (auto _ : state) {
     grpc::ByteBuffer copy(buffer);
     benchmark::DoNotOptimize(copy);
@@ -56,8 +55,7 @@ void BM_CopySerializedByteBuffer(benchmark::State& state) {
 }
 BENCHMARK(BM_CopySerializedByteBuffer);
 
-inference::ModelInferResponse VerifyResponse(const std::vector<int8_t>& images,
-                                             int n) {
+inference::ModelInferResponse VerifyResponse(const std::vector<int8_t>& images, int n) {
   inference::ModelInferResponse r;
   auto* o = r.add_outputs();
   o->set_name("OUTPUT");
@@ -66,8 +64,8 @@ inference::ModelInferResponse VerifyResponse(const std::vector<int8_t>& images,
   o->add_shape(kClasses);
   std::string raw;
   for (int i = 0; i < n; ++i) {
-    const auto row = ExpectedVerifyLogits(
-        absl::MakeConstSpan(images).subspan(i * kImageBytes, kImageBytes));
+    const auto row =
+        ExpectedVerifyLogits(absl::MakeConstSpan(images).subspan(i * kImageBytes, kImageBytes));
     raw.append(reinterpret_cast<const char*>(row.data()), row.size() * 4);
   }
   r.add_raw_output_contents(raw);
@@ -104,9 +102,8 @@ BENCHMARK(BM_ExpectedVerifyLogits);
 // Debian builds Abseil without NDEBUG, so deadlock detection is on unless a
 // binary turns it off; the argument selects the mode.
 void BM_MutexLockUnlock(benchmark::State& state) {
-  absl::SetMutexDeadlockDetectionMode(state.range(0)
-                                          ? absl::OnDeadlockCycle::kAbort
-                                          : absl::OnDeadlockCycle::kIgnore);
+  absl::SetMutexDeadlockDetectionMode(state.range(0) ? absl::OnDeadlockCycle::kAbort
+                                                     : absl::OnDeadlockCycle::kIgnore);
   hgpipe::Mutex mu;
   for (auto _ : state) {
     hgpipe::MutexLock l(&mu);

@@ -36,8 +36,7 @@
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port; 0 picks a free one.");
-ABSL_FLAG(int, max_message_mb, 64,
-          "Largest gRPC message accepted, MiB (hgpipe-server's default).");
+ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB (hgpipe-server's default).");
 
 namespace hgpipe::bench {
 namespace {
@@ -49,23 +48,20 @@ constexpr int64_t kClasses = 1000;
 // against allocating absurd responses.
 constexpr int64_t kMaxImages = 4096;
 
-class EchoService final
-    : public inference::GRPCInferenceService::CallbackService {
+class EchoService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  grpc::ServerUnaryReactor* ModelInfer(
-      grpc::CallbackServerContext* context,
-      const inference::ModelInferRequest* request,
-      inference::ModelInferResponse* response) override {
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
+                                       const inference::ModelInferRequest* request,
+                                       inference::ModelInferResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     int64_t n = 1;
     if (request->inputs_size() > 0 && request->inputs(0).shape_size() > 0) {
       n = request->inputs(0).shape(0);
     }
     if (n < 1 || n > kMaxImages) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("echo: batch dimension ", n, " not in [1, ", kMaxImages,
-                       "]")));
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("echo: batch dimension ", n, " not in [1, ", kMaxImages, "]")));
       return reactor;
     }
     response->set_model_name(request->model_name());
@@ -76,16 +72,15 @@ class EchoService final
     output->set_datatype("INT32");
     output->add_shape(n);
     output->add_shape(kClasses);
-    response->add_raw_output_contents()->assign(
-        static_cast<size_t>(n * kClasses * sizeof(int32_t)), '\0');
+    response->add_raw_output_contents()->assign(static_cast<size_t>(n * kClasses * sizeof(int32_t)),
+                                                '\0');
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* ModelMetadata(
-      grpc::CallbackServerContext* context,
-      const inference::ModelMetadataRequest* request,
-      inference::ModelMetadataResponse* response) override {
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
+                                          const inference::ModelMetadataRequest* request,
+                                          inference::ModelMetadataResponse* response) override {
     response->set_name(request->name());
     response->add_versions(std::string("1"));  // (const char*) trips GCC 12 -Wrestrict
     response->set_platform("echo");
@@ -100,33 +95,30 @@ class EchoService final
     return Ok(context);
   }
 
-  grpc::ServerUnaryReactor* ServerLive(
-      grpc::CallbackServerContext* context,
-      const inference::ServerLiveRequest*,
-      inference::ServerLiveResponse* response) override {
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
+                                       const inference::ServerLiveRequest*,
+                                       inference::ServerLiveResponse* response) override {
     response->set_live(true);
     return Ok(context);
   }
 
-  grpc::ServerUnaryReactor* ServerReady(
-      grpc::CallbackServerContext* context,
-      const inference::ServerReadyRequest*,
-      inference::ServerReadyResponse* response) override {
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context,
+                                        const inference::ServerReadyRequest*,
+                                        inference::ServerReadyResponse* response) override {
     response->set_ready(true);
     return Ok(context);
   }
 
-  grpc::ServerUnaryReactor* ModelReady(
-      grpc::CallbackServerContext* context, const inference::ModelReadyRequest*,
-      inference::ModelReadyResponse* response) override {
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context,
+                                       const inference::ModelReadyRequest*,
+                                       inference::ModelReadyResponse* response) override {
     response->set_ready(true);
     return Ok(context);
   }
 
-  grpc::ServerUnaryReactor* ServerMetadata(
-      grpc::CallbackServerContext* context,
-      const inference::ServerMetadataRequest*,
-      inference::ServerMetadataResponse* response) override {
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,
+                                           const inference::ServerMetadataRequest*,
+                                           inference::ServerMetadataResponse* response) override {
     response->set_name("hgpipe-echo-server");
     response->set_version("0.1.0");
     return Ok(context);
@@ -173,26 +165,23 @@ int Main(int argc, char** argv) {
   EchoService service;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(
-      absl::StrCat(host, ":", absl::GetFlag(FLAGS_grpc_port)),
-      grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(absl::StrCat(host, ":", absl::GetFlag(FLAGS_grpc_port)),
+                           grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "hgpipe-echo-server: cannot listen on %s:%d\n",
-                 host.c_str(), absl::GetFlag(FLAGS_grpc_port));
+    std::fprintf(stderr, "hgpipe-echo-server: cannot listen on %s:%d\n", host.c_str(),
+                 absl::GetFlag(FLAGS_grpc_port));
     return 1;
   }
-  std::fprintf(stderr, "hgpipe-echo-server ready: grpc=%s:%d\n", host.c_str(),
-               port);
+  std::fprintf(stderr, "hgpipe-echo-server ready: grpc=%s:%d\n", host.c_str(), port);
   std::fflush(stderr);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  std::fprintf(stderr, "hgpipe-echo-server: signal %d, shutting down\n",
-               signal_number);
+  std::fprintf(stderr, "hgpipe-echo-server: signal %d, shutting down\n", signal_number);
   server->Shutdown();
   return 0;
 }

@@ -42,15 +42,14 @@ SimulationSpec Saturated(int boards, double load, uint64_t images) {
   return spec;
 }
 
-void Report(benchmark::State& state, uint64_t images, double wall_s,
-            double simulated_s, const SimulationResult& last) {
+void Report(benchmark::State& state, uint64_t images, double wall_s, double simulated_s,
+            const SimulationResult& last) {
   state.SetItemsProcessed(static_cast<int64_t>(images));
   state.counters["ns_per_image"] = benchmark::Counter(1e9 * wall_s / images);
   state.counters["sim_speedup"] = benchmark::Counter(simulated_s / wall_s);
   state.counters["utilization"] = benchmark::Counter(last.models[0].utilization);
   state.counters["p99_ms"] = benchmark::Counter(last.models[0].latency.p99);
-  state.counters["mean_run_images"] =
-      benchmark::Counter(last.models[0].mean_run_images);
+  state.counters["mean_run_images"] = benchmark::Counter(last.models[0].mean_run_images);
 }
 
 void RunSimulations(benchmark::State& state, const SimulationSpec& spec) {

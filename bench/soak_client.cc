@@ -46,8 +46,8 @@ namespace {
 using hgpipe::clients::kClasses;
 using hgpipe::clients::kImageBytes;
 
-std::atomic<int64_t> checked{0}, wrong{0}, unexpected{0}, streams{0}, cancelled{0},
-    cycles{0}, fmnist{0};
+std::atomic<int64_t> checked{0}, wrong{0}, unexpected{0}, streams{0}, cancelled{0}, cycles{0},
+    fmnist{0};
 
 void Unexpected(absl::string_view what, const absl::Status& s) {
   ++unexpected;
@@ -101,9 +101,8 @@ void Streams(const std::string& url, absl::Time end) {
     }
     const grpc::Status s = stream->Finish();
     if (!s.ok() || answered != sent.size()) {
-      Unexpected("stream finish",
-                 absl::UnknownError(absl::StrCat(s.error_message(), " answered ", answered,
-                                                 " of ", sent.size())));
+      Unexpected("stream finish", absl::UnknownError(absl::StrCat(s.error_message(), " answered ",
+                                                                  answered, " of ", sent.size())));
     }
     ++streams;
   }
@@ -126,8 +125,8 @@ void Cancellations(const std::string& url, absl::Time end) {
                s.error_code() == grpc::StatusCode::CANCELLED) {
       ++cancelled;
     } else {
-      Unexpected("cancellation", absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                              s.error_message()));
+      Unexpected("cancellation",
+                 absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
     }
     absl::SleepFor(absl::Milliseconds(5));
   }
@@ -214,11 +213,12 @@ int main(int argc, char** argv) {
     threads.emplace_back(Fmnist, url, png, end);
   }
   for (auto& t : threads) t.join();
-  printf("soak-client: checked=%lld wrong=%lld unexpected=%lld streams=%lld "
-         "cancelled=%lld cycles=%lld fmnist=%lld\n",
-         static_cast<long long>(checked.load()), static_cast<long long>(wrong.load()),
-         static_cast<long long>(unexpected.load()), static_cast<long long>(streams.load()),
-         static_cast<long long>(cancelled.load()), static_cast<long long>(cycles.load()),
-         static_cast<long long>(fmnist.load()));
+  printf(
+      "soak-client: checked=%lld wrong=%lld unexpected=%lld streams=%lld "
+      "cancelled=%lld cycles=%lld fmnist=%lld\n",
+      static_cast<long long>(checked.load()), static_cast<long long>(wrong.load()),
+      static_cast<long long>(unexpected.load()), static_cast<long long>(streams.load()),
+      static_cast<long long>(cancelled.load()), static_cast<long long>(cycles.load()),
+      static_cast<long long>(fmnist.load()));
   return wrong.load() == 0 && unexpected.load() == 0 ? 0 : 1;
 }

@@ -36,8 +36,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view rpc,
   if (status.ok()) return absl::OkStatus();
   // gRPC's and absl's canonical codes share their numbering.
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(rpc, " to ", target, ": ",
-                                   status.error_message()));
+                      absl::StrCat(rpc, " to ", target, ": ", status.error_message()));
 }
 
 std::string StatusCodeName(int code) {
@@ -55,14 +54,14 @@ struct InferenceClient::AsyncCall {
   std::shared_ptr<InFlightCounter> in_flight;
 };
 
-absl::StatusOr<std::unique_ptr<InferenceClient>> InferenceClient::Create(
-    const std::string& target, const Options& options) {
+absl::StatusOr<std::unique_ptr<InferenceClient>> InferenceClient::Create(const std::string& target,
+                                                                         const Options& options) {
   if (target.empty()) {
     return absl::InvalidArgumentError("inference client: empty target");
   }
   if (options.channel.max_message_bytes <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "inference client for ", target, ": max_message_bytes must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("inference client for ", target, ": max_message_bytes must be > 0"));
   }
   return std::unique_ptr<InferenceClient>(new InferenceClient(target, options));
 }
@@ -78,17 +77,13 @@ InferenceClient::InferenceClient(std::string target, const Options& options)
 InferenceClient::~InferenceClient() {
   hgpipe::MutexLock l(&in_flight_->mu);
   in_flight_->mu.Await(absl::Condition(
-      +[](InFlightCounter* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) {
-        return c->calls == 0;
-      },
+      +[](InFlightCounter* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu) { return c->calls == 0; },
       in_flight_.get()));
 }
 
 absl::Time InferenceClient::DeadlineFor(absl::Duration timeout) const {
-  return absl::Now() +
-         (timeout == absl::ZeroDuration() ? options_.timeout : timeout);
+  return absl::Now() + (timeout == absl::ZeroDuration() ? options_.timeout : timeout);
 }
-
 
 void InferenceClient::Prepare(grpc::ClientContext& context, absl::Time deadline) const {
   context.set_deadline(absl::ToChronoTime(deadline));
@@ -99,8 +94,7 @@ absl::StatusOr<bool> InferenceClient::Live() {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerLiveResponse response;
-  grpc::Status s =
-      stub_->ServerLive(&context, inference::ServerLiveRequest(), &response);
+  grpc::Status s = stub_->ServerLive(&context, inference::ServerLiveRequest(), &response);
   if (!s.ok()) return FromGrpcStatus(s, "ServerLive", target_);
   return response.live();
 }
@@ -109,8 +103,7 @@ absl::StatusOr<bool> InferenceClient::Ready() {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerReadyResponse response;
-  grpc::Status s =
-      stub_->ServerReady(&context, inference::ServerReadyRequest(), &response);
+  grpc::Status s = stub_->ServerReady(&context, inference::ServerReadyRequest(), &response);
   if (!s.ok()) return FromGrpcStatus(s, "ServerReady", target_);
   return response.ready();
 }
@@ -130,13 +123,11 @@ absl::StatusOr<bool> InferenceClient::ModelReady(absl::string_view model,
   return response.ready();
 }
 
-absl::StatusOr<inference::ServerMetadataResponse>
-InferenceClient::ServerMetadata() {
+absl::StatusOr<inference::ServerMetadataResponse> InferenceClient::ServerMetadata() {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ServerMetadataResponse response;
-  grpc::Status s = stub_->ServerMetadata(
-      &context, inference::ServerMetadataRequest(), &response);
+  grpc::Status s = stub_->ServerMetadata(&context, inference::ServerMetadataRequest(), &response);
   if (!s.ok()) return FromGrpcStatus(s, "ServerMetadata", target_);
   return response;
 }
@@ -151,14 +142,13 @@ absl::StatusOr<inference::ModelMetadataResponse> InferenceClient::ModelMetadata(
   inference::ModelMetadataResponse response;
   grpc::Status s = stub_->ModelMetadata(&context, request, &response);
   if (!s.ok()) {
-    return FromGrpcStatus(s, absl::StrCat("ModelMetadata(", model, ")"),
-                          target_);
+    return FromGrpcStatus(s, absl::StrCat("ModelMetadata(", model, ")"), target_);
   }
   return response;
 }
 
-absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus>
-InferenceClient::Health(absl::string_view service) {
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> InferenceClient::Health(
+    absl::string_view service) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   grpc::health::v1::HealthCheckRequest request;
@@ -166,14 +156,13 @@ InferenceClient::Health(absl::string_view service) {
   grpc::health::v1::HealthCheckResponse response;
   grpc::Status s = health_stub_->Check(&context, request, &response);
   if (!s.ok()) {
-    return FromGrpcStatus(s, absl::StrCat("Health.Check('", service, "')"),
-                          target_);
+    return FromGrpcStatus(s, absl::StrCat("Health.Check('", service, "')"), target_);
   }
   return response.status();
 }
 
-absl::StatusOr<inference::RepositoryIndexResponse>
-InferenceClient::RepositoryIndex(bool ready_only) {
+absl::StatusOr<inference::RepositoryIndexResponse> InferenceClient::RepositoryIndex(
+    bool ready_only) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::RepositoryIndexRequest request;
@@ -195,12 +184,10 @@ absl::Status InferenceClient::LoadModel(absl::string_view model, absl::Duration 
   }
   inference::RepositoryModelLoadResponse response;
   grpc::Status s = stub_->RepositoryModelLoad(&context, request, &response);
-  return FromGrpcStatus(s, absl::StrCat("RepositoryModelLoad(", model, ")"),
-                        target_);
+  return FromGrpcStatus(s, absl::StrCat("RepositoryModelLoad(", model, ")"), target_);
 }
 
-absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
-    absl::string_view model) {
+absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(absl::string_view model) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::ModelConfigRequest request;
@@ -212,8 +199,8 @@ absl::StatusOr<inference::ModelConfig> InferenceClient::ModelConfig(
 }
 
 absl::Status InferenceClient::RegisterSystemSharedMemory(absl::string_view name,
-                                                         absl::string_view key,
-                                                         uint64_t byte_size, uint64_t offset) {
+                                                         absl::string_view key, uint64_t byte_size,
+                                                         uint64_t offset) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(absl::ZeroDuration()));
   inference::SystemSharedMemoryRegisterRequest request;
@@ -264,16 +251,14 @@ absl::StatusOr<inference::ModelStatisticsResponse> InferenceClient::ModelStatist
   return response;
 }
 
-absl::Status InferenceClient::UnloadModel(absl::string_view model,
-                                          absl::Duration timeout) {
+absl::Status InferenceClient::UnloadModel(absl::string_view model, absl::Duration timeout) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(timeout));
   inference::RepositoryModelUnloadRequest request;
   request.set_model_name(std::string(model));
   inference::RepositoryModelUnloadResponse response;
   grpc::Status s = stub_->RepositoryModelUnload(&context, request, &response);
-  return FromGrpcStatus(s, absl::StrCat("RepositoryModelUnload(", model, ")"),
-                        target_);
+  return FromGrpcStatus(s, absl::StrCat("RepositoryModelUnload(", model, ")"), target_);
 }
 
 absl::StatusOr<inference::ModelInferResponse> InferenceClient::Infer(
@@ -283,15 +268,13 @@ absl::StatusOr<inference::ModelInferResponse> InferenceClient::Infer(
   inference::ModelInferResponse response;
   grpc::Status s = stub_->ModelInfer(&context, request, &response);
   if (!s.ok()) {
-    return FromGrpcStatus(
-        s, absl::StrCat("ModelInfer(", request.model_name(), ")"), target_);
+    return FromGrpcStatus(s, absl::StrCat("ModelInfer(", request.model_name(), ")"), target_);
   }
   return response;
 }
 
-void InferenceClient::InferAsync(
-    std::shared_ptr<const inference::ModelInferRequest> request,
-    InferCallback done, absl::Duration timeout) {
+void InferenceClient::InferAsync(std::shared_ptr<const inference::ModelInferRequest> request,
+                                 InferCallback done, absl::Duration timeout) {
   {
     hgpipe::MutexLock l(&in_flight_->mu);
     ++in_flight_->calls;
@@ -309,9 +292,8 @@ void InferenceClient::InferAsync(
         if (s.ok()) {
           result = std::move(owned->response);
         } else {
-          result = FromGrpcStatus(
-              s, absl::StrCat("ModelInfer(", owned->request->model_name(), ")"),
-              target);
+          result = FromGrpcStatus(s, absl::StrCat("ModelInfer(", owned->request->model_name(), ")"),
+                                  target);
         }
         InferCallback user_done = std::move(owned->done);
         std::shared_ptr<InFlightCounter> in_flight = std::move(owned->in_flight);
@@ -322,10 +304,9 @@ void InferenceClient::InferAsync(
       });
 }
 
-void InferenceClient::InferAsync(inference::ModelInferRequest request,
-                                 InferCallback done, absl::Duration timeout) {
-  InferAsync(std::make_shared<const inference::ModelInferRequest>(
-                 std::move(request)),
+void InferenceClient::InferAsync(inference::ModelInferRequest request, InferCallback done,
+                                 absl::Duration timeout) {
+  InferAsync(std::make_shared<const inference::ModelInferRequest>(std::move(request)),
              std::move(done), timeout);
 }
 

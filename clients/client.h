@@ -70,10 +70,9 @@ class InferenceClient {
 
   // InvalidArgument if target is empty. Does not connect: a server that is
   // not there shows as UNAVAILABLE on the first call.
-  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
-      const std::string& target, const Options& options);
-  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(
-      const std::string& target) {
+  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(const std::string& target,
+                                                                 const Options& options);
+  static absl::StatusOr<std::unique_ptr<InferenceClient>> Create(const std::string& target) {
     return Create(target, Options());
   }
 
@@ -89,12 +88,11 @@ class InferenceClient {
   // error (UNAVAILABLE when nothing listens at the target).
   absl::StatusOr<bool> Live();
   absl::StatusOr<bool> Ready();
-  absl::StatusOr<bool> ModelReady(absl::string_view model,
-                                  absl::string_view version = "");
+  absl::StatusOr<bool> ModelReady(absl::string_view model, absl::string_view version = "");
   absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata();
   // NOT_FOUND (from the server) for an unknown model.
-  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(
-      absl::string_view model, absl::string_view version = "");
+  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(absl::string_view model,
+                                                                 absl::string_view version = "");
   // grpc.health.v1 Check of `service` ("" is the server as a whole).
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health(
       absl::string_view service = "");
@@ -106,21 +104,17 @@ class InferenceClient {
   // the requests it accepted are answered; both return when the server has
   // done it. A server that does not allow them (hgpipe-server in
   // --model-control-mode=none) answers UNAVAILABLE. `timeout` as Infer's.
-  absl::StatusOr<inference::RepositoryIndexResponse> RepositoryIndex(
-      bool ready_only = false);
+  absl::StatusOr<inference::RepositoryIndexResponse> RepositoryIndex(bool ready_only = false);
   // `config_json`, if not empty, is sent as Triton's `config` parameter (a
   // Triton ModelConfig as JSON overriding the model's config for this load).
-  absl::Status LoadModel(absl::string_view model,
-                         absl::Duration timeout = absl::ZeroDuration(),
+  absl::Status LoadModel(absl::string_view model, absl::Duration timeout = absl::ZeroDuration(),
                          absl::string_view config_json = "");
-  absl::Status UnloadModel(absl::string_view model,
-                           absl::Duration timeout = absl::ZeroDuration());
+  absl::Status UnloadModel(absl::string_view model, absl::Duration timeout = absl::ZeroDuration());
 
   // Triton's model configuration and statistics extensions. NOT_FOUND for a
   // model that is not loaded; ModelStatistics("") is every loaded model.
   absl::StatusOr<inference::ModelConfig> ModelConfig(absl::string_view model);
-  absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(
-      absl::string_view model);
+  absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(absl::string_view model);
 
   // Triton's system shared memory extension: register `byte_size` bytes at
   // `offset` of the POSIX shared memory object `key` (clients/shared_memory.h
@@ -136,17 +130,14 @@ class InferenceClient {
   // One inference, blocking until the response or the deadline (now +
   // timeout; the client's default when timeout is absl::ZeroDuration()).
   absl::StatusOr<inference::ModelInferResponse> Infer(
-      const inference::ModelInferRequest& request,
-      absl::Duration timeout = absl::ZeroDuration());
+      const inference::ModelInferRequest& request, absl::Duration timeout = absl::ZeroDuration());
 
   // One inference without blocking, on gRPC's callback API. `done` is called
   // exactly once, on a gRPC thread, with the response or the error; it must
   // not block (it may start further InferAsync calls). The request is shared,
   // not copied, so one request message can be sent many times.
-  using InferCallback =
-      absl::AnyInvocable<void(absl::StatusOr<inference::ModelInferResponse>)>;
-  void InferAsync(std::shared_ptr<const inference::ModelInferRequest> request,
-                  InferCallback done,
+  using InferCallback = absl::AnyInvocable<void(absl::StatusOr<inference::ModelInferResponse>)>;
+  void InferAsync(std::shared_ptr<const inference::ModelInferRequest> request, InferCallback done,
                   absl::Duration timeout = absl::ZeroDuration());
   void InferAsync(inference::ModelInferRequest request, InferCallback done,
                   absl::Duration timeout = absl::ZeroDuration());

@@ -95,8 +95,7 @@ int Fail(const absl::Status& status) {
 }
 
 int UsageError(const std::string& message) {
-  std::fprintf(stderr, "hgpipe-client: %s\nusage: %s\n", message.c_str(),
-               kUsage);
+  std::fprintf(stderr, "hgpipe-client: %s\nusage: %s\n", message.c_str(), kUsage);
   return 2;
 }
 
@@ -119,11 +118,9 @@ int Ready(InferenceClient& client, const std::vector<std::string>& args) {
     std::printf("ready: %s\n", *ready ? "true" : "false");
     return *ready ? 0 : 1;
   }
-  absl::StatusOr<bool> ready =
-      client.ModelReady(args[0], absl::GetFlag(FLAGS_model_version));
+  absl::StatusOr<bool> ready = client.ModelReady(args[0], absl::GetFlag(FLAGS_model_version));
   if (!ready.ok()) return Fail(ready.status());
-  std::printf("model %s ready: %s\n", args[0].c_str(),
-              *ready ? "true" : "false");
+  std::printf("model %s ready: %s\n", args[0].c_str(), *ready ? "true" : "false");
   return *ready ? 0 : 1;
 }
 
@@ -134,8 +131,7 @@ int Health(InferenceClient& client, const std::vector<std::string>& args) {
       client.Health(service);
   if (!status.ok()) return Fail(status.status());
   std::printf("health('%s'): %s\n", service.c_str(),
-              grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status)
-                  .c_str());
+              grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*status).c_str());
   return *status == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
@@ -145,16 +141,14 @@ int Metadata(InferenceClient& client, const std::vector<std::string>& args) {
     absl::StatusOr<inference::ServerMetadataResponse> m = client.ServerMetadata();
     if (!m.ok()) return Fail(m.status());
     std::printf("server: %s\nversion: %s\nextensions: %s\n", m->name().c_str(),
-                m->version().c_str(),
-                absl::StrJoin(m->extensions(), ", ").c_str());
+                m->version().c_str(), absl::StrJoin(m->extensions(), ", ").c_str());
     return 0;
   }
   absl::StatusOr<inference::ModelMetadataResponse> m =
       client.ModelMetadata(args[0], absl::GetFlag(FLAGS_model_version));
   if (!m.ok()) return Fail(m.status());
   std::printf("model: %s\nversions: %s\nplatform: %s\n", m->name().c_str(),
-              absl::StrJoin(m->versions(), ", ").c_str(),
-              m->platform().c_str());
+              absl::StrJoin(m->versions(), ", ").c_str(), m->platform().c_str());
   for (const auto& t : m->inputs()) {
     std::printf("input: %s %s %s\n", t.name().c_str(), t.datatype().c_str(),
                 Shape(t.shape()).c_str());
@@ -180,13 +174,11 @@ absl::StatusOr<std::vector<int8_t>> LoadImages(size_t image_bytes) {
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot open --input ", path));
   }
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                          std::istreambuf_iterator<char>());
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (bytes.empty() || bytes.size() % image_bytes != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--input ", path, " holds ", bytes.size(),
-        " bytes, not a whole, non-zero number of ", image_bytes,
-        "-byte images"));
+    return absl::InvalidArgumentError(absl::StrCat("--input ", path, " holds ", bytes.size(),
+                                                   " bytes, not a whole, non-zero number of ",
+                                                   image_bytes, "-byte images"));
   }
   return std::vector<int8_t>(bytes.begin(), bytes.end());
 }
@@ -194,8 +186,8 @@ absl::StatusOr<std::vector<int8_t>> LoadImages(size_t image_bytes) {
 // The logits of `response` as [n, classes] rows of doubles for printing,
 // whatever their datatype (INT32 or FP32).
 absl::StatusOr<std::vector<std::vector<double>>> LogitRows(
-    const inference::ModelInferResponse& response, const std::string& output,
-    int64_t n, std::vector<std::vector<int32_t>>* int_rows) {
+    const inference::ModelInferResponse& response, const std::string& output, int64_t n,
+    std::vector<std::vector<int32_t>>* int_rows) {
   std::vector<int64_t> shape;
   std::vector<double> values;
   std::string datatype;
@@ -220,14 +212,13 @@ absl::StatusOr<std::vector<std::vector<double>>> LogitRows(
     }
   }
   if (shape.size() != 2 || shape[0] != n) {
-    return absl::DataLossError(absl::StrCat(
-        "output '", output, "' has shape [", absl::StrJoin(shape, ", "),
-        "], expected [", n, ", classes]"));
+    return absl::DataLossError(absl::StrCat("output '", output, "' has shape [",
+                                            absl::StrJoin(shape, ", "), "], expected [", n,
+                                            ", classes]"));
   }
   std::vector<std::vector<double>> rows;
   for (int64_t i = 0; i < n; ++i) {
-    rows.emplace_back(values.begin() + i * shape[1],
-                      values.begin() + (i + 1) * shape[1]);
+    rows.emplace_back(values.begin() + i * shape[1], values.begin() + (i + 1) * shape[1]);
   }
   return rows;
 }
@@ -238,8 +229,8 @@ int InferEncoded(InferenceClient& client, const std::string& model,
                  const inference::ModelMetadataResponse& metadata) {
   const std::vector<std::string> files = absl::GetFlag(FLAGS_image);
   if (files.empty()) {
-    return UsageError(absl::StrCat("model ", model,
-                                   " takes encoded images: use --image FILE[,FILE...]"));
+    return UsageError(
+        absl::StrCat("model ", model, " takes encoded images: use --image FILE[,FILE...]"));
   }
   inference::ModelInferRequest request;
   request.set_model_name(model);
@@ -253,8 +244,7 @@ int InferEncoded(InferenceClient& client, const std::string& model,
   for (const std::string& path : files) {
     std::ifstream f(path, std::ios::binary);
     if (!f) return Fail(absl::NotFoundError(absl::StrCat("cannot open --image ", path)));
-    const std::string bytes((std::istreambuf_iterator<char>(f)),
-                            std::istreambuf_iterator<char>());
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     const uint32_t len = static_cast<uint32_t>(bytes.size());
     raw->append(reinterpret_cast<const char*>(&len), 4);  // little-endian
     raw->append(bytes);
@@ -268,8 +258,8 @@ int InferEncoded(InferenceClient& client, const std::string& model,
   const absl::Time start = absl::Now();
   auto response = client.Infer(request, absl::Seconds(absl::GetFlag(FLAGS_timeout)));
   if (!response.ok()) return Fail(response.status());
-  std::printf("model %s (%s): %zu image%s in %.2f ms\n", model.c_str(),
-              metadata.platform().c_str(), files.size(), files.size() == 1 ? "" : "s",
+  std::printf("model %s (%s): %zu image%s in %.2f ms\n", model.c_str(), metadata.platform().c_str(),
+              files.size(), files.size() == 1 ? "" : "s",
               absl::ToDoubleMilliseconds(absl::Now() - start));
   const auto& tensor = response->outputs(0);
   if (tensor.datatype() != "BYTES" || tensor.shape_size() != 2 ||
@@ -300,21 +290,19 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
   if (args.size() != 1) return UsageError("infer takes exactly one MODEL");
   const std::string& model = args[0];
   const std::string version = absl::GetFlag(FLAGS_model_version);
-  absl::StatusOr<inference::ModelMetadataResponse> metadata =
-      client.ModelMetadata(model, version);
+  absl::StatusOr<inference::ModelMetadataResponse> metadata = client.ModelMetadata(model, version);
   if (!metadata.ok()) return Fail(metadata.status());
   if (metadata->inputs_size() != 1 || metadata->outputs_size() < 1) {
-    return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "model ", model, " has ", metadata->inputs_size(), " inputs and ",
-        metadata->outputs_size(),
-        " outputs; hgpipe-client sends one image input")));
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("model ", model, " has ", metadata->inputs_size(), " inputs and ",
+                     metadata->outputs_size(), " outputs; hgpipe-client sends one image input")));
   }
   const auto& input = metadata->inputs(0);
   if (input.datatype() == "BYTES") return InferEncoded(client, model, *metadata);
   if (input.datatype() != "INT8") {
-    return Fail(absl::FailedPreconditionError(
-        absl::StrCat("model ", model, " input '", input.name(), "' is ",
-                     input.datatype(), ", hgpipe-client sends INT8 images")));
+    return Fail(absl::FailedPreconditionError(absl::StrCat("model ", model, " input '",
+                                                           input.name(), "' is ", input.datatype(),
+                                                           ", hgpipe-client sends INT8 images")));
   }
   ImageRequestOptions options;
   options.input_name = input.name();
@@ -325,25 +313,22 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
     options.tokens = input.shape(1);
     options.token_values = input.shape(2);
   }
-  const size_t image_bytes =
-      static_cast<size_t>(options.tokens) * options.token_values;
+  const size_t image_bytes = static_cast<size_t>(options.tokens) * options.token_values;
   absl::StatusOr<std::vector<int8_t>> images = LoadImages(image_bytes);
   if (!images.ok()) {
-    if (absl::IsInvalidArgument(images.status()) &&
-        absl::GetFlag(FLAGS_input).empty()) {
+    if (absl::IsInvalidArgument(images.status()) && absl::GetFlag(FLAGS_input).empty()) {
       return UsageError(std::string(images.status().message()));
     }
     return Fail(images.status());
   }
   const int64_t n = static_cast<int64_t>(images->size() / image_bytes);
-  absl::StatusOr<inference::ModelInferRequest> request =
-      MakeImageRequest(model, *images, options);
+  absl::StatusOr<inference::ModelInferRequest> request = MakeImageRequest(model, *images, options);
   if (!request.ok()) return Fail(request.status());
   request->set_model_version(version);
 
   const absl::Time start = absl::Now();
-  absl::StatusOr<inference::ModelInferResponse> response = client.Infer(
-      *request, absl::Seconds(absl::GetFlag(FLAGS_timeout)));
+  absl::StatusOr<inference::ModelInferResponse> response =
+      client.Infer(*request, absl::Seconds(absl::GetFlag(FLAGS_timeout)));
   const absl::Duration round_trip = absl::Now() - start;
   if (!response.ok()) return Fail(response.status());
 
@@ -353,8 +338,8 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
   if (!rows.ok()) return Fail(rows.status());
 
   std::printf("model %s (%s): %lld image%s in %.2f ms\n", model.c_str(),
-              metadata->platform().c_str(), static_cast<long long>(n),
-              n == 1 ? "" : "s", absl::ToDoubleMilliseconds(round_trip));
+              metadata->platform().c_str(), static_cast<long long>(n), n == 1 ? "" : "s",
+              absl::ToDoubleMilliseconds(round_trip));
   const bool check = metadata->platform() == kVerifyPlatform;
   int mismatches = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -363,18 +348,16 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
          TopK<double>((*rows)[i], std::max(0, absl::GetFlag(FLAGS_top)))) {
       top.push_back(absl::StrFormat("%d (%g)", cls, value));
     }
-    std::printf("image %lld: top-%zu: %s\n", static_cast<long long>(i),
-                top.size(), absl::StrJoin(top, ", ").c_str());
+    std::printf("image %lld: top-%zu: %s\n", static_cast<long long>(i), top.size(),
+                absl::StrJoin(top, ", ").c_str());
     if (!check) continue;
     absl::Status s =
         int_rows.empty()
             ? absl::InvalidArgumentError("verify output is not INT32")
-            : CheckVerifyRow(absl::MakeConstSpan(*images).subspan(
-                                 i * image_bytes, image_bytes),
+            : CheckVerifyRow(absl::MakeConstSpan(*images).subspan(i * image_bytes, image_bytes),
                              int_rows[i]);
     if (s.ok()) {
-      std::printf("image %lld: matches its input digest\n",
-                  static_cast<long long>(i));
+      std::printf("image %lld: matches its input digest\n", static_cast<long long>(i));
     } else {
       ++mismatches;
       std::printf("image %lld: MISMATCH: %s\n", static_cast<long long>(i),
@@ -382,8 +365,8 @@ int Infer(InferenceClient& client, const std::vector<std::string>& args) {
     }
   }
   if (mismatches > 0) {
-    return Fail(absl::DataLossError(absl::StrCat(
-        mismatches, " of ", n, " images do not match their input digest")));
+    return Fail(absl::DataLossError(
+        absl::StrCat(mismatches, " of ", n, " images do not match their input digest")));
   }
   return 0;
 }
@@ -393,8 +376,8 @@ int Index(InferenceClient& client, const std::vector<std::string>& args) {
   absl::StatusOr<inference::RepositoryIndexResponse> index = client.RepositoryIndex();
   if (!index.ok()) return Fail(index.status());
   for (const auto& m : index->models()) {
-    std::printf("%-24s %-3s %-12s %s\n", m.name().c_str(), m.version().c_str(),
-                m.state().c_str(), m.reason().c_str());
+    std::printf("%-24s %-3s %-12s %s\n", m.name().c_str(), m.version().c_str(), m.state().c_str(),
+                m.reason().c_str());
   }
   return 0;
 }
@@ -403,8 +386,8 @@ int LoadOrUnload(InferenceClient& client, const std::string& command,
                  const std::vector<std::string>& args) {
   if (args.size() != 1) return UsageError(absl::StrCat(command, " takes exactly one MODEL"));
   const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
-  absl::Status s = command == "load" ? client.LoadModel(args[0], timeout)
-                                     : client.UnloadModel(args[0], timeout);
+  absl::Status s =
+      command == "load" ? client.LoadModel(args[0], timeout) : client.UnloadModel(args[0], timeout);
   if (!s.ok()) return Fail(s);
   std::printf("model %s %s\n", args[0].c_str(), command == "load" ? "loaded" : "unloaded");
   return 0;
@@ -434,13 +417,15 @@ int Main(int argc, char** argv) {
     for (const auto& [path, out] : {std::pair{root, &options.channel.tls_root_certs},
                                     std::pair{key, &options.channel.tls_client_key},
                                     std::pair{chain, &options.channel.tls_client_cert}}) {
-      if (!read(path, out)) return Fail(absl::InvalidArgumentError(absl::StrCat("cannot read ", path)));
+      if (!read(path, out))
+        return Fail(absl::InvalidArgumentError(absl::StrCat("cannot read ", path)));
     }
     options.channel.tls_target_name = absl::GetFlag(FLAGS_ssl_target_name);
   }
   for (const std::string& h : absl::GetFlag(FLAGS_header)) {
     const size_t eq = h.find('=');
-    if (eq == std::string::npos || eq == 0) return UsageError(absl::StrCat("--header '", h, "': expected KEY=VALUE"));
+    if (eq == std::string::npos || eq == 0)
+      return UsageError(absl::StrCat("--header '", h, "': expected KEY=VALUE"));
     options.metadata.emplace_back(absl::AsciiStrToLower(h.substr(0, eq)), h.substr(eq + 1));
   }
   absl::StatusOr<std::unique_ptr<InferenceClient>> client =

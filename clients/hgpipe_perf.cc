@@ -33,8 +33,7 @@ ABSL_FLAG(std::string, url, "localhost:8001", "The server's gRPC address.");
 ABSL_FLAG(std::string, model, "verify", "Model to load.");
 ABSL_FLAG(int, images_per_request, 1, "Images in each request.");
 ABSL_FLAG(int, concurrency, 1, "Closed loop: requests kept outstanding.");
-ABSL_FLAG(double, rate, 0,
-          "Open loop: requests per second (0: closed loop, --concurrency).");
+ABSL_FLAG(double, rate, 0, "Open loop: requests per second (0: closed loop, --concurrency).");
 ABSL_FLAG(std::string, arrivals, "poisson",
           "Open loop schedule: 'poisson' (exponential gaps) or 'constant'.");
 ABSL_FLAG(int, max_outstanding, 1024,
@@ -72,44 +71,35 @@ namespace hgpipe::clients {
 namespace {
 
 void PrintSummary(const LoadOptions& o, const LoadResult& r) {
-  std::printf("model %s (%s) at %s, %d image(s) per request%s%s, %s\n",
-              o.model.c_str(), r.platform.c_str(), o.target.c_str(),
-              o.images_per_request,
-              o.shared_memory == LoadOptions::SharedMemory::kSystem
-                  ? ", system shared memory"
-                  : "",
+  std::printf("model %s (%s) at %s, %d image(s) per request%s%s, %s\n", o.model.c_str(),
+              r.platform.c_str(), o.target.c_str(), o.images_per_request,
+              o.shared_memory == LoadOptions::SharedMemory::kSystem ? ", system shared memory" : "",
               o.streaming ? ", streaming" : "",
-              o.rate > 0 ? absl::StrCat("open loop ", o.rate, " requests/s (",
-                                        o.arrivals ==
-                                                LoadOptions::Arrivals::kPoisson
-                                            ? "poisson"
-                                            : "constant",
-                                        ")")
-                               .c_str()
-                         : absl::StrCat("concurrency ", o.concurrency).c_str());
-  std::printf("  throughput: %.1f images/s, %.1f requests/s over %.1f s\n",
-              r.images_per_second, r.requests_per_second, r.window_seconds);
+              o.rate > 0
+                  ? absl::StrCat(
+                        "open loop ", o.rate, " requests/s (",
+                        o.arrivals == LoadOptions::Arrivals::kPoisson ? "poisson" : "constant", ")")
+                        .c_str()
+                  : absl::StrCat("concurrency ", o.concurrency).c_str());
+  std::printf("  throughput: %.1f images/s, %.1f requests/s over %.1f s\n", r.images_per_second,
+              r.requests_per_second, r.window_seconds);
+  std::printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  mean %.3f\n", r.latency_ms.p50,
+              r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max, r.latency_ms.mean);
   std::printf(
-      "  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  mean %.3f\n",
-      r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max,
-      r.latency_ms.mean);
-  std::printf("  requests: %lld ok in window, %lld completed in all, %lld "
-              "failed\n",
-              static_cast<long long>(r.requests_ok),
-              static_cast<long long>(r.requests_total),
-              static_cast<long long>(r.error_count()));
+      "  requests: %lld ok in window, %lld completed in all, %lld "
+      "failed\n",
+      static_cast<long long>(r.requests_ok), static_cast<long long>(r.requests_total),
+      static_cast<long long>(r.error_count()));
   for (const auto& [code, count] : r.errors) {
-    std::printf("    %s: %lld (first: %s)\n", code.c_str(),
-                static_cast<long long>(count),
+    std::printf("    %s: %lld (first: %s)\n", code.c_str(), static_cast<long long>(count),
                 r.first_error_message.at(code).c_str());
   }
   if (o.rate > 0) {
     std::printf("  late requests (max outstanding reached): %lld\n",
                 static_cast<long long>(r.late_requests));
   }
-  std::printf("  client CPU: %.2f cores (user %.2f, system %.2f)\n",
-              r.client_cpu_cores, r.client_cpu_user_cores,
-              r.client_cpu_system_cores);
+  std::printf("  client CPU: %.2f cores (user %.2f, system %.2f)\n", r.client_cpu_cores,
+              r.client_cpu_user_cores, r.client_cpu_system_cores);
 }
 
 int Main(int argc, char** argv) {
@@ -125,8 +115,7 @@ int Main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
-    std::fprintf(stderr, "hgpipe-perf: unexpected argument '%s'\n",
-                 positional[1]);
+    std::fprintf(stderr, "hgpipe-perf: unexpected argument '%s'\n", positional[1]);
     return 2;
   }
   LoadOptions o;
@@ -161,8 +150,7 @@ int Main(int argc, char** argv) {
   if (shared_memory == "system") {
     o.shared_memory = LoadOptions::SharedMemory::kSystem;
   } else if (shared_memory != "none") {
-    std::fprintf(stderr,
-                 "hgpipe-perf: --shared-memory must be none or system, not '%s'\n",
+    std::fprintf(stderr, "hgpipe-perf: --shared-memory must be none or system, not '%s'\n",
                  shared_memory.c_str());
     return 2;
   }
@@ -174,9 +162,8 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "hgpipe-perf [%5.1fs]%s %9.1f images/s, %lld errors, %lld "
                    "outstanding\n",
-                   absl::ToDoubleSeconds(p.elapsed),
-                   p.warming_up ? " warmup" : "       ", p.images_per_second,
-                   static_cast<long long>(p.errors),
+                   absl::ToDoubleSeconds(p.elapsed), p.warming_up ? " warmup" : "       ",
+                   p.images_per_second, static_cast<long long>(p.errors),
                    static_cast<long long>(p.outstanding));
     };
   }

@@ -83,24 +83,23 @@ struct ModelShape {
 };
 
 absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
-  absl::StatusOr<std::unique_ptr<InferenceClient>> client =
-      InferenceClient::Create(options.target);
+  absl::StatusOr<std::unique_ptr<InferenceClient>> client = InferenceClient::Create(options.target);
   if (!client.ok()) return client.status();
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       (*client)->ModelMetadata(options.model);
   if (!metadata.ok()) return metadata.status();
   if (metadata->inputs_size() < 1 || metadata->outputs_size() < 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model '", options.model, "' has ", metadata->inputs_size(),
-        " inputs and ", metadata->outputs_size(),
-        " outputs; the load generator needs one image input and one output"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", options.model, "' has ", metadata->inputs_size(), " inputs and ",
+                     metadata->outputs_size(),
+                     " outputs; the load generator needs one image input and one output"));
   }
   const auto& input = metadata->inputs(0);
   const auto& output = metadata->outputs(0);
   if (input.datatype() != "INT8") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model '", options.model, "' input '", input.name(), "' is ",
-        input.datatype(), "; the load generator sends INT8 images"));
+    return absl::FailedPreconditionError(absl::StrCat("model '", options.model, "' input '",
+                                                      input.name(), "' is ", input.datatype(),
+                                                      "; the load generator sends INT8 images"));
   }
   ModelShape shape;
   shape.platform = metadata->platform();
@@ -118,9 +117,9 @@ absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
     shape.classes = output.shape(1);
   }
   if (options.verify && shape.platform != kVerifyPlatform) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "verification needs a model whose platform is '", kVerifyPlatform,
-        "'; model '", options.model, "' is '", shape.platform, "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("verification needs a model whose platform is '", kVerifyPlatform,
+                     "'; model '", options.model, "' is '", shape.platform, "'"));
   }
   return shape;
 }
@@ -148,8 +147,7 @@ absl::Status ValidateOptions(const LoadOptions& o) {
     return absl::InvalidArgumentError("timeout must be > 0");
   }
   if (o.request_pool < 1 || o.connections < 1) {
-    return absl::InvalidArgumentError(
-        "request_pool and connections must be >= 1");
+    return absl::InvalidArgumentError("request_pool and connections must be >= 1");
   }
   return absl::OkStatus();
 }
@@ -157,8 +155,7 @@ absl::Status ValidateOptions(const LoadOptions& o) {
 // One run: the calls in flight and the statistics of those that finished.
 class LoadRun {
  public:
-  LoadRun(const LoadOptions& options, const ModelShape& shape, Pool pool,
-          absl::Time start)
+  LoadRun(const LoadOptions& options, const ModelShape& shape, Pool pool, absl::Time start)
       : options_(options),
         shape_(shape),
         pool_(std::move(pool)),
@@ -167,8 +164,7 @@ class LoadRun {
     for (int i = 0; i < options.connections; ++i) {
       ChannelOptions channel;
       channel.connection_index = i;
-      stubs_.push_back(std::make_unique<grpc::GenericStub>(
-          MakeChannel(options.target, channel)));
+      stubs_.push_back(std::make_unique<grpc::GenericStub>(MakeChannel(options.target, channel)));
     }
     if (options.streaming) {
       // The streams end when the run does; the deadline only bounds a hang.
@@ -212,17 +208,15 @@ class LoadRun {
           auto below_cap = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
             return outstanding_ < options_.max_outstanding;
           };
-          if (!mu_.AwaitWithDeadline(absl::Condition(&below_cap),
-                                     window_end_)) {
+          if (!mu_.AwaitWithDeadline(absl::Condition(&below_cap), window_end_)) {
             break;
           }
         }
         ++outstanding_;
       }
       Issue(next);
-      const double gap = options_.arrivals == LoadOptions::Arrivals::kPoisson
-                             ? exponential(rng)
-                             : constant_gap;
+      const double gap =
+          options_.arrivals == LoadOptions::Arrivals::kPoisson ? exponential(rng) : constant_gap;
       next += absl::Seconds(gap);
     }
     hgpipe::MutexLock l(&mu_);
@@ -231,8 +225,7 @@ class LoadRun {
 
   // Waits until every call has finished, reporting progress about once a
   // second and sampling CPU time at the window's edges.
-  void Wait(absl::Time start,
-            absl::AnyInvocable<void(const LoadProgress&)>& progress) {
+  void Wait(absl::Time start, absl::AnyInvocable<void(const LoadProgress&)>& progress) {
     absl::Time next_tick = start + absl::Seconds(1);
     bool window_started = false, window_ended = false;
     int64_t last_images = 0;
@@ -264,8 +257,8 @@ class LoadRun {
           LoadProgress& p = report.emplace();
           p.elapsed = now - start;
           p.warming_up = now < window_start_;
-          p.images_per_second = (images_all_ - last_images) /
-                                absl::ToDoubleSeconds(now - last_tick);
+          p.images_per_second =
+              (images_all_ - last_images) / absl::ToDoubleSeconds(now - last_tick);
           p.errors = error_count_;
           p.outstanding = outstanding_;
           last_images = images_all_;
@@ -305,10 +298,8 @@ class LoadRun {
     r.first_error_message = first_error_message_;
     r.requests_total = requests_total_;
     r.late_requests = late_requests_;
-    r.client_cpu_user_cores =
-        (cpu_at_end_.user - cpu_at_start_.user) / r.window_seconds;
-    r.client_cpu_system_cores =
-        (cpu_at_end_.system - cpu_at_start_.system) / r.window_seconds;
+    r.client_cpu_user_cores = (cpu_at_end_.user - cpu_at_start_.user) / r.window_seconds;
+    r.client_cpu_system_cores = (cpu_at_end_.system - cpu_at_start_.system) / r.window_seconds;
     r.client_cpu_cores = r.client_cpu_user_cores + r.client_cpu_system_cores;
     return r;
   }
@@ -329,8 +320,7 @@ class LoadRun {
    public:
     Stream(LoadRun* run, grpc::GenericStub* stub, absl::Time deadline) : run_(run) {
       context_.set_deadline(absl::ToChronoTime(deadline));
-      stub->PrepareBidiStreamingCall(&context_, kModelStreamInferMethod, grpc::StubOptions(),
-                                     this);
+      stub->PrepareBidiStreamingCall(&context_, kModelStreamInferMethod, grpc::StubOptions(), this);
       StartRead(&response_);
       StartCall();
     }
@@ -422,11 +412,10 @@ class LoadRun {
         }
         waiting_.clear();
       }
-      const std::string code =
-          status.ok() ? "STREAM_ENDED" : StatusCodeName(status.error_code());
+      const std::string code = status.ok() ? "STREAM_ENDED" : StatusCodeName(status.error_code());
       for (absl::Time sent : unanswered) {
-        run_->Finished(sent, code, status.ok() ? "the stream ended before the answer"
-                                               : status.error_message(),
+        run_->Finished(sent, code,
+                       status.ok() ? "the stream ended before the answer" : status.error_message(),
                        /*may_reissue=*/false);
       }
       {
@@ -460,8 +449,7 @@ class LoadRun {
     bool closing_ ABSL_GUARDED_BY(mu_) = false;
     bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
     bool ended_ ABSL_GUARDED_BY(mu_) = false;
-    const std::shared_ptr<hgpipe::Notification> done_ =
-        std::make_shared<hgpipe::Notification>();
+    const std::shared_ptr<hgpipe::Notification> done_ = std::make_shared<hgpipe::Notification>();
   };
 
   // Starts one call; the caller has counted it in outstanding_.
@@ -493,12 +481,12 @@ class LoadRun {
       message = status.error_message();
     } else if (options_.verify) {
       inference::ModelInferResponse response;
-      grpc::Status parsed =
-          grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
-              &owned->response, &response);
-      absl::Status s = parsed.ok() ? Verify(owned->pool_index, response)
-                                   : absl::DataLossError(absl::StrCat(
-                                         "unparsable response: ", parsed.error_message()));
+      grpc::Status parsed = grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
+          &owned->response, &response);
+      absl::Status s =
+          parsed.ok()
+              ? Verify(owned->pool_index, response)
+              : absl::DataLossError(absl::StrCat("unparsable response: ", parsed.error_message()));
       if (!s.ok()) {
         code = "VERIFY_MISMATCH";
         message = std::string(s.message());
@@ -561,19 +549,16 @@ class LoadRun {
     if (!out.ok()) return out.status();
     const std::vector<int32_t>& expected = pool_.entries[index].expected;
     const int64_t n = options_.images_per_request;
-    if (out->shape.size() != 2 || out->shape[0] != n ||
-        out->shape[1] != shape_.classes) {
-      return absl::DataLossError(absl::StrCat(
-          "output shape is [", absl::StrJoin(out->shape, ","), "], expected [",
-          n, ",", shape_.classes, "]"));
+    if (out->shape.size() != 2 || out->shape[0] != n || out->shape[1] != shape_.classes) {
+      return absl::DataLossError(absl::StrCat("output shape is [", absl::StrJoin(out->shape, ","),
+                                              "], expected [", n, ",", shape_.classes, "]"));
     }
     for (int64_t i = 0; i < n; ++i) {
       const size_t row = i * shape_.classes;
       if (std::memcmp(out->values.data() + row, expected.data() + row,
                       shape_.classes * sizeof(int32_t)) != 0) {
-        return absl::DataLossError(absl::StrCat(
-            "image ", i, " of pool request ", index,
-            " does not match its input digest"));
+        return absl::DataLossError(absl::StrCat("image ", i, " of pool request ", index,
+                                                " does not match its input digest"));
       }
     }
     return absl::OkStatus();
@@ -605,14 +590,13 @@ class LoadRun {
 
 absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& shape) {
   const size_t image_bytes =
-      static_cast<size_t>(shape.request_options.tokens) *
-      shape.request_options.token_values;
+      static_cast<size_t>(shape.request_options.tokens) * shape.request_options.token_values;
   const size_t request_bytes = image_bytes * options.images_per_request;
   const size_t pool_size = std::max<size_t>(
-      1, std::min<size_t>(options.request_pool,
-                          kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
-  const std::vector<int8_t> images = GenerateRandomImages(
-      pool_size * options.images_per_request, options.seed, image_bytes);
+      1,
+      std::min<size_t>(options.request_pool, kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
+  const std::vector<int8_t> images =
+      GenerateRandomImages(pool_size * options.images_per_request, options.seed, image_bytes);
   Pool pool;
   pool.entries.resize(pool_size);
   const bool shared = options.shared_memory == LoadOptions::SharedMemory::kSystem;
@@ -639,8 +623,8 @@ absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& sha
     out_region = stem + "_output";
     for (const auto& [region, object] :
          {std::pair{in_region, pool.in.get()}, std::pair{out_region, pool.out.get()}}) {
-      absl::Status s = pool.registrar->RegisterSystemSharedMemory(region, object->key(),
-                                                                  object->size());
+      absl::Status s =
+          pool.registrar->RegisterSystemSharedMemory(region, object->key(), object->size());
       if (!s.ok()) return s;
       pool.regions.push_back(region);
     }
@@ -653,30 +637,28 @@ absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& sha
     request_options.timeout_us = options.timeout_us;
     // Streamed responses are matched to their request by id.
     if (options.streaming) request_options.id = absl::StrCat(r);
-    absl::StatusOr<inference::ModelInferRequest> request = MakeImageRequest(
-        options.model, request_images, request_options);
+    absl::StatusOr<inference::ModelInferRequest> request =
+        MakeImageRequest(options.model, request_images, request_options);
     if (!request.ok()) return request.status();
     if (shared) {
       request->clear_raw_input_contents();
-      SetSharedMemory(request->mutable_inputs(0)->mutable_parameters(), in_region,
-                      request_bytes, r * request_bytes);
+      SetSharedMemory(request->mutable_inputs(0)->mutable_parameters(), in_region, request_bytes,
+                      r * request_bytes);
       if (request->outputs_size() == 0) request->add_outputs()->set_name(shape.output_name);
       SetSharedMemory(request->mutable_outputs(0)->mutable_parameters(), out_region,
                       pool.output_bytes, r * pool.output_bytes);
     }
     bool own_buffer = false;
-    grpc::Status s =
-        grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
-            *request, &pool.entries[r].request, &own_buffer);
+    grpc::Status s = grpc::SerializationTraits<inference::ModelInferRequest>::Serialize(
+        *request, &pool.entries[r].request, &own_buffer);
     if (!s.ok()) {
-      return absl::InternalError(
-          absl::StrCat("serializing a request: ", s.error_message()));
+      return absl::InternalError(absl::StrCat("serializing a request: ", s.error_message()));
     }
     if (options.verify) {
       pool.entries[r].expected.resize(options.images_per_request * shape.classes);
       for (int i = 0; i < options.images_per_request; ++i) {
-        verify::ExpectedLogits(request_images.data() + i * image_bytes,
-                               image_bytes, static_cast<uint32_t>(shape.classes),
+        verify::ExpectedLogits(request_images.data() + i * image_bytes, image_bytes,
+                               static_cast<uint32_t>(shape.classes),
                                pool.entries[r].expected.data() + i * shape.classes);
       }
     }
@@ -725,9 +707,8 @@ double Percentile(absl::Span<const double> sorted, double q) {
   return sorted[rank - 1];
 }
 
-absl::StatusOr<LoadResult> RunLoad(
-    const LoadOptions& options,
-    absl::AnyInvocable<void(const LoadProgress&)> progress) {
+absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options,
+                                   absl::AnyInvocable<void(const LoadProgress&)> progress) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   absl::StatusOr<ModelShape> shape = DescribeModel(options);
   if (!shape.ok()) return shape.status();
@@ -769,8 +750,7 @@ std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
     key("rate");
     j += JsonNumber(o.rate);
     key("arrivals");
-    AppendJsonString(
-        j, o.arrivals == LoadOptions::Arrivals::kPoisson ? "poisson" : "constant");
+    AppendJsonString(j, o.arrivals == LoadOptions::Arrivals::kPoisson ? "poisson" : "constant");
     key("max_outstanding");
     j += absl::StrCat(o.max_outstanding);
   } else {

@@ -134,15 +134,13 @@ struct LoadResult {
 // measured; failed inference requests are counted in the result instead.
 // `progress`, if set, is called about once a second on RunLoad's thread.
 absl::StatusOr<LoadResult> RunLoad(
-    const LoadOptions& options,
-    absl::AnyInvocable<void(const LoadProgress&)> progress = nullptr);
+    const LoadOptions& options, absl::AnyInvocable<void(const LoadProgress&)> progress = nullptr);
 
 // The nearest-rank percentile q (0 < q <= 1) of sorted values; 0 if empty.
 double Percentile(absl::Span<const double> sorted, double q);
 
 // One JSON object: the result and the settings that produced it.
-std::string LoadResultToJson(const LoadOptions& options,
-                             const LoadResult& result);
+std::string LoadResultToJson(const LoadOptions& options, const LoadResult& result);
 
 }  // namespace hgpipe::clients
 

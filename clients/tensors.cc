@@ -25,8 +25,8 @@ std::string ShapeString(absl::Span<const int64_t> shape) {
 absl::StatusOr<int> FindOutput(const inference::ModelInferResponse& response,
                                absl::string_view name) {
   if (response.outputs_size() == 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "response of model '", response.model_name(), "' has no outputs"));
+    return absl::NotFoundError(
+        absl::StrCat("response of model '", response.model_name(), "' has no outputs"));
   }
   if (name.empty()) return 0;
   for (int i = 0; i < response.outputs_size(); ++i) {
@@ -34,45 +34,43 @@ absl::StatusOr<int> FindOutput(const inference::ModelInferResponse& response,
   }
   std::vector<std::string> names;
   for (const auto& o : response.outputs()) names.push_back(o.name());
-  return absl::NotFoundError(absl::StrCat(
-      "response of model '", response.model_name(), "' has no output '", name,
-      "' (outputs: ", absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(absl::StrCat("response of model '", response.model_name(),
+                                          "' has no output '", name,
+                                          "' (outputs: ", absl::StrJoin(names, ", "), ")"));
 }
 
 template <typename T>
-absl::StatusOr<OutputTensor<T>> ReadOutput(
-    const inference::ModelInferResponse& response, absl::string_view name,
-    absl::string_view datatype) {
+absl::StatusOr<OutputTensor<T>> ReadOutput(const inference::ModelInferResponse& response,
+                                           absl::string_view name, absl::string_view datatype) {
   absl::StatusOr<int> index = FindOutput(response, name);
   if (!index.ok()) return index.status();
   const auto& tensor = response.outputs(*index);
   const std::string where =
-      absl::StrCat("output '", tensor.name(), "' of model '",
-                   response.model_name(), "'");
+      absl::StrCat("output '", tensor.name(), "' of model '", response.model_name(), "'");
   if (tensor.datatype() != datatype) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, " is ", tensor.datatype(), ", not ", datatype));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " is ", tensor.datatype(), ", not ", datatype));
   }
   OutputTensor<T> out;
   out.shape.assign(tensor.shape().begin(), tensor.shape().end());
   const int64_t count = ElementCount(out.shape);
   if (count < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, " has a negative dimension in shape ", ShapeString(out.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " has a negative dimension in shape ", ShapeString(out.shape)));
   }
   if (response.raw_output_contents_size() > 0) {
     // One raw entry per output, in the order of `outputs`.
     if (response.raw_output_contents_size() != response.outputs_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "response of model '", response.model_name(), "' has ",
-          response.raw_output_contents_size(), " raw_output_contents for ",
-          response.outputs_size(), " outputs"));
+      return absl::InvalidArgumentError(absl::StrCat("response of model '", response.model_name(),
+                                                     "' has ", response.raw_output_contents_size(),
+                                                     " raw_output_contents for ",
+                                                     response.outputs_size(), " outputs"));
     }
     const std::string& raw = response.raw_output_contents(*index);
     if (raw.size() != static_cast<size_t>(count) * sizeof(T)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, " has ", raw.size(), " raw bytes, shape ",
-          ShapeString(out.shape), " needs ", count * sizeof(T)));
+      return absl::InvalidArgumentError(absl::StrCat(where, " has ", raw.size(),
+                                                     " raw bytes, shape ", ShapeString(out.shape),
+                                                     " needs ", count * sizeof(T)));
     }
     out.values.resize(count);
     if (count > 0) std::memcpy(out.values.data(), raw.data(), raw.size());
@@ -87,9 +85,9 @@ absl::StatusOr<OutputTensor<T>> ReadOutput(
     out.values.assign(v.begin(), v.end());
   }
   if (out.values.size() != static_cast<size_t>(count)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, " has ", out.values.size(), " values, shape ",
-        ShapeString(out.shape), " needs ", count));
+    return absl::InvalidArgumentError(absl::StrCat(where, " has ", out.values.size(),
+                                                   " values, shape ", ShapeString(out.shape),
+                                                   " needs ", count));
   }
   return out;
 }
@@ -105,14 +103,15 @@ int64_t ElementCount(absl::Span<const int64_t> shape) {
   return n;
 }
 
-absl::StatusOr<inference::ModelInferRequest> MakeInt8Request(
-    absl::string_view model, absl::string_view input_name,
-    std::vector<int64_t> shape, absl::Span<const int8_t> data) {
+absl::StatusOr<inference::ModelInferRequest> MakeInt8Request(absl::string_view model,
+                                                             absl::string_view input_name,
+                                                             std::vector<int64_t> shape,
+                                                             absl::Span<const int8_t> data) {
   const int64_t count = ElementCount(shape);
   if (shape.empty() || count < 0 || static_cast<size_t>(count) != data.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request for model '", model, "': input '", input_name, "' of shape ",
-        ShapeString(shape), " cannot hold ", data.size(), " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat("request for model '", model, "': input '",
+                                                   input_name, "' of shape ", ShapeString(shape),
+                                                   " cannot hold ", data.size(), " bytes"));
   }
   inference::ModelInferRequest request;
   request.set_model_name(std::string(model));
@@ -120,31 +119,27 @@ absl::StatusOr<inference::ModelInferRequest> MakeInt8Request(
   input->set_name(std::string(input_name));
   input->set_datatype("INT8");
   for (int64_t d : shape) input->add_shape(d);
-  request.add_raw_input_contents()->assign(
-      reinterpret_cast<const char*>(data.data()), data.size());
+  request.add_raw_input_contents()->assign(reinterpret_cast<const char*>(data.data()), data.size());
   return request;
 }
 
-absl::StatusOr<inference::ModelInferRequest> MakeImageRequest(
-    absl::string_view model, absl::Span<const int8_t> images,
-    const ImageRequestOptions& options) {
+absl::StatusOr<inference::ModelInferRequest> MakeImageRequest(absl::string_view model,
+                                                              absl::Span<const int8_t> images,
+                                                              const ImageRequestOptions& options) {
   if (options.tokens <= 0 || options.token_values <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request for model '", model, "': image geometry ", options.tokens,
-        " x ", options.token_values, " must be positive"));
+    return absl::InvalidArgumentError(absl::StrCat("request for model '", model,
+                                                   "': image geometry ", options.tokens, " x ",
+                                                   options.token_values, " must be positive"));
   }
-  const size_t image_bytes =
-      static_cast<size_t>(options.tokens) * options.token_values;
+  const size_t image_bytes = static_cast<size_t>(options.tokens) * options.token_values;
   if (images.empty() || images.size() % image_bytes != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request for model '", model, "': ", images.size(),
-        " bytes are not a whole, non-zero number of ", image_bytes,
-        "-byte images"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request for model '", model, "': ", images.size(),
+                     " bytes are not a whole, non-zero number of ", image_bytes, "-byte images"));
   }
   const int64_t n = static_cast<int64_t>(images.size() / image_bytes);
-  absl::StatusOr<inference::ModelInferRequest> request = MakeInt8Request(
-      model, options.input_name, {n, options.tokens, options.token_values},
-      images);
+  absl::StatusOr<inference::ModelInferRequest> request =
+      MakeInt8Request(model, options.input_name, {n, options.tokens, options.token_values}, images);
   if (!request.ok()) return request.status();
   request->set_id(options.id);
   if (!options.output_name.empty()) {
@@ -173,18 +168,17 @@ void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us
   }
 }
 
-absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(
-    const inference::ModelInferResponse& response, absl::string_view name) {
+absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(const inference::ModelInferResponse& response,
+                                                      absl::string_view name) {
   return ReadOutput<int32_t>(response, name, "INT32");
 }
 
-absl::StatusOr<OutputTensor<float>> ReadFp32Output(
-    const inference::ModelInferResponse& response, absl::string_view name) {
+absl::StatusOr<OutputTensor<float>> ReadFp32Output(const inference::ModelInferResponse& response,
+                                                   absl::string_view name) {
   return ReadOutput<float>(response, name, "FP32");
 }
 
-std::vector<int8_t> GenerateRandomImages(size_t n, uint64_t seed,
-                                         size_t image_bytes) {
+std::vector<int8_t> GenerateRandomImages(size_t n, uint64_t seed, size_t image_bytes) {
   std::vector<int8_t> out(n * image_bytes);
   // SplitMix64 in counter mode: fast (8 bytes per step) and defined the same
   // everywhere, unlike the standard library's distributions.
@@ -201,23 +195,19 @@ std::vector<int8_t> GenerateRandomImages(size_t n, uint64_t seed,
   return out;
 }
 
-std::vector<int32_t> ExpectedVerifyLogits(absl::Span<const int8_t> image,
-                                          int64_t classes) {
+std::vector<int32_t> ExpectedVerifyLogits(absl::Span<const int8_t> image, int64_t classes) {
   std::vector<int32_t> logits(classes);
-  verify::ExpectedLogits(image.data(), image.size(),
-                         static_cast<uint32_t>(classes), logits.data());
+  verify::ExpectedLogits(image.data(), image.size(), static_cast<uint32_t>(classes), logits.data());
   return logits;
 }
 
-absl::Status CheckVerifyRow(absl::Span<const int8_t> image,
-                            absl::Span<const int32_t> row) {
+absl::Status CheckVerifyRow(absl::Span<const int8_t> image, absl::Span<const int32_t> row) {
   if (row.empty()) return absl::InvalidArgumentError("empty logits row");
   const std::vector<int32_t> expected = ExpectedVerifyLogits(image, row.size());
   for (size_t j = 0; j < row.size(); ++j) {
     if (row[j] != expected[j]) {
-      return absl::DataLossError(absl::StrCat(
-          "logit ", j, " is ", row[j], ", the input's digest gives ",
-          expected[j]));
+      return absl::DataLossError(
+          absl::StrCat("logit ", j, " is ", row[j], ", the input's digest gives ", expected[j]));
     }
   }
   return absl::OkStatus();

@@ -72,9 +72,10 @@ void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us
 
 // A raw INT8 request with an explicit shape, for models of other geometry.
 // InvalidArgument if data.size() is not the product of shape.
-absl::StatusOr<inference::ModelInferRequest> MakeInt8Request(
-    absl::string_view model, absl::string_view input_name,
-    std::vector<int64_t> shape, absl::Span<const int8_t> data);
+absl::StatusOr<inference::ModelInferRequest> MakeInt8Request(absl::string_view model,
+                                                             absl::string_view input_name,
+                                                             std::vector<int64_t> shape,
+                                                             absl::Span<const int8_t> data);
 
 // One output tensor of a response, decoded to host values (little-endian
 // wire order). Raw contents are read when present, else the typed contents
@@ -88,18 +89,17 @@ struct OutputTensor {
 // The output named `name` (empty: the first output) as INT32 / FP32.
 // NotFound if there is no such output; InvalidArgument if its datatype is not
 // the one asked for, or if its contents do not match its shape.
-absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(
-    const inference::ModelInferResponse& response, absl::string_view name = "");
-absl::StatusOr<OutputTensor<float>> ReadFp32Output(
-    const inference::ModelInferResponse& response, absl::string_view name = "");
+absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(const inference::ModelInferResponse& response,
+                                                      absl::string_view name = "");
+absl::StatusOr<OutputTensor<float>> ReadFp32Output(const inference::ModelInferResponse& response,
+                                                   absl::string_view name = "");
 
 // The product of `shape`'s dimensions; -1 if any is negative.
 int64_t ElementCount(absl::Span<const int64_t> shape);
 
 // n deterministic pseudo-random images (uniform int8), the same for the same
 // seed on every host: n * image_bytes bytes.
-std::vector<int8_t> GenerateRandomImages(size_t n, uint64_t seed,
-                                         size_t image_bytes = kImageBytes);
+std::vector<int8_t> GenerateRandomImages(size_t n, uint64_t seed, size_t image_bytes = kImageBytes);
 
 // The k largest entries of `row` as (class index, value), largest first;
 // ties go to the lower class index.
@@ -111,11 +111,9 @@ std::vector<std::pair<int64_t, T>> TopK(absl::Span<const T> row, size_t k) {
     top.emplace_back(static_cast<int64_t>(i), row[i]);
   }
   k = std::min(k, top.size());
-  std::partial_sort(top.begin(), top.begin() + k, top.end(),
-                    [](const auto& a, const auto& b) {
-                      return a.second != b.second ? a.second > b.second
-                                                  : a.first < b.first;
-                    });
+  std::partial_sort(top.begin(), top.begin() + k, top.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   top.resize(k);
   return top;
 }
@@ -127,8 +125,7 @@ std::vector<int32_t> ExpectedVerifyLogits(absl::Span<const int8_t> image,
 
 // OK if `row` holds exactly the `verify` digest of `image`; otherwise
 // DataLoss naming the first differing class.
-absl::Status CheckVerifyRow(absl::Span<const int8_t> image,
-                            absl::Span<const int32_t> row);
+absl::Status CheckVerifyRow(absl::Span<const int8_t> image, absl::Span<const int32_t> row);
 
 }  // namespace hgpipe::clients
 

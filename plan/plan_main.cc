@@ -46,8 +46,7 @@ ABSL_FLAG(int, boards, 0,
           "search for the least count meeting the objectives).");
 ABSL_FLAG(int, max_boards, 64, "Search no further than this many boards.");
 ABSL_FLAG(double, seconds, 10, "Simulated seconds of arrivals per simulation.");
-ABSL_FLAG(double, warmup_seconds, 1,
-          "Simulated seconds at the start that are not measured.");
+ABSL_FLAG(double, warmup_seconds, 1, "Simulated seconds at the start that are not measured.");
 ABSL_FLAG(double, host_cpu_us, 0,
           "Host CPU time per request, queued on --host-cores cores (first come, "
           "first served) before the host overhead; part of the overhead, not "
@@ -62,8 +61,7 @@ ABSL_FLAG(int, dispatch_lead_us, 1000,
           "Scheduler dispatch lead (hgpipe-server --dispatch-lead-us).");
 ABSL_FLAG(int, max_images_per_run, 32,
           "Default largest run (a model config's batching.max_images_per_run).");
-ABSL_FLAG(int, max_queue_images, 4096,
-          "Default queue limit (batching.max_queue_images).");
+ABSL_FLAG(int, max_queue_images, 4096, "Default queue limit (batching.max_queue_images).");
 ABSL_FLAG(int, board_slots, 0,
           "Runs queued on a board at once (hgpipe-server --board-slots); 0: "
           "from the pipeline depth.");
@@ -85,8 +83,7 @@ ABSL_FLAG(double, min_accuracy, 0,
           "With --variants: the requests' accuracy floor (top-1 fraction); 0: any variant.");
 ABSL_FLAG(double, goodput, 0.99,
           "With --variants: the share of requests to answer within the deadline.");
-ABSL_FLAG(double, program_ms, 1000,
-          "With --variants: how long reprogramming a board takes.");
+ABSL_FLAG(double, program_ms, 1000, "With --variants: how long reprogramming a board takes.");
 ABSL_FLAG(double, move_interval_ms, 1000,
           "With --variants: the router's least time between two board moves.");
 
@@ -115,34 +112,33 @@ std::vector<std::string> CollectWorkloads(int argc, char** argv) {
   return values;
 }
 
-void PrintModel(const PlanTarget& target, const PlanAnswer& answer,
-                bool searched) {
+void PrintModel(const PlanTarget& target, const PlanAnswer& answer, bool searched) {
   const ModelSpec& m = target.model;
   const PlanStep* last = answer.tried.empty() ? nullptr : &answer.tried.back();
   double offered = 0;
   for (const StreamSpec& s : m.streams) offered += s.rate * s.images_per_request;
   const double per_board =
       last != nullptr ? last->result.capacity_images_per_second / last->boards : 0;
-  std::printf("model %s: %.1f images/s offered in %zu stream(s); one board: "
-              "%.1f images/s at most, %.3f ms least latency\n",
-              m.name.c_str(), offered, m.streams.size(), per_board,
-              absl::ToDoubleMilliseconds(answer.min_latency));
-  std::printf("  %6s %7s %11s %9s %9s %9s %9s  %s\n", "boards", "util",
-              "images/s", "p50 ms", "p99 ms", "max ms", "qwait99", "verdict");
+  std::printf(
+      "model %s: %.1f images/s offered in %zu stream(s); one board: "
+      "%.1f images/s at most, %.3f ms least latency\n",
+      m.name.c_str(), offered, m.streams.size(), per_board,
+      absl::ToDoubleMilliseconds(answer.min_latency));
+  std::printf("  %6s %7s %11s %9s %9s %9s %9s  %s\n", "boards", "util", "images/s", "p50 ms",
+              "p99 ms", "max ms", "qwait99", "verdict");
   for (const PlanStep& s : answer.tried) {
     const ModelResult& r = s.result;
-    std::printf("  %6d %6.1f%% %11.1f %9.3f %9.3f %9.3f %9.3f  %s\n", s.boards,
-                100 * r.utilization, r.images_per_second, r.latency.p50,
-                r.latency.p99, r.latency.max, r.queue_wait.p99,
+    std::printf("  %6d %6.1f%% %11.1f %9.3f %9.3f %9.3f %9.3f  %s\n", s.boards, 100 * r.utilization,
+                r.images_per_second, r.latency.p50, r.latency.p99, r.latency.max, r.queue_wait.p99,
                 s.meets ? "meets" : s.why_not.c_str());
     if (r.streams.size() > 1) {
       for (const StreamResult& st : r.streams) {
-        std::printf("         stream %-10s prio %u  %9.1f req/s  p50 %.3f  "
-                    "p99 %.3f  max %.3f ms  ok %llu/%llu\n",
-                    st.name.c_str(), st.priority, st.rate, st.latency.p50,
-                    st.latency.p99, st.latency.max,
-                    static_cast<unsigned long long>(st.requests_ok),
-                    static_cast<unsigned long long>(st.requests));
+        std::printf(
+            "         stream %-10s prio %u  %9.1f req/s  p50 %.3f  "
+            "p99 %.3f  max %.3f ms  ok %llu/%llu\n",
+            st.name.c_str(), st.priority, st.rate, st.latency.p50, st.latency.p99, st.latency.max,
+            static_cast<unsigned long long>(st.requests_ok),
+            static_cast<unsigned long long>(st.requests));
       }
     }
   }
@@ -151,21 +147,19 @@ void PrintModel(const PlanTarget& target, const PlanAnswer& answer,
     for (size_t i = 0; i < r.streams.size(); ++i) {
       if (!target.p99_objectives[i].has_value()) continue;
       const double limit = absl::ToDoubleMilliseconds(*target.p99_objectives[i]);
-      std::printf("  stream %s: p99 %.3f ms <= objective %.3f ms (margin "
-                  "%.3f ms, %.1f %%)\n",
-                  r.streams[i].name.c_str(), r.streams[i].latency.p99, limit,
-                  limit - r.streams[i].latency.p99,
-                  100 * (limit - r.streams[i].latency.p99) / limit);
+      std::printf(
+          "  stream %s: p99 %.3f ms <= objective %.3f ms (margin "
+          "%.3f ms, %.1f %%)\n",
+          r.streams[i].name.c_str(), r.streams[i].latency.p99, limit,
+          limit - r.streams[i].latency.p99, 100 * (limit - r.streams[i].latency.p99) / limit);
     }
-    std::printf("  answer: %d board(s), %.1f %% utilized, %.1f images/s, "
-                "p50 %.3f ms, p99 %.3f ms\n",
-                answer.boards, 100 * r.utilization, r.images_per_second,
-                r.latency.p50, r.latency.p99);
+    std::printf(
+        "  answer: %d board(s), %.1f %% utilized, %.1f images/s, "
+        "p50 %.3f ms, p99 %.3f ms\n",
+        answer.boards, 100 * r.utilization, r.images_per_second, r.latency.p50, r.latency.p99);
   } else if (searched) {
-    std::printf("  answer: no board count from %d to %d meets the objectives\n",
-                answer.lower_bound,
-                answer.tried.empty() ? answer.lower_bound - 1
-                                     : answer.tried.back().boards);
+    std::printf("  answer: no board count from %d to %d meets the objectives\n", answer.lower_bound,
+                answer.tried.empty() ? answer.lower_bound - 1 : answer.tried.back().boards);
   } else {
     std::printf("  answer: %d board(s) do not meet the objectives\n",
                 last != nullptr ? last->boards : 0);
@@ -173,20 +167,20 @@ void PrintModel(const PlanTarget& target, const PlanAnswer& answer,
 }
 
 void PrintVariants(const VariantTarget& t, const VariantPlanAnswer& a) {
-  std::printf("model %s, policy %s: %.1f requests/s offered, deadline %.3f ms, "
-              "accuracy floor %s, goodput target %.1f %%\n",
-              t.model.name.c_str(), t.policy == VariantPolicy::kReject ? "reject" : "variants",
-              t.rate, absl::ToDoubleMilliseconds(t.deadline),
-              t.min_accuracy.has_value() ? absl::StrFormat("%.4f", *t.min_accuracy).c_str()
-                                         : "none",
-              100 * t.goodput);
+  std::printf(
+      "model %s, policy %s: %.1f requests/s offered, deadline %.3f ms, "
+      "accuracy floor %s, goodput target %.1f %%\n",
+      t.model.name.c_str(), t.policy == VariantPolicy::kReject ? "reject" : "variants", t.rate,
+      absl::ToDoubleMilliseconds(t.deadline),
+      t.min_accuracy.has_value() ? absl::StrFormat("%.4f", *t.min_accuracy).c_str() : "none",
+      100 * t.goodput);
   for (const VariantSpec& v : t.variants) {
     std::printf("  variant %-10s top-1 %.2f %%  %.1f images/s a board, latency %.3f ms\n",
                 v.name.c_str(), 100 * v.top1, v.timing.max_images_per_second(),
                 absl::ToDoubleMilliseconds(v.timing.latency()));
   }
-  std::printf("  %6s %8s %9s %9s %6s  %s\n", "boards", "goodput", "mean_acc", "p99 ms",
-              "moves", "mix (requests answered)");
+  std::printf("  %6s %8s %9s %9s %6s  %s\n", "boards", "goodput", "mean_acc", "p99 ms", "moves",
+              "mix (requests answered)");
   for (const VariantPlanStep& s : a.tried) {
     const ModelResult& r = s.result;
     std::string mix;
@@ -201,15 +195,14 @@ void PrintVariants(const VariantTarget& t, const VariantPlanAnswer& a) {
   if (a.boards > 0) {
     std::printf("  answer: %d board(s)\n", a.boards);
   } else {
-    std::printf("  answer: no board count from %d to %d meets the goodput target\n",
-                a.lower_bound, a.tried.empty() ? a.lower_bound : a.tried.back().boards);
+    std::printf("  answer: no board count from %d to %d meets the goodput target\n", a.lower_bound,
+                a.tried.empty() ? a.lower_bound : a.tried.back().boards);
   }
 }
 
 // hgpipe-plan --variants ...: the target mode and the policies compared.
 int VariantsMain(const ModelSpec& model_template, PlanOptions options, bool json) {
-  absl::StatusOr<std::vector<VariantSpec>> variants =
-      ParseVariants(absl::GetFlag(FLAGS_variants));
+  absl::StatusOr<std::vector<VariantSpec>> variants = ParseVariants(absl::GetFlag(FLAGS_variants));
   if (!variants.ok()) return Usage(absl::StrCat("--variants: ", variants.status().message()));
   absl::StatusOr<VariantPolicy> policy = ParseVariantPolicy(absl::GetFlag(FLAGS_policy));
   if (!policy.ok()) return Usage(absl::StrCat("--policy: ", policy.status().message()));
@@ -330,8 +323,7 @@ int Main(int argc, char** argv) {
     options.simulation.scheduler.dispatch_lead = absl::Microseconds(lead_us);
     return VariantsMain(model_template, options, absl::GetFlag(FLAGS_json));
   }
-  absl::StatusOr<std::vector<PlanTarget>> targets =
-      ParseWorkloads(items, model_template);
+  absl::StatusOr<std::vector<PlanTarget>> targets = ParseWorkloads(items, model_template);
   if (!targets.ok()) return Usage(std::string(targets.status().message()));
 
   PlanOptions options;
@@ -345,11 +337,11 @@ int Main(int argc, char** argv) {
 
   const bool json = absl::GetFlag(FLAGS_json);
   if (!json) {
-    std::printf("hgpipe-plan: %.3g s simulated per candidate (%.3g s warmup), "
-                "seed %llu, dispatch lead %d us, host overhead %s us\n",
-                seconds, warmup,
-                static_cast<unsigned long long>(options.simulation.seed),
-                lead_us, host_us.c_str());
+    std::printf(
+        "hgpipe-plan: %.3g s simulated per candidate (%.3g s warmup), "
+        "seed %llu, dispatch lead %d us, host overhead %s us\n",
+        seconds, warmup, static_cast<unsigned long long>(options.simulation.seed), lead_us,
+        host_us.c_str());
   }
   const absl::Time wall_start = absl::Now();
   std::vector<PlanAnswer> answers;
@@ -381,8 +373,7 @@ int Main(int argc, char** argv) {
       answer.model = t.model.name;
       answer.lower_bound = t.model.boards;
       for (size_t i = 0; i < t.model.streams.size(); ++i) {
-        answer.min_latency = std::max(answer.min_latency,
-                                      MinLatency(t.model, t.model.streams[i]));
+        answer.min_latency = std::max(answer.min_latency, MinLatency(t.model, t.model.streams[i]));
       }
       PlanStep step;
       step.boards = t.model.boards;

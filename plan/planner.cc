@@ -18,8 +18,7 @@ namespace hgpipe::plan {
 namespace {
 
 absl::Status Bad(absl::string_view item, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("workload '", item, "': ", what));
+  return absl::InvalidArgumentError(absl::StrCat("workload '", item, "': ", what));
 }
 
 absl::StatusOr<double> Number(absl::string_view item, absl::string_view key,
@@ -35,8 +34,7 @@ absl::StatusOr<uint64_t> Count(absl::string_view item, absl::string_view key,
                                absl::string_view value, uint64_t min) {
   uint64_t v;
   if (!absl::SimpleAtoi(value, &v) || v < min) {
-    return Bad(item,
-               absl::StrCat(key, "=", value, " is not an integer >= ", min));
+    return Bad(item, absl::StrCat(key, "=", value, " is not an integer >= ", min));
   }
   return v;
 }
@@ -44,8 +42,8 @@ absl::StatusOr<uint64_t> Count(absl::string_view item, absl::string_view key,
 absl::Duration Ms(double ms) { return absl::Microseconds(ms * 1e3); }
 
 // Applies one model key to `m`.
-absl::Status ApplyModelKey(absl::string_view item, absl::string_view key,
-                           absl::string_view value, ModelSpec& m) {
+absl::Status ApplyModelKey(absl::string_view item, absl::string_view key, absl::string_view value,
+                           ModelSpec& m) {
   if (key == "boards") {
     ASSIGN_OR_RETURN(uint64_t v, Count(item, key, value, 1));
     m.boards = static_cast<int>(std::min<uint64_t>(v, 1 << 20));
@@ -97,8 +95,7 @@ absl::Status ApplyModelKey(absl::string_view item, absl::string_view key,
 }
 
 void AppendStep(std::string* out, const PlanStep& s) {
-  absl::StrAppend(out, "{\"boards\":", s.boards,
-                  ",\"meets\":", s.meets ? "true" : "false",
+  absl::StrAppend(out, "{\"boards\":", s.boards, ",\"meets\":", s.meets ? "true" : "false",
                   ",\"why_not\":\"");
   for (char c : s.why_not) {
     if (c == '"' || c == '\\') *out += '\\';
@@ -109,8 +106,8 @@ void AppendStep(std::string* out, const PlanStep& s) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(
-    const std::vector<std::string>& items, const ModelSpec& model_template) {
+absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(const std::vector<std::string>& items,
+                                                       const ModelSpec& model_template) {
   std::vector<PlanTarget> targets;
   std::map<std::string, size_t> by_name;
   // Model keys already given per model, with the item that gave them.
@@ -153,8 +150,7 @@ absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(
         } else if (value == "constant") {
           s.arrivals = Arrivals::kConstant;
         } else {
-          return Bad(item, absl::StrCat("arrivals must be poisson or constant, not '",
-                                        value, "'"));
+          return Bad(item, absl::StrCat("arrivals must be poisson or constant, not '", value, "'"));
         }
       } else if (key == "priority") {
         ASSIGN_OR_RETURN(uint64_t v, Count(item, key, value, 0));
@@ -190,16 +186,15 @@ absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(
       t.model.board_max_images_per_run = o.max_images_per_run;
     }
     if (o.default_priority > o.priority_levels) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "workload ", t.model.name, ": default_priority=", o.default_priority,
-          " is above levels=", o.priority_levels));
+      return absl::InvalidArgumentError(absl::StrCat("workload ", t.model.name,
+                                                     ": default_priority=", o.default_priority,
+                                                     " is above levels=", o.priority_levels));
     }
     for (const StreamSpec& s : t.model.streams) {
       if (s.priority > o.priority_levels) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "workload ", t.model.name, ": priority=", s.priority,
-            " is above levels=", o.priority_levels,
-            " (add levels=N to the model)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("workload ", t.model.name, ": priority=", s.priority,
+                         " is above levels=", o.priority_levels, " (add levels=N to the model)"));
       }
     }
     if (absl::Status st = t.model.timing.Validate(); !st.ok()) {
@@ -212,10 +207,10 @@ absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(
 
 absl::Status ParseHostOverhead(absl::string_view spec, ModelSpec& model) {
   auto bad = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "host overhead '", spec, "': ", what,
-        " (give microseconds, or PERCENTILE:MICROSECONDS,... e.g. "
-        "50:950,99:2400,100:3500)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("host overhead '", spec, "': ", what,
+                     " (give microseconds, or PERCENTILE:MICROSECONDS,... e.g. "
+                     "50:950,99:2400,100:3500)"));
   };
   if (spec.find(':') == absl::string_view::npos) {
     double us;
@@ -235,8 +230,8 @@ absl::Status ParseHostOverhead(absl::string_view spec, ModelSpec& model) {
         !(pct >= 0 && pct <= 100) || !std::isfinite(us) || us < 0) {
       return bad(absl::StrCat("'", item, "' is not PERCENTILE:MICROSECONDS"));
     }
-    if (!points.empty() && (pct / 100 <= points.back().first ||
-                            absl::Microseconds(us) < points.back().second)) {
+    if (!points.empty() &&
+        (pct / 100 <= points.back().first || absl::Microseconds(us) < points.back().second)) {
       return bad("percentiles must increase and values must not decrease");
     }
     points.emplace_back(pct / 100, absl::Microseconds(us));
@@ -254,21 +249,19 @@ absl::Duration MinLatency(const ModelSpec& model, const StreamSpec& stream) {
   const absl::Duration host = model.host_overhead_quantiles.empty()
                                   ? model.host_overhead
                                   : model.host_overhead_quantiles.front().second;
-  return host + model.timing.run_overhead +
-         timing.image_time() * (stream.images_per_request - 1) + timing.latency();
+  return host + model.timing.run_overhead + timing.image_time() * (stream.images_per_request - 1) +
+         timing.latency();
 }
 
-bool MeetsObjectives(const PlanTarget& target, const ModelResult& result,
-                     std::string* why_not) {
+bool MeetsObjectives(const PlanTarget& target, const ModelResult& result, std::string* why_not) {
   std::vector<std::string> reasons;
   for (size_t i = 0; i < result.streams.size(); ++i) {
     const StreamResult& s = result.streams[i];
     if (!s.failed.empty()) {
       uint64_t n = 0;
       for (const auto& [code, count] : s.failed) n += count;
-      reasons.push_back(absl::StrCat("stream ", s.name, ": ", n, " of ",
-                                     s.requests, " requests failed (",
-                                     s.failed.begin()->first, ")"));
+      reasons.push_back(absl::StrCat("stream ", s.name, ": ", n, " of ", s.requests,
+                                     " requests failed (", s.failed.begin()->first, ")"));
     }
     const std::optional<absl::Duration>& objective = target.p99_objectives[i];
     if (!objective.has_value()) continue;
@@ -276,22 +269,21 @@ bool MeetsObjectives(const PlanTarget& target, const ModelResult& result,
     if (s.requests_ok == 0) {
       reasons.push_back(absl::StrCat("stream ", s.name, ": no request answered"));
     } else if (s.latency.p99 > limit_ms) {
-      reasons.push_back(absl::StrFormat("stream %s: p99 %.3f ms > %.3f ms",
-                                        s.name, s.latency.p99, limit_ms));
+      reasons.push_back(
+          absl::StrFormat("stream %s: p99 %.3f ms > %.3f ms", s.name, s.latency.p99, limit_ms));
     }
   }
   if (why_not != nullptr) *why_not = absl::StrJoin(reasons, "; ");
   return reasons.empty();
 }
 
-absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target,
-                                      const PlanOptions& options) {
+absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target, const PlanOptions& options) {
   const ModelSpec& model = target.model;
   PlanAnswer answer;
   answer.model = model.name;
   if (target.p99_objectives.size() != model.streams.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name, ": one objective (or none) per stream is needed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", model.name, ": one objective (or none) per stream is needed"));
   }
   bool any = false;
   for (size_t i = 0; i < model.streams.size(); ++i) {
@@ -305,14 +297,12 @@ absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target,
           "model %s: the p99 objective %.3f ms is below the least latency a "
           "request can have, %.3f ms (host overhead + run overhead + pipeline "
           "latency + input time of its images): no board count meets it",
-          model.name, absl::ToDoubleMilliseconds(*objective),
-          absl::ToDoubleMilliseconds(least)));
+          model.name, absl::ToDoubleMilliseconds(*objective), absl::ToDoubleMilliseconds(least)));
     }
   }
   if (!any) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name,
-        ": no p99_ms objective to plan for (or give --boards to simulate)"));
+        "model ", model.name, ": no p99_ms objective to plan for (or give --boards to simulate)"));
   }
   if (options.max_boards < 1) {
     return absl::InvalidArgumentError("max_boards must be >= 1");
@@ -322,8 +312,7 @@ absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target,
   double offered = 0;
   for (const StreamSpec& s : model.streams) offered += s.rate * s.images_per_request;
   // Fewer boards than this cannot keep up (utilization above 100 %).
-  answer.lower_bound =
-      std::max(1, static_cast<int>(std::ceil(offered / per_board - 1e-9)));
+  answer.lower_bound = std::max(1, static_cast<int>(std::ceil(offered / per_board - 1e-9)));
   for (int n = answer.lower_bound; n <= options.max_boards; ++n) {
     SimulationSpec spec = options.simulation;
     spec.models = {model};
@@ -352,8 +341,8 @@ std::string PlanAnswerToJson(const PlanAnswer& a) {
   absl::StrAppendFormat(&out,
                         "\",\"boards\":%d,\"found\":%s,\"lower_bound\":%d,"
                         "\"min_latency_ms\":%.6f,\"tried\":[",
-                        a.boards, a.boards > 0 ? "true" : "false",
-                        a.lower_bound, absl::ToDoubleMilliseconds(a.min_latency));
+                        a.boards, a.boards > 0 ? "true" : "false", a.lower_bound,
+                        absl::ToDoubleMilliseconds(a.min_latency));
   for (size_t i = 0; i < a.tried.size(); ++i) {
     if (i) out += ",";
     AppendStep(&out, a.tried[i]);

@@ -49,8 +49,8 @@ struct PlanTarget {
 // ignored), except board_max_run, which defaults to the model's max_run (as
 // hgpipe-server sizes a board's runs from the model's config).
 // InvalidArgument quoting the item otherwise.
-absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(
-    const std::vector<std::string>& items, const ModelSpec& model_template);
+absl::StatusOr<std::vector<PlanTarget>> ParseWorkloads(const std::vector<std::string>& items,
+                                                       const ModelSpec& model_template);
 
 // Parses a host overhead in microseconds: a constant ("950"), or points of
 // its distribution as PERCENTILE:MICROSECONDS pairs ("50:950,90:1100,
@@ -93,14 +93,12 @@ absl::Duration MinLatency(const ModelSpec& model, const StreamSpec& stream);
 
 // Whether `result` meets `target`'s objectives with no failed request; if
 // not, why.
-bool MeetsObjectives(const PlanTarget& target, const ModelResult& result,
-                     std::string* why_not);
+bool MeetsObjectives(const PlanTarget& target, const ModelResult& result, std::string* why_not);
 
 // Searches the least board count for `target` (its model's `boards` is
 // ignored). InvalidArgument if no stream has an objective or an objective
 // is below the least possible latency; errors from Simulate otherwise.
-absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target,
-                                      const PlanOptions& options);
+absl::StatusOr<PlanAnswer> PlanBoards(const PlanTarget& target, const PlanOptions& options);
 
 std::string PlanAnswerToJson(const PlanAnswer& answer);
 

@@ -31,8 +31,7 @@ constexpr accel::DeviceGeometry kSimGeometry{2, 2, 2};
 // (compute = false), and it writes nothing if they do.
 class TimingKernel final : public accel::Kernel {
  public:
-  explicit TimingKernel(accel::BitstreamManifest manifest)
-      : manifest_(std::move(manifest)) {}
+  explicit TimingKernel(accel::BitstreamManifest manifest) : manifest_(std::move(manifest)) {}
   const accel::BitstreamManifest& manifest() const override { return manifest_; }
   void Compute(const int8_t*, uint32_t, uint32_t*) const override {}
 
@@ -58,8 +57,7 @@ absl::Status Invalid(absl::string_view where, absl::string_view what) {
 
 absl::Status ValidateSpec(const SimulationSpec& spec) {
   if (spec.models.empty()) return Invalid("models", "at least one is needed");
-  if (!(spec.duration > absl::ZeroDuration()) ||
-      spec.duration == absl::InfiniteDuration()) {
+  if (!(spec.duration > absl::ZeroDuration()) || spec.duration == absl::InfiniteDuration()) {
     return Invalid("duration", "must be > 0 and finite");
   }
   if (spec.warmup < absl::ZeroDuration() || spec.warmup >= spec.duration) {
@@ -70,8 +68,7 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
     if (m.name.empty()) return Invalid("model", "name is empty");
     if (m.boards < 1) return Invalid(where, "boards must be >= 1");
     if (m.streams.empty()) return Invalid(where, "no request stream");
-    if (m.host_overhead < absl::ZeroDuration() ||
-        m.host_overhead == absl::InfiniteDuration()) {
+    if (m.host_overhead < absl::ZeroDuration() || m.host_overhead == absl::InfiniteDuration()) {
       return Invalid(where, "host_overhead must be >= 0 and finite");
     }
     if (m.host_cpu < absl::ZeroDuration() || m.host_cpu == absl::InfiniteDuration() ||
@@ -80,12 +77,10 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
     }
     if (const auto& q = m.host_overhead_quantiles; !q.empty()) {
       if (q.size() < 2 || q.front().first != 0 || q.back().first != 1) {
-        return Invalid(where,
-                       "host_overhead_quantiles must run from q = 0 to q = 1");
+        return Invalid(where, "host_overhead_quantiles must run from q = 0 to q = 1");
       }
       for (size_t i = 0; i < q.size(); ++i) {
-        if (q[i].second < absl::ZeroDuration() ||
-            q[i].second == absl::InfiniteDuration() ||
+        if (q[i].second < absl::ZeroDuration() || q[i].second == absl::InfiniteDuration() ||
             (i > 0 && (q[i].first <= q[i - 1].first || q[i].second < q[i - 1].second))) {
           return Invalid(where,
                          "host_overhead_quantiles must increase in q, with "
@@ -121,8 +116,7 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
         return Invalid(where, "images_per_request must be >= 1");
       }
       if (s.priority > m.options.priority_levels) {
-        return Invalid(where, absl::StrCat("stream priority ", s.priority,
-                                           " is outside 0..",
+        return Invalid(where, absl::StrCat("stream priority ", s.priority, " is outside 0..",
                                            m.options.priority_levels));
       }
       if (s.timeout <= absl::ZeroDuration()) {
@@ -135,9 +129,7 @@ absl::Status ValidateSpec(const SimulationSpec& spec) {
 
 // Uniform in [0, 1) from 53 random bits: the same numbers on every platform
 // (std::exponential_distribution's are the library's choice).
-double Uniform(std::mt19937_64& rng) {
-  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
-}
+double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
 absl::Duration HostOverhead(const ModelSpec& m, std::mt19937_64& rng) {
   const auto& q = m.host_overhead_quantiles;
@@ -157,8 +149,7 @@ class Simulation final : public scheduler::Observer {
 
   // scheduler::Observer
   void RunStarted(int model_id, int board_id, uint32_t images,
-                  absl::Span<const absl::Duration> queue_waits,
-                  absl::Duration input_time) override;
+                  absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) override;
 
  private:
   struct Stream {
@@ -167,7 +158,7 @@ class Simulation final : public scheduler::Observer {
     std::string name;
     std::mt19937_64 rng;
     std::mt19937_64 host_rng;  // apart, so arrivals do not depend on it
-    absl::Duration gap;  // constant arrivals
+    absl::Duration gap;        // constant arrivals
     // Measured requests (arrived in the window).
     uint64_t requests = 0;
     uint64_t requests_ok = 0;
@@ -178,7 +169,7 @@ class Simulation final : public scheduler::Observer {
   };
   struct Board {
     int model;
-    int scheduler_model;  // the variant its mirror models
+    int scheduler_model;          // the variant its mirror models
     accel::PipelineModel mirror;  // the board's own timing model, replayed
     // Input intervals of runs that may still reach past the window's end.
     std::deque<std::pair<absl::Time, absl::Time>> recent;
@@ -314,9 +305,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     for (int i = 0; i < ms.boards; ++i) {
       // Board ids are dense, in order of addition.
       m.boards.push_back(first_board + i);
-      boards_.push_back(Board{static_cast<int>(models_.size()), handle.id(),
-                              accel::PipelineModel(manifest.timing,
-                                                   kSimGeometry.input_bytes()),
+      boards_.push_back(Board{static_cast<int>(models_.size()),
+                              handle.id(),
+                              accel::PipelineModel(manifest.timing, kSimGeometry.input_bytes()),
                               {},
                               absl::ZeroDuration()});
     }
@@ -325,9 +316,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       Stream s;
       s.spec = &ss;
       s.model = static_cast<int>(models_.size()) - 1;
-      s.name = !ss.name.empty()       ? ss.name
-               : ss.priority == 0     ? std::string("default")
-                                      : absl::StrCat("p", ss.priority);
+      s.name = !ss.name.empty()   ? ss.name
+               : ss.priority == 0 ? std::string("default")
+                                  : absl::StrCat("p", ss.priority);
       // Streams draw from independent generators, so adding a stream does
       // not change the others' arrivals.
       s.rng.seed(spec_.seed * 0x9E3779B97F4A7C15ull + streams_.size() + 1);
@@ -342,10 +333,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
 
   for (size_t i = 0; i < streams_.size(); ++i) {
     Stream& s = streams_[i];
-    const absl::Duration first =
-        s.spec->arrivals == Arrivals::kConstant
-            ? s.gap
-            : absl::Seconds(-std::log1p(-Uniform(s.rng)) / s.spec->rate);
+    const absl::Duration first = s.spec->arrivals == Arrivals::kConstant
+                                     ? s.gap
+                                     : absl::Seconds(-std::log1p(-Uniform(s.rng)) / s.spec->rate);
     ScheduleArrival(static_cast<int>(i), start_ + first);
   }
   clock_.RunUntilIdle();
@@ -374,8 +364,7 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       sr.failed = s.failed;
       sr.requests_in_deadline = s.requests_in_deadline;
       mr.requests_in_deadline += s.requests_in_deadline;
-      all_latencies.insert(all_latencies.end(), s.latencies.begin(),
-                           s.latencies.end());
+      all_latencies.insert(all_latencies.end(), s.latencies.begin(), s.latencies.end());
       sr.latency = ComputePercentiles(s.latencies);
       mr.requests += sr.requests;
       mr.requests_ok += sr.requests_ok;
@@ -385,26 +374,19 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     }
     mr.latency = ComputePercentiles(all_latencies);
     mr.queue_wait = ComputePercentiles(m.queue_waits);
-    mr.images_per_second =
-        window_s > 0 ? static_cast<double>(m.images_ok_in_window) / window_s : 0;
-    const accel::PipelineModel timing(SimulationTiming(m.spec->timing),
-                                      kSimGeometry.input_bytes());
-    mr.capacity_images_per_second =
-        m.spec->boards / absl::ToDoubleSeconds(timing.image_time());
+    mr.images_per_second = window_s > 0 ? static_cast<double>(m.images_ok_in_window) / window_s : 0;
+    const accel::PipelineModel timing(SimulationTiming(m.spec->timing), kSimGeometry.input_bytes());
+    mr.capacity_images_per_second = m.spec->boards / absl::ToDoubleSeconds(timing.image_time());
     double sum = 0;
     for (int b : m.boards) {
-      const double u =
-          window_s > 0 ? absl::ToDoubleSeconds(boards_[b].busy) / window_s : 0;
+      const double u = window_s > 0 ? absl::ToDoubleSeconds(boards_[b].busy) / window_s : 0;
       mr.board_utilization.push_back(u);
       sum += u;
     }
     mr.utilization = sum / m.spec->boards;
     mr.runs = m.runs;
-    mr.mean_run_images =
-        m.runs > 0 ? static_cast<double>(m.run_images) / m.runs : 0;
-    mr.goodput = mr.requests > 0
-                     ? static_cast<double>(mr.requests_in_deadline) / mr.requests
-                     : 0;
+    mr.mean_run_images = m.runs > 0 ? static_cast<double>(m.run_images) / m.runs : 0;
+    mr.goodput = mr.requests > 0 ? static_cast<double>(mr.requests_in_deadline) / mr.requests : 0;
     if (m.router != nullptr) {
       uint64_t answered = 0;
       double sum = 0;
@@ -459,10 +441,9 @@ void Simulation::OnArrival(int stream) {
     CloseWindow(now + absl::Nanoseconds(1));  // this arrival is inside
     return;
   }
-  const absl::Duration gap =
-      s.spec->arrivals == Arrivals::kConstant
-          ? s.gap
-          : absl::Seconds(-std::log1p(-Uniform(s.rng)) / s.spec->rate);
+  const absl::Duration gap = s.spec->arrivals == Arrivals::kConstant
+                                 ? s.gap
+                                 : absl::Seconds(-std::log1p(-Uniform(s.rng)) / s.spec->rate);
   ScheduleArrival(stream, now + gap);
 }
 
@@ -500,8 +481,8 @@ void Simulation::EnqueueRequest(int stream, absl::Time arrival, bool measured) {
   }
 }
 
-void Simulation::OnDone(int stream, absl::Time arrival, bool measured,
-                        uint32_t n, int variant, const absl::Status& status) {
+void Simulation::OnDone(int stream, absl::Time arrival, bool measured, uint32_t n, int variant,
+                        const absl::Status& status) {
   Stream& s = streams_[stream];
   const absl::Time now = clock_.Now();
   last_answer_ = std::max(last_answer_, now);
@@ -532,8 +513,8 @@ void Simulation::RunStarted(int model_id, int board_id, uint32_t images,
     // Reprogrammed for another variant: its pipeline started empty.
     const auto [index, variant] = of_scheduler_id_.at(model_id);
     b.scheduler_model = model_id;
-    b.mirror = accel::PipelineModel(models_[index].variant_timing[variant],
-                                    kSimGeometry.input_bytes());
+    b.mirror =
+        accel::PipelineModel(models_[index].variant_timing[variant], kSimGeometry.input_bytes());
   }
   // The board will stream this run's input exactly when its own copy of the
   // pipeline model says (same timing, same submissions).
@@ -563,8 +544,7 @@ void Simulation::CloseWindow(absl::Time now) {
   window_end_ = std::max(now, window_start_);
 }
 
-void AppendPercentiles(std::string* out, absl::string_view key,
-                       const Percentiles& p) {
+void AppendPercentiles(std::string* out, absl::string_view key, const Percentiles& p) {
   absl::StrAppendFormat(out,
                         "\"%s\":{\"count\":%d,\"p50\":%.6f,\"p90\":%.6f,"
                         "\"p99\":%.6f,\"max\":%.6f,\"mean\":%.6f}",
@@ -623,15 +603,14 @@ Percentiles ComputePercentiles(std::vector<double>& values) {
 std::string ModelResultToJson(const ModelResult& m) {
   std::string out = "{";
   absl::StrAppend(&out, "\"name\":", JsonString(m.name), ",\"boards\":", m.boards);
-  absl::StrAppendFormat(
-      &out,
-      ",\"requests\":%d,\"requests_ok\":%d,\"requests_failed\":%d,"
-      "\"offered_images_per_second\":%.3f,\"images_per_second\":%.3f,"
-      "\"capacity_images_per_second\":%.3f,\"utilization\":%.6f,"
-      "\"runs\":%d,\"mean_run_images\":%.3f,",
-      m.requests, m.requests_ok, m.requests_failed, m.offered_images_per_second,
-      m.images_per_second, m.capacity_images_per_second, m.utilization, m.runs,
-      m.mean_run_images);
+  absl::StrAppendFormat(&out,
+                        ",\"requests\":%d,\"requests_ok\":%d,\"requests_failed\":%d,"
+                        "\"offered_images_per_second\":%.3f,\"images_per_second\":%.3f,"
+                        "\"capacity_images_per_second\":%.3f,\"utilization\":%.6f,"
+                        "\"runs\":%d,\"mean_run_images\":%.3f,",
+                        m.requests, m.requests_ok, m.requests_failed, m.offered_images_per_second,
+                        m.images_per_second, m.capacity_images_per_second, m.utilization, m.runs,
+                        m.mean_run_images);
   out += "\"board_utilization\":[";
   for (size_t i = 0; i < m.board_utilization.size(); ++i) {
     absl::StrAppendFormat(&out, "%s%.6f", i ? "," : "", m.board_utilization[i]);
@@ -658,8 +637,7 @@ std::string ModelResultToJson(const ModelResult& m) {
     absl::StrAppendFormat(&out,
                           ",\"priority\":%d,\"rate\":%.3f,\"requests\":%d,"
                           "\"requests_ok\":%d,\"images_ok\":%d,\"failed\":{",
-                          s.priority, s.rate, s.requests, s.requests_ok,
-                          s.images_ok);
+                          s.priority, s.rate, s.requests, s.requests_ok, s.images_ok);
     bool first = true;
     for (const auto& [code, n] : s.failed) {
       absl::StrAppend(&out, first ? "" : ",", JsonString(code), ":", n);
@@ -678,8 +656,7 @@ std::string SimulationResultToJson(const SimulationResult& r) {
   absl::StrAppendFormat(&out,
                         "\"window_seconds\":%.6f,\"simulated_seconds\":%.6f,"
                         "\"wall_seconds\":%.6f,\"images\":%d,\"requests\":%d,",
-                        absl::ToDoubleSeconds(r.window),
-                        absl::ToDoubleSeconds(r.simulated),
+                        absl::ToDoubleSeconds(r.window), absl::ToDoubleSeconds(r.simulated),
                         absl::ToDoubleSeconds(r.wall), r.images, r.requests);
   out += "\"models\":[";
   for (size_t i = 0; i < r.models.size(); ++i) {

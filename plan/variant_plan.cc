@@ -107,9 +107,9 @@ absl::StatusOr<VariantPlanAnswer> PlanVariants(const VariantTarget& target,
     }
   }
   VariantPlanAnswer answer;
-  answer.lower_bound =
-      target.boards > 0 ? target.boards
-                        : std::max(1, static_cast<int>(std::ceil(target.rate / fastest - 1e-9)));
+  answer.lower_bound = target.boards > 0
+                           ? target.boards
+                           : std::max(1, static_cast<int>(std::ceil(target.rate / fastest - 1e-9)));
   const int last = target.boards > 0 ? target.boards : options.max_boards;
   for (int n = answer.lower_bound; n <= last; ++n) {
     SimulationSpec spec = options.simulation;
@@ -131,8 +131,7 @@ absl::StatusOr<VariantPlanAnswer> PlanVariants(const VariantTarget& target,
   return answer;
 }
 
-std::string VariantPlanAnswerToJson(const VariantTarget& target,
-                                    const VariantPlanAnswer& answer) {
+std::string VariantPlanAnswerToJson(const VariantTarget& target, const VariantPlanAnswer& answer) {
   const ModelResult* r = answer.tried.empty() ? nullptr : &answer.tried.back().result;
   const int boards = answer.tried.empty() ? 0 : answer.tried.back().boards;
   std::string out = absl::StrFormat(

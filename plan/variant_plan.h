@@ -70,8 +70,7 @@ absl::StatusOr<VariantPlanAnswer> PlanVariants(const VariantTarget& target,
 // One JSON object: policy, boards (the answer, or the count simulated),
 // goodput, mean_accuracy, p99_ms, requests_by_variant, mix (shares),
 // board_moves, meets, and every step tried.
-std::string VariantPlanAnswerToJson(const VariantTarget& target,
-                                    const VariantPlanAnswer& answer);
+std::string VariantPlanAnswerToJson(const VariantTarget& target, const VariantPlanAnswer& answer);
 
 }  // namespace hgpipe::plan
 

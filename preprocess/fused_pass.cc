@@ -12,12 +12,9 @@ namespace {
 // The patch token t holds, or -1 for a zero CLS placeholder.
 int PatchOfToken(ClsPlaceholder cls, int t, int patches) {
   switch (cls) {
-    case ClsPlaceholder::kPrepend:
-      return t - 1;
-    case ClsPlaceholder::kReplaceFirstPatch:
-      return t == 0 ? -1 : t;
-    case ClsPlaceholder::kRotate:
-      return t == 0 ? patches - 1 : t - 1;
+    case ClsPlaceholder::kPrepend: return t - 1;
+    case ClsPlaceholder::kReplaceFirstPatch: return t == 0 ? -1 : t;
+    case ClsPlaceholder::kRotate: return t == 0 ? patches - 1 : t - 1;
   }
   return -1;
 }

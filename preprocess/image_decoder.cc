@@ -147,18 +147,12 @@ absl::Status JpegError(absl::string_view message, absl::Span<const uint8_t> enco
 
 const char* JpegColorspaceName(J_COLOR_SPACE colorspace) {
   switch (colorspace) {
-    case JCS_RGB:
-      return "RGB";
-    case JCS_YCbCr:
-      return "YCbCr";
-    case JCS_GRAYSCALE:
-      return "grayscale";
-    case JCS_CMYK:
-      return "CMYK";
-    case JCS_YCCK:
-      return "YCCK";
-    default:
-      return "unknown";
+    case JCS_RGB: return "RGB";
+    case JCS_YCbCr: return "YCbCr";
+    case JCS_GRAYSCALE: return "grayscale";
+    case JCS_CMYK: return "CMYK";
+    case JCS_YCCK: return "YCCK";
+    default: return "unknown";
   }
 }
 
@@ -410,28 +404,17 @@ ImageFormat DetectImageFormat(absl::Span<const uint8_t> b) {
 
 const char* ImageFormatName(ImageFormat format) {
   switch (format) {
-    case ImageFormat::kUnknown:
-      return "unknown";
-    case ImageFormat::kJpeg:
-      return "JPEG";
-    case ImageFormat::kPng:
-      return "PNG";
-    case ImageFormat::kGif:
-      return "GIF";
-    case ImageFormat::kBmp:
-      return "BMP";
-    case ImageFormat::kWebp:
-      return "WebP";
-    case ImageFormat::kTiff:
-      return "TIFF";
-    case ImageFormat::kJpeg2000:
-      return "JPEG 2000";
-    case ImageFormat::kJpegXl:
-      return "JPEG XL";
-    case ImageFormat::kHeif:
-      return "HEIF/AVIF";
-    case ImageFormat::kQoi:
-      return "QOI";
+    case ImageFormat::kUnknown: return "unknown";
+    case ImageFormat::kJpeg: return "JPEG";
+    case ImageFormat::kPng: return "PNG";
+    case ImageFormat::kGif: return "GIF";
+    case ImageFormat::kBmp: return "BMP";
+    case ImageFormat::kWebp: return "WebP";
+    case ImageFormat::kTiff: return "TIFF";
+    case ImageFormat::kJpeg2000: return "JPEG 2000";
+    case ImageFormat::kJpegXl: return "JPEG XL";
+    case ImageFormat::kHeif: return "HEIF/AVIF";
+    case ImageFormat::kQoi: return "QOI";
   }
   return "unknown";
 }
@@ -444,8 +427,7 @@ absl::StatusOr<DecodedRegion> DecodeImageRegion(absl::Span<const uint8_t> encode
   }
   const ImageFormat format = DetectImageFormat(encoded);
   switch (format) {
-    case ImageFormat::kJpeg:
-      return DecodeJpegRegion(encoded, options, choose, buffer);
+    case ImageFormat::kJpeg: return DecodeJpegRegion(encoded, options, choose, buffer);
     case ImageFormat::kPng: {
       absl::StatusOr<ImageView> image = DecodePng(encoded, options, buffer);
       if (!image.ok()) return image.status();

@@ -24,29 +24,17 @@ absl::StatusOr<std::vector<uint8_t>> EncodeJpeg(absl::Span<const uint8_t> pixels
                                                 const JpegSpec& spec) {
   int format;
   switch (spec.channels) {
-    case 1:
-      format = TJPF_GRAY;
-      break;
-    case 3:
-      format = TJPF_RGB;
-      break;
-    case 4:
-      format = TJPF_CMYK;
-      break;
+    case 1: format = TJPF_GRAY; break;
+    case 3: format = TJPF_RGB; break;
+    case 4: format = TJPF_CMYK; break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("EncodeJpeg: channels ", spec.channels));
   }
   int subsampling;
   switch (spec.subsampling) {
-    case 444:
-      subsampling = TJSAMP_444;
-      break;
-    case 422:
-      subsampling = TJSAMP_422;
-      break;
-    case 420:
-      subsampling = TJSAMP_420;
-      break;
+    case 444: subsampling = TJSAMP_444; break;
+    case 422: subsampling = TJSAMP_422; break;
+    case 420: subsampling = TJSAMP_420; break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("EncodeJpeg: subsampling ", spec.subsampling));
   }

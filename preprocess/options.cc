@@ -16,50 +16,38 @@ absl::Status FieldError(absl::string_view field, absl::string_view what) {
 
 const char* Name(ClsPlaceholder v) {
   switch (v) {
-    case ClsPlaceholder::kPrepend:
-      return "prepend";
-    case ClsPlaceholder::kReplaceFirstPatch:
-      return "replace_first_patch";
-    case ClsPlaceholder::kRotate:
-      return "rotate";
+    case ClsPlaceholder::kPrepend: return "prepend";
+    case ClsPlaceholder::kReplaceFirstPatch: return "replace_first_patch";
+    case ClsPlaceholder::kRotate: return "rotate";
   }
   return "?";
 }
 const char* Name(ValueOrder v) {
   switch (v) {
-    case ValueOrder::kHwc:
-      return "hwc";
-    case ValueOrder::kChw:
-      return "chw";
+    case ValueOrder::kHwc: return "hwc";
+    case ValueOrder::kChw: return "chw";
   }
   return "?";
 }
 const char* Name(ResizeMode v) {
   switch (v) {
-    case ResizeMode::kNone:
-      return "none";
-    case ResizeMode::kExact:
-      return "exact";
-    case ResizeMode::kShorterSideThenCenterCrop:
-      return "shorter_side_then_center_crop";
+    case ResizeMode::kNone: return "none";
+    case ResizeMode::kExact: return "exact";
+    case ResizeMode::kShorterSideThenCenterCrop: return "shorter_side_then_center_crop";
   }
   return "?";
 }
 const char* Name(ResizeFilter v) {
   switch (v) {
-    case ResizeFilter::kBilinear:
-      return "bilinear";
-    case ResizeFilter::kBicubic:
-      return "bicubic";
+    case ResizeFilter::kBilinear: return "bilinear";
+    case ResizeFilter::kBicubic: return "bicubic";
   }
   return "?";
 }
 const char* Name(OutputLayout v) {
   switch (v) {
-    case OutputLayout::kFlat:
-      return "flat";
-    case OutputLayout::kDevicePacked:
-      return "device_packed";
+    case OutputLayout::kFlat: return "flat";
+    case OutputLayout::kDevicePacked: return "device_packed";
   }
   return "?";
 }
@@ -124,8 +112,7 @@ absl::Status Options::Validate() const {
   }
   switch (resize) {
     case ResizeMode::kNone:
-    case ResizeMode::kExact:
-      break;
+    case ResizeMode::kExact: break;
     case ResizeMode::kShorterSideThenCenterCrop:
       if (resize_shorter_side < std::max(height, width) || resize_shorter_side > kMaxSide) {
         return FieldError("resize_shorter_side",
@@ -134,8 +121,7 @@ absl::Status Options::Validate() const {
                                        ", ", kMaxSide, "]; the center crop must fit"));
       }
       break;
-    default:
-      return FieldError("resize", "unknown mode");
+    default: return FieldError("resize", "unknown mode");
   }
   if (filter != ResizeFilter::kBilinear && filter != ResizeFilter::kBicubic) {
     return FieldError("filter", "unknown filter");

@@ -152,12 +152,9 @@ struct TokenWriter {
 // The token patch k goes to, or -1 if the CLS placeholder replaces it.
 int TokenOfPatch(ClsPlaceholder cls, int k, int patches) {
   switch (cls) {
-    case ClsPlaceholder::kPrepend:
-      return k + 1;
-    case ClsPlaceholder::kReplaceFirstPatch:
-      return k == 0 ? -1 : k;
-    case ClsPlaceholder::kRotate:
-      return k == patches - 1 ? 0 : k + 1;
+    case ClsPlaceholder::kPrepend: return k + 1;
+    case ClsPlaceholder::kReplaceFirstPatch: return k == 0 ? -1 : k;
+    case ClsPlaceholder::kRotate: return k == patches - 1 ? 0 : k + 1;
   }
   return -1;
 }
@@ -249,8 +246,7 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
   d.want_gray = options_.channels == 1;
   d.accept_jpeg_warnings = options_.accept_jpeg_warnings;
   switch (options_.resize) {
-    case ResizeMode::kNone:
-      break;
+    case ResizeMode::kNone: break;
     case ResizeMode::kExact:
       d.jpeg_scaled_decode = options_.jpeg_scaled_decode;
       d.jpeg_min_width = options_.width;

@@ -25,17 +25,16 @@ BoardState* BoardLifecycle::Find(int id) const {
   return boards_[id].get();
 }
 
-absl::StatusOr<std::unique_ptr<accel::Board>> BoardLifecycle::Remove(BoardState& b,
-                                                                     Pending* p) {
+absl::StatusOr<std::unique_ptr<accel::Board>> BoardLifecycle::Remove(BoardState& b, Pending* p) {
   // Idle with nothing outstanding: no run, no late completion of an
   // abandoned one, no delivery, no reset or probe whose callback is still
   // to come.
   if (b.life.phase != BoardPhase::kIdle || b.model != nullptr || !b.runs.empty() ||
       b.abandoned_runs > 0 || b.delivering_runs > 0 || b.life.resetting) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "board ", b.name, " is ", BoardPhaseName(b.life.phase),
-        b.model != nullptr ? absl::StrCat(" for model ", b.model->options.name) : "",
-        ", not idle"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("board ", b.name, " is ", BoardPhaseName(b.life.phase),
+                     b.model != nullptr ? absl::StrCat(" for model ", b.model->options.name) : "",
+                     ", not idle"));
   }
   SetPhase(b, BoardPhase::kRemoved, nullptr, absl::OkStatus(), p);
   return std::move(b.board);
@@ -107,8 +106,7 @@ absl::Time BoardLifecycle::ReadyEstimate(const ModelState& m, absl::Time now) co
         if (options_.reprogram && m.options.bitstream != nullptr) t = now + life.program_took;
         break;
       case BoardPhase::kRetired:
-      case BoardPhase::kRemoved:
-        break;
+      case BoardPhase::kRemoved: break;
     }
     ready = std::min(ready, t);
   }
@@ -267,8 +265,9 @@ void BoardLifecycle::ArmWatchdog(BoardState& b) {
   }
   b.watchdog_armed = true;
   BoardState* bs = &b;
-  host_->At(WatchdogDue(b), [this, bs](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                                scheduler_lock) { OnWatchdog(*bs, p); });
+  host_->At(WatchdogDue(b), [this, bs](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    OnWatchdog(*bs, p);
+  });
 }
 
 absl::Time BoardLifecycle::WatchdogDue(const BoardState& b) const {
@@ -294,11 +293,11 @@ void BoardLifecycle::OnWatchdog(BoardState& b, Pending* p) {
   }
   const Run& head = *b.runs.front();
   ModelState* m = head.model;
-  const absl::Status why = absl::DeadlineExceededError(absl::StrCat(
-      "board ", b.name, ": a run of ", head.size(), " image(s) is ",
-      absl::FormatDuration(now - head.predicted.done),
-      " past its predicted completion (watchdog margin ",
-      absl::FormatDuration(options_.watchdog_margin), ")"));
+  const absl::Status why = absl::DeadlineExceededError(
+      absl::StrCat("board ", b.name, ": a run of ", head.size(), " image(s) is ",
+                   absl::FormatDuration(now - head.predicted.done),
+                   " past its predicted completion (watchdog margin ",
+                   absl::FormatDuration(options_.watchdog_margin), ")"));
   Fail(b, why, p);
   host_->Dispatch(*m, p);
   host_->Rebalance(p);
@@ -310,8 +309,9 @@ void BoardLifecycle::ArmCanary(BoardState& b, absl::Time due) {
   b.canary_armed = true;
   const uint64_t generation = ++b.canary_generation;
   BoardState* bs = &b;
-  host_->At(due, [this, bs, generation](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                     scheduler_lock) { OnCanaryTimer(*bs, generation, p); });
+  host_->At(due, [this, bs, generation](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    OnCanaryTimer(*bs, generation, p);
+  });
 }
 
 void BoardLifecycle::OnCanaryTimer(BoardState& b, uint64_t generation, Pending* p) {
@@ -342,16 +342,15 @@ void BoardLifecycle::OnCanaryTimer(BoardState& b, uint64_t generation, Pending* 
   p->runs.push_back(std::move(run));
 }
 
-absl::Status BoardLifecycle::CheckCanary(BoardState& b, const ModelState& m, int slot,
-                                         Pending* p) {
+absl::Status BoardLifecycle::CheckCanary(BoardState& b, const ModelState& m, int slot, Pending* p) {
   const accel::Canary& c = *m.options.canary;
   const absl::Span<const uint32_t> got(b.device->slot(slot).output.data(),
                                        c.images * m.geometry.output_words());
   const std::string diff = accel::CompareCanaryOutput(c, m.geometry, got);
   if (diff.empty()) return absl::OkStatus();
-  absl::Status why = absl::DataLossError(absl::StrCat("board ", b.name, ": canary (", c.source,
-                                                      ") for model ", m.options.name,
-                                                      " differs: ", diff));
+  absl::Status why =
+      absl::DataLossError(absl::StrCat("board ", b.name, ": canary (", c.source, ") for model ",
+                                       m.options.name, " differs: ", diff));
   p->canaries.push_back({b.id, m.id, why});
   return why;
 }
@@ -365,8 +364,8 @@ void BoardLifecycle::StartReset(int board_id) {
     ++operations_;
   });
   board->Reset([this, board_id](absl::Status s) {
-    host_->Locked([this, board_id, s = std::move(s)](Pending* p)
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
+    host_->Locked([this, board_id, s = std::move(s)](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                      scheduler_lock) mutable {
       OnOperationDone(*boards_[board_id], BoardPhase::kRecovering, std::move(s), p);
     });
   });
@@ -385,8 +384,8 @@ void BoardLifecycle::StartProgram(int board_id) {
     ++operations_;
   });
   board->Program(std::move(bitstream), [this, board_id](absl::Status s) {
-    host_->Locked([this, board_id, s = std::move(s)](Pending* p)
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
+    host_->Locked([this, board_id, s = std::move(s)](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                      scheduler_lock) mutable {
       OnOperationDone(*boards_[board_id], BoardPhase::kProgramming, std::move(s), p);
     });
   });
@@ -410,17 +409,17 @@ void BoardLifecycle::StartProbe(int board_id) {
       const absl::Time due =
           b.prediction->Predict(options_.clock->Now(), 1).done + options_.watchdog_margin;
       BoardState* bs = &b;
-      host_->At(due, [this, bs, generation](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                         scheduler_lock) {
-        if (bs->life.phase != BoardPhase::kProbing || bs->life.probe_generation != generation ||
-            stopping_) {
-          return;
-        }
-        FailProbe(*bs,
-                  absl::DeadlineExceededError(
-                      absl::StrCat("board ", bs->name, ": the probe run did not finish in time")),
-                  p);
-      });
+      host_->At(due,
+                [this, bs, generation](Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+                  if (bs->life.phase != BoardPhase::kProbing ||
+                      bs->life.probe_generation != generation || stopping_) {
+                    return;
+                  }
+                  FailProbe(*bs,
+                            absl::DeadlineExceededError(absl::StrCat(
+                                "board ", bs->name, ": the probe run did not finish in time")),
+                            p);
+                });
     }
   });
   // The canary, or a zero image (every bitstream must take it).
@@ -434,9 +433,9 @@ void BoardLifecycle::StartProbe(int board_id) {
   }
   board->Submit(slot, images, [this, board_id, slot, generation](absl::Status s) {
     host_->Locked([this, board_id, slot, generation, s = std::move(s)](Pending* p)
-                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
-                    OnProbeDone(*boards_[board_id], slot, generation, std::move(s), p);
-                  });
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
+                        OnProbeDone(*boards_[board_id], slot, generation, std::move(s), p);
+                      });
   });
 }
 
@@ -444,8 +443,7 @@ void BoardLifecycle::OnProbeDone(BoardState& b, int slot, uint64_t generation, a
                                  Pending* p) {
   b.free_slots.push_back(slot);
   --operations_;
-  if (b.life.phase != BoardPhase::kProbing || b.life.probe_generation != generation ||
-      stopping_) {
+  if (b.life.phase != BoardPhase::kProbing || b.life.probe_generation != generation || stopping_) {
     return;
   }
   // The slot is free again but nobody takes it before we return.
@@ -453,10 +451,10 @@ void BoardLifecycle::OnProbeDone(BoardState& b, int slot, uint64_t generation, a
   if (!s.ok() && absl::IsDataLoss(s)) {
     FailProbe(b, s, p);
   } else if (!s.ok()) {
-    FailProbe(b,
-              absl::UnavailableError(
-                  absl::StrCat("board ", b.name, ": probe run failed: ", s.message())),
-              p);
+    FailProbe(
+        b,
+        absl::UnavailableError(absl::StrCat("board ", b.name, ": probe run failed: ", s.message())),
+        p);
   } else {
     ++b.life.probe_generation;
     Admit(b, p);

@@ -39,8 +39,7 @@ class BoardLifecycle {
     virtual ~Host() = default;
     // Calls `fn` at `due` from the clock's thread, under the lock, then
     // delivers; nothing if the scheduler is being destroyed by then.
-    virtual void At(absl::Time due, LockedFn fn)
-        ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) = 0;
+    virtual void At(absl::Time due, LockedFn fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) = 0;
     // Calls `fn` at `due` from the clock's thread without the lock.
     virtual void AtUnlocked(absl::Time due, absl::AnyInvocable<void()> fn)
         ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) = 0;
@@ -100,17 +99,15 @@ class BoardLifecycle {
   // Board operations (Reset, Program, probe runs, abandoned runs, outputs
   // being delivered) whose completions have not arrived; the scheduler's
   // destructor waits for none.
-  uint64_t operations() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-    return operations_;
-  }
+  uint64_t operations() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) { return operations_; }
   void BeginOperation() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) { ++operations_; }
   void EndOperation() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) { --operations_; }
 
   // ---- Phases.
   // Records a phase change (and the Observer event). Serving adds `b` to
   // its model's serving boards, leaving serving removes it.
-  void SetPhase(BoardState& b, BoardPhase phase, ModelState* m, const absl::Status& why,
-                Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  void SetPhase(BoardState& b, BoardPhase phase, ModelState* m, const absl::Status& why, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // A board added with its model, programmed before the scheduler had it:
   // serving at once, and proved by a canary at once.
   void ServeNew(BoardState& b, ModelState& m, std::shared_ptr<const accel::Bitstream> loaded,
@@ -154,7 +151,8 @@ class BoardLifecycle {
  private:
   void Program(BoardState& b, ModelState* m, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
-  void Probe(BoardState& b, ModelState* m, Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  void Probe(BoardState& b, ModelState* m, Pending* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   void Reset(BoardState& b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   void RetryRecovery(BoardState& b, const absl::Status& why, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);

@@ -46,14 +46,14 @@ struct ModelOptions {
 
 // Where a board is in its life cycle.
 enum class BoardPhase {
-  kServing,     // takes runs for its model
-  kIdle,        // no model: free to be programmed for one
-  kDraining,    // finishing its runs before reprogramming for another model
-  kProgramming, // loading a bitstream
-  kProbing,     // running the one-image probe before (re)admission
-  kRecovering,  // failed: runs abandoned, reset in progress or backing off
-  kRetired,     // gave up after max_recovery_attempts
-  kRemoved,     // destroyed by RemoveBoard; its id is not reused
+  kServing,      // takes runs for its model
+  kIdle,         // no model: free to be programmed for one
+  kDraining,     // finishing its runs before reprogramming for another model
+  kProgramming,  // loading a bitstream
+  kProbing,      // running the one-image probe before (re)admission
+  kRecovering,   // failed: runs abandoned, reset in progress or backing off
+  kRetired,      // gave up after max_recovery_attempts
+  kRemoved,      // destroyed by RemoveBoard; its id is not reused
 };
 absl::string_view BoardPhaseName(BoardPhase phase);
 

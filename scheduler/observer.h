@@ -33,11 +33,10 @@ class Observer {
   virtual void QueueDepth(int model_id, uint64_t images) {}
   // A run left for a board. `queue_waits` has one entry per image.
   virtual void RunStarted(int model_id, int board_id, uint32_t images,
-                          absl::Span<const absl::Duration> queue_waits,
-                          absl::Duration input_time) {}
+                          absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) {
+  }
   // Not called for abandoned runs (their images are requeued).
-  virtual void RunFinished(int model_id, int board_id, uint32_t images,
-                           absl::Duration device_time,
+  virtual void RunFinished(int model_id, int board_id, uint32_t images, absl::Duration device_time,
                            const absl::Status& status) {}
   // A board changed phase; `model_id` is the model it serves or is being
   // given (-1 for none). `why` is empty or the failure that caused it.

@@ -5,22 +5,20 @@
 namespace hgpipe::scheduler {
 
 bool NeedsBoard(const ModelState& m, const std::vector<std::unique_ptr<BoardState>>& boards) {
-  if (m.removed || m.queue.size() == 0 || !m.serving.empty() ||
-      m.options.bitstream == nullptr) {
+  if (m.removed || m.queue.size() == 0 || !m.serving.empty() || m.options.bitstream == nullptr) {
     return false;
   }
   for (const auto& b : boards) {
-    if (b->model == &m && (b->life.phase == BoardPhase::kProgramming ||
-                           b->life.phase == BoardPhase::kProbing ||
-                           b->life.phase == BoardPhase::kDraining)) {
+    if (b->model == &m &&
+        (b->life.phase == BoardPhase::kProgramming || b->life.phase == BoardPhase::kProbing ||
+         b->life.phase == BoardPhase::kDraining)) {
       return false;  // coming
     }
   }
   return true;
 }
 
-BoardState* ChooseDonor(const ModelState& m,
-                        const std::vector<std::unique_ptr<ModelState>>& models,
+BoardState* ChooseDonor(const ModelState& m, const std::vector<std::unique_ptr<ModelState>>& models,
                         const std::vector<std::unique_ptr<BoardState>>& boards) {
   BoardState* donor = nullptr;
   for (const auto& b : boards) {
@@ -29,8 +27,7 @@ BoardState* ChooseDonor(const ModelState& m,
   }
   if (donor != nullptr) return donor;
   for (const auto& b : boards) {
-    if (b->life.phase != BoardPhase::kServing || !b->runs.empty() ||
-        b->model->queue.size() > 0) {
+    if (b->life.phase != BoardPhase::kServing || !b->runs.empty() || b->model->queue.size() > 0) {
       continue;
     }
     if (donor == nullptr || b->last_used < donor->last_used) donor = b.get();
@@ -73,9 +70,9 @@ absl::Status MoveBoard(BoardState& b, ModelState& m, bool reprogram, BoardLifecy
   }
   if (b.life.phase == BoardPhase::kServing && b.model->serving.size() == 1 &&
       b.model->queue.size() > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("board ", b.name, " is the last of model ", b.model->options.name,
-                     ", which has images queued"));
+    return absl::FailedPreconditionError(absl::StrCat("board ", b.name, " is the last of model ",
+                                                      b.model->options.name,
+                                                      ", which has images queued"));
   }
   boards.Give(b, m, p);
   return absl::OkStatus();

@@ -34,8 +34,7 @@ bool NeedsBoard(const ModelState& m, const std::vector<std::unique_ptr<BoardStat
 //     whose model has nothing queued;
 //  3. else a board of the model with the most serving boards, if it has two
 //     or more: the one with the fewest images in flight (it drains first).
-BoardState* ChooseDonor(const ModelState& m,
-                        const std::vector<std::unique_ptr<ModelState>>& models,
+BoardState* ChooseDonor(const ModelState& m, const std::vector<std::unique_ptr<ModelState>>& models,
                         const std::vector<std::unique_ptr<BoardState>>& boards)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 

@@ -41,9 +41,8 @@ absl::Time RequestQueue::OldestArrival() const {
   return oldest;
 }
 
-void RequestQueue::Take(uint32_t max, absl::Time now, absl::Time start,
-                        absl::Duration image_time, absl::Duration latency,
-                        std::vector<ImageRef>* out, Hopeless hopeless) {
+void RequestQueue::Take(uint32_t max, absl::Time now, absl::Time start, absl::Duration image_time,
+                        absl::Duration latency, std::vector<ImageRef>* out, Hopeless hopeless) {
   const uint32_t levels = options_.levels;
   // Levels whose oldest image waited past max_starvation go first, oldest
   // first; then every level in priority order.

@@ -7,8 +7,7 @@
 
 namespace hgpipe::scheduler {
 
-BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now,
-                        absl::Duration lead) {
+BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now, absl::Duration lead) {
   BoardChoice c;
   for (size_t i = 0; i < boards.size(); ++i) {
     const BoardView& b = boards[i];
@@ -69,8 +68,8 @@ uint32_t RunSize(absl::Span<const BoardView> boards, int best, uint64_t queued,
 }
 
 absl::Time EstimateCompletion(uint64_t images, absl::Time start,
-                              absl::Span<const absl::Time> input_free_at,
-                              absl::Duration image_time, absl::Duration latency) {
+                              absl::Span<const absl::Time> input_free_at, absl::Duration image_time,
+                              absl::Duration latency) {
   double boards = 1;
   if (!input_free_at.empty()) {
     absl::Time first = absl::InfiniteFuture();

@@ -40,8 +40,7 @@ struct BoardChoice {
 
 // WHEN and WHERE: among `boards`, the ready one where an image completes
 // first. A board is ready when input_free_at - lead <= now.
-BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now,
-                        absl::Duration lead);
+BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now, absl::Duration lead);
 
 // HOW MANY (water-filling): the images `queued` (those of the level served
 // next) go, in completion order, to whichever board completes each first,
@@ -59,8 +58,8 @@ uint32_t RunSize(absl::Span<const BoardView> boards, int best, uint64_t queued,
 // board, on one board from `start`. Each image takes `image_time` on a
 // board's input, the last one `latency` more.
 absl::Time EstimateCompletion(uint64_t images, absl::Time start,
-                              absl::Span<const absl::Time> input_free_at,
-                              absl::Duration image_time, absl::Duration latency);
+                              absl::Span<const absl::Time> input_free_at, absl::Duration image_time,
+                              absl::Duration latency);
 
 }  // namespace hgpipe::scheduler
 

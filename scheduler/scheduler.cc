@@ -40,8 +40,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(Options options) {
         "be >= 0");
   }
   if (options.max_recovery_attempts < 1) {
-    return absl::InvalidArgumentError(
-        "scheduler: max_recovery_attempts must be >= 1");
+    return absl::InvalidArgumentError("scheduler: max_recovery_attempts must be >= 1");
   }
   return std::unique_ptr<Scheduler>(new Scheduler(options));
 }
@@ -98,30 +97,29 @@ ModelState* Scheduler::FindLocked(ModelHandle h) const {
   return models_[h.id()].get();
 }
 
-absl::StatusOr<ModelHandle> Scheduler::AddModel(
-    const ModelOptions& options, std::vector<std::unique_ptr<accel::Board>> boards) {
+absl::StatusOr<ModelHandle> Scheduler::AddModel(const ModelOptions& options,
+                                                std::vector<std::unique_ptr<accel::Board>> boards) {
   const std::string& name = options.name;
   if (name.empty()) {
     return absl::InvalidArgumentError("scheduler: model name is empty");
   }
   if (boards.empty() && options.bitstream == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", name, ": no boards and no bitstream to program one with"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": no boards and no bitstream to program one with"));
   }
   if (options.max_images_per_run == 0 || options.max_queue_images == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", name, ": max_images_per_run and max_queue_images must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": max_images_per_run and max_queue_images must be > 0"));
   }
   if (options.priority_levels == 0 || options.default_priority == 0 ||
       options.default_priority > options.priority_levels) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", name, ": priority_levels must be >= 1 and default_priority in 1..",
-        options.priority_levels));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": priority_levels must be >= 1 and default_priority in 1..",
+                     options.priority_levels));
   }
   if (options.canary != nullptr) {
-    const accel::BitstreamManifest& cm = options.bitstream != nullptr
-                                             ? options.bitstream->manifest
-                                             : boards[0]->manifest();
+    const accel::BitstreamManifest& cm =
+        options.bitstream != nullptr ? options.bitstream->manifest : boards[0]->manifest();
     absl::Status s = accel::ValidateCanary(*options.canary, cm.geometry);
     if (!s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("model ", name, ": ", s.message()));
@@ -131,17 +129,14 @@ absl::StatusOr<ModelHandle> Scheduler::AddModel(
     return absl::InvalidArgumentError(
         absl::StrCat("model ", name, ": low_priority_run_images must be > 0"));
   }
-  const accel::BitstreamManifest& mf = options.bitstream != nullptr
-                                           ? options.bitstream->manifest
-                                           : boards[0]->manifest();
+  const accel::BitstreamManifest& mf =
+      options.bitstream != nullptr ? options.bitstream->manifest : boards[0]->manifest();
   const accel::DeviceGeometry g = mf.geometry;
   for (const auto& b : boards) {
     const accel::DeviceGeometry& bg = b->manifest().geometry;
-    if (bg.tokens != g.tokens || bg.token_values != g.token_values ||
-        bg.classes != g.classes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model ", name, ": board ", b->info().name,
-                       " has a different device geometry"));
+    if (bg.tokens != g.tokens || bg.token_values != g.token_values || bg.classes != g.classes) {
+      return absl::InvalidArgumentError(absl::StrCat("model ", name, ": board ", b->info().name,
+                                                     " has a different device geometry"));
     }
   }
   Pending p;
@@ -239,18 +234,18 @@ absl::Status Scheduler::Enqueue(ModelHandle model, std::unique_ptr<InferRequest>
     }
     ModelState* mp = FindLocked(model);
     if (mp == nullptr || mp->removing) {
-      return absl::NotFoundError(
-          mp == nullptr ? absl::StrCat("scheduler: no model ", model.id())
-                        : absl::StrCat("model ", mp->options.name, " was removed"));
+      return absl::NotFoundError(mp == nullptr
+                                     ? absl::StrCat("scheduler: no model ", model.id())
+                                     : absl::StrCat("model ", mp->options.name, " was removed"));
     }
     ModelState& m = *mp;
     const uint32_t levels = m.options.priority_levels;
     const uint32_t priority =
         request->priority == 0 ? m.options.default_priority : request->priority;
     if (priority > levels) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model ", m.options.name, ": priority ", priority, " is outside 1..", levels,
-          " (0 means the default, ", m.options.default_priority, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", m.options.name, ": priority ", priority, " is outside 1..", levels,
+                       " (0 means the default, ", m.options.default_priority, ")"));
     }
     if (!lifecycle_.Servable(m)) {
       return absl::UnavailableError(
@@ -262,19 +257,21 @@ absl::Status Scheduler::Enqueue(ModelHandle model, std::unique_ptr<InferRequest>
     const uint32_t level = priority - 1;
     const uint64_t ahead = m.queue.ImagesAtOrAbove(level);
     if (ahead + request->n_images > m.options.max_queue_images) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "model ", m.options.name, ": queue full (", ahead, " images queued at priority ",
-          priority, " or higher, ", request->n_images, " more would pass the limit of ",
-          m.options.max_queue_images, ")"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("model ", m.options.name, ": queue full (", ahead,
+                       " images queued at priority ", priority, " or higher, ", request->n_images,
+                       " more would pass the limit of ", m.options.max_queue_images, ")"));
     }
     const absl::Time now = clock_->Now();
     if (request->deadline != absl::InfiniteFuture()) {
       const absl::Time done = EstimateDoneLocked(m, level, request->n_images, now);
       if (done > request->deadline) {
         return absl::DeadlineExceededError(absl::StrCat(
-            "model ", m.options.name, ": the request cannot finish before its "
-            "deadline (", absl::FormatDuration(request->deadline - now),
-            " from now; predicted completion in ", absl::FormatDuration(done - now), ")"));
+            "model ", m.options.name,
+            ": the request cannot finish before its "
+            "deadline (",
+            absl::FormatDuration(request->deadline - now), " from now; predicted completion in ",
+            absl::FormatDuration(done - now), ")"));
       }
     }
     auto r = std::make_unique<Request>(std::move(request), now, level);
@@ -340,8 +337,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       for (size_t i = 0; i < m.views.size(); ++i) {
         m.serving[i]->CompleteView(now, lead, m.views[i]);
       }
-      n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(),
-                  m.options.max_images_per_run);
+      n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(), m.options.max_images_per_run);
     }
     if (n == 0) {
       // Busy (or a busy board will complete the next image sooner): hold
@@ -399,9 +395,9 @@ void Scheduler::ExpireLocked(ModelState& m, absl::Time now, Pending* p) {
   // result when it comes.
   const absl::Time next_promise = m.queue.ExpirePromises(
       now, [&](Request* r, uint32_t images) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-        const absl::Status late = absl::DeadlineExceededError(absl::StrCat(
-            "model ", m.options.name, ": the request's deadline passed with ",
-            r->unanswered - r->queued - images, " image(s) still on a board"));
+        const absl::Status late = absl::DeadlineExceededError(
+            absl::StrCat("model ", m.options.name, ": the request's deadline passed with ",
+                         r->unanswered - r->queued - images, " image(s) still on a board"));
         if (images > 0) p->expired.push_back({m.id, images});
         AnswerFailedLocked(m, r, late, images, p);  // its queued images, if any
         if (m.requests.contains(r)) {
@@ -433,12 +429,12 @@ void Scheduler::ExpireLocked(ModelState& m, absl::Time now, Pending* p) {
       now, min_service,
       [&](Request* r, uint32_t images) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
         p->expired.push_back({m.id, images});
-        AnswerFailedLocked(m, r,
-                           absl::DeadlineExceededError(absl::StrCat(
-                               "model ", m.options.name,
-                               ": the request's deadline passed while it was queued (",
-                               images, " image(s) still waiting)")),
-                           images, p);
+        AnswerFailedLocked(
+            m, r,
+            absl::DeadlineExceededError(absl::StrCat(
+                "model ", m.options.name, ": the request's deadline passed while it was queued (",
+                images, " image(s) still waiting)")),
+            images, p);
       });
   if (next != absl::InfiniteFuture()) ArmDispatchTimerLocked(m, next);
 }
@@ -504,11 +500,11 @@ void Scheduler::Rebalance(Pending* p) {
 
 void Scheduler::LostBoard(ModelState& m, const absl::Status& why, Pending* p) {
   if (lifecycle_.Servable(m)) return;
-  FailQueuedLocked(m,
-                   absl::UnavailableError(absl::StrCat("model ", m.options.name,
-                                                       ": no board can serve it; last failure: ",
-                                                       why.message())),
-                   p);
+  FailQueuedLocked(
+      m,
+      absl::UnavailableError(absl::StrCat(
+          "model ", m.options.name, ": no board can serve it; last failure: ", why.message())),
+      p);
 }
 
 void Scheduler::ArmDispatchTimerLocked(ModelState& m, absl::Time due) {
@@ -869,8 +865,7 @@ std::vector<Scheduler::ModelStatus> Scheduler::Models() const {
   std::vector<ModelStatus> out;
   for (const auto& m : models_) {
     if (m->removing) continue;
-    out.push_back({ModelHandle(m->id), m->options.name, lifecycle_.Servable(*m),
-                   m->queue.size()});
+    out.push_back({ModelHandle(m->id), m->options.name, lifecycle_.Servable(*m), m->queue.size()});
   }
   return out;
 }

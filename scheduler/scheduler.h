@@ -238,9 +238,8 @@ class Scheduler final : private BoardLifecycle::Host {
   void ExpireLocked(ModelState& m, absl::Time now, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // Sets `r`'s status (if it has none) and answers `images` of its images.
-  void AnswerFailedLocked(ModelState& m, Request* r, const absl::Status& status,
-                          uint32_t images, Pending* p)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  void AnswerFailedLocked(ModelState& m, Request* r, const absl::Status& status, uint32_t images,
+                          Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // Answers `r` with `status` for its queued images; images on a board
   // finish first.
   void FailRequestLocked(ModelState& m, Request* r, const absl::Status& status, Pending* p)
@@ -284,8 +283,7 @@ class Scheduler final : private BoardLifecycle::Host {
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void Submit(std::unique_ptr<Run> run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
-  void OnRunDone(std::unique_ptr<Run> run, absl::Status status)
-      ABSL_LOCKS_EXCLUDED(scheduler_lock);
+  void OnRunDone(std::unique_ptr<Run> run, absl::Status status) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // The rest of a completed run, with its outputs delivered (if any): the
   // slot back, its images answered (or requeued if it failed), the board's
   // next step, the next runs.

@@ -66,9 +66,7 @@ struct Run {
   // completion only returns the slot.
   bool abandoned ABSL_GUARDED_BY(scheduler_lock) = false;
 
-  uint32_t size() const {
-    return canary ? canary_images : static_cast<uint32_t>(images.size());
-  }
+  uint32_t size() const { return canary ? canary_images : static_cast<uint32_t>(images.size()); }
 };
 
 struct ModelState {
@@ -79,8 +77,7 @@ struct ModelState {
         geometry(geometry),
         timing(timing),
         image_time(timing.image_input_time(geometry.input_bytes())),
-        queue({options.priority_levels, options.max_starvation,
-               options.low_priority_run_images}) {}
+        queue({options.priority_levels, options.max_starvation, options.low_priority_run_images}) {}
 
   // Constant after construction.
   const int id;
@@ -94,8 +91,7 @@ struct ModelState {
 
   RequestQueue queue ABSL_GUARDED_BY(scheduler_lock);
   // Accepted requests, owned here until answered.
-  absl::flat_hash_map<Request*, std::unique_ptr<Request>> requests
-      ABSL_GUARDED_BY(scheduler_lock);
+  absl::flat_hash_map<Request*, std::unique_ptr<Request>> requests ABSL_GUARDED_BY(scheduler_lock);
   std::vector<BoardState*> serving ABSL_GUARDED_BY(scheduler_lock);
   // The earliest pending dispatch timer; later ones fire harmlessly.
   absl::Time next_timer ABSL_GUARDED_BY(scheduler_lock) = absl::InfiniteFuture();
@@ -113,10 +109,10 @@ struct ModelState {
 // know about it (board_lifecycle.h has the transitions).
 struct BoardLife {
   BoardPhase phase = BoardPhase::kIdle;
-  int attempts = 0;          // failed recovery steps since it last served
-  bool recovering = false;   // the current programming/probe follows a failure
-  bool resetting = false;    // a Reset is under way
-  bool reset_ok = false;     // the last Reset succeeded; recovery may go on
+  int attempts = 0;               // failed recovery steps since it last served
+  bool recovering = false;        // the current programming/probe follows a failure
+  bool resetting = false;         // a Reset is under way
+  bool reset_ok = false;          // the last Reset succeeded; recovery may go on
   uint64_t probe_generation = 0;  // a probe's result with an older one is ignored
   // How long its last Reset and Program took, when the one under way started,
   // and when a recovery backing off resumes: the earliest it can serve again

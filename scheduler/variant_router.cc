@@ -38,8 +38,8 @@ int ChooseVariant(const std::vector<RouteCandidate>& candidates, absl::Time dead
   return best >= 0 ? best : earliest;
 }
 
-std::vector<int> SplitBoards(const std::vector<RoutedVariant>& variants, int boards,
-                             double floor, double needed) {
+std::vector<int> SplitBoards(const std::vector<RoutedVariant>& variants, int boards, double floor,
+                             double needed) {
   std::vector<int> split(variants.size(), 0);
   int top = -1;
   for (int i = 0; i < static_cast<int>(variants.size()); ++i) {
@@ -84,17 +84,16 @@ absl::StatusOr<std::unique_ptr<VariantRouter>> VariantRouter::Create(Options opt
   }
   for (const RoutedVariant& v : options.variants) {
     if (!v.scheduler_model.valid()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model ", options.model, ": variant '", v.name, "' has no scheduler model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", options.model, ": variant '", v.name, "' has no scheduler model"));
     }
     if (!(v.top1 > 0 && v.top1 <= 1) || !(v.images_per_second > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model ", options.model, ": variant '", v.name,
-          "' needs a measured top-1 in (0, 1] and a positive capacity"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", options.model, ": variant '", v.name,
+                       "' needs a measured top-1 in (0, 1] and a positive capacity"));
     }
   }
-  if (!(options.shrink_utilization > 0 &&
-        options.shrink_utilization <= options.grow_utilization)) {
+  if (!(options.shrink_utilization > 0 && options.shrink_utilization <= options.grow_utilization)) {
     return absl::InvalidArgumentError(
         "variant router: need 0 < shrink_utilization <= grow_utilization");
   }
@@ -128,8 +127,7 @@ absl::StatusOr<int> VariantRouter::Enqueue(std::unique_ptr<InferRequest> request
   return *chosen;
 }
 
-absl::StatusOr<int> VariantRouter::Choose(uint32_t images, uint32_t priority,
-                                          absl::Time deadline,
+absl::StatusOr<int> VariantRouter::Choose(uint32_t images, uint32_t priority, absl::Time deadline,
                                           std::optional<double> min_top1) {
   const RoutedVariant& best = options_.variants[ranked_.front()];
   const double floor = min_top1.has_value() ? *min_top1 : best.top1;
@@ -208,10 +206,8 @@ void VariantRouter::MaybeMoveBoard(double rate, double floor) {
     }
     total += current[i];
   }
-  const std::vector<int> grow =
-      SplitBoards(vs, total, floor, rate / options_.grow_utilization);
-  const std::vector<int> shrink =
-      SplitBoards(vs, total, floor, rate / options_.shrink_utilization);
+  const std::vector<int> grow = SplitBoards(vs, total, floor, rate / options_.grow_utilization);
+  const std::vector<int> shrink = SplitBoards(vs, total, floor, rate / options_.shrink_utilization);
   const double cap = Capacity(vs, current);
   const std::vector<int>* target = nullptr;
   // Short of capacity (or on a variant below every floor): towards the

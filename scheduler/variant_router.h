@@ -39,16 +39,16 @@
 namespace hgpipe::scheduler {
 
 struct RoutedVariant {
-  std::string name;             // e.g. "full", "skip2", "taylor"
-  ModelHandle scheduler_model;  // the scheduler model that runs it
-  double top1 = 0;              // measured top-1, a fraction in (0, 1]
-  double images_per_second = 0; // one board's capacity (1 / interval)
+  std::string name;              // e.g. "full", "skip2", "taylor"
+  ModelHandle scheduler_model;   // the scheduler model that runs it
+  double top1 = 0;               // measured top-1, a fraction in (0, 1]
+  double images_per_second = 0;  // one board's capacity (1 / interval)
 };
 
 // The pure part of the choice, for tests and the planner: variants ranked
 // by accuracy, the first whose predicted completion meets `deadline`.
 struct RouteCandidate {
-  int variant;           // index into the router's variants
+  int variant;  // index into the router's variants
   double top1;
   absl::Time predicted;  // InfiniteFuture: cannot serve now
 };
@@ -63,15 +63,15 @@ int ChooseVariant(const std::vector<RouteCandidate>& candidates, absl::Time dead
 // the most capacity gained per point of accuracy lost. Variants with `top1`
 // below `floor` get none. If even the fastest split falls short it is
 // returned.
-std::vector<int> SplitBoards(const std::vector<RoutedVariant>& variants, int boards,
-                             double floor, double needed_images_per_second);
+std::vector<int> SplitBoards(const std::vector<RoutedVariant>& variants, int boards, double floor,
+                             double needed_images_per_second);
 
 class VariantRouter {
  public:
   struct Options {
     std::string model;  // for messages
     // At least one; every top1 > 0, images_per_second > 0 and
-  // scheduler_model valid.
+    // scheduler_model valid.
     std::vector<RoutedVariant> variants;
     Scheduler* scheduler = nullptr;  // required; must outlive the router
     Clock* clock = nullptr;          // required; must outlive the router

@@ -29,8 +29,8 @@ absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec) {
       absl::string_view count = item.substr(prefix.size());
       uint32_t n;
       if (!absl::SimpleAtoi(count, &n) || n == 0 || n > 64) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--boards: '", item, "': N must be a number from 1 to 64"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--boards: '", item, "': N must be a number from 1 to 64"));
       }
       (pool ? out.sim_pool : out.sim_per_model) += n;
     } else if (absl::ConsumePrefix(&item, "xrt:") || in_xrt) {
@@ -43,14 +43,15 @@ absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec) {
         out.xrt_devices.emplace_back(item);
       }
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--boards: '", item, "' is not sim:N, sim-pool:N, xrt:all or xrt:DEVICE"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--boards: '", item, "' is not sim:N, sim-pool:N, xrt:all or xrt:DEVICE"));
     }
   }
   if (out.sim_per_model > 0 && out.sim_pool > 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--boards: '", spec, "': sim:N (boards per model) and sim-pool:N (boards "
-        "shared by all models) do not mix"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--boards: '", spec,
+                     "': sim:N (boards per model) and sim-pool:N (boards "
+                     "shared by all models) do not mix"));
   }
   if (!out.has_sim() && !out.has_xrt()) {
     return absl::InvalidArgumentError(absl::StrCat("--boards: '", spec, "' names no board"));
@@ -58,26 +59,26 @@ absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec) {
   return out;
 }
 
-absl::StatusOr<absl::flat_hash_map<std::string, accel::FaultInjection>>
-ParseEmulatedFaults(absl::string_view spec) {
+absl::StatusOr<absl::flat_hash_map<std::string, accel::FaultInjection>> ParseEmulatedFaults(
+    absl::string_view spec) {
   absl::flat_hash_map<std::string, accel::FaultInjection> out;
   for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
     item = absl::StripAsciiWhitespace(item);
     const size_t eq = item.find('=');
     if (eq == absl::string_view::npos || eq == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--emulated-faults: '", item, "' is not BOARD=FAULT (e.g. sim1=hang@100)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--emulated-faults: '", item, "' is not BOARD=FAULT (e.g. sim1=hang@100)"));
     }
     const std::string board(absl::StripAsciiWhitespace(item.substr(0, eq)));
     absl::StatusOr<accel::FaultInjection> fault =
         accel::ParseFaultInjection(absl::StripAsciiWhitespace(item.substr(eq + 1)));
     if (!fault.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--emulated-faults: '", item, "': ", fault.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--emulated-faults: '", item, "': ", fault.status().message()));
     }
     if (!out.emplace(board, *fault).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--emulated-faults: '", item, "': board ", board, " named twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--emulated-faults: '", item, "': board ", board, " named twice"));
     }
   }
   return out;
@@ -103,8 +104,7 @@ absl::StatusOr<std::shared_ptr<const accel::Bitstream>> BoardFactory::MakeBitstr
   const bool xrt = spec_.has_xrt() && !b->xclbin_path.empty();
   if (!emulated && !xrt) {
     return absl::FailedPreconditionError(absl::StrCat(
-        model.config_path, ": no board of --boards can run model ",
-        model.config.name(),
+        model.config_path, ": no board of --boards can run model ", model.config.name(),
         spec_.has_xrt() ? ": XRT boards need an `xclbin` in its config"
                         : ": it has no emulated kernel"));
   }
@@ -121,8 +121,7 @@ std::vector<std::string> BoardFactory::PendingFaults() const {
 }
 
 absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::NewEmulatedBoard(
-    std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run,
-    bool for_one_load) {
+    std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run, bool for_one_load) {
   accel::EmulatedBoard::Options o;
   o.name = absl::StrCat("sim", next_sim_++);
   o.kernel = std::move(kernel);
@@ -145,8 +144,7 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardFactory::WithFault(
   created_.insert(name);
   auto it = options_.faults.find(name);
   if (it == options_.faults.end()) return board;
-  ASSIGN_OR_RETURN(auto faulty,
-                   accel::FaultyBoard::Create(std::move(board), it->second, clock_));
+  ASSIGN_OR_RETURN(auto faulty, accel::FaultyBoard::Create(std::move(board), it->second, clock_));
   return std::unique_ptr<accel::Board>(std::move(faulty));
 }
 
@@ -185,9 +183,9 @@ absl::Status BoardFactory::CreateXrtBoards(
         "--boards names XRT boards, but no model's config.pbtxt names an xclbin");
   }
   if (devices.size() < served.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--boards: ", devices.size(), " XRT board(s) for ", served.size(),
-        " models with an xclbin; each needs at least one"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--boards: ", devices.size(), " XRT board(s) for ", served.size(),
+                     " models with an xclbin; each needs at least one"));
   }
   for (size_t k = 0; k < devices.size(); ++k) {
     const ModelEntry& model = *models[served[k % served.size()]];
@@ -203,10 +201,9 @@ absl::Status BoardFactory::CreateXrtBoards(
     if (got.tokens != want.tokens || got.token_values != want.token_values ||
         got.classes != want.classes) {
       return absl::InvalidArgumentError(absl::StrCat(
-          model.config_path, ": xclbin: ", o.xclbin_path, " is for ", got.tokens,
-          "x", got.token_values, " -> ", got.classes, ", but bitstream '",
-          model.config.bitstream(), "' is ", want.tokens, "x", want.token_values,
-          " -> ", want.classes));
+          model.config_path, ": xclbin: ", o.xclbin_path, " is for ", got.tokens, "x",
+          got.token_values, " -> ", got.classes, ", but bitstream '", model.config.bitstream(),
+          "' is ", want.tokens, "x", want.token_values, " -> ", want.classes));
     }
     ASSIGN_OR_RETURN(board, WithFault(std::move(board)));
     (*out)[served[k % served.size()]].push_back(std::move(board));
@@ -222,14 +219,13 @@ absl::StatusOr<StartupBoards> BoardFactory::CreateStartupBoards(
   RETURN_IF_ERROR(CreateXrtBoards(models, &out.per_model));
   for (size_t m = 0; m < models.size(); ++m) {
     if (models[m]->kernel == nullptr && spec_.has_sim()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model ", models[m]->config.name(), ": no emulated kernel loaded"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model ", models[m]->config.name(), ": no emulated kernel loaded"));
     }
     for (uint32_t i = 0; i < spec_.sim_per_model; ++i) {
       ASSIGN_OR_RETURN(
           auto board,
-          NewEmulatedBoard(models[m]->kernel,
-                           models[m]->config.batching().max_images_per_run(),
+          NewEmulatedBoard(models[m]->kernel, models[m]->config.batching().max_images_per_run(),
                            /*for_one_load=*/true));
       out.per_model[m].push_back(std::move(board));
     }
@@ -263,13 +259,12 @@ absl::StatusOr<std::vector<std::unique_ptr<accel::Board>>> BoardFactory::CreateF
     const ModelEntry& model) {
   std::vector<std::unique_ptr<accel::Board>> out;
   if (spec_.sim_per_model > 0 && model.kernel == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model ", model.config.name(), ": no emulated kernel loaded"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", model.config.name(), ": no emulated kernel loaded"));
   }
   for (uint32_t i = 0; i < spec_.sim_per_model; ++i) {
     ASSIGN_OR_RETURN(auto board,
-                     NewEmulatedBoard(model.kernel,
-                                      model.config.batching().max_images_per_run(),
+                     NewEmulatedBoard(model.kernel, model.config.batching().max_images_per_run(),
                                       /*for_one_load=*/true));
     out.push_back(std::move(board));
   }

@@ -60,8 +60,8 @@ absl::StatusOr<BoardSpec> ParseBoardSpec(absl::string_view spec);
 // it, e.g. "sim1=hang@100,xrt0=fail@50:permanent". Empty: none. The factory
 // wraps each named board in an accel::FaultyBoard.
 // InvalidArgument naming the bad item.
-absl::StatusOr<absl::flat_hash_map<std::string, accel::FaultInjection>>
-ParseEmulatedFaults(absl::string_view spec);
+absl::StatusOr<absl::flat_hash_map<std::string, accel::FaultInjection>> ParseEmulatedFaults(
+    absl::string_view spec);
 
 // The model's xclbin path (config `xclbin`, relative to its directory), or
 // empty if it names none.
@@ -103,8 +103,7 @@ class BoardFactory {
   // each programmed with its model's bitstream and sized for its model's
   // batching.max_images_per_run (pool boards: the largest). Fails naming
   // the board or model if one cannot be created.
-  absl::StatusOr<StartupBoards> CreateStartupBoards(
-      const std::vector<const ModelEntry*>& models);
+  absl::StatusOr<StartupBoards> CreateStartupBoards(const std::vector<const ModelEntry*>& models);
 
   // The boards a model loaded at run time starts with: N new emulated
   // boards with sim:N; none otherwise (it gets one by reprogramming).
@@ -127,14 +126,11 @@ class BoardFactory {
 
  private:
   absl::StatusOr<std::unique_ptr<accel::Board>> NewEmulatedBoard(
-      std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run,
-      bool for_one_load);
+      std::shared_ptr<const accel::Kernel> kernel, uint32_t max_images_per_run, bool for_one_load);
   // Wraps `board` in a FaultyBoard if options_.faults names it.
-  absl::StatusOr<std::unique_ptr<accel::Board>> WithFault(
-      std::unique_ptr<accel::Board> board);
-  absl::Status CreateXrtBoards(
-      const std::vector<const ModelEntry*>& models,
-      std::vector<std::vector<std::unique_ptr<accel::Board>>>* out);
+  absl::StatusOr<std::unique_ptr<accel::Board>> WithFault(std::unique_ptr<accel::Board> board);
+  absl::Status CreateXrtBoards(const std::vector<const ModelEntry*>& models,
+                               std::vector<std::vector<std::unique_ptr<accel::Board>>>* out);
 
   const BoardSpec spec_;
   const BoardOptions options_;

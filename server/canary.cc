@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using accel::vit::DType;
 
 absl::StatusOr<std::shared_ptr<const accel::Canary>> FromGolden(const std::string& path,
-                                                                 const ModelEntry& entry) {
+                                                                const ModelEntry& entry) {
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": canary: ", what));
   };
@@ -36,14 +36,14 @@ absl::StatusOr<std::shared_ptr<const accel::Canary>> FromGolden(const std::strin
   const accel::vit::Tensor& to = out->second;
   if (ti.dtype != DType::kInt8 || ti.dims.size() != 2 || ti.dims[1] != g.input_bytes()) {
     return bad(absl::StrCat("input is ", accel::vit::DTypeName(ti.dtype), " [",
-                            absl::StrJoin(ti.dims, ", "), "], want int8 [n, ",
-                            g.input_bytes(), "]"));
+                            absl::StrJoin(ti.dims, ", "), "], want int8 [n, ", g.input_bytes(),
+                            "]"));
   }
   if (to.dtype != DType::kInt32 || to.dims.size() != 2 || to.dims[1] != g.classes ||
       to.dims[0] != ti.dims[0]) {
     return bad(absl::StrCat("output is ", accel::vit::DTypeName(to.dtype), " [",
-                            absl::StrJoin(to.dims, ", "), "], want int32 [", ti.dims[0],
-                            ", ", g.classes, "]"));
+                            absl::StrJoin(to.dims, ", "), "], want int32 [", ti.dims[0], ", ",
+                            g.classes, "]"));
   }
   if (ti.dims[0] == 0) return bad("holds no image");
   auto canary = std::make_shared<accel::Canary>();

@@ -9,8 +9,8 @@ std::string Quote(absl::string_view text) {
   if (text.size() <= kMaxQuotedBytes) {
     return absl::StrCat("'", absl::CHexEscape(text), "'");
   }
-  return absl::StrCat("'", absl::CHexEscape(text.substr(0, kMaxQuotedBytes)), "...' (",
-                      text.size(), " bytes)");
+  return absl::StrCat("'", absl::CHexEscape(text.substr(0, kMaxQuotedBytes)), "...' (", text.size(),
+                      " bytes)");
 }
 
 bool IsValidModelName(absl::string_view name) {
@@ -24,9 +24,8 @@ bool IsValidModelName(absl::string_view name) {
 
 absl::Status BoundedStatus(const absl::Status& s) {
   if (s.message().size() <= kMaxStatusMessageBytes) return s;
-  return absl::Status(s.code(),
-                      absl::StrCat(s.message().substr(0, kMaxStatusMessageBytes - 16),
-                                   "... (cut)"));
+  return absl::Status(
+      s.code(), absl::StrCat(s.message().substr(0, kMaxStatusMessageBytes - 16), "... (cut)"));
 }
 
 }  // namespace hgpipe::server

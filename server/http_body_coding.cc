@@ -19,8 +19,8 @@ absl::StatusOr<BodyCoding> ParseContentEncoding(absl::string_view value) {
     return BodyCoding::kGzip;
   }
   if (absl::EqualsIgnoreCase(v, "deflate")) return BodyCoding::kDeflate;
-  return absl::UnimplementedError(absl::StrCat("Content-Encoding ", Quote(v),
-                                               " is not supported (gzip, deflate, identity)"));
+  return absl::UnimplementedError(
+      absl::StrCat("Content-Encoding ", Quote(v), " is not supported (gzip, deflate, identity)"));
 }
 
 namespace {
@@ -47,8 +47,9 @@ absl::StatusOr<std::string> Inflate(absl::string_view data, int window_bits, siz
     if (produced == out.size()) {
       if (out.size() >= max_bytes) {
         inflateEnd(&z);
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "the request body inflates to more than ", max_bytes, " bytes (--http-max-input-size)"));
+        return absl::ResourceExhaustedError(absl::StrCat("the request body inflates to more than ",
+                                                         max_bytes,
+                                                         " bytes (--http-max-input-size)"));
       }
       out.resize(std::min(max_bytes, out.size() * 2));
     }
@@ -60,8 +61,8 @@ absl::StatusOr<std::string> Inflate(absl::string_view data, int window_bits, siz
     if (rc == Z_OK) continue;
     if (rc == Z_BUF_ERROR && z.avail_out == 0) continue;  // needs more room
     *header_error = z.total_out == 0 && rc == Z_DATA_ERROR;
-    const std::string why = rc == Z_BUF_ERROR ? "it is truncated"
-                                              : (z.msg != nullptr ? z.msg : "corrupt data");
+    const std::string why =
+        rc == Z_BUF_ERROR ? "it is truncated" : (z.msg != nullptr ? z.msg : "corrupt data");
     inflateEnd(&z);
     return absl::InvalidArgumentError(
         absl::StrCat("the compressed request body does not inflate: ", why));
@@ -87,8 +88,7 @@ absl::StatusOr<std::string> InflateBody(BodyCoding coding, absl::string_view dat
             absl::StrCat("the request body is larger than ", max_bytes, " bytes"));
       }
       return std::string(data);
-    case BodyCoding::kGzip:
-      return Inflate(data, 16 + MAX_WBITS, max_bytes, &header_error);
+    case BodyCoding::kGzip: return Inflate(data, 16 + MAX_WBITS, max_bytes, &header_error);
     case BodyCoding::kDeflate: {
       auto zlib = Inflate(data, MAX_WBITS, max_bytes, &header_error);
       if (zlib.ok() || !header_error) return zlib;

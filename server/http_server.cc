@@ -79,9 +79,7 @@ template <typename Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(std::shared_ptr<Shared> shared, Stream stream)
-      : shared_(std::move(shared)),
-        stream_(std::move(stream)),
-        timer_(stream_.get_executor()) {}
+      : shared_(std::move(shared)), stream_(std::move(stream)), timer_(stream_.get_executor()) {}
 
   void Start() {
     if constexpr (kTls) {
@@ -117,15 +115,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   // was re-armed) from the current one.
   void ArmTimer() {
     const uint64_t generation = ++timer_generation_;
-    timer_.expires_after(std::chrono::microseconds(
-        absl::ToInt64Microseconds(shared_->options.request_timeout)));
-    timer_.async_wait([self = this->shared_from_this(),
-                       generation](const boost::system::error_code& ec) {
-      if (ec || generation != self->timer_generation_) return;  // re-armed or cancelled
-      self->timed_out_ = true;
-      boost::system::error_code ignored;
-      self->Socket().cancel(ignored);
-    });
+    timer_.expires_after(
+        std::chrono::microseconds(absl::ToInt64Microseconds(shared_->options.request_timeout)));
+    timer_.async_wait(
+        [self = this->shared_from_this(), generation](const boost::system::error_code& ec) {
+          if (ec || generation != self->timer_generation_) return;  // re-armed or cancelled
+          self->timed_out_ = true;
+          boost::system::error_code ignored;
+          self->Socket().cancel(ignored);
+        });
   }
 
   void ReadHeader() {
@@ -138,9 +136,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     ArmTimer();
     http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = this->shared_from_this()](beast::error_code ec, size_t) {
-          self->OnHeader(ec);
-        });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -166,9 +162,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     const absl::string_view target(h.target().data(), h.target().size());
     request_->path = std::string(target.substr(0, target.find('?')));
     for (const auto& f : h) {
-      request_->headers.emplace_back(absl::AsciiStrToLower(absl::string_view(
-                                         f.name_string().data(), f.name_string().size())),
-                                     std::string(f.value()));
+      request_->headers.emplace_back(
+          absl::AsciiStrToLower(absl::string_view(f.name_string().data(), f.name_string().size())),
+          std::string(f.value()));
     }
     keep_alive_ = h.keep_alive();
     coding_ = BodyCoding::kIdentity;
@@ -187,8 +183,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     const uint64_t length = parser_->content_length().value_or(0);
     if (length > shared_->options.max_input_bytes) {
       Fail(413, absl::StrCat("the request body of ", length, " bytes is larger than ",
-                             shared_->options.max_input_bytes,
-                             " (--http-max-input-size)"));
+                             shared_->options.max_input_bytes, " (--http-max-input-size)"));
       return;
     }
     header_length_ = length;
@@ -289,9 +284,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     on_chunk_ = [this](uint64_t, beast::string_view data, beast::error_code& ec) -> size_t {
       const uint64_t size = request_->body.size() + data.size();
       if (size > shared_->options.max_input_bytes) {
-        chunk_failure_.emplace(413, absl::StrCat("the chunked request body is larger than ",
-                                                 shared_->options.max_input_bytes,
-                                                 " bytes (--http-max-input-size)"));
+        chunk_failure_.emplace(
+            413, absl::StrCat("the chunked request body is larger than ",
+                              shared_->options.max_input_bytes, " bytes (--http-max-input-size)"));
       } else if (shared_->pending_bytes.fetch_add(data.size()) + data.size() >
                  shared_->options.max_pending_bytes) {
         shared_->pending_bytes.fetch_sub(data.size());
@@ -306,21 +301,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       return data.size();
     };
     parser_->on_chunk_body(on_chunk_);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                       if (self->timed_out_) {
-                         self->OnBody(ec);
-                       } else if (self->chunk_failure_.has_value()) {
-                         self->Fail(self->chunk_failure_->first, self->chunk_failure_->second);
-                       } else if (ec && ec.category() ==
-                                            http::make_error_code(http::error::bad_chunk).category() &&
-                                  ec != http::error::partial_message &&
-                                  ec != http::error::end_of_stream) {
-                         self->Fail(400, absl::StrCat("malformed chunked body: ", ec.message()));
-                       } else {
-                         self->OnBody(ec);
-                       }
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) {
+          if (self->timed_out_) {
+            self->OnBody(ec);
+          } else if (self->chunk_failure_.has_value()) {
+            self->Fail(self->chunk_failure_->first, self->chunk_failure_->second);
+          } else if (ec &&
+                     ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+                     ec != http::error::partial_message && ec != http::error::end_of_stream) {
+            self->Fail(400, absl::StrCat("malformed chunked body: ", ec.message()));
+          } else {
+            self->OnBody(ec);
+          }
+        });
   }
 
   // A whole body (chunked or compressed) made into what a Content-Length
@@ -367,13 +362,12 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       ++shared_->in_handler;
     }
     asio::any_io_executor ex = stream_.get_executor();
-    shared_->handler->Handle(
-        std::move(request_),
-        [self = this->shared_from_this(), ex](HttpResponse r) mutable {
-          asio::post(ex, [self, r = std::move(r)]() mutable {
-            self->Write(std::move(r), /*handled=*/true);
-          });
-        });
+    shared_->handler->Handle(std::move(request_),
+                             [self = this->shared_from_this(), ex](HttpResponse r) mutable {
+                               asio::post(ex, [self, r = std::move(r)]() mutable {
+                                 self->Write(std::move(r), /*handled=*/true);
+                               });
+                             });
   }
 
   // Answers an error and closes the connection.
@@ -395,8 +389,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     for (absl::string_view b : response_.binary) length += b.size();
     absl::StrAppend(&head_, "Content-Length: ", length, "\r\n");
     if (response_.binary_format) {
-      absl::StrAppend(&head_, "Inference-Header-Content-Length: ", response_.body.size(),
-                      "\r\n");
+      absl::StrAppend(&head_, "Inference-Header-Content-Length: ", response_.body.size(), "\r\n");
     }
     if (!keep_alive_) head_ += "Connection: close\r\n";
     head_ += "\r\n";
@@ -451,14 +444,14 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void Drain() {
-    Socket().async_read_some(
-        asio::buffer(drain_), [self = this->shared_from_this()](beast::error_code ec, size_t) {
-          if (ec || self->timed_out_) {
-            self->Close();
-            return;
-          }
-          self->Drain();
-        });
+    Socket().async_read_some(asio::buffer(drain_),
+                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                               if (ec || self->timed_out_) {
+                                 self->Close();
+                                 return;
+                               }
+                               self->Drain();
+                             });
   }
 
   void Release() {
@@ -514,9 +507,9 @@ class HttpServerImpl final : public HttpServer {
     const Options& o = shared_->options;
     if (!o.cert_file.empty()) {
       boost::system::error_code ec;
-      ssl_.set_options(asio::ssl::context::default_workarounds |
-                       asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                       asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+      ssl_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1);
       ssl_.use_certificate_chain_file(o.cert_file, ec);
       if (ec) return Bad("certificate", o.cert_file, ec);
       ssl_.use_private_key_file(o.key_file, asio::ssl::context::pem, ec);
@@ -585,22 +578,22 @@ class HttpServerImpl final : public HttpServer {
   }
 
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec,
-                                                          tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) {
-        boost::system::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        if (tls_) {
-          std::make_shared<Session<asio::ssl::stream<tcp::socket>>>(
-              shared_, asio::ssl::stream<tcp::socket>(std::move(socket), ssl_))
-              ->Start();
-        } else {
-          std::make_shared<Session<tcp::socket>>(shared_, std::move(socket))->Start();
-        }
-      }
-      Accept();
-    });
+    acceptor_.async_accept(
+        asio::make_strand(ioc_), [this](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+          if (!ec) {
+            boost::system::error_code ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            if (tls_) {
+              std::make_shared<Session<asio::ssl::stream<tcp::socket>>>(
+                  shared_, asio::ssl::stream<tcp::socket>(std::move(socket), ssl_))
+                  ->Start();
+            } else {
+              std::make_shared<Session<tcp::socket>>(shared_, std::move(socket))->Start();
+            }
+          }
+          Accept();
+        });
   }
 
   const std::shared_ptr<Shared> shared_;

@@ -24,8 +24,7 @@ class InferPipeline {
   // then. `deadline` (the caller's own, e.g. the gRPC call's) bounds the
   // request's `timeout` parameter.
   virtual void Infer(const inference::ModelInferRequest& request,
-                     inference::ModelInferResponse* response, absl::Time deadline,
-                     Done done) = 0;
+                     inference::ModelInferResponse* response, absl::Time deadline, Done done) = 0;
   // ServerReady: started, not draining, every loaded model can be served.
   virtual bool Ready() const = 0;
   // Started and not draining (what ModelReady adds to the model's own state).

@@ -12,8 +12,7 @@ namespace hgpipe::server {
 namespace {
 
 absl::Status Bad(const config::ModelConfig& c, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("model ", Quote(c.name()), ": ", what));
+  return absl::InvalidArgumentError(absl::StrCat("model ", Quote(c.name()), ": ", what));
 }
 
 }  // namespace
@@ -21,9 +20,8 @@ absl::Status Bad(const config::ModelConfig& c, absl::string_view what) {
 namespace {
 
 bool HasTyped(const inference::InferTensorContents& t) {
-  return t.int_contents_size() > 0 || t.bool_contents_size() > 0 ||
-         t.int64_contents_size() > 0 || t.uint_contents_size() > 0 ||
-         t.uint64_contents_size() > 0 || t.fp32_contents_size() > 0 ||
+  return t.int_contents_size() > 0 || t.bool_contents_size() > 0 || t.int64_contents_size() > 0 ||
+         t.uint_contents_size() > 0 || t.uint64_contents_size() > 0 || t.fp32_contents_size() > 0 ||
          t.fp64_contents_size() > 0 || t.bytes_contents_size() > 0;
 }
 
@@ -33,54 +31,51 @@ std::string Shape(const google::protobuf::RepeatedField<int64_t>& s) {
 
 // Splits raw BYTES contents: each element a 4-byte little-endian length,
 // then that many bytes.
-absl::StatusOr<std::vector<absl::string_view>> SplitBytes(absl::string_view raw,
-                                                          int64_t n) {
+absl::StatusOr<std::vector<absl::string_view>> SplitBytes(absl::string_view raw, int64_t n) {
   std::vector<absl::string_view> out;
   size_t pos = 0;
   while (pos < raw.size()) {
     if (raw.size() - pos < 4) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "raw BYTES contents end inside the length of element ", out.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("raw BYTES contents end inside the length of element ", out.size()));
     }
     uint32_t len;
     std::memcpy(&len, raw.data() + pos, 4);  // little-endian hosts
     pos += 4;
     if (len > raw.size() - pos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "raw BYTES element ", out.size(), " claims ", len, " bytes but only ",
-          raw.size() - pos, " remain"));
+      return absl::InvalidArgumentError(absl::StrCat("raw BYTES element ", out.size(), " claims ",
+                                                     len, " bytes but only ", raw.size() - pos,
+                                                     " remain"));
     }
     out.emplace_back(raw.data() + pos, len);
     pos += len;
   }
   if (static_cast<int64_t>(out.size()) != n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "raw BYTES contents hold ", out.size(), " elements; the shape says ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("raw BYTES contents hold ", out.size(), " elements; the shape says ", n));
   }
   return out;
 }
 
 absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
-                                  const config::ModelConfig& c, int64_t n,
-                                  int64_t per_image, std::optional<absl::string_view> raw,
-                                  PreparedInput* p) {
+                                  const config::ModelConfig& c, int64_t n, int64_t per_image,
+                                  std::optional<absl::string_view> raw, PreparedInput* p) {
   const auto& in = req.inputs(0);
   const int64_t elements = n * per_image;
   if (raw.has_value()) {
     if (static_cast<int64_t>(raw->size()) != elements) {
       return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw->size(),
-                                 " bytes; shape ", Shape(in.shape()), " of INT8 needs ",
-                                 elements));
+                                 " bytes; shape ", Shape(in.shape()), " of INT8 needs ", elements));
     }
     p->images = reinterpret_cast<const int8_t*>(raw->data());
     return absl::OkStatus();
   }
   const auto& typed = in.contents();
   if (typed.int_contents_size() != elements) {
-    return Bad(c, absl::StrCat("input ", Quote(in.name()), ": int_contents holds ",
-                               typed.int_contents_size(), " values; shape ",
-                               Shape(in.shape()), " needs ", elements,
-                               " (INT8 travels in int_contents or raw_input_contents)"));
+    return Bad(
+        c, absl::StrCat("input ", Quote(in.name()), ": int_contents holds ",
+                        typed.int_contents_size(), " values; shape ", Shape(in.shape()), " needs ",
+                        elements, " (INT8 travels in int_contents or raw_input_contents)"));
   }
   p->converted = std::make_unique<std::vector<int8_t>>(elements);
   for (int64_t i = 0; i < elements; ++i) {
@@ -95,9 +90,8 @@ absl::Status PrepareDevicePatches(const inference::ModelInferRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
-                            const config::ModelConfig& c, int64_t n,
-                            std::optional<absl::string_view> raw, PreparedInput* p) {
+absl::Status PrepareEncoded(const inference::ModelInferRequest& req, const config::ModelConfig& c,
+                            int64_t n, std::optional<absl::string_view> raw, PreparedInput* p) {
   const auto& in = req.inputs(0);
   if (raw.has_value()) {
     auto parts = SplitBytes(*raw, n);
@@ -107,9 +101,9 @@ absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
     p->encoded = *std::move(parts);
   } else {
     if (in.contents().bytes_contents_size() != n) {
-      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": bytes_contents holds ",
-                                 in.contents().bytes_contents_size(),
-                                 " elements; the shape says ", n));
+      return Bad(
+          c, absl::StrCat("input ", Quote(in.name()), ": bytes_contents holds ",
+                          in.contents().bytes_contents_size(), " elements; the shape says ", n));
     }
     for (const std::string& b : in.contents().bytes_contents()) p->encoded.emplace_back(b);
   }
@@ -121,9 +115,8 @@ absl::Status PrepareEncoded(const inference::ModelInferRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status PreparePixels(const inference::ModelInferRequest& req,
-                           const config::ModelConfig& c, int64_t n,
-                           std::optional<absl::string_view> raw, PreparedInput* p) {
+absl::Status PreparePixels(const inference::ModelInferRequest& req, const config::ModelConfig& c,
+                           int64_t n, std::optional<absl::string_view> raw, PreparedInput* p) {
   const auto& in = req.inputs(0);
   p->height = static_cast<int>(in.shape(1));
   p->width = static_cast<int>(in.shape(2));
@@ -136,9 +129,9 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
   const int64_t elements = n * p->height * p->width * p->channels;
   if (raw.has_value()) {
     if (static_cast<int64_t>(raw->size()) != elements) {
-      return Bad(c, absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw->size(),
-                                 " bytes; shape ", Shape(in.shape()), " of UINT8 needs ",
-                                 elements));
+      return Bad(c,
+                 absl::StrCat("input ", Quote(in.name()), ": raw contents are ", raw->size(),
+                              " bytes; shape ", Shape(in.shape()), " of UINT8 needs ", elements));
     }
     p->pixels = reinterpret_cast<const uint8_t*>(raw->data());
     return absl::OkStatus();
@@ -146,8 +139,8 @@ absl::Status PreparePixels(const inference::ModelInferRequest& req,
   const auto& typed = in.contents();
   if (typed.uint_contents_size() != elements) {
     return Bad(c, absl::StrCat("input ", Quote(in.name()), ": uint_contents holds ",
-                               typed.uint_contents_size(), " values; shape ",
-                               Shape(in.shape()), " needs ", elements));
+                               typed.uint_contents_size(), " values; shape ", Shape(in.shape()),
+                               " needs ", elements));
   }
   p->converted_pixels = std::make_unique<std::vector<uint8_t>>(elements);
   for (int64_t i = 0; i < elements; ++i) {
@@ -179,8 +172,8 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   const int64_t classes = c.output().dims(0);
   for (const auto& out : req.outputs()) {
     if (out.name() != c.output().name()) {
-      return Bad(c, absl::StrCat("unknown output ", Quote(out.name()),
-                                 " requested; the model has ", Quote(c.output().name())));
+      return Bad(c, absl::StrCat("unknown output ", Quote(out.name()), " requested; the model has ",
+                                 Quote(c.output().name())));
     }
     auto it = out.parameters().find("classification");
     if (it != out.parameters().end()) {
@@ -190,15 +183,15 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
                                                    : -1;
       if (k < 1 || k > classes) {
         return Bad(c, absl::StrCat("output ", Quote(out.name()),
-                                   ": classification must be an integer from 1 to ",
-                                   classes));
+                                   ": classification must be an integer from 1 to ", classes));
       }
       p.classification = static_cast<uint32_t>(k);
     }
   }
   const auto& in = req.inputs(0);
   if (in.name() != want.name()) {
-    return Bad(c, absl::StrCat("unknown input ", Quote(in.name()), "; expected ", Quote(want.name())));
+    return Bad(c,
+               absl::StrCat("unknown input ", Quote(in.name()), "; expected ", Quote(want.name())));
   }
   if (in.datatype() != want.datatype()) {
     return Bad(c, absl::StrCat("input ", Quote(in.name()), ": datatype ", in.datatype(),
@@ -208,8 +201,7 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   // input ([N, 1]) also takes plain [N].
   const config::InputFormat format = c.input_format();
   const bool bare_bytes = format == config::ENCODED_IMAGE && in.shape_size() == 1;
-  const std::string want_shape =
-      absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]");
+  const std::string want_shape = absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]");
   if (in.shape_size() != want.dims_size() + 1 && !bare_bytes) {
     return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
                                " does not match ", want_shape));
@@ -250,14 +242,9 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   }
   absl::Status s;
   switch (format) {
-    case config::ENCODED_IMAGE:
-      s = PrepareEncoded(req, c, n, raw, &p);
-      break;
-    case config::PIXELS:
-      s = PreparePixels(req, c, n, raw, &p);
-      break;
-    default:
-      s = PrepareDevicePatches(req, c, n, per_image, raw, &p);
+    case config::ENCODED_IMAGE: s = PrepareEncoded(req, c, n, raw, &p); break;
+    case config::PIXELS: s = PreparePixels(req, c, n, raw, &p); break;
+    default: s = PrepareDevicePatches(req, c, n, per_image, raw, &p);
   }
   if (!s.ok()) return s;
   return p;
@@ -267,13 +254,11 @@ namespace {
 
 // The non-negative integer value of a request parameter, or InvalidArgument
 // naming it.
-absl::StatusOr<uint64_t> UnsignedParameter(const config::ModelConfig& c,
-                                           absl::string_view name,
+absl::StatusOr<uint64_t> UnsignedParameter(const config::ModelConfig& c, absl::string_view name,
                                            const inference::InferParameter& p,
                                            absl::string_view unit) {
   switch (p.parameter_choice_case()) {
-    case inference::InferParameter::kUint64Param:
-      return p.uint64_param();
+    case inference::InferParameter::kUint64Param: return p.uint64_param();
     case inference::InferParameter::kInt64Param:
       if (p.int64_param() < 0) {
         return Bad(c, absl::StrCat("parameter ", Quote(name), ": ", p.int64_param(),
@@ -284,10 +269,8 @@ absl::StatusOr<uint64_t> UnsignedParameter(const config::ModelConfig& c,
     case inference::InferParameter::kStringParam:
     case inference::InferParameter::kDoubleParam:
       return Bad(c, absl::StrCat("parameter ", Quote(name),
-                                 ": must be an int64 or uint64 parameter (",
-                                 unit, ")"));
-    case inference::InferParameter::PARAMETER_CHOICE_NOT_SET:
-      break;
+                                 ": must be an int64 or uint64 parameter (", unit, ")"));
+    case inference::InferParameter::PARAMETER_CHOICE_NOT_SET: break;
   }
   return Bad(c, absl::StrCat("parameter ", Quote(name), ": no value; expected ", unit));
 }
@@ -296,13 +279,13 @@ constexpr uint64_t kMaxTimeoutUs = 3'600'000'000;  // an hour
 
 }  // namespace
 
-absl::StatusOr<RequestPolicy> ParseRequestPolicy(
-    const inference::ModelInferRequest& req, const config::ModelConfig& c) {
+absl::StatusOr<RequestPolicy> ParseRequestPolicy(const inference::ModelInferRequest& req,
+                                                 const config::ModelConfig& c) {
   RequestPolicy policy;
   const uint32_t levels = c.batching().priority_levels();
   if (auto it = req.parameters().find("priority"); it != req.parameters().end()) {
-    const std::string unit = absl::StrCat("a level from 1 (highest) to ", levels,
-                                          ", or 0 for the model's default");
+    const std::string unit =
+        absl::StrCat("a level from 1 (highest) to ", levels, ", or 0 for the model's default");
     absl::StatusOr<uint64_t> v = UnsignedParameter(c, "priority", it->second, unit);
     if (!v.ok()) return v.status();
     // As Triton: a level the model does not have is its default level.
@@ -314,8 +297,8 @@ absl::StatusOr<RequestPolicy> ParseRequestPolicy(
     absl::StatusOr<uint64_t> v = UnsignedParameter(c, "timeout", it->second, unit);
     if (!v.ok()) return v.status();
     if (*v > kMaxTimeoutUs) {
-      return Bad(c, absl::StrCat("parameter 'timeout': ", *v,
-                                 " microseconds is more than an hour"));
+      return Bad(c,
+                 absl::StrCat("parameter 'timeout': ", *v, " microseconds is more than an hour"));
     }
     if (*v > 0) timeout_us = *v;
   }
@@ -334,8 +317,9 @@ absl::StatusOr<RequestPolicy> ParseRequestPolicy(
       number = false;
     }
     if (!number || !(v > 0 && v <= 1)) {
-      return Bad(c, "parameter 'min_accuracy': must be a double (or decimal string) in "
-                    "(0, 1], the least top-1 accuracy of the variant that answers");
+      return Bad(c,
+                 "parameter 'min_accuracy': must be a double (or decimal string) in "
+                 "(0, 1], the least top-1 accuracy of the variant that answers");
     }
     policy.min_accuracy = v;
   }

@@ -67,9 +67,8 @@ struct RequestPolicy {
 // InvalidArgument naming the parameter for a value of another type (bool,
 // string, double), a negative value, a timeout beyond an hour, or a
 // min_accuracy that is not a number in (0, 1].
-absl::StatusOr<RequestPolicy> ParseRequestPolicy(
-    const inference::ModelInferRequest& request,
-    const config::ModelConfig& config);
+absl::StatusOr<RequestPolicy> ParseRequestPolicy(const inference::ModelInferRequest& request,
+                                                 const config::ModelConfig& config);
 
 }  // namespace hgpipe::server
 

@@ -46,10 +46,9 @@ void FinishLogitOutput(const OutputSpec& spec, uint32_t n, uint32_t classes,
   for (uint32_t i = 0; i < n; ++i) {
     const int32_t* row = logits + size_t{i} * classes;
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [row](uint32_t a, uint32_t b) {
-                        return row[a] != row[b] ? row[a] > row[b] : a < b;
-                      });
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [row](uint32_t a, uint32_t b) {
+      return row[a] != row[b] ? row[a] > row[b] : a < b;
+    });
     for (uint32_t j = 0; j < k; ++j) {
       const uint32_t c = order[j];
       std::string s = spec.fp32 ? absl::StrFormat("%f:%d", row[c] * scale, c)

@@ -13,9 +13,9 @@ namespace hgpipe::server {
 
 struct OutputSpec {
   std::string name;
-  bool fp32 = false;          // dequantize: value = logit * logit_scale
+  bool fp32 = false;  // dequantize: value = logit * logit_scale
   double logit_scale = 1.0;
-  uint32_t classification = 0;  // top K instead of logits; 0: logits
+  uint32_t classification = 0;                       // top K instead of logits; 0: logits
   const std::vector<std::string>* labels = nullptr;  // may be empty
 };
 

@@ -48,24 +48,23 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& ctx) {
 }
 
 // A stream refused before it starts (a restricted API group).
-class RefusedStream final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
-                                     inference::ModelStreamInferResponse> {
+class RefusedStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                                           inference::ModelStreamInferResponse> {
  public:
   explicit RefusedStream(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
 absl::Status NotServed(absl::string_view what) {
-  return absl::UnimplementedError(absl::StrCat(
-      what, " is not supported by hgpipe-server (its extensions: GET v2 or "
-            "ServerMetadata)"));
+  return absl::UnimplementedError(
+      absl::StrCat(what,
+                   " is not supported by hgpipe-server (its extensions: GET v2 or "
+                   "ServerMetadata)"));
 }
 
 }  // namespace
 
-InferenceService::InferenceService(ModelManager* models,
-                                   scheduler::Scheduler* scheduler,
+InferenceService::InferenceService(ModelManager* models, scheduler::Scheduler* scheduler,
                                    Metrics* metrics, InferStatistics* statistics,
                                    WorkerPool* workers, Restrictions restrictions,
                                    SharedMemoryRegions* shared_memory)
@@ -82,13 +81,13 @@ bool InferenceService::Ready() const { return Serving() && models_->AllReady(); 
 
 absl::Status InferenceService::Allowed(const grpc::CallbackServerContext& ctx,
                                        ApiGroup group) const {
-  return restrictions_.Check(group, [&ctx](const std::string& name)
-                                        -> std::optional<absl::string_view> {
-    const auto& md = ctx.client_metadata();
-    auto it = md.find(name);
-    if (it == md.end()) return std::nullopt;
-    return absl::string_view(it->second.data(), it->second.size());
-  });
+  return restrictions_.Check(group,
+                             [&ctx](const std::string& name) -> std::optional<absl::string_view> {
+                               const auto& md = ctx.client_metadata();
+                               auto it = md.find(name);
+                               if (it == md.end()) return std::nullopt;
+                               return absl::string_view(it->second.data(), it->second.size());
+                             });
 }
 
 // One ModelStreamInfer call. Requests are read one after another and each
@@ -110,8 +109,7 @@ class InferenceService::Stream final
 
   // Registers with `service` (which must outlive it) and starts reading, or
   // ends the call at once if the server is draining. `deadline`: the call's.
-  Stream(InferenceService* service, absl::Time deadline)
-      : service_(service), deadline_(deadline) {
+  Stream(InferenceService* service, absl::Time deadline) : service_(service), deadline_(deadline) {
     bool draining;
     {
       hgpipe::MutexLock l(&service_->streams_mu_);
@@ -269,11 +267,12 @@ class InferenceService::Stream final
     if (in_flight_ == 0 && !writing_ && (reads_done_ || draining_ || write_failed_)) {
       finished_ = true;
       a->read = nullptr;
-      a->finish = write_failed_ ? grpc::Status(grpc::StatusCode::CANCELLED,
-                                               "the client stopped reading responses")
-                  : reads_done_ ? grpc::Status::OK
-                                : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                               "hgpipe-server is shutting down");
+      a->finish =
+          write_failed_
+              ? grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading responses")
+          : reads_done_
+              ? grpc::Status::OK
+              : grpc::Status(grpc::StatusCode::UNAVAILABLE, "hgpipe-server is shutting down");
     }
   }
 
@@ -318,23 +317,23 @@ InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
   return new Stream(this, CallDeadline(*ctx));
 }
 
-grpc::ServerUnaryReactor* InferenceService::ServerLive(
-    grpc::CallbackServerContext* ctx, const inference::ServerLiveRequest*,
-    inference::ServerLiveResponse* resp) {
+grpc::ServerUnaryReactor* InferenceService::ServerLive(grpc::CallbackServerContext* ctx,
+                                                       const inference::ServerLiveRequest*,
+                                                       inference::ServerLiveResponse* resp) {
   resp->set_live(true);
   return Answer(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* InferenceService::ServerReady(
-    grpc::CallbackServerContext* ctx, const inference::ServerReadyRequest*,
-    inference::ServerReadyResponse* resp) {
+grpc::ServerUnaryReactor* InferenceService::ServerReady(grpc::CallbackServerContext* ctx,
+                                                        const inference::ServerReadyRequest*,
+                                                        inference::ServerReadyResponse* resp) {
   resp->set_ready(ready_.load() && models_->AllReady());
   return Answer(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* InferenceService::ModelReady(
-    grpc::CallbackServerContext* ctx, const inference::ModelReadyRequest* req,
-    inference::ModelReadyResponse* resp) {
+grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
+                                                       const inference::ModelReadyRequest* req,
+                                                       inference::ModelReadyResponse* resp) {
   absl::StatusOr<bool> ready = models_->ModelReady(req->name(), req->version());
   if (!ready.ok()) return Answer(ctx, ready.status());
   resp->set_ready(ready_.load() && *ready);
@@ -360,9 +359,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
   return Answer(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* InferenceService::ModelConfig(
-    grpc::CallbackServerContext* ctx, const inference::ModelConfigRequest* req,
-    inference::ModelConfigResponse* resp) {
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(grpc::CallbackServerContext* ctx,
+                                                        const inference::ModelConfigRequest* req,
+                                                        inference::ModelConfigResponse* resp) {
   if (absl::Status s = Allowed(*ctx, ApiGroup::kModelConfig); !s.ok()) return Answer(ctx, s);
   absl::StatusOr<inference::ModelConfigResponse> config =
       api_.ModelConfig(req->name(), req->version());
@@ -382,12 +381,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
   return Answer(ctx, absl::OkStatus());
 }
 
-#define HGPIPE_NOT_SERVED(RPC, GROUP, WHAT)                                        \
-  grpc::ServerUnaryReactor* InferenceService::RPC(                                 \
-      grpc::CallbackServerContext* ctx, const inference::RPC##Request*,            \
-      inference::RPC##Response*) {                                                 \
+#define HGPIPE_NOT_SERVED(RPC, GROUP, WHAT)                                              \
+  grpc::ServerUnaryReactor* InferenceService::RPC(grpc::CallbackServerContext* ctx,      \
+                                                  const inference::RPC##Request*,        \
+                                                  inference::RPC##Response*) {           \
     if (absl::Status s = Allowed(*ctx, ApiGroup::GROUP); !s.ok()) return Answer(ctx, s); \
-    return Answer(ctx, NotServed(WHAT));                                           \
+    return Answer(ctx, NotServed(WHAT));                                                 \
   }
 HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
@@ -419,9 +418,9 @@ grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryUnregister(
   return Answer(ctx, server::SystemSharedMemoryUnregister(shared_memory_, *req));
 }
 
-grpc::ServerUnaryReactor* InferenceService::ModelInfer(
-    grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
-    inference::ModelInferResponse* resp) {
+grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* ctx,
+                                                       const inference::ModelInferRequest* req,
+                                                       inference::ModelInferResponse* resp) {
   if (absl::Status s = Allowed(*ctx, ApiGroup::kInference); !s.ok()) return Answer(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   StartInfer(*req, resp, CallDeadline(*ctx),
@@ -430,8 +429,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
 }
 
 void InferenceService::StartInfer(const inference::ModelInferRequest& req,
-                                  inference::ModelInferResponse* resp,
-                                  absl::Time call_deadline, Finish done) {
+                                  inference::ModelInferResponse* resp, absl::Time call_deadline,
+                                  Finish done) {
   const absl::Time start = absl::Now();
   last_call_ns_.store(absl::ToUnixNanos(start));
   absl::StatusOr<ModelRef> found = models_->Find(req.model_name(), req.model_version());
@@ -439,8 +438,7 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
     found = absl::UnavailableError("hgpipe-server is shutting down");
   }
   if (!found.ok()) {
-    metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0,
-                          absl::Now() - start);
+    metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0, absl::Now() - start);
     done(found.status());
     return;
   }
@@ -449,7 +447,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   const config::ModelConfig& c = m.entry.config;
   // Tensors in shared memory: the input is read from its region, the output
   // written there; `shared` keeps both mapped until the request is done.
-  absl::StatusOr<SharedMemoryTensors> shared = FindSharedMemoryTensors(req, shared_memory_, c.name());
+  absl::StatusOr<SharedMemoryTensors> shared =
+      FindSharedMemoryTensors(req, shared_memory_, c.name());
   absl::StatusOr<PreparedInput> prepared =
       shared.ok() ? PrepareInput(req, c, shared->input_bytes()) : shared.status();
   if (prepared.ok()) {
@@ -515,9 +514,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   auto variant = std::make_unique<std::atomic<int>>(0);
   policy.variant = variant.get();
   // `model` keeps the labels `spec` points to.
-  Finish finish = [this, done = std::move(done), resp, n, classes, start, spec,
-                   model = ref.model, queued_at = std::move(queued_at),
-                   variant = std::move(variant),
+  Finish finish = [this, done = std::move(done), resp, n, classes, start, spec, model = ref.model,
+                   queued_at = std::move(queued_at), variant = std::move(variant),
                    shared = *std::move(shared)](absl::Status s) mutable {
     const absl::Time computed = absl::Now();
     if (s.ok()) {
@@ -538,8 +536,7 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
     const int64_t queued_ns = queued_at->load();
     statistics_->RequestDone(
         model->model_id(), s.ok(), n,
-        {end - start,
-         queued_ns > 0 ? absl::FromUnixNanos(queued_ns) - start : absl::ZeroDuration(),
+        {end - start, queued_ns > 0 ? absl::FromUnixNanos(queued_ns) - start : absl::ZeroDuration(),
          end - computed});
     done(std::move(s));
   };
@@ -552,9 +549,8 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
   }
 }
 
-void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
-                              int32_t* logits, Policy policy,
-                              std::shared_ptr<void> keep, Finish finish) {
+void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits,
+                              Policy policy, std::shared_ptr<void> keep, Finish finish) {
   // Shared so that a refused Enqueue can still answer through it.
   auto shared = std::make_shared<Finish>(std::move(finish));
   auto job = std::make_unique<scheduler::BufferRequest>();
@@ -570,8 +566,8 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   scheduler::ModelHandle target = ref.model->handle;
   absl::Status s;
   if (ref.model->router != nullptr) {
-    absl::StatusOr<int> v = ref.model->router->Choose(n, policy.priority, policy.deadline,
-                                                      policy.min_accuracy);
+    absl::StatusOr<int> v =
+        ref.model->router->Choose(n, policy.priority, policy.deadline, policy.min_accuracy);
     if (v.ok()) {
       if (policy.variant != nullptr) policy.variant->store(*v);
       target = ref.model->variant_handles[*v];
@@ -584,8 +580,7 @@ void InferenceService::Submit(ModelRef ref, const int8_t* images, uint32_t n,
   ref.admission.reset();
   if (!s.ok()) {
     if (absl::IsNotFound(s)) {
-      s = absl::UnavailableError(
-          absl::StrCat("model ", Quote(ref.model->name()), " was unloaded"));
+      s = absl::UnavailableError(absl::StrCat("model ", Quote(ref.model->name()), " was unloaded"));
     }
     (*shared)(s);
   }
@@ -607,8 +602,8 @@ struct PreprocessJob {
 
 }  // namespace
 
-void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* logits,
-                                  Policy policy, Finish finish) {
+void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* logits, Policy policy,
+                                  Finish finish) {
   // Both stay valid while the job holds `ref`, and after it through `finish`.
   const LoadedModel* m = ref.model.get();
   const preprocess::Preprocessor* pre = &*m->preprocessor;
@@ -633,8 +628,7 @@ void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* lo
             absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()), out);
       } else {
         const size_t pixels = size_t(in.height) * in.width * in.channels;
-        s = pre->PixelsToPatches(in.pixels + i * pixels, in.height, in.width, in.channels,
-                                 out);
+        s = pre->PixelsToPatches(in.pixels + i * pixels, in.height, in.width, in.channels, out);
       }
       if (!s.ok()) {
         hgpipe::MutexLock l(&job->mu);
@@ -655,19 +649,17 @@ void InferenceService::Preprocess(ModelRef ref, PreparedInput input, int32_t* lo
       ModelRef ref = std::move(job->ref);
       if (failed_image >= 0) {
         ref.admission.reset();
-        (*shared_finish)(absl::InvalidArgumentError(
-            absl::StrCat("model ", Quote(m->name()), ": image ", failed_image,
-                         ": ", failure.message())));
+        (*shared_finish)(absl::InvalidArgumentError(absl::StrCat(
+            "model ", Quote(m->name()), ": image ", failed_image, ": ", failure.message())));
         return;
       }
-      Submit(std::move(ref), job->patches.data(), job->input.n_images, logits, policy,
-             job, [shared_finish](absl::Status st) { (*shared_finish)(st); });
+      Submit(std::move(ref), job->patches.data(), job->input.n_images, logits, policy, job,
+             [shared_finish](absl::Status st) { (*shared_finish)(st); });
     });
   }
   if (!workers_->TrySubmitAll(std::move(tasks))) {
     (*shared_finish)(absl::ResourceExhaustedError(absl::StrCat(
-        "model ", Quote(m->name()),
-        ": too many images waiting for preprocessing; retry later")));
+        "model ", Quote(m->name()), ": too many images waiting for preprocessing; retry later")));
   }
 }
 

@@ -39,18 +39,16 @@
 
 namespace hgpipe::server {
 
-class InferenceService final
-    : public inference::GRPCInferenceService::CallbackService,
-      public InferPipeline {
+class InferenceService final : public inference::GRPCInferenceService::CallbackService,
+                               public InferPipeline {
  public:
   // `models`, `scheduler`, `metrics`, `statistics` and `workers` (which
   // preprocesses images) must outlive the service. `restrictions`: the
   // parsed --grpc-restricted-protocol. `shared_memory`: the system shared
   // memory regions requests may name (null: none; it must outlive the
   // service).
-  InferenceService(ModelManager* models, scheduler::Scheduler* scheduler,
-                   Metrics* metrics, InferStatistics* statistics, WorkerPool* workers,
-                   Restrictions restrictions = {},
+  InferenceService(ModelManager* models, scheduler::Scheduler* scheduler, Metrics* metrics,
+                   InferStatistics* statistics, WorkerPool* workers, Restrictions restrictions = {},
                    SharedMemoryRegions* shared_memory = nullptr);
 
   // ServerReady reports this (and every loaded model ready). Thread-safe.
@@ -61,9 +59,8 @@ class InferenceService final
 
   // InferPipeline: what ModelInfer and every stream request run; the REST
   // front end calls it too. Thread-safe.
-  void Infer(const inference::ModelInferRequest& request,
-             inference::ModelInferResponse* response, absl::Time deadline,
-             Done done) override {
+  void Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
+             absl::Time deadline, Done done) override {
     StartInfer(request, response, deadline, std::move(done));
   }
   bool Ready() const override;
@@ -76,9 +73,7 @@ class InferenceService final
   // with UNAVAILABLE. Thread-safe.
   void StartDraining();
   // When the last ModelInfer call arrived (accepted or refused).
-  absl::Time last_infer_call() const {
-    return absl::FromUnixNanos(last_call_ns_.load());
-  }
+  absl::Time last_infer_call() const { return absl::FromUnixNanos(last_call_ns_.load()); }
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const inference::ServerLiveRequest* req,
@@ -89,12 +84,12 @@ class InferenceService final
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
                                        const inference::ModelReadyRequest* req,
                                        inference::ModelReadyResponse* resp) override;
-  grpc::ServerUnaryReactor* ServerMetadata(
-      grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest* req,
-      inference::ServerMetadataResponse* resp) override;
-  grpc::ServerUnaryReactor* ModelMetadata(
-      grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
-      inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
+                                           const inference::ServerMetadataRequest* req,
+                                           inference::ServerMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
+                                          const inference::ModelMetadataRequest* req,
+                                          inference::ModelMetadataResponse* resp) override;
   // Request parameters `priority` and `timeout` (server/infer_request.h)
   // become the scheduler request's priority and deadline: arrival +
   // timeout, or the call's own gRPC deadline if that is earlier.
@@ -107,23 +102,22 @@ class InferenceService final
   // Model repository extension (server/model_manager.h, parameters as
   // TritonApi takes them). The server has one repository: a non-empty
   // repository_name is INVALID_ARGUMENT.
-  grpc::ServerUnaryReactor* RepositoryIndex(
-      grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
-      inference::RepositoryIndexResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
+                                            const inference::RepositoryIndexRequest* req,
+                                            inference::RepositoryIndexResponse* resp) override;
   grpc::ServerUnaryReactor* RepositoryModelLoad(
       grpc::CallbackServerContext* ctx, const inference::RepositoryModelLoadRequest* req,
       inference::RepositoryModelLoadResponse* resp) override;
   grpc::ServerUnaryReactor* RepositoryModelUnload(
-      grpc::CallbackServerContext* ctx,
-      const inference::RepositoryModelUnloadRequest* req,
+      grpc::CallbackServerContext* ctx, const inference::RepositoryModelUnloadRequest* req,
       inference::RepositoryModelUnloadResponse* resp) override;
   // Model configuration and statistics extensions (TritonApi).
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
                                         const inference::ModelConfigRequest* req,
                                         inference::ModelConfigResponse* resp) override;
-  grpc::ServerUnaryReactor* ModelStatistics(
-      grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
-      inference::ModelStatisticsResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
+                                            const inference::ModelStatisticsRequest* req,
+                                            inference::ModelStatisticsResponse* resp) override;
   // System shared memory extension (server/shared_memory_api.h).
   grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
       grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest*,
@@ -172,17 +166,15 @@ class InferenceService final
   // (possibly before this returns), with `resp` filled if OK. `req` and
   // `resp` must stay valid until then. `call_deadline` bounds the request's
   // own timeout.
-  void StartInfer(const inference::ModelInferRequest& req,
-                  inference::ModelInferResponse* resp, absl::Time call_deadline,
-                  Finish done);
+  void StartInfer(const inference::ModelInferRequest& req, inference::ModelInferResponse* resp,
+                  absl::Time call_deadline, Finish done);
   // Decodes and preprocesses the request's images on the worker pool, then
   // Submits them.
-  void Preprocess(ModelRef ref, PreparedInput input, int32_t* logits,
-                  Policy policy, Finish finish);
+  void Preprocess(ModelRef ref, PreparedInput input, int32_t* logits, Policy policy, Finish finish);
   // Hands n images to the scheduler, then lets go of the model's admission;
   // `keep` is released when they are done.
-  void Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits,
-              Policy policy, std::shared_ptr<void> keep, Finish finish);
+  void Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits, Policy policy,
+              std::shared_ptr<void> keep, Finish finish);
 
   // OK, or PERMISSION_DENIED if `group` is restricted and the call lacks
   // its header.

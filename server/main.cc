@@ -56,8 +56,7 @@ ABSL_FLAG(std::string, boards, "sim:1",
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free one)");
 ABSL_FLAG(int, metrics_port, 8002, "Prometheus /metrics port (0: pick a free one)");
-ABSL_FLAG(int, http_port, 8000,
-          "KServe v2 REST port (0: pick a free one; -1: no HTTP endpoint)");
+ABSL_FLAG(int, http_port, 8000, "KServe v2 REST port (0: pick a free one; -1: no HTTP endpoint)");
 ABSL_FLAG(int, http_thread_count, 2, "Threads serving HTTP connections");
 ABSL_FLAG(int64_t, http_max_input_size, int64_t{64} << 20,
           "Largest HTTP request body accepted, bytes (larger: 413)");
@@ -114,10 +113,8 @@ ABSL_FLAG(int, watchdog_ms, 2000,
           "service for recovery (0: no watchdog)");
 ABSL_FLAG(int, recovery_backoff_ms, 500,
           "Delay before retrying a failed board recovery; doubles per attempt");
-ABSL_FLAG(int, max_recovery_attempts, 5,
-          "Recovery attempts before a failed board is retired");
-ABSL_FLAG(bool, reprogram, true,
-          "Reprogram boards for models that have requests and no board");
+ABSL_FLAG(int, max_recovery_attempts, 5, "Recovery attempts before a failed board is retired");
+ABSL_FLAG(bool, reprogram, true, "Reprogram boards for models that have requests and no board");
 ABSL_FLAG(int, preprocess_threads, 0,
           "Threads decoding and preprocessing images (0: one per core)");
 ABSL_FLAG(int, preprocess_queue, 16384,
@@ -142,8 +139,8 @@ int Fail(const absl::Status& s) {
 
 absl::Status CheckRange(absl::string_view flag, int value, int low, int high) {
   if (value < low || value > high) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", value,
-                                                   " is outside ", low, "..", high));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": ", value, " is outside ", low, "..", high));
   }
   return absl::OkStatus();
 }
@@ -157,8 +154,8 @@ absl::Status CheckFlags() {
   RETURN_IF_ERROR(CheckRange("watchdog-ms", absl::GetFlag(FLAGS_watchdog_ms), 0, 3'600'000));
   RETURN_IF_ERROR(
       CheckRange("recovery-backoff-ms", absl::GetFlag(FLAGS_recovery_backoff_ms), 0, 600'000));
-  RETURN_IF_ERROR(CheckRange("max-recovery-attempts",
-                             absl::GetFlag(FLAGS_max_recovery_attempts), 1, 1000));
+  RETURN_IF_ERROR(
+      CheckRange("max-recovery-attempts", absl::GetFlag(FLAGS_max_recovery_attempts), 1, 1000));
   RETURN_IF_ERROR(
       CheckRange("dispatch-lead-us", absl::GetFlag(FLAGS_dispatch_lead_us), 0, 1'000'000));
   RETURN_IF_ERROR(CheckRange("http-port", absl::GetFlag(FLAGS_http_port), -1, 65535));
@@ -175,8 +172,7 @@ absl::Status CheckFlags() {
       CheckRange("preprocess-queue", absl::GetFlag(FLAGS_preprocess_queue), 1, 1'000'000));
   RETURN_IF_ERROR(
       CheckRange("preprocess-threads", absl::GetFlag(FLAGS_preprocess_threads), 0, 1024));
-  RETURN_IF_ERROR(
-      CheckRange("drain-timeout-s", absl::GetFlag(FLAGS_drain_timeout_s), 0, 86'400));
+  RETURN_IF_ERROR(CheckRange("drain-timeout-s", absl::GetFlag(FLAGS_drain_timeout_s), 0, 86'400));
   RETURN_IF_ERROR(
       CheckRange("canary-interval-s", absl::GetFlag(FLAGS_canary_interval_s), 0, 86'400));
   RETURN_IF_ERROR(CheckRange("grpc-port", absl::GetFlag(FLAGS_grpc_port), 0, 65'535));
@@ -289,8 +285,8 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
         const std::vector<std::string>& grpc_restricted,
         const std::vector<std::string>& http_restricted) {
   if (absl::Status s = CheckFlags(); !s.ok()) return Fail(s);
-  auto grpc_restrictions = Restrictions::Parse("grpc-restricted-protocol", grpc_restricted,
-                                               kGrpcRestrictedHeaderPrefix);
+  auto grpc_restrictions =
+      Restrictions::Parse("grpc-restricted-protocol", grpc_restricted, kGrpcRestrictedHeaderPrefix);
   if (!grpc_restrictions.ok()) return Fail(grpc_restrictions.status());
   auto http_restrictions = Restrictions::Parse("http-restricted-api", http_restricted, "");
   if (!http_restrictions.ok()) return Fail(http_restrictions.status());
@@ -366,8 +362,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
         "num_threads", "8", "request_timeout_ms", "2000"});
   } catch (const std::exception& e) {
     return Fail(absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", host, ":", absl::GetFlag(FLAGS_metrics_port),
-        ": ", e.what())));
+        "cannot serve metrics on ", host, ":", absl::GetFlag(FLAGS_metrics_port), ": ", e.what())));
   }
   exposer->RegisterCollectable(metrics.registry());
 
@@ -386,8 +381,8 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
-    return Fail(absl::UnavailableError(absl::StrCat(
-        "cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
   RestHandler rest(&service, service.api(), *std::move(http_restrictions), &shared_memory);
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
@@ -415,15 +410,14 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   }
   service.SetReady(true);
   server->GetHealthCheckService()->SetServingStatus(true);
-  LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port << " http="
-            << (http != nullptr ? absl::StrCat(host, ":", http->port()) : "off")
+  LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port
+            << " http=" << (http != nullptr ? absl::StrCat(host, ":", http->port()) : "off")
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
             << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
   int sig = WaitForStopSignal(stop_signals, service);
   LOG(INFO) << "hgpipe-server: " << strsignal(sig) << ", draining";
-  const absl::Time deadline =
-      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
   // Refuse new inferences with UNAVAILABLE (retryable elsewhere) and report
   // NOT_SERVING, so load balancers stop routing here...
   service.StartDraining();

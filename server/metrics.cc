@@ -13,21 +13,19 @@ const Histogram::BucketBoundaries& RequestBuckets() {
   // Fine where an HG-PIPE request lands (latency 1.92 ms plus host and
   // queueing), so p50/p99 read from the histogram are good to a few percent.
   static const auto* b = new Histogram::BucketBoundaries{
-      0.001,  0.0015, 0.002,  0.0021, 0.0022, 0.0023, 0.0024, 0.0025,
-      0.00275, 0.003, 0.00325, 0.0035, 0.00375, 0.004, 0.0045, 0.005,
-      0.006,  0.0075, 0.01,   0.0125, 0.015,  0.02,   0.03,   0.05,
-      0.075,  0.1,    0.2,    0.5,    1,      2,      5,      10};
+      0.001,  0.0015,  0.002, 0.0021, 0.0022, 0.0023, 0.0024, 0.0025, 0.00275, 0.003, 0.00325,
+      0.0035, 0.00375, 0.004, 0.0045, 0.005,  0.006,  0.0075, 0.01,   0.0125,  0.015, 0.02,
+      0.03,   0.05,    0.075, 0.1,    0.2,    0.5,    1,      2,      5,       10};
   return *b;
 }
 const Histogram::BucketBoundaries& QueueBuckets() {
-  static const auto* b = new Histogram::BucketBoundaries{
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
-      0.02,    0.05,   0.1,     0.25,   0.5,   1,     2.5,   10};
+  static const auto* b =
+      new Histogram::BucketBoundaries{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
+                                      0.02,    0.05,   0.1,     0.25,   0.5,   1,     2.5,   10};
   return *b;
 }
 const Histogram::BucketBoundaries& RunImageBuckets() {
-  static const auto* b =
-      new Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+  static const auto* b = new Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
   return *b;
 }
 
@@ -43,10 +41,11 @@ Metrics::Metrics()
                   .Name("hgpipe_images_total")
                   .Help("Images answered successfully")
                   .Register(*registry_)),
-      variant_images_(prometheus::BuildCounter()
-                          .Name("hgpipe_variant_images_total")
-                          .Help("Images answered successfully, by the model's variant that answered")
-                          .Register(*registry_)),
+      variant_images_(
+          prometheus::BuildCounter()
+              .Name("hgpipe_variant_images_total")
+              .Help("Images answered successfully, by the model's variant that answered")
+              .Register(*registry_)),
       request_seconds_(prometheus::BuildHistogram()
                            .Name("hgpipe_request_duration_seconds")
                            .Help("Time from request arrival to answer")
@@ -176,8 +175,7 @@ void Metrics::AddBoard(int board_id, const std::string& board) {
   board_state_[board_id];
 }
 
-Metrics::BoardModelMetrics* Metrics::BoardModelLocked(int board_id, BoardMetrics& b,
-                                                      int model_id) {
+Metrics::BoardModelMetrics* Metrics::BoardModelLocked(int board_id, BoardMetrics& b, int model_id) {
   std::unique_ptr<BoardModelMetrics>& bm = board_state_[board_id].by_model[model_id];
   if (bm == nullptr) {
     const prometheus::Labels l{{"board", b.name}, {"model", model(model_id)->name}};
@@ -193,8 +191,7 @@ Metrics::BoardModelMetrics* Metrics::BoardModelLocked(int board_id, BoardMetrics
   return bm.get();
 }
 
-Metrics::BoardModelMetrics* Metrics::BoardModel(int board_id, BoardMetrics& b,
-                                                int model_id) {
+Metrics::BoardModelMetrics* Metrics::BoardModel(int board_id, BoardMetrics& b, int model_id) {
   BoardModelMetrics* bm = b.current.load(std::memory_order_acquire);
   if (bm != nullptr && bm->model_id == model_id) return bm;
   // A run of a model the board no longer (or not yet) serves: rare.
@@ -213,8 +210,7 @@ void Metrics::RequestDone(int model_id, absl::StatusCode code, uint32_t images,
   }
 }
 
-void Metrics::VariantImages(const std::string& model, const std::string& variant,
-                            uint32_t images) {
+void Metrics::VariantImages(const std::string& model, const std::string& variant, uint32_t images) {
   variant_images_.Add({{"model", model}, {"variant", variant}}).Increment(images);
 }
 
@@ -223,8 +219,7 @@ void Metrics::QueueDepth(int model_id, uint64_t images) {
 }
 
 void Metrics::RunStarted(int model_id, int board_id, uint32_t images,
-                         absl::Span<const absl::Duration> queue_waits,
-                         absl::Duration input_time) {
+                         absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) {
   ModelMetrics& m = *model(model_id);
   for (absl::Duration w : queue_waits) m.queue_seconds->Observe(absl::ToDoubleSeconds(w));
   BoardMetrics* b = boards_.Get(board_id);
@@ -235,8 +230,8 @@ void Metrics::RunStarted(int model_id, int board_id, uint32_t images,
   bm.run_images->Observe(images);
 }
 
-void Metrics::RunFinished(int model_id, int board_id, uint32_t images,
-                          absl::Duration device_time, const absl::Status& status) {
+void Metrics::RunFinished(int model_id, int board_id, uint32_t images, absl::Duration device_time,
+                          const absl::Status& status) {
   BoardMetrics* b = boards_.Get(board_id);
   if (b == nullptr) return;
   BoardModelMetrics& bm = *BoardModel(board_id, *b, model_id);
@@ -250,10 +245,8 @@ void Metrics::RunFinished(int model_id, int board_id, uint32_t images,
   }
 }
 
-void Metrics::BoardPhaseChanged(int board_id, int model_id,
-                                scheduler::BoardPhase phase,
-                                const absl::Status& why,
-                                const scheduler::BoardCounts& counts) {
+void Metrics::BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
+                                const absl::Status& why, const scheduler::BoardCounts& counts) {
   using scheduler::BoardPhase;
   BoardMetrics* b = boards_.Get(board_id);
   if (b == nullptr) return;
@@ -267,11 +260,9 @@ void Metrics::BoardPhaseChanged(int board_id, int model_id,
     LOG(ERROR) << "board " << b->name << ": retired after " << counts.failures
                << " failure(s): " << why.message();
   } else if (!why.ok()) {
-    LOG(WARNING) << "board " << b->name << ": out of service, recovering: "
-                 << why.message();
+    LOG(WARNING) << "board " << b->name << ": out of service, recovering: " << why.message();
   } else if (phase == BoardPhase::kServing && counts.recoveries > s.counted.recoveries) {
-    LOG(INFO) << "board " << b->name << ": back in service for model "
-              << model(model_id)->name;
+    LOG(INFO) << "board " << b->name << ": back in service for model " << model(model_id)->name;
   }
   const int index = static_cast<int>(phase);
   for (int p = 0; p < kPhases; ++p) b->phase[p]->Set(p == index ? 1 : 0);
@@ -351,8 +342,7 @@ void Metrics::CanaryFailed(int board_id, int model_id, const absl::Status& what)
   const BoardMetrics* b = boards_.Get(board_id);
   const std::string board = b != nullptr ? b->name : absl::StrCat("#", board_id);
   canary_failures_.Add({{"board", board}, {"model", model(model_id)->name}}).Increment();
-  LOG(ERROR) << "board " << board << ": canary failed, taken out of service: "
-             << what.message();
+  LOG(ERROR) << "board " << board << ": canary failed, taken out of service: " << what.message();
 }
 
 void Metrics::LateResultsDropped(int model_id, uint32_t images) {

@@ -130,8 +130,7 @@ class Metrics final : public scheduler::Observer {
   void AddBoard(int board_id, const std::string& board);
 
   // One answered request (any outcome).
-  void RequestDone(int model_id, absl::StatusCode code, uint32_t images,
-                   absl::Duration latency);
+  void RequestDone(int model_id, absl::StatusCode code, uint32_t images, absl::Duration latency);
   // Images of a request answered OK by `variant` of `model`
   // (hgpipe_variant_images_total{model, variant}).
   void VariantImages(const std::string& model, const std::string& variant, uint32_t images);
@@ -145,13 +144,11 @@ class Metrics final : public scheduler::Observer {
   }
   void QueueDepth(int model_id, uint64_t images) override;
   void RunStarted(int model_id, int board_id, uint32_t images,
-                  absl::Span<const absl::Duration> queue_waits,
-                  absl::Duration input_time) override;
-  void RunFinished(int model_id, int board_id, uint32_t images,
-                   absl::Duration device_time, const absl::Status& status) override;
+                  absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) override;
+  void RunFinished(int model_id, int board_id, uint32_t images, absl::Duration device_time,
+                   const absl::Status& status) override;
   void BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
-                         const absl::Status& why,
-                         const scheduler::BoardCounts& counts) override;
+                         const absl::Status& why, const scheduler::BoardCounts& counts) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;

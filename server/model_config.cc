@@ -20,8 +20,7 @@ class CollectErrors : public google::protobuf::io::ErrorCollector {
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
     if (first_.empty()) {
-      first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
-                            message);
+      first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
     }
   }
   const std::string& first() const { return first_; }
@@ -32,8 +31,7 @@ class CollectErrors : public google::protobuf::io::ErrorCollector {
 
 constexpr uint32_t kMaxPriorityLevels = 64;
 
-absl::Status FieldError(absl::string_view path, absl::string_view field,
-                        absl::string_view why) {
+absl::Status FieldError(absl::string_view path, absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", field, ": ", why));
 }
 
@@ -79,24 +77,22 @@ void NormalizePreprocess(const ModelEntry& e, config::PreprocessConfig* p) {
   const accel::DeviceGeometry& g = e.manifest.geometry;
   if (p->channels() == 0) p->set_channels(3);
   if (p->cls_placeholder().empty()) p->set_cls_placeholder("replace_first_patch");
-  if (p->patch_height() == 0 && p->patch_width() == 0 &&
-      g.token_values % p->channels() == 0) {
+  if (p->patch_height() == 0 && p->patch_width() == 0 && g.token_values % p->channels() == 0) {
     const uint32_t side = ExactSqrt(g.token_values / p->channels());
     p->set_patch_height(side);
     p->set_patch_width(side);
   }
   if (p->height() == 0 && p->width() == 0 && p->patch_height() > 0 &&
       p->patch_height() == p->patch_width()) {
-    const uint32_t patches =
-        p->cls_placeholder() == "prepend" ? g.tokens - 1 : g.tokens;
+    const uint32_t patches = p->cls_placeholder() == "prepend" ? g.tokens - 1 : g.tokens;
     const uint32_t grid = ExactSqrt(patches);
     p->set_height(grid * p->patch_height());
     p->set_width(grid * p->patch_width());
   }
   if (p->resize().empty()) p->set_resize("none");
   if (p->resize_shorter_side() == 0) {
-    p->set_resize_shorter_side(static_cast<uint32_t>(
-        std::lround(std::max(p->height(), p->width()) * 256.0 / 224.0)));
+    p->set_resize_shorter_side(
+        static_cast<uint32_t>(std::lround(std::max(p->height(), p->width()) * 256.0 / 224.0)));
   }
   if (p->filter().empty()) p->set_filter("bilinear");
   if (p->mean().empty()) {
@@ -114,8 +110,7 @@ void NormalizePreprocess(const ModelEntry& e, config::PreprocessConfig* p) {
     }
   }
   if (p->quant_scale() == 0) {
-    p->set_quant_scale(e.input_scale > 0 ? static_cast<float>(e.input_scale)
-                                         : 1.0f / 32.0f);
+    p->set_quant_scale(e.input_scale > 0 ? static_cast<float>(e.input_scale) : 1.0f / 32.0f);
   }
   if (p->max_pixels() == 0) p->set_max_pixels(25'000'000);
   if (p->value_order().empty()) p->set_value_order("hwc");
@@ -175,8 +170,8 @@ void NormalizeModelConfig(const ModelEntry& e, config::ModelConfig* c) {
   }
 }
 
-absl::StatusOr<preprocess::Options> PreprocessOptions(
-    const config::ModelConfig& c, const accel::DeviceGeometry& g) {
+absl::StatusOr<preprocess::Options> PreprocessOptions(const config::ModelConfig& c,
+                                                      const accel::DeviceGeometry& g) {
   const config::PreprocessConfig& p = c.preprocess();
   preprocess::Options o;
   o.tokens = static_cast<int>(g.tokens);
@@ -193,17 +188,17 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
   } else if (p.cls_placeholder() == "prepend") {
     o.cls_placeholder = preprocess::ClsPlaceholder::kPrepend;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess.cls_placeholder: '", p.cls_placeholder(),
-        "' is not replace_first_patch, rotate or prepend"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("preprocess.cls_placeholder: '", p.cls_placeholder(),
+                     "' is not replace_first_patch, rotate or prepend"));
   }
   if (p.value_order() == "hwc") {
     o.value_order = preprocess::ValueOrder::kHwc;
   } else if (p.value_order() == "chw") {
     o.value_order = preprocess::ValueOrder::kChw;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess.value_order: '", p.value_order(), "' is not hwc or chw"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("preprocess.value_order: '", p.value_order(), "' is not hwc or chw"));
   }
   if (p.resize() == "none") {
     o.resize = preprocess::ResizeMode::kNone;
@@ -213,8 +208,7 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
     o.resize = preprocess::ResizeMode::kShorterSideThenCenterCrop;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess.resize: '", p.resize(),
-        "' is not none, exact or shorter_side_center_crop"));
+        "preprocess.resize: '", p.resize(), "' is not none, exact or shorter_side_center_crop"));
   }
   o.resize_shorter_side = static_cast<int>(p.resize_shorter_side());
   if (p.filter() == "bilinear") {
@@ -222,14 +216,13 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
   } else if (p.filter() == "bicubic") {
     o.filter = preprocess::ResizeFilter::kBicubic;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess.filter: '", p.filter(), "' is not bilinear or bicubic"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("preprocess.filter: '", p.filter(), "' is not bilinear or bicubic"));
   }
   if (p.mean_size() != o.channels || p.stddev_size() != o.channels) {
     return absl::InvalidArgumentError(absl::StrCat(
         "preprocess.mean / preprocess.stddev: need ", o.channels,
-        " values each (one per channel), got ", p.mean_size(), " and ",
-        p.stddev_size()));
+        " values each (one per channel), got ", p.mean_size(), " and ", p.stddev_size()));
   }
   for (int i = 0; i < o.channels; ++i) {
     o.mean[i] = p.mean(i);
@@ -246,14 +239,12 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(
   return o;
 }
 
-absl::Status ValidateModelConfig(const config::ModelConfig& c,
-                                 const ModelEntry& e,
-                                 absl::string_view dir_name,
-                                 absl::string_view path) {
+absl::Status ValidateModelConfig(const config::ModelConfig& c, const ModelEntry& e,
+                                 absl::string_view dir_name, absl::string_view path) {
   if (c.name() != dir_name) {
-    return FieldError(path, "name",
-                      absl::StrCat("'", c.name(), "' must equal the directory name '",
-                                   dir_name, "'"));
+    return FieldError(
+        path, "name",
+        absl::StrCat("'", c.name(), "' must equal the directory name '", dir_name, "'"));
   }
   const accel::BitstreamManifest& manifest = e.manifest;
   const accel::DeviceGeometry& g = manifest.geometry;
@@ -271,11 +262,9 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
        c.input().dims(1) != g.token_values)) {
     return FieldError(path, "input.dims",
                       absl::StrCat(Dims(c.input().dims()), " does not match bitstream '",
-                                   manifest.name, "' ([", g.tokens, ", ",
-                                   g.token_values, "])"));
+                                   manifest.name, "' ([", g.tokens, ", ", g.token_values, "])"));
   }
-  if (format == config::ENCODED_IMAGE &&
-      (c.input().dims().size() != 1 || c.input().dims(0) != 1)) {
+  if (format == config::ENCODED_IMAGE && (c.input().dims().size() != 1 || c.input().dims(0) != 1)) {
     return FieldError(path, "input.dims",
                       absl::StrCat(Dims(c.input().dims()),
                                    ": an encoded image input is [1] (one file per image)"));
@@ -287,8 +276,9 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
                     (d[2] == -1 || d[2] == 1 || d[2] == 3 || d[2] == 4);
     if (!ok) {
       return FieldError(path, "input.dims",
-                        absl::StrCat(Dims(d), ": pixels are [height, width, channels] "
-                                              "(-1 for any; channels 1, 3 or 4)"));
+                        absl::StrCat(Dims(d),
+                                     ": pixels are [height, width, channels] "
+                                     "(-1 for any; channels 1, 3 or 4)"));
     }
   }
   if (format != config::DEVICE_PATCHES) {
@@ -296,9 +286,9 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
     if (!o.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", o.status().message()));
   }
   if (c.output().datatype() != "INT32" && c.output().datatype() != "FP32") {
-    return FieldError(path, "output.datatype",
-                      absl::StrCat("'", c.output().datatype(),
-                                   "' is not supported: logits are INT32 or FP32"));
+    return FieldError(
+        path, "output.datatype",
+        absl::StrCat("'", c.output().datatype(), "' is not supported: logits are INT32 or FP32"));
   }
   if (c.output().dims().size() != 1 || c.output().dims(0) != g.classes) {
     return FieldError(path, "output.dims",
@@ -310,8 +300,7 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
   }
   if (c.batching().max_images_per_run() > 4096) {
     return FieldError(path, "batching.max_images_per_run",
-                      absl::StrCat(c.batching().max_images_per_run(),
-                                   " is more than 4096"));
+                      absl::StrCat(c.batching().max_images_per_run(), " is more than 4096"));
   }
   if (c.batching().max_queue_delay_us() > 10'000'000) {
     return FieldError(path, "batching.max_queue_delay_us",
@@ -320,16 +309,12 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
   const config::BatchingConfig& b = c.batching();
   if (b.priority_levels() > kMaxPriorityLevels) {
     return FieldError(path, "batching.priority_levels",
-                      absl::StrCat(b.priority_levels(), " is more than ",
-                                   kMaxPriorityLevels));
+                      absl::StrCat(b.priority_levels(), " is more than ", kMaxPriorityLevels));
   }
-  if (b.default_priority_level() < 1 ||
-      b.default_priority_level() > b.priority_levels()) {
+  if (b.default_priority_level() < 1 || b.default_priority_level() > b.priority_levels()) {
     return FieldError(path, "batching.default_priority_level",
-                      absl::StrCat(b.default_priority_level(),
-                                   " is outside the levels 1..",
-                                   b.priority_levels(),
-                                   " (batching.priority_levels)"));
+                      absl::StrCat(b.default_priority_level(), " is outside the levels 1..",
+                                   b.priority_levels(), " (batching.priority_levels)"));
   }
   if (b.max_starvation_us() > 60'000'000) {
     return FieldError(path, "batching.max_starvation_us",
@@ -337,19 +322,17 @@ absl::Status ValidateModelConfig(const config::ModelConfig& c,
   }
   if (b.low_priority_run_images() > 4096) {
     return FieldError(path, "batching.low_priority_run_images",
-                      absl::StrCat(b.low_priority_run_images(),
-                                   " is more than 4096"));
+                      absl::StrCat(b.low_priority_run_images(), " is more than 4096"));
   }
   if (b.default_timeout_us() > 3'600'000'000) {
     return FieldError(path, "batching.default_timeout_us",
                       "more than an hour; use 0 for no timeout");
   }
   if (c.max_images_per_request() > c.batching().max_queue_images()) {
-    return FieldError(path, "max_images_per_request",
-                      absl::StrCat(c.max_images_per_request(),
-                                   " exceeds batching.max_queue_images (",
-                                   c.batching().max_queue_images(),
-                                   "): such a request could never be queued"));
+    return FieldError(
+        path, "max_images_per_request",
+        absl::StrCat(c.max_images_per_request(), " exceeds batching.max_queue_images (",
+                     c.batching().max_queue_images(), "): such a request could never be queued"));
   }
   return absl::OkStatus();
 }

@@ -70,15 +70,13 @@ void NormalizeModelConfig(const ModelEntry& entry, config::ModelConfig* config);
 
 // Checks a normalized config against its directory name and the bitstream.
 // InvalidArgument naming `path` and the field.
-absl::Status ValidateModelConfig(const config::ModelConfig& config,
-                                 const ModelEntry& entry,
-                                 absl::string_view dir_name,
-                                 absl::string_view path);
+absl::Status ValidateModelConfig(const config::ModelConfig& config, const ModelEntry& entry,
+                                 absl::string_view dir_name, absl::string_view path);
 
 // The preprocessing of a normalized ENCODED_IMAGE or PIXELS model.
 // InvalidArgument naming the `preprocess` field.
-absl::StatusOr<preprocess::Options> PreprocessOptions(
-    const config::ModelConfig& config, const accel::DeviceGeometry& geometry);
+absl::StatusOr<preprocess::Options> PreprocessOptions(const config::ModelConfig& config,
+                                                      const accel::DeviceGeometry& geometry);
 
 }  // namespace hgpipe::server
 

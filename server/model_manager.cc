@@ -36,8 +36,8 @@ struct ModelManager::Generation {
   std::vector<std::pair<int, std::string>> own_boards;
 };
 
-scheduler::ModelOptions SchedulerModelOptions(
-    const ModelEntry& e, std::shared_ptr<const accel::Bitstream> bitstream) {
+scheduler::ModelOptions SchedulerModelOptions(const ModelEntry& e,
+                                              std::shared_ptr<const accel::Bitstream> bitstream) {
   const config::BatchingConfig& b = e.config.batching();
   scheduler::ModelOptions mo;
   mo.name = e.config.name();
@@ -52,12 +52,11 @@ scheduler::ModelOptions SchedulerModelOptions(
   return mo;
 }
 
-absl::StatusOr<ModelManager::ControlMode> ModelManager::ParseControlMode(
-    absl::string_view mode) {
+absl::StatusOr<ModelManager::ControlMode> ModelManager::ParseControlMode(absl::string_view mode) {
   if (mode == "none") return ControlMode::kNone;
   if (mode == "explicit") return ControlMode::kExplicit;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--model-control-mode: ", Quote(mode), " is not none or explicit"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--model-control-mode: ", Quote(mode), " is not none or explicit"));
 }
 
 ModelManager::ModelManager(Options options)
@@ -84,8 +83,8 @@ ModelManager::~ModelManager() {
   admissions.clear();
 }
 
-absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(
-    const std::string& name, const ConfigEdit& edit) {
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(const std::string& name,
+                                                                 const ConfigEdit& edit) {
   ASSIGN_OR_RETURN(ModelEntry entry,
                    LoadModelDirectory(options_.repository, name, options_.resolve, edit));
   auto m = std::make_shared<LoadedModel>();
@@ -110,9 +109,8 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelManager::Build(
   return m;
 }
 
-absl::Status ModelManager::AddAndPublish(
-    std::shared_ptr<LoadedModel> model,
-    std::vector<std::unique_ptr<accel::Board>> boards) {
+absl::Status ModelManager::AddAndPublish(std::shared_ptr<LoadedModel> model,
+                                         std::vector<std::unique_ptr<accel::Board>> boards) {
   const std::string name = model->name();
   // The load this one replaces, retired once dropped (outside every lock).
   std::shared_ptr<const void> previous;
@@ -131,8 +129,8 @@ absl::Status ModelManager::AddAndPublish(
     absl::StatusOr<scheduler::ModelHandle> handle =
         options_.scheduler->AddModel(mo, std::move(boards));
     if (!handle.ok()) {
-      return absl::Status(handle.status().code(), absl::StrCat(model->entry.config_path, ": ",
-                                                               handle.status().message()));
+      return absl::Status(handle.status().code(),
+                          absl::StrCat(model->entry.config_path, ": ", handle.status().message()));
     }
     model->handle = *handle;
     model->variant_handles = {model->handle};
@@ -163,9 +161,8 @@ absl::Status ModelManager::AddAndPublish(
         g->own_boards.emplace_back(b.board_id, b.name);
       }
     }
-    std::shared_ptr<const void> admission(
-        static_cast<const void*>(g.get()),
-        [this, g](const void*) { OnAdmissionClosed(g); });
+    std::shared_ptr<const void> admission(static_cast<const void*>(g.get()),
+                                          [this, g](const void*) { OnAdmissionClosed(g); });
     hgpipe::MutexLock l(&mu_);
     State& st = states_[name];
     previous = std::move(st.admission);
@@ -261,16 +258,14 @@ void ModelManager::OnRemoved(const std::shared_ptr<Generation>& g) {
   if (unloaded) {
     LOG(INFO) << "model " << g->name << ": unloaded";
   } else {
-    LOG(INFO) << "model " << g->name << ": load " << g->number
-              << " answered its last request";
+    LOG(INFO) << "model " << g->name << ": load " << g->number << " answered its last request";
   }
   if (!g->own_boards.empty()) {
     // Not here: this may run on a thread of one of those boards (the
     // completion that answered the last request), which destroying the
     // board would join. The loader's thread does it.
     hgpipe::MutexLock l(&mu_);
-    boards_to_remove_.insert(boards_to_remove_.end(), g->own_boards.begin(),
-                             g->own_boards.end());
+    boards_to_remove_.insert(boards_to_remove_.end(), g->own_boards.begin(), g->own_boards.end());
     if (loader_open_) {
       std::vector<WorkerPool::Task> task;
       task.push_back([this] { RemoveUnloadedBoards(); });
@@ -342,8 +337,7 @@ absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
     auto it = states_.find(name);
     if (it == states_.end() || it->second.phase != State::Phase::kReady) {
       if (it != states_.end() && it->second.phase == State::Phase::kUnloading) {
-        return absl::UnavailableError(
-            absl::StrCat("model ", Quote(name), " is being unloaded"));
+        return absl::UnavailableError(absl::StrCat("model ", Quote(name), " is being unloaded"));
       }
       return absl::NotFoundError(absl::StrCat("unknown model ", Quote(name)));
     }
@@ -351,8 +345,8 @@ absl::StatusOr<ModelRef> ModelManager::Find(const std::string& name,
     ref.admission = it->second.admission;
   }
   if (!version.empty() && version != "1") {
-    return absl::NotFoundError(absl::StrCat(
-        "model ", Quote(name), " has no version ", Quote(version), " (versions: 1)"));
+    return absl::NotFoundError(
+        absl::StrCat("model ", Quote(name), " has no version ", Quote(version), " (versions: 1)"));
   }
   return ref;
 }
@@ -401,8 +395,7 @@ std::vector<std::string> ModelManager::LoadedNames() const {
   return names;
 }
 
-absl::StatusOr<std::vector<ModelManager::IndexEntry>> ModelManager::Index(
-    bool ready_only) const {
+absl::StatusOr<std::vector<ModelManager::IndexEntry>> ModelManager::Index(bool ready_only) const {
   ASSIGN_OR_RETURN(std::vector<std::string> dirs, ListModelDirectories(options_.repository));
   std::set<std::string> names(dirs.begin(), dirs.end());
   std::vector<IndexEntry> out;
@@ -416,26 +409,19 @@ absl::StatusOr<std::vector<ModelManager::IndexEntry>> ModelManager::Index(
     IndexEntry e;
     e.name = name;
     auto it = states_.find(name);
-    const State::Phase phase =
-        it == states_.end() ? State::Phase::kNotLoaded : it->second.phase;
+    const State::Phase phase = it == states_.end() ? State::Phase::kNotLoaded : it->second.phase;
     switch (phase) {
-      case State::Phase::kReady:
-        e.state = "READY";
-        break;
-      case State::Phase::kLoading:
-        e.state = "LOADING";
-        break;
-      case State::Phase::kUnloading:
-        e.state = "UNLOADING";
-        break;
+      case State::Phase::kReady: e.state = "READY"; break;
+      case State::Phase::kLoading: e.state = "LOADING"; break;
+      case State::Phase::kUnloading: e.state = "UNLOADING"; break;
       case State::Phase::kFailed:
         e.state = "UNAVAILABLE";
         e.reason = it->second.reason;
         break;
       case State::Phase::kNotLoaded:
         e.state = "UNAVAILABLE";
-        e.reason = it == states_.end() || it->second.reason.empty() ? "not loaded"
-                                                                    : it->second.reason;
+        e.reason =
+            it == states_.end() || it->second.reason.empty() ? "not loaded" : it->second.reason;
         break;
     }
     if (ready_only && e.state != "READY") continue;
@@ -447,21 +433,21 @@ absl::StatusOr<std::vector<ModelManager::IndexEntry>> ModelManager::Index(
 namespace {
 
 absl::Status ControlRefused(absl::string_view what, const std::string& name) {
-  return absl::UnavailableError(absl::StrCat(
-      "explicit model ", what, " (", Quote(name),
-      ") is not allowed with --model-control-mode=none; start hgpipe-server "
-      "with --model-control-mode=explicit"));
+  return absl::UnavailableError(
+      absl::StrCat("explicit model ", what, " (", Quote(name),
+                   ") is not allowed with --model-control-mode=none; start hgpipe-server "
+                   "with --model-control-mode=explicit"));
 }
 
 absl::Status Busy(const std::string& name, absl::string_view doing) {
-  return absl::UnavailableError(absl::StrCat(
-      "model ", Quote(name), " is being ", doing, "; retry when that is done"));
+  return absl::UnavailableError(
+      absl::StrCat("model ", Quote(name), " is being ", doing, "; retry when that is done"));
 }
 
 }  // namespace
 
-void ModelManager::Load(const std::string& name,
-                        absl::AnyInvocable<void(absl::Status)> done, ConfigEdit edit) {
+void ModelManager::Load(const std::string& name, absl::AnyInvocable<void(absl::Status)> done,
+                        ConfigEdit edit) {
   if (options_.control_mode == ControlMode::kNone) {
     done(ControlRefused("load", name));
     return;
@@ -469,17 +455,15 @@ void ModelManager::Load(const std::string& name,
   std::error_code ec;
   if (!IsValidModelName(name) ||
       !fs::exists(fs::path(options_.repository) / name / "config.pbtxt", ec)) {
-    done(absl::NotFoundError(absl::StrCat("model repository ", options_.repository,
-                                          ": no model ", Quote(name),
-                                          " (a directory with config.pbtxt)")));
+    done(absl::NotFoundError(absl::StrCat("model repository ", options_.repository, ": no model ",
+                                          Quote(name), " (a directory with config.pbtxt)")));
     return;
   }
   absl::Status refused;
   {
     hgpipe::MutexLock l(&mu_);
     State& st = states_[name];
-    if (st.phase == State::Phase::kLoading ||
-        (st.phase == State::Phase::kReady && st.reloading)) {
+    if (st.phase == State::Phase::kLoading || (st.phase == State::Phase::kReady && st.reloading)) {
       refused = Busy(name, "loaded");
     } else if (st.phase == State::Phase::kUnloading) {
       refused = Busy(name, "unloaded");
@@ -497,9 +481,8 @@ void ModelManager::Load(const std::string& name,
   LOG(INFO) << "model " << name << ": loading";
   auto shared = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(done));
   std::vector<WorkerPool::Task> task;
-  task.push_back([this, name, shared, edit = std::move(edit)] {
-    DoLoad(name, edit, std::move(*shared));
-  });
+  task.push_back(
+      [this, name, shared, edit = std::move(edit)] { DoLoad(name, edit, std::move(*shared)); });
   if (!loader_->TrySubmitAll(std::move(task))) {
     {
       hgpipe::MutexLock l(&mu_);
@@ -535,8 +518,7 @@ void ModelManager::DoLoad(const std::string& name, const ConfigEdit& edit,
       hgpipe::MutexLock add(&add_mu_);
       absl::StatusOr<std::vector<std::unique_ptr<accel::Board>>> boards =
           options_.boards->CreateForModel((*model)->entry);
-      s = boards.ok() ? AddAndPublish(*std::move(model), *std::move(boards))
-                      : boards.status();
+      s = boards.ok() ? AddAndPublish(*std::move(model), *std::move(boards)) : boards.status();
     }
   }
   if (!s.ok()) {
@@ -558,8 +540,7 @@ void ModelManager::DoLoad(const std::string& name, const ConfigEdit& edit,
   done(std::move(s));
 }
 
-void ModelManager::Unload(const std::string& name,
-                          absl::AnyInvocable<void(absl::Status)> done) {
+void ModelManager::Unload(const std::string& name, absl::AnyInvocable<void(absl::Status)> done) {
   if (options_.control_mode == ControlMode::kNone) {
     done(ControlRefused("unload", name));
     return;

@@ -88,8 +88,8 @@ struct ModelRef {
 };
 
 // What the model would be scheduled with: its batching config and bitstream.
-scheduler::ModelOptions SchedulerModelOptions(
-    const ModelEntry& entry, std::shared_ptr<const accel::Bitstream> bitstream);
+scheduler::ModelOptions SchedulerModelOptions(const ModelEntry& entry,
+                                              std::shared_ptr<const accel::Bitstream> bitstream);
 
 class ModelManager {
  public:
@@ -129,12 +129,10 @@ class ModelManager {
   // The model for a request. NotFound for a model that is not loaded (or no
   // such version: only "1" and "" exist); Unavailable while it is being
   // unloaded.
-  absl::StatusOr<ModelRef> Find(const std::string& name,
-                                const std::string& version) const;
+  absl::StatusOr<ModelRef> Find(const std::string& name, const std::string& version) const;
   // Whether the model is loaded and a board can serve it. NotFound for a
   // name that is neither loaded nor a model directory of the repository.
-  absl::StatusOr<bool> ModelReady(const std::string& name,
-                                  const std::string& version) const;
+  absl::StatusOr<bool> ModelReady(const std::string& name, const std::string& version) const;
   // Whether every loaded model can be served.
   bool AllReady() const;
   // The names of the loaded models, sorted.
@@ -167,12 +165,12 @@ class ModelManager {
   struct State {
     enum class Phase { kNotLoaded, kLoading, kReady, kUnloading, kFailed };
     Phase phase = Phase::kNotLoaded;
-    std::string reason;   // kNotLoaded (after an unload), kFailed
-    bool reloading = false;  // kReady: a Load is in progress
+    std::string reason;                        // kNotLoaded (after an unload), kFailed
+    bool reloading = false;                    // kReady: a Load is in progress
     std::shared_ptr<const LoadedModel> model;  // kReady
     std::shared_ptr<const void> admission;     // kReady
     std::shared_ptr<Generation> generation;    // kReady, kUnloading
-    int generations = 0;  // loads so far
+    int generations = 0;                       // loads so far
   };
 
   // Builds a model from its directory (config, bitstream, preprocessing);

@@ -31,8 +31,7 @@ absl::Status ResolveEmulatedBitstream(ModelEntry* entry);
 
 // The names of the sub-directories of `root` holding a config.pbtxt, sorted.
 // NotFound if `root` is not a directory; an empty list if it holds no model.
-absl::StatusOr<std::vector<std::string>> ListModelDirectories(
-    const std::string& root);
+absl::StatusOr<std::vector<std::string>> ListModelDirectories(const std::string& root);
 
 // Changes a parsed config before it is resolved, normalized and validated
 // (a load's config override); an error fails the load with its message.
@@ -43,16 +42,15 @@ using ConfigEdit = std::function<absl::Status(config::ModelConfig* config)>;
 // normalizes and validates. NotFound if
 // there is no such directory with a config.pbtxt; InvalidArgument naming the
 // file and field for a bad config or bitstream.
-absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root,
-                                              const std::string& name,
+absl::StatusOr<ModelEntry> LoadModelDirectory(const std::string& root, const std::string& name,
                                               const BitstreamResolver& resolve,
                                               const ConfigEdit& edit = nullptr);
 
 // Loads every sub-directory of `root` holding a config.pbtxt, sorted by name.
 // NotFound if `root` is not a directory or holds no model; InvalidArgument
 // naming the file and field for a bad config or bitstream.
-absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(
-    const std::string& root, const BitstreamResolver& resolve);
+absl::StatusOr<std::vector<ModelEntry>> LoadModelRepository(const std::string& root,
+                                                            const BitstreamResolver& resolve);
 
 }  // namespace hgpipe::server
 

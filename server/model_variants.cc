@@ -71,9 +71,8 @@ std::string Disagreement(const VariantEntry& ref, const VariantEntry& v) {
 
 }  // namespace
 
-void AddVariantParameters(
-    const ModelEntry& entry,
-    google::protobuf::Map<std::string, inference::InferParameter>* out) {
+void AddVariantParameters(const ModelEntry& entry,
+                          google::protobuf::Map<std::string, inference::InferParameter>* out) {
   if (entry.variants.empty()) return;
   std::string names;
   for (const VariantEntry& v : entry.variants) {
@@ -97,9 +96,8 @@ void AddVariantParameters(
 
 bool IsValidVariantName(absl::string_view name) {
   if (name.empty() || name.size() > kMaxVariantNameBytes) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return absl::ascii_isalnum(c) || c == '_' || c == '-';
-  });
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return absl::ascii_isalnum(c) || c == '_' || c == '-'; });
 }
 
 absl::Status ResolveModelVariants(ModelEntry* entry, const BitstreamResolver& resolve) {
@@ -108,8 +106,7 @@ absl::Status ResolveModelVariants(ModelEntry* entry, const BitstreamResolver& re
   if (c.variants().empty()) {
     VariantEntry v;
     v.name = kDefaultVariantName;
-    if (absl::Status s =
-            ResolveOne(*entry, c.bitstream(), c.weights(), c.xclbin(), resolve, &v);
+    if (absl::Status s = ResolveOne(*entry, c.bitstream(), c.weights(), c.xclbin(), resolve, &v);
         !s.ok()) {
       return s;
     }
@@ -124,8 +121,8 @@ absl::Status ResolveModelVariants(ModelEntry* entry, const BitstreamResolver& re
           "xclbin: give each variant its own (the model has `variants`)");
     }
     if (c.variants_size() > kMaxVariants) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "variants: ", c.variants_size(), " are more than ", kMaxVariants));
+      return absl::InvalidArgumentError(
+          absl::StrCat("variants: ", c.variants_size(), " are more than ", kMaxVariants));
     }
     absl::flat_hash_set<std::string> names;
     for (int i = 0; i < c.variants_size(); ++i) {
@@ -133,8 +130,7 @@ absl::Status ResolveModelVariants(ModelEntry* entry, const BitstreamResolver& re
       const std::string where = absl::StrCat("variants[", i, "] ", Quote(vc.name()), ": ");
       if (!IsValidVariantName(vc.name())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            where, "name: must be 1 to ", kMaxVariantNameBytes,
-            " letters, digits, '_' or '-'"));
+            where, "name: must be 1 to ", kMaxVariantNameBytes, " letters, digits, '_' or '-'"));
       }
       if (!names.insert(vc.name()).second) {
         return absl::InvalidArgumentError(absl::StrCat(where, "name: appears twice"));
@@ -142,16 +138,13 @@ absl::Status ResolveModelVariants(ModelEntry* entry, const BitstreamResolver& re
       VariantEntry v;
       v.name = vc.name();
       const std::string& bitstream = vc.bitstream().empty() ? c.bitstream() : vc.bitstream();
-      if (absl::Status s =
-              ResolveOne(*entry, bitstream, vc.weights(), vc.xclbin(), resolve, &v);
+      if (absl::Status s = ResolveOne(*entry, bitstream, vc.weights(), vc.xclbin(), resolve, &v);
           !s.ok()) {
-        const bool names_field = absl::StartsWith(s.message(), "weights:") ||
-                                 absl::StartsWith(s.message(), "xclbin:");
-        return absl::Status(s.code() == absl::StatusCode::kNotFound
-                                ? absl::StatusCode::kInvalidArgument
-                                : s.code(),
-                            absl::StrCat(where, names_field ? "" : "bitstream: ",
-                                         s.message()));
+        const bool names_field =
+            absl::StartsWith(s.message(), "weights:") || absl::StartsWith(s.message(), "xclbin:");
+        return absl::Status(
+            s.code() == absl::StatusCode::kNotFound ? absl::StatusCode::kInvalidArgument : s.code(),
+            absl::StrCat(where, names_field ? "" : "bitstream: ", s.message()));
       }
       if (!v.manifest.accuracy.measured()) {
         return absl::InvalidArgumentError(absl::StrCat(

@@ -62,8 +62,7 @@ std::string Unescape(absl::string_view s) {
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     int v;
-    if (s[i] == '%' && i + 2 < s.size() &&
-        absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
+    if (s[i] == '%' && i + 2 < s.size() && absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
       out += static_cast<char>(v);
       i += 2;
     } else {
@@ -170,14 +169,16 @@ void RestHandler::Handle(std::unique_ptr<HttpRequest> req, Reply reply) {
   }
   if (p[1] == "cudasharedmemory") {
     if (!guarded(ApiGroup::kSharedMemory)) return;
-    reply(Error(501, "CUDA shared memory is not supported by hgpipe-server (it has no GPU; "
-                     "system shared memory is)"));
+    reply(Error(501,
+                "CUDA shared memory is not supported by hgpipe-server (it has no GPU; "
+                "system shared memory is)"));
     return;
   }
   if (p[1] == "logging") {
     if (!guarded(ApiGroup::kLogging)) return;
-    reply(Error(501, "changing log settings at run time is not supported by "
-                     "hgpipe-server (use --log-level)"));
+    reply(Error(501,
+                "changing log settings at run time is not supported by "
+                "hgpipe-server (use --log-level)"));
     return;
   }
   if (p[1] == "trace" || (p[1] == "models" && n >= 4 && p[n - 2] == "trace")) {
@@ -235,8 +236,7 @@ void RestHandler::Handle(std::unique_ptr<HttpRequest> req, Reply reply) {
       }
     }
   }
-  reply(Error(404, absl::StrCat("no route ", r.method.substr(0, 16), " ",
-                                r.path.substr(0, 200))));
+  reply(Error(404, absl::StrCat("no route ", r.method.substr(0, 16), " ", r.path.substr(0, 200))));
 }
 
 void RestHandler::Infer(std::unique_ptr<HttpRequest> req, const std::string& model,
@@ -248,8 +248,8 @@ void RestHandler::Infer(std::unique_ptr<HttpRequest> req, const std::string& mod
     inference::ModelInferResponse out;
   };
   auto call = std::make_shared<Call>();
-  if (absl::Status s = ParseRestInferRequest(req->body, std::move(req->binary), model,
-                                             version, &call->in);
+  if (absl::Status s =
+          ParseRestInferRequest(req->body, std::move(req->binary), model, version, &call->in);
       !s.ok()) {
     reply(Error(s));
     return;
@@ -282,8 +282,11 @@ void RestHandler::Repository(std::unique_ptr<HttpRequest> req, const std::string
     rapidjson::Document doc;
     doc.Parse(req->body.data(), req->body.size());
     if (doc.HasParseError() || !doc.IsObject()) {
-      reply(Error(400, absl::StrCat(action, " model: the body must be a JSON object",
-                                    doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc.GetParseError())) : "")));
+      reply(Error(400,
+                  absl::StrCat(action, " model: the body must be a JSON object",
+                               doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(
+                                                                            doc.GetParseError()))
+                                                   : "")));
       return;
     }
     if (auto it = doc.FindMember("parameters"); it != doc.MemberEnd()) {
@@ -301,7 +304,8 @@ void RestHandler::Repository(std::unique_ptr<HttpRequest> req, const std::string
         } else if (m->value.IsString()) {
           p.set_string_param(std::string(m->value.GetString(), m->value.GetStringLength()));
         } else {
-          reply(Error(400, absl::StrCat("parameter ", Quote(key), ": must be a boolean, integer or string")));
+          reply(Error(400, absl::StrCat("parameter ", Quote(key),
+                                        ": must be a boolean, integer or string")));
           return;
         }
       }

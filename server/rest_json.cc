@@ -83,8 +83,8 @@ class DataReader {
   absl::Status Read(const Value& v, int depth) {
     if (v.IsArray()) {
       if (depth >= kMaxDataDepth) {
-        return Bad(absl::StrCat("input '", input_, "': data is nested deeper than ",
-                                kMaxDataDepth, " arrays"));
+        return Bad(absl::StrCat("input '", input_, "': data is nested deeper than ", kMaxDataDepth,
+                                " arrays"));
       }
       for (const Value& e : v.GetArray()) {
         if (absl::Status s = Read(e, depth + 1); !s.ok()) return s;
@@ -101,14 +101,14 @@ class DataReader {
   absl::Status NotA(const Value& v) const {
     std::string shown;
     if (v.IsNumber()) {
-      shown = v.IsInt64() ? absl::StrCat(v.GetInt64())
+      shown = v.IsInt64()    ? absl::StrCat(v.GetInt64())
               : v.IsUint64() ? absl::StrCat(v.GetUint64())
                              : absl::StrCat(v.GetDouble());
     } else {
       shown = TypeName(v);
     }
-    return Bad(absl::StrCat("input '", input_, "': data[", count_, "] = ", shown,
-                            " is not ", datatype_));
+    return Bad(
+        absl::StrCat("input '", input_, "': data[", count_, "] = ", shown, " is not ", datatype_));
   }
   template <typename T>
   bool Fits(const Value& v) const {
@@ -122,11 +122,15 @@ class DataReader {
   absl::Status Add(const Value& v) {
     const absl::string_view t = datatype_;
     if (t == "INT8" || t == "INT16" || t == "INT32") {
-      const bool ok = t == "INT8" ? Fits<int8_t>(v) : t == "INT16" ? Fits<int16_t>(v) : Fits<int32_t>(v);
+      const bool ok = t == "INT8"    ? Fits<int8_t>(v)
+                      : t == "INT16" ? Fits<int16_t>(v)
+                                     : Fits<int32_t>(v);
       if (!ok) return NotA(v);
       out_->add_int_contents(static_cast<int32_t>(v.GetInt64()));
     } else if (t == "UINT8" || t == "UINT16" || t == "UINT32") {
-      const bool ok = t == "UINT8" ? Fits<uint8_t>(v) : t == "UINT16" ? Fits<uint16_t>(v) : Fits<uint32_t>(v);
+      const bool ok = t == "UINT8"    ? Fits<uint8_t>(v)
+                      : t == "UINT16" ? Fits<uint16_t>(v)
+                                      : Fits<uint32_t>(v);
       if (!ok) return NotA(v);
       out_->add_uint_contents(static_cast<uint32_t>(v.GetUint64()));
     } else if (t == "INT64") {
@@ -174,9 +178,8 @@ std::string ErrorJson(absl::string_view message) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-absl::Status ParseRestInferRequest(std::string& json, std::string binary,
-                                   const std::string& model, const std::string& version,
-                                   RestInferRequest* out) {
+absl::Status ParseRestInferRequest(std::string& json, std::string binary, const std::string& model,
+                                   const std::string& version, RestInferRequest* out) {
   inference::ModelInferRequest& req = out->request;
   req.set_model_name(model);
   req.set_model_version(version);
@@ -189,12 +192,10 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
   rapidjson::Document doc;
   // In place: strings stay in `json`. Iterative: deep nesting cannot
   // exhaust the stack.
-  doc.ParseInsitu<rapidjson::kParseIterativeFlag>(
-      json.data());
+  doc.ParseInsitu<rapidjson::kParseIterativeFlag>(json.data());
   if (doc.HasParseError()) {
-    return Bad(absl::StrCat("malformed JSON in the request body at byte ",
-                            doc.GetErrorOffset(), ": ",
-                            rapidjson::GetParseError_En(doc.GetParseError())));
+    return Bad(absl::StrCat("malformed JSON in the request body at byte ", doc.GetErrorOffset(),
+                            ": ", rapidjson::GetParseError_En(doc.GetParseError())));
   }
   if (!doc.IsObject()) {
     return Bad(absl::StrCat("the request body must be a JSON object, not ", TypeName(doc)));
@@ -204,12 +205,12 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
     req.set_id(Str(it->value));
   }
   if (auto it = doc.FindMember("parameters"); it != doc.MemberEnd()) {
-    absl::Status s = ReadParameters(
-        it->value, "", req.mutable_parameters(), [out](const std::string& key, const Value& v) {
-          if (key != "binary_data_output") return false;
-          out->binary_output = v.IsBool() && v.GetBool();
-          return true;
-        });
+    absl::Status s = ReadParameters(it->value, "", req.mutable_parameters(),
+                                    [out](const std::string& key, const Value& v) {
+                                      if (key != "binary_data_output") return false;
+                                      out->binary_output = v.IsBool() && v.GetBool();
+                                      return true;
+                                    });
     if (!s.ok()) return s;
   }
   auto inputs = doc.FindMember("inputs");
@@ -245,16 +246,14 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
         return Bad(absl::StrCat(where, "shape: dimensions must be integers >= 0"));
       }
       t->add_shape(d.GetInt64());
-      elements = d.GetInt64() != 0 && elements > INT64_MAX / d.GetInt64()
-                     ? INT64_MAX
-                     : elements * d.GetInt64();
+      elements = d.GetInt64() != 0 && elements > INT64_MAX / d.GetInt64() ? INT64_MAX
+                                                                          : elements * d.GetInt64();
     }
     int64_t binary_size = -1;
     if (auto p = in.FindMember("parameters"); p != in.MemberEnd()) {
       absl::Status bad_size;
       absl::Status s = ReadParameters(
-          p->value, where, t->mutable_parameters(),
-          [&](const std::string& key, const Value& v) {
+          p->value, where, t->mutable_parameters(), [&](const std::string& key, const Value& v) {
             if (key != "binary_data_size") return false;
             if (!v.IsUint64()) {
               bad_size = Bad(absl::StrCat(where, "binary_data_size: must be an integer >= 0"));
@@ -328,13 +327,13 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary,
       t->set_name(Str(name->value));
       bool binary_data = out->binary_output;
       if (auto p = o.FindMember("parameters"); p != o.MemberEnd()) {
-        absl::Status s = ReadParameters(
-            p->value, absl::StrCat("output ", Quote(t->name()), ": "),
-            t->mutable_parameters(), [&](const std::string& key, const Value& v) {
-              if (key != "binary_data") return false;
-              binary_data = v.IsBool() && v.GetBool();
-              return true;
-            });
+        absl::Status s =
+            ReadParameters(p->value, absl::StrCat("output ", Quote(t->name()), ": "),
+                           t->mutable_parameters(), [&](const std::string& key, const Value& v) {
+                             if (key != "binary_data") return false;
+                             binary_data = v.IsBool() && v.GetBool();
+                             return true;
+                           });
         if (!s.ok()) return s;
       }
       out->output_binary.emplace_back(t->name(), binary_data);
@@ -429,12 +428,24 @@ void WriteValue(const google::protobuf::Message& m, const google::protobuf::Fiel
   const google::protobuf::Reflection* r = m.GetReflection();
   const bool rep = f->is_repeated();
   switch (f->cpp_type()) {
-    case FD::CPPTYPE_INT32: w.Int(rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f)); break;
-    case FD::CPPTYPE_INT64: w.Int64(rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f)); break;
-    case FD::CPPTYPE_UINT32: w.Uint(rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f)); break;
-    case FD::CPPTYPE_UINT64: w.Uint64(rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f)); break;
-    case FD::CPPTYPE_DOUBLE: w.Double(rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f)); break;
-    case FD::CPPTYPE_FLOAT: w.Double(rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f)); break;
+    case FD::CPPTYPE_INT32:
+      w.Int(rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f));
+      break;
+    case FD::CPPTYPE_INT64:
+      w.Int64(rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f));
+      break;
+    case FD::CPPTYPE_UINT32:
+      w.Uint(rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f));
+      break;
+    case FD::CPPTYPE_UINT64:
+      w.Uint64(rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f));
+      break;
+    case FD::CPPTYPE_DOUBLE:
+      w.Double(rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f));
+      break;
+    case FD::CPPTYPE_FLOAT:
+      w.Double(rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f));
+      break;
     case FD::CPPTYPE_BOOL: w.Bool(rep ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f)); break;
     case FD::CPPTYPE_ENUM: {
       const auto* e = rep ? r->GetRepeatedEnum(m, f, index) : r->GetEnum(m, f);
@@ -466,8 +477,12 @@ void WriteField(const google::protobuf::Message& m, const google::protobuf::Fiel
       std::string k;
       switch (key->cpp_type()) {
         case google::protobuf::FieldDescriptor::CPPTYPE_STRING: k = er->GetString(e, key); break;
-        case google::protobuf::FieldDescriptor::CPPTYPE_UINT64: k = absl::StrCat(er->GetUInt64(e, key)); break;
-        case google::protobuf::FieldDescriptor::CPPTYPE_INT64: k = absl::StrCat(er->GetInt64(e, key)); break;
+        case google::protobuf::FieldDescriptor::CPPTYPE_UINT64:
+          k = absl::StrCat(er->GetUInt64(e, key));
+          break;
+        case google::protobuf::FieldDescriptor::CPPTYPE_INT64:
+          k = absl::StrCat(er->GetInt64(e, key));
+          break;
         default: k = "?";
       }
       entries.emplace_back(std::move(k), &e);
@@ -527,8 +542,7 @@ RestInferReply WriteRestInferResponse(const inference::ModelInferResponse& resp,
     const std::string& raw = resp.raw_output_contents(i);
     bool in_shared_memory = false;
     for (const auto& requested : request.request.outputs()) {
-      if (requested.name() == o.name() &&
-          requested.parameters().contains("shared_memory_region")) {
+      if (requested.name() == o.name() && requested.parameters().contains("shared_memory_region")) {
         in_shared_memory = true;
       }
     }
@@ -569,8 +583,7 @@ std::string MessageToJson(const google::protobuf::Message& message) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string RepeatedToJsonArray(const google::protobuf::Message& message,
-                                absl::string_view field) {
+std::string RepeatedToJsonArray(const google::protobuf::Message& message, absl::string_view field) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   const auto* f = message.GetDescriptor()->FindFieldByName(std::string(field));

@@ -37,9 +37,8 @@ struct RestInferRequest {
 // whose values do not fit the datatype, a binary_data_size that overruns
 // the binary data or leaves some unused, binary data without
 // binary_data_size.
-absl::Status ParseRestInferRequest(std::string& json, std::string binary,
-                                   const std::string& model, const std::string& version,
-                                   RestInferRequest* out);
+absl::Status ParseRestInferRequest(std::string& json, std::string binary, const std::string& model,
+                                   const std::string& version, RestInferRequest* out);
 
 // A response to a REST inference: the JSON (or JSON header) and, for
 // outputs sent binary, views into `response`'s raw contents, in order.
@@ -54,8 +53,7 @@ RestInferReply WriteRestInferResponse(const inference::ModelInferResponse& respo
 std::string MessageToJson(const google::protobuf::Message& message);
 // The repeated message field `field` of `message` as a JSON array (the
 // repository index is one on REST).
-std::string RepeatedToJsonArray(const google::protobuf::Message& message,
-                                absl::string_view field);
+std::string RepeatedToJsonArray(const google::protobuf::Message& message, absl::string_view field);
 
 // {"error": message}.
 std::string ErrorJson(absl::string_view message);

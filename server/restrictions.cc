@@ -29,13 +29,12 @@ absl::StatusOr<Restrictions> Restrictions::Parse(absl::string_view flag_name,
   Restrictions out;
   for (const std::string& flag : flags) {
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag_name, " ", Quote(flag), ": ", why));
+      return absl::InvalidArgumentError(absl::StrCat("--", flag_name, " ", Quote(flag), ": ", why));
     };
     const size_t colon = flag.find(':');
     const size_t eq = colon == std::string::npos ? colon : flag.find('=', colon + 1);
-    if (colon == std::string::npos || eq == std::string::npos || colon == 0 ||
-        eq == colon + 1 || eq + 1 == flag.size()) {
+    if (colon == std::string::npos || eq == std::string::npos || colon == 0 || eq == colon + 1 ||
+        eq + 1 == flag.size()) {
       return bad("expected GROUPS:KEY=VALUE, e.g. model-repository,statistics:admin-key=secret");
     }
     const std::string key = absl::AsciiStrToLower(flag.substr(colon + 1, eq - colon - 1));
@@ -49,7 +48,8 @@ absl::StatusOr<Restrictions> Restrictions::Parse(absl::string_view flag_name,
         if (n == name) group = &g;
       }
       if (group == nullptr) {
-        return bad(absl::StrCat("unknown API group ", Quote(name), " (metadata, inference, shared-memory, model-config, "
+        return bad(absl::StrCat("unknown API group ", Quote(name),
+                                " (metadata, inference, shared-memory, model-config, "
                                 "model-repository, statistics, trace, logging)"));
       }
       auto& rule = out.rules_[static_cast<size_t>(*group)];

@@ -69,8 +69,8 @@ absl::StatusOr<std::string> SystemSharedMemoryStatusJson(const SharedMemoryRegio
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-absl::Status SystemSharedMemoryRegisterJson(SharedMemoryRegions* regions,
-                                            const std::string& name, absl::string_view body) {
+absl::Status SystemSharedMemoryRegisterJson(SharedMemoryRegions* regions, const std::string& name,
+                                            absl::string_view body) {
   if (regions == nullptr) return absl::UnimplementedError(kClientShmDisabled);
   rapidjson::Document doc;
   doc.Parse(body.data(), body.size());

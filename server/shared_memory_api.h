@@ -32,8 +32,8 @@ absl::StatusOr<std::string> SystemSharedMemoryStatusJson(const SharedMemoryRegio
 // REST: registers `name` from the JSON `body`; InvalidArgument for a body
 // that is not an object with a string key and integer byte_size (offset
 // optional, 0).
-absl::Status SystemSharedMemoryRegisterJson(SharedMemoryRegions* regions,
-                                            const std::string& name, absl::string_view body);
+absl::Status SystemSharedMemoryRegisterJson(SharedMemoryRegions* regions, const std::string& name,
+                                            absl::string_view body);
 
 }  // namespace hgpipe::server
 

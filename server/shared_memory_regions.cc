@@ -21,8 +21,8 @@ constexpr size_t kMaxKeyBytes = 255;  // NAME_MAX of /dev/shm
 
 absl::Status CheckName(const std::string& name) {
   if (name.empty() || name.size() > kMaxNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shared memory region name ", Quote(name), ": must be 1 to ", kMaxNameBytes, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat("shared memory region name ", Quote(name),
+                                                   ": must be 1 to ", kMaxNameBytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -33,13 +33,12 @@ absl::Status CheckName(const std::string& name) {
 absl::Status CheckKey(const std::string& name, const std::string& key) {
   absl::string_view k = key;
   while (!k.empty() && k.front() == '/') k.remove_prefix(1);
-  const bool bad_char = std::any_of(k.begin(), k.end(), [](char c) {
-    return c == '/' || c == '\0';
-  });
+  const bool bad_char =
+      std::any_of(k.begin(), k.end(), [](char c) { return c == '/' || c == '\0'; });
   if (k.empty() || k.size() > kMaxKeyBytes || bad_char || k == "." || k == "..") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot register shared memory region ", Quote(name), ": key ", Quote(key),
-        " is not a shared memory object name ('/' then 1 to 255 bytes without '/')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot register shared memory region ", Quote(name), ": key ", Quote(key),
+                     " is not a shared memory object name ('/' then 1 to 255 bytes without '/')"));
   }
   return absl::OkStatus();
 }
@@ -56,12 +55,10 @@ absl::Status Errno(absl::StatusCode code, absl::string_view what, int err) {
 class SharedMemoryRegions::Region {
  public:
   static absl::StatusOr<std::shared_ptr<const Region>> Map(const std::string& name,
-                                                           const std::string& key,
-                                                           uint64_t offset,
+                                                           const std::string& key, uint64_t offset,
                                                            uint64_t byte_size) {
-    const std::string where =
-        absl::StrCat("cannot register shared memory region ", Quote(name), " (key ",
-                     Quote(key), ")");
+    const std::string where = absl::StrCat("cannot register shared memory region ", Quote(name),
+                                           " (key ", Quote(key), ")");
     bool writable = true;
     int fd = shm_open(key.c_str(), O_RDWR, 0);
     if (fd < 0 && errno == EACCES) {
@@ -87,9 +84,9 @@ class SharedMemoryRegions::Region {
     }
     const uint64_t object_size = static_cast<uint64_t>(st.st_size);
     if (offset > object_size || byte_size > object_size - offset) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": offset ", offset, " + byte_size ", byte_size, " is past the object's end (",
-          object_size, " bytes)"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": offset ", offset, " + byte_size ",
+                                                     byte_size, " is past the object's end (",
+                                                     object_size, " bytes)"));
     }
     // mmap takes page-aligned offsets; the client's need not be.
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
@@ -118,31 +115,30 @@ class SharedMemoryRegions::Region {
   const Info& info() const { return info_; }
 
   // The range [offset, offset + size) of the region, read-only or writable.
-  absl::StatusOr<View> Slice(std::shared_ptr<const Region> self, uint64_t offset,
-                             uint64_t size, bool write) const {
+  absl::StatusOr<View> Slice(std::shared_ptr<const Region> self, uint64_t offset, uint64_t size,
+                             bool write) const {
     const std::string where = absl::StrCat("shared memory region ", Quote(info_.name));
     if (offset >= info_.byte_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, ": offset ", offset, " is past its end (", info_.byte_size, " bytes)"));
     }
     if (size > info_.byte_size - offset) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": offset ", offset, " + byte size ", size, " is past its end (",
-          info_.byte_size, " bytes)"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": offset ", offset, " + byte size ",
+                                                     size, " is past its end (", info_.byte_size,
+                                                     " bytes)"));
     }
     if (write && write_ == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": the server may only read its object ", Quote(info_.key),
-          ", so outputs cannot go there"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": the server may only read its object ", Quote(info_.key),
+                       ", so outputs cannot go there"));
     }
     // Pages past the object's end fault on access: refuse a range the
     // client has truncated away since registering.
     struct stat st;
-    if (fstat(fd_, &st) != 0 ||
-        static_cast<uint64_t>(st.st_size) < info_.offset + offset + size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": its object ", Quote(info_.key),
-          " has shrunk below the registered range; register it again"));
+    if (fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) < info_.offset + offset + size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": its object ", Quote(info_.key),
+                       " has shrunk below the registered range; register it again"));
     }
     View v;
     v.data = (write ? write_ : read_) + skip_ + offset;
@@ -173,8 +169,8 @@ absl::Status SharedMemoryRegions::Register(const std::string& name, const std::s
   if (absl::Status s = CheckKey(name, key); !s.ok()) return s;
   auto taken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
     if (regions_.contains(name)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "shared memory region ", Quote(name), " is already registered"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("shared memory region ", Quote(name), " is already registered"));
     }
     if (regions_.size() >= options_.max_regions) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -188,8 +184,7 @@ absl::Status SharedMemoryRegions::Register(const std::string& name, const std::s
     if (absl::Status s = taken(); !s.ok()) return s;
   }
   // Opening and mapping outside the lock: requests keep finding regions.
-  absl::StatusOr<std::shared_ptr<const Region>> region =
-      Region::Map(name, key, offset, byte_size);
+  absl::StatusOr<std::shared_ptr<const Region>> region = Region::Map(name, key, offset, byte_size);
   if (!region.ok()) return region.status();
   hgpipe::MutexLock l(&mu_);
   if (absl::Status s = taken(); !s.ok()) return s;  // a concurrent Register won
@@ -219,8 +214,7 @@ absl::StatusOr<std::vector<SharedMemoryRegions::Info>> SharedMemoryRegions::Stat
   hgpipe::MutexLock l(&mu_);
   if (name.empty()) {
     for (const auto& [n, r] : regions_) out.push_back(r->info());
-    std::sort(out.begin(), out.end(),
-              [](const Info& a, const Info& b) { return a.name < b.name; });
+    std::sort(out.begin(), out.end(), [](const Info& a, const Info& b) { return a.name < b.name; });
     return out;
   }
   auto it = regions_.find(name);
@@ -233,17 +227,15 @@ absl::StatusOr<std::vector<SharedMemoryRegions::Info>> SharedMemoryRegions::Stat
 }
 
 absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Find(const std::string& name,
-                                                                    uint64_t offset,
-                                                                    uint64_t size,
+                                                                    uint64_t offset, uint64_t size,
                                                                     bool write) const {
   std::shared_ptr<const Region> region;
   {
     hgpipe::MutexLock l(&mu_);
     auto it = regions_.find(name);
     if (it == regions_.end()) {
-      return absl::NotFoundError(absl::StrCat(
-          "no shared memory region ", Quote(name),
-          " is registered (SystemSharedMemoryRegister first)"));
+      return absl::NotFoundError(absl::StrCat("no shared memory region ", Quote(name),
+                                              " is registered (SystemSharedMemoryRegister first)"));
     }
     region = it->second;
   }
@@ -251,13 +243,15 @@ absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Find(const std::s
   return r->Slice(std::move(region), offset, size, write);
 }
 
-absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Readable(
-    const std::string& name, uint64_t offset, uint64_t size) const {
+absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Readable(const std::string& name,
+                                                                        uint64_t offset,
+                                                                        uint64_t size) const {
   return Find(name, offset, size, false);
 }
 
-absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Writable(
-    const std::string& name, uint64_t offset, uint64_t size) const {
+absl::StatusOr<SharedMemoryRegions::View> SharedMemoryRegions::Writable(const std::string& name,
+                                                                        uint64_t offset,
+                                                                        uint64_t size) const {
   return Find(name, offset, size, true);
 }
 

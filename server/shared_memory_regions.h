@@ -76,13 +76,12 @@ class SharedMemoryRegions {
   SharedMemoryRegions& operator=(const SharedMemoryRegions&) = delete;
 
   // Maps [offset, offset + byte_size) of the shared memory object `key`
-  // (shm_open's name: leading '/'s, then 1..255 bytes without '/') under `name` (1..256 bytes). The object is opened read-write, or
-  // read-only if the server may not write it (then outputs cannot go
-  // there). AlreadyExists if `name` is registered; InvalidArgument for a bad
-  // name or key, byte_size 0, a range past the object's end or overflowing;
-  // NotFound if there is no such object; PermissionDenied if the server may
-  // not open it; ResourceExhausted beyond max_regions; Unimplemented if
-  // client shared memory is off.
+  // (shm_open's name: leading '/'s, then 1..255 bytes without '/') under `name` (1..256 bytes). The
+  // object is opened read-write, or read-only if the server may not write it (then outputs cannot
+  // go there). AlreadyExists if `name` is registered; InvalidArgument for a bad name or key,
+  // byte_size 0, a range past the object's end or overflowing; NotFound if there is no such object;
+  // PermissionDenied if the server may not open it; ResourceExhausted beyond max_regions;
+  // Unimplemented if client shared memory is off.
   absl::Status Register(const std::string& name, const std::string& key, uint64_t offset,
                         uint64_t byte_size);
   // Forgets `name` ("" : every region). A name that is not registered is
@@ -109,8 +108,7 @@ class SharedMemoryRegions {
 
   const Options options_;
   mutable hgpipe::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const Region>> regions_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<const Region>> regions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hgpipe::server

@@ -24,8 +24,8 @@ struct Reference {
 
 // A non-negative integer parameter (Triton's clients send int64; uint64 is
 // taken too, as the REST front end reads large JSON numbers so).
-absl::StatusOr<uint64_t> Unsigned(const inference::InferParameter& p,
-                                  const std::string& where, const char* name) {
+absl::StatusOr<uint64_t> Unsigned(const inference::InferParameter& p, const std::string& where,
+                                  const char* name) {
   if (p.has_int64_param() && p.int64_param() >= 0) return p.int64_param();
   if (p.has_uint64_param()) return p.uint64_param();
   return absl::InvalidArgumentError(
@@ -40,9 +40,9 @@ absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params,
   auto size = params.find(kByteSize);
   if (region == params.end()) {
     if (offset != params.end() || size != params.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": '", offset != params.end() ? kOffset : kByteSize,
-          "' without a '", kRegion, "' parameter"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": '",
+                                                     offset != params.end() ? kOffset : kByteSize,
+                                                     "' without a '", kRegion, "' parameter"));
     }
     return std::nullopt;
   }
@@ -51,8 +51,8 @@ absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params,
         absl::StrCat(where, ": parameter '", kRegion, "' must be a string"));
   }
   if (size == params.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": a '", kRegion, "' parameter needs a '", kByteSize, "' parameter too"));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": a '", kRegion, "' parameter needs a '",
+                                                   kByteSize, "' parameter too"));
   }
   Reference r;
   r.region = region->second.string_param();
@@ -80,9 +80,9 @@ std::optional<absl::string_view> SharedMemoryTensors::input_bytes() const {
 
 bool UsesSharedMemory(const Parameters& parameters) { return parameters.contains(kRegion); }
 
-absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(
-    const inference::ModelInferRequest& req, const SharedMemoryRegions* regions,
-    absl::string_view model) {
+absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(const inference::ModelInferRequest& req,
+                                                            const SharedMemoryRegions* regions,
+                                                            absl::string_view model) {
   SharedMemoryTensors out;
   for (int i = 0; i < req.inputs_size(); ++i) {
     const auto& in = req.inputs(i);
@@ -107,12 +107,11 @@ absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(
     if (!ref.ok()) return ref.status();
     if (!ref->has_value()) continue;
     if (o.parameters().contains("classification")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": cannot be both a classification and in shared memory"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": cannot be both a classification and in shared memory"));
     }
     if (out.output.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": requested twice in shared memory"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": requested twice in shared memory"));
     }
     if (regions == nullptr) {
       return absl::NotFoundError(absl::StrCat(where, ": no shared memory region ",
@@ -135,8 +134,7 @@ absl::Status CheckSharedMemoryOutput(const SharedMemoryTensors& t, size_t output
       t.output->size, " bytes) cannot hold the result (", output_bytes, " bytes)"));
 }
 
-void WriteSharedMemoryOutput(const SharedMemoryTensors& t,
-                             inference::ModelInferResponse* resp) {
+void WriteSharedMemoryOutput(const SharedMemoryTensors& t, inference::ModelInferResponse* resp) {
   if (!t.output.has_value() || resp->raw_output_contents_size() == 0) return;
   std::string* raw = resp->mutable_raw_output_contents(0);
   // CheckSharedMemoryOutput made sure it fits; the bound is a safety net.

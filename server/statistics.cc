@@ -31,8 +31,7 @@ InferStatistics::Model* InferStatistics::Get(int model_id) {
   return owned_.back().get();
 }
 
-void InferStatistics::RequestDone(int model_id, bool ok, uint32_t images,
-                                  const RequestTimes& t) {
+void InferStatistics::RequestDone(int model_id, bool ok, uint32_t images, const RequestTimes& t) {
   Model* m = Get(model_id);
   if (m == nullptr) return;
   m->last_inference_ms.store(absl::ToUnixMillis(absl::Now()), std::memory_order_relaxed);
@@ -61,8 +60,8 @@ void InferStatistics::RunStarted(int model_id, int, uint32_t images,
   b.input_ns += Ns(input_time);
 }
 
-void InferStatistics::RunFinished(int model_id, int, uint32_t images,
-                                  absl::Duration device_time, const absl::Status& status) {
+void InferStatistics::RunFinished(int model_id, int, uint32_t images, absl::Duration device_time,
+                                  const absl::Status& status) {
   if (!status.ok()) return;
   Model* m = Get(model_id);
   if (m == nullptr) return;
@@ -79,8 +78,7 @@ void InferStatistics::Fill(int model_id, inference::ModelStatistics* out) const 
   // Every duration present, zero or not: clients index them unconditionally.
   for (auto* d : {s->mutable_success(), s->mutable_fail(), s->mutable_queue(),
                   s->mutable_compute_input(), s->mutable_compute_infer(),
-                  s->mutable_compute_output(), s->mutable_cache_hit(),
-                  s->mutable_cache_miss()}) {
+                  s->mutable_compute_output(), s->mutable_cache_hit(), s->mutable_cache_miss()}) {
     d->set_count(0);
   }
   const Model* m = Find(model_id);
@@ -125,8 +123,8 @@ void ObserverFanout::RunFinished(int model_id, int board_id, uint32_t images,
                                  absl::Duration device_time, const absl::Status& status) {
   for (auto* o : observers_) o->RunFinished(model_id, board_id, images, device_time, status);
 }
-void ObserverFanout::BoardPhaseChanged(int board_id, int model_id,
-                                       scheduler::BoardPhase phase, const absl::Status& why,
+void ObserverFanout::BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
+                                       const absl::Status& why,
                                        const scheduler::BoardCounts& counts) {
   for (auto* o : observers_) o->BoardPhaseChanged(board_id, model_id, phase, why, counts);
 }

@@ -62,10 +62,9 @@ class InferStatistics final : public scheduler::Observer {
 
   // scheduler::Observer
   void RunStarted(int model_id, int board_id, uint32_t images,
-                  absl::Span<const absl::Duration> queue_waits,
-                  absl::Duration input_time) override;
-  void RunFinished(int model_id, int board_id, uint32_t images,
-                   absl::Duration device_time, const absl::Status& status) override;
+                  absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) override;
+  void RunFinished(int model_id, int board_id, uint32_t images, absl::Duration device_time,
+                   const absl::Status& status) override;
 
   // Writes model `model_id`'s statistics into `out` (name and version are the
   // caller's); all zero for a model with no traffic yet.
@@ -109,13 +108,11 @@ class ObserverFanout final : public scheduler::Observer {
   void BoardAdded(int board_id, absl::string_view name) override;
   void QueueDepth(int model_id, uint64_t images) override;
   void RunStarted(int model_id, int board_id, uint32_t images,
-                  absl::Span<const absl::Duration> queue_waits,
-                  absl::Duration input_time) override;
-  void RunFinished(int model_id, int board_id, uint32_t images,
-                   absl::Duration device_time, const absl::Status& status) override;
+                  absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) override;
+  void RunFinished(int model_id, int board_id, uint32_t images, absl::Duration device_time,
+                   const absl::Status& status) override;
   void BoardPhaseChanged(int board_id, int model_id, scheduler::BoardPhase phase,
-                         const absl::Status& why,
-                         const scheduler::BoardCounts& counts) override;
+                         const absl::Status& why, const scheduler::BoardCounts& counts) override;
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;

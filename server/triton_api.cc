@@ -13,8 +13,9 @@ namespace {
 
 absl::Status OneRepository(const std::string& repository_name) {
   if (repository_name.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "repository_name ", Quote(repository_name), ": hgpipe-server has one repository; leave it empty"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("repository_name ", Quote(repository_name),
+                   ": hgpipe-server has one repository; leave it empty"));
 }
 
 template <typename Request>
@@ -25,7 +26,8 @@ absl::Status CheckControlRequest(const Request& req) {
 }
 
 absl::Status UnknownParameter(const std::string& name, absl::string_view known) {
-  return absl::InvalidArgumentError(absl::StrCat("parameter ", Quote(name), " is not supported (", known, ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("parameter ", Quote(name), " is not supported (", known, ")"));
 }
 
 }  // namespace
@@ -34,10 +36,9 @@ inference::ServerMetadataResponse TritonApi::ServerMetadata() {
   inference::ServerMetadataResponse resp;
   resp.set_name(kServerName);
   resp.set_version(kServerVersion);
-  for (const char* e :
-       {"classification", "model_repository", "model_repository(unload_dependents)",
-        "schedule_policy", "model_configuration", "binary_tensor_data", "parameters",
-        "statistics", "system_shared_memory"}) {
+  for (const char* e : {"classification", "model_repository", "model_repository(unload_dependents)",
+                        "schedule_policy", "model_configuration", "binary_tensor_data",
+                        "parameters", "statistics", "system_shared_memory"}) {
     resp.add_extensions(e);
   }
   return resp;
@@ -134,9 +135,10 @@ void TritonApi::Load(const inference::RepositoryModelLoadRequest& req, Done done
         return ApplyTritonConfigJson(json, c);
       };
     } else if (absl::StartsWith(key, "file:")) {
-      s = absl::InvalidArgumentError(absl::StrCat(
-          "parameter ", Quote(key), ": override files are not supported; models load from the repository "
-          "directory (a 'config' override is)"));
+      s = absl::InvalidArgumentError(
+          absl::StrCat("parameter ", Quote(key),
+                       ": override files are not supported; models load from the repository "
+                       "directory (a 'config' override is)"));
     } else {
       s = UnknownParameter(key, "load takes 'config'");
     }

@@ -27,8 +27,7 @@ class TritonApi {
  public:
   using Done = absl::AnyInvocable<void(absl::Status)>;
   // All must outlive the api.
-  TritonApi(ModelManager* models, const InferStatistics* statistics,
-            const InferPipeline* pipeline)
+  TritonApi(ModelManager* models, const InferStatistics* statistics, const InferPipeline* pipeline)
       : models_(models), statistics_(statistics), pipeline_(pipeline) {}
 
   // Name, version and the extensions served (Triton's names).
@@ -36,10 +35,10 @@ class TritonApi {
   // NotFound for a model that is neither loaded nor in the repository.
   absl::StatusOr<bool> ModelReady(const std::string& name, const std::string& version) const;
   // NotFound for a model that is not loaded.
-  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(
-      const std::string& name, const std::string& version) const;
-  absl::StatusOr<inference::ModelConfigResponse> ModelConfig(
-      const std::string& name, const std::string& version) const;
+  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(const std::string& name,
+                                                                 const std::string& version) const;
+  absl::StatusOr<inference::ModelConfigResponse> ModelConfig(const std::string& name,
+                                                             const std::string& version) const;
   // Every loaded model when `name` is empty; NotFound for a model not loaded.
   absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(
       const std::string& name, const std::string& version) const;

@@ -14,13 +14,20 @@ namespace hgpipe::server {
 namespace {
 
 constexpr std::array<std::pair<absl::string_view, inference::DataType>, 14> kTypes = {{
-    {"BOOL", inference::TYPE_BOOL},     {"UINT8", inference::TYPE_UINT8},
-    {"UINT16", inference::TYPE_UINT16}, {"UINT32", inference::TYPE_UINT32},
-    {"UINT64", inference::TYPE_UINT64}, {"INT8", inference::TYPE_INT8},
-    {"INT16", inference::TYPE_INT16},   {"INT32", inference::TYPE_INT32},
-    {"INT64", inference::TYPE_INT64},   {"FP16", inference::TYPE_FP16},
-    {"FP32", inference::TYPE_FP32},     {"FP64", inference::TYPE_FP64},
-    {"BYTES", inference::TYPE_STRING},  {"BF16", inference::TYPE_BF16},
+    {"BOOL", inference::TYPE_BOOL},
+    {"UINT8", inference::TYPE_UINT8},
+    {"UINT16", inference::TYPE_UINT16},
+    {"UINT32", inference::TYPE_UINT32},
+    {"UINT64", inference::TYPE_UINT64},
+    {"INT8", inference::TYPE_INT8},
+    {"INT16", inference::TYPE_INT16},
+    {"INT32", inference::TYPE_INT32},
+    {"INT64", inference::TYPE_INT64},
+    {"FP16", inference::TYPE_FP16},
+    {"FP32", inference::TYPE_FP32},
+    {"FP64", inference::TYPE_FP64},
+    {"BYTES", inference::TYPE_STRING},
+    {"BF16", inference::TYPE_BF16},
 }};
 
 absl::string_view KserveDataType(inference::DataType t) {
@@ -40,8 +47,7 @@ absl::StatusOr<uint32_t> U32(absl::string_view field, uint64_t v) {
 }
 
 // Our tensor from Triton's (name, data_type, dims).
-absl::Status ApplyTensor(absl::string_view field, const std::string& name,
-                         inference::DataType type,
+absl::Status ApplyTensor(absl::string_view field, const std::string& name, inference::DataType type,
                          const google::protobuf::RepeatedField<int64_t>& dims,
                          config::TensorConfig* t) {
   if (!name.empty()) t->set_name(name);
@@ -74,8 +80,8 @@ absl::Status ApplyParameter(const std::string& key, const std::string& value,
   } else if (key == "input_format") {
     config::InputFormat f;
     if (!config::InputFormat_Parse(value, &f)) {
-      return Bad(field, absl::StrCat("'", value,
-                                     "' is not DEVICE_PATCHES, ENCODED_IMAGE or PIXELS"));
+      return Bad(field,
+                 absl::StrCat("'", value, "' is not DEVICE_PATCHES, ENCODED_IMAGE or PIXELS"));
     }
     c->set_input_format(f);
   } else if (key == "max_images_per_run") {
@@ -98,9 +104,10 @@ absl::Status ApplyParameter(const std::string& key, const std::string& value,
     }
     *c->mutable_preprocess() = std::move(p);
   } else {
-    return Bad(field, "unknown parameter (known: bitstream, input_format, "
-                      "max_images_per_run, max_starvation_us, "
-                      "low_priority_run_images, weights, xclbin, preprocess)");
+    return Bad(field,
+               "unknown parameter (known: bitstream, input_format, "
+               "max_images_per_run, max_starvation_us, "
+               "low_priority_run_images, weights, xclbin, preprocess)");
   }
   return absl::OkStatus();
 }
@@ -170,8 +177,8 @@ absl::Status ApplyTritonConfigJson(absl::string_view json, config::ModelConfig* 
                                 std::string(parsed.message()).substr(0, 200)));
   }
   if (!t.name().empty() && t.name() != c->name()) {
-    return Bad("name", absl::StrCat("'", t.name(), "' is not the model being loaded, '",
-                                    c->name(), "'"));
+    return Bad("name",
+               absl::StrCat("'", t.name(), "' is not the model being loaded, '", c->name(), "'"));
   }
   if (!t.backend().empty() && t.backend() != "hgpipe") {
     return Bad("backend", absl::StrCat("'", t.backend(), "': this server runs 'hgpipe' only"));
@@ -189,16 +196,16 @@ absl::Status ApplyTritonConfigJson(absl::string_view json, config::ModelConfig* 
   if (t.output_size() > 1) return Bad("output", "the model has one output");
   if (t.input_size() == 1) {
     const inference::ModelInput& in = t.input(0);
-    if (absl::Status s = ApplyTensor("input", in.name(), in.data_type(), in.dims(),
-                                     c->mutable_input());
+    if (absl::Status s =
+            ApplyTensor("input", in.name(), in.data_type(), in.dims(), c->mutable_input());
         !s.ok()) {
       return s;
     }
   }
   if (t.output_size() == 1) {
     const inference::ModelOutput& out = t.output(0);
-    if (absl::Status s = ApplyTensor("output", out.name(), out.data_type(), out.dims(),
-                                     c->mutable_output());
+    if (absl::Status s =
+            ApplyTensor("output", out.name(), out.data_type(), out.dims(), c->mutable_output());
         !s.ok()) {
       return s;
     }

@@ -17,7 +17,7 @@ pkgs=(
 # Tests, sanitizers, the clang thread-safety build, benchmarks.
 pkgs+=(
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
-  clang libclang-rt-14-dev curl jq openssl wrk nghttp2-client
+  clang clang-format libclang-rt-14-dev curl jq openssl wrk nghttp2-client
 )
 # Python tooling (Debian's python3 only) and the data set it trains on.
 pkgs+=(python3 python3-numpy python3-torch python3-grpcio python3-yaml python3-pil python3-protobuf libopenblas0-openmp

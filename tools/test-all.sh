@@ -6,14 +6,16 @@
 #  4. clang++ -Wthread-safety -Werror, configured without XRT: the annotated
 #     libraries must compile, and hgpipe-server must build without XRT;
 #  5. libFuzzer targets (tests/fuzz/, clang, ASan + UBSan), each run from its
-#     seed corpus for HGPIPE_FUZZ_SECONDS (default 45); each counts as a test.
+#     seed corpus for HGPIPE_FUZZ_SECONDS (default 45); each counts as a test;
+#  6. the C++ files formatted as .clang-format says (tools/check-format.sh;
+#     one test).
 # Ends with one line "tests: N passed, M failed". Stages can be chosen:
-#   tools/test-all.sh [normal] [asan] [tsan] [tsa] [fuzz]
+#   tools/test-all.sh [normal] [asan] [tsan] [tsa] [fuzz] [format]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh || exit 1
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa fuzz)
+[ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa fuzz format)
 
 passed=0 failed=0 broken=0
 run_ctest() {  # run_ctest DIR ctest-args...
@@ -85,6 +87,9 @@ for s in "${stages[@]}"; do
         fi
         rm -rf "$work" "$work.log"
       done ;;
+    format)
+      stage "clang-format"
+      if tools/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
     *) echo "test-all: unknown stage $s"; exit 2 ;;
   esac
 done

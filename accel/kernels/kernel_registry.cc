@@ -18,14 +18,12 @@ absl::StatusOr<LoadedKernel> LoadVerify(const std::string& /*weights*/) {
 
 KernelEntry VitEntry(std::string name) {
   KernelEntry e;
-  e.load = [name = std::move(name)](
-               const std::string& weights) -> absl::StatusOr<LoadedKernel> {
+  e.load = [name = std::move(name)](const std::string& weights) -> absl::StatusOr<LoadedKernel> {
     if (weights.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("weights: bitstream '", name, "' needs a weight file"));
     }
-    ASSIGN_OR_RETURN(std::shared_ptr<const vit::VitKernel> vit,
-                     vit::LoadVitKernel(weights));
+    ASSIGN_OR_RETURN(std::shared_ptr<const vit::VitKernel> vit, vit::LoadVitKernel(weights));
     LoadedKernel k;
     k.logit_scale = vit->logit_scale();
     k.input_scale = vit->input_scale();
@@ -55,8 +53,7 @@ const KernelRegistry& KernelRegistry::Builtin() {
 absl::Status KernelRegistry::Register(std::string name, KernelEntry entry) {
   if (name.empty()) return absl::InvalidArgumentError("kernel registry: empty name");
   if (!entry.load) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kernel registry: '", name, "' has no loader"));
+    return absl::InvalidArgumentError(absl::StrCat("kernel registry: '", name, "' has no loader"));
   }
   if (entries_.contains(name)) {
     return absl::InvalidArgumentError(
@@ -66,20 +63,20 @@ absl::Status KernelRegistry::Register(std::string name, KernelEntry entry) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<LoadedKernel> KernelRegistry::Load(
-    absl::string_view bitstream, const std::string& weights) const {
+absl::StatusOr<LoadedKernel> KernelRegistry::Load(absl::string_view bitstream,
+                                                  const std::string& weights) const {
   auto it = entries_.find(bitstream);
   if (it == entries_.end()) {
     // Bounded: a bad name is cut, and the known names are few.
-    return absl::NotFoundError(absl::StrCat(
-        "no emulated kernel for bitstream '", bitstream.substr(0, 64),
-        "' (known: ", absl::StrJoin(Names(), ", "), ")"));
+    return absl::NotFoundError(absl::StrCat("no emulated kernel for bitstream '",
+                                            bitstream.substr(0, 64),
+                                            "' (known: ", absl::StrJoin(Names(), ", "), ")"));
   }
   return it->second.load(weights);
 }
 
-std::optional<Canary> KernelRegistry::BuiltinCanary(
-    absl::string_view bitstream, const DeviceGeometry& g) const {
+std::optional<Canary> KernelRegistry::BuiltinCanary(absl::string_view bitstream,
+                                                    const DeviceGeometry& g) const {
   auto it = entries_.find(bitstream);
   if (it == entries_.end() || !it->second.canary) return std::nullopt;
   return it->second.canary(g);

@@ -51,13 +51,11 @@ class KernelRegistry {
 
   // NotFound naming the bitstream and the known names; otherwise the
   // entry's load result.
-  absl::StatusOr<LoadedKernel> Load(absl::string_view bitstream,
-                                    const std::string& weights) const;
+  absl::StatusOr<LoadedKernel> Load(absl::string_view bitstream, const std::string& weights) const;
 
   // The bitstream's built-in canary for geometry `g`; nullopt if it has none
   // or is unknown.
-  std::optional<Canary> BuiltinCanary(absl::string_view bitstream,
-                                      const DeviceGeometry& g) const;
+  std::optional<Canary> BuiltinCanary(absl::string_view bitstream, const DeviceGeometry& g) const;
 
   // Sorted.
   std::vector<std::string> Names() const;

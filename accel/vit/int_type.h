@@ -32,12 +32,9 @@ struct IntType {
   int64_t Wrap(int64_t v) const {
     const int drop = 64 - bits;
     const uint64_t low = static_cast<uint64_t>(v) << drop;
-    return is_signed ? static_cast<int64_t>(low) >> drop
-                     : static_cast<int64_t>(low >> drop);
+    return is_signed ? static_cast<int64_t>(low) >> drop : static_cast<int64_t>(low >> drop);
   }
-  int64_t Clamp(int64_t v) const {
-    return v < min() ? min() : (v > max() ? max() : v);
-  }
+  int64_t Clamp(int64_t v) const { return v < min() ? min() : (v > max() ? max() : v); }
   // "s13" or "u7".
   std::string ToString() const;
   friend bool operator==(const IntType& a, const IntType& b) {

@@ -87,9 +87,8 @@ constexpr size_t kSlack = 64;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LutAttention>> LutAttention::Create(const VitSpec& spec,
-                                                                    const AttentionBlock& a,
-                                                                    const IntType& in,
-                                                                    Simd simd) {
+                                                                   const AttentionBlock& a,
+                                                                   const IntType& in, Simd simd) {
   std::unique_ptr<LutAttention> b(new LutAttention());
   b->tokens_ = spec.tokens;
   b->width_ = spec.width;
@@ -120,8 +119,8 @@ absl::StatusOr<std::unique_ptr<LutAttention>> LutAttention::Create(const VitSpec
 void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
   Scratch& s = ThreadScratch();
   const size_t t = tokens_, d = width_, dh = d / heads_, rows = size_t{images} * t;
-  const size_t ldq = 3 * d;                      // q | k | v sums per row
-  const size_t lds = RoundUp(t, 32);             // scores and probabilities
+  const size_t ldq = 3 * d;           // q | k | v sums per row
+  const size_t lds = RoundUp(t, 32);  // scores and probabilities
   int8_t* a8 = Scratch::Get(s.a8, kRows * d + kSlack);
   int16_t* sums = Scratch::Get(s.sums, kRows * std::max(ldq, lds));
   int8_t* q8 = Scratch::Get(s.q8, rows * d + kSlack);
@@ -169,7 +168,7 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
 }
 
 absl::StatusOr<std::unique_ptr<LutMlp>> LutMlp::Create(const VitSpec& spec, const MlpBlock& m,
-                                                        const IntType& in, Simd simd) {
+                                                       const IntType& in, Simd simd) {
   std::unique_ptr<LutMlp> b(new LutMlp());
   b->tokens_ = spec.tokens;
   b->width_ = spec.width;

@@ -33,8 +33,8 @@ inline constexpr uint32_t kLutRowBlock = 32;
 // and the bias with that shift's correction, modulo 2^16.
 struct LutLinear {
   LutWeights weights;
-  int8_t offset = 0;            // activations enter as a - offset
-  std::vector<int16_t> bias;    // bias + offset * sum_k w, per output
+  int8_t offset = 0;          // activations enter as a - offset
+  std::vector<int16_t> bias;  // bias + offset * sum_k w, per output
 };
 
 class LutAttention {
@@ -52,7 +52,7 @@ class LutAttention {
   uint32_t tokens_ = 0, width_ = 0, heads_ = 0;
   Simd simd_ = Simd::kBest;
   NormParams norm_;
-  LutLinear qkv_;                       // q | k | v outputs
+  LutLinear qkv_;  // q | k | v outputs
   RequantParams q_quant_, k_quant_, v_quant_;
   int8_t q_offset_ = 0, p_offset_ = 0;  // tables of q rows, of probabilities
   SoftmaxParams softmax_;

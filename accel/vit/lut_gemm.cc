@@ -27,14 +27,14 @@ namespace hgpipe::accel::vit::lut {
 // sel[j][h * 16 + i]: activation 4 h + j of a step if bit j of i is set,
 // else 0x80 (a shuffle index that reads 0).
 alignas(32) inline constexpr uint8_t kSelect[4][32] = {
-#define HGPIPE_SEL(j, h)                                                   \
-  (0 >> j & 1 ? 4 * h + j : 0x80), (1 >> j & 1 ? 4 * h + j : 0x80),        \
-      (2 >> j & 1 ? 4 * h + j : 0x80), (3 >> j & 1 ? 4 * h + j : 0x80),    \
-      (4 >> j & 1 ? 4 * h + j : 0x80), (5 >> j & 1 ? 4 * h + j : 0x80),    \
-      (6 >> j & 1 ? 4 * h + j : 0x80), (7 >> j & 1 ? 4 * h + j : 0x80),    \
-      (8 >> j & 1 ? 4 * h + j : 0x80), (9 >> j & 1 ? 4 * h + j : 0x80),    \
-      (10 >> j & 1 ? 4 * h + j : 0x80), (11 >> j & 1 ? 4 * h + j : 0x80),  \
-      (12 >> j & 1 ? 4 * h + j : 0x80), (13 >> j & 1 ? 4 * h + j : 0x80),  \
+#define HGPIPE_SEL(j, h)                                                  \
+  (0 >> j & 1 ? 4 * h + j : 0x80), (1 >> j & 1 ? 4 * h + j : 0x80),       \
+      (2 >> j & 1 ? 4 * h + j : 0x80), (3 >> j & 1 ? 4 * h + j : 0x80),   \
+      (4 >> j & 1 ? 4 * h + j : 0x80), (5 >> j & 1 ? 4 * h + j : 0x80),   \
+      (6 >> j & 1 ? 4 * h + j : 0x80), (7 >> j & 1 ? 4 * h + j : 0x80),   \
+      (8 >> j & 1 ? 4 * h + j : 0x80), (9 >> j & 1 ? 4 * h + j : 0x80),   \
+      (10 >> j & 1 ? 4 * h + j : 0x80), (11 >> j & 1 ? 4 * h + j : 0x80), \
+      (12 >> j & 1 ? 4 * h + j : 0x80), (13 >> j & 1 ? 4 * h + j : 0x80), \
       (14 >> j & 1 ? 4 * h + j : 0x80), (15 >> j & 1 ? 4 * h + j : 0x80)
     {HGPIPE_SEL(0, 0), HGPIPE_SEL(0, 1)},
     {HGPIPE_SEL(1, 0), HGPIPE_SEL(1, 1)},
@@ -52,27 +52,27 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using namespace lut;  // NOLINT: the layout constants above
 
-void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
-                     int8_t offset, uint8_t* tables) {
+void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k, int8_t offset,
+                     uint8_t* tables) {
   const size_t steps = Steps(k), row_bytes = steps * kStepBytes;
 #if HWY_TARGET == HWY_SCALAR
   // Single-lane vectors cannot shuffle 16 bytes: plain loops.
   for (size_t r = 0; r < rows; ++r) {
-      for (size_t s = 0; s < steps; ++s) {
-        for (size_t h = 0; h < 2; ++h) {
-          for (size_t i = 0; i < 16; ++i) {
-            int t = 0;
-            for (size_t j = 0; j < 4; ++j) {
-              const size_t c = s * kStep + 4 * h + j;
-              if ((i >> j & 1) && c < k) t += a[r * lda + c] - offset;
-            }
-            uint8_t* o = tables + r * row_bytes + s * kStepBytes + 16 * h + i;
-            o[0] = static_cast<uint8_t>(t);
-            o[kUnit] = static_cast<uint8_t>(2 * t + kBias);
-            o[2 * kUnit] = static_cast<uint8_t>(4 * t);
+    for (size_t s = 0; s < steps; ++s) {
+      for (size_t h = 0; h < 2; ++h) {
+        for (size_t i = 0; i < 16; ++i) {
+          int t = 0;
+          for (size_t j = 0; j < 4; ++j) {
+            const size_t c = s * kStep + 4 * h + j;
+            if ((i >> j & 1) && c < k) t += a[r * lda + c] - offset;
           }
+          uint8_t* o = tables + r * row_bytes + s * kStepBytes + 16 * h + i;
+          o[0] = static_cast<uint8_t>(t);
+          o[kUnit] = static_cast<uint8_t>(2 * t + kBias);
+          o[2 * kUnit] = static_cast<uint8_t>(4 * t);
         }
       }
+    }
   }
 #else
   const hn::CappedTag<uint8_t, kUnit> d;
@@ -106,9 +106,10 @@ void BuildTablesImpl(const int8_t* a, size_t lda, size_t rows, size_t k,
                       hn::Add(hn::TableLookupBytesOr0(v, sel2), hn::TableLookupBytesOr0(v, sel3))),
               out + s * kStepBytes);
         if (s + 1 < steps) {
-          store(hn::Add(hn::Add(hn::TableLookupBytesOr0(v, sel4), hn::TableLookupBytesOr0(v, sel5)),
-                        hn::Add(hn::TableLookupBytesOr0(v, sel6), hn::TableLookupBytesOr0(v, sel7))),
-                out + (s + 1) * kStepBytes);
+          store(
+              hn::Add(hn::Add(hn::TableLookupBytesOr0(v, sel4), hn::TableLookupBytesOr0(v, sel5)),
+                      hn::Add(hn::TableLookupBytesOr0(v, sel6), hn::TableLookupBytesOr0(v, sel7))),
+              out + (s + 1) * kStepBytes);
         }
       }
     }
@@ -148,8 +149,8 @@ HWY_INLINE V Accumulate(V q, V lookup) {
 // bytes (at most 2 * 112) before they are widened. Variables instead of
 // arrays, so that sizeless vector types (SVE) work.
 template <size_t C>
-HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRICT idx,
-                     size_t steps, bool accumulate, int16_t* HWY_RESTRICT y) {
+HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRICT idx, size_t steps,
+                     bool accumulate, int16_t* HWY_RESTRICT y) {
   static_assert(C >= 1 && C <= 4);
   const hn::CappedTag<uint8_t, kUnit> d;
   const hn::Repartition<uint16_t, decltype(d)> dw;
@@ -164,24 +165,24 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
     for (size_t u = 0; u < kUnit; u += lanes) {
       auto q0 = hn::Zero(d), q1 = q0, q2 = q0, q3 = q0;
       // Macros rather than lambdas: GCC keeps the sums in registers.
-#define HGPIPE_LUT_PLANE(i, p)                                                    \
-  {                                                                               \
-    const auto table = hn::LoadU(d, t + i * kStepBytes + p * kUnit + u);          \
-    const uint8_t* xp = x + i * vstride + p * kUnit + u;                          \
-    q0 = Accumulate<p>(q0, hn::TableLookupBytes(table, hn::LoadU(d, xp)));        \
-    InOrder(q0);                                                                  \
-    if constexpr (C > 1) {                                                        \
-      q1 = Accumulate<p>(q1, hn::TableLookupBytes(table, hn::LoadU(d, xp + kStepBytes))); \
-      InOrder(q1);                                                                \
-    }                                                                             \
-    if constexpr (C > 2) {                                                        \
+#define HGPIPE_LUT_PLANE(i, p)                                                                \
+  {                                                                                           \
+    const auto table = hn::LoadU(d, t + i * kStepBytes + p * kUnit + u);                      \
+    const uint8_t* xp = x + i * vstride + p * kUnit + u;                                      \
+    q0 = Accumulate<p>(q0, hn::TableLookupBytes(table, hn::LoadU(d, xp)));                    \
+    InOrder(q0);                                                                              \
+    if constexpr (C > 1) {                                                                    \
+      q1 = Accumulate<p>(q1, hn::TableLookupBytes(table, hn::LoadU(d, xp + kStepBytes)));     \
+      InOrder(q1);                                                                            \
+    }                                                                                         \
+    if constexpr (C > 2) {                                                                    \
       q2 = Accumulate<p>(q2, hn::TableLookupBytes(table, hn::LoadU(d, xp + 2 * kStepBytes))); \
-      InOrder(q2);                                                                \
-    }                                                                             \
-    if constexpr (C > 3) {                                                        \
+      InOrder(q2);                                                                            \
+    }                                                                                         \
+    if constexpr (C > 3) {                                                                    \
       q3 = Accumulate<p>(q3, hn::TableLookupBytes(table, hn::LoadU(d, xp + 3 * kStepBytes))); \
-      InOrder(q3);                                                                \
-    }                                                                             \
+      InOrder(q3);                                                                            \
+    }                                                                                         \
   }
       HGPIPE_LUT_PLANE(0, 0)
       HGPIPE_LUT_PLANE(0, 1)
@@ -192,11 +193,11 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
         HGPIPE_LUT_PLANE(1, 2)
       }
 #undef HGPIPE_LUT_PLANE
-#define HGPIPE_LUT_WIDEN(c)                             \
-  {                                                     \
-    const auto w = hn::BitCast(dw, q##c);               \
-    all##c = hn::Add(all##c, w);                        \
-    high##c = hn::Add(high##c, hn::ShiftRight<8>(w));   \
+#define HGPIPE_LUT_WIDEN(c)                           \
+  {                                                   \
+    const auto w = hn::BitCast(dw, q##c);             \
+    all##c = hn::Add(all##c, w);                      \
+    high##c = hn::Add(high##c, hn::ShiftRight<8>(w)); \
   }
       HGPIPE_LUT_WIDEN(0)
       if constexpr (C > 1) HGPIPE_LUT_WIDEN(1)
@@ -212,9 +213,8 @@ HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT tab, const uint8_t* HWY_RESTRIC
     uint16_t* o = reinterpret_cast<uint16_t*>(out);
     if (lanes == 32) {
       // The two 16-byte halves hold the same outputs' even and odd groups.
-      auto sum = hn::Sub(hn::Add(hn::ConcatLowerLower(dw, high, low),
-                                 hn::ConcatUpperUpper(dw, high, low)),
-                         bias);
+      auto sum = hn::Sub(
+          hn::Add(hn::ConcatLowerLower(dw, high, low), hn::ConcatUpperUpper(dw, high, low)), bias);
       if (accumulate) sum = hn::Add(sum, hn::LoadU(dw, o));
       hn::StoreU(sum, dw, o);
     } else {
@@ -267,9 +267,8 @@ void ScalarGemm(const uint8_t* tables, size_t table_stride, size_t rows, size_t 
 
 // Steps [s_begin, s_end) of the products, row r's tables for them at
 // tables + r * table_stride; added to y with `accumulate`.
-void GemmImpl(const uint8_t* tables, size_t table_stride, size_t rows, size_t k,
-              size_t s_begin, size_t s_end, const uint8_t* idx, size_t n, int16_t* y,
-              size_t ldy, bool accumulate) {
+void GemmImpl(const uint8_t* tables, size_t table_stride, size_t rows, size_t k, size_t s_begin,
+              size_t s_end, const uint8_t* idx, size_t n, int16_t* y, size_t ldy, bool accumulate) {
   const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
 #if HWY_TARGET == HWY_SCALAR
   ScalarGemm(tables, table_stride, rows, steps, s_begin, s_end, idx, vectors, n, y, ldy,
@@ -334,18 +333,18 @@ namespace {
 void Gemm(const uint8_t* tables, size_t table_stride, size_t rows, const LutWeights& w,
           size_t s_begin, size_t s_end, int16_t* y, size_t ldy, bool accumulate, Simd simd) {
   if (simd == Simd::kBest) {
-    HWY_DYNAMIC_DISPATCH(GemmImpl)(tables, table_stride, rows, w.k(), s_begin, s_end, w.data(),
-                                   w.n(), y, ldy, accumulate);
+    HWY_DYNAMIC_DISPATCH(GemmImpl)
+    (tables, table_stride, rows, w.k(), s_begin, s_end, w.data(), w.n(), y, ldy, accumulate);
   } else {
-    HWY_STATIC_DISPATCH(GemmImpl)(tables, table_stride, rows, w.k(), s_begin, s_end, w.data(),
-                                  w.n(), y, ldy, accumulate);
+    HWY_STATIC_DISPATCH(GemmImpl)
+    (tables, table_stride, rows, w.k(), s_begin, s_end, w.data(), w.n(), y, ldy, accumulate);
   }
 }
 
 }  // namespace
 
-void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w, int16_t* y,
-             size_t ldy, Simd simd) {
+void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w, int16_t* y, size_t ldy,
+             Simd simd) {
   const size_t steps = lut::Steps(w.k());
   Gemm(tables, steps * lut::kStepBytes, rows, w, 0, steps, y, ldy, /*accumulate=*/false, simd);
 }
@@ -361,8 +360,8 @@ void LutProduct(const int8_t* a, size_t lda, int8_t offset, size_t rows, const L
   if (tables.size() < rows * chunk_bytes) tables.resize(rows * chunk_bytes);
   for (size_t s0 = 0; s0 < steps; s0 += kBuildSteps) {
     const size_t s1 = std::min(steps, s0 + kBuildSteps);
-    BuildLutTables(a + s0 * kStep, lda, rows, std::min(k - s0 * kStep, (s1 - s0) * kStep),
-                   offset, tables.data(), simd);
+    BuildLutTables(a + s0 * kStep, lda, rows, std::min(k - s0 * kStep, (s1 - s0) * kStep), offset,
+                   tables.data(), simd);
     Gemm(tables.data(), (s1 - s0) * kStepBytes, rows, w, s0, s1, y, ldy, s0 > 0, simd);
   }
 }

@@ -42,8 +42,8 @@ size_t LutTableBytes(size_t k);
 // Each row must be readable for LutReadableBytes(k) bytes; those past k are
 // read and ignored (their weights are zero).
 size_t LutReadableBytes(size_t k);
-void BuildLutTables(const int8_t* a, size_t lda, size_t rows, size_t k,
-                    int8_t offset, uint8_t* tables, Simd simd = Simd::kBest);
+void BuildLutTables(const int8_t* a, size_t lda, size_t rows, size_t k, int8_t offset,
+                    uint8_t* tables, Simd simd = Simd::kBest);
 
 // Weights packed as the kernel's nibble indices: 3 bytes per 4 weights.
 class LutWeights {
@@ -53,8 +53,8 @@ class LutWeights {
   // given as [k][n] (rows `ldw` apart), which packs the attention's v
   // directly. Values must be in [kLutMin, kLutMax].
   // Packing again with the same shape reuses the buffer.
-  void Pack(const int8_t* w, size_t n, size_t k, size_t ldw,
-            bool transposed = false, Simd simd = Simd::kBest);
+  void Pack(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed = false,
+            Simd simd = Simd::kBest);
 
   size_t n() const { return n_; }
   size_t k() const { return k_; }
@@ -72,8 +72,8 @@ class LutWeights {
 // y[r][j] (rows `ldy` int16 apart) = sum_i a[r][i] * w[j][i] modulo 2^16,
 // for r < rows and j < w.n(), from `tables` built by BuildLutTables with
 // w.k() (offset 0; otherwise add offset * w.sums()[j]).
-void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w,
-             int16_t* y, size_t ldy, Simd simd = Simd::kBest);
+void LutGemm(const uint8_t* tables, size_t rows, const LutWeights& w, int16_t* y, size_t ldy,
+             Simd simd = Simd::kBest);
 
 // The same from the activations themselves (as BuildLutTables reads them:
 // values a - offset, rows readable for LutReadableBytes(w.k())), building

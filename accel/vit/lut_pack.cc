@@ -17,8 +17,8 @@ namespace hgpipe::accel::vit::lut {
 // The packing in plain loops: the reference for the vector packers and
 // their code on single-lane targets. w[j][i] is at w[j * ldw + i], or with
 // `transposed` at w[i * ldw + j].
-void PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
-                uint8_t* out, int32_t* sums);
+void PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed, uint8_t* out,
+                int32_t* sums);
 
 }  // namespace hgpipe::accel::vit::lut
 #endif  // HGPIPE_ACCEL_VIT_LUT_PACK_ONCE_
@@ -39,8 +39,7 @@ using namespace lut;  // NOLINT: the layout constants
 // byte s of every row, in row order (16-byte vectors: unpacks of 16-, 32-
 // and 64-bit lanes after pairing rows 2i and 2i + 1 bytewise).
 template <class D8>
-HWY_INLINE void Transpose16x8(D8 d8, const uint8_t* HWY_RESTRICT block,
-                              uint8_t* HWY_RESTRICT out) {
+HWY_INLINE void Transpose16x8(D8 d8, const uint8_t* HWY_RESTRICT block, uint8_t* HWY_RESTRICT out) {
   const hn::Repartition<uint16_t, D8> d16;
   const hn::Repartition<uint32_t, D8> d32;
   const hn::Repartition<uint64_t, D8> d64;
@@ -50,8 +49,7 @@ HWY_INLINE void Transpose16x8(D8 d8, const uint8_t* HWY_RESTRICT block,
   auto w = [&](size_t i) {
     return hn::BitCast(d16, hn::TableLookupBytes(hn::LoadU(d8, block + 16 * i), pairs));
   };
-  const auto w0 = w(0), w1 = w(1), w2 = w(2), w3 = w(3), w4 = w(4), w5 = w(5), w6 = w(6),
-             w7 = w(7);
+  const auto w0 = w(0), w1 = w(1), w2 = w(2), w3 = w(3), w4 = w(4), w5 = w(5), w6 = w(6), w7 = w(7);
   const auto a0 = hn::BitCast(d32, hn::InterleaveLower(d16, w0, w1));
   const auto a1 = hn::BitCast(d32, hn::InterleaveUpper(d16, w0, w1));
   const auto a2 = hn::BitCast(d32, hn::InterleaveLower(d16, w2, w3));
@@ -84,8 +82,7 @@ HWY_INLINE void Transpose16x8(D8 d8, const uint8_t* HWY_RESTRICT block,
 // step: both groups' nibbles) per byte; the 16 rows' masks are transposed
 // so that a step's 16 bytes form one vector, whose nibbles go to the unit
 // in packed order.
-void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
-                  int32_t* sums) {
+void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out, int32_t* sums) {
 #if HWY_TARGET == HWY_SCALAR
   PackScalar(w, n, k, ldw, /*transposed=*/false, out, sums);
 #else
@@ -125,9 +122,8 @@ void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
           hn::StoreMaskBits(d, hn::TestBit(x, hn::Set(d, static_cast<uint8_t>(1u << p))), m);
         }
       }
-      sums[j] = static_cast<int32_t>(
-          static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
-          128 * static_cast<int64_t>(padded));
+      sums[j] = static_cast<int32_t>(static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(d64, total))) -
+                                     128 * static_cast<int64_t>(padded));
     }
     for (size_t p = 0; p < 3; ++p) {
       for (size_t sb = 0; sb < blocks; ++sb) {
@@ -146,8 +142,7 @@ void PackRowsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
 
 // Columns (w[i][j], j contiguous): 16 outputs side by side, each plane's
 // nibbles gathered across 4 rows with shifts, then put in packed order.
-void PackColsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out,
-                  int32_t* sums) {
+void PackColsImpl(const int8_t* w, size_t n, size_t k, size_t ldw, uint8_t* out, int32_t* sums) {
 #if HWY_TARGET == HWY_SCALAR
   PackScalar(w, n, k, ldw, /*transposed=*/true, out, sums);
 #else
@@ -206,12 +201,10 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace hgpipe::accel::vit {
 
-void lut::PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
-                     uint8_t* out, int32_t* sums) {
+void lut::PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed, uint8_t* out,
+                     int32_t* sums) {
   const size_t steps = Steps(k), vectors = (n + kVector - 1) / kVector;
-  auto at = [&](size_t j, size_t i) -> int {
-    return transposed ? w[i * ldw + j] : w[j * ldw + i];
-  };
+  auto at = [&](size_t j, size_t i) -> int { return transposed ? w[i * ldw + j] : w[j * ldw + i]; };
   for (size_t j = 0; j < n; ++j) {
     sums[j] = 0;
     for (size_t i = 0; i < k; ++i) sums[j] += at(j, i);
@@ -235,8 +228,7 @@ void lut::PackScalar(const int8_t* w, size_t n, size_t k, size_t ldw, bool trans
 HWY_EXPORT(PackRowsImpl);
 HWY_EXPORT(PackColsImpl);
 
-void LutWeights::Pack(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed,
-                      Simd simd) {
+void LutWeights::Pack(const int8_t* w, size_t n, size_t k, size_t ldw, bool transposed, Simd simd) {
   using namespace lut;  // NOLINT
   n_ = n;
   k_ = k;

@@ -31,8 +31,7 @@ void* ScratchBuffer(size_t bytes) {
     buf.size = (bytes + 4095) / 4096 * 4096;
     buf.p = std::aligned_alloc(64, buf.size);
     if (buf.p == nullptr) {
-      std::fprintf(stderr, "vit: out of memory for %zu scratch bytes\n",
-                   buf.size);
+      std::fprintf(stderr, "vit: out of memory for %zu scratch bytes\n", buf.size);
       std::abort();
     }
   }
@@ -46,8 +45,8 @@ dnnl::primitive_attr UserScratchpad() {
 }
 
 dnnl::memory::dims Dims4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
-  return {static_cast<int64_t>(a), static_cast<int64_t>(b),
-          static_cast<int64_t>(c), static_cast<int64_t>(d)};
+  return {static_cast<int64_t>(a), static_cast<int64_t>(b), static_cast<int64_t>(c),
+          static_cast<int64_t>(d)};
 }
 
 // The unsigned source u = v - zero_point of n lanes of `lanes.type`.
@@ -87,8 +86,7 @@ T* Scratch(size_t n) {
 }
 
 // y[r][c] += add[c] for `rows` rows of `cols`.
-void AddRows(const int32_t* __restrict add, size_t rows, size_t cols,
-             int32_t* __restrict y) {
+void AddRows(const int32_t* __restrict add, size_t rows, size_t cols, int32_t* __restrict y) {
   for (size_t r = 0; r < rows; ++r) {
     for (size_t c = 0; c < cols; ++c) y[r * cols + c] += add[c];
   }
@@ -109,8 +107,7 @@ void CombineSplit(const int32_t* __restrict low, size_t n, int32_t* __restrict y
 }  // namespace
 
 const dnnl::engine& CpuEngine() {
-  static const dnnl::engine* const kEngine =
-      new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  static const dnnl::engine* const kEngine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
   return *kEngine;
 }
 
@@ -118,10 +115,8 @@ const dnnl::engine& CpuEngine() {
 // primitive per row count.
 class Int8Linear::Part {
  public:
-  static absl::StatusOr<std::unique_ptr<Part>> Create(std::vector<int8_t> weight,
-                                                      uint32_t in, uint32_t out,
-                                                      uint32_t max_rows,
-                                                      dt src_type);
+  static absl::StatusOr<std::unique_ptr<Part>> Create(std::vector<int8_t> weight, uint32_t in,
+                                                      uint32_t out, uint32_t max_rows, dt src_type);
   void Run(dnnl::stream& stream, const int8_t* x, uint32_t rows, int32_t* y) const;
 
  private:
@@ -142,13 +137,11 @@ class Int8Linear::Part {
   dnnl::memory blocked_weights_;  // reordered for the max_rows primitive
 
   mutable hgpipe::Mutex mu_;
-  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
-      ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::unique_ptr<Int8Linear::Part>> Int8Linear::Part::Create(
-    std::vector<int8_t> weight, uint32_t in, uint32_t out, uint32_t max_rows,
-    dt src_type) {
+    std::vector<int8_t> weight, uint32_t in, uint32_t out, uint32_t max_rows, dt src_type) {
   std::unique_ptr<Part> l(new Part(in, out, src_type));
   try {
     const dnnl::engine& eng = CpuEngine();
@@ -156,10 +149,9 @@ absl::StatusOr<std::unique_ptr<Int8Linear::Part>> Int8Linear::Part::Create(
     // W is stored [out][in]; as the matmul's [in][out] weights that is "ba".
     dnnl::memory::desc plain({in, out}, dt::s8, tag::ba);
     l->plain_weights_ = dnnl::memory(plain, eng, l->weight_copy_.data());
-    dnnl::matmul::desc d(
-        dnnl::memory::desc({max_rows, in}, src_type, tag::ab),
-        dnnl::memory::desc({in, out}, dt::s8, tag::any),
-        dnnl::memory::desc({max_rows, out}, dt::s32, tag::ab));
+    dnnl::matmul::desc d(dnnl::memory::desc({max_rows, in}, src_type, tag::ab),
+                         dnnl::memory::desc({in, out}, dt::s8, tag::any),
+                         dnnl::memory::desc({max_rows, out}, dt::s32, tag::ab));
     dnnl::matmul::primitive_desc pd(d, UserScratchpad(), eng);
     if (pd.weights_desc() == plain) {
       l->blocked_weights_ = l->plain_weights_;
@@ -177,14 +169,13 @@ absl::StatusOr<std::unique_ptr<Int8Linear::Part>> Int8Linear::Part::Create(
     hgpipe::MutexLock lock(&l->mu_);
     l->plans_[max_rows] = std::move(plan);
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN int8 matmul ", max_rows,
-                                            "x", in, "x", out, ": ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("oneDNN int8 matmul ", max_rows, "x", in, "x", out, ": ", e.what()));
   }
   return l;
 }
 
-std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::MakePlan(
-    uint32_t rows) const {
+std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::MakePlan(uint32_t rows) const {
   const dnnl::engine& eng = CpuEngine();
   dnnl::memory::desc src({rows, in_}, src_type_, tag::ab);
   dnnl::memory::desc dst({rows, out_}, dt::s32, tag::ab);
@@ -192,9 +183,8 @@ std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::MakePlan(
   // Prefer the weights already reordered; an implementation that wants
   // another layout for this row count gets the plain ones.
   try {
-    dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src, blocked_weights_.get_desc(), dst),
-        UserScratchpad(), eng);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, blocked_weights_.get_desc(), dst),
+                                    UserScratchpad(), eng);
     plan->primitive = dnnl::matmul(pd);
     plan->weights = &blocked_weights_;
     plan->scratch = pd.scratchpad_desc();
@@ -202,9 +192,8 @@ std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::MakePlan(
   } catch (const dnnl::error&) {
   }
   try {
-    dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src, plain_weights_.get_desc(), dst),
-        UserScratchpad(), eng);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, plain_weights_.get_desc(), dst),
+                                    UserScratchpad(), eng);
     plan->primitive = dnnl::matmul(pd);
     plan->weights = &plain_weights_;
     plan->scratch = pd.scratchpad_desc();
@@ -214,8 +203,7 @@ std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::MakePlan(
   }
 }
 
-std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::GetPlan(
-    uint32_t rows) const {
+std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::GetPlan(uint32_t rows) const {
   {
     hgpipe::MutexLock lock(&mu_);
     auto it = plans_.find(rows);
@@ -228,17 +216,14 @@ std::shared_ptr<const Int8Linear::Part::Plan> Int8Linear::Part::GetPlan(
   return plans_.emplace(rows, std::move(plan)).first->second;
 }
 
-void Int8Linear::Part::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
-                           int32_t* y) const {
+void Int8Linear::Part::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows, int32_t* y) const {
   std::shared_ptr<const Plan> plan = GetPlan(rows);
   const dnnl::engine& eng = CpuEngine();
   try {
     dnnl::memory src(dnnl::memory::desc({rows, in_}, src_type_, tag::ab), eng,
                      const_cast<int8_t*>(x));
-    dnnl::memory dst(dnnl::memory::desc({rows, out_}, dt::s32, tag::ab), eng,
-                     y);
-    dnnl::memory scratch(plan->scratch, eng,
-                         ScratchBuffer(plan->scratch.get_size()));
+    dnnl::memory dst(dnnl::memory::desc({rows, out_}, dt::s32, tag::ab), eng, y);
+    dnnl::memory scratch(plan->scratch, eng, ScratchBuffer(plan->scratch.get_size()));
     plan->primitive.execute(stream, {{DNNL_ARG_SRC, src},
                                      {DNNL_ARG_WEIGHTS, *plan->weights},
                                      {DNNL_ARG_DST, dst},
@@ -251,9 +236,10 @@ void Int8Linear::Part::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
 
 Int8Linear::~Int8Linear() = default;
 
-absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
-    const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows,
-    const IntType& src, bool own_kernels) {
+absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(const int8_t* weight, uint32_t in,
+                                                               uint32_t out, uint32_t max_rows,
+                                                               const IntType& src,
+                                                               bool own_kernels) {
   if (src.bits > 8) {
     return absl::InvalidArgumentError(
         absl::StrCat("int8 product source ", src.ToString(), " is wider than a byte"));
@@ -282,8 +268,8 @@ absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
     return l;
   }
   if (w_max <= 64) {
-    ASSIGN_OR_RETURN(auto part, Part::Create(std::vector<int8_t>(weight, weight + n), in,
-                                             out, max_rows, dt::u8));
+    ASSIGN_OR_RETURN(auto part, Part::Create(std::vector<int8_t>(weight, weight + n), in, out,
+                                             max_rows, dt::u8));
     l->parts_.push_back(std::move(part));
     return l;
   }
@@ -299,11 +285,10 @@ absl::StatusOr<std::unique_ptr<Int8Linear>> Int8Linear::Create(
   return l;
 }
 
-void Int8Linear::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
-                     int32_t* y) const {
+void Int8Linear::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows, int32_t* y) const {
   if (pairs_) {
-    PairGemm(reinterpret_cast<const uint8_t*>(x), !src_.type.is_signed, in_, rows,
-             pair_weights_, y, out_);
+    PairGemm(reinterpret_cast<const uint8_t*>(x), !src_.type.is_signed, in_, rows, pair_weights_, y,
+             out_);
     return;
   }
   const size_t n = size_t{rows} * out_, m = size_t{rows} * in_;
@@ -324,51 +309,48 @@ void Int8Linear::Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
 }
 
 absl::StatusOr<std::unique_ptr<BatchedMatmul>> BatchedMatmul::Create(const Shape& shape,
-                                                                      bool own_kernels) {
+                                                                     bool own_kernels) {
   if (shape.wei.bits > 7 || shape.src.bits > 8) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batched product of ", shape.src.ToString(), " by ", shape.wei.ToString(),
-        ": weights of at most 7 bits and sources of at most 8"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batched product of ", shape.src.ToString(), " by ", shape.wei.ToString(),
+                     ": weights of at most 7 bits and sources of at most 8"));
   }
   std::unique_ptr<BatchedMatmul> b(new BatchedMatmul(shape));
   const int w_max = static_cast<int>(std::max(-shape.wei.min(), shape.wei.max()));
   b->narrow_ = own_kernels && NarrowGemmSupported() &&
-               NarrowGemmFits(shape.k, Range(shape.src), w_max) &&
-               shape.src_strides[3] == 1 && shape.dst_strides[3] == 1 &&
+               NarrowGemmFits(shape.k, Range(shape.src), w_max) && shape.src_strides[3] == 1 &&
+               shape.dst_strides[3] == 1 &&
                (shape.wei_strides[2] == 1 || shape.wei_strides[3] == 1);
   b->src_ = LanesFor(shape.src, b->narrow_);
   return b;
 }
 
-absl::StatusOr<std::shared_ptr<const BatchedMatmul::Plan>>
-BatchedMatmul::MakePlan(uint32_t images) const {
+absl::StatusOr<std::shared_ptr<const BatchedMatmul::Plan>> BatchedMatmul::MakePlan(
+    uint32_t images) const {
   const Shape& s = shape_;
   auto strides = [](const std::array<int64_t, 4>& a) {
     return dnnl::memory::dims(a.begin(), a.end());
   };
   auto plan = std::make_shared<Plan>();
   try {
-    plan->src = dnnl::memory::desc(Dims4(images, s.heads, s.m, s.k), dt::u8,
-                                   strides(s.src_strides));
-    plan->wei = dnnl::memory::desc(Dims4(images, s.heads, s.k, s.n), dt::s8,
-                                   strides(s.wei_strides));
-    plan->dst = dnnl::memory::desc(Dims4(images, s.heads, s.m, s.n), dt::s32,
-                                   strides(s.dst_strides));
-    dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(plan->src, plan->wei, plan->dst), UserScratchpad(),
-        CpuEngine());
+    plan->src =
+        dnnl::memory::desc(Dims4(images, s.heads, s.m, s.k), dt::u8, strides(s.src_strides));
+    plan->wei =
+        dnnl::memory::desc(Dims4(images, s.heads, s.k, s.n), dt::s8, strides(s.wei_strides));
+    plan->dst =
+        dnnl::memory::desc(Dims4(images, s.heads, s.m, s.n), dt::s32, strides(s.dst_strides));
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(plan->src, plan->wei, plan->dst),
+                                    UserScratchpad(), CpuEngine());
     plan->primitive = dnnl::matmul(pd);
     plan->scratch = pd.scratchpad_desc();
   } catch (const dnnl::error& e) {
-    return absl::InternalError(
-        absl::StrCat("oneDNN batched matmul ", images, "x", s.heads, "x", s.m,
-                     "x", s.k, "x", s.n, ": ", e.what()));
+    return absl::InternalError(absl::StrCat("oneDNN batched matmul ", images, "x", s.heads, "x",
+                                            s.m, "x", s.k, "x", s.n, ": ", e.what()));
   }
   return plan;
 }
 
-std::shared_ptr<const BatchedMatmul::Plan> BatchedMatmul::GetPlan(
-    uint32_t images) const {
+std::shared_ptr<const BatchedMatmul::Plan> BatchedMatmul::GetPlan(uint32_t images) const {
   {
     hgpipe::MutexLock lock(&mu_);
     auto it = plans_.find(images);
@@ -414,8 +396,8 @@ void BatchedMatmul::RunNarrow(const int8_t* src, const int8_t* wei, uint32_t ima
   }
 }
 
-void BatchedMatmul::Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei,
-                        uint32_t images, int32_t* dst) const {
+void BatchedMatmul::Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei, uint32_t images,
+                        int32_t* dst) const {
   const Shape& s = shape_;
   // The bytes the strided source spans, made unsigned in the same layout.
   const std::array<int64_t, 4> dims = {images, s.heads, s.m, s.k};

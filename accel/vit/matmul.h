@@ -55,14 +55,14 @@ class Int8Linear {
   // primitive for it is created here and decides the weights' layout).
   // Without `own_kernels`, oneDNN computes it even where the narrow or pair
   // kernels could (tests run both on one machine).
-  static absl::StatusOr<std::unique_ptr<Int8Linear>> Create(
-      const int8_t* weight, uint32_t in, uint32_t out, uint32_t max_rows,
-      const IntType& src, bool own_kernels = true);
+  static absl::StatusOr<std::unique_ptr<Int8Linear>> Create(const int8_t* weight, uint32_t in,
+                                                            uint32_t out, uint32_t max_rows,
+                                                            const IntType& src,
+                                                            bool own_kernels = true);
   ~Int8Linear();
 
   // rows in [1, max_rows]; x and y dense row-major.
-  void Run(dnnl::stream& stream, const int8_t* x, uint32_t rows,
-           int32_t* y) const;
+  void Run(dnnl::stream& stream, const int8_t* x, uint32_t rows, int32_t* y) const;
 
   // Whether the narrow or the pair kernel computes it (else oneDNN).
   bool narrow() const { return narrow_; }
@@ -76,10 +76,10 @@ class Int8Linear {
   uint32_t in_ = 0, out_ = 0;
   SourceLanes src_;
   bool narrow_ = false, pairs_ = false;
-  NarrowWeights packed_;                     // the narrow kernel's weights
-  PairWeights pair_weights_;                 // the pair kernel's
-  std::vector<std::unique_ptr<Part>> parts_; // oneDNN: high part first
-  std::vector<int32_t> correction_;          // [out]: zero_point * sum_k W
+  NarrowWeights packed_;                      // the narrow kernel's weights
+  PairWeights pair_weights_;                  // the pair kernel's
+  std::vector<std::unique_ptr<Part>> parts_;  // oneDNN: high part first
+  std::vector<int32_t> correction_;           // [out]: zero_point * sum_k W
 };
 
 // A batch of products with runtime operands, both given by strides:
@@ -107,8 +107,8 @@ class BatchedMatmul {
                                                                bool own_kernels = true);
   // Creates oneDNN's primitive for `images` up front; Internal on failure.
   absl::Status Prepare(uint32_t images) const;
-  void Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei,
-           uint32_t images, int32_t* dst) const;
+  void Run(dnnl::stream& stream, const int8_t* src, const int8_t* wei, uint32_t images,
+           int32_t* dst) const;
 
   bool narrow() const { return narrow_; }
 
@@ -120,15 +120,13 @@ class BatchedMatmul {
   explicit BatchedMatmul(const Shape& shape) : shape_(shape) {}
   absl::StatusOr<std::shared_ptr<const Plan>> MakePlan(uint32_t images) const;
   std::shared_ptr<const Plan> GetPlan(uint32_t images) const;
-  void RunNarrow(const int8_t* src, const int8_t* wei, uint32_t images,
-                 int32_t* dst) const;
+  void RunNarrow(const int8_t* src, const int8_t* wei, uint32_t images, int32_t* dst) const;
 
   const Shape shape_;
   SourceLanes src_;
   bool narrow_ = false;
   mutable hgpipe::Mutex mu_;
-  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_
-      ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Plan>> plans_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hgpipe::accel::vit

@@ -11,9 +11,9 @@
 namespace hgpipe::accel::vit {
 namespace {
 
-constexpr size_t kTile = 32;     // outputs per packed tile: two 16-lane registers
-constexpr size_t kRows = 4;      // rows per micro-kernel call
-constexpr size_t kRowBlock = 64; // rows whose activations stay in cache
+constexpr size_t kTile = 32;      // outputs per packed tile: two 16-lane registers
+constexpr size_t kRows = 4;       // rows per micro-kernel call
+constexpr size_t kRowBlock = 64;  // rows whose activations stay in cache
 
 }  // namespace
 
@@ -56,11 +56,9 @@ namespace {
 
 // kRows rows (the last ones repeated when fewer are left) times one tile of
 // 32 outputs; int16 sums widened to int32 on the way out.
-__attribute__((target("avx2"))) void MicroKernel(const uint8_t* const* rows,
-                                                 size_t live_rows,
+__attribute__((target("avx2"))) void MicroKernel(const uint8_t* const* rows, size_t live_rows,
                                                  const int8_t* tile, size_t pairs,
-                                                 int32_t* const* out,
-                                                 size_t live_cols) {
+                                                 int32_t* const* out, size_t live_cols) {
   __m256i acc[kRows][2];
   for (size_t i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
   for (size_t p = 0; p < pairs; ++p) {
@@ -88,8 +86,8 @@ __attribute__((target("avx2"))) void MicroKernel(const uint8_t* const* rows,
 
 }  // namespace
 
-void NarrowGemm(const uint8_t* a, size_t lda, size_t m, const NarrowWeights& w,
-                int32_t* y, size_t ldy) {
+void NarrowGemm(const uint8_t* a, size_t lda, size_t m, const NarrowWeights& w, int32_t* y,
+                size_t ldy) {
   const size_t n = w.n(), pairs = (w.k() + 1) / 2;
   const size_t tiles = (n + kTile - 1) / kTile;
   for (size_t m0 = 0; m0 < m; m0 += kRowBlock) {

@@ -35,7 +35,7 @@ class NarrowWeights {
 
  private:
   size_t n_ = 0, k_ = 0;
-  size_t offset_ = 0;          // to 32-byte alignment inside data_
+  size_t offset_ = 0;  // to 32-byte alignment inside data_
   std::vector<int8_t> data_;
 };
 
@@ -49,8 +49,8 @@ bool NarrowGemmFits(size_t k, int a_max, int w_max);
 // y[i][j] (rows `ldy` int32 apart) = sum_k a[i][k] (rows `lda` bytes apart)
 // * w[j][k], for i < m and j < w.n(). Requires NarrowGemmSupported() and
 // NarrowGemmFits for the caller's ranges.
-void NarrowGemm(const uint8_t* a, size_t lda, size_t m, const NarrowWeights& w,
-                int32_t* y, size_t ldy);
+void NarrowGemm(const uint8_t* a, size_t lda, size_t m, const NarrowWeights& w, int32_t* y,
+                size_t ldy);
 
 }  // namespace hgpipe::accel::vit
 

@@ -44,8 +44,8 @@ using namespace pairs;  // NOLINT: the layout constants above
 bool SupportedImpl() { return true; }
 
 // Rows as int16 pairs, each pair read as one int32 for the broadcast.
-void Widen(const uint8_t* x, bool x_unsigned, size_t ldx, size_t rows, size_t k,
-           size_t pairs, int16_t* out) {
+void Widen(const uint8_t* x, bool x_unsigned, size_t ldx, size_t rows, size_t k, size_t pairs,
+           int16_t* out) {
   for (size_t r = 0; r < rows; ++r) {
     int16_t* o = out + r * 2 * pairs;
     const uint8_t* xr = x + r * ldx;

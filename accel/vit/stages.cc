@@ -27,9 +27,7 @@ inline int64_t MulWrap(int64_t a, int64_t b) {
 inline int64_t AddWrap(int64_t a, int64_t b) {
   return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
 }
-inline int64_t Clamp(int64_t v, int64_t lo, int64_t hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
-}
+inline int64_t Clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 // A value of an at most 8-bit type as its byte lane.
 inline int8_t Lane(int64_t v) { return static_cast<int8_t>(static_cast<uint8_t>(v)); }
 
@@ -97,8 +95,8 @@ int64_t NormRsqrt(const NormStage& p, uint64_t squares) {
 }
 
 HGPIPE_VIT_CLONES
-void NormRows(const NormStage& p, const IntType& in, const int32_t* x,
-              size_t rows, size_t width, size_t stride, int8_t* out) {
+void NormRows(const NormStage& p, const IntType& in, const int32_t* x, size_t rows, size_t width,
+              size_t stride, int8_t* out) {
   const Wrapper wrap_in(in), wrap_affine(p.affine), wrap_shift(p.shift);
   const int64_t out_shift = p.out_shift;
   const int64_t out_lo = p.out.min(), out_hi = p.out.max();
@@ -133,8 +131,8 @@ void LinearFinish(const LinearStage& p, int32_t* acc, size_t rows) {
     int32_t* __restrict a = acc + r * cols;
     for (size_t c = 0; c < cols; ++c) {
       // Both fit int32; the sum's low bits are right in wrapping uint32.
-      a[c] = wrap(static_cast<int32_t>(static_cast<uint32_t>(a[c]) +
-                                       static_cast<uint32_t>(bias[c])));
+      a[c] =
+          wrap(static_cast<int32_t>(static_cast<uint32_t>(a[c]) + static_cast<uint32_t>(bias[c])));
     }
   }
 }
@@ -146,8 +144,7 @@ void WrapValues(const IntType& t, int32_t* v, size_t n) {
 }
 
 HGPIPE_VIT_CLONES
-void TableLookup(const TableStage& p, const IntType& in, const int32_t* x, size_t n,
-                 int8_t* out) {
+void TableLookup(const TableStage& p, const IntType& in, const int32_t* x, size_t n, int8_t* out) {
   if (in.bits <= kMaxDirectBits) {
     thread_local std::vector<int8_t> lut;
     BuildDirect(in, p.cursor, p.offset, p.shift, p.bound, p.table.data(), &lut);
@@ -176,8 +173,8 @@ SoftmaxScale SoftmaxRecip(const SoftmaxStage& p, uint64_t sum) {
 }
 
 HGPIPE_VIT_CLONES
-void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
-                 size_t cols, int32_t* scratch, int8_t* out) {
+void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows, size_t cols,
+                 int32_t* scratch, int8_t* out) {
   const Wrapper wrap_minus(p.minus), wrap_cursor1(p.cursor1), wrap_affine(p.affine),
       wrap_cursor3(p.cursor3);
   const int64_t exp_offset = p.exp_offset, exp_shift = p.exp_shift, exp_bound = p.exp_bound;
@@ -233,8 +230,8 @@ void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
 }
 
 HGPIPE_VIT_CLONES
-void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main,
-                 size_t n, int32_t* out) {
+void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main, size_t n,
+                 int32_t* out) {
   const int64_t half = int64_t{1} << (p.shift - 1), mult = p.mult, shift = p.shift;
   const Wrapper wrap(p.out);
   for (size_t i = 0; i < n; ++i) {
@@ -244,8 +241,8 @@ void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main,
 }
 
 HGPIPE_VIT_CLONES
-void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0,
-                 size_t rows, size_t tokens, size_t width, int32_t* out) {
+void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0, size_t rows, size_t tokens,
+                 size_t width, int32_t* out) {
   const int64_t half = int64_t{1} << (p.shift - 1), shift = p.shift;
   const Wrapper wrap_acc(p.acc), wrap_out(p.out);
   const int32_t* __restrict cls = p.cls.data();
@@ -271,8 +268,10 @@ void LogitWords(const int32_t* logits, size_t n, uint32_t* words) {
   for (size_t i = 0; i < n; ++i) words[i] = EncodeLogitWord(logits[i]);
 }
 
-absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
-    const VitSpec& s, const IntType& q_type, const IntType& k_type, bool own_kernels) {
+absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(const VitSpec& s,
+                                                                 const IntType& q_type,
+                                                                 const IntType& k_type,
+                                                                 bool own_kernels) {
   const int64_t t = s.tokens, d = s.width, dh = s.head_dim(), h = s.heads;
   BatchedMatmul::Shape sc;
   sc.heads = s.heads;
@@ -287,8 +286,10 @@ absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
   return BatchedMatmul::Create(sc, own_kernels);
 }
 
-absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(
-    const VitSpec& s, const IntType& p_type, const IntType& v_type, bool own_kernels) {
+absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(const VitSpec& s,
+                                                                  const IntType& p_type,
+                                                                  const IntType& v_type,
+                                                                  bool own_kernels) {
   const int64_t t = s.tokens, d = s.width, dh = s.head_dim(), h = s.heads;
   BatchedMatmul::Shape cx;
   cx.heads = s.heads;

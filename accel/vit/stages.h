@@ -27,8 +27,8 @@ namespace hgpipe::accel::vit {
 
 // LayerNorm of `rows` rows of `width` values of type `in` (rows `stride`
 // values apart) into dense byte rows of `width` (src/layernorm.h).
-void NormRows(const NormStage& p, const IntType& in, const int32_t* x,
-              size_t rows, size_t width, size_t stride, int8_t* out);
+void NormRows(const NormStage& p, const IntType& in, const int32_t* x, size_t rows, size_t width,
+              size_t stride, int8_t* out);
 
 // NormRows' per-row scalars: the mean from the row's sum (exact, or modulo
 // 2^32 when p.sum has at most 32 bits) and the reciprocal square root from
@@ -46,13 +46,12 @@ void WrapValues(const IntType& t, int32_t* v, size_t n);
 // Requantization / GELU: out[i] = table[clamp(wrap_cursor((x[i] + offset)
 // >> shift), 0, bound)] as byte lanes (src/quant.h, src/gelu.h). x holds
 // values of `in` (the producing accumulator's type).
-void TableLookup(const TableStage& p, const IntType& in, const int32_t* x,
-                 size_t n, int8_t* out);
+void TableLookup(const TableStage& p, const IntType& in, const int32_t* x, size_t n, int8_t* out);
 
 // Softmax of `rows` rows of `cols` scores into byte lanes
 // (src/softmax.h). `scratch` holds `cols` int32.
-void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows,
-                 size_t cols, int32_t* scratch, int8_t* out);
+void SoftmaxRows(const SoftmaxStage& p, const int32_t* scores, size_t rows, size_t cols,
+                 int32_t* scratch, int8_t* out);
 
 // SoftmaxRows' per-row reciprocal of the exponentials' sum (exact, or
 // modulo 2^64), and the offset and shift its probabilities round with.
@@ -63,15 +62,15 @@ SoftmaxScale SoftmaxRecip(const SoftmaxStage& p, uint64_t sum);
 
 // out[i] = wrap_out(main[i] + ((x[i] * mult + 2^(shift-1)) >> shift)); out
 // may alias x or main.
-void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main,
-                 size_t n, int32_t* out);
+void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main, size_t n,
+                 int32_t* out);
 
 // Patch embedding after the product: rows row0 .. row0 + rows of images of
 // `tokens` rows each; acc holds x W^T for those rows (acc[0] is row0's). Token
 // 0 of every image becomes the CLS embedding; the others get their token's
 // bias. out[r] = wrap_out((wrap_acc(...) + 2^(shift-1)) >> shift).
-void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0,
-                 size_t rows, size_t tokens, size_t width, int32_t* out);
+void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0, size_t rows, size_t tokens,
+                 size_t width, int32_t* out);
 
 // The attention products of one block, over images of `tokens` rows of
 // `width` byte lanes (q, k and v each [image][token][width], head h in
@@ -80,10 +79,14 @@ void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0,
 //   context [image][token][width]       = p_h v_h (p as scores' layout)
 // Accumulators are int32, to be wrapped to the stage types (WrapValues).
 // InvalidArgument if k or v is wider than 7 bits.
-absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(
-    const VitSpec& s, const IntType& q_type, const IntType& k_type, bool own_kernels = true);
-absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(
-    const VitSpec& s, const IntType& p_type, const IntType& v_type, bool own_kernels = true);
+absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeScoresProduct(const VitSpec& s,
+                                                                 const IntType& q_type,
+                                                                 const IntType& k_type,
+                                                                 bool own_kernels = true);
+absl::StatusOr<std::unique_ptr<BatchedMatmul>> MakeContextProduct(const VitSpec& s,
+                                                                  const IntType& p_type,
+                                                                  const IntType& v_type,
+                                                                  bool own_kernels = true);
 
 // Device output words of rows of logits (wrapped to the head's acc type).
 void LogitWords(const int32_t* logits, size_t n, uint32_t* words);

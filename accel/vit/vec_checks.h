@@ -37,8 +37,8 @@ inline absl::Status Refuse(absl::string_view stage, absl::string_view why) {
 // Sign-extended 16-bit sums y + bias, as stages.h's int32 accumulators.
 inline void Widen(const int16_t* y, const int16_t* bias, size_t n, int32_t* out) {
   for (size_t i = 0; i < n; ++i) {
-    const unsigned sum = static_cast<uint16_t>(y[i]) +
-                         static_cast<uint16_t>(bias != nullptr ? bias[i] : 0);
+    const unsigned sum =
+        static_cast<uint16_t>(y[i]) + static_cast<uint16_t>(bias != nullptr ? bias[i] : 0);
     out[i] = static_cast<int16_t>(static_cast<uint16_t>(sum));
   }
 }

@@ -49,18 +49,18 @@ HWY_INLINE hn::Vec<D> Wrap(D d, hn::Vec<D> v, const Wrapping<hn::TFromD<D>>& w) 
 // up by indices below that, or with bit 7 set for 0. The 16-byte pieces
 // t0..t3 come from LoadDup128 (unused ones are ignored).
 template <int kPieces, class D8>
-HWY_INLINE hn::Vec<D8> Lookup(D8 d, hn::Vec<D8> t0, hn::Vec<D8> t1, hn::Vec<D8> t2,
-                              hn::Vec<D8> t3, hn::Vec<D8> idx) {
+HWY_INLINE hn::Vec<D8> Lookup(D8 d, hn::Vec<D8> t0, hn::Vec<D8> t1, hn::Vec<D8> t2, hn::Vec<D8> t3,
+                              hn::Vec<D8> idx) {
   static_assert(kPieces == 1 || kPieces == 2 || kPieces == 4);
   if constexpr (kPieces == 1) return hn::TableLookupBytesOr0(t0, idx);
   // Shuffles read the low 4 bits (bit 7 zeroes); bits 4 and 5 pick the piece.
   const auto low = hn::And(idx, hn::Set(d, uint8_t{0x8F}));
   const auto bit4 = hn::TestBit(idx, hn::Set(d, uint8_t{16}));
-  const auto r01 = hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t1, low),
-                                  hn::TableLookupBytesOr0(t0, low));
+  const auto r01 =
+      hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t1, low), hn::TableLookupBytesOr0(t0, low));
   if constexpr (kPieces == 2) return r01;
-  const auto r23 = hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t3, low),
-                                  hn::TableLookupBytesOr0(t2, low));
+  const auto r23 =
+      hn::IfThenElse(bit4, hn::TableLookupBytesOr0(t3, low), hn::TableLookupBytesOr0(t2, low));
   return hn::IfThenElse(hn::TestBit(idx, hn::Set(d, uint8_t{32})), r23, r01);
 }
 

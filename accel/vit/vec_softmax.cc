@@ -36,8 +36,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET != HWY_SCALAR
 
-void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t rows,
-                 size_t cols, int8_t* out, size_t ldo) {
+void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t rows, size_t cols,
+                 int8_t* out, size_t ldo) {
   const D16 d16;
   const hn::Repartition<uint8_t, D16> d8;
   const hn::Rebind<uint8_t, D16> d8h;
@@ -101,9 +101,8 @@ void SoftmaxImpl(const SoftmaxParams& p, const int16_t* y, size_t ldy, size_t ro
           if (field) {
             const auto f =
                 hn::ShiftLeftSame(hn::Add(hn::Sub(m, hn::LoadU(d16, yc)), exp_offset), up);
-            c1 = cursor1_signed
-                     ? hn::ShiftRightSame(f, down)
-                     : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
+            c1 = cursor1_signed ? hn::ShiftRightSame(f, down)
+                                : hn::BitCast(d16, hn::ShiftRightSame(hn::BitCast(du16, f), down));
           } else {
             const auto s = Wrap(d16, hn::LoadU(d16, yc), scores);
             const auto minus = Wrap(d16, hn::Sub(m, s), minus_type);

@@ -19,11 +19,10 @@ namespace hgpipe::accel::vit::vec_ref {
 
 // The stages.h arithmetic on 16-bit sums widened to int32: the fallback on
 // targets without 16-byte vectors, for Simd::kBaseline and for row tails.
-void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-             size_t rows, size_t c0, size_t cols, int8_t* out, size_t ldo);
+void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias, size_t rows,
+             size_t c0, size_t cols, int8_t* out, size_t ldo);
 void Residual(const ResidualParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-              const int32_t* x, size_t rows, size_t c0, size_t cols, size_t stride,
-              int32_t* out);
+              const int32_t* x, size_t rows, size_t c0, size_t cols, size_t stride, int32_t* out);
 }  // namespace hgpipe::accel::vit::vec_ref
 #endif  // HGPIPE_ACCEL_VIT_VEC_STAGES_ONCE_
 
@@ -178,13 +177,16 @@ void NormRowsImpl(const NormParams& p, const int32_t* x, size_t rows, int8_t* ou
         // d * rsqrt fits int32; times the weight and plus the bias in int64
         // (modulo 2^64; the bits kept lie below the affine type's width).
         const auto dr = hn::Mul(hn::LoadU(d32, devr + c), rs);
-        const auto even = hn::Add(hn::MulEven(dr, hn::LoadU(d32, w + c)), hn::LoadU(d64, be + c / 2));
+        const auto even =
+            hn::Add(hn::MulEven(dr, hn::LoadU(d32, w + c)), hn::LoadU(d64, be + c / 2));
         const auto dr_odd = hn::BitCast(d32, hn::ShiftRight<32>(hn::BitCast(du64, dr)));
-        const auto odds = hn::Add(hn::MulEven(dr_odd, hn::LoadU(d32, wo + c)), hn::LoadU(d64, bo + c / 2));
+        const auto odds =
+            hn::Add(hn::MulEven(dr_odd, hn::LoadU(d32, wo + c)), hn::LoadU(d64, bo + c / 2));
         const auto e = hn::ShiftRightSame(hn::BitCast(du64, even), out_shift);
         const auto f = odd_left ? hn::ShiftLeftSame(hn::BitCast(du64, odds), odd_shift)
                                 : hn::ShiftRightSame(hn::BitCast(du64, odds), odd_shift);
-        const auto merged = hn::BitCast(d32, hn::Or(hn::AndNot(high_words, e), hn::And(high_words, f)));
+        const auto merged =
+            hn::BitCast(d32, hn::Or(hn::AndNot(high_words, e), hn::And(high_words, f)));
         const auto v = Wrap(d32, merged, shift_type);
         StoreBytes(d32, hn::Min(hn::Max(v, lo), hi), kOutSigned, o + c);
       }
@@ -236,8 +238,8 @@ namespace hgpipe::accel::vit {
 using namespace vec_checks;  // NOLINT
 namespace vec_ref {
 
-void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-             size_t rows, size_t c0, size_t cols, int8_t* out, size_t ldo) {
+void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias, size_t rows,
+             size_t c0, size_t cols, int8_t* out, size_t ldo) {
   std::vector<int32_t> v(cols - c0);
   for (size_t r = 0; r < rows; ++r) {
     Widen(y + r * ldy + c0, bias + c0, v.size(), v.data());
@@ -247,8 +249,7 @@ void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t
 }
 
 void Residual(const ResidualParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-              const int32_t* x, size_t rows, size_t c0, size_t cols, size_t stride,
-              int32_t* out) {
+              const int32_t* x, size_t rows, size_t c0, size_t cols, size_t stride, int32_t* out) {
   std::vector<int32_t> v(cols - c0);
   for (size_t r = 0; r < rows; ++r) {
     Widen(y + r * ldy + c0, bias + c0, v.size(), v.data());
@@ -290,7 +291,8 @@ absl::StatusOr<ResidualParams> PrepareResidual(const IntType& acc, const IntType
   constexpr absl::string_view kStage = "vector residual";
   if (!FitsLane(acc, 16)) return Refuse(kStage, "accumulator wider than 16 bits");
   if (MaxAbs(in) > (int64_t{1} << 15)) return Refuse(kStage, "residual input beyond 2^15");
-  if (r.mult < 0 || r.mult >= (int64_t{1} << 31)) return Refuse(kStage, "multiplier beyond 31 bits");
+  if (r.mult < 0 || r.mult >= (int64_t{1} << 31))
+    return Refuse(kStage, "multiplier beyond 31 bits");
   if (r.shift < 16 || r.shift > 46) return Refuse(kStage, "shift outside 16..46");
   if (!FitsLane(r.out, 33)) return Refuse(kStage, "output wider than 32 bits");
   ResidualParams p;
@@ -305,7 +307,8 @@ absl::StatusOr<ResidualParams> PrepareResidual(const IntType& acc, const IntType
 absl::StatusOr<NormParams> PrepareNorm(const NormStage& n, const IntType& in, size_t width) {
   constexpr absl::string_view kStage = "vector layer norm";
   if (width == 0 || width % 8 != 0) return Refuse(kStage, "width not a multiple of 8");
-  if (n.sum.bits > 32 || n.var.bits > 32) return Refuse(kStage, "sum or variance wider than 32 bits");
+  if (n.sum.bits > 32 || n.var.bits > 32)
+    return Refuse(kStage, "sum or variance wider than 32 bits");
   if (!FitsLane(in, 33) || !FitsLane(n.mean, 33)) return Refuse(kStage, "input wider than 32 bits");
   int64_t rsqrt = 0;
   for (int32_t v : n.rsqrt_table) rsqrt = std::max<int64_t>(rsqrt, std::abs(int64_t{v}));
@@ -327,15 +330,16 @@ absl::StatusOr<NormParams> PrepareNorm(const NormStage& n, const IntType& in, si
   return p;
 }
 
-void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-             size_t rows, size_t cols, int8_t* out, size_t ldo, Simd simd) {
+void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias, size_t rows,
+             size_t cols, int8_t* out, size_t ldo, Simd simd) {
   if (simd == Simd::kBaseline) return vec_ref::Requant(p, y, ldy, bias, rows, 0, cols, out, ldo);
   HWY_DYNAMIC_DISPATCH(RequantVec)(p, y, ldy, bias, rows, cols, out, ldo);
 }
 
 void ResidualFinish(const ResidualParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
                     const int32_t* x, size_t rows, size_t cols, int32_t* out, Simd simd) {
-  if (simd == Simd::kBaseline) return vec_ref::Residual(p, y, ldy, bias, x, rows, 0, cols, cols, out);
+  if (simd == Simd::kBaseline)
+    return vec_ref::Residual(p, y, ldy, bias, x, rows, 0, cols, cols, out);
   HWY_DYNAMIC_DISPATCH(ResidualVec)(p, y, ldy, bias, x, rows, cols, out);
 }
 

@@ -47,8 +47,8 @@ absl::StatusOr<RequantParams> PrepareRequant(const IntType& acc, const TableStag
 
 // out[r][c] (rows `ldo` bytes apart) for r < rows, c < cols, from
 // y[r][c] (rows `ldy` apart) and bias[c], both modulo 2^16.
-void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias,
-             size_t rows, size_t cols, int8_t* out, size_t ldo, Simd simd = Simd::kBest);
+void Requant(const RequantParams& p, const int16_t* y, size_t ldy, const int16_t* bias, size_t rows,
+             size_t cols, int8_t* out, size_t ldo, Simd simd = Simd::kBest);
 
 // A product finished into the residual stream: out = wrap_out(wrap_acc(y +
 // bias) + round(x * mult / 2^shift)) (stages.h LinearFinish, then
@@ -82,8 +82,7 @@ struct NormParams {
 absl::StatusOr<NormParams> PrepareNorm(const NormStage& n, const IntType& in, size_t width);
 
 // rows rows of `width` values (rows `width` apart) into dense byte rows.
-void Norm(const NormParams& p, const int32_t* x, size_t rows, int8_t* out,
-          Simd simd = Simd::kBest);
+void Norm(const NormParams& p, const int32_t* x, size_t rows, int8_t* out, Simd simd = Simd::kBest);
 
 // Softmax (stages.h SoftmaxRows) of scores wrapped to `scores`: the
 // exponential's index and the row's probabilities as byte tables of at most

@@ -53,9 +53,7 @@ void ParallelRows(size_t rows, size_t row_cost, F&& f) {
 // per thread, so concurrent Compute calls do not disturb each other).
 class ScopedOmpThreads {
  public:
-  explicit ScopedOmpThreads(int n) : saved_(omp_get_max_threads()) {
-    omp_set_num_threads(n);
-  }
+  explicit ScopedOmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
   ~ScopedOmpThreads() { omp_set_num_threads(saved_); }
 
  private:
@@ -112,9 +110,7 @@ struct VitKernel::Workspace {
 };
 
 VitKernel::VitKernel(VitWeights weights, std::unique_ptr<Impl> impl)
-    : weights_(std::move(weights)),
-      manifest_(weights_.spec.ToManifest()),
-      impl_(std::move(impl)) {}
+    : weights_(std::move(weights)), manifest_(weights_.spec.ToManifest()), impl_(std::move(impl)) {}
 
 VitKernel::~VitKernel() = default;
 
@@ -126,20 +122,19 @@ uint32_t VitKernel::lut_blocks() const {
   return n;
 }
 
-absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
-    VitWeights w, Options options) {
+absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(VitWeights w, Options options) {
   const VitSpec& s = w.spec;
   if (options.threads < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        s.name, ": kernel threads must be >= 1, got ", options.threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat(s.name, ": kernel threads must be >= 1, got ", options.threads));
   }
   if (w.attn.size() != s.depth || w.mlp.size() != s.depth) {
-    return absl::InvalidArgumentError(absl::StrCat(s.name, ": ", w.attn.size(),
-                                                   " blocks for depth ", s.depth));
+    return absl::InvalidArgumentError(
+        absl::StrCat(s.name, ": ", w.attn.size(), " blocks for depth ", s.depth));
   }
-  RETURN_IF_ERROR(FromEnvironment("HGPIPE_VIT_BLOCKS", options.blocks,
-                                  {{"lut", Options::Blocks::kLut},
-                                   {"stages", Options::Blocks::kStages}}));
+  RETURN_IF_ERROR(
+      FromEnvironment("HGPIPE_VIT_BLOCKS", options.blocks,
+                      {{"lut", Options::Blocks::kLut}, {"stages", Options::Blocks::kStages}}));
   RETURN_IF_ERROR(FromEnvironment("HGPIPE_VIT_SIMD", options.simd,
                                   {{"best", Simd::kBest}, {"baseline", Simd::kBaseline}}));
   const bool lut = options.blocks.value_or(Options::Blocks::kLut) == Options::Blocks::kLut;
@@ -149,9 +144,8 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
   impl->threads = options.threads;
   // oneDNN fixes a primitive's thread partitioning when it is created.
   ScopedOmpThreads omp_threads(options.threads);
-  impl->chunk = options.chunk_images > 0
-                    ? options.chunk_images
-                    : std::max<uint32_t>(1, kDefaultChunkRows / s.tokens);
+  impl->chunk = options.chunk_images > 0 ? options.chunk_images
+                                         : std::max<uint32_t>(1, kDefaultChunkRows / s.tokens);
   const uint32_t rows = impl->chunk * s.tokens;
   auto linear = [own_kernels](const LinearStage& l, uint32_t max_rows, const IntType& in,
                               std::unique_ptr<Int8Linear>* out) -> absl::Status {
@@ -160,8 +154,8 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
     return absl::OkStatus();
   };
   const PatchStage& p = w.patch;
-  ASSIGN_OR_RETURN(impl->patch, Int8Linear::Create(p.weight.data(), s.token_values,
-                                                   s.width, rows, p.in, own_kernels));
+  ASSIGN_OR_RETURN(impl->patch, Int8Linear::Create(p.weight.data(), s.token_values, s.width, rows,
+                                                   p.in, own_kernels));
   RETURN_IF_ERROR(linear(w.head.linear, impl->chunk, w.head.norm.out, &impl->head));
   for (uint32_t i = 0; i < s.depth; ++i) {
     const AttentionBlock& a = w.attn[i];
@@ -181,8 +175,7 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
       RETURN_IF_ERROR(linear(a.v, rows, a.norm.out, &b.v));
       RETURN_IF_ERROR(linear(a.o, rows, a.context_quant.out, &b.o));
       ASSIGN_OR_RETURN(b.scores, MakeScoresProduct(s, a.q_quant.out, a.k_quant.out, own_kernels));
-      ASSIGN_OR_RETURN(b.context,
-                       MakeContextProduct(s, a.softmax.out, a.v_quant.out, own_kernels));
+      ASSIGN_OR_RETURN(b.context, MakeContextProduct(s, a.softmax.out, a.v_quant.out, own_kernels));
       RETURN_IF_ERROR(b.scores->Prepare(impl->chunk));
       RETURN_IF_ERROR(b.context->Prepare(impl->chunk));
     }
@@ -196,8 +189,8 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(
   return std::shared_ptr<const VitKernel>(new VitKernel(std::move(w), std::move(impl)));
 }
 
-void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
-                               const int32_t* x, int32_t* out) const {
+void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x,
+                               int32_t* out) const {
   const VitSpec& s = weights_.spec;
   const AttentionBlock& a = weights_.attn[block];
   const Impl::Block& im = impl_->blocks[block];
@@ -210,10 +203,9 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
   ParallelRows(m, 3 * d, [&](size_t r0, size_t r1) {
     NormRows(a.norm, in, x + r0 * d, r1 - r0, d, d, ws.a8.data() + r0 * d);
   });
-  for (auto [linear, stage, quant, lanes] :
-       {std::tuple{im.q.get(), &a.q, &a.q_quant, &ws.q8},
-        std::tuple{im.k.get(), &a.k, &a.k_quant, &ws.k8},
-        std::tuple{im.v.get(), &a.v, &a.v_quant, &ws.v8}}) {
+  for (auto [linear, stage, quant, lanes] : {std::tuple{im.q.get(), &a.q, &a.q_quant, &ws.q8},
+                                             std::tuple{im.k.get(), &a.k, &a.k_quant, &ws.k8},
+                                             std::tuple{im.v.get(), &a.v, &a.v_quant, &ws.v8}}) {
     linear->Run(ws.stream, ws.a8.data(), m, ws.acc.data());
     ParallelRows(m, d, [&, stage = stage, quant = quant, lanes = lanes](size_t r0, size_t r1) {
       LinearFinish(*stage, ws.acc.data() + r0 * d, r1 - r0);
@@ -227,8 +219,8 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
     thread_local AlignedVector<int32_t> scratch;
     Grow(scratch, t);
     WrapValues(a.scores, ws.scores.data() + r0 * t, (r1 - r0) * t);
-    SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t,
-                scratch.data(), ws.probs.data() + r0 * t);
+    SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t, scratch.data(),
+                ws.probs.data() + r0 * t);
   });
   im.context->Run(ws.stream, ws.probs.data(), ws.v8.data(), b, ws.acc.data());
   ParallelRows(m, d, [&](size_t r0, size_t r1) {
@@ -239,13 +231,12 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
   im.o->Run(ws.stream, ws.a8.data(), m, ws.acc.data());
   ParallelRows(m, d, [&](size_t r0, size_t r1) {
     LinearFinish(a.o, ws.acc.data() + r0 * d, r1 - r0);
-    ResidualAdd(a.residual, x + r0 * d, ws.acc.data() + r0 * d, (r1 - r0) * d,
-                out + r0 * d);
+    ResidualAdd(a.residual, x + r0 * d, ws.acc.data() + r0 * d, (r1 - r0) * d, out + r0 * d);
   });
 }
 
-void VitKernel::MlpChunk(uint32_t block, Workspace& ws, uint32_t b,
-                         const int32_t* x, int32_t* out) const {
+void VitKernel::MlpChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x,
+                         int32_t* out) const {
   const VitSpec& s = weights_.spec;
   const MlpBlock& ml = weights_.mlp[block];
   const Impl::Block& im = impl_->blocks[block];
@@ -267,18 +258,15 @@ void VitKernel::MlpChunk(uint32_t block, Workspace& ws, uint32_t b,
   im.fc2->Run(ws.stream, ws.a8.data(), m, ws.acc.data());
   ParallelRows(m, d, [&](size_t r0, size_t r1) {
     LinearFinish(ml.fc2, ws.acc.data() + r0 * d, r1 - r0);
-    ResidualAdd(ml.residual, x + r0 * d, ws.acc.data() + r0 * d, (r1 - r0) * d,
-                out + r0 * d);
+    ResidualAdd(ml.residual, x + r0 * d, ws.acc.data() + r0 * d, (r1 - r0) * d, out + r0 * d);
   });
 }
 
-void VitKernel::HeadChunk(Workspace& ws, uint32_t b, const int32_t* x,
-                          int32_t* logits) const {
+void VitKernel::HeadChunk(Workspace& ws, uint32_t b, const int32_t* x, int32_t* logits) const {
   const VitSpec& s = weights_.spec;
   const HeadStage& hs = weights_.head;
   // Token 0 (the CLS token) of each image.
-  NormRows(hs.norm, weights_.HeadInput(), x, b, s.width, size_t{s.tokens} * s.width,
-           ws.a8.data());
+  NormRows(hs.norm, weights_.HeadInput(), x, b, s.width, size_t{s.tokens} * s.width, ws.a8.data());
   impl_->head->Run(ws.stream, ws.a8.data(), b, logits);
   LinearFinish(hs.linear, logits, b);
 }
@@ -322,14 +310,12 @@ void VitKernel::PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const {
     const size_t m = size_t{b} * t, row0 = size_t{first} * t;
     impl_->patch->Run(ws.stream, flat + row0 * s.token_values, m, ws.acc.data());
     ParallelRows(m, d, [&](size_t r0, size_t r1) {
-      PatchFinish(weights_.patch, ws.acc.data() + r0 * d, r0, r1 - r0, t, d,
-                  out + (row0 + r0) * d);
+      PatchFinish(weights_.patch, ws.acc.data() + r0 * d, r0, r1 - r0, t, d, out + (row0 + r0) * d);
     });
   }
 }
 
-void VitKernel::Attention(uint32_t block, const int32_t* x, uint32_t n,
-                          int32_t* out) const {
+void VitKernel::Attention(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
   Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
@@ -340,8 +326,7 @@ void VitKernel::Attention(uint32_t block, const int32_t* x, uint32_t n,
   }
 }
 
-void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n,
-                    int32_t* out) const {
+void VitKernel::Mlp(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const {
   const VitSpec& s = weights_.spec;
   ScopedOmpThreads omp_threads(impl_->threads);
   Workspace& ws = ChunkWorkspace<Workspace>(s, impl_->chunk, impl_->stages);
@@ -373,8 +358,7 @@ void VitKernel::Compute(const int8_t* input, uint32_t n, uint32_t* output) const
     const uint32_t b = std::min(impl_->chunk, n - first);
     const size_t m = size_t{b} * t;
     for (uint32_t i = 0; i < b; ++i) {
-      UnpackImage(g, input + (first + i) * g.input_bytes(),
-                  ws.flat.data() + i * g.input_bytes());
+      UnpackImage(g, input + (first + i) * g.input_bytes(), ws.flat.data() + i * g.input_bytes());
     }
     impl_->patch->Run(ws.stream, ws.flat.data(), m, ws.acc.data());
     ParallelRows(m, d, [&](size_t r0, size_t r1) {
@@ -392,15 +376,14 @@ void VitKernel::Compute(const int8_t* input, uint32_t n, uint32_t* output) const
   }
 }
 
-absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
-    const std::string& weights_path, const VitKernel::Options& options) {
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(const std::string& weights_path,
+                                                               const VitKernel::Options& options) {
   ASSIGN_OR_RETURN(Container c, ReadContainer(weights_path));
   ASSIGN_OR_RETURN(VitWeights w, VitWeightsFromContainer(c, weights_path));
   return VitKernel::Create(std::move(w), options);
 }
 
-absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
-    const std::string& weights_path) {
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(const std::string& weights_path) {
   return LoadVitKernel(weights_path, VitKernel::Options());
 }
 

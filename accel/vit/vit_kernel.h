@@ -50,10 +50,9 @@ class VitKernel final : public Kernel {
   // Prepares the matrix-product primitives for `weights` (already validated
   // by VitWeightsFromContainer). InvalidArgument for bad options, Internal if
   // oneDNN refuses a shape.
-  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
-      VitWeights weights, Options options);
-  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(
-      VitWeights weights) {
+  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(VitWeights weights,
+                                                                 Options options);
+  static absl::StatusOr<std::shared_ptr<const VitKernel>> Create(VitWeights weights) {
     return Create(std::move(weights), Options());
   }
   ~VitKernel() override;
@@ -61,8 +60,7 @@ class VitKernel final : public Kernel {
   VitKernel& operator=(const VitKernel&) = delete;
 
   const BitstreamManifest& manifest() const override { return manifest_; }
-  void Compute(const int8_t* input, uint32_t n,
-               uint32_t* output) const override;
+  void Compute(const int8_t* input, uint32_t n, uint32_t* output) const override;
 
   // The pipeline's stage groups on n images, as the authors test their
   // blocks one by one. Residual streams are int32 [n][tokens][width]:
@@ -70,8 +68,7 @@ class VitKernel final : public Kernel {
   //   Attention / Mlp (block < depth): residual in -> residual out
   //   Head: residual -> int32 logits [n][classes]
   void PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const;
-  void Attention(uint32_t block, const int32_t* x, uint32_t n,
-                 int32_t* out) const;
+  void Attention(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const;
   void Mlp(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const;
   void Head(const int32_t* x, uint32_t n, int32_t* logits) const;
 
@@ -91,12 +88,10 @@ class VitKernel final : public Kernel {
   struct Workspace;
   VitKernel(VitWeights weights, std::unique_ptr<Impl> impl);
   // The stage groups on one chunk (b <= chunk images) in `ws`.
-  void AttentionChunk(uint32_t block, Workspace& ws, uint32_t b,
-                      const int32_t* x, int32_t* out) const;
-  void MlpChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x,
-                int32_t* out) const;
-  void HeadChunk(Workspace& ws, uint32_t b, const int32_t* x,
-                 int32_t* logits) const;
+  void AttentionChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x,
+                      int32_t* out) const;
+  void MlpChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_t* x, int32_t* out) const;
+  void HeadChunk(Workspace& ws, uint32_t b, const int32_t* x, int32_t* logits) const;
 
   const VitWeights weights_;
   const BitstreamManifest manifest_;
@@ -107,10 +102,9 @@ class VitKernel final : public Kernel {
 // file and the field: NotFound if unreadable, DataLoss on a CRC mismatch,
 // InvalidArgument when malformed or inconsistent or when $HGPIPE_VIT_BLOCKS
 // or $HGPIPE_VIT_SIMD holds an unknown value.
-absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
-    const std::string& weights_path);
-absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(
-    const std::string& weights_path, const VitKernel::Options& options);
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(const std::string& weights_path);
+absl::StatusOr<std::shared_ptr<const VitKernel>> LoadVitKernel(const std::string& weights_path,
+                                                               const VitKernel::Options& options);
 
 }  // namespace hgpipe::accel::vit
 

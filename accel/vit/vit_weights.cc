@@ -34,16 +34,15 @@ class StageLine {
         bad_ = std::string(item);
         continue;
       }
-      if (!values_.emplace(std::string(item.substr(0, eq)),
-                           std::string(item.substr(eq + 1))).second) {
+      if (!values_.emplace(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)))
+               .second) {
         duplicate_ = std::string(item.substr(0, eq));
       }
     }
   }
 
   absl::Status Error(absl::string_view name, absl::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where_, " '", name, "': ", what));
+    return absl::InvalidArgumentError(absl::StrCat(where_, " '", name, "': ", what));
   }
 
   absl::Status Type(const std::string& name, IntType* out) {
@@ -54,8 +53,7 @@ class StageLine {
     return absl::OkStatus();
   }
 
-  absl::Status Int(const std::string& name, int64_t lo, int64_t hi,
-                   int64_t* out) {
+  absl::Status Int(const std::string& name, int64_t lo, int64_t hi, int64_t* out) {
     ASSIGN_OR_RETURN(std::string v, Take(name));
     if (!absl::SimpleAtoi(v, out)) {
       return Error(name, absl::StrCat("'", v, "' is not an integer"));
@@ -93,8 +91,7 @@ class StageLine {
 // at most once, every error naming the source and the key or tensor.
 class Reader {
  public:
-  Reader(const Container& c, absl::string_view source)
-      : c_(c), source_(source) {
+  Reader(const Container& c, absl::string_view source) : c_(c), source_(source) {
     for (const auto& [k, v] : c.manifest) manifest_[k] = v;
   }
 
@@ -116,8 +113,8 @@ class Reader {
     ASSIGN_OR_RETURN(std::string s, Value(key));
     uint64_t v = 0;
     if (!absl::SimpleAtoi(s, &v) || v < lo || v > hi) {
-      return Error(absl::StrCat("manifest '", key, "': '", s,
-                                "' is not an integer in [", lo, ", ", hi, "]"));
+      return Error(absl::StrCat("manifest '", key, "': '", s, "' is not an integer in [", lo, ", ",
+                                hi, "]"));
     }
     *out = static_cast<T>(v);
     return absl::OkStatus();
@@ -126,16 +123,14 @@ class Reader {
   absl::Status Positive(const std::string& key, double* out) {
     ASSIGN_OR_RETURN(std::string s, Value(key));
     if (!absl::SimpleAtod(s, out) || !std::isfinite(*out) || !(*out > 0)) {
-      return Error(
-          absl::StrCat("manifest '", key, "': '", s, "' is not a positive number"));
+      return Error(absl::StrCat("manifest '", key, "': '", s, "' is not a positive number"));
     }
     return absl::OkStatus();
   }
 
   absl::StatusOr<StageLine> Stage(const std::string& key) {
     ASSIGN_OR_RETURN(std::string text, Value(key));
-    return StageLine(absl::StrCat(source_, ": manifest '", key, "' parameter"),
-                     text);
+    return StageLine(absl::StrCat(source_, ": manifest '", key, "' parameter"), text);
   }
 
   // The tensor `name` with exactly `dtype` and `dims`, its values as T.
@@ -147,13 +142,12 @@ class Reader {
     if (it == c_.tensors.end()) return TensorError(name, "missing");
     const vit::Tensor& t = it->second;
     if (t.dtype != dtype) {
-      return TensorError(name, absl::StrCat("dtype ", DTypeName(t.dtype),
-                                            ", expected ", DTypeName(dtype)));
+      return TensorError(
+          name, absl::StrCat("dtype ", DTypeName(t.dtype), ", expected ", DTypeName(dtype)));
     }
     if (t.dims != dims) {
-      return TensorError(
-          name, absl::StrCat("shape [", absl::StrJoin(t.dims, ", "),
-                             "], expected [", absl::StrJoin(dims, ", "), "]"));
+      return TensorError(name, absl::StrCat("shape [", absl::StrJoin(t.dims, ", "), "], expected [",
+                                            absl::StrJoin(dims, ", "), "]"));
     }
     static_assert(sizeof(T) <= 8);
     if (DTypeSize(dtype) != sizeof(T)) return TensorError(name, "internal size");
@@ -173,8 +167,7 @@ class Reader {
                           const IntType& t) const {
     for (size_t i = 0; i < v.size(); ++i) {
       if (!t.Holds(static_cast<int64_t>(v[i]))) {
-        return TensorError(name, absl::StrCat("element ", i, " = ",
-                                              static_cast<int64_t>(v[i]),
+        return TensorError(name, absl::StrCat("element ", i, " = ", static_cast<int64_t>(v[i]),
                                               " does not fit ", t.ToString()));
       }
     }
@@ -226,20 +219,24 @@ absl::Status Int32Type(StageLine& line, const std::string& name, IntType* t) {
 }
 
 // A table of `bound` + 1 entries, each within `type`.
-absl::Status ReadTable(Reader& r, const std::string& name, int64_t bound,
-                       const IntType& type, std::vector<int32_t>* out) {
-  ASSIGN_OR_RETURN(*out, r.Tensor<int32_t>(name, DType::kInt32,
-                                           {static_cast<uint32_t>(bound + 1)}));
+absl::Status ReadTable(Reader& r, const std::string& name, int64_t bound, const IntType& type,
+                       std::vector<int32_t>* out) {
+  ASSIGN_OR_RETURN(*out,
+                   r.Tensor<int32_t>(name, DType::kInt32, {static_cast<uint32_t>(bound + 1)}));
   return r.WithinType(name, *out, type);
 }
 
-absl::Status ReadNorm(Reader& r, const std::string& key, uint32_t width,
-                      NormStage* n) {
+absl::Status ReadNorm(Reader& r, const std::string& key, uint32_t width, NormStage* n) {
   ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
-  for (auto [name, t] : std::initializer_list<std::pair<const char*, IntType*>>{
-           {"sum", &n->sum}, {"divc", &n->divc}, {"mean", &n->mean},
-           {"var", &n->var}, {"cursor", &n->cursor}, {"rsqrt", &n->rsqrt},
-           {"affine", &n->affine}, {"shift", &n->shift}}) {
+  for (auto [name, t] :
+       std::initializer_list<std::pair<const char*, IntType*>>{{"sum", &n->sum},
+                                                               {"divc", &n->divc},
+                                                               {"mean", &n->mean},
+                                                               {"var", &n->var},
+                                                               {"cursor", &n->cursor},
+                                                               {"rsqrt", &n->rsqrt},
+                                                               {"affine", &n->affine},
+                                                               {"shift", &n->shift}}) {
     RETURN_IF_ERROR(line.Type(name, t));
   }
   RETURN_IF_ERROR(OperandType(line, "out", &n->out));
@@ -257,8 +254,8 @@ absl::Status ReadNorm(Reader& r, const std::string& key, uint32_t width,
   return ReadTable(r, key + ".rsqrt", n->var_bound, n->rsqrt, &n->rsqrt_table);
 }
 
-absl::Status ReadLinear(Reader& r, const std::string& key, uint32_t in,
-                        uint32_t out, LinearStage* l) {
+absl::Status ReadLinear(Reader& r, const std::string& key, uint32_t in, uint32_t out,
+                        LinearStage* l) {
   ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
   RETURN_IF_ERROR(OperandType(line, "weight", &l->weight_type, /*allow_unsigned=*/false));
   RETURN_IF_ERROR(Int32Type(line, "bias", &l->bias_type));
@@ -281,8 +278,7 @@ absl::Status ReadTableStage(Reader& r, const std::string& key, TableStage* t,
   RETURN_IF_ERROR(line.Type("cursor", &t->cursor));
   RETURN_IF_ERROR(OperandType(line, "out", &t->out, /*allow_unsigned=*/!weights_operand));
   if (weights_operand && t->out.bits > 7) {
-    return line.Error("out", absl::StrCat(t->out.ToString(),
-                                          ": attention's k and v are s1..s7"));
+    return line.Error("out", absl::StrCat(t->out.ToString(), ": attention's k and v are s1..s7"));
   }
   RETURN_IF_ERROR(line.Int("offset", -kMaxOffset, kMaxOffset, &t->offset));
   RETURN_IF_ERROR(line.Int("shift", 0, kMaxShift, &t->shift));
@@ -299,11 +295,16 @@ absl::Status ReadAccumulator(Reader& r, const std::string& key, IntType* t) {
 
 absl::Status ReadSoftmax(Reader& r, const std::string& key, SoftmaxStage* s) {
   ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
-  for (auto [name, t] : std::initializer_list<std::pair<const char*, IntType*>>{
-           {"minus", &s->minus}, {"cursor1", &s->cursor1}, {"exp", &s->exp},
-           {"sum", &s->sum}, {"recip", &s->recip},
-           {"cursor2_one", &s->cursor2_one}, {"cursor2_two", &s->cursor2_two},
-           {"affine", &s->affine}, {"cursor3", &s->cursor3}}) {
+  for (auto [name, t] :
+       std::initializer_list<std::pair<const char*, IntType*>>{{"minus", &s->minus},
+                                                               {"cursor1", &s->cursor1},
+                                                               {"exp", &s->exp},
+                                                               {"sum", &s->sum},
+                                                               {"recip", &s->recip},
+                                                               {"cursor2_one", &s->cursor2_one},
+                                                               {"cursor2_two", &s->cursor2_two},
+                                                               {"affine", &s->affine},
+                                                               {"cursor3", &s->cursor3}}) {
     RETURN_IF_ERROR(line.Type(name, t));
   }
   RETURN_IF_ERROR(OperandType(line, "out", &s->out));
@@ -327,10 +328,8 @@ absl::Status ReadSoftmax(Reader& r, const std::string& key, SoftmaxStage* s) {
   }
   RETURN_IF_ERROR(line.Done());
   RETURN_IF_ERROR(ReadTable(r, key + ".exp", s->exp_bound, s->exp, &s->exp_table));
-  RETURN_IF_ERROR(ReadTable(r, key + ".recip_one", s->one_bound, s->recip,
-                            &s->recip_one_table));
-  return ReadTable(r, key + ".recip_two", s->two_bound, s->recip,
-                   &s->recip_two_table);
+  RETURN_IF_ERROR(ReadTable(r, key + ".recip_one", s->one_bound, s->recip, &s->recip_one_table));
+  return ReadTable(r, key + ".recip_two", s->two_bound, s->recip, &s->recip_two_table);
 }
 
 absl::Status ReadResidual(Reader& r, const std::string& key, ResidualStage* s) {
@@ -351,11 +350,10 @@ absl::Status ReadPatch(Reader& r, const VitSpec& s, PatchStage* p) {
   RETURN_IF_ERROR(Int32Type(line, "out", &p->out));
   RETURN_IF_ERROR(line.Int("shift", 1, kMaxShift, &p->shift));
   RETURN_IF_ERROR(line.Done());
-  ASSIGN_OR_RETURN(p->weight, r.Tensor<int8_t>("patch.weight", DType::kInt8,
-                                               {s.width, s.token_values}));
+  ASSIGN_OR_RETURN(p->weight,
+                   r.Tensor<int8_t>("patch.weight", DType::kInt8, {s.width, s.token_values}));
   RETURN_IF_ERROR(r.WithinType("patch.weight", p->weight, p->weight_type));
-  ASSIGN_OR_RETURN(p->bias, r.Tensor<int32_t>("patch.bias", DType::kInt32,
-                                              {s.tokens, s.width}));
+  ASSIGN_OR_RETURN(p->bias, r.Tensor<int32_t>("patch.bias", DType::kInt32, {s.tokens, s.width}));
   RETURN_IF_ERROR(r.WithinType("patch.bias", p->bias, p->bias_type));
   ASSIGN_OR_RETURN(p->cls, r.Tensor<int32_t>("patch.cls", DType::kInt32, {s.width}));
   return r.WithinType("patch.cls", p->cls, p->bias_type);
@@ -376,8 +374,8 @@ absl::StatusOr<VitSpec> ReadSpec(Reader& r) {
   RETURN_IF_ERROR(r.Positive("clock_hz", &s.timing.clock_hz));
   RETURN_IF_ERROR(r.Uint("interval_cycles", 1, std::numeric_limits<uint32_t>::max(),
                          &s.timing.interval_cycles));
-  RETURN_IF_ERROR(r.Uint("latency_cycles", 1, std::numeric_limits<uint32_t>::max(),
-                         &s.timing.latency_cycles));
+  RETURN_IF_ERROR(
+      r.Uint("latency_cycles", 1, std::numeric_limits<uint32_t>::max(), &s.timing.latency_cycles));
   if (r.HasKey("top1_accuracy")) {
     ASSIGN_OR_RETURN(std::string v, r.Value("top1_accuracy"));
     if (!absl::SimpleAtod(v, &s.accuracy.top1)) s.accuracy.top1 = -1;
@@ -392,8 +390,8 @@ absl::StatusOr<VitSpec> ReadSpec(Reader& r) {
     if (!st.ok()) return r.Error(st.message());
   }
   if (s.width % s.heads != 0) {
-    return r.Error(absl::StrCat("manifest 'width': ", s.width,
-                                " is not a multiple of heads (", s.heads, ")"));
+    return r.Error(
+        absl::StrCat("manifest 'width': ", s.width, " is not a multiple of heads (", s.heads, ")"));
   }
   return s;
 }
@@ -425,8 +423,7 @@ IntType VitWeights::HeadInput() const {
   return spec.depth == 0 ? patch.out : mlp[spec.depth - 1].residual.out;
 }
 
-absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c,
-                                                   absl::string_view source) {
+absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c, absl::string_view source) {
   Reader r(c, source);
   VitWeights w;
   ASSIGN_OR_RETURN(w.spec, ReadSpec(r));
@@ -463,9 +460,8 @@ absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c,
   RETURN_IF_ERROR(ReadNorm(r, "head.norm", d, &w.head.norm));
   RETURN_IF_ERROR(ReadLinear(r, "head", d, s.classes, &w.head.linear));
   if (w.head.linear.acc.bits > kLogitBits) {
-    return r.Error(absl::StrCat("manifest 'head' parameter 'acc': ",
-                                w.head.linear.acc.ToString(), " is wider than the ",
-                                kLogitBits, "-bit logit word"));
+    return r.Error(absl::StrCat("manifest 'head' parameter 'acc': ", w.head.linear.acc.ToString(),
+                                " is wider than the ", kLogitBits, "-bit logit word"));
   }
   if (r.HasTensor("labels")) {
     ASSIGN_OR_RETURN(const Tensor* t, [&]() -> absl::StatusOr<const Tensor*> {
@@ -478,8 +474,8 @@ absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c,
     const std::string joined(text.begin(), text.end());
     for (absl::string_view l : absl::StrSplit(joined, '\n')) w.labels.emplace_back(l);
     if (w.labels.size() != s.classes) {
-      return r.TensorError("labels", absl::StrCat(w.labels.size(), " labels for ",
-                                                  s.classes, " classes"));
+      return r.TensorError("labels",
+                           absl::StrCat(w.labels.size(), " labels for ", s.classes, " classes"));
     }
   }
   RETURN_IF_ERROR(r.CheckAllUsed());

@@ -25,12 +25,12 @@ struct VitSpec {
   uint32_t token_values = 0;  // int8 values per token
   uint32_t width = 0;         // embedding dimension C
   uint32_t heads = 0;
-  uint32_t depth = 0;         // transformer blocks (attention + MLP each)
+  uint32_t depth = 0;  // transformer blocks (attention + MLP each)
   uint32_t mlp_hidden = 0;
   uint32_t classes = 0;
-  double input_scale = 1.0;   // real value of a device input int8 of 1
-  double logit_scale = 1.0;   // real value of a logit of 1
-  PipelineTiming timing;      // clock and cycles; overheads keep defaults
+  double input_scale = 1.0;  // real value of a device input int8 of 1
+  double logit_scale = 1.0;  // real value of a logit of 1
+  PipelineTiming timing;     // clock and cycles; overheads keep defaults
   // Optional manifest keys top1_accuracy (a fraction) and accuracy_dataset:
   // what the weights were measured to do, required of a model's variants
   // (docs/serving.md, "Variants").
@@ -45,7 +45,7 @@ struct VitSpec {
 // LayerNorm with the reciprocal-square-root table (src/layernorm.h).
 struct NormStage {
   IntType sum, divc, mean, var, cursor, rsqrt, affine, shift, out;
-  int64_t mean_mult = 0, mean_shift = 1;  // mean ~ sum * mean_mult >> shift
+  int64_t mean_mult = 0, mean_shift = 1;                 // mean ~ sum * mean_mult >> shift
   int64_t var_offset = 0, var_shift = 0, var_bound = 0;  // table index
   int64_t out_shift = 0;
   std::vector<int32_t> weight;       // [C], the affine gamma, requantized
@@ -72,8 +72,7 @@ struct TableStage {
 // Softmax with the exponential table and the two-segment reciprocal
 // (src/softmax.h).
 struct SoftmaxStage {
-  IntType minus, cursor1, exp, sum, recip, cursor2_one, cursor2_two, affine,
-      cursor3, out;
+  IntType minus, cursor1, exp, sum, recip, cursor2_one, cursor2_two, affine, cursor3, out;
   int64_t exp_offset = 0, exp_shift = 0, exp_bound = 0;
   int64_t one_offset = 0, one_shift = 0, one_bound = 0;
   int64_t one_out_offset = 0, one_out_shift = 0;
@@ -94,7 +93,7 @@ struct AttentionBlock {
   NormStage norm;
   LinearStage q, k, v;
   TableStage q_quant, k_quant, v_quant;
-  IntType scores;   // q k^T accumulator, per head
+  IntType scores;  // q k^T accumulator, per head
   SoftmaxStage softmax;
   IntType context;  // p v accumulator, per head
   TableStage context_quant;
@@ -132,7 +131,7 @@ struct VitWeights {
   std::vector<AttentionBlock> attn;  // [depth]
   std::vector<MlpBlock> mlp;         // [depth]
   HeadStage head;
-  std::vector<std::string> labels;   // empty, or one per class
+  std::vector<std::string> labels;  // empty, or one per class
 
   // The residual stream's type entering attention block i, MLP block i and
   // the head: the previous stage's output type.
@@ -147,8 +146,7 @@ struct VitWeights {
 // scalars in range, table lengths (bound + 1) and values (within their
 // types), weights and biases within theirs. Errors name `source`, the
 // manifest key or tensor, and the reason.
-absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c,
-                                                   absl::string_view source);
+absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c, absl::string_view source);
 
 }  // namespace hgpipe::accel::vit
 

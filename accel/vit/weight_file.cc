@@ -29,21 +29,19 @@ constexpr size_t kMaxInflatedBytes = size_t{256} << 20;
 // names the source, the offset and the field being read.
 class Reader {
  public:
-  Reader(absl::string_view bytes, absl::string_view source)
-      : bytes_(bytes), source_(source) {}
+  Reader(absl::string_view bytes, absl::string_view source) : bytes_(bytes), source_(source) {}
 
   size_t offset() const { return pos_; }
   size_t remaining() const { return bytes_.size() - pos_; }
 
   absl::Status Error(absl::string_view field, absl::string_view what) const {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source_, ": byte ", pos_, ", ", field, ": ", what));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": byte ", pos_, ", ", field, ": ", what));
   }
 
   absl::Status Take(size_t n, absl::string_view field, absl::string_view* out) {
     if (n > remaining()) {
-      return Error(field, absl::StrCat("truncated (needs ", n, " bytes, ",
-                                       remaining(), " left)"));
+      return Error(field, absl::StrCat("truncated (needs ", n, " bytes, ", remaining(), " left)"));
     }
     *out = bytes_.substr(pos_, n);
     pos_ += n;
@@ -91,8 +89,8 @@ absl::StatusOr<std::string> Gunzip(absl::string_view bytes, absl::string_view so
     if (total == out.size()) {
       if (out.size() >= kMaxInflatedBytes) {
         inflateEnd(&z);
-        return absl::InvalidArgumentError(absl::StrCat(
-            source, ": gzip data inflates beyond ", kMaxInflatedBytes, " bytes"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": gzip data inflates beyond ", kMaxInflatedBytes, " bytes"));
       }
       out.resize(std::min(std::max<size_t>(2 * out.size(), 1 << 20), kMaxInflatedBytes));
     }
@@ -121,8 +119,7 @@ absl::StatusOr<std::string> Gunzip(absl::string_view bytes, absl::string_view so
 template <typename T>
 void PutInt(std::string* out, T v) {
   for (size_t i = 0; i < sizeof(T); ++i) {
-    out->push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) &
-                                     0xFF));
+    out->push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xFF));
   }
 }
 
@@ -131,30 +128,21 @@ void PutInt(std::string* out, T v) {
 size_t DTypeSize(DType t) {
   switch (t) {
     case DType::kInt8:
-    case DType::kUInt8:
-      return 1;
-    case DType::kInt16:
-      return 2;
-    case DType::kInt32:
-      return 4;
-    case DType::kInt64:
-      return 8;
+    case DType::kUInt8: return 1;
+    case DType::kInt16: return 2;
+    case DType::kInt32: return 4;
+    case DType::kInt64: return 8;
   }
   return 0;
 }
 
 const char* DTypeName(DType t) {
   switch (t) {
-    case DType::kInt8:
-      return "int8";
-    case DType::kUInt8:
-      return "uint8";
-    case DType::kInt16:
-      return "int16";
-    case DType::kInt32:
-      return "int32";
-    case DType::kInt64:
-      return "int64";
+    case DType::kInt8: return "int8";
+    case DType::kUInt8: return "uint8";
+    case DType::kInt16: return "int16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
   }
   return "?";
 }
@@ -175,21 +163,11 @@ std::vector<int64_t> Tensor::ToInt64() const {
       v |= uint64_t{bytes[i * size + b]} << (8 * b);
     }
     switch (dtype) {
-      case DType::kInt8:
-        out[i] = static_cast<int8_t>(v);
-        break;
-      case DType::kUInt8:
-        out[i] = static_cast<uint8_t>(v);
-        break;
-      case DType::kInt16:
-        out[i] = static_cast<int16_t>(v);
-        break;
-      case DType::kInt32:
-        out[i] = static_cast<int32_t>(v);
-        break;
-      case DType::kInt64:
-        out[i] = static_cast<int64_t>(v);
-        break;
+      case DType::kInt8: out[i] = static_cast<int8_t>(v); break;
+      case DType::kUInt8: out[i] = static_cast<uint8_t>(v); break;
+      case DType::kInt16: out[i] = static_cast<int16_t>(v); break;
+      case DType::kInt32: out[i] = static_cast<int32_t>(v); break;
+      case DType::kInt64: out[i] = static_cast<int64_t>(v); break;
     }
   }
   return out;
@@ -207,8 +185,7 @@ uint32_t Crc32(const void* data, size_t size) {
   return static_cast<uint32_t>(crc);
 }
 
-absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
-                                         absl::string_view source) {
+absl::StatusOr<Container> ParseContainer(absl::string_view bytes, absl::string_view source) {
   std::string inflated;
   if (IsGzip(bytes)) {
     ASSIGN_OR_RETURN(inflated, Gunzip(bytes, source));
@@ -216,18 +193,19 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
   }
   Reader r(bytes, source);
   absl::string_view magic;
-  if (bytes.size() < 8 ||
-      bytes.substr(0, 8) != absl::string_view(kContainerMagic, 8)) {
-    return r.Error("magic", "not an HG-PIPE ViT weight file (expected "
-                            "\"HGPVIT\\r\\n\")");
+  if (bytes.size() < 8 || bytes.substr(0, 8) != absl::string_view(kContainerMagic, 8)) {
+    return r.Error("magic",
+                   "not an HG-PIPE ViT weight file (expected "
+                   "\"HGPVIT\\r\\n\")");
   }
   RETURN_IF_ERROR(r.Take(8, "magic", &magic));
   uint32_t version = 0;
   RETURN_IF_ERROR(r.Int("version", &version));
   if (version != kContainerVersion) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": version ", version, " is not supported (this "
-                     "build reads version ", kContainerVersion, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": version ", version,
+                                                   " is not supported (this "
+                                                   "build reads version ",
+                                                   kContainerVersion, ")"));
   }
   // Lengths are bounds-checked as they are read, so a truncated file reports
   // the field it ends in; the closing CRC then catches flipped bits.
@@ -235,8 +213,7 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
   uint32_t manifest_bytes = 0;
   RETURN_IF_ERROR(r.Int("manifest length", &manifest_bytes));
   if (manifest_bytes > kMaxManifestBytes) {
-    return r.Error("manifest length",
-                   absl::StrCat(manifest_bytes, " exceeds ", kMaxManifestBytes));
+    return r.Error("manifest length", absl::StrCat(manifest_bytes, " exceeds ", kMaxManifestBytes));
   }
   absl::string_view text;
   RETURN_IF_ERROR(r.Take(manifest_bytes, "manifest", &text));
@@ -247,14 +224,14 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
     if (line.empty()) continue;
     const size_t space = line.find(' ');
     if (space == absl::string_view::npos || space == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": manifest line ", line_no, " is not \"key value\": \"",
-          line.substr(0, 80), "\""));
+      return absl::InvalidArgumentError(absl::StrCat(source, ": manifest line ", line_no,
+                                                     " is not \"key value\": \"",
+                                                     line.substr(0, 80), "\""));
     }
     std::string key(line.substr(0, space));
     if (!keys.insert(key).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": manifest key '", key, "' appears twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": manifest key '", key, "' appears twice"));
     }
     c.manifest.emplace_back(std::move(key), std::string(line.substr(space + 1)));
   }
@@ -295,30 +272,26 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
     uint64_t nbytes = 0;
     RETURN_IF_ERROR(r.Int(where + " byte length", &nbytes));
     if (nbytes != elements * DTypeSize(t.dtype)) {
-      return r.Error(where + " byte length",
-                     absl::StrCat(nbytes, " does not match ", elements, " ",
-                                  DTypeName(t.dtype), " elements"));
+      return r.Error(where + " byte length", absl::StrCat(nbytes, " does not match ", elements, " ",
+                                                          DTypeName(t.dtype), " elements"));
     }
     absl::string_view data;
     RETURN_IF_ERROR(r.Take(nbytes, where + " data", &data));
     t.bytes.assign(data.begin(), data.end());
     if (!c.tensors.emplace(std::string(name), std::move(t)).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": ", where, " appears twice"));
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", where, " appears twice"));
     }
   }
   uint32_t crc = 0;
   const size_t crc_offset = r.offset();
   RETURN_IF_ERROR(r.Int("crc32", &crc));
   if (r.remaining() != 0) {
-    return r.Error("end", absl::StrCat(r.remaining(),
-                                       " unexpected bytes after the CRC"));
+    return r.Error("end", absl::StrCat(r.remaining(), " unexpected bytes after the CRC"));
   }
   const uint32_t actual = Crc32(bytes.data(), crc_offset);
   if (crc != actual) {
-    return absl::DataLossError(absl::StrCat(
-        source, ": CRC-32 mismatch (file says ", crc, ", contents give ",
-        actual, "): the file is corrupt"));
+    return absl::DataLossError(absl::StrCat(source, ": CRC-32 mismatch (file says ", crc,
+                                            ", contents give ", actual, "): the file is corrupt"));
   }
   return c;
 }
@@ -326,8 +299,7 @@ absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
 absl::StatusOr<Container> ReadContainer(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ",
-                                            std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
   std::ostringstream ss;
   ss << in.rdbuf();

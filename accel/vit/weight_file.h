@@ -1,7 +1,7 @@
 // The HG-PIPE weight container (docs/datapath.md, "Weight file"): a
 // versioned little-endian binary holding a text manifest and named integer
-// tensors, closed by a CRC-32, optionally gzip-compressed as a whole. Written by tools/vit/weightfile.py; this is
-// the only C++ reader. Golden-vector files use the same container.
+// tensors, closed by a CRC-32, optionally gzip-compressed as a whole. Written by
+// tools/vit/weightfile.py; this is the only C++ reader. Golden-vector files use the same container.
 #ifndef HGPIPE_ACCEL_VIT_WEIGHT_FILE_H_
 #define HGPIPE_ACCEL_VIT_WEIGHT_FILE_H_
 
@@ -49,8 +49,7 @@ struct Container {
 // `source` names it in errors (a path).
 // InvalidArgument (DataLoss for a CRC mismatch) naming the source, the byte
 // offset and the field when anything is malformed or truncated.
-absl::StatusOr<Container> ParseContainer(absl::string_view bytes,
-                                         absl::string_view source);
+absl::StatusOr<Container> ParseContainer(absl::string_view bytes, absl::string_view source);
 // Reads and parses `path`. NotFound / PermissionDenied if it cannot be read.
 absl::StatusOr<Container> ReadContainer(const std::string& path);
 // The file image of `c` (tensors in name order), CRC included.

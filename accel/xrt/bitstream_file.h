@@ -47,11 +47,10 @@ struct ManifestInfo {
 // (e.g. the file) and the line or field at fault: syntax errors, an empty
 // model, an unknown kernel_contract or I/O layout, or a geometry or timing
 // that fails DeviceGeometry::Validate / PipelineTiming::Validate.
-absl::StatusOr<ManifestInfo> ParseManifest(absl::string_view text,
-                                           absl::string_view what);
+absl::StatusOr<ManifestInfo> ParseManifest(absl::string_view text, absl::string_view what);
 // The same from a parsed message.
-absl::StatusOr<ManifestInfo> ManifestFromProto(
-    const config::BitstreamManifest& proto, absl::string_view what);
+absl::StatusOr<ManifestInfo> ManifestFromProto(const config::BitstreamManifest& proto,
+                                               absl::string_view what);
 
 // "<xclbin_path>.manifest.pbtxt".
 std::string ManifestSidecarPath(absl::string_view xclbin_path);
@@ -78,8 +77,7 @@ absl::StatusOr<BitstreamFile> ReadBitstreamFile(const std::string& xclbin_path);
 
 // ReadBitstreamFile(path)->manifest.manifest: what a server needs to plan
 // for a bitstream's boards (geometry, timing).
-absl::StatusOr<BitstreamManifest> ReadBitstreamManifest(
-    const std::string& xclbin_path);
+absl::StatusOr<BitstreamManifest> ReadBitstreamManifest(const std::string& xclbin_path);
 
 }  // namespace hgpipe::accel
 

@@ -21,11 +21,10 @@ constexpr char kMagic[8] = {'x', 'c', 'l', 'b', 'i', 'n', '2', '\0'};
 constexpr size_t kAlign = 8;
 
 // Copies `s` into a fixed-size, NUL-terminated field.
-absl::Status CopyName(absl::string_view s, char* field, size_t field_size,
-                      absl::string_view what) {
+absl::Status CopyName(absl::string_view s, char* field, size_t field_size, absl::string_view what) {
   if (s.size() >= field_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " \"", s, "\" is longer than ", field_size - 1, " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " \"", s, "\" is longer than ", field_size - 1, " characters"));
   }
   std::memset(field, 0, field_size);
   std::memcpy(field, s.data(), s.size());
@@ -43,26 +42,17 @@ void AppendStruct(std::string* out, const T& value) {
 }
 
 std::string XmlEscape(absl::string_view s) {
-  return absl::StrReplaceAll(
-      s, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
+  return absl::StrReplaceAll(s, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
 std::string JsonEscape(absl::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
@@ -89,8 +79,7 @@ std::string EmbeddedMetadataXml(const XclbinKernelSpec& k) {
       "      <core name=\"OCL_REGION_0\" target=\"bitstream\" "
       "type=\"clc_region\" numComputeUnits=\"1\">\n"
       "        <kernel name=\"",
-      XmlEscape(k.name),
-      "\" language=\"c\" vlnv=\"hgpipe:hls:", XmlEscape(k.name),
+      XmlEscape(k.name), "\" language=\"c\" vlnv=\"hgpipe:hls:", XmlEscape(k.name),
       ":1.0\" preferredWorkGroupSizeMultiple=\"0\" workGroupSize=\"1\" "
       "interrupt=\"true\" hwControlProtocol=\"",
       k.control == AP_CTRL_CHAIN ? "ap_ctrl_chain" : "ap_ctrl_hs", "\">\n",
@@ -101,30 +90,26 @@ std::string EmbeddedMetadataXml(const XclbinKernelSpec& k) {
       "dataWidth=\"32\" portType=\"addressable\" base=\"0x0\"/>\n");
   for (size_t i = 0; i < k.args.size(); ++i) {
     const XclbinArg& a = k.args[i];
-    absl::StrAppend(&xml, "          <arg name=\"", XmlEscape(a.name),
-                    "\" addressQualifier=\"", a.global ? 1 : 0, "\" id=\"", i,
-                    "\" port=\"", a.global ? "M_AXI_GMEM" : "S_AXI_CONTROL",
-                    "\" size=\"", absl::StrFormat("0x%x", a.size),
-                    "\" offset=\"", absl::StrFormat("0x%x", a.offset),
-                    "\" hostOffset=\"0x0\" hostSize=\"",
-                    absl::StrFormat("0x%x", a.size), "\" type=\"",
-                    XmlEscape(a.type), "\"/>\n");
+    absl::StrAppend(&xml, "          <arg name=\"", XmlEscape(a.name), "\" addressQualifier=\"",
+                    a.global ? 1 : 0, "\" id=\"", i, "\" port=\"",
+                    a.global ? "M_AXI_GMEM" : "S_AXI_CONTROL", "\" size=\"",
+                    absl::StrFormat("0x%x", a.size), "\" offset=\"",
+                    absl::StrFormat("0x%x", a.offset), "\" hostOffset=\"0x0\" hostSize=\"",
+                    absl::StrFormat("0x%x", a.size), "\" type=\"", XmlEscape(a.type), "\"/>\n");
   }
   absl::StrAppend(&xml, "          <instance name=\"", XmlEscape(k.instance),
-                  "\">\n            <addrRemap base=\"",
-                  absl::StrFormat("0x%x", k.base_address),
+                  "\">\n            <addrRemap base=\"", absl::StrFormat("0x%x", k.base_address),
                   "\" port=\"S_AXI_CONTROL\"/>\n          </instance>\n",
                   "        </kernel>\n      </core>\n    </device>\n"
                   "  </platform>\n</project>\n");
   return xml;
 }
 
-std::string KeyValueJson(
-    const std::vector<std::pair<std::string, std::string>>& kv) {
+std::string KeyValueJson(const std::vector<std::pair<std::string, std::string>>& kv) {
   std::string json = "{\"keyvalue_metadata\":{\"key_values\":[";
   for (size_t i = 0; i < kv.size(); ++i) {
-    absl::StrAppend(&json, i ? "," : "", "{\"key\":\"", JsonEscape(kv[i].first),
-                    "\",\"value\":\"", JsonEscape(kv[i].second), "\"}");
+    absl::StrAppend(&json, i ? "," : "", "{\"key\":\"", JsonEscape(kv[i].first), "\",\"value\":\"",
+                    JsonEscape(kv[i].second), "\"}");
   }
   json += "]}}";
   return json;
@@ -139,22 +124,20 @@ struct NewSection {
 // Lays out a container: the axlf header (whose fixed part is copied from
 // `header`, e.g. from a parsed container), then the section headers, then
 // each section's data 8-byte aligned.
-absl::StatusOr<std::string> Assemble(const axlf& header,
-                                     const std::vector<NewSection>& sections,
+absl::StatusOr<std::string> Assemble(const axlf& header, const std::vector<NewSection>& sections,
                                      absl::string_view what) {
   if (sections.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": no sections"));
   }
-  const size_t table_end = offsetof(axlf, m_sections) +
-                           sections.size() * sizeof(axlf_section_header);
+  const size_t table_end =
+      offsetof(axlf, m_sections) + sections.size() * sizeof(axlf_section_header);
   std::vector<axlf_section_header> table(sections.size());
   size_t pos = (table_end + kAlign - 1) / kAlign * kAlign;
   for (size_t i = 0; i < sections.size(); ++i) {
     std::memset(&table[i], 0, sizeof(table[i]));
     table[i].m_sectionKind = sections[i].kind;
-    if (absl::Status s =
-            CopyName(sections[i].name, table[i].m_sectionName,
-                     sizeof(table[i].m_sectionName), "section name");
+    if (absl::Status s = CopyName(sections[i].name, table[i].m_sectionName,
+                                  sizeof(table[i].m_sectionName), "section name");
         !s.ok()) {
       return s;
     }
@@ -182,50 +165,28 @@ absl::StatusOr<std::string> Assemble(const axlf& header,
 
 std::string XclbinSectionKindName(uint32_t kind) {
   switch (kind) {
-    case BITSTREAM:
-      return "BITSTREAM";
-    case CLEARING_BITSTREAM:
-      return "CLEARING_BITSTREAM";
-    case EMBEDDED_METADATA:
-      return "EMBEDDED_METADATA";
-    case FIRMWARE:
-      return "FIRMWARE";
-    case DEBUG_DATA:
-      return "DEBUG_DATA";
-    case SCHED_FIRMWARE:
-      return "SCHED_FIRMWARE";
-    case MEM_TOPOLOGY:
-      return "MEM_TOPOLOGY";
-    case CONNECTIVITY:
-      return "CONNECTIVITY";
-    case IP_LAYOUT:
-      return "IP_LAYOUT";
-    case DEBUG_IP_LAYOUT:
-      return "DEBUG_IP_LAYOUT";
-    case CLOCK_FREQ_TOPOLOGY:
-      return "CLOCK_FREQ_TOPOLOGY";
-    case BUILD_METADATA:
-      return "BUILD_METADATA";
-    case KEYVALUE_METADATA:
-      return "KEYVALUE_METADATA";
-    case USER_METADATA:
-      return "USER_METADATA";
-    case PDI:
-      return "PDI";
-    case BITSTREAM_PARTIAL_PDI:
-      return "BITSTREAM_PARTIAL_PDI";
-    case PARTITION_METADATA:
-      return "PARTITION_METADATA";
-    case SYSTEM_METADATA:
-      return "SYSTEM_METADATA";
-    case AIE_METADATA:
-      return "AIE_METADATA";
-    case ASK_GROUP_TOPOLOGY:
-      return "ASK_GROUP_TOPOLOGY";
-    case ASK_GROUP_CONNECTIVITY:
-      return "ASK_GROUP_CONNECTIVITY";
-    default:
-      return absl::StrCat("KIND_", kind);
+    case BITSTREAM: return "BITSTREAM";
+    case CLEARING_BITSTREAM: return "CLEARING_BITSTREAM";
+    case EMBEDDED_METADATA: return "EMBEDDED_METADATA";
+    case FIRMWARE: return "FIRMWARE";
+    case DEBUG_DATA: return "DEBUG_DATA";
+    case SCHED_FIRMWARE: return "SCHED_FIRMWARE";
+    case MEM_TOPOLOGY: return "MEM_TOPOLOGY";
+    case CONNECTIVITY: return "CONNECTIVITY";
+    case IP_LAYOUT: return "IP_LAYOUT";
+    case DEBUG_IP_LAYOUT: return "DEBUG_IP_LAYOUT";
+    case CLOCK_FREQ_TOPOLOGY: return "CLOCK_FREQ_TOPOLOGY";
+    case BUILD_METADATA: return "BUILD_METADATA";
+    case KEYVALUE_METADATA: return "KEYVALUE_METADATA";
+    case USER_METADATA: return "USER_METADATA";
+    case PDI: return "PDI";
+    case BITSTREAM_PARTIAL_PDI: return "BITSTREAM_PARTIAL_PDI";
+    case PARTITION_METADATA: return "PARTITION_METADATA";
+    case SYSTEM_METADATA: return "SYSTEM_METADATA";
+    case AIE_METADATA: return "AIE_METADATA";
+    case ASK_GROUP_TOPOLOGY: return "ASK_GROUP_TOPOLOGY";
+    case ASK_GROUP_CONNECTIVITY: return "ASK_GROUP_CONNECTIVITY";
+    default: return absl::StrCat("KIND_", kind);
   }
 }
 
@@ -242,8 +203,8 @@ absl::StatusOr<XclbinUuid> ParseUuidHex(absl::string_view text) {
   }
   XclbinUuid out{};
   auto bad = [&] {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "uuid \"", text, "\" is not 32 hex digits (dashes allowed)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("uuid \"", text, "\" is not 32 hex digits (dashes allowed)"));
   };
   if (hex.size() != 32) return bad();
   for (size_t i = 0; i < 16; ++i) {
@@ -290,8 +251,7 @@ XclbinKernelSpec HgpipeKernelSpec() {
 absl::StatusOr<std::string> BuildXclbin(const XclbinSpec& spec) {
   const XclbinKernelSpec& k = spec.kernel;
   if (k.args.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kernel ", k.name, " has no arguments"));
+    return absl::InvalidArgumentError(absl::StrCat("kernel ", k.name, " has no arguments"));
   }
   axlf top;
   std::memset(&top, 0, sizeof(top));
@@ -306,8 +266,7 @@ absl::StatusOr<std::string> BuildXclbin(const XclbinSpec& spec) {
   top.m_header.m_mode = XCLBIN_FLAT;
   {
     char vbnv[sizeof(top.m_header.m_platformVBNV)];
-    if (absl::Status s =
-            CopyName(spec.platform_vbnv, vbnv, sizeof(vbnv), "platform VBNV");
+    if (absl::Status s = CopyName(spec.platform_vbnv, vbnv, sizeof(vbnv), "platform VBNV");
         !s.ok()) {
       return s;
     }
@@ -340,12 +299,11 @@ absl::StatusOr<std::string> BuildXclbin(const XclbinSpec& spec) {
     il.m_count = 1;
     il.m_ip_data[0].m_type = IP_KERNEL;
     il.m_ip_data[0].properties =
-        ((k.control << IP_CONTROL_SHIFT) & IP_CONTROL_MASK) |
-        IP_INT_ENABLE_MASK;
+        ((k.control << IP_CONTROL_SHIFT) & IP_CONTROL_MASK) | IP_INT_ENABLE_MASK;
     il.m_ip_data[0].m_base_address = k.base_address;
     char name[sizeof(il.m_ip_data[0].m_name)];
-    if (absl::Status s = CopyName(absl::StrCat(k.name, ":", k.instance), name,
-                                  sizeof(name), "compute unit name");
+    if (absl::Status s = CopyName(absl::StrCat(k.name, ":", k.instance), name, sizeof(name),
+                                  "compute unit name");
         !s.ok()) {
       return s;
     }
@@ -371,11 +329,9 @@ absl::StatusOr<std::string> BuildXclbin(const XclbinSpec& spec) {
     }
     sections.push_back({CONNECTIVITY, "connectivity", std::move(data)});
   }
-  sections.push_back(
-      {EMBEDDED_METADATA, "embedded_meta", EmbeddedMetadataXml(k)});
+  sections.push_back({EMBEDDED_METADATA, "embedded_meta", EmbeddedMetadataXml(k)});
   if (!spec.key_values.empty()) {
-    sections.push_back(
-        {KEYVALUE_METADATA, "keyvalue_meta", KeyValueJson(spec.key_values)});
+    sections.push_back({KEYVALUE_METADATA, "keyvalue_meta", KeyValueJson(spec.key_values)});
   }
   if (spec.manifest) {
     sections.push_back({USER_METADATA, kManifestSectionName, *spec.manifest});
@@ -393,50 +349,42 @@ std::optional<absl::string_view> XclbinContents::Section(
   return std::nullopt;
 }
 
-absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes,
-                                           absl::string_view what) {
-  if (bytes.size() < sizeof(kMagic) ||
-      std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes, absl::string_view what) {
+  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": not an xclbin: bad magic (want \"xclbin2\")"));
   }
   const size_t fixed = offsetof(axlf, m_sections);
   if (bytes.size() < fixed) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": xclbin header truncated (", bytes.size(),
-                     " bytes, header needs ", fixed, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": xclbin header truncated (", bytes.size(), " bytes, header needs ", fixed, ")"));
   }
   axlf top;
   std::memcpy(&top, bytes.data(), fixed);
   XclbinContents c;
   c.bytes = bytes;
   std::memcpy(c.uuid.data(), top.m_header.uuid, c.uuid.size());
-  c.platform_vbnv = FixedString(top.m_header.m_platformVBNV,
-                                sizeof(top.m_header.m_platformVBNV));
+  c.platform_vbnv = FixedString(top.m_header.m_platformVBNV, sizeof(top.m_header.m_platformVBNV));
   c.length = top.m_header.m_length;
   c.mode = top.m_header.m_mode;
   const uint64_t n = top.m_header.m_numSections;
-  if (n > XCLBIN_MAX_NUM_SECTION ||
-      fixed + n * sizeof(axlf_section_header) > bytes.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": xclbin section table (", n, " sections) is truncated"));
+  if (n > XCLBIN_MAX_NUM_SECTION || fixed + n * sizeof(axlf_section_header) > bytes.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": xclbin section table (", n, " sections) is truncated"));
   }
   if (c.length > bytes.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": xclbin truncated: header says ", c.length,
-                     " bytes, file has ", bytes.size()));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": xclbin truncated: header says ",
+                                                   c.length, " bytes, file has ", bytes.size()));
   }
   for (uint64_t i = 0; i < n; ++i) {
     axlf_section_header h;
     std::memcpy(&h, bytes.data() + fixed + i * sizeof(h), sizeof(h));
-    if (h.m_sectionOffset > bytes.size() ||
-        h.m_sectionSize > bytes.size() - h.m_sectionOffset) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": xclbin section ", i, " (",
-          XclbinSectionKindName(h.m_sectionKind), ") lies outside the file"));
+    if (h.m_sectionOffset > bytes.size() || h.m_sectionSize > bytes.size() - h.m_sectionOffset) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": xclbin section ", i, " (",
+                                                     XclbinSectionKindName(h.m_sectionKind),
+                                                     ") lies outside the file"));
     }
-    c.sections.push_back({h.m_sectionKind,
-                          FixedString(h.m_sectionName, sizeof(h.m_sectionName)),
+    c.sections.push_back({h.m_sectionKind, FixedString(h.m_sectionName, sizeof(h.m_sectionName)),
                           h.m_sectionOffset, h.m_sectionSize});
   }
   if (std::optional<absl::string_view> ipl = c.Section(IP_LAYOUT)) {
@@ -446,8 +394,7 @@ absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes,
     }
     const size_t first = offsetof(ip_layout, m_ip_data);
     if (count < 0 || first + size_t(count) * sizeof(ip_data) > ipl->size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": xclbin IP_LAYOUT is truncated"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": xclbin IP_LAYOUT is truncated"));
     }
     for (int32_t i = 0; i < count; ++i) {
       ip_data d;
@@ -466,8 +413,7 @@ absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes,
   return c;
 }
 
-absl::StatusOr<std::string> Repackage(absl::string_view bytes,
-                                      absl::string_view what,
+absl::StatusOr<std::string> Repackage(absl::string_view bytes, absl::string_view what,
                                       absl::string_view manifest) {
   absl::StatusOr<XclbinContents> c = ParseXclbin(bytes, what);
   if (!c.ok()) return c.status();
@@ -483,11 +429,9 @@ absl::StatusOr<std::string> Repackage(absl::string_view bytes,
   std::vector<NewSection> sections;
   for (const XclbinSection& s : c->sections) {
     if (s.kind == USER_METADATA && s.name == kManifestSectionName) continue;
-    sections.push_back(
-        {s.kind, s.name, std::string(bytes.substr(s.offset, s.size))});
+    sections.push_back({s.kind, s.name, std::string(bytes.substr(s.offset, s.size))});
   }
-  sections.push_back(
-      {USER_METADATA, kManifestSectionName, std::string(manifest)});
+  sections.push_back({USER_METADATA, kManifestSectionName, std::string(manifest)});
   return Assemble(top, sections, what);
 }
 
@@ -515,8 +459,7 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
 absl::Status WriteWholeFile(const std::string& path, absl::string_view data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) {
-    return absl::InternalError(
-        absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
   }
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   out.close();

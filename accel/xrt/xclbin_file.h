@@ -119,8 +119,8 @@ struct XclbinContents {
 
   // The data of the first section of `kind` (and `name`, when given), or
   // nullopt.
-  std::optional<absl::string_view> Section(
-      uint32_t kind, std::optional<absl::string_view> name = {}) const;
+  std::optional<absl::string_view> Section(uint32_t kind,
+                                           std::optional<absl::string_view> name = {}) const;
 
   absl::string_view bytes;  // the whole container
 };
@@ -129,16 +129,14 @@ struct XclbinContents {
 // `bytes` (which must outlive the result). InvalidArgument naming `what`
 // (e.g. the file) if the magic is wrong ("not an xclbin: bad magic"), the
 // header is truncated or a section lies outside the container.
-absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes,
-                                           absl::string_view what);
+absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes, absl::string_view what);
 
 // A copy of the container `bytes` (e.g. one built by Vitis) whose manifest
 // section (USER_METADATA named kManifestSectionName) holds `manifest`,
 // replacing any it had; the uuid and every other section are unchanged.
 // Signed containers are refused (FailedPrecondition): rewriting would
 // invalidate their signature. Errors name `what`.
-absl::StatusOr<std::string> Repackage(absl::string_view bytes,
-                                      absl::string_view what,
+absl::StatusOr<std::string> Repackage(absl::string_view bytes, absl::string_view what,
                                       absl::string_view manifest);
 
 // Whole-file helpers. NotFound / PermissionDenied / Internal naming `path`.

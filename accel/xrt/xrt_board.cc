@@ -35,52 +35,37 @@ constexpr int kNumArgs = 3;
 constexpr std::chrono::milliseconds kWaitSlice{1000};
 
 constexpr size_t kPageBytes = 4096;
-size_t RoundUpToPage(size_t n) {
-  return (n + kPageBytes - 1) / kPageBytes * kPageBytes;
-}
+size_t RoundUpToPage(size_t n) { return (n + kPageBytes - 1) / kPageBytes * kPageBytes; }
 
 bool IsFinal(ert_cmd_state s) {
   switch (s) {
     case ERT_CMD_STATE_NEW:
     case ERT_CMD_STATE_QUEUED:
     case ERT_CMD_STATE_RUNNING:
-    case ERT_CMD_STATE_SUBMITTED:
-      return false;
-    default:
-      return true;
+    case ERT_CMD_STATE_SUBMITTED: return false;
+    default: return true;
   }
 }
 
 std::string StateName(ert_cmd_state s) {
   switch (s) {
-    case ERT_CMD_STATE_NEW:
-      return "NEW";
-    case ERT_CMD_STATE_QUEUED:
-      return "QUEUED";
-    case ERT_CMD_STATE_RUNNING:
-      return "RUNNING";
-    case ERT_CMD_STATE_COMPLETED:
-      return "COMPLETED";
-    case ERT_CMD_STATE_ERROR:
-      return "ERROR";
-    case ERT_CMD_STATE_ABORT:
-      return "ABORT";
-    case ERT_CMD_STATE_SUBMITTED:
-      return "SUBMITTED";
-    case ERT_CMD_STATE_TIMEOUT:
-      return "TIMEOUT";
-    case ERT_CMD_STATE_NORESPONSE:
-      return "NORESPONSE";
-    default:
-      return absl::StrCat("state ", static_cast<int>(s));
+    case ERT_CMD_STATE_NEW: return "NEW";
+    case ERT_CMD_STATE_QUEUED: return "QUEUED";
+    case ERT_CMD_STATE_RUNNING: return "RUNNING";
+    case ERT_CMD_STATE_COMPLETED: return "COMPLETED";
+    case ERT_CMD_STATE_ERROR: return "ERROR";
+    case ERT_CMD_STATE_ABORT: return "ABORT";
+    case ERT_CMD_STATE_SUBMITTED: return "SUBMITTED";
+    case ERT_CMD_STATE_TIMEOUT: return "TIMEOUT";
+    case ERT_CMD_STATE_NORESPONSE: return "NORESPONSE";
+    default: return absl::StrCat("state ", static_cast<int>(s));
   }
 }
 
 // XRT reports sensors as JSON text. The fields needed here are flat string
 // members of flat objects, so a small scanner is enough: the string value
 // of "key" in `object`, or nullopt.
-std::optional<std::string> JsonStringField(absl::string_view object,
-                                           absl::string_view key) {
+std::optional<std::string> JsonStringField(absl::string_view object, absl::string_view key) {
   const std::string quoted = absl::StrCat("\"", key, "\"");
   size_t pos = object.find(quoted);
   if (pos == absl::string_view::npos) return std::nullopt;
@@ -116,8 +101,7 @@ std::optional<double> FpgaTemperature(absl::string_view json) {
 
 // The card's power from device::info::electrical, when known ("N/A" not).
 std::optional<double> PowerWatts(absl::string_view json) {
-  std::optional<std::string> w =
-      JsonStringField(json, "power_consumption_watts");
+  std::optional<std::string> w = JsonStringField(json, "power_consumption_watts");
   double watts;
   if (w && absl::SimpleAtod(*w, &watts)) return watts;
   return std::nullopt;
@@ -176,8 +160,7 @@ class XrtBoard final : public Board {
   uint32_t max_images_per_run() const override { return max_images_per_run_; }
   RunSlotBuffers slot(int index) override {
     Slot& s = slots_.at(index);
-    return {absl::MakeSpan(s.in_map, s.in_size),
-            absl::MakeConstSpan(s.out_map, s.out_words)};
+    return {absl::MakeSpan(s.in_map, s.in_size), absl::MakeConstSpan(s.out_map, s.out_words)};
   }
   void Submit(int index, uint32_t n, DoneCallback done) override;
   absl::Status Health() const override {
@@ -186,8 +169,7 @@ class XrtBoard final : public Board {
     if (ops_pending_ > 0 || !programmed_) return NotProgrammedLocked();
     return absl::OkStatus();
   }
-  void Program(std::shared_ptr<const Bitstream> bitstream,
-               DoneCallback done) override;
+  void Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) override;
   void Reset(DoneCallback done) override;
 
  private:
@@ -204,10 +186,10 @@ class XrtBoard final : public Board {
     int slot = -1;
     uint32_t n = 0;
     DoneCallback done;
-    absl::Status status;   // not OK: fails without waiting
-    bool claimed = false;  // holds slot_busy_[slot]
-    bool started = false;  // the run was started on the device
-    uint64_t seq = 0;      // 1, 2, ... in submission order
+    absl::Status status;     // not OK: fails without waiting
+    bool claimed = false;    // holds slot_busy_[slot]
+    bool started = false;    // the run was started on the device
+    uint64_t seq = 0;        // 1, 2, ... in submission order
     uint64_t reset_gen = 0;  // reset_gen_ when submitted
   };
   // A Program or Reset, run on the operations thread in call order.
@@ -220,8 +202,7 @@ class XrtBoard final : public Board {
 
   // "board <name>: <what>: <XRT's message>", recorded as the board's
   // failure if it is the first. Returns the run's status.
-  absl::Status Fail(absl::StatusCode code, absl::string_view what)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Fail(absl::StatusCode code, absl::string_view what) ABSL_LOCKS_EXCLUDED(mu_);
   std::string Where(int slot, uint32_t n) const {
     return absl::StrCat("run of ", n, " images from slot ", slot);
   }
@@ -281,7 +262,7 @@ class XrtBoard final : public Board {
   bool programmed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status program_error_ ABSL_GUARDED_BY(mu_);  // the last Program's
   uint64_t reset_gen_ ABSL_GUARDED_BY(mu_) = 0;      // Reset calls so far
-  int ops_pending_ ABSL_GUARDED_BY(mu_) = 0;  // Program/Reset queued or running
+  int ops_pending_ ABSL_GUARDED_BY(mu_) = 0;         // Program/Reset queued or running
   std::deque<Op> ops_ ABSL_GUARDED_BY(mu_);
   bool ops_stop_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -298,9 +279,9 @@ absl::Status XrtBoard::OpenDevice() {
       device_ = xrt::device(device_spec_);
     }
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "board ", info_.name, ": opening XRT device ", device_spec_,
-        " (xclbin ", xclbin_path_, "): ", e.what()));
+    return absl::UnavailableError(absl::StrCat("board ", info_.name, ": opening XRT device ",
+                                               device_spec_, " (xclbin ", xclbin_path_,
+                                               "): ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -318,20 +299,18 @@ absl::Status XrtBoard::Load(const BitstreamFile& file) {
   absl::Status status;
   try {
     stage = "reading the xclbin";
-    const xrt::xclbin xclbin(
-        std::vector<char>(file.bytes.begin(), file.bytes.end()));
+    const xrt::xclbin xclbin(std::vector<char>(file.bytes.begin(), file.bytes.end()));
     const xrt::xclbin::kernel xk = xclbin.get_kernel(kernel_name);
     if (!xk) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("board ", info_.name, ": ", xclbin_path_,
-                       ": unknown kernel: no kernel \"", kernel_name,
-                       "\" in its EMBEDDED_METADATA"));
+      return absl::InvalidArgumentError(absl::StrCat("board ", info_.name, ": ", xclbin_path_,
+                                                     ": unknown kernel: no kernel \"", kernel_name,
+                                                     "\" in its EMBEDDED_METADATA"));
     }
     // The contract, as XRT reads the metadata (docs/kernel-contract.md).
     auto contract_error = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "board ", info_.name, ": ", xclbin_path_, ": kernel ", kernel_name,
-          " breaks the kernel contract (docs/kernel-contract.md): ", what));
+      return absl::InvalidArgumentError(
+          absl::StrCat("board ", info_.name, ": ", xclbin_path_, ": kernel ", kernel_name,
+                       " breaks the kernel contract (docs/kernel-contract.md): ", what));
     };
     if (xk.get_num_args() != kNumArgs) {
       return contract_error(absl::StrCat("it has ", xk.get_num_args(),
@@ -340,16 +319,15 @@ absl::Status XrtBoard::Load(const BitstreamFile& file) {
     }
     for (int i : {kArgIn, kArgOut}) {
       if (xk.get_arg(i).get_mems().empty()) {
-        return contract_error(absl::StrCat(
-            "argument ", i, " (", xk.get_arg(i).get_name(),
-            ") must be a global pointer connected to device memory"));
+        return contract_error(
+            absl::StrCat("argument ", i, " (", xk.get_arg(i).get_name(),
+                         ") must be a global pointer connected to device memory"));
       }
     }
     if (!xk.get_arg(kArgImages).get_mems().empty() ||
         xk.get_arg(kArgImages).get_size() != sizeof(uint32_t)) {
-      return contract_error(
-          absl::StrCat("argument 2 (", xk.get_arg(kArgImages).get_name(),
-                       ") must be the 4-byte scalar n_images"));
+      return contract_error(absl::StrCat("argument 2 (", xk.get_arg(kArgImages).get_name(),
+                                         ") must be the 4-byte scalar n_images"));
     }
 
     stage = "loading the xclbin";
@@ -384,9 +362,8 @@ absl::Status XrtBoard::Load(const BitstreamFile& file) {
     }
   } catch (const std::exception& e) {
     Release();
-    return absl::UnavailableError(absl::StrCat("board ", info_.name, ": ",
-                                               stage, " (xclbin ", xclbin_path_,
-                                               "): ", e.what()));
+    return absl::UnavailableError(absl::StrCat("board ", info_.name, ": ", stage, " (xclbin ",
+                                               xclbin_path_, "): ", e.what()));
   }
   manifest_ = file.manifest.manifest;
   return absl::OkStatus();
@@ -398,15 +375,12 @@ absl::Status XrtBoard::Init(const BitstreamFile& file) {
 
   // Descriptive information: whatever XRT can tell (most queries throw on
   // the no-op device and on some platforms).
-  info_.device = Optional([&] {
-                   return device_.get_info<xrt::info::device::bdf>();
-                 }).value_or(device_spec_);
-  if (auto t = Optional(
-          [&] { return device_.get_info<xrt::info::device::thermal>(); })) {
+  info_.device =
+      Optional([&] { return device_.get_info<xrt::info::device::bdf>(); }).value_or(device_spec_);
+  if (auto t = Optional([&] { return device_.get_info<xrt::info::device::thermal>(); })) {
     info_.temperature_celsius = FpgaTemperature(*t);
   }
-  if (auto e = Optional(
-          [&] { return device_.get_info<xrt::info::device::electrical>(); })) {
+  if (auto e = Optional([&] { return device_.get_info<xrt::info::device::electrical>(); })) {
     info_.power_watts = PowerWatts(*e);
   }
 
@@ -428,15 +402,14 @@ absl::Status XrtBoard::Fail(absl::StatusCode code, absl::string_view what) {
 }
 
 absl::Status XrtBoard::NotProgrammedLocked() const {
-  const std::string what =
-      absl::StrCat("board ", info_.name, ": not programmed");
+  const std::string what = absl::StrCat("board ", info_.name, ": not programmed");
   if (ops_pending_ > 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(what, " (a Program or Reset is in progress)"));
   }
   if (!program_error_.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, " (the last Program failed: ", program_error_.message(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " (the last Program failed: ", program_error_.message(), ")"));
   }
   return absl::FailedPreconditionError(what);
 }
@@ -448,19 +421,18 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
   p.done = std::move(done);
   hgpipe::MutexLock sl(&submit_mu_);
   if (index < 0 || index >= num_slots_ || n == 0 || n > max_images_per_run_) {
-    p.status = absl::InvalidArgumentError(absl::StrCat(
-        "board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
-        num_slots_, " slots of ", max_images_per_run_, " images)"));
+    p.status = absl::InvalidArgumentError(
+        absl::StrCat("board ", info_.name, ": bad run (slot ", index, ", ", n, " images; ",
+                     num_slots_, " slots of ", max_images_per_run_, " images)"));
   } else {
     hgpipe::MutexLock l(&mu_);
     if (ops_pending_ > 0 || !programmed_) {
       p.status = NotProgrammedLocked();
     } else if (!failure_.ok()) {
-      p.status = absl::UnavailableError(
-          absl::StrCat(failure_.message(), " (run refused)"));
+      p.status = absl::UnavailableError(absl::StrCat(failure_.message(), " (run refused)"));
     } else if (slot_busy_[index]) {
-      p.status = absl::FailedPreconditionError(absl::StrCat(
-          "board ", info_.name, ": slot ", index, " is still in flight"));
+      p.status = absl::FailedPreconditionError(
+          absl::StrCat("board ", info_.name, ": slot ", index, " is still in flight"));
     } else {
       slot_busy_[index] = true;
       p.claimed = true;
@@ -471,16 +443,14 @@ void XrtBoard::Submit(int index, uint32_t n, DoneCallback done) {
   if (p.status.ok()) {
     Slot& s = slots_[index];
     try {
-      s.in.sync(XCL_BO_SYNC_BO_TO_DEVICE, manifest_.geometry.input_bytes() * n,
-                0);
+      s.in.sync(XCL_BO_SYNC_BO_TO_DEVICE, manifest_.geometry.input_bytes() * n, 0);
       // set_arg on an idle run (never update_arg: see xrt-noop notes).
       s.run.set_arg(kArgImages, n);
       s.run.start();
       p.started = true;
     } catch (const std::exception& e) {
-      p.status = Fail(
-          absl::StatusCode::kUnavailable,
-          absl::StrCat("starting a ", Where(index, n), " failed: ", e.what()));
+      p.status = Fail(absl::StatusCode::kUnavailable,
+                      absl::StrCat("starting a ", Where(index, n), " failed: ", e.what()));
     }
   }
   hgpipe::MutexLock l(&mu_);
@@ -496,9 +466,8 @@ absl::Status XrtBoard::AbortRun(const Pending& p) {
       // The device is about to be reset anyway.
     }
   }
-  return absl::AbortedError(absl::StrCat("board ", info_.name, ": ",
-                                         Where(p.slot, p.n),
-                                         " aborted by reset"));
+  return absl::AbortedError(
+      absl::StrCat("board ", info_.name, ": ", Where(p.slot, p.n), " aborted by reset"));
 }
 
 absl::Status XrtBoard::FinishRun(const Pending& p) {
@@ -510,15 +479,12 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
   }
   try {
     // After a failure the device may be gone: do not wait long for it.
-    const absl::Time deadline =
-        absl::Now() + (failed_before ? absl::Seconds(1) : run_timeout_);
+    const absl::Time deadline = absl::Now() + (failed_before ? absl::Seconds(1) : run_timeout_);
     ert_cmd_state state;
     for (;;) {
-      const absl::Duration left =
-          std::max(deadline - absl::Now(), absl::Milliseconds(1));
-      const auto slice = std::min(
-          kWaitSlice,
-          std::chrono::milliseconds(absl::ToInt64Milliseconds(left) + 1));
+      const absl::Duration left = std::max(deadline - absl::Now(), absl::Milliseconds(1));
+      const auto slice =
+          std::min(kWaitSlice, std::chrono::milliseconds(absl::ToInt64Milliseconds(left) + 1));
       state = s.run.wait(slice);
       // TIMEOUT is both "the wait timed out" and a final state set by the
       // scheduler: the run's own state tells which.
@@ -529,15 +495,14 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
     }
     if (AbortRequested(p)) return AbortRun(p);
     if (!IsFinal(state)) {
-      return Fail(absl::StatusCode::kDeadlineExceeded,
-                  absl::StrCat(Where(p.slot, p.n), " did not finish within ",
-                               absl::FormatDuration(run_timeout_), " (state ",
-                               StateName(state), ")"));
+      return Fail(
+          absl::StatusCode::kDeadlineExceeded,
+          absl::StrCat(Where(p.slot, p.n), " did not finish within ",
+                       absl::FormatDuration(run_timeout_), " (state ", StateName(state), ")"));
     }
     if (state != ERT_CMD_STATE_COMPLETED) {
       return Fail(absl::StatusCode::kUnavailable,
-                  absl::StrCat(Where(p.slot, p.n), " ended in state ",
-                               StateName(state)));
+                  absl::StrCat(Where(p.slot, p.n), " ended in state ", StateName(state)));
     }
     if (test_fault_after_runs_ && p.seq > *test_fault_after_runs_) {
       // Test-only fault (XrtBoardOptions::test_fault_after_runs): a read
@@ -545,18 +510,15 @@ absl::Status XrtBoard::FinishRun(const Pending& p) {
       char byte;
       s.out.read(&byte, 1, s.out.size());
     }
-    s.out.sync(XCL_BO_SYNC_BO_FROM_DEVICE,
-               manifest_.geometry.output_bytes() * p.n, 0);
+    s.out.sync(XCL_BO_SYNC_BO_FROM_DEVICE, manifest_.geometry.output_bytes() * p.n, 0);
   } catch (const std::exception& e) {
     return Fail(absl::StatusCode::kUnavailable,
-                absl::StrCat("completing a ", Where(p.slot, p.n),
-                             " failed: ", e.what()));
+                absl::StrCat("completing a ", Where(p.slot, p.n), " failed: ", e.what()));
   }
   hgpipe::MutexLock l(&mu_);
   if (!failure_.ok()) {
     // Another run failed meanwhile: outputs of this board are not trusted.
-    return absl::UnavailableError(
-        absl::StrCat(failure_.message(), " (run discarded)"));
+    return absl::UnavailableError(absl::StrCat(failure_.message(), " (run discarded)"));
   }
   return absl::OkStatus();
 }
@@ -568,9 +530,8 @@ void XrtBoard::CompletionLoop() {
     {
       hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
-          +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
-            return b->stop_ || !b->pending_.empty();
-          },
+          +[](XrtBoard* b)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->stop_ || !b->pending_.empty(); },
           this));
       if (pending_.empty()) return;  // stop_ and nothing left
       p = std::move(pending_.front());
@@ -596,21 +557,20 @@ void XrtBoard::CompletionLoop() {
   }
 }
 
-void XrtBoard::Program(std::shared_ptr<const Bitstream> bitstream,
-                       DoneCallback done) {
+void XrtBoard::Program(std::shared_ptr<const Bitstream> bitstream, DoneCallback done) {
   Op op;
   op.done = std::move(done);
   hgpipe::MutexLock l(&mu_);
   if (bitstream == nullptr || bitstream->xclbin_path.empty()) {
-    op.refused = absl::InvalidArgumentError(absl::StrCat(
-        "board ", info_.name, ": cannot program: no bitstream or no xclbin "
-        "path in it"));
-  } else if (const int busy = static_cast<int>(
-                 std::count(slot_busy_.begin(), slot_busy_.end(), true));
+    op.refused =
+        absl::InvalidArgumentError(absl::StrCat("board ", info_.name,
+                                                ": cannot program: no bitstream or no xclbin "
+                                                "path in it"));
+  } else if (const int busy =
+                 static_cast<int>(std::count(slot_busy_.begin(), slot_busy_.end(), true));
              busy > 0) {
     op.refused = absl::FailedPreconditionError(
-        absl::StrCat("board ", info_.name, ": cannot program with ", busy,
-                     " runs in flight"));
+        absl::StrCat("board ", info_.name, ": cannot program with ", busy, " runs in flight"));
   } else {
     op.kind = Op::Kind::kProgram;
     op.bitstream = std::move(bitstream);
@@ -636,9 +596,8 @@ void XrtBoard::OpsLoop() {
     {
       hgpipe::MutexLock l(&mu_);
       mu_.Await(absl::Condition(
-          +[](XrtBoard* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
-            return b->ops_stop_ || !b->ops_.empty();
-          },
+          +[](XrtBoard* b)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->ops_stop_ || !b->ops_.empty(); },
           this));
       if (ops_.empty()) return;  // ops_stop_ and nothing left
       op = std::move(ops_.front());
@@ -650,8 +609,7 @@ void XrtBoard::OpsLoop() {
       status = std::move(op.refused);
     } else {
       if (cancel) {
-        status = absl::CancelledError(
-            absl::StrCat("board ", info_.name, ": board destroyed"));
+        status = absl::CancelledError(absl::StrCat("board ", info_.name, ": board destroyed"));
       } else if (op.kind == Op::Kind::kProgram) {
         status = DoProgram(*op.bitstream);
       } else {
@@ -686,24 +644,20 @@ absl::Status XrtBoard::DoProgram(const Bitstream& bitstream) {
   absl::Status status;
   absl::StatusOr<BitstreamFile> file = ReadBitstreamFile(bitstream.xclbin_path);
   if (!file.ok()) {
-    status = absl::Status(
-        file.status().code(),
-        absl::StrCat("board ", info_.name, ": ", file.status().message()));
+    status = absl::Status(file.status().code(),
+                          absl::StrCat("board ", info_.name, ": ", file.status().message()));
   } else if (const uint32_t limit = file->manifest.max_images_per_run;
              limit != 0 && max_images_per_run_ > limit) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "board ", info_.name, ": max_images_per_run ", max_images_per_run_,
-        " exceeds the limit of ", limit, " of the bitstream ",
-        file->manifest_source));
+    status = absl::InvalidArgumentError(
+        absl::StrCat("board ", info_.name, ": max_images_per_run ", max_images_per_run_,
+                     " exceeds the limit of ", limit, " of the bitstream ", file->manifest_source));
   } else if (const DeviceGeometry& want = bitstream.manifest.geometry,
              &have = file->manifest.manifest.geometry;
-             want.tokens != have.tokens ||
-             want.token_values != have.token_values ||
+             want.tokens != have.tokens || want.token_values != have.token_values ||
              want.classes != have.classes) {
     status = absl::InvalidArgumentError(absl::StrCat(
-        "board ", info_.name, ": cannot program: the manifest given for ",
-        bitstream.manifest.name, " and ", file->manifest_source,
-        " disagree on the geometry"));
+        "board ", info_.name, ": cannot program: the manifest given for ", bitstream.manifest.name,
+        " and ", file->manifest_source, " disagree on the geometry"));
   } else {
     Release();
     if (!device_) status = OpenDevice();
@@ -734,8 +688,7 @@ absl::Status XrtBoard::DoReset() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(
-    const XrtBoardOptions& options) {
+absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(const XrtBoardOptions& options) {
   const std::string name =
       options.name.empty() ? absl::StrCat("xrt", options.device) : options.name;
   auto invalid = [&](absl::string_view what) {
@@ -751,16 +704,14 @@ absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(
   }
   absl::StatusOr<BitstreamFile> file = ReadBitstreamFile(options.xclbin_path);
   if (!file.ok()) {
-    return absl::Status(
-        file.status().code(),
-        absl::StrCat("board ", name, ": ", file.status().message()));
+    return absl::Status(file.status().code(),
+                        absl::StrCat("board ", name, ": ", file.status().message()));
   }
   const uint32_t limit = file->manifest.max_images_per_run;
   if (limit != 0 && options.max_images_per_run > limit) {
-    return invalid(absl::StrCat("max_images_per_run ",
-                                options.max_images_per_run,
-                                " exceeds the bitstream's limit of ", limit,
-                                " (", file->manifest_source, ")"));
+    return invalid(absl::StrCat("max_images_per_run ", options.max_images_per_run,
+                                " exceeds the bitstream's limit of ", limit, " (",
+                                file->manifest_source, ")"));
   }
   auto board = std::make_unique<XrtBoard>(options, name);
   RETURN_IF_ERROR(board->Init(*file));
@@ -774,8 +725,7 @@ absl::StatusOr<std::vector<std::string>> ListXrtDevices() {
     for (unsigned i = 0; i < n; ++i) out.push_back(absl::StrCat(i));
     return out;
   } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("XRT cannot enumerate devices: ", e.what()));
+    return absl::UnavailableError(absl::StrCat("XRT cannot enumerate devices: ", e.what()));
   }
 }
 

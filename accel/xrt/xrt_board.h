@@ -86,15 +86,15 @@ struct XrtBoardOptions {
   std::optional<uint64_t> test_fault_after_runs;
 };
 
-// Opens a board, programmed with options.xclbin_path. Errors name the board and, where one is at fault, the file:
+// Opens a board, programmed with options.xclbin_path. Errors name the board and, where one is at
+// fault, the file:
 //   NotFound / InvalidArgument / FailedPrecondition from ReadBitstreamFile
 //     (missing xclbin, bad magic, bad or missing manifest, unknown kernel,
 //     xclbin id mismatch);
 //   InvalidArgument   bad options; the kernel's arguments break the contract;
 //   Unavailable       XRT refused: no such device, the xclbin does not load,
 //                     buffers cannot be allocated (XRT's message included).
-absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(
-    const XrtBoardOptions& options);
+absl::StatusOr<std::unique_ptr<Board>> OpenXrtBoard(const XrtBoardOptions& options);
 
 // The devices XRT sees, as strings for XrtBoardOptions::device: "0", "1", ...
 // Empty if there are none (XRT's no-op device is not enumerated: open it as

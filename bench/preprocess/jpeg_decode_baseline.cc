@@ -30,7 +30,8 @@ double CpuSeconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool help = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+  const bool help =
+      argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
   if (argc < 2 || help) {
     std::fprintf(help ? stdout : stderr,
                  "usage: hgpipe-jpeg-decode-baseline FILE [SECONDS]\n"

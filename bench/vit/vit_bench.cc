@@ -25,8 +25,7 @@ ABSL_FLAG(std::string, model, HGPIPE_DEFAULT_DEIT_TINY,
           "weight file (default: the bundled DeiT-tiny)");
 ABSL_FLAG(int, images, 64, "images to time (after one warm-up run)");
 ABSL_FLAG(int, batch, 16, "images per Compute call");
-ABSL_FLAG(int, threads, 1,
-          "OpenMP threads per Compute call (VitKernel::Options::threads)");
+ABSL_FLAG(int, threads, 1, "OpenMP threads per Compute call (VitKernel::Options::threads)");
 ABSL_FLAG(int, workers, 2,
           "host threads calling Compute at once, as boards do; each computes "
           "its share of the images");
@@ -42,8 +41,7 @@ namespace {
 using hgpipe::accel::vit::VitKernel;
 
 int CheckGolden(const VitKernel& k, const std::string& path) {
-  absl::StatusOr<hgpipe::accel::vit::Container> c =
-      hgpipe::accel::vit::ReadContainer(path);
+  absl::StatusOr<hgpipe::accel::vit::Container> c = hgpipe::accel::vit::ReadContainer(path);
   if (!c.ok()) {
     std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
     return 1;
@@ -52,8 +50,7 @@ int CheckGolden(const VitKernel& k, const std::string& path) {
   const std::vector<int64_t> want = c->tensors.at("output").ToInt64();
   const auto& g = k.manifest().geometry;
   const uint32_t n = in.dims.at(0);
-  if (in.bytes.size() != n * g.input_bytes() ||
-      want.size() != n * g.output_words()) {
+  if (in.bytes.size() != n * g.input_bytes() || want.size() != n * g.output_words()) {
     std::fprintf(stderr, "%s: shapes do not match the model\n", path.c_str());
     return 1;
   }
@@ -61,8 +58,7 @@ int CheckGolden(const VitKernel& k, const std::string& path) {
   k.Compute(reinterpret_cast<const int8_t*>(in.bytes.data()), n, got.data());
   size_t bad = 0;
   for (size_t i = 0; i < got.size(); ++i) bad += got[i] != uint32_t(want[i]);
-  std::printf("%s: %u images, %zu of %zu words differ\n", path.c_str(), n,
-              bad, got.size());
+  std::printf("%s: %u images, %zu of %zu words differ\n", path.c_str(), n, bad, got.size());
   return bad == 0 ? 0 : 2;
 }
 
@@ -119,18 +115,17 @@ int Main() {
     const auto t0 = std::chrono::steady_clock::now();
     const double c0 = cpu_seconds();
     run();
-    const std::chrono::duration<double> dt =
-        std::chrono::steady_clock::now() - t0;
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
     best = std::min(best, dt.count());
     best_cpu = std::min(best_cpu, cpu_seconds() - c0);
   }
-  std::printf("model=%s workers=%d threads=%d batch=%d images=%d "
-              "lut_blocks=%u/%u simd=%s: %.1f images/s (%.2f ms/image), "
-              "%.1f images/cpu-s\n",
-              k.manifest().name.c_str(), workers, absl::GetFlag(FLAGS_threads),
-              batch, n, k.lut_blocks(), 2 * k.spec().depth,
-              hgpipe::accel::vit::BestSimdTarget(), n / best, 1e3 * best / n,
-              n / best_cpu);
+  std::printf(
+      "model=%s workers=%d threads=%d batch=%d images=%d "
+      "lut_blocks=%u/%u simd=%s: %.1f images/s (%.2f ms/image), "
+      "%.1f images/cpu-s\n",
+      k.manifest().name.c_str(), workers, absl::GetFlag(FLAGS_threads), batch, n, k.lut_blocks(),
+      2 * k.spec().depth, hgpipe::accel::vit::BestSimdTarget(), n / best, 1e3 * best / n,
+      n / best_cpu);
   return 0;
 }
 

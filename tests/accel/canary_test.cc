@@ -47,8 +47,8 @@ TEST(CanaryTest, CorruptFaultFlipsOutputsOfRunsThatReportOk) {
   o.kernel = VerifyKernel();
   o.clock = &clock;
   o.compute_inline = true;
-  auto board = *FaultyBoard::Create(*EmulatedBoard::Create(o),
-                                    *ParseFaultInjection("corrupt@1"), &clock);
+  auto board =
+      *FaultyBoard::Create(*EmulatedBoard::Create(o), *ParseFaultInjection("corrupt@1"), &clock);
   const DeviceGeometry g;
   const Canary c = MakeVerifyCanary(g);
   std::vector<std::string> diffs;

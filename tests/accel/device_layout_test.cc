@@ -11,8 +11,7 @@ namespace {
 
 // The reference from ../shared/hgpipe.md, written as plain index arithmetic:
 // flat.reshape(T/2, 2, C/2, 2).transpose(0, 2, 1, 3).
-std::vector<int8_t> ReferencePack(const DeviceGeometry& g,
-                                  const std::vector<int8_t>& flat) {
+std::vector<int8_t> ReferencePack(const DeviceGeometry& g, const std::vector<int8_t>& flat) {
   std::vector<int8_t> out;
   for (uint32_t tp = 0; tp < g.tokens / 2; ++tp)
     for (uint32_t cp = 0; cp < g.token_values / 2; ++cp)
@@ -60,8 +59,7 @@ TEST(DeviceLayoutTest, FirstBeatHoldsTwoTokensTimesTwoValues) {
   std::iota(flat.begin(), flat.end(), 0);  // flat[t*4+c] = t*4+c
   std::vector<int8_t> device(16);
   PackImage(g, flat.data(), device.data());
-  EXPECT_EQ(device, (std::vector<int8_t>{0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13,
-                                         10, 11, 14, 15}));
+  EXPECT_EQ(device, (std::vector<int8_t>{0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15}));
 }
 
 TEST(DeviceLayoutTest, LogitWordsAre19BitTwosComplementNotSignExtended) {

@@ -64,8 +64,7 @@ TEST(EmulatedBoardTest, CompletesAtTheModelledTimeWithTheKernelsOutput) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(done_at, t.done);
   const PipelineTiming& timing = f.board->manifest().timing;
-  EXPECT_EQ(t.done - t0,
-            timing.run_overhead + timing.interval() * 2 + timing.latency());
+  EXPECT_EQ(t.done - t0, timing.run_overhead + timing.interval() * 2 + timing.latency());
   for (uint32_t k = 0; k < 3; ++k) {
     std::vector<int32_t> want(g.classes);
     verify::ExpectedLogits(imgs[k].data(), imgs[k].size(), g.classes, want.data());
@@ -124,7 +123,6 @@ TEST(EmulatedBoardTest, RejectsBadRunsAndBadOptions) {
   EXPECT_FALSE(EmulatedBoard::Create(o).ok());  // no kernel, no clock
 }
 
-
 // --- Program, Reset ---------------------------------------------------
 
 // A second bitstream with another geometry and timing: 4 tokens x 8 values
@@ -139,8 +137,7 @@ class TinyKernel final : public Kernel {
     manifest_.timing.latency_cycles = 40;
   }
   const BitstreamManifest& manifest() const override { return manifest_; }
-  void Compute(const int8_t* input, uint32_t n,
-               uint32_t* output) const override {
+  void Compute(const int8_t* input, uint32_t n, uint32_t* output) const override {
     const DeviceGeometry& g = manifest_.geometry;
     for (uint32_t i = 0; i < n; ++i) {
       uint32_t sum = 0;
@@ -163,9 +160,7 @@ std::shared_ptr<const Bitstream> BitstreamOf(std::shared_ptr<const Kernel> k) {
   b->kernel = std::move(k);
   return b;
 }
-std::shared_ptr<const Bitstream> VerifyBitstream() {
-  return BitstreamOf(VerifyKernel());
-}
+std::shared_ptr<const Bitstream> VerifyBitstream() { return BitstreamOf(VerifyKernel()); }
 std::shared_ptr<const Bitstream> TinyBitstream() {
   return BitstreamOf(std::make_shared<TinyKernel>());
 }
@@ -263,8 +258,7 @@ TEST(EmulatedBoardTest, ProgramSwapsTheKernelGeometryAndTiming) {
   f.clock.RunUntilIdle();
   ASSERT_TRUE(e.Of("tiny run").ok()) << e.Of("tiny run");
   // The new timing: 10 us interval, 40 us latency.
-  EXPECT_EQ(f.clock.Now() - t1,
-            m.timing.run_overhead + absl::Microseconds(10 + 40));
+  EXPECT_EQ(f.clock.Now() - t1, m.timing.run_overhead + absl::Microseconds(10 + 40));
   // The new kernel: image 0 sums 0..31, image 1 sums 32..63.
   EXPECT_EQ(s.output[0], 496u);
   EXPECT_EQ(s.output[9], 496u + 9);
@@ -386,8 +380,7 @@ TEST(EmulatedBoardTest, SlotsFollowThePipelineDepthByDefault) {
   o.num_slots = 2;
   EXPECT_EQ((*EmulatedBoard::Create(o))->num_slots(), 2);
   o.num_slots = -1;
-  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EmulatedBoard::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EmulatedBoardTest, TimingOnlyBoardsLeaveOutputsZero) {
@@ -411,8 +404,7 @@ TEST(EmulatedBoardTest, TimingOnlyBoardsLeaveOutputsZero) {
     ASSERT_TRUE(e.Of("run").ok());
     const PipelineTiming& t = board->manifest().timing;
     EXPECT_EQ(clock.Now() - t0, t.run_overhead + t.interval() + t.latency());
-    EXPECT_TRUE(std::all_of(s.output.begin(), s.output.end(),
-                            [](uint32_t w) { return w == 0; }));
+    EXPECT_TRUE(std::all_of(s.output.begin(), s.output.end(), [](uint32_t w) { return w == 0; }));
   }
 }
 
@@ -482,8 +474,7 @@ TEST(EmulatedBoardTest, ResetWaitsForTheKernelComputingOnASlot) {
   ASSERT_TRUE(reset_done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   {
     hgpipe::MutexLock l(&mu);
-    EXPECT_THAT(order,
-                ElementsAre("queued ABORTED", "run ABORTED", "reset OK"));
+    EXPECT_THAT(order, ElementsAre("queued ABORTED", "run ABORTED", "reset OK"));
   }
   board.reset();
 }
@@ -539,8 +530,7 @@ TEST(EmulatedBoardTest, RejectsBadTimeOptions) {
   o.kernel = VerifyKernel();
   o.clock = &clock;
   o.reset_time = absl::Seconds(-1);
-  EXPECT_EQ(EmulatedBoard::Create(o).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EmulatedBoard::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -147,8 +147,7 @@ TEST(FaultyBoardTest, CorruptRunsReportOkWithOneBitFlippedPerImage) {
     for (uint32_t img = 0; img < 2; ++img) {
       for (uint32_t w = 0; w < g.output_words(); ++w) {
         const uint32_t flip = run == 1 && w == 0 ? 1u : 0u;
-        ASSERT_EQ(out[img * g.output_words() + w],
-                  want[img * g.output_words() + w] ^ flip)
+        ASSERT_EQ(out[img * g.output_words() + w], want[img * g.output_words() + w] ^ flip)
             << "run " << run << " image " << img << " word " << w;
       }
     }
@@ -210,8 +209,7 @@ TEST(FaultyBoardTest, InjectedFaultFailsRunsAndMarksUnhealthy) {
   ASSERT_EQ(got.size(), 2u);
   EXPECT_TRUE(got[0].ok());
   EXPECT_EQ(got[1].code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(got[1].message(),
-              HasSubstr("board sim0: injected fault, run failed"));
+  EXPECT_THAT(got[1].message(), HasSubstr("board sim0: injected fault, run failed"));
   EXPECT_EQ(f.board->Health().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -262,8 +260,7 @@ TEST(FaultyBoardTest, ATransientFaultIsClearedByReset) {
     for (int i = 0; i < 5; ++i) {
       const absl::Time t0 = f.clock.Now();
       ASSERT_TRUE(OneRun(f).ok()) << "run " << i;
-      EXPECT_EQ(f.emulated->last_run_times().done - t0,
-                t.run_overhead + t.latency());
+      EXPECT_EQ(f.emulated->last_run_times().done - t0, t.run_overhead + t.latency());
     }
   }
 }
@@ -395,8 +392,7 @@ TEST(FaultInjectionTest, ParsesSpecs) {
     EXPECT_EQ(*back, *f) << f->ToString();
   }
   EXPECT_EQ(ParseFaultInjection("slow@2")->ToString(), "slow@2:x4");
-  EXPECT_EQ(ParseFaultInjection("hang@1:permanent")->ToString(),
-            "hang@1:permanent");
+  EXPECT_EQ(ParseFaultInjection("hang@1:permanent")->ToString(), "hang@1:permanent");
   FaultInjection odd;
   odd.kind = FaultInjection::Kind::kSlow;
   odd.slow_factor = 1.0 / 3 + 1;
@@ -404,12 +400,28 @@ TEST(FaultInjectionTest, ParsesSpecs) {
 }
 
 TEST(FaultInjectionTest, RejectsBadSpecsQuotingThem) {
-  for (const char* spec :
-       {"fail", "fail@", "fail@x", "fail@-1", "fail@ 3", "fail@3 ", "oops@3",
-        "FAIL@3", "fail@3:x2", "hang@1:x2", "slow@1:x0.5", "slow@1:x",
-        "slow@1:xinf", "slow@1:xnan", "slow@1:x2:x3", "fail@1:permanent:x2",
-        "slow@1:permanent:x2", "fail@1:forever", "fail@1:", "@3",
-        "fail@99999999999999999999", "none:permanent"}) {
+  for (const char* spec : {"fail",
+                           "fail@",
+                           "fail@x",
+                           "fail@-1",
+                           "fail@ 3",
+                           "fail@3 ",
+                           "oops@3",
+                           "FAIL@3",
+                           "fail@3:x2",
+                           "hang@1:x2",
+                           "slow@1:x0.5",
+                           "slow@1:x",
+                           "slow@1:xinf",
+                           "slow@1:xnan",
+                           "slow@1:x2:x3",
+                           "fail@1:permanent:x2",
+                           "slow@1:permanent:x2",
+                           "fail@1:forever",
+                           "fail@1:",
+                           "@3",
+                           "fail@99999999999999999999",
+                           "none:permanent"}) {
     SCOPED_TRACE(spec);
     absl::StatusOr<FaultInjection> f = ParseFaultInjection(spec);
     ASSERT_FALSE(f.ok()) << f->ToString();

@@ -8,9 +8,7 @@ namespace {
 constexpr size_t kImageBytes = 196 * 768;
 
 // Cycles at HG-PIPE's 425 MHz as an exact absl::Duration.
-absl::Duration Cycles(uint64_t c) {
-  return absl::Seconds(static_cast<double>(c) / 425e6);
-}
+absl::Duration Cycles(uint64_t c) { return absl::Seconds(static_cast<double>(c) / 425e6); }
 
 PipelineTiming NoOverhead() {
   PipelineTiming t;
@@ -79,8 +77,8 @@ TEST(PipelineModelTest, SlowHostLinkLimitsTheInputStream) {
   t.link_bytes_per_second = 0.5e9;  // 150,528 B takes 301 us > II
   PipelineModel m(t, kImageBytes);
   const RunTimes r = m.Submit(absl::UnixEpoch(), 10);
-  EXPECT_NEAR(absl::ToDoubleMicroseconds(r.input_end - r.input_start),
-              10 * 150528 / 0.5e9 * 1e6, 0.01);
+  EXPECT_NEAR(absl::ToDoubleMicroseconds(r.input_end - r.input_start), 10 * 150528 / 0.5e9 * 1e6,
+              0.01);
 }
 
 TEST(PipelineModelTest, PredictDoesNotRecord) {

@@ -17,8 +17,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(KernelRegistryTest, BuiltinNamesEveryEmulatedKernel) {
-  EXPECT_THAT(KernelRegistry::Builtin().Names(),
-              ElementsAre("deit_tiny", "verify", "vit"));
+  EXPECT_THAT(KernelRegistry::Builtin().Names(), ElementsAre("deit_tiny", "verify", "vit"));
 }
 
 TEST(KernelRegistryTest, VerifyNeedsNoWeightsAndIsTheSharedKernel) {
@@ -51,8 +50,7 @@ TEST(KernelRegistryTest, VitNeedsWeights) {
 }
 
 TEST(KernelRegistryTest, VitCarriesTheWeightFilesScalesAndLabels) {
-  absl::StatusOr<LoadedKernel> k =
-      KernelRegistry::Builtin().Load("vit", vit::FmnistWeightsPath());
+  absl::StatusOr<LoadedKernel> k = KernelRegistry::Builtin().Load("vit", vit::FmnistWeightsPath());
   ASSERT_TRUE(k.ok()) << k.status();
   absl::StatusOr<std::shared_ptr<const vit::VitKernel>> direct =
       vit::LoadVitKernel(vit::FmnistWeightsPath());
@@ -88,8 +86,7 @@ TEST(KernelRegistryTest, RegisterRefusesBadEntriesAndPassesWeightsThrough) {
     return k;
   };
   EXPECT_EQ(r.Register("", e).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(r.Register("noloader", KernelEntry{}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.Register("noloader", KernelEntry{}).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(r.Register("mine", e).ok());
   EXPECT_EQ(r.Register("mine", e).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.Names(), ElementsAre("mine"));

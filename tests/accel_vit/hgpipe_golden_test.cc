@@ -86,11 +86,15 @@ const Golden& G() {
     }
     g->kernel = g->kernels[kPaths[0].name];
     absl::StatusOr<Container> t = ReadContainer(DeitTinyTracePath());
-    if (!t.ok()) ADD_FAILURE() << t.status();
-    else g->trace = *std::move(t);
+    if (!t.ok())
+      ADD_FAILURE() << t.status();
+    else
+      g->trace = *std::move(t);
     absl::StatusOr<Container> gd = ReadContainer(DeitTinyGoldenPath());
-    if (!gd.ok()) ADD_FAILURE() << gd.status();
-    else g->golden = *std::move(gd);
+    if (!gd.ok())
+      ADD_FAILURE() << gd.status();
+    else
+      g->golden = *std::move(gd);
     return g;
   }();
   return *g;
@@ -119,8 +123,9 @@ std::vector<int8_t> ToLanes(const std::vector<int32_t>& v) {
     if (got[i] != want[i] && bad++ == 0) first = i;
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << want.size() << " values differ; first at "
-                                       << first << ": " << got[first] << " != " << want[first];
+  return ::testing::AssertionFailure()
+         << bad << " of " << want.size() << " values differ; first at " << first << ": "
+         << got[first] << " != " << want[first];
 }
 
 class HgpipeGoldenTest : public ::testing::TestWithParam<Path> {
@@ -152,8 +157,8 @@ class HgpipeGoldenTest : public ::testing::TestWithParam<Path> {
     return acc;
   }
 
-  std::vector<int32_t> Norm(const NormStage& n, const IntType& in,
-                            const std::vector<int32_t>& x, size_t rows) {
+  std::vector<int32_t> Norm(const NormStage& n, const IntType& in, const std::vector<int32_t>& x,
+                            size_t rows) {
     std::vector<int8_t> out(rows * C());
     NormRows(n, in, x.data(), rows, C(), C(), out.data());
     return FromLanes(out, n.out);
@@ -183,9 +188,9 @@ TEST_P(HgpipeGoldenTest, AttentionBlock0StageByStage) {
                          G().Trace(p + "norm")))
       << "norm";
   const std::vector<int32_t> norm = G().Trace(p + "norm");
-  for (auto [name, lin, quant] : {std::tuple{"q", &a.q, &a.q_quant},
-                                  std::tuple{"k", &a.k, &a.k_quant},
-                                  std::tuple{"v", &a.v, &a.v_quant}}) {
+  for (auto [name, lin, quant] :
+       {std::tuple{"q", &a.q, &a.q_quant}, std::tuple{"k", &a.k, &a.k_quant},
+        std::tuple{"v", &a.v, &a.v_quant}}) {
     EXPECT_TRUE(SameValues(Linear(*lin, a.norm.out, norm, t), G().Trace(p + name))) << name;
     EXPECT_TRUE(SameValues(Table(*quant, lin->acc, G().Trace(p + name)),
                            G().Trace(absl::StrCat(p, name, "_quant"))))
@@ -209,8 +214,7 @@ TEST_P(HgpipeGoldenTest, AttentionBlock0StageByStage) {
   std::vector<int8_t> probs(golden_scores.size());
   std::vector<int32_t> scratch(t);
   SoftmaxRows(a.softmax, golden_scores.data(), s.heads * t, t, scratch.data(), probs.data());
-  EXPECT_TRUE(SameValues(FromLanes(probs, a.softmax.out), G().Trace(p + "softmax")))
-      << "softmax";
+  EXPECT_TRUE(SameValues(FromLanes(probs, a.softmax.out), G().Trace(p + "softmax"))) << "softmax";
 
   const std::vector<int8_t> golden_probs = ToLanes(G().Trace(p + "softmax"));
   std::vector<int32_t> context(t * C());
@@ -223,7 +227,8 @@ TEST_P(HgpipeGoldenTest, AttentionBlock0StageByStage) {
   EXPECT_TRUE(SameValues(Table(a.context_quant, a.context, G().Trace(p + "context")),
                          G().Trace(p + "context_quant")))
       << "context_quant";
-  const std::vector<int32_t> o = Linear(a.o, a.context_quant.out, G().Trace(p + "context_quant"), t);
+  const std::vector<int32_t> o =
+      Linear(a.o, a.context_quant.out, G().Trace(p + "context_quant"), t);
   EXPECT_TRUE(SameValues(o, G().Trace(p + "o"))) << "o";
 
   const std::vector<int32_t> x = G().Trace("patch");
@@ -238,15 +243,12 @@ TEST_P(HgpipeGoldenTest, MlpBlock0StageByStage) {
   const std::string p = "blocks.0.mlp.";
   const size_t t = T();
   const std::vector<int32_t> x = G().Trace("blocks.0.attn.residual");
-  EXPECT_TRUE(SameValues(Norm(m.norm, G().w().MlpInput(0), x, t), G().Trace(p + "norm")))
-      << "norm";
-  EXPECT_TRUE(SameValues(Linear(m.fc1, m.norm.out, G().Trace(p + "norm"), t),
-                         G().Trace(p + "fc1")))
+  EXPECT_TRUE(SameValues(Norm(m.norm, G().w().MlpInput(0), x, t), G().Trace(p + "norm"))) << "norm";
+  EXPECT_TRUE(SameValues(Linear(m.fc1, m.norm.out, G().Trace(p + "norm"), t), G().Trace(p + "fc1")))
       << "fc1";
   EXPECT_TRUE(SameValues(Table(m.gelu, m.fc1.acc, G().Trace(p + "fc1")), G().Trace(p + "gelu")))
       << "gelu";
-  EXPECT_TRUE(SameValues(Linear(m.fc2, m.gelu.out, G().Trace(p + "gelu"), t),
-                         G().Trace(p + "fc2")))
+  EXPECT_TRUE(SameValues(Linear(m.fc2, m.gelu.out, G().Trace(p + "gelu"), t), G().Trace(p + "fc2")))
       << "fc2";
   const std::vector<int32_t> fc2 = G().Trace(p + "fc2");
   std::vector<int32_t> out(x.size());
@@ -310,8 +312,8 @@ TEST_P(HgpipeGoldenTest, NetworkDeviceWordsBitForBit) {
   std::vector<uint32_t> many(kImages * 1000);
   (*chunked)->Compute(batch.data(), kImages, many.data());
   for (uint32_t i = 0; i < kImages; ++i) {
-    EXPECT_TRUE(SameValues(std::vector<int32_t>(many.begin() + i * 1000, many.begin() + (i + 1) * 1000),
-                           words))
+    EXPECT_TRUE(SameValues(
+        std::vector<int32_t>(many.begin() + i * 1000, many.begin() + (i + 1) * 1000), words))
         << "image " << i << " of a chunked run";
   }
 }
@@ -356,14 +358,15 @@ class LutStages {
 
   // sum_i a[r][col0 + i] * w[j][i] (+ bias[j]) for the rows of a (values of
   // `act`, rows `lda` apart), wrapped to `acc`; w packed with k = w.k().
-  std::vector<int32_t> Product(const std::vector<int32_t>& a, size_t rows, size_t lda,
-                               size_t col0, const IntType& act, const LutWeights& w,
+  std::vector<int32_t> Product(const std::vector<int32_t>& a, size_t rows, size_t lda, size_t col0,
+                               const IntType& act, const LutWeights& w,
                                const std::vector<int32_t>& bias, const IntType& acc) const {
     const size_t k = w.k(), n = w.n(), ldl = std::max(k, LutReadableBytes(k));
     const int offset = static_cast<int>(act.min()) + 4;  // into [-4, 3]
     std::vector<int8_t> lanes(rows * ldl + 64, 0);
     for (size_t r = 0; r < rows; ++r) {
-      for (size_t i = 0; i < k; ++i) lanes[r * ldl + i] = static_cast<int8_t>(a[r * lda + col0 + i]);
+      for (size_t i = 0; i < k; ++i)
+        lanes[r * ldl + i] = static_cast<int8_t>(a[r * lda + col0 + i]);
     }
     std::vector<uint8_t> tables(rows * LutTableBytes(k));
     BuildLutTables(lanes.data(), ldl, rows, k, static_cast<int8_t>(offset), tables.data(), simd_);
@@ -373,7 +376,8 @@ class LutStages {
     std::vector<int32_t> out(rows * n);
     for (size_t r = 0; r < rows; ++r) {
       for (size_t j = 0; j < n; ++j) {
-        const int64_t v = y[r * ldy + j] + int64_t{offset} * w.sums()[j] + (bias.empty() ? 0 : bias[j]);
+        const int64_t v =
+            y[r * ldy + j] + int64_t{offset} * w.sums()[j] + (bias.empty() ? 0 : bias[j]);
         out[r * n + j] = static_cast<int32_t>(acc.Wrap(v));
       }
     }
@@ -425,12 +429,12 @@ TEST_P(HgpipeGoldenTest, LutStagesOfBlock0) {
   const std::string p = "blocks.0.attn.", q = "blocks.0.mlp.";
   auto trace = [](const std::string& name) { return G().Trace(name); };
 
-  EXPECT_TRUE(SameValues(lut.Norm(a.norm, G().w().AttentionInput(0), trace("patch"), c),
-                         trace(p + "norm")))
+  EXPECT_TRUE(
+      SameValues(lut.Norm(a.norm, G().w().AttentionInput(0), trace("patch"), c), trace(p + "norm")))
       << "norm";
-  for (auto [name, lin, quant] : {std::tuple{"q", &a.q, &a.q_quant},
-                                  std::tuple{"k", &a.k, &a.k_quant},
-                                  std::tuple{"v", &a.v, &a.v_quant}}) {
+  for (auto [name, lin, quant] :
+       {std::tuple{"q", &a.q, &a.q_quant}, std::tuple{"k", &a.k, &a.k_quant},
+        std::tuple{"v", &a.v, &a.v_quant}}) {
     EXPECT_TRUE(SameValues(lut.Linear(*lin, a.norm.out, trace(p + "norm"), t), trace(p + name)))
         << name;
     EXPECT_TRUE(SameValues(lut.Table(lin->acc, *quant, trace(p + name)),
@@ -447,7 +451,8 @@ TEST_P(HgpipeGoldenTest, LutStagesOfBlock0) {
     LutWeights kw, vw;
     kw.Pack(k8.data() + head * dh, t, dh, c, /*transposed=*/false, lut.simd());
     vw.Pack(v8.data() + head * dh, dh, t, c, /*transposed=*/true, lut.simd());
-    const std::vector<int32_t> sh = lut.Product(qq, t, c, head * dh, a.q_quant.out, kw, {}, a.scores);
+    const std::vector<int32_t> sh =
+        lut.Product(qq, t, c, head * dh, a.q_quant.out, kw, {}, a.scores);
     scores.insert(scores.end(), sh.begin(), sh.end());
     const std::vector<int32_t> ch =
         lut.Product(probs, t, t, head * t * t, a.softmax.out, vw, {}, a.context);
@@ -487,9 +492,9 @@ TEST_P(HgpipeGoldenTest, LutStagesOfBlock0) {
                    lut.simd());
     return out;
   };
-  EXPECT_TRUE(SameValues(residual(a.o.acc, G().w().AttentionInput(0), a.residual,
-                                  trace("patch"), trace(p + "o")),
-                         trace(p + "residual")))
+  EXPECT_TRUE(SameValues(
+      residual(a.o.acc, G().w().AttentionInput(0), a.residual, trace("patch"), trace(p + "o")),
+      trace(p + "residual")))
       << "residual";
 
   const std::vector<int32_t> x = trace(p + "residual");

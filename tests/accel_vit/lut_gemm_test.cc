@@ -76,8 +76,7 @@ void CheckShape(const Shape& s, int a_lo, int a_hi, int offset, uint32_t seed) {
     // tables a chunk of 32 steps at a time, sums added across chunks).
     std::vector<int16_t> y(s.rows * ldy, 0x7777), z(s.rows * ldy, 0x7777);
     LutGemm(tables.data(), s.rows, lw, y.data(), ldy, c.simd);
-    LutProduct(padded.data(), lda, static_cast<int8_t>(offset), s.rows, lw, z.data(), ldy,
-               c.simd);
+    LutProduct(padded.data(), lda, static_cast<int8_t>(offset), s.rows, lw, z.data(), ldy, c.simd);
     size_t bad = 0;
     for (size_t r = 0; r < s.rows; ++r) {
       for (size_t j = 0; j < s.n; ++j) {

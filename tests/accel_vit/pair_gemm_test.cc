@@ -26,7 +26,7 @@ TEST(PairGemmTest, ExactForAnyBytes) {
   struct Shape {
     size_t rows, k, n;
   };
-  const Shape shapes[] = {{1, 1, 1},   {5, 3, 7},     {4, 16, 16},  {9, 33, 17},
+  const Shape shapes[] = {{1, 1, 1},     {5, 3, 7},      {4, 16, 16}, {9, 33, 17},
                           {3, 768, 192}, {2, 192, 1000}, {7, 64, 33}};
   std::mt19937 rng(3);
   for (const Shape& s : shapes) {

@@ -15,7 +15,7 @@ namespace hgpipe::accel::vit {
 
 // One way to run a kernel: a Highway target under Simd::kBest, or kBaseline.
 struct SimdCase {
-  std::string name;  // "AVX2", "SSE4", ..., "baseline"
+  std::string name;    // "AVX2", "SSE4", ..., "baseline"
   int64_t target = 0;  // 0 for kBaseline
   Simd simd = Simd::kBest;
 };

@@ -55,8 +55,8 @@ std::vector<int32_t> Accumulators(const std::vector<int16_t>& y, size_t ldy,
   std::vector<int32_t> v(rows * cols);
   for (size_t r = 0; r < rows; ++r) {
     for (size_t c = 0; c < cols; ++c) {
-      v[r * cols + c] = static_cast<int16_t>(static_cast<uint16_t>(
-          y[r * ldy + c] + (bias.empty() ? 0 : bias[c])));
+      v[r * cols + c] = static_cast<int16_t>(
+          static_cast<uint16_t>(y[r * ldy + c] + (bias.empty() ? 0 : bias[c])));
     }
   }
   WrapValues(acc, v.data(), v.size());
@@ -140,7 +140,8 @@ void CheckSoftmax(const IntType& scores, const SoftmaxStage& s, size_t cols, uin
   std::vector<int16_t> y = Random16(rows * ldy, rng);
   // Rows with equal scores and with one score far above the rest.
   for (size_t c = 0; c < cols; ++c) y[ldy + c] = 100;
-  for (size_t c = 0; c < cols; ++c) y[2 * ldy + c] = static_cast<int16_t>(c == cols / 2 ? 500 : -500);
+  for (size_t c = 0; c < cols; ++c)
+    y[2 * ldy + c] = static_cast<int16_t>(c == cols / 2 ? 500 : -500);
   const std::vector<int32_t> v = Accumulators(y, ldy, {}, rows, cols, scores);
   std::vector<int8_t> want(rows * cols);
   std::vector<int32_t> scratch(cols);
@@ -271,9 +272,8 @@ TEST(VecStagesTest, PrepareRefusesWhatNarrowLanesCannotHold) {
   EXPECT_THAT(PrepareNorm(n, IntType{15, true}, 192).status().message(), HasSubstr("32 bits"));
   EXPECT_THAT(PrepareSoftmax(IntType{16, true}, a.softmax).status().message(),
               HasSubstr("15 bits"));
-  for (const absl::Status& st :
-       {PrepareRequant(IntType{17, true}, a.q_quant).status(),
-        PrepareSoftmax(IntType{16, true}, a.softmax).status()}) {
+  for (const absl::Status& st : {PrepareRequant(IntType{17, true}, a.q_quant).status(),
+                                 PrepareSoftmax(IntType{16, true}, a.softmax).status()}) {
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   }
 }

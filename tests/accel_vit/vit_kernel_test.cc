@@ -42,35 +42,30 @@ Golden LoadGolden(const std::string& path) {
 class FmnistKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::shared_ptr<const VitKernel>> k =
-        LoadVitKernel(FmnistWeightsPath());
+    absl::StatusOr<std::shared_ptr<const VitKernel>> k = LoadVitKernel(FmnistWeightsPath());
     ASSERT_TRUE(k.ok()) << k.status();
     kernel_ = *k;
     golden_ = LoadGolden(FmnistGoldenPath());
     ASSERT_GT(golden_.images, 0u);
-    ASSERT_EQ(golden_.input.size(),
-              golden_.images * kernel_->manifest().geometry.input_bytes());
+    ASSERT_EQ(golden_.input.size(), golden_.images * kernel_->manifest().geometry.input_bytes());
   }
 
   // Computes images [first, first + n) of the golden set.
-  std::vector<uint32_t> Run(const VitKernel& k, uint32_t first,
-                            uint32_t n) const {
+  std::vector<uint32_t> Run(const VitKernel& k, uint32_t first, uint32_t n) const {
     const DeviceGeometry& g = k.manifest().geometry;
     std::vector<uint32_t> out(size_t{n} * g.output_words(), 0xDEADBEEF);
     k.Compute(golden_.input.data() + first * g.input_bytes(), n, out.data());
     return out;
   }
 
-  void ExpectMatches(const std::vector<uint32_t>& got, uint32_t first,
-                     uint32_t n) const {
+  void ExpectMatches(const std::vector<uint32_t>& got, uint32_t first, uint32_t n) const {
     const size_t c = kernel_->manifest().geometry.classes;
     int mismatches = 0;
     for (size_t i = 0; i < size_t{n} * c; ++i) {
       const uint32_t want = golden_.output[first * c + i];
       if (got[i] != want && ++mismatches <= 5) {
-        ADD_FAILURE() << "image " << first + i / c << " class " << i % c
-                      << ": got logit " << DecodeLogitWord(got[i])
-                      << ", golden " << DecodeLogitWord(want);
+        ADD_FAILURE() << "image " << first + i / c << " class " << i % c << ": got logit "
+                      << DecodeLogitWord(got[i]) << ", golden " << DecodeLogitWord(want);
       }
     }
     EXPECT_EQ(mismatches, 0);
@@ -92,9 +87,8 @@ TEST_F(FmnistKernelTest, ManifestCarriesGeometryTimingScaleAndLabels) {
   EXPECT_GT(kernel_->logit_scale(), 0);
   EXPECT_DOUBLE_EQ(kernel_->input_scale(), 1.0 / 128);
   EXPECT_THAT(kernel_->labels(),
-              ::testing::ElementsAre("T-shirt/top", "Trouser", "Pullover",
-                                     "Dress", "Coat", "Sandal", "Shirt",
-                                     "Sneaker", "Bag", "Ankle boot"));
+              ::testing::ElementsAre("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"));
 }
 
 TEST_F(FmnistKernelTest, MatchesGoldenVectorsBitForBit) {
@@ -114,8 +108,7 @@ TEST_F(FmnistKernelTest, MatchesGoldenVectorsInSmallChunks) {
   ASSERT_TRUE(w.ok());
   VitKernel::Options options;
   options.chunk_images = 3;
-  absl::StatusOr<std::shared_ptr<const VitKernel>> k =
-      VitKernel::Create(*std::move(w), options);
+  absl::StatusOr<std::shared_ptr<const VitKernel>> k = VitKernel::Create(*std::move(w), options);
   ASSERT_TRUE(k.ok()) << k.status();
   ExpectMatches(Run(**k, 0, golden_.images), 0, golden_.images);
 }
@@ -183,8 +176,7 @@ TEST(VitWeightsTest, MeasuredAccuracyIsReadFromTheManifest) {
 }
 
 TEST(LoadVitKernelTest, MissingFileIsNotFound) {
-  absl::StatusOr<std::shared_ptr<const VitKernel>> k =
-      LoadVitKernel("/nonexistent/model.hgvit");
+  absl::StatusOr<std::shared_ptr<const VitKernel>> k = LoadVitKernel("/nonexistent/model.hgvit");
   EXPECT_EQ(k.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(k.status().message(), ::testing::HasSubstr("/nonexistent/model.hgvit"));
 }

@@ -192,8 +192,9 @@ TEST_F(WeightFileTest, ScalarsOutOfRangeNameTheStageAndParameter) {
   SetParam(&c, "blocks.2.mlp.residual", "shift", "0");
   absl::Status s = Decode(c);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(),
-              HasSubstr("manifest 'blocks.2.mlp.residual' parameter 'shift': 0 is outside [1, 62]"));
+  EXPECT_THAT(
+      s.message(),
+      HasSubstr("manifest 'blocks.2.mlp.residual' parameter 'shift': 0 is outside [1, 62]"));
   c = container_;
   SetParam(&c, "blocks.0.attn.q_quant", "shift", "99");
   EXPECT_THAT(Decode(c).message(), HasSubstr("'blocks.0.attn.q_quant' parameter 'shift'"));
@@ -206,8 +207,7 @@ TEST_F(WeightFileTest, ValuesOutsideTheirTypesAreRejected) {
   Container c = container_;
   SetElement<int8_t>(&c, "blocks.5.mlp.fc2.weight", 7, 4);  // s3 holds -4..3
   absl::Status s = Decode(c);
-  EXPECT_THAT(s.message(),
-              HasSubstr("'blocks.5.mlp.fc2.weight': element 7 = 4 does not fit s3"));
+  EXPECT_THAT(s.message(), HasSubstr("'blocks.5.mlp.fc2.weight': element 7 = 4 does not fit s3"));
   c = container_;
   SetElement<int32_t>(&c, "blocks.0.attn.q_quant.table", 3, 8);  // s3 out
   EXPECT_THAT(Decode(c).message(), HasSubstr("'blocks.0.attn.q_quant.table': element 3 = 8"));

@@ -66,8 +66,7 @@ TEST(ManifestTest, ErrorsNameTheSourceAndTheField) {
       {"geometry { tokens: 4 }", "model: required"},
       {"model: \"m\"\nbogus: 1", "x.pbtxt: manifest does not parse: 2:"},
       {"model: \"m\" geometry { tokens: 3 }", "geometry.tokens"},
-      {"model: \"m\" timing { interval_cycles: 100 latency_cycles: 10 }",
-       "timing.latency_cycles"},
+      {"model: \"m\" timing { interval_cycles: 100 latency_cycles: 10 }", "timing.latency_cycles"},
       {"model: \"m\" io { input: \"nchw\" }", "io.input: unknown layout"},
       {"model: \"m\" io { output: \"fp32\" }", "io.output: unknown layout"},
       {"model: \"m\" kernel_contract: 2", "kernel_contract: 2"},
@@ -97,8 +96,7 @@ TEST_F(BitstreamFileTest, ReadsTheEmbeddedManifest) {
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->manifest.manifest.name, "tiny_test");
-  EXPECT_EQ(f->manifest_source,
-            path_ + " (section USER_METADATA hgpipe_manifest)");
+  EXPECT_EQ(f->manifest_source, path_ + " (section USER_METADATA hgpipe_manifest)");
   EXPECT_FALSE(f->bytes.empty());
   absl::StatusOr<BitstreamManifest> m = ReadBitstreamManifest(path_);
   ASSERT_TRUE(m.ok());
@@ -117,17 +115,13 @@ TEST_F(BitstreamFileTest, ReadsAManifestBesideTheXclbin) {
 TEST_F(BitstreamFileTest, BothManifestsMustAgree) {
   WriteXclbin(path_, SpecWithManifest(SmallManifest()));
   // Same content, different formatting: accepted.
-  ASSERT_TRUE(
-      WriteWholeFile(ManifestSidecarPath(path_), "# beside\n" + SmallManifest())
-          .ok());
+  ASSERT_TRUE(WriteWholeFile(ManifestSidecarPath(path_), "# beside\n" + SmallManifest()).ok());
   EXPECT_TRUE(ReadBitstreamFile(path_).ok());
-  ASSERT_TRUE(WriteWholeFile(ManifestSidecarPath(path_),
-                             SmallManifest("max_images_per_run: 3"))
-                  .ok());
+  ASSERT_TRUE(
+      WriteWholeFile(ManifestSidecarPath(path_), SmallManifest("max_images_per_run: 3")).ok());
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(f.status().message(),
-              HasSubstr("disagrees with the manifest embedded in " + path_));
+  EXPECT_THAT(f.status().message(), HasSubstr("disagrees with the manifest embedded in " + path_));
 }
 
 TEST_F(BitstreamFileTest, MissingManifest) {
@@ -148,22 +142,20 @@ TEST_F(BitstreamFileTest, BadMagic) {
   ASSERT_TRUE(WriteWholeFile(path_, "this is no xclbin at all").ok());
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(f.status().message(),
-              HasSubstr(path_ + ": not an xclbin: bad magic"));
+  EXPECT_THAT(f.status().message(), HasSubstr(path_ + ": not an xclbin: bad magic"));
 }
 
 TEST_F(BitstreamFileTest, BadEmbeddedManifestNamesTheSection) {
   WriteXclbin(path_, SpecWithManifest("model: \"m\" geometry { classes: 0"));
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(f.status().message(),
-              HasSubstr(path_ + " (section USER_METADATA hgpipe_manifest): "
-                                "manifest does not parse"));
+  EXPECT_THAT(f.status().message(), HasSubstr(path_ + " (section USER_METADATA hgpipe_manifest): "
+                                                      "manifest does not parse"));
 }
 
 TEST_F(BitstreamFileTest, WrongUuidIsAnXclbinIdMismatch) {
-  XclbinSpec spec = SpecWithManifest(
-      SmallManifest("xclbin_uuid: \"00112233445566778899aabbccddeeff\""));
+  XclbinSpec spec =
+      SpecWithManifest(SmallManifest("xclbin_uuid: \"00112233445566778899aabbccddeeff\""));
   spec.uuid = *ParseUuidHex("ffeeddccbbaa99887766554433221100");
   WriteXclbin(path_, spec);
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
@@ -183,10 +175,9 @@ TEST_F(BitstreamFileTest, UnknownKernel) {
   WriteXclbin(path_, spec);
   absl::StatusOr<BitstreamFile> f = ReadBitstreamFile(path_);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(f.status().message(),
-              HasSubstr("unknown kernel: no compute unit of kernel "
-                        "\"hgpipe_top\" in IP_LAYOUT (compute units: "
-                        "other_top:other_top_1)"));
+  EXPECT_THAT(f.status().message(), HasSubstr("unknown kernel: no compute unit of kernel "
+                                              "\"hgpipe_top\" in IP_LAYOUT (compute units: "
+                                              "other_top:other_top_1)"));
 }
 
 TEST_F(BitstreamFileTest, KernelMustBeApCtrlChain) {

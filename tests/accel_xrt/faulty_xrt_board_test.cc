@@ -34,9 +34,8 @@ class Completions {
   }
   void Wait(size_t count) {
     hgpipe::MutexLock l(&mu_);
-    auto enough = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return names_.size() >= count;
-    };
+    auto enough = [this, count]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return names_.size() >= count; };
     ASSERT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(60)))
         << "only " << names_.size() << " of " << count << " callbacks";
   }

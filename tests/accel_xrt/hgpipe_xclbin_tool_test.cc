@@ -22,8 +22,8 @@ struct Result {
 
 Result RunTool(const std::string& args) {
   const char* bin_dir = std::getenv("HGPIPE_BIN_DIR");
-  const std::string tool = bin_dir ? absl::StrCat(bin_dir, "/hgpipe-xclbin")
-                                   : std::string(HGPIPE_XCLBIN_TOOL);
+  const std::string tool =
+      bin_dir ? absl::StrCat(bin_dir, "/hgpipe-xclbin") : std::string(HGPIPE_XCLBIN_TOOL);
   const std::string cmd = absl::StrCat(tool, " ", args, " 2>&1");
   Result r{-1, ""};
   FILE* p = popen(cmd.c_str(), "r");
@@ -45,10 +45,9 @@ std::string Testdata(const std::string& name) {
 TEST(HgpipeXclbinToolTest, WritesAnXclbinTheServerAccepts) {
   const std::string dir = testing::NewTestDir();
   const std::string out = dir + "/deit.xclbin";
-  Result w =
-      RunTool(absl::StrCat("write ", out, " --kernel hgpipe_top --manifest ",
-                           Testdata("deit_tiny.manifest.pbtxt"),
-                           " --uuid 00112233445566778899aabbccddeeff"));
+  Result w = RunTool(absl::StrCat("write ", out, " --kernel hgpipe_top --manifest ",
+                                  Testdata("deit_tiny.manifest.pbtxt"),
+                                  " --uuid 00112233445566778899aabbccddeeff"));
   ASSERT_EQ(w.exit_code, 0) << w.output;
   EXPECT_THAT(w.output, HasSubstr("uuid 00112233445566778899aabbccddeeff"));
 
@@ -62,12 +61,11 @@ TEST(HgpipeXclbinToolTest, WritesAnXclbinTheServerAccepts) {
 
   Result info = RunTool("info " + out);
   ASSERT_EQ(info.exit_code, 0) << info.output;
-  for (const char* want :
-       {"uuid:     00112233445566778899aabbccddeeff", "MEM_TOPOLOGY",
-        "IP_LAYOUT", "CONNECTIVITY", "EMBEDDED_METADATA", "KEYVALUE_METADATA",
-        "USER_METADATA", "hgpipe_top:hgpipe_top_1  ap_ctrl_chain", "(0) in ",
-        "(1) out ", "(2) n_images ", "model:     deit_tiny", "7375 images/s",
-        "max images per run: 400", "top-1 71.05 % on ImageNet-1k validation"}) {
+  for (const char* want : {"uuid:     00112233445566778899aabbccddeeff", "MEM_TOPOLOGY",
+                           "IP_LAYOUT", "CONNECTIVITY", "EMBEDDED_METADATA", "KEYVALUE_METADATA",
+                           "USER_METADATA", "hgpipe_top:hgpipe_top_1  ap_ctrl_chain", "(0) in ",
+                           "(1) out ", "(2) n_images ", "model:     deit_tiny", "7375 images/s",
+                           "max images per run: 400", "top-1 71.05 % on ImageNet-1k validation"}) {
     EXPECT_THAT(info.output, HasSubstr(want));
   }
 }
@@ -89,16 +87,12 @@ TEST(HgpipeXclbinToolTest, PackagesAManifestIntoAnExistingXclbin) {
 
 TEST(HgpipeXclbinToolTest, ErrorsNameTheFile) {
   const std::string dir = testing::NewTestDir();
-  Result r = RunTool(absl::StrCat("write ", dir, "/x.xclbin --manifest ", dir,
-                                  "/missing.pbtxt"));
+  Result r = RunTool(absl::StrCat("write ", dir, "/x.xclbin --manifest ", dir, "/missing.pbtxt"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr(dir + "/missing.pbtxt"));
 
-  ASSERT_TRUE(
-      WriteWholeFile(dir + "/bad.pbtxt", "model: \"m\" geometry { tokens: 3 }")
-          .ok());
-  r = RunTool(
-      absl::StrCat("write ", dir, "/x.xclbin --manifest ", dir, "/bad.pbtxt"));
+  ASSERT_TRUE(WriteWholeFile(dir + "/bad.pbtxt", "model: \"m\" geometry { tokens: 3 }").ok());
+  r = RunTool(absl::StrCat("write ", dir, "/x.xclbin --manifest ", dir, "/bad.pbtxt"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("bad.pbtxt: geometry.tokens"));
 

@@ -35,9 +35,8 @@ TEST(XclbinFileTest, BuildsWhatParseReadsBack) {
   EXPECT_EQ(c->length, bytes->size());
   EXPECT_EQ(c->mode, 0);  // XCLBIN_FLAT
   EXPECT_THAT(Kinds(*c),
-              ElementsAre(kXclbinMemTopology, kXclbinIpLayout,
-                          kXclbinConnectivity, kXclbinEmbeddedMetadata,
-                          kXclbinKeyValueMetadata, kXclbinUserMetadata));
+              ElementsAre(kXclbinMemTopology, kXclbinIpLayout, kXclbinConnectivity,
+                          kXclbinEmbeddedMetadata, kXclbinKeyValueMetadata, kXclbinUserMetadata));
   for (const XclbinSection& s : c->sections) EXPECT_EQ(s.offset % 8, 0u);
 
   ASSERT_EQ(c->ips.size(), 1u);
@@ -46,8 +45,7 @@ TEST(XclbinFileTest, BuildsWhatParseReadsBack) {
   EXPECT_EQ(c->ips[0].control, 1u);  // ap_ctrl_chain
   EXPECT_TRUE(c->ips[0].interrupt);
 
-  EXPECT_EQ(c->Section(kXclbinUserMetadata, kManifestSectionName),
-            "model: \"m\"\n");
+  EXPECT_EQ(c->Section(kXclbinUserMetadata, kManifestSectionName), "model: \"m\"\n");
   EXPECT_EQ(c->Section(kXclbinUserMetadata, "other"), std::nullopt);
   EXPECT_THAT(std::string(*c->Section(kXclbinKeyValueMetadata)),
               HasSubstr("{\"key\":\"hgpipe.model\",\"value\":\"m\"}"));
@@ -78,28 +76,23 @@ TEST(XclbinFileTest, RejectsBadMagicAndTruncation) {
   bad[0] = 'X';
   absl::StatusOr<XclbinContents> c = ParseXclbin(bad, "f.xclbin");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(c.status().message(),
-              HasSubstr("f.xclbin: not an xclbin: bad magic"));
+  EXPECT_THAT(c.status().message(), HasSubstr("f.xclbin: not an xclbin: bad magic"));
 
   c = ParseXclbin(absl::string_view(bytes).substr(0, 100), "f.xclbin");
   EXPECT_THAT(c.status().message(), HasSubstr("truncated"));
-  c = ParseXclbin(absl::string_view(bytes).substr(0, bytes.size() - 8),
-                  "f.xclbin");
+  c = ParseXclbin(absl::string_view(bytes).substr(0, bytes.size() - 8), "f.xclbin");
   EXPECT_THAT(c.status().message(), HasSubstr("truncated"));
-  EXPECT_EQ(ParseXclbin("", "empty").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseXclbin("", "empty").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(XclbinFileTest, RefusesNamesThatDoNotFit) {
   XclbinSpec spec;
   spec.kernel.name = std::string(40, 'k');
   spec.kernel.instance = std::string(40, 'i');
-  EXPECT_THAT(BuildXclbin(spec).status().message(),
-              HasSubstr("compute unit name"));
+  EXPECT_THAT(BuildXclbin(spec).status().message(), HasSubstr("compute unit name"));
   spec = XclbinSpec{};
   spec.kernel.args.clear();
-  EXPECT_EQ(BuildXclbin(spec).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildXclbin(spec).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(XclbinFileTest, UuidHex) {
@@ -115,28 +108,23 @@ TEST(XclbinFileTest, RepackageReplacesOnlyTheManifest) {
   spec.manifest = "model: \"old\"\n";
   spec.key_values = {{"k", "v"}};
   const std::string bytes = *BuildXclbin(spec);
-  absl::StatusOr<std::string> out =
-      Repackage(bytes, "in.xclbin", "model: \"new\"\n");
+  absl::StatusOr<std::string> out = Repackage(bytes, "in.xclbin", "model: \"new\"\n");
   ASSERT_TRUE(out.ok()) << out.status();
   const XclbinContents before = *ParseXclbin(bytes, "before");
   absl::StatusOr<XclbinContents> after = ParseXclbin(*out, "after");
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->uuid, before.uuid);
   EXPECT_EQ(after->sections.size(), before.sections.size());
-  EXPECT_EQ(after->Section(kXclbinUserMetadata, kManifestSectionName),
-            "model: \"new\"\n");
-  for (uint32_t kind :
-       {kXclbinMemTopology, kXclbinIpLayout, kXclbinConnectivity,
-        kXclbinEmbeddedMetadata, kXclbinKeyValueMetadata}) {
-    EXPECT_EQ(after->Section(kind), before.Section(kind))
-        << XclbinSectionKindName(kind);
+  EXPECT_EQ(after->Section(kXclbinUserMetadata, kManifestSectionName), "model: \"new\"\n");
+  for (uint32_t kind : {kXclbinMemTopology, kXclbinIpLayout, kXclbinConnectivity,
+                        kXclbinEmbeddedMetadata, kXclbinKeyValueMetadata}) {
+    EXPECT_EQ(after->Section(kind), before.Section(kind)) << XclbinSectionKindName(kind);
   }
   // A container without a manifest gains one.
   const std::string plain = *BuildXclbin(XclbinSpec{});
   out = Repackage(plain, "plain", "model: \"x\"\n");
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(ParseXclbin(*out, "x")->Section(kXclbinUserMetadata),
-            "model: \"x\"\n");
+  EXPECT_EQ(ParseXclbin(*out, "x")->Section(kXclbinUserMetadata), "model: \"x\"\n");
 }
 
 TEST(XclbinFileTest, RepackageRefusesSignedContainers) {

@@ -42,11 +42,9 @@ class Completions {
   }
   void Wait(size_t count) {
     hgpipe::MutexLock l(&mu_);
-    auto enough = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return order_.size() >= count;
-    };
-    ASSERT_TRUE(
-        mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(60)))
+    auto enough = [this, count]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return order_.size() >= count; };
+    ASSERT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(60)))
         << "only " << order_.size() << " of " << count << " runs completed";
   }
   std::vector<int> order() {
@@ -150,8 +148,8 @@ TEST_F(XrtBoardTest, ARunCompletesThroughTheMappedBuffers) {
   board->Submit(2, 5, c.Add(0));
   c.Wait(1);
   ASSERT_TRUE(c.status(0).ok()) << c.status(0);
-  EXPECT_TRUE(std::all_of(s.output.begin(), s.output.end(),
-                          [](uint32_t w) { return w == 0xabcd1234u; }));
+  EXPECT_TRUE(
+      std::all_of(s.output.begin(), s.output.end(), [](uint32_t w) { return w == 0xabcd1234u; }));
   EXPECT_EQ(s.input[7], 7);
   EXPECT_TRUE(board->Health().ok());
 }
@@ -164,11 +162,10 @@ TEST_F(XrtBoardTest, SeveralRunsInFlightCompleteInSubmissionOrder) {
   hgpipe::Notification release;
   Completions c;
   auto first = c.Add(0);
-  board->Submit(0, 8,
-                [&release, first = std::move(first)](absl::Status s) mutable {
-                  release.WaitForNotificationWithTimeout(absl::Seconds(60));
-                  first(std::move(s));
-                });
+  board->Submit(0, 8, [&release, first = std::move(first)](absl::Status s) mutable {
+    release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    first(std::move(s));
+  });
   board->Submit(1, 1, c.Add(1));
   board->Submit(2, 3, c.Add(2));
   board->Submit(3, 8, c.Add(3));
@@ -206,8 +203,7 @@ TEST_F(XrtBoardTest, SlotsAreReusedFromCompletionCallbacks) {
   {
     hgpipe::MutexLock l(&mu);
     auto all_done = [&]() { return done == kRuns; };
-    EXPECT_TRUE(
-        mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(60)));
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(60)));
   }
   // The last callback may still be running: the board goes first (its
   // destructor joins the completion thread), then what the callbacks use.
@@ -241,11 +237,10 @@ TEST_F(XrtBoardTest, ASlotInFlightIsRefused) {
   hgpipe::Notification release;
   Completions c;
   auto first = c.Add(0);
-  board->Submit(1, 1,
-                [&release, first = std::move(first)](absl::Status s) mutable {
-                  release.WaitForNotificationWithTimeout(absl::Seconds(60));
-                  first(std::move(s));
-                });
+  board->Submit(1, 1, [&release, first = std::move(first)](absl::Status s) mutable {
+    release.WaitForNotificationWithTimeout(absl::Seconds(60));
+    first(std::move(s));
+  });
   board->Submit(0, 1, c.Add(1));
   board->Submit(0, 1, c.Add(2));
   release.Notify();
@@ -271,9 +266,8 @@ TEST_F(XrtBoardTest, AFaultRaisedByXrtMidRunFailsTheRunAndTheBoard) {
   EXPECT_TRUE(c.status(1).ok());
   EXPECT_EQ(c.status(2).code(), absl::StatusCode::kUnavailable);
   // XRT's own message, with where it happened.
-  EXPECT_THAT(c.status(2).message(),
-              HasSubstr("board xrt0: completing a run of 4 images from slot "
-                        "2 failed: attempting to read past buffer size"));
+  EXPECT_THAT(c.status(2).message(), HasSubstr("board xrt0: completing a run of 4 images from slot "
+                                               "2 failed: attempting to read past buffer size"));
   absl::Status health = board->Health();
   EXPECT_EQ(health.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(health.message(), HasSubstr("read past buffer size"));
@@ -286,9 +280,9 @@ TEST_F(XrtBoardTest, AFaultRaisedByXrtMidRunFailsTheRunAndTheBoard) {
 
 TEST_F(XrtBoardTest, DeitTinyGeometry) {
   // The full-size bitstream: 64 images of 150,528 bytes per slot.
-  ASSERT_TRUE(WriteWholeFile(path_ + ".manifest.pbtxt",
-                             "model: \"deit_tiny\" max_images_per_run: 400")
-                  .ok());
+  ASSERT_TRUE(
+      WriteWholeFile(path_ + ".manifest.pbtxt", "model: \"deit_tiny\" max_images_per_run: 400")
+          .ok());
   WriteXclbin(path_, XclbinSpec{});
   XrtBoardOptions o;
   o.device = "0";
@@ -397,8 +391,7 @@ TEST_F(XrtBoardTest, RunsAreRefusedWhileAProgramWaits) {
   hgpipe::Notification entered, release;
   Completions c;
   auto first = c.Add(0);
-  board->Submit(0, 1, [&entered, &release,
-                       first = std::move(first)](absl::Status s) mutable {
+  board->Submit(0, 1, [&entered, &release, first = std::move(first)](absl::Status s) mutable {
     entered.Notify();
     release.WaitForNotificationWithTimeout(absl::Seconds(60));
     first(std::move(s));
@@ -426,8 +419,7 @@ TEST_F(XrtBoardTest, ResetAbortsTheRunsInFlight) {
   hgpipe::Notification entered, release;
   Completions c;
   auto first = c.Add(0);
-  board->Submit(0, 1, [&entered, &release,
-                       first = std::move(first)](absl::Status s) mutable {
+  board->Submit(0, 1, [&entered, &release, first = std::move(first)](absl::Status s) mutable {
     entered.Notify();
     release.WaitForNotificationWithTimeout(absl::Seconds(60));
     first(std::move(s));
@@ -466,8 +458,7 @@ TEST_F(XrtBoardTest, ProgramRefusals) {
   // A run in flight: run 2 (slot 0) waits behind run 1's held callback.
   hgpipe::Notification entered, release;
   auto held = c.Add(1);
-  board->Submit(1, 1, [&entered, &release,
-                       held = std::move(held)](absl::Status s) mutable {
+  board->Submit(1, 1, [&entered, &release, held = std::move(held)](absl::Status s) mutable {
     entered.Notify();
     release.WaitForNotificationWithTimeout(absl::Seconds(60));
     held(std::move(s));
@@ -542,8 +533,7 @@ TEST_F(XrtBoardTest, DestroyingTheBoardWithOperationsQueued) {
   c.Wait(3);
   for (int i = 0; i < 3; ++i) {
     const absl::StatusCode code = c.status(i).code();
-    EXPECT_TRUE(code == absl::StatusCode::kOk ||
-                code == absl::StatusCode::kCancelled)
+    EXPECT_TRUE(code == absl::StatusCode::kOk || code == absl::StatusCode::kCancelled)
         << c.status(i);
   }
 }
@@ -563,14 +553,14 @@ TEST_F(XrtBoardTest, BadMagic) {
   ASSERT_TRUE(WriteWholeFile(o.xclbin_path, std::string(600, 'x')).ok());
   absl::Status s = OpenError(o);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("board xrt0: " + o.xclbin_path +
-                                     ": not an xclbin: bad magic"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("board xrt0: " + o.xclbin_path + ": not an xclbin: bad magic"));
 }
 
 TEST_F(XrtBoardTest, WrongUuid) {
   XrtBoardOptions o = Options();
-  XclbinSpec spec = SpecWithManifest(
-      SmallManifest("xclbin_uuid: \"00112233445566778899aabbccddeeff\""));
+  XclbinSpec spec =
+      SpecWithManifest(SmallManifest("xclbin_uuid: \"00112233445566778899aabbccddeeff\""));
   WriteXclbin(o.xclbin_path, spec);  // a random uuid
   absl::Status s = OpenError(o);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
@@ -586,8 +576,7 @@ TEST_F(XrtBoardTest, UnknownKernel) {
   WriteXclbin(o.xclbin_path, spec);
   absl::Status s = OpenError(o);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(),
-              HasSubstr("board xrt0: " + o.xclbin_path + ": unknown kernel"));
+  EXPECT_THAT(s.message(), HasSubstr("board xrt0: " + o.xclbin_path + ": unknown kernel"));
 }
 
 TEST_F(XrtBoardTest, KernelBreakingTheContract) {
@@ -612,8 +601,7 @@ TEST_F(XrtBoardTest, MissingDevice) {
   o.device = "0000:99:00.1";
   absl::Status s = OpenError(o);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(s.message(),
-              HasSubstr("board xrt0: opening XRT device 0000:99:00.1"));
+  EXPECT_THAT(s.message(), HasSubstr("board xrt0: opening XRT device 0000:99:00.1"));
   EXPECT_THAT(s.message(), HasSubstr(o.xclbin_path));
 }
 

@@ -23,14 +23,13 @@ constexpr size_t kImageBytes = 196 * 768;
 
 class CountingObserver : public scheduler::Observer {
  public:
-  void RunFinished(int, int board_id, uint32_t, absl::Duration,
-                   const absl::Status& s) override {
+  void RunFinished(int, int board_id, uint32_t, absl::Duration, const absl::Status& s) override {
     hgpipe::MutexLock l(&mu);
     (s.ok() ? ok_runs : failed_runs)[board_id]++;
   }
   // A board leaving service (any phase but kServing) counts as unhealthy.
-  void BoardPhaseChanged(int board_id, int, scheduler::BoardPhase phase,
-                         const absl::Status&, const scheduler::BoardCounts&) override {
+  void BoardPhaseChanged(int board_id, int, scheduler::BoardPhase phase, const absl::Status&,
+                         const scheduler::BoardCounts&) override {
     hgpipe::MutexLock l(&mu);
     if (phase != scheduler::BoardPhase::kServing) unhealthy[board_id]++;
   }
@@ -42,9 +41,8 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   UseXrtNoopDevice();
   const std::string dir = NewTestDir();
   const std::string xclbin = dir + "/verify.xclbin";
-  WriteXclbin(xclbin, SpecWithManifest(
-                          "model: \"verify\" "
-                          "geometry { tokens: 196 token_values: 768 classes: 1000 }"));
+  WriteXclbin(xclbin, SpecWithManifest("model: \"verify\" "
+                                       "geometry { tokens: 196 token_values: 768 classes: 1000 }"));
   RealClock clock;
   CountingObserver observer;
   scheduler::Scheduler::Options so;
@@ -98,8 +96,7 @@ TEST(XrtFailoverTest, FaultInsideXrtMidRunAndTheRequestCompletesOnTheOtherBoard)
   std::vector<int32_t> want(1000);
   for (int i = 0; i < 5; ++i) {
     verify::ExpectedLogits(images.data() + i * kImageBytes, kImageBytes, 1000, want.data());
-    EXPECT_TRUE(std::equal(want.begin(), want.end(), logits.begin() + i * 1000))
-        << "image " << i;
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), logits.begin() + i * 1000)) << "image " << i;
   }
   for (const auto& b : sched->Boards()) {
     if (b.board_id == 1) {

@@ -46,15 +46,13 @@ std::string NewTestDir() {
   };
   static Cleanup cleanup;
   static int counter = 0;
-  const ::testing::TestInfo* t =
-      ::testing::UnitTest::GetInstance()->current_test_info();
+  const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
   std::lock_guard<std::mutex> l(cleanup.mu);
   const fs::path dir =
       fs::path(::testing::TempDir()) /
       absl::StrCat("hgpipe_xrt_", getpid(), "_",
-                   t ? absl::StrCat(t->test_suite_name(), ".", t->name())
-                     : std::string("x"),
-                   "_", counter++);
+                   t ? absl::StrCat(t->test_suite_name(), ".", t->name()) : std::string("x"), "_",
+                   counter++);
   fs::remove_all(dir);
   fs::create_directories(dir);
   cleanup.dirs.push_back(dir);

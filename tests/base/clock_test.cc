@@ -13,9 +13,18 @@ TEST(SimClockTest, RunsTimersInDueOrderAndSetsNow) {
   const absl::Time t0 = clock.Now();
   std::vector<int> order;
   std::vector<absl::Time> seen;
-  clock.RunAt(t0 + absl::Milliseconds(3), [&] { order.push_back(3); seen.push_back(clock.Now()); });
-  clock.RunAt(t0 + absl::Milliseconds(1), [&] { order.push_back(1); seen.push_back(clock.Now()); });
-  clock.RunAt(t0 + absl::Milliseconds(1), [&] { order.push_back(2); seen.push_back(clock.Now()); });
+  clock.RunAt(t0 + absl::Milliseconds(3), [&] {
+    order.push_back(3);
+    seen.push_back(clock.Now());
+  });
+  clock.RunAt(t0 + absl::Milliseconds(1), [&] {
+    order.push_back(1);
+    seen.push_back(clock.Now());
+  });
+  clock.RunAt(t0 + absl::Milliseconds(1), [&] {
+    order.push_back(2);
+    seen.push_back(clock.Now());
+  });
   clock.Advance(absl::Milliseconds(2));
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   EXPECT_EQ(clock.Now(), t0 + absl::Milliseconds(2));
@@ -31,9 +40,8 @@ TEST(SimClockTest, CancelPreventsRunAndTimersMaySetTimers) {
   const auto id = clock.RunAt(clock.Now() + absl::Seconds(1), [&] { ++ran; });
   EXPECT_TRUE(clock.Cancel(id));
   EXPECT_FALSE(clock.Cancel(id));
-  clock.RunAt(clock.Now() + absl::Seconds(1), [&] {
-    clock.RunAt(clock.Now() + absl::Seconds(1), [&] { ran += 10; });
-  });
+  clock.RunAt(clock.Now() + absl::Seconds(1),
+              [&] { clock.RunAt(clock.Now() + absl::Seconds(1), [&] { ran += 10; }); });
   clock.RunUntilIdle();
   EXPECT_EQ(ran, 10);
   EXPECT_EQ(clock.Now(), absl::UnixEpoch() + absl::Seconds(2));

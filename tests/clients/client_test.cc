@@ -15,15 +15,13 @@ using ::testing::HasSubstr;
 
 TEST(FromGrpcStatusTest, KeepsTheCodeAndTheServersMessage) {
   EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK, "ModelInfer", "h:1").ok());
-  absl::Status s = FromGrpcStatus(
-      grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown model 'x'"),
-      "ModelInfer(x)", "localhost:8001");
+  absl::Status s = FromGrpcStatus(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown model 'x'"),
+                                  "ModelInfer(x)", "localhost:8001");
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(s.message(), HasSubstr("unknown model 'x'"));
   EXPECT_THAT(s.message(), HasSubstr("ModelInfer(x)"));
   EXPECT_THAT(s.message(), HasSubstr("localhost:8001"));
-  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                        "queue full"),
+  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"),
                            "ModelInfer", "h:1")
                 .code(),
             absl::StatusCode::kResourceExhausted);
@@ -32,14 +30,12 @@ TEST(FromGrpcStatusTest, KeepsTheCodeAndTheServersMessage) {
 TEST(StatusCodeNameTest, CanonicalNames) {
   EXPECT_EQ(StatusCodeName(0), "OK");
   EXPECT_EQ(StatusCodeName(grpc::StatusCode::UNAVAILABLE), "UNAVAILABLE");
-  EXPECT_EQ(StatusCodeName(grpc::StatusCode::DEADLINE_EXCEEDED),
-            "DEADLINE_EXCEEDED");
+  EXPECT_EQ(StatusCodeName(grpc::StatusCode::DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED");
   EXPECT_EQ(StatusCodeName(99), "CODE_99");
 }
 
 TEST(InferenceClientTest, CreateChecksItsArguments) {
-  EXPECT_EQ(InferenceClient::Create("").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InferenceClient::Create("").status().code(), absl::StatusCode::kInvalidArgument);
   InferenceClient::Options o;
   o.channel.max_message_bytes = 0;
   EXPECT_EQ(InferenceClient::Create("localhost:1", o).status().code(),

@@ -47,8 +47,8 @@ std::string ReadFile(const std::string& path) {
 std::string TempPath(absl::string_view what) {
   static int counter = 0;
   const char* tmp = std::getenv("TMPDIR");
-  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/hgpipe-clients-test-",
-                      getpid(), "-", ++counter, "-", what);
+  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/hgpipe-clients-test-", getpid(), "-",
+                      ++counter, "-", what);
 }
 
 // Starts `binary args...`, stdout to `out_path`, stderr to `err_path`.
@@ -56,17 +56,14 @@ pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
             const std::string& out_path, const std::string& err_path) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(binary.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = -1;
-  if (posix_spawn(&pid, binary.c_str(), &fa, nullptr, argv.data(),
-                  environ) != 0) {
+  if (posix_spawn(&pid, binary.c_str(), &fa, nullptr, argv.data(), environ) != 0) {
     pid = -1;
   }
   posix_spawn_file_actions_destroy(&fa);
@@ -95,7 +92,7 @@ struct RunResult {
 };
 
 RunResult RunBinary(const std::string& binary, const std::vector<std::string>& args,
-              absl::Duration timeout = absl::Seconds(120)) {
+                    absl::Duration timeout = absl::Seconds(120)) {
   const std::string out = TempPath("out"), err = TempPath("err");
   RunResult r;
   const pid_t pid = Spawn(BinDir() + "/" + binary, args, out, err);
@@ -111,9 +108,8 @@ class EchoServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     log_path_ = new std::string(TempPath("echo.log"));
-    pid_ = Spawn(BinDir() + "/hgpipe-echo-server",
-                 {"--grpc-port=0", "--host=127.0.0.1"}, "/dev/null",
-                 *log_path_);
+    pid_ = Spawn(BinDir() + "/hgpipe-echo-server", {"--grpc-port=0", "--host=127.0.0.1"},
+                 "/dev/null", *log_path_);
     ASSERT_GT(pid_, 0) << "cannot start " << BinDir() << "/hgpipe-echo-server";
     static const std::regex kReady(R"(ready: grpc=127\.0\.0\.1:(\d+))");
     const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -125,8 +121,7 @@ class EchoServerTest : public ::testing::Test {
         return;
       }
       int status;
-      ASSERT_NE(waitpid(pid_, &status, WNOHANG), pid_)
-          << "echo server exited:\n" << log;
+      ASSERT_NE(waitpid(pid_, &status, WNOHANG), pid_) << "echo server exited:\n" << log;
       absl::SleepFor(absl::Milliseconds(20));
     }
     FAIL() << "echo server not ready:\n" << ReadFile(*log_path_);
@@ -135,8 +130,8 @@ class EchoServerTest : public ::testing::Test {
   static void TearDownTestSuite() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
-      EXPECT_EQ(WaitFor(pid_, absl::Seconds(60)), 0)
-          << "echo server did not stop cleanly:\n" << ReadFile(*log_path_);
+      EXPECT_EQ(WaitFor(pid_, absl::Seconds(60)), 0) << "echo server did not stop cleanly:\n"
+                                                     << ReadFile(*log_path_);
     }
     unlink(log_path_->c_str());
     delete log_path_;
@@ -220,14 +215,12 @@ TEST_F(EchoServerTest, InferAsyncCompletesEveryCall) {
   hgpipe::Mutex mu;
   int done = 0, ok = 0;
   for (int i = 0; i < kCalls; ++i) {
-    client_->InferAsync(
-        request, [&](absl::StatusOr<inference::ModelInferResponse> r) {
-          const bool good = r.ok() && ReadInt32Output(*r).ok() &&
-                            ReadInt32Output(*r)->shape[0] == 2;
-          hgpipe::MutexLock l(&mu);
-          ++done;
-          if (good) ++ok;
-        });
+    client_->InferAsync(request, [&](absl::StatusOr<inference::ModelInferResponse> r) {
+      const bool good = r.ok() && ReadInt32Output(*r).ok() && ReadInt32Output(*r)->shape[0] == 2;
+      hgpipe::MutexLock l(&mu);
+      ++done;
+      if (good) ++ok;
+    });
   }
   hgpipe::MutexLock l(&mu);
   auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done == kCalls; };
@@ -242,12 +235,11 @@ TEST_F(EchoServerTest, InferAsyncReportsErrorsAndTheDestructorWaits) {
     auto other = InferenceClient::Create("127.0.0.1:1");
     ASSERT_TRUE(other.ok());
     for (int i = 0; i < 4; ++i) {
-      (*other)->InferAsync(
-          *MakeImageRequest("verify", GenerateRandomImages(1, 5)),
-          [&](absl::StatusOr<inference::ModelInferResponse> r) {
-            hgpipe::MutexLock l(&mu);
-            codes.push_back(r.status().code());
-          });
+      (*other)->InferAsync(*MakeImageRequest("verify", GenerateRandomImages(1, 5)),
+                           [&](absl::StatusOr<inference::ModelInferResponse> r) {
+                             hgpipe::MutexLock l(&mu);
+                             codes.push_back(r.status().code());
+                           });
     }
   }  // ~InferenceClient waits for the four callbacks
   hgpipe::MutexLock l(&mu);
@@ -262,40 +254,33 @@ google::protobuf::Struct ParseJson(const std::string& json) {
 }
 
 TEST_F(EchoServerTest, PerfClosedLoopJson) {
-  RunResult r = RunBinary("hgpipe-perf",
-                    {"--url=" + *target_, "--duration=1", "--warmup=0.2",
-                     "--concurrency=4", "--images-per-request=2", "--json"});
+  RunResult r = RunBinary("hgpipe-perf", {"--url=" + *target_, "--duration=1", "--warmup=0.2",
+                                          "--concurrency=4", "--images-per-request=2", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const google::protobuf::Struct s = ParseJson(r.out);
   const auto& f = s.fields();
   EXPECT_GT(f.at("images_per_second").number_value(), 0);
   EXPECT_GT(f.at("requests_ok").number_value(), 0);
-  EXPECT_EQ(f.at("images_ok").number_value(),
-            2 * f.at("requests_ok").number_value());
+  EXPECT_EQ(f.at("images_ok").number_value(), 2 * f.at("requests_ok").number_value());
   EXPECT_EQ(f.at("error_count").number_value(), 0);
   EXPECT_GT(f.at("latency_ms").struct_value().fields().at("p50").number_value(), 0);
   EXPECT_EQ(f.at("platform").string_value(), "echo");
-  EXPECT_EQ(f.at("settings").struct_value().fields().at("concurrency")
-                .number_value(),
-            4);
+  EXPECT_EQ(f.at("settings").struct_value().fields().at("concurrency").number_value(), 4);
 }
 
 TEST_F(EchoServerTest, PerfOpenLoopJson) {
-  RunResult r = RunBinary("hgpipe-perf",
-                    {"--url=" + *target_, "--duration=1", "--warmup=0",
-                     "--rate=100", "--arrivals=constant", "--json",
-                     "--connections=2"});
+  RunResult r =
+      RunBinary("hgpipe-perf", {"--url=" + *target_, "--duration=1", "--warmup=0", "--rate=100",
+                                "--arrivals=constant", "--json", "--connections=2"});
   ASSERT_EQ(r.code, 0) << r.err;
   const google::protobuf::Struct s = ParseJson(r.out);
   EXPECT_GT(s.fields().at("requests_ok").number_value(), 0);
-  EXPECT_EQ(s.fields().at("settings").struct_value().fields().at("mode")
-                .string_value(),
-            "open");
+  EXPECT_EQ(s.fields().at("settings").struct_value().fields().at("mode").string_value(), "open");
 }
 
 TEST_F(EchoServerTest, PerfVerifyNeedsTheVerifyPlatform) {
-  RunResult r = RunBinary("hgpipe-perf", {"--url=" + *target_, "--duration=1",
-                                    "--verify", "--json"});
+  RunResult r =
+      RunBinary("hgpipe-perf", {"--url=" + *target_, "--duration=1", "--verify", "--json"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(r.err, HasSubstr("hgpipe/verify"));
@@ -308,8 +293,7 @@ TEST_F(EchoServerTest, PerfFailsOnAnAbsentServer) {
 }
 
 TEST_F(EchoServerTest, ClientBinaryInfersAndPrintsTopClasses) {
-  RunResult r = RunBinary("hgpipe-client",
-                    {"--url=" + *target_, "infer", "verify", "--random=2"});
+  RunResult r = RunBinary("hgpipe-client", {"--url=" + *target_, "infer", "verify", "--random=2"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("image 1: top-5:"));
   // Not the verify platform: no digest check claimed.
@@ -321,8 +305,7 @@ TEST_F(EchoServerTest, ClientBinaryInfersAndPrintsTopClasses) {
     std::ofstream f(input, std::ios::binary);
     f.write(reinterpret_cast<const char*>(images.data()), images.size());
   }
-  r = RunBinary("hgpipe-client", {"--url=" + *target_, "infer", "verify",
-                            "--input=" + input});
+  r = RunBinary("hgpipe-client", {"--url=" + *target_, "infer", "verify", "--input=" + input});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("1 image in"));
   unlink(input.c_str());

@@ -54,15 +54,10 @@ TEST(LoadResultToJsonTest, OneParsableObjectWithSettingsAndResults) {
   EXPECT_EQ(f.at("images_per_second").number_value(), 720);
   EXPECT_EQ(f.at("requests_ok").number_value(), 900);
   EXPECT_EQ(f.at("error_count").number_value(), 2);
-  EXPECT_EQ(f.at("errors").struct_value().fields().at("UNAVAILABLE")
-                .number_value(),
-            2);
-  EXPECT_EQ(f.at("first_error_message").struct_value().fields()
-                .at("UNAVAILABLE").string_value(),
+  EXPECT_EQ(f.at("errors").struct_value().fields().at("UNAVAILABLE").number_value(), 2);
+  EXPECT_EQ(f.at("first_error_message").struct_value().fields().at("UNAVAILABLE").string_value(),
             "board \"sim0\"\nlost");
-  EXPECT_EQ(f.at("latency_ms").struct_value().fields().at("p99")
-                .number_value(),
-            4.25);
+  EXPECT_EQ(f.at("latency_ms").struct_value().fields().at("p99").number_value(), 4.25);
   const auto& settings = f.at("settings").struct_value().fields();
   EXPECT_EQ(settings.at("mode").string_value(), "closed");
   EXPECT_EQ(settings.at("concurrency").number_value(), 16);

@@ -47,9 +47,7 @@ TEST(MakeImageRequestTest, OneRawInt8TensorOfNImages) {
   EXPECT_THAT(r->inputs(0).shape(), ElementsAre(2, 196, 768));
   ASSERT_EQ(r->raw_input_contents_size(), 1);
   EXPECT_EQ(r->raw_input_contents(0).size(), 2 * kImageBytes);
-  EXPECT_EQ(std::memcmp(r->raw_input_contents(0).data(), images.data(),
-                        images.size()),
-            0);
+  EXPECT_EQ(std::memcmp(r->raw_input_contents(0).data(), images.data(), images.size()), 0);
   ASSERT_EQ(r->outputs_size(), 1);
   EXPECT_EQ(r->outputs(0).name(), "OUTPUT");
   // Raw contents only: no typed contents alongside (KServe v2 rule).
@@ -97,8 +95,7 @@ TEST(MakeImageRequestTest, RejectsPartialOrEmptyImages) {
   auto r = MakeImageRequest("verify", data);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("verify"));
-  EXPECT_EQ(MakeImageRequest("verify", {}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeImageRequest("verify", {}).status().code(), absl::StatusCode::kInvalidArgument);
   ImageRequestOptions bad;
   bad.tokens = 0;
   EXPECT_EQ(MakeImageRequest("verify", data, bad).status().code(),
@@ -156,8 +153,7 @@ TEST(ReadInt32OutputTest, ErrorsSayWhatIsWrong) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("OUTPUT"));
 
-  EXPECT_EQ(ReadFp32Output(r).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadFp32Output(r).status().code(), absl::StatusCode::kInvalidArgument);
 
   const auto short_raw = Int32Response({2, 3}, {1, 2, 3});
   auto s = ReadInt32Output(short_raw);
@@ -166,8 +162,7 @@ TEST(ReadInt32OutputTest, ErrorsSayWhatIsWrong) {
 
   inference::ModelInferResponse extra = r;
   extra.add_raw_output_contents("xx");
-  EXPECT_EQ(ReadInt32Output(extra).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadInt32Output(extra).status().code(), absl::StatusCode::kInvalidArgument);
 
   EXPECT_EQ(ReadInt32Output(inference::ModelInferResponse()).status().code(),
             absl::StatusCode::kNotFound);
@@ -206,8 +201,7 @@ TEST(GenerateRandomImagesTest, DeterministicPerSeedAndDistinct) {
 
 TEST(TopKTest, LargestFirstTiesToLowerIndex) {
   const std::vector<int32_t> row = {3, 9, -1, 9, 4};
-  EXPECT_THAT(TopK<int32_t>(row, 3),
-              ElementsAre(Pair(1, 9), Pair(3, 9), Pair(4, 4)));
+  EXPECT_THAT(TopK<int32_t>(row, 3), ElementsAre(Pair(1, 9), Pair(3, 9), Pair(4, 4)));
   EXPECT_EQ(TopK<int32_t>(row, 10).size(), 5u);
   EXPECT_TRUE(TopK<int32_t>(row, 0).empty());
 }
@@ -226,9 +220,7 @@ TEST(VerifyDigestTest, ExpectedLogitsPassAndAnyChangeFails) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(s.message(), HasSubstr("logit 417"));
   // Another image's digest does not pass.
-  EXPECT_FALSE(CheckVerifyRow(GenerateRandomImages(1, 10),
-                              ExpectedVerifyLogits(image))
-                   .ok());
+  EXPECT_FALSE(CheckVerifyRow(GenerateRandomImages(1, 10), ExpectedVerifyLogits(image)).ok());
   EXPECT_FALSE(CheckVerifyRow(image, {}).ok());
 }
 
@@ -242,8 +234,7 @@ TEST(VerifyDigestTest, MatchesTheEmulatedVerifyKernel) {
   const auto images = GenerateRandomImages(2, 77);
   std::vector<int8_t> device(images.size());
   for (int i = 0; i < 2; ++i) {
-    accel::PackImage(g, images.data() + i * kImageBytes,
-                     device.data() + i * kImageBytes);
+    accel::PackImage(g, images.data() + i * kImageBytes, device.data() + i * kImageBytes);
   }
   std::vector<uint32_t> words(2 * g.output_words());
   kernel->Compute(device.data(), 2, words.data());
@@ -252,11 +243,8 @@ TEST(VerifyDigestTest, MatchesTheEmulatedVerifyKernel) {
     for (int64_t j = 0; j < kClasses; ++j) {
       row[j] = accel::DecodeLogitWord(words[i * kClasses + j]);
     }
-    EXPECT_TRUE(CheckVerifyRow(
-                    absl::MakeConstSpan(images).subspan(i * kImageBytes,
-                                                        kImageBytes),
-                    row)
-                    .ok())
+    EXPECT_TRUE(
+        CheckVerifyRow(absl::MakeConstSpan(images).subspan(i * kImageBytes, kImageBytes), row).ok())
         << "image " << i;
   }
 }

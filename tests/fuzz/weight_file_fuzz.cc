@@ -13,8 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!c.ok()) return 0;
   for (const auto& [name, t] : c->tensors) (void)t.ToInt64();
   // What parses must serialize and parse back the same.
-  absl::StatusOr<hgpipe::accel::vit::Container> again = hgpipe::accel::vit::ParseContainer(
-      hgpipe::accel::vit::SerializeContainer(*c), "again.hgvit");
+  absl::StatusOr<hgpipe::accel::vit::Container> again =
+      hgpipe::accel::vit::ParseContainer(hgpipe::accel::vit::SerializeContainer(*c), "again.hgvit");
   if (!again.ok() || again->tensors.size() != c->tensors.size()) __builtin_trap();
   return 0;
 }

@@ -16,8 +16,8 @@
 namespace hgpipe::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using clients::InferenceClient;
+using ::testing::HasSubstr;
 
 class BadInputTest : public ::testing::Test {
  protected:
@@ -35,11 +35,11 @@ class BadInputTest : public ::testing::Test {
       const auto req = *clients::MakeImageRequest("verify", img);
       while (!stop_good_) {
         auto r = (*c)->Infer(req);
-        if (!r.ok() || !clients::CheckVerifyRow(
-                            absl::MakeConstSpan(img).subspan(0, clients::kImageBytes),
-                            absl::MakeConstSpan(clients::ReadInt32Output(*r)->values)
-                                .subspan(0, clients::kClasses))
-                            .ok()) {
+        if (!r.ok() ||
+            !clients::CheckVerifyRow(absl::MakeConstSpan(img).subspan(0, clients::kImageBytes),
+                                     absl::MakeConstSpan(clients::ReadInt32Output(*r)->values)
+                                         .subspan(0, clients::kClasses))
+                 .ok()) {
           good_failures_++;
         } else {
           good_ok_++;
@@ -208,8 +208,7 @@ TEST_F(BadInputTest, BadRequestsAreCountedByCode) {
   ASSERT_EQ(Send(r).code(), absl::StatusCode::kInvalidArgument);
   auto m = HttpGet(server_->metrics_url());
   ASSERT_TRUE(m.ok());
-  EXPECT_GE(*MetricValue(*m, "hgpipe_requests_total",
-                         R"(code="INVALID_ARGUMENT",model="verify")"),
+  EXPECT_GE(*MetricValue(*m, "hgpipe_requests_total", R"(code="INVALID_ARGUMENT",model="verify")"),
             1);
 }
 

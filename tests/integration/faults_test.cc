@@ -98,8 +98,7 @@ TEST(FaultsTest, ABoardThatDiesUnderLoadLosesNoRequest) {
     auto failed = WaitForMetric(url, "hgpipe_board_failures_total", R"(board="sim1")",
                                 [](double v) { return v >= 1; });
     EXPECT_TRUE(failed.ok()) << failed.status();
-    auto retired = WaitForMetric(url, "hgpipe_board_phase",
-                                 R"(board="sim1",phase="retired")",
+    auto retired = WaitForMetric(url, "hgpipe_board_phase", R"(board="sim1",phase="retired")",
                                  [](double v) { return v == 1; });
     EXPECT_TRUE(retired.ok()) << retired.status();
     load.Stop(/*more=*/20);  // and the other boards carry on
@@ -109,16 +108,13 @@ TEST(FaultsTest, ABoardThatDiesUnderLoadLosesNoRequest) {
     // Every request answered once, OK: the server counted exactly ours.
     EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total", R"(code="OK",model="verify")"),
               load.requests());
-    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="verify")"),
-              load.images());
-    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total",
-                           R"(code="UNAVAILABLE",model="verify")"),
-              0);
-    EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_failed_runs_total",
-                           R"(board="sim1",model="verify")"),
-              1);
-    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_healthy", R"(board="sim1",model="verify")"),
-              0);
+    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="verify")"), load.images());
+    EXPECT_EQ(
+        *MetricValue(*metrics, "hgpipe_requests_total", R"(code="UNAVAILABLE",model="verify")"), 0);
+    EXPECT_GE(
+        *MetricValue(*metrics, "hgpipe_board_failed_runs_total", R"(board="sim1",model="verify")"),
+        1);
+    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_healthy", R"(board="sim1",model="verify")"), 0);
     for (const char* b : {"sim0", "sim2"}) {
       const std::string l = absl::StrCat("board=\"", b, "\",model=\"verify\"");
       EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_healthy", l), 1) << b;
@@ -150,12 +146,10 @@ TEST(FaultsTest, AHungBoardIsCaughtByTheWatchdogAndReadmitted) {
     auto metrics = HttpGet(url);
     ASSERT_TRUE(metrics.ok());
     EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_failures_total", R"(board="sim0")"), 1);
-    EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_programmings_total", R"(board="sim0")"),
-              1);
+    EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_programmings_total", R"(board="sim0")"), 1);
     EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total", R"(code="OK",model="verify")"),
               load.requests());
-    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="verify")"),
-              load.images());
+    EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="verify")"), load.images());
   }
   // Back in service.
   auto serving = WaitForMetric(url, "hgpipe_board_phase", R"(board="sim0",phase="serving")",

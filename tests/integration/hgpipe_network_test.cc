@@ -51,7 +51,8 @@ TEST(HgpipeNetworkTest, TheAuthorsImageAsDevicePatchesGivesTheirLogits) {
   const std::string repo = WriteModelRepository("deit_patches", absl::StrCat(R"(
 name: "deit_patches"
 bitstream: "deit_tiny"
-weights: ")", weights, R"("
+weights: ")",
+                                                                             weights, R"("
 input_format: DEVICE_PATCHES
 input { name: "INPUT" datatype: "INT8" dims: [196, 768] }
 output { name: "LOGITS" datatype: "INT32" dims: [1000] }
@@ -108,13 +109,12 @@ TEST(HgpipeNetworkTest, ABrokenWeightFileFailsItsLoadAndOthersServe) {
   }
   const std::string repo = WriteModelRepository(
       {{"verify", ReadFile(SourceDir() + "/models/verify/config.pbtxt")},
-       {"broken", absl::StrCat("name: \"broken\"\nbitstream: \"deit_tiny\"\nweights: \"",
-                               broken, "\"\ninput_format: ENCODED_IMAGE\n",
-                               "input { name: \"IMAGE\" }\n",
+       {"broken", absl::StrCat("name: \"broken\"\nbitstream: \"deit_tiny\"\nweights: \"", broken,
+                               "\"\ninput_format: ENCODED_IMAGE\n", "input { name: \"IMAGE\" }\n",
                                "output { name: \"LOGITS\" datatype: \"FP32\" }\n")}});
-  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
-      {"--model-repository", repo, "--boards", "sim:1", "--model-control-mode", "explicit",
-       "--load-model", "verify"});
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start({"--model-repository", repo, "--boards", "sim:1", "--model-control-mode",
+                            "explicit", "--load-model", "verify"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = clients::InferenceClient::Create((*server)->grpc_target());
   ASSERT_TRUE(client.ok()) << client.status();
@@ -191,10 +191,9 @@ TEST_F(PhotoTest, ACupOfCoffeeIsAnEspresso) {
 
 // The README's example, as a user runs it.
 TEST_F(PhotoTest, HgpipeClientPrintsTheClassesAndTheirNames) {
-  const ExitResult r = RunToExit(
-      BinDir() + "/hgpipe-client",
-      {"--url", server_->grpc_target(), "infer", "deit_tiny", "--image",
-       SourceDir() + "/tests/data/photos/cat.jpg", "--top-k", "5"});
+  const ExitResult r = RunToExit(BinDir() + "/hgpipe-client",
+                                 {"--url", server_->grpc_target(), "infer", "deit_tiny", "--image",
+                                  SourceDir() + "/tests/data/photos/cat.jpg", "--top-k", "5"});
   ASSERT_TRUE(r.exited) << r.log;
   EXPECT_EQ(r.code, 0) << r.log;
   EXPECT_THAT(r.log, HasSubstr("Egyptian cat"));

@@ -53,8 +53,9 @@ HttpResult HttpCall(const std::string& method, const std::string& url, const std
         const absl::string_view line(data, size * n);
         const size_t colon = line.find(':');
         if (colon != absl::string_view::npos) {
-          (*static_cast<std::map<std::string, std::string>*>(out))[absl::AsciiStrToLower(
-              line.substr(0, colon))] = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+          (*static_cast<std::map<std::string, std::string>*>(
+              out))[absl::AsciiStrToLower(line.substr(0, colon))] =
+              std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
         }
         return size * n;
       });

@@ -16,7 +16,7 @@ struct HttpResult {
   long status = 0;  // 0: no HTTP response (see error)
   std::string body;
   std::map<std::string, std::string> headers;  // names lower case
-  std::string error;  // curl's, when the transfer failed
+  std::string error;                           // curl's, when the transfer failed
 };
 
 struct HttpOptions {
@@ -26,8 +26,8 @@ struct HttpOptions {
   long timeout_s = 60;
 };
 
-HttpResult HttpCall(const std::string& method, const std::string& url,
-                    const std::string& body = "", const HttpOptions& options = {});
+HttpResult HttpCall(const std::string& method, const std::string& url, const std::string& body = "",
+                    const HttpOptions& options = {});
 
 // Connects to 127.0.0.1:`port`, sends `bytes`, then reads until the server
 // closes the connection or `timeout` passes; returns what was read.

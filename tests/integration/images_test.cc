@@ -26,7 +26,8 @@ std::vector<uint8_t> GrayImage(uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<uint8_t> px(28 * 28);
   for (int y = 0; y < 28; ++y)
-    for (int x = 0; x < 28; ++x) px[y * 28 + x] = static_cast<uint8_t>((x * 9 + y * 3 + rng() % 40) & 255);
+    for (int x = 0; x < 28; ++x)
+      px[y * 28 + x] = static_cast<uint8_t>((x * 9 + y * 3 + rng() % 40) & 255);
   return px;
 }
 
@@ -42,7 +43,7 @@ std::string Png(const std::vector<uint8_t>& gray) {
 }
 
 inference::ModelInferRequest EncodedRequest(const std::string& model,
-                                             const std::vector<std::string>& files) {
+                                            const std::vector<std::string>& files) {
   inference::ModelInferRequest r;
   r.set_model_name(model);
   auto* in = r.add_inputs();
@@ -110,10 +111,10 @@ TEST_F(ImagesTest, PngAndRawPixelsGiveTheSameFp32Logits) {
   // PNG is lossless, so the logits must be identical.
   std::ifstream in(SourceDir() + "/models/fmnist_vit/config.pbtxt");
   std::string config((std::istreambuf_iterator<char>(in)), {});
-  config = absl::StrReplaceAll(config, {{"name: \"fmnist_vit\"", "name: \"px\""},
-                                        {"ENCODED_IMAGE", "PIXELS"},
-                                        {"fmnist_vit.hgvit", SourceDir() +
-                                             "/models/fmnist_vit/fmnist_vit.hgvit"}});
+  config = absl::StrReplaceAll(
+      config, {{"name: \"fmnist_vit\"", "name: \"px\""},
+               {"ENCODED_IMAGE", "PIXELS"},
+               {"fmnist_vit.hgvit", SourceDir() + "/models/fmnist_vit/fmnist_vit.hgvit"}});
   const std::string repo = WriteModelRepository("px", config);
   auto px_server = ServerProcess::Start({"--model-repository=" + repo});
   ASSERT_TRUE(px_server.ok()) << px_server.status();
@@ -168,21 +169,20 @@ TEST_F(ImagesTest, ClassificationReturnsTopKWithLabels) {
 }
 
 TEST_F(ImagesTest, HgpipeClientPrintsTopKClassesWithLabelsForImageFiles) {
-  const std::string path = std::filesystem::temp_directory_path() /
-                           absl::StrCat("hgpipe-client-", getpid(), ".png");
+  const std::string path =
+      std::filesystem::temp_directory_path() / absl::StrCat("hgpipe-client-", getpid(), ".png");
   std::ofstream(path, std::ios::binary) << Png(GrayImage(5));
   const ExitResult r = RunToExit(
       BinDir() + "/hgpipe-client",
-      {"--url=" + server_->grpc_target(), "infer", "fmnist_vit", "--image=" + path,
-       "--top-k=4"});
+      {"--url=" + server_->grpc_target(), "infer", "fmnist_vit", "--image=" + path, "--top-k=4"});
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
   EXPECT_THAT(r.log, HasSubstr("model fmnist_vit (hgpipe/vit): 1 image"));
   EXPECT_THAT(r.log, HasSubstr("  4. "));
   EXPECT_THAT(r.log, HasSubstr("(class "));
   // Labels come from the weights: one of Fashion-MNIST's ten names.
-  EXPECT_THAT(r.log, ::testing::ContainsRegex(
-                         "1\\. (T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|"
-                         "Shirt|Sneaker|Bag|Ankle boot) \\(class"));
+  EXPECT_THAT(r.log,
+              ::testing::ContainsRegex("1\\. (T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|"
+                                       "Shirt|Sneaker|Bag|Ankle boot) \\(class"));
   std::filesystem::remove(path);
 }
 
@@ -288,8 +288,8 @@ TEST_F(ImagesTest, AJpegPhotoRunsThroughDeitTiny) {
   spec.channels = 3;
   auto jpeg = preprocess::EncodeJpeg(px, spec);
   ASSERT_TRUE(jpeg.ok()) << jpeg.status();
-  auto resp = client_->Infer(
-      EncodedRequest("deit_tiny", {std::string(jpeg->begin(), jpeg->end())}));
+  auto resp =
+      client_->Infer(EncodedRequest("deit_tiny", {std::string(jpeg->begin(), jpeg->end())}));
   ASSERT_TRUE(resp.ok()) << resp.status();
   EXPECT_EQ(resp->outputs(0).datatype(), "FP32");
   EXPECT_THAT(resp->outputs(0).shape(), ::testing::ElementsAre(1, 1000));

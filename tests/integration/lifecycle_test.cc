@@ -16,8 +16,8 @@ namespace hgpipe::testing {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using clients::InferenceClient;
+using ::testing::HasSubstr;
 
 ExitResult StartWith(const std::vector<std::string>& args) {
   std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0",
@@ -53,10 +53,10 @@ TEST(LifecycleTest, MetadataReadinessAndHealthOnTheDefaultRepository) {
   ASSERT_TRUE(m.ok());
   for (const char* family :
        {"hgpipe_requests_total", "hgpipe_images_total", "hgpipe_request_duration_seconds",
-        "hgpipe_queue_duration_seconds", "hgpipe_device_duration_seconds",
-        "hgpipe_queue_images", "hgpipe_board_images_total", "hgpipe_board_runs_total",
-        "hgpipe_board_run_images", "hgpipe_board_images_in_flight",
-        "hgpipe_board_busy_seconds_total", "hgpipe_board_healthy"}) {
+        "hgpipe_queue_duration_seconds", "hgpipe_device_duration_seconds", "hgpipe_queue_images",
+        "hgpipe_board_images_total", "hgpipe_board_runs_total", "hgpipe_board_run_images",
+        "hgpipe_board_images_in_flight", "hgpipe_board_busy_seconds_total",
+        "hgpipe_board_healthy"}) {
     EXPECT_THAT(*m, HasSubstr(absl::StrCat("# TYPE ", family, " "))) << family;
   }
   const ExitResult r = (*server)->Stop(SIGINT);
@@ -82,10 +82,9 @@ TEST(LifecycleTest, SigtermFinishesRequestsInFlightAndExitsZero) {
         auto out = clients::ReadInt32Output(*r);
         bool good = out.ok();
         for (int k = 0; good && k < 32; ++k) {
-          good = clients::CheckVerifyRow(
-                     absl::MakeConstSpan(images).subspan(k * clients::kImageBytes,
-                                                         clients::kImageBytes),
-                     absl::MakeConstSpan(out->values).subspan(k * 1000, 1000))
+          good = clients::CheckVerifyRow(absl::MakeConstSpan(images).subspan(
+                                             k * clients::kImageBytes, clients::kImageBytes),
+                                         absl::MakeConstSpan(out->values).subspan(k * 1000, 1000))
                      .ok();
         }
         (good ? ok : other)++;
@@ -128,8 +127,8 @@ TEST(LifecycleTest, ConfigSyntaxErrorFailsStartUpWithLineAndColumn) {
 }
 
 TEST(LifecycleTest, UnknownBitstreamAndMismatchedNameFailStartUp) {
-  ExitResult r = StartWith({"--model-repository=" +
-                            WriteModelRepository("m", "name: \"m\" bitstream: \"resnet\"")});
+  ExitResult r = StartWith(
+      {"--model-repository=" + WriteModelRepository("m", "name: \"m\" bitstream: \"resnet\"")});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m/config.pbtxt: bitstream: no emulated kernel for "
                                "bitstream 'resnet'"));
@@ -138,9 +137,9 @@ TEST(LifecycleTest, UnknownBitstreamAndMismatchedNameFailStartUp) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m2/config.pbtxt: name: 'other' must equal the "
                                "directory name 'm2'"));
-  r = StartWith({"--model-repository=" +
-                 WriteModelRepository("m3", "name: \"m3\" bitstream: \"verify\" "
-                                      "input { dims: [196, 700] }")});
+  r = StartWith({"--model-repository=" + WriteModelRepository("m3",
+                                                              "name: \"m3\" bitstream: \"verify\" "
+                                                              "input { dims: [196, 700] }")});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("m3/config.pbtxt: input.dims: [196, 700] does not match"));
 }

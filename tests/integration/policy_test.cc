@@ -95,11 +95,10 @@ TEST_F(PolicyTest, EveryPriorityLevelIsServed) {
     images[i] = StampedImages(1 + i % 4, stamps_);
     auto req = clients::MakeImageRequest("ranked", images[i]);
     clients::SetPriority(&*req, 1 + i % 2);
-    client_->InferAsync(*std::move(req),
-                        [&, i](absl::StatusOr<inference::ModelInferResponse> r) {
-                          if (r.ok() && CheckVerifyResponse(*r, images[i]).ok()) ++ok;
-                          if (++answered == kRequests) done.Notify();
-                        });
+    client_->InferAsync(*std::move(req), [&, i](absl::StatusOr<inference::ModelInferResponse> r) {
+      if (r.ok() && CheckVerifyResponse(*r, images[i]).ok()) ++ok;
+      if (++answered == kRequests) done.Notify();
+    });
   }
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(120)));
   EXPECT_EQ(ok.load(), kRequests);
@@ -145,22 +144,21 @@ TEST_F(PolicyTest, ATimeoutTooShortIsDeadlineExceeded) {
   EXPECT_TRUE(Infer("hasty", {{"timeout", I64(30'000'000)}}).ok());
   auto metrics = HttpGet(server_->metrics_url());
   ASSERT_TRUE(metrics.ok());
-  EXPECT_GE(*MetricValue(*metrics, "hgpipe_requests_total",
-                         R"(code="DEADLINE_EXCEEDED",model="ranked")"),
-            1);
-  EXPECT_GE(*MetricValue(*metrics, "hgpipe_requests_total",
-                         R"(code="DEADLINE_EXCEEDED",model="hasty")"),
-            1);
+  EXPECT_GE(
+      *MetricValue(*metrics, "hgpipe_requests_total", R"(code="DEADLINE_EXCEEDED",model="ranked")"),
+      1);
+  EXPECT_GE(
+      *MetricValue(*metrics, "hgpipe_requests_total", R"(code="DEADLINE_EXCEEDED",model="hasty")"),
+      1);
 }
 
 // A full queue is RESOURCE_EXHAUSTED. The board hangs on its first request
 // run (run 1 is its start-up canary) and takes one run at a time, so what
 // follows stays queued.
 TEST(QueueFullTest, BeyondMaxQueueImagesIsResourceExhausted) {
-  auto server = ServerProcess::Start(
-      {"--boards=sim:1", "--board-slots=1", "--watchdog-ms=0",
-       "--emulated-faults=sim0=hang@1:permanent",
-       "--model-repository=" + WriteModelRepository("small", R"(
+  auto server = ServerProcess::Start({"--boards=sim:1", "--board-slots=1", "--watchdog-ms=0",
+                                      "--emulated-faults=sim0=hang@1:permanent",
+                                      "--model-repository=" + WriteModelRepository("small", R"(
 name: "small" bitstream: "verify"
 batching { max_queue_images: 4 }
 max_images_per_request: 4
@@ -174,13 +172,13 @@ max_images_per_request: 4
     client->InferAsync(*std::move(req), [](absl::StatusOr<inference::ModelInferResponse>) {});
   };
   send(4);  // on the (hung) board
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight",
-                            R"(board="sim0",model="small")", [](double v) { return v == 4; })
-                  .ok());
-  send(4);  // queued: the board's one slot is taken
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="small")",
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight", R"(board="sim0",model="small")",
                             [](double v) { return v == 4; })
                   .ok());
+  send(4);  // queued: the board's one slot is taken
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="small")", [](double v) {
+                return v == 4;
+              }).ok());
   auto req = clients::MakeImageRequest("small", StampedImages(1, stamps));
   auto resp = client->Infer(*req);
   EXPECT_EQ(resp.status().code(), absl::StatusCode::kResourceExhausted) << resp.status();

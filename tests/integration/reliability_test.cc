@@ -31,8 +31,8 @@
 namespace hgpipe::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using clients::InferenceClient;
+using ::testing::HasSubstr;
 
 constexpr char kVerifyConfig[] = "bitstream: \"verify\"";
 
@@ -58,17 +58,17 @@ int64_t RssBytes(pid_t pid) {
 // Bug 1: with one pool board being programmed for v1, a request for v2 has
 // no board; unloading v2 then must answer it and return, not hang.
 TEST(ReliabilityTest, UnloadOfAModelWhoseRequestsHaveNoBoardReturns) {
-  auto server = ServerProcess::Start(
-      {"--model-repository=" + TwoVerifyModels(), "--boards=sim-pool:1",
-       "--model-control-mode=explicit", "--load-model=*", "--emulated-program-ms=1500"});
+  auto server = ServerProcess::Start({"--model-repository=" + TwoVerifyModels(),
+                                      "--boards=sim-pool:1", "--model-control-mode=explicit",
+                                      "--load-model=*", "--emulated-program-ms=1500"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *InferenceClient::Create((*server)->grpc_target());
   std::atomic<uint64_t> stamps{0};
   const std::vector<int8_t> a = StampedImages(2, stamps), b = StampedImages(2, stamps);
-  auto ra = std::make_shared<const inference::ModelInferRequest>(
-      *clients::MakeImageRequest("v1", a));
-  auto rb = std::make_shared<const inference::ModelInferRequest>(
-      *clients::MakeImageRequest("v2", b));
+  auto ra =
+      std::make_shared<const inference::ModelInferRequest>(*clients::MakeImageRequest("v1", a));
+  auto rb =
+      std::make_shared<const inference::ModelInferRequest>(*clients::MakeImageRequest("v2", b));
   // First v2, so the board holds v2 (whatever it held at start-up).
   ASSERT_TRUE(c->Infer(*rb, absl::Seconds(60)).ok());
   hgpipe::Notification a_done, b_done;
@@ -112,8 +112,8 @@ TEST(ReliabilityTest, SigtermDoesNotWaitTheDrainTimeoutWhileRefusedCallsKeepComi
   std::vector<std::thread> callers;
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
-      auto stub = inference::GRPCInferenceService::NewStub(
-          clients::MakeChannel((*server)->grpc_target()));
+      auto stub =
+          inference::GRPCInferenceService::NewStub(clients::MakeChannel((*server)->grpc_target()));
       while (!stop.load()) {
         grpc::ClientContext ctx;
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
@@ -167,8 +167,8 @@ TEST(ReliabilityTest, OddModelNamesAreNotFoundWithBoundedMessages) {
   const std::string nul_name("verify\0tail", 11);
   // The server's own status, as any client sees it (the client library
   // adds the model name to its messages).
-  auto stub = inference::GRPCInferenceService::NewStub(
-      clients::MakeChannel((*server)->grpc_target()));
+  auto stub =
+      inference::GRPCInferenceService::NewStub(clients::MakeChannel((*server)->grpc_target()));
   for (const std::string& name : {long_name, nul_name}) {
     inference::ModelInferRequest req = *clients::MakeImageRequest("verify", images);
     req.set_model_name(name);
@@ -206,13 +206,13 @@ TEST(ReliabilityTest, StreamClientThatNeverReadsHoldsBoundedMemory) {
   // ASan keeps freed memory in quarantine (256 MB): the server it starts
   // must not, or freed requests would count as held.
   const char* asan = getenv("ASAN_OPTIONS");
-  setenv("ASAN_OPTIONS",
-         absl::StrCat(asan != nullptr ? asan : "", ":quarantine_size_mb=0").c_str(), 1);
+  setenv("ASAN_OPTIONS", absl::StrCat(asan != nullptr ? asan : "", ":quarantine_size_mb=0").c_str(),
+         1);
 #endif
   auto server = ServerProcess::Start({"--boards=sim:1", "--emulated-compute=false"});
   ASSERT_TRUE(server.ok()) << server.status();
-  auto stub = inference::GRPCInferenceService::NewStub(
-      clients::MakeChannel((*server)->grpc_target()));
+  auto stub =
+      inference::GRPCInferenceService::NewStub(clients::MakeChannel((*server)->grpc_target()));
   const int64_t before = RssBytes((*server)->pid());
   ASSERT_GT(before, 0);
   grpc::ClientContext ctx;
@@ -250,9 +250,9 @@ TEST(ReliabilityTest, StreamClientThatNeverReadsHoldsBoundedMemory) {
 // computed in ~400 ms: it is answered DEADLINE_EXCEEDED instead, and the
 // late result is dropped and counted.
 TEST(ReliabilityTest, TimeoutIsKeptOnASlowBoardAndTheLateResultCounted) {
-  auto server = ServerProcess::Start(
-      {"--boards=sim:1", "--model-control-mode=explicit", "--load-model=verify",
-       "--emulated-faults=sim0=slow@1:x200", "--watchdog-ms=30000"});
+  auto server = ServerProcess::Start({"--boards=sim:1", "--model-control-mode=explicit",
+                                      "--load-model=verify", "--emulated-faults=sim0=slow@1:x200",
+                                      "--watchdog-ms=30000"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *InferenceClient::Create((*server)->grpc_target());
   const std::vector<int8_t> images = clients::GenerateRandomImages(1, 13);

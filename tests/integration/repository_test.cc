@@ -35,8 +35,8 @@ std::vector<std::string> Index(InferenceClient& c, bool ready_only = false) {
   return out;
 }
 
-absl::Status Infer(InferenceClient& c, const std::string& model,
-                   std::atomic<uint64_t>& stamps, int n = 2) {
+absl::Status Infer(InferenceClient& c, const std::string& model, std::atomic<uint64_t>& stamps,
+                   int n = 2) {
   const std::vector<int8_t> images = StampedImages(n, stamps);
   auto resp = c.Infer(*clients::MakeImageRequest(model, images));
   if (!resp.ok()) return resp.status();
@@ -44,8 +44,8 @@ absl::Status Infer(InferenceClient& c, const std::string& model,
 }
 
 std::string TwoVerifyModels() {
-  return WriteModelRepository({{"a", R"(name: "a" bitstream: "verify")"},
-                               {"b", R"(name: "b" bitstream: "verify")"}});
+  return WriteModelRepository(
+      {{"a", R"(name: "a" bitstream: "verify")"}, {"b", R"(name: "b" bitstream: "verify")"}});
 }
 
 TEST(RepositoryTest, ModeNoneIndexesButRefusesLoadAndUnload) {
@@ -67,9 +67,9 @@ TEST(RepositoryTest, ModeNoneIndexesButRefusesLoadAndUnload) {
 }
 
 TEST(RepositoryTest, ExplicitModeLoadsReloadsAndUnloads) {
-  auto server = ServerProcess::Start({"--model-repository=" + TwoVerifyModels(),
-                                      "--model-control-mode=explicit", "--load-model=a",
-                                      "--boards=sim:1"});
+  auto server =
+      ServerProcess::Start({"--model-repository=" + TwoVerifyModels(),
+                            "--model-control-mode=explicit", "--load-model=a", "--boards=sim:1"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *InferenceClient::Create((*server)->grpc_target());
   std::atomic<uint64_t> stamps{0};
@@ -108,14 +108,14 @@ TEST(RepositoryTest, ExplicitModeLoadsReloadsAndUnloads) {
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_images_total", R"(board="sim3",model="a")"), 2);
   // The boards of the loads that are gone (a's first, b's first) went with
   // them, series and all; the reloaded b's and the new a's serve.
-  auto gone = WaitForMetric(
-      (*server)->metrics_url(), "hgpipe_board_phase", R"(board="sim2",phase="serving")",
-      [&](double) {
-        auto now = HttpGet((*server)->metrics_url());
-        return now.ok() && !absl::StrContains(*now, R"(board="sim0")") &&
-               !absl::StrContains(*now, R"(board="sim1")");
-      },
-      absl::Seconds(60));
+  auto gone = WaitForMetric((*server)->metrics_url(), "hgpipe_board_phase",
+                            R"(board="sim2",phase="serving")",
+                            [&](double) {
+                              auto now = HttpGet((*server)->metrics_url());
+                              return now.ok() && !absl::StrContains(*now, R"(board="sim0")") &&
+                                     !absl::StrContains(*now, R"(board="sim1")");
+                            },
+                            absl::Seconds(60));
   EXPECT_TRUE(gone.ok()) << gone.status();
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
@@ -126,9 +126,9 @@ TEST(RepositoryTest, ExplicitModeLoadsReloadsAndUnloads) {
 
 TEST(RepositoryTest, UnloadAnswersTheRequestsItAccepted) {
   // A slow board (50x its modelled time) so that requests queue.
-  auto server = ServerProcess::Start(
-      {"--model-repository=" + TwoVerifyModels(), "--model-control-mode=explicit",
-       "--load-model=a", "--boards=sim:1", "--emulated-faults=sim0=slow@0:x50"});
+  auto server = ServerProcess::Start({"--model-repository=" + TwoVerifyModels(),
+                                      "--model-control-mode=explicit", "--load-model=a",
+                                      "--boards=sim:1", "--emulated-faults=sim0=slow@0:x50"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *InferenceClient::Create((*server)->grpc_target());
   std::atomic<uint64_t> stamps{0};
@@ -142,8 +142,7 @@ TEST(RepositoryTest, UnloadAnswersTheRequestsItAccepted) {
                   [&, i](absl::StatusOr<inference::ModelInferResponse> r) {
                     if (r.ok()) {
                       (CheckVerifyResponse(*r, images[i]).ok() ? ok : other)++;
-                    } else if (absl::IsNotFound(r.status()) ||
-                               absl::IsUnavailable(r.status())) {
+                    } else if (absl::IsNotFound(r.status()) || absl::IsUnavailable(r.status())) {
                       gone++;  // arrived after the unload began
                     } else {
                       other++;
@@ -204,8 +203,7 @@ TEST(RepositoryTest, APoolBoardIsReprogrammedForTheSecondModel) {
   auto metrics = HttpGet(url);
   ASSERT_TRUE(metrics.ok());
   EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_programmings_total", R"(board="sim0")"), 2);
-  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_images_total", R"(board="sim0",model="b")"),
-            3);
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_images_total", R"(board="sim0",model="b")"), 3);
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_board_images_total", R"(board="sim0",model="a")"),
             kRequests * 4 + 2);
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total", R"(code="OK",model="a")"),
@@ -243,8 +241,7 @@ TEST(RepositoryTest, ClientAndPerfBinariesDriveTheRepositoryAndThePolicy) {
   EXPECT_THAT(r.log, HasSubstr("image 0: matches its input digest"));
   r = RunToExit(BinDir() + "/hgpipe-perf",
                 {url, "--model=b", "--verify", "--priority=1", "--timeout-us=30000000",
-                 "--duration=1", "--warmup=0", "--concurrency=2", "--json",
-                 "--progress=false"},
+                 "--duration=1", "--warmup=0", "--concurrency=2", "--json", "--progress=false"},
                 absl::Seconds(120));
   EXPECT_EQ(r.code, 0) << r.log;
   EXPECT_THAT(r.log, HasSubstr("\"priority\": 1"));
@@ -262,8 +259,8 @@ TEST(RepositoryTest, ClientAndPerfBinariesDriveTheRepositoryAndThePolicy) {
 
 TEST(RepositoryTest, BadControlFlagsFailStartUp) {
   auto start = [](const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0", "--host=127.0.0.1",
-                                    "--model-repository=" + TwoVerifyModels()};
+    std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0",
+                                    "--host=127.0.0.1", "--model-repository=" + TwoVerifyModels()};
     all.insert(all.end(), args.begin(), args.end());
     return RunToExit(BinDir() + "/hgpipe-server", all, absl::Seconds(60));
   };
@@ -289,15 +286,13 @@ TEST(RepositoryTest, BadControlFlagsFailStartUp) {
 
 TEST(RepositoryTest, RepeatedLoadModelFlagsLoadEach) {
   auto server = ServerProcess::Start(
-      {"--model-repository=" +
-           WriteModelRepository({{"a", R"(name: "a" bitstream: "verify")"},
-                                 {"b", R"(name: "b" bitstream: "verify")"},
-                                 {"c", R"(name: "c" bitstream: "verify")"}}),
+      {"--model-repository=" + WriteModelRepository({{"a", R"(name: "a" bitstream: "verify")"},
+                                                     {"b", R"(name: "b" bitstream: "verify")"},
+                                                     {"c", R"(name: "c" bitstream: "verify")"}}),
        "--model-control-mode=explicit", "--load-model=a", "--load-model", "c"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *InferenceClient::Create((*server)->grpc_target());
-  EXPECT_THAT(Index(*c),
-              ElementsAre("a 1 READY", "b 1 UNAVAILABLE not loaded", "c 1 READY"));
+  EXPECT_THAT(Index(*c), ElementsAre("a 1 READY", "b 1 UNAVAILABLE not loaded", "c 1 READY"));
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;
 }

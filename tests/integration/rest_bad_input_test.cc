@@ -41,7 +41,8 @@ class RestBadInputTest : public ::testing::Test {
   void TearDown() override {
     // Whatever the test sent, a good request is still served.
     const std::vector<int8_t> images = StampedImages(1, stamps_);
-    std::string json = R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,196,768],"parameters":{"binary_data_size":150528}}]})";
+    std::string json =
+        R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,196,768],"parameters":{"binary_data_size":150528}}]})";
     const std::string length = std::to_string(json.size());
     json.append(reinterpret_cast<const char*>(images.data()), images.size());
     HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), json,
@@ -52,7 +53,8 @@ class RestBadInputTest : public ::testing::Test {
   // POST of `body` to verify's infer with optional header length.
   static HttpResult Post(const std::string& body, const std::string& header_length = "") {
     HttpOptions o;
-    if (!header_length.empty()) o.headers.push_back("Inference-Header-Content-Length: " + header_length);
+    if (!header_length.empty())
+      o.headers.push_back("Inference-Header-Content-Length: " + header_length);
     return HttpCall("POST", Url("/v2/models/verify/infer"), body, o);
   }
   static void ExpectError(const HttpResult& r, long status, const std::string& message) {
@@ -81,12 +83,15 @@ TEST_F(RestBadInputTest, MalformedJson) {
 }
 
 TEST_F(RestBadInputTest, DataNotMatchingShapeOrType) {
-  ExpectError(Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,196,768],"data":[1,2,3]}]})"),
-              400, "data holds 3 elements; shape [1, 196, 768] needs 150528");
-  ExpectError(Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2],"data":[1,200]}]})"),
-              400, "data[1] = 200 is not INT8");
-  ExpectError(Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2],"data":[1,"x"]}]})"),
-              400, "data[1] = a string is not INT8");
+  ExpectError(
+      Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,196,768],"data":[1,2,3]}]})"),
+      400, "data holds 3 elements; shape [1, 196, 768] needs 150528");
+  ExpectError(
+      Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2],"data":[1,200]}]})"), 400,
+      "data[1] = 200 is not INT8");
+  ExpectError(
+      Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2],"data":[1,"x"]}]})"), 400,
+      "data[1] = a string is not INT8");
   // Right count and type, wrong shape for the model.
   ExpectError(Post(R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2],"data":[1,2]}]})"),
               400, "does not match [N, 196, 768]");
@@ -177,15 +182,16 @@ TEST_F(RestBadInputTest, MalformedHttpAndChunkedBodies) {
 }
 
 TEST_F(RestBadInputTest, CompressedBodiesThatDoNotInflate) {
-  const std::string json = R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1],"data":[1]}]})";
+  const std::string json =
+      R"({"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1],"data":[1]}]})";
   HttpOptions o;
   o.headers = {"Content-Encoding: br"};
   ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), json, o), 415, "'br'");
   o.headers = {"Content-Encoding: gzip"};
   ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), json, o), 400, "does not inflate");
   const std::string gz = Compress("gzip", json);
-  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), gz.substr(0, gz.size() - 9), o),
-              400, "truncated");
+  ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"), gz.substr(0, gz.size() - 9), o), 400,
+              "truncated");
   // A bomb: 64 MiB of zeros in about 64 KB, the limit 4 MiB.
   [[maybe_unused]] const long before = ResidentBytes(server_->pid());
   ExpectError(HttpCall("POST", Url("/v2/models/verify/infer"),

@@ -77,13 +77,14 @@ class RestTest : public ::testing::Test {
   static void SetUpTestSuite() {
     auto s = ServerProcess::Start(
         {"--boards=sim:1", "--model-control-mode=explicit", "--load-model=verify",
-         "--model-repository=" + WriteModelRepository({{"verify", R"(
+         "--model-repository=" +
+             WriteModelRepository({{"verify", R"(
 name: "verify" bitstream: "verify"
 input { name: "INPUT" datatype: "INT8" dims: [196, 768] }
 output { name: "OUTPUT" datatype: "INT32" dims: [1000] }
 batching { priority_levels: 2 }
 max_images_per_request: 16)"},
-                                                      {"spare", R"(name: "spare" bitstream: "verify")"}})});
+                                   {"spare", R"(name: "spare" bitstream: "verify")"}})});
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = s->release();
   }
@@ -118,9 +119,9 @@ TEST_F(RestTest, HealthAndMetadata) {
   EXPECT_STREQ(d["name"].GetString(), "hgpipe-serve");
   std::vector<std::string> ext;
   for (const auto& e : d["extensions"].GetArray()) ext.push_back(e.GetString());
-  EXPECT_THAT(ext, ::testing::IsSupersetOf({"binary_tensor_data", "classification",
-                                            "model_repository", "statistics",
-                                            "model_configuration"}));
+  EXPECT_THAT(ext,
+              ::testing::IsSupersetOf({"binary_tensor_data", "classification", "model_repository",
+                                       "statistics", "model_configuration"}));
 
   HttpResult model = HttpCall("GET", Url("/v2/models/verify"));
   ASSERT_EQ(model.status, 200) << model.body;
@@ -213,9 +214,9 @@ TEST_F(RestTest, CompressedAndChunkedBodiesAreServed) {
     const std::vector<int8_t> images = StampedImages(2, stamps_);
     std::string header_length;
     const std::string body = BinaryInferBody(images, /*json_output=*/false, &header_length);
-    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), Compress(coding, body),
-                            {{"Inference-Header-Content-Length: " + header_length,
-                              "Content-Encoding: " + coding}});
+    HttpResult r = HttpCall(
+        "POST", Url("/v2/models/verify/infer"), Compress(coding, body),
+        {{"Inference-Header-Content-Length: " + header_length, "Content-Encoding: " + coding}});
     ASSERT_EQ(r.status, 200) << coding << ": " << r.body.substr(0, 300);
     EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok()) << coding;
   }
@@ -324,8 +325,9 @@ TEST_F(RestTest, RepositoryIndexLoadWithConfigAndUnload) {
   EXPECT_EQ(Json(ready_only.body).Size(), 1u);
 
   // Load with a Triton config override (as tritonclient.http's load_model).
-  HttpResult load = HttpCall("POST", Url("/v2/repository/models/spare/load"),
-                             R"({"parameters":{"config":"{\"max_batch_size\": 2, \"dynamic_batching\": {\"priority_levels\": 3}}"}})");
+  HttpResult load = HttpCall(
+      "POST", Url("/v2/repository/models/spare/load"),
+      R"({"parameters":{"config":"{\"max_batch_size\": 2, \"dynamic_batching\": {\"priority_levels\": 3}}"}})");
   ASSERT_EQ(load.status, 200) << load.body;
   rapidjson::Document c = Json(HttpCall("GET", Url("/v2/models/spare/config")).body);
   EXPECT_EQ(c["max_batch_size"].GetInt(), 2);

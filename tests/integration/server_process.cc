@@ -41,8 +41,7 @@ std::string ReadFile(const std::string& path) {
 
 std::string NewLogPath() {
   static int counter = 0;
-  return absl::StrCat(Env("TMPDIR", "/tmp"), "/hgpipe-test-", getpid(), "-",
-                      ++counter, ".log");
+  return absl::StrCat(Env("TMPDIR", "/tmp"), "/hgpipe-test-", getpid(), "-", ++counter, ".log");
 }
 
 // Starts `binary args...` with stdout and stderr to `log_path`.
@@ -50,8 +49,7 @@ pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
             const std::string& log_path) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(binary.c_str()));
@@ -142,9 +140,7 @@ ServerProcess::~ServerProcess() {
   unlink(log_path_.c_str());
 }
 
-std::string ServerProcess::grpc_target() const {
-  return absl::StrCat("127.0.0.1:", grpc_port_);
-}
+std::string ServerProcess::grpc_target() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
 std::string ServerProcess::http_url() const {
   return absl::StrCat("http://127.0.0.1:", http_port_);
@@ -192,8 +188,7 @@ std::vector<std::string>* RepositoriesToRemove() {
 
 }  // namespace
 
-std::string WriteModelRepository(
-    const std::vector<std::pair<std::string, std::string>>& models) {
+std::string WriteModelRepository(const std::vector<std::pair<std::string, std::string>>& models) {
   // A fresh directory each time: a name made of the pid alone comes back in
   // a later test process and would hold an earlier test's configs.
   std::string root = (std::filesystem::temp_directory_path() / "hgpipe-repo-XXXXXX").string();
@@ -223,8 +218,8 @@ absl::StatusOr<double> WaitForMetric(const std::string& url, const std::string& 
       if (v.ok() && ok(*v)) return *v;
     }
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "waiting for ", name, "{", labels, "}; last /metrics:\n", last));
+      return absl::DeadlineExceededError(
+          absl::StrCat("waiting for ", name, "{", labels, "}; last /metrics:\n", last));
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
@@ -237,8 +232,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& url) {
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(
-      curl, CURLOPT_WRITEFUNCTION,
-      +[](char* data, size_t size, size_t n, void* out) -> size_t {
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) -> size_t {
         static_cast<std::string*>(out)->append(data, size * n);
         return size * n;
       });
@@ -248,19 +242,17 @@ absl::StatusOr<std::string> HttpGet(const std::string& url) {
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK || http != 200) {
-    return absl::UnavailableError(absl::StrCat("GET ", url, ": ",
-                                               curl_easy_strerror(rc), " http ", http));
+    return absl::UnavailableError(
+        absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc), " http ", http));
   }
   return body;
 }
 
-absl::StatusOr<double> MetricValue(const std::string& exposition,
-                                   const std::string& name,
+absl::StatusOr<double> MetricValue(const std::string& exposition, const std::string& name,
                                    const std::string& labels) {
   const std::string key = labels.empty() ? name : absl::StrCat(name, "{", labels, "}");
   for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (line.size() > key.size() && line.substr(0, key.size()) == key &&
-        line[key.size()] == ' ') {
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ') {
       double v;
       if (absl::SimpleAtod(line.substr(key.size() + 1), &v)) return v;
     }

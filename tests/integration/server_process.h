@@ -38,8 +38,7 @@ class ServerProcess {
   // --http-port=-1 in `args` turns HTTP off). FailedPrecondition with
   // the server's log if it exits or is not ready within `timeout`.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
-      const std::vector<std::string>& args,
-      absl::Duration timeout = absl::Seconds(120));
+      const std::vector<std::string>& args, absl::Duration timeout = absl::Seconds(120));
   // Kills the server if it still runs.
   ~ServerProcess();
 
@@ -69,8 +68,7 @@ class ServerProcess {
 std::string WriteModelRepository(const std::string& name, const std::string& config);
 
 // The same with several models: (name, config) pairs.
-std::string WriteModelRepository(
-    const std::vector<std::pair<std::string, std::string>>& models);
+std::string WriteModelRepository(const std::vector<std::pair<std::string, std::string>>& models);
 
 // GET `url`; the body, or Unavailable.
 absl::StatusOr<std::string> HttpGet(const std::string& url);
@@ -78,8 +76,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& url);
 // The value of the sample `name{labels}` in a Prometheus text exposition,
 // where `labels` is the exact label text, e.g. model="verify",code="OK".
 // NotFound if absent.
-absl::StatusOr<double> MetricValue(const std::string& exposition,
-                                   const std::string& name,
+absl::StatusOr<double> MetricValue(const std::string& exposition, const std::string& name,
                                    const std::string& labels);
 
 // Polls the Prometheus exposition at `url` until the sample name{labels}

@@ -50,8 +50,7 @@ TEST(ServingTest, TenThousandImagesFromConcurrentClientsOverTwoBoards) {
         std::vector<int8_t> images(n * clients::kImageBytes);
         for (int i = 0; i < n; ++i) {
           int8_t* img = images.data() + i * clients::kImageBytes;
-          std::memcpy(img, pool.data() + (rng() % 64) * clients::kImageBytes,
-                      clients::kImageBytes);
+          std::memcpy(img, pool.data() + (rng() % 64) * clients::kImageBytes, clients::kImageBytes);
           const uint64_t s = stamp.fetch_add(1);
           std::memcpy(img, &s, sizeof(s));
         }
@@ -68,10 +67,8 @@ TEST(ServingTest, TenThousandImagesFromConcurrentClientsOverTwoBoards) {
         }
         for (int i = 0; i < n; ++i) {
           absl::Status s = clients::CheckVerifyRow(
-              absl::MakeConstSpan(images).subspan(i * clients::kImageBytes,
-                                                  clients::kImageBytes),
-              absl::MakeConstSpan(out->values).subspan(i * clients::kClasses,
-                                                       clients::kClasses));
+              absl::MakeConstSpan(images).subspan(i * clients::kImageBytes, clients::kImageBytes),
+              absl::MakeConstSpan(out->values).subspan(i * clients::kClasses, clients::kClasses));
           if (!s.ok()) {
             failures[c] = absl::StrCat("image ", i, ": ", s.message());
             return;
@@ -91,16 +88,14 @@ TEST(ServingTest, TenThousandImagesFromConcurrentClientsOverTwoBoards) {
   auto metrics = HttpGet((*server)->metrics_url());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="verify")"), 10000);
-  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total",
-                         R"(code="OK",model="verify")"),
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total", R"(code="OK",model="verify")"),
             requests.load());
   // The verify model's boards, whatever their names (every model of the
   // repository gets two).
   std::vector<std::string> boards;
   static const std::regex kBoard(
       R"re(hgpipe_board_images_total\{board="([^"]+)",model="verify"\})re");
-  for (std::sregex_iterator it(metrics->begin(), metrics->end(), kBoard), end; it != end;
-       ++it) {
+  for (std::sregex_iterator it(metrics->begin(), metrics->end(), kBoard), end; it != end; ++it) {
     boards.push_back((*it)[1]);
   }
   ASSERT_EQ(boards.size(), 2u) << *metrics;
@@ -118,15 +113,11 @@ TEST(ServingTest, TenThousandImagesFromConcurrentClientsOverTwoBoards) {
     EXPECT_GT(*MetricValue(*metrics, "hgpipe_board_run_images_count", l), 0);
   }
   EXPECT_EQ(board_images, 10000);
-  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_request_duration_seconds_count",
-                         R"(model="verify")"),
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_request_duration_seconds_count", R"(model="verify")"),
             requests.load());
-  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_queue_duration_seconds_count",
-                         R"(model="verify")"),
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_queue_duration_seconds_count", R"(model="verify")"),
             10000);
-  EXPECT_GT(*MetricValue(*metrics, "hgpipe_device_duration_seconds_count",
-                         R"(model="verify")"),
-            0);
+  EXPECT_GT(*MetricValue(*metrics, "hgpipe_device_duration_seconds_count", R"(model="verify")"), 0);
   EXPECT_EQ(*MetricValue(*metrics, "hgpipe_queue_images", R"(model="verify")"), 0);
 
   const ExitResult exit = (*server)->Stop(SIGTERM);

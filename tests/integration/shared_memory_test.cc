@@ -30,9 +30,9 @@
 namespace hgpipe::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using clients::SetSharedMemory;
 using clients::SharedMemoryObject;
+using ::testing::HasSubstr;
 
 constexpr size_t kLogitBytes = clients::kClasses * sizeof(int32_t);
 
@@ -56,8 +56,8 @@ std::unique_ptr<SharedMemoryObject> Object(const std::string& name, size_t size)
 // of region `in_region` and, if `out_region` is set, whose output goes to
 // `out_offset` of it.
 inference::ModelInferRequest ShmRequest(int n, const std::string& in_region, uint64_t in_offset,
-                                        const std::string& out_region = "",
-                                        uint64_t out_offset = 0, uint64_t out_bytes = 0) {
+                                        const std::string& out_region = "", uint64_t out_offset = 0,
+                                        uint64_t out_bytes = 0) {
   inference::ModelInferRequest req;
   req.set_model_name("verify");
   auto* in = req.add_inputs();
@@ -89,8 +89,8 @@ inference::ModelInferResponse FromRegion(const char* data, int n) {
 class SharedMemoryTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto s = ServerProcess::Start({"--boards=sim:1", "--allow-client-shm=true",
-                                   "--model-repository=" + VerifyRepository()});
+    auto s = ServerProcess::Start(
+        {"--boards=sim:1", "--allow-client-shm=true", "--model-repository=" + VerifyRepository()});
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = s->release();
   }
@@ -138,8 +138,7 @@ TEST_F(SharedMemoryTest, GrpcFlowAnswersAsTheBytesPath) {
   EXPECT_EQ(status->regions().at("input").byte_size(), images.size());
   EXPECT_EQ(status->regions().at("output").byte_size(), out->size());
   EXPECT_EQ(client_->SystemSharedMemoryStatus("input")->regions_size(), 1);
-  EXPECT_EQ(client_->SystemSharedMemoryStatus("nope").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->SystemSharedMemoryStatus("nope").status().code(), absl::StatusCode::kNotFound);
   auto metadata = client_->ServerMetadata();
   ASSERT_TRUE(metadata.ok());
   EXPECT_THAT(metadata->extensions(), ::testing::Contains("system_shared_memory"));
@@ -179,9 +178,9 @@ TEST_F(SharedMemoryTest, RestFlowAnswersAsTheBytesPath) {
   auto out = Object("rout", n * kLogitBytes);
   ASSERT_TRUE(in && out);
   std::memcpy(in->data(), images.data(), images.size());
-  HttpResult r = HttpCall("POST", Url("/v2/systemsharedmemory/region/rest_in/register"),
-                          absl::StrCat(R"({"key":")", in->key(), R"(","offset":0,"byte_size":)",
-                                       images.size(), "}"));
+  HttpResult r = HttpCall(
+      "POST", Url("/v2/systemsharedmemory/region/rest_in/register"),
+      absl::StrCat(R"({"key":")", in->key(), R"(","offset":0,"byte_size":)", images.size(), "}"));
   ASSERT_EQ(r.status, 200) << r.body;
   r = HttpCall("POST", Url("/v2/systemsharedmemory/region/rest_out/register"),
                absl::StrCat(R"({"key":")", out->key(), R"(","byte_size":)", out->size(), "}"));
@@ -272,29 +271,28 @@ TEST_F(SharedMemoryTest, BadRegionsAreCleanErrorsAndOthersAreServed) {
   };
   std::vector<Case> cases;
   cases.push_back({"no such region", ShmRequest(1, "nope", 0), C::kNotFound, "'nope'"});
-  cases.push_back({"offset past the end", ShmRequest(1, "in", images.size()),
-                   C::kInvalidArgument, "past its end"});
-  cases.push_back({"range past the end", ShmRequest(2, "in", 1), C::kInvalidArgument,
+  cases.push_back({"offset past the end", ShmRequest(1, "in", images.size()), C::kInvalidArgument,
                    "past its end"});
+  cases.push_back(
+      {"range past the end", ShmRequest(2, "in", 1), C::kInvalidArgument, "past its end"});
   // Region too small for the tensor: the byte size does not match the shape.
   inference::ModelInferRequest small = ShmRequest(2, "in", 0);
   (*small.mutable_inputs(0)->mutable_parameters())["shared_memory_byte_size"].set_int64_param(
       clients::kImageBytes);
-  cases.push_back({"byte size below the shape", std::move(small), C::kInvalidArgument,
-                   "needs 301056"});
+  cases.push_back(
+      {"byte size below the shape", std::move(small), C::kInvalidArgument, "needs 301056"});
   cases.push_back({"output region too small", ShmRequest(2, "in", 0, "out", 0, kLogitBytes),
                    C::kInvalidArgument, "cannot hold"});
   inference::ModelInferRequest no_size = ShmRequest(1, "in", 0);
   no_size.mutable_inputs(0)->mutable_parameters()->erase("shared_memory_byte_size");
-  cases.push_back({"no byte size", std::move(no_size), C::kInvalidArgument,
-                   "shared_memory_byte_size"});
+  cases.push_back(
+      {"no byte size", std::move(no_size), C::kInvalidArgument, "shared_memory_byte_size"});
   inference::ModelInferRequest both = ShmRequest(1, "in", 0);
   both.add_raw_input_contents()->assign(clients::kImageBytes, 'x');
   cases.push_back({"contents too", std::move(both), C::kInvalidArgument, "one or the other"});
   inference::ModelInferRequest classified = ShmRequest(1, "in", 0, "out", 0);
   (*classified.mutable_outputs(0)->mutable_parameters())["classification"].set_int64_param(3);
-  cases.push_back({"classification", std::move(classified), C::kInvalidArgument,
-                   "classification"});
+  cases.push_back({"classification", std::move(classified), C::kInvalidArgument, "classification"});
   for (const Case& c : cases) {
     auto r = client_->Infer(c.request);
     EXPECT_EQ(r.status().code(), c.code) << c.what << ": " << r.status();
@@ -317,10 +315,16 @@ TEST_F(SharedMemoryTest, PerfToolModesAnswerCorrectly) {
   const std::vector<std::vector<std::string>> modes = {
       {"--shared-memory=system"}, {"--streaming"}, {"--shared-memory=system", "--streaming"}};
   for (const auto& mode : modes) {
-    std::vector<std::string> args = {"--url=" + server_->grpc_target(), "--model=verify",
-                                     "--verify", "--duration=1", "--warmup=0",
-                                     "--concurrency=4", "--images-per-request=2",
-                                     "--request-pool=3", "--json", "--progress=false"};
+    std::vector<std::string> args = {"--url=" + server_->grpc_target(),
+                                     "--model=verify",
+                                     "--verify",
+                                     "--duration=1",
+                                     "--warmup=0",
+                                     "--concurrency=4",
+                                     "--images-per-request=2",
+                                     "--request-pool=3",
+                                     "--json",
+                                     "--progress=false"};
     args.insert(args.end(), mode.begin(), mode.end());
     const ExitResult r = RunToExit(BinDir() + "/hgpipe-perf", args, absl::Seconds(120));
     const std::string what = absl::StrJoin(mode, " ");
@@ -337,10 +341,10 @@ TEST_F(SharedMemoryTest, PerfToolModesAnswerCorrectly) {
 // output region the client still maps; a request after the unregister is
 // NOT_FOUND; the name can be registered again at once.
 TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
-  auto server = ServerProcess::Start(
-      {"--boards=sim:1", "--board-slots=1", "--allow-client-shm=true", "--watchdog-ms=0",
-       "--canary=false", "--emulated-faults=sim0=slow@0:x300",
-       "--model-repository=" + VerifyRepository()});
+  auto server = ServerProcess::Start({"--boards=sim:1", "--board-slots=1",
+                                      "--allow-client-shm=true", "--watchdog-ms=0",
+                                      "--canary=false", "--emulated-faults=sim0=slow@0:x300",
+                                      "--model-repository=" + VerifyRepository()});
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string url = (*server)->metrics_url();
   auto client = *clients::InferenceClient::Create((*server)->grpc_target());
@@ -361,14 +365,14 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
   };
   // Image 0 to output row 0, image 1 to output row 1.
   client->InferAsync(ShmRequest(1, "in", 0, "out", 0), record, absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight",
-                            R"(board="sim0",model="verify")", [](double v) { return v == 1; })
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
+                            [](double v) { return v == 1; })
                   .ok());
   client->InferAsync(ShmRequest(1, "in", clients::kImageBytes, "out", kLogitBytes), record,
                      absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="verify")",
-                            [](double v) { return v == 1; })
-                  .ok());
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="verify")", [](double v) {
+                return v == 1;
+              }).ok());
   ASSERT_TRUE(client->UnregisterSystemSharedMemory("in").ok());
   ASSERT_TRUE(client->UnregisterSystemSharedMemory("out").ok());
   EXPECT_EQ(client->SystemSharedMemoryStatus()->regions_size(), 0);
@@ -396,14 +400,14 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
 // region; FP32 logits written back; the same as sending the files.
 TEST(SharedMemoryImagesTest, EncodedImagesFromSharedMemoryAsFromBytes) {
   auto server = ServerProcess::Start({"--boards=sim:1", "--allow-client-shm=true",
-                                      "--model-control-mode=explicit",
-                                      "--load-model=fmnist_vit"});
+                                      "--model-control-mode=explicit", "--load-model=fmnist_vit"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = *clients::InferenceClient::Create((*server)->grpc_target());
   std::string serialized;  // a 4-byte length, then the file, per image
   for (uint32_t seed : {1u, 2u, 3u}) {
     std::vector<uint8_t> gray(28 * 28);
-    for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<uint8_t>((i * 7 + seed * 31) % 251);
+    for (size_t i = 0; i < gray.size(); ++i)
+      gray[i] = static_cast<uint8_t>((i * 7 + seed * 31) % 251);
     preprocess::PngSpec spec;
     spec.width = 28;
     spec.height = 28;
@@ -459,7 +463,8 @@ TEST(SharedMemoryImagesTest, EncodedImagesFromSharedMemoryAsFromBytes) {
 // Without --allow-client-shm (the default, as Triton's): nothing can be
 // registered, and a request naming a region finds none.
 TEST(SharedMemoryDisabledTest, RegisterIsRefused) {
-  auto server = ServerProcess::Start({"--boards=sim:1", "--model-repository=" + VerifyRepository()});
+  auto server =
+      ServerProcess::Start({"--boards=sim:1", "--model-repository=" + VerifyRepository()});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = *clients::InferenceClient::Create((*server)->grpc_target());
   auto obj = Object("off", 4096);

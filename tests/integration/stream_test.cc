@@ -25,8 +25,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using Stream = grpc::ClientReaderWriter<inference::ModelInferRequest,
-                                        inference::ModelStreamInferResponse>;
+using Stream =
+    grpc::ClientReaderWriter<inference::ModelInferRequest, inference::ModelStreamInferResponse>;
 
 std::unique_ptr<inference::GRPCInferenceService::Stub> Stub(const std::string& target) {
   return inference::GRPCInferenceService::NewStub(clients::MakeChannel(target));

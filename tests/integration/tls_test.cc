@@ -66,8 +66,8 @@ class Certificates {
              path(name + ".key"), "-out", path(name + ".csr")});
     std::ofstream(path(name + ".ext")) << ext << "\n";
     OpenSsl({"x509", "-req", "-in", path(name + ".csr"), "-CA", path(ca + ".crt"), "-CAkey",
-             path(ca + ".key"), "-CAcreateserial", "-days", "2", "-extfile",
-             path(name + ".ext"), "-out", path(name + ".crt")});
+             path(ca + ".key"), "-CAcreateserial", "-days", "2", "-extfile", path(name + ".ext"),
+             "-out", path(name + ".crt")});
   }
   std::string dir_;
 };
@@ -101,8 +101,7 @@ TEST(TlsTest, MutualTlsOnGrpcAndHttpAcceptsOnlyTrustedClients) {
   // gRPC: a trusted client is served; a client with a certificate from
   // another CA, or none, is refused at the handshake.
   EXPECT_TRUE(*TlsClient(target, c, "client")->Live());
-  EXPECT_EQ(TlsClient(target, c, "rogue")->Live().status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(TlsClient(target, c, "rogue")->Live().status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(TlsClient(target, c, "")->Live().status().code(), absl::StatusCode::kUnavailable);
   // A client that does not trust the server's CA refuses the server.
   EXPECT_EQ(TlsClient(target, c, "client", "rogue-ca.crt")->Live().status().code(),
@@ -142,9 +141,9 @@ TEST(TlsTest, ServerOnlyTlsNeedsNoClientCertificate) {
   EXPECT_EQ(HttpCall("GET", https + "/v2/health/live", "", {{}, c.path("ca.crt"), "", ""}).status,
             200);
   // Not trusting the server's CA: refused by the client.
-  EXPECT_EQ(HttpCall("GET", https + "/v2/health/live", "", {{}, c.path("rogue-ca.crt"), "", ""})
-                .status,
-            0);
+  EXPECT_EQ(
+      HttpCall("GET", https + "/v2/health/live", "", {{}, c.path("rogue-ca.crt"), "", ""}).status,
+      0);
 }
 
 TEST(TlsTest, BadCertificateFlagsStopTheStart) {
@@ -175,14 +174,15 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   EXPECT_EQ(index.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(index.status().message(), HasSubstr("triton-grpc-protocol-admin-key"));
   EXPECT_EQ(open->ModelStatistics("verify").status().code(), absl::StatusCode::kPermissionDenied);
-  auto infer = open->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1)));
+  auto infer =
+      open->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1)));
   EXPECT_EQ(infer.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(infer.status().message(), HasSubstr("triton-grpc-protocol-infer-key"));
 
   {
     // A stream of a restricted group is refused before it reads anything.
-    auto stub = inference::GRPCInferenceService::NewStub(
-        clients::MakeChannel((*server)->grpc_target()));
+    auto stub =
+        inference::GRPCInferenceService::NewStub(clients::MakeChannel((*server)->grpc_target()));
     grpc::ClientContext ctx;
     auto stream = stub->ModelStreamInfer(&ctx);
     stream->WritesDone();
@@ -192,11 +192,13 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   }
 
   clients::InferenceClient::Options o;
-  o.metadata = {{"triton-grpc-protocol-admin-key", "s3cret"}, {"triton-grpc-protocol-infer-key", "go"}};
+  o.metadata = {{"triton-grpc-protocol-admin-key", "s3cret"},
+                {"triton-grpc-protocol-infer-key", "go"}};
   auto admin = *clients::InferenceClient::Create((*server)->grpc_target(), o);
   EXPECT_TRUE(admin->RepositoryIndex().ok());
   EXPECT_TRUE(admin->ModelStatistics("verify").ok());
-  EXPECT_TRUE(admin->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1))).ok());
+  EXPECT_TRUE(
+      admin->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1))).ok());
   o.metadata = {{"triton-grpc-protocol-admin-key", "wrong"}};
   EXPECT_EQ(clients::InferenceClient::Create((*server)->grpc_target(), o)
                 ->get()
@@ -210,13 +212,15 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   EXPECT_EQ(r.status, 403);
   EXPECT_THAT(ErrorMessage(r.body), HasSubstr("expecting header 'admin-key'"));
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config").status, 403);
-  EXPECT_EQ(HttpCall("POST", url + "/v2/repository/index", "", {{"Admin-Key: s3cret"}}).status, 200);
+  EXPECT_EQ(HttpCall("POST", url + "/v2/repository/index", "", {{"Admin-Key: s3cret"}}).status,
+            200);
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config", "", {{"admin-key: s3cret"}}).status,
             200);
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config", "", {{"admin-key: nope"}}).status,
             403);
   EXPECT_EQ(HttpCall("GET", url + "/v2/health/ready").status, 200);
-  EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/stats").status, 200);  // not restricted on HTTP
+  EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/stats").status,
+            200);  // not restricted on HTTP
 }
 
 TEST(RestrictedTest, BadRestrictionFlagsStopTheStart) {

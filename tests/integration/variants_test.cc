@@ -101,8 +101,7 @@ TEST_F(VariantsServingTest, ResponsesNameTheVariantAndMetricsCountIt) {
   EXPECT_EQ(resp->parameters().at("variant").string_param(), "full");
   auto metrics = HttpGet(server_->metrics_url());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
-  auto full = MetricValue(*metrics, "hgpipe_variant_images_total",
-                          R"(model="fm",variant="full")");
+  auto full = MetricValue(*metrics, "hgpipe_variant_images_total", R"(model="fm",variant="full")");
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_GE(*full, 5);
 }

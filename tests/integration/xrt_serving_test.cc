@@ -43,8 +43,7 @@ TEST(XrtServingTest, ServerAnswersThroughAnXrtBoardAndItsMetricsShowTheBoard) {
   auto c = *clients::InferenceClient::Create((*server)->grpc_target());
   EXPECT_TRUE(*c->ModelReady("verify"));
   for (int n : {1, 3, 7}) {
-    auto resp = c->Infer(*clients::MakeImageRequest(
-        "verify", clients::GenerateRandomImages(n, n)));
+    auto resp = c->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(n, n)));
     ASSERT_TRUE(resp.ok()) << resp.status();
     auto out = clients::ReadInt32Output(*resp, "OUTPUT");
     ASSERT_TRUE(out.ok()) << out.status();
@@ -66,13 +65,12 @@ TEST(XrtServingTest, ServerAnswersThroughAnXrtBoardAndItsMetricsShowTheBoard) {
 // fault flips the first output word of each image, which on the no-op
 // device (outputs zero) shows as class 0 holding 1.
 TEST(XrtServingTest, FaultsAreInjectedIntoXrtBoardsToo) {
-  auto server = ServerProcess::Start(
-      {"--boards=xrt:0", "--canary=false", "--emulated-faults=xrt0=corrupt@0",
-       "--model-repository=" + Repository("verify.xclbin")});
+  auto server =
+      ServerProcess::Start({"--boards=xrt:0", "--canary=false", "--emulated-faults=xrt0=corrupt@0",
+                            "--model-repository=" + Repository("verify.xclbin")});
   ASSERT_TRUE(server.ok()) << server.status();
   auto c = *clients::InferenceClient::Create((*server)->grpc_target());
-  auto resp = c->Infer(
-      *clients::MakeImageRequest("verify", clients::GenerateRandomImages(2, 5)));
+  auto resp = c->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(2, 5)));
   ASSERT_TRUE(resp.ok()) << resp.status();
   auto out = clients::ReadInt32Output(*resp, "OUTPUT");
   ASSERT_TRUE(out.ok()) << out.status();
@@ -106,9 +104,8 @@ TEST(XrtServingTest, StartUpErrorsNameTheBoardAndTheFile) {
   // An xclbin built for another geometry than the model's bitstream. (A
   // missing device cannot be shown here: the no-op shim opens any index.)
   const std::string other = Repository("small.xclbin", false);
-  accel::testing::WriteXclbin(
-      other + "/verify/small.xclbin",
-      accel::testing::SpecWithManifest(accel::testing::SmallManifest()));
+  accel::testing::WriteXclbin(other + "/verify/small.xclbin",
+                              accel::testing::SpecWithManifest(accel::testing::SmallManifest()));
   r = start(other, "xrt:0");
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.log, HasSubstr("verify/config.pbtxt: xclbin: "));

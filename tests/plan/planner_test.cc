@@ -16,11 +16,11 @@ ModelSpec Template() {
 }
 
 TEST(ParseWorkloadsTest, StreamsAndModelKeys) {
-  absl::StatusOr<std::vector<PlanTarget>> t = ParseWorkloads(
-      {"verify:rate=2000:priority=1:p99_ms=3:levels=2:ii_cycles=60000",
-       "verify:rate=15000:priority=2:images=4:arrivals=constant:timeout_ms=50",
-       "other:rate=100:boards=2:host_us=120:max_run=8:overhead_us=25"},
-      Template());
+  absl::StatusOr<std::vector<PlanTarget>> t =
+      ParseWorkloads({"verify:rate=2000:priority=1:p99_ms=3:levels=2:ii_cycles=60000",
+                      "verify:rate=15000:priority=2:images=4:arrivals=constant:timeout_ms=50",
+                      "other:rate=100:boards=2:host_us=120:max_run=8:overhead_us=25"},
+                     Template());
   ASSERT_TRUE(t.ok()) << t.status();
   ASSERT_EQ(t->size(), 2u);
   const PlanTarget& v = (*t)[0];
@@ -47,26 +47,24 @@ TEST(ParseWorkloadsTest, StreamsAndModelKeys) {
 
 TEST(ParseWorkloadsTest, ErrorsQuoteTheItem) {
   const std::vector<std::vector<std::string>> bad = {
-      {"verify"},                                   // no rate
-      {"verify:rate=abc"},                          // not a number
-      {"verify:rate=-5"},                           // negative
-      {"verify:rate=10:colour=blue"},               // unknown key
-      {"verify:rate=10:images=0"},                  // no images
-      {"verify:rate=10:priority=2"},                // above levels (1)
-      {"verify:rate=10:arrivals=bursty"},           // unknown process
-      {"rate=10"},                                  // no model name
-      {"verify:rate=10:latency_cycles=5"},          // latency < II
+      {"verify"},                                                // no rate
+      {"verify:rate=abc"},                                       // not a number
+      {"verify:rate=-5"},                                        // negative
+      {"verify:rate=10:colour=blue"},                            // unknown key
+      {"verify:rate=10:images=0"},                               // no images
+      {"verify:rate=10:priority=2"},                             // above levels (1)
+      {"verify:rate=10:arrivals=bursty"},                        // unknown process
+      {"rate=10"},                                               // no model name
+      {"verify:rate=10:latency_cycles=5"},                       // latency < II
       {"verify:rate=10:max_run=4", "verify:rate=20:max_run=8"},  // conflict
   };
   for (const auto& items : bad) {
     absl::StatusOr<std::vector<PlanTarget>> t = ParseWorkloads(items, Template());
-    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument)
-        << items[0];
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << items[0];
   }
   absl::StatusOr<std::vector<PlanTarget>> t =
       ParseWorkloads({"verify:rate=10:colour=blue"}, Template());
-  EXPECT_NE(t.status().message().find("verify:rate=10:colour=blue"),
-            absl::string_view::npos)
+  EXPECT_NE(t.status().message().find("verify:rate=10:colour=blue"), absl::string_view::npos)
       << t.status();
 }
 
@@ -78,19 +76,16 @@ TEST(ParseHostOverheadTest, ConstantOrDistribution) {
 
   ASSERT_TRUE(ParseHostOverhead("50:950,99:2400", m).ok());
   EXPECT_EQ(m.host_overhead, absl::ZeroDuration());
-  const std::vector<std::pair<double, absl::Duration>> want = {
-      {0.0, absl::Microseconds(950)},
-      {0.5, absl::Microseconds(950)},
-      {0.99, absl::Microseconds(2400)},
-      {1.0, absl::Microseconds(2400)}};
+  const std::vector<std::pair<double, absl::Duration>> want = {{0.0, absl::Microseconds(950)},
+                                                               {0.5, absl::Microseconds(950)},
+                                                               {0.99, absl::Microseconds(2400)},
+                                                               {1.0, absl::Microseconds(2400)}};
   EXPECT_EQ(m.host_overhead_quantiles, want);
   EXPECT_EQ(MinLatency(m, StreamSpec{}),
             absl::Microseconds(950) + m.timing.run_overhead + m.timing.latency());
 
-  for (const char* bad : {"-1", "abc", "50:10,40:20", "50:20,90:10", "120:5",
-                          "50:x", ","}) {
-    EXPECT_EQ(ParseHostOverhead(bad, m).code(), absl::StatusCode::kInvalidArgument)
-        << bad;
+  for (const char* bad : {"-1", "abc", "50:10,40:20", "50:20,90:10", "120:5", "50:x", ","}) {
+    EXPECT_EQ(ParseHostOverhead(bad, m).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }
 
@@ -152,13 +147,11 @@ TEST(PlanBoardsTest, RefusesImpossibleObjectives) {
   ASSERT_TRUE(t.ok()) << t.status();
   absl::StatusOr<PlanAnswer> a = PlanBoards((*t)[0], ShortRuns());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(a.status().message().find("least latency"), absl::string_view::npos)
-      << a.status();
+  EXPECT_NE(a.status().message().find("least latency"), absl::string_view::npos) << a.status();
 
   t = ParseWorkloads({"verify:rate=100"}, Template());  // no objective
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(PlanBoards((*t)[0], ShortRuns()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanBoards((*t)[0], ShortRuns()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(PlanBoardsTest, AnswerAsJson) {

@@ -14,8 +14,7 @@ namespace {
 double BoardImagesPerSecond() { return accel::PipelineTiming{}.max_images_per_second(); }
 absl::Duration ImageTime() { return accel::PipelineTiming{}.interval(); }
 
-StreamSpec Stream(double rate, uint32_t priority = 0,
-                  Arrivals arrivals = Arrivals::kPoisson) {
+StreamSpec Stream(double rate, uint32_t priority = 0, Arrivals arrivals = Arrivals::kPoisson) {
   StreamSpec s;
   s.rate = rate;
   s.priority = priority;
@@ -23,8 +22,8 @@ StreamSpec Stream(double rate, uint32_t priority = 0,
   return s;
 }
 
-SimulationSpec OneModel(int boards, std::vector<StreamSpec> streams,
-                        absl::Duration duration, absl::Duration warmup) {
+SimulationSpec OneModel(int boards, std::vector<StreamSpec> streams, absl::Duration duration,
+                        absl::Duration warmup) {
   ModelSpec m;
   m.name = "verify";
   m.boards = boards;
@@ -42,9 +41,8 @@ std::string WithoutWall(SimulationResult r) {
 }
 
 TEST(SimulationTest, SameSeedGivesIdenticalResults) {
-  SimulationSpec spec =
-      OneModel(2, {Stream(3000, 1), Stream(9000, 2)}, absl::Milliseconds(300),
-               absl::Milliseconds(50));
+  SimulationSpec spec = OneModel(2, {Stream(3000, 1), Stream(9000, 2)}, absl::Milliseconds(300),
+                                 absl::Milliseconds(50));
   spec.models[0].options.priority_levels = 2;
   absl::StatusOr<SimulationResult> a = Simulate(spec);
   absl::StatusOr<SimulationResult> b = Simulate(spec);
@@ -67,19 +65,17 @@ TEST(SimulationTest, IdleBoardLatencyIsRunOverheadPlusPipelineLatency) {
   const absl::Duration expected = timing.run_overhead + timing.latency();
   for (const absl::Duration host : {absl::ZeroDuration(), absl::Microseconds(150)}) {
     for (const uint32_t images : {1u, 3u}) {
-      SCOPED_TRACE(absl::StrCat("host overhead ", absl::FormatDuration(host),
-                                ", images ", images));
+      SCOPED_TRACE(absl::StrCat("host overhead ", absl::FormatDuration(host), ", images ", images));
       StreamSpec s = Stream(50, 0, Arrivals::kConstant);  // 20 ms apart
       s.images_per_request = images;
-      SimulationSpec spec =
-          OneModel(1, {s}, absl::Milliseconds(1010), absl::ZeroDuration());
+      SimulationSpec spec = OneModel(1, {s}, absl::Milliseconds(1010), absl::ZeroDuration());
       spec.models[0].host_overhead = host;
       absl::StatusOr<SimulationResult> r = Simulate(spec);
       ASSERT_TRUE(r.ok()) << r.status();
       const ModelResult& m = r->models[0];
       // Computed as the simulation reports it (seconds, then ms).
-      const double want_ms = absl::ToDoubleSeconds(
-          expected + host + ImageTime() * (images - 1)) * 1e3;
+      const double want_ms =
+          absl::ToDoubleSeconds(expected + host + ImageTime() * (images - 1)) * 1e3;
       EXPECT_EQ(m.requests_ok, 50u);  // at 20, 40, ..., 1000 ms
       EXPECT_EQ(m.latency.count, 50u);
       EXPECT_EQ(m.latency.p50, want_ms);
@@ -94,10 +90,9 @@ TEST(SimulationTest, IdleBoardLatencyIsRunOverheadPlusPipelineLatency) {
 // us here, added to the idle-board latency.
 TEST(SimulationTest, HostOverheadDistribution) {
   const accel::PipelineTiming timing;
-  const double base_ms =
-      absl::ToDoubleMilliseconds(timing.run_overhead + timing.latency());
-  SimulationSpec spec = OneModel(1, {Stream(200, 0, Arrivals::kConstant)},
-                                 absl::Milliseconds(5001), absl::ZeroDuration());
+  const double base_ms = absl::ToDoubleMilliseconds(timing.run_overhead + timing.latency());
+  SimulationSpec spec = OneModel(1, {Stream(200, 0, Arrivals::kConstant)}, absl::Milliseconds(5001),
+                                 absl::ZeroDuration());
   spec.models[0].host_overhead_quantiles = {{0, absl::Microseconds(100)},
                                             {1, absl::Microseconds(300)}};
   absl::StatusOr<SimulationResult> r = Simulate(spec);
@@ -108,9 +103,8 @@ TEST(SimulationTest, HostOverheadDistribution) {
   EXPECT_NEAR(l.p90, base_ms + 0.280, 0.010);
   EXPECT_LE(l.max, base_ms + 0.300 + 1e-9);
 
-  spec.models[0].host_overhead_quantiles = {{0, absl::Microseconds(100)},
-                                            {0.5, absl::Microseconds(50)},
-                                            {1, absl::Microseconds(300)}};
+  spec.models[0].host_overhead_quantiles = {
+      {0, absl::Microseconds(100)}, {0.5, absl::Microseconds(50)}, {1, absl::Microseconds(300)}};
   EXPECT_EQ(Simulate(spec).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -122,8 +116,8 @@ class SaturationTest : public testing::TestWithParam<int> {};
 TEST_P(SaturationTest, BoardsStayBusyAndQueueWaitIsBounded) {
   const int boards = GetParam();
   const double capacity = boards * BoardImagesPerSecond();
-  SimulationSpec spec = OneModel(boards, {Stream(1.5 * capacity)},
-                                 absl::Milliseconds(500), absl::Milliseconds(150));
+  SimulationSpec spec =
+      OneModel(boards, {Stream(1.5 * capacity)}, absl::Milliseconds(500), absl::Milliseconds(150));
   const uint32_t queue_limit = 256 * boards;
   spec.models[0].options.max_queue_images = queue_limit;
   absl::StatusOr<SimulationResult> r = Simulate(spec);
@@ -139,8 +133,7 @@ TEST_P(SaturationTest, BoardsStayBusyAndQueueWaitIsBounded) {
   EXPECT_GT(m.streams[0].failed.count("RESOURCE_EXHAUSTED"), 0u);
   // A queued image waits at most for the queue ahead of it to drain over
   // the boards, a run's worth of images and the dispatch lead.
-  const absl::Duration bound =
-      ImageTime() * (queue_limit / boards + 32) + absl::Milliseconds(1);
+  const absl::Duration bound = ImageTime() * (queue_limit / boards + 32) + absl::Milliseconds(1);
   EXPECT_LE(m.queue_wait.p99, absl::ToDoubleMilliseconds(bound));
   EXPECT_GT(m.queue_wait.p99, 0.5 * absl::ToDoubleMilliseconds(bound))
       << "the queue should be full most of the time";
@@ -155,8 +148,8 @@ INSTANTIATE_TEST_SUITE_P(Boards, SaturationTest, testing::Values(1, 8));
 TEST(SimulationTest, LowPriorityFloodKeepsHighPriorityLatency) {
   const double capacity = 4 * BoardImagesPerSecond();
   auto spec_with = [&](std::vector<StreamSpec> streams) {
-    SimulationSpec spec = OneModel(4, std::move(streams), absl::Milliseconds(600),
-                                   absl::Milliseconds(100));
+    SimulationSpec spec =
+        OneModel(4, std::move(streams), absl::Milliseconds(600), absl::Milliseconds(100));
     ModelSpec& m = spec.models[0];
     m.options.priority_levels = 2;
     // low_priority_run_images: the default, 1.
@@ -164,8 +157,7 @@ TEST(SimulationTest, LowPriorityFloodKeepsHighPriorityLatency) {
     spec.scheduler.dispatch_lead = absl::Microseconds(20);
     return spec;
   };
-  absl::StatusOr<SimulationResult> alone =
-      Simulate(spec_with({Stream(0.3 * capacity, 1)}));
+  absl::StatusOr<SimulationResult> alone = Simulate(spec_with({Stream(0.3 * capacity, 1)}));
   absl::StatusOr<SimulationResult> flooded =
       Simulate(spec_with({Stream(0.3 * capacity, 1), Stream(2.5 * capacity, 2)}));
   ASSERT_TRUE(alone.ok()) << alone.status();
@@ -177,18 +169,17 @@ TEST(SimulationTest, LowPriorityFloodKeepsHighPriorityLatency) {
   EXPECT_TRUE(high.failed.empty());
   EXPECT_GT(low.failed.count("RESOURCE_EXHAUSTED"), 0u);
   EXPECT_GE(flooded->models[0].utilization, 0.98);
-  std::printf("high priority p99: %.4f ms alone, %.4f ms under the flood\n",
-              high_alone.latency.p99, high.latency.p99);
+  std::printf("high priority p99: %.4f ms alone, %.4f ms under the flood\n", high_alone.latency.p99,
+              high.latency.p99);
   EXPECT_LE(high.latency.p99, 1.10 * high_alone.latency.p99)
       << "high priority p99 " << high.latency.p99 << " ms under the flood, "
-      << high_alone.latency.p99 << " ms alone (p50 " << high.latency.p50
-      << " vs " << high_alone.latency.p50 << ", max " << high.latency.max
-      << " vs " << high_alone.latency.max << ")";
+      << high_alone.latency.p99 << " ms alone (p50 " << high.latency.p50 << " vs "
+      << high_alone.latency.p50 << ", max " << high.latency.max << " vs " << high_alone.latency.max
+      << ")";
 }
 
 TEST(SimulationTest, MaxImagesEndsArrivalsAndWindow) {
-  SimulationSpec spec =
-      OneModel(2, {Stream(10000)}, absl::Seconds(10), absl::ZeroDuration());
+  SimulationSpec spec = OneModel(2, {Stream(10000)}, absl::Seconds(10), absl::ZeroDuration());
   spec.max_images = 3000;
   absl::StatusOr<SimulationResult> r = Simulate(spec);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -222,8 +213,7 @@ TEST(SimulationTest, RejectsBadSpecs) {
   SimulationSpec spec = OneModel(0, {Stream(100)}, absl::Seconds(1), absl::ZeroDuration());
   absl::StatusOr<SimulationResult> r = Simulate(spec);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("boards"), absl::string_view::npos)
-      << r.status();
+  EXPECT_NE(r.status().message().find("boards"), absl::string_view::npos) << r.status();
 
   spec = OneModel(1, {Stream(0)}, absl::Seconds(1), absl::ZeroDuration());
   EXPECT_EQ(Simulate(spec).status().code(), absl::StatusCode::kInvalidArgument);
@@ -231,8 +221,7 @@ TEST(SimulationTest, RejectsBadSpecs) {
   spec = OneModel(1, {Stream(100, 3)}, absl::Seconds(1), absl::ZeroDuration());
   r = Simulate(spec);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("priority"), absl::string_view::npos)
-      << r.status();
+  EXPECT_NE(r.status().message().find("priority"), absl::string_view::npos) << r.status();
 
   spec = OneModel(1, {Stream(100)}, absl::Seconds(1), absl::Seconds(1));
   EXPECT_EQ(Simulate(spec).status().code(), absl::StatusCode::kInvalidArgument);
@@ -257,8 +246,8 @@ TEST(PercentilesTest, NearestRank) {
 // and Poisson arrivals at the same rate do, so the tail grows with load.
 TEST(SimulationTest, HostCpuIsAQueueThatGrowsTheTailWithLoad) {
   auto run = [](Arrivals arrivals, absl::Duration cpu) {
-    SimulationSpec spec = OneModel(2, {Stream(2000, 0, arrivals)},
-                                   absl::Milliseconds(600), absl::Milliseconds(100));
+    SimulationSpec spec =
+        OneModel(2, {Stream(2000, 0, arrivals)}, absl::Milliseconds(600), absl::Milliseconds(100));
     spec.models[0].host_overhead = absl::Microseconds(450);
     spec.models[0].host_cpu = cpu;
     absl::StatusOr<SimulationResult> r = Simulate(spec);
@@ -330,8 +319,7 @@ TEST(SimulationTest, BadVariantsAreRefusedNamingTheField) {
   EXPECT_NE(Simulate(spec).status().message().find("variant 'full': appears twice"),
             std::string::npos);
   spec.models[0].variants = {{"full", {}, 1.5}};
-  EXPECT_NE(Simulate(spec).status().message().find("top1 must be in (0, 1]"),
-            std::string::npos);
+  EXPECT_NE(Simulate(spec).status().message().find("top1 must be in (0, 1]"), std::string::npos);
 }
 
 }  // namespace

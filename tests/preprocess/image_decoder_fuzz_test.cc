@@ -149,12 +149,8 @@ TEST(DecoderFuzzTest, BitFlipsAndOverwrites) {
       for (int e = 0; e < edits; ++e) {
         const size_t at = rng() % m.size();
         switch (rng() % 4) {
-          case 0:
-            m[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
-            break;
-          case 1:
-            m[at] = static_cast<uint8_t>(rng());
-            break;
+          case 0: m[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
+          case 1: m[at] = static_cast<uint8_t>(rng()); break;
           case 2:
             m[at] = 0xFF;  // spurious JPEG marker prefix
             break;

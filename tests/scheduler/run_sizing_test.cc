@@ -56,8 +56,7 @@ TEST(ChooseBoardTest, ABusyBoardIsReadyWithinTheLeadOfItsInputEnd) {
 }
 
 TEST(ChooseBoardTest, NextReadyIsTheEarliestBusyBoard) {
-  std::vector<BoardView> b = {Board(100, 100, 64, 5000), Board(100, 100, 64, 2500),
-                              Board(900)};
+  std::vector<BoardView> b = {Board(100, 100, 64, 5000), Board(100, 100, 64, 2500), Board(900)};
   const BoardChoice c = ChooseBoard(b, t0, absl::Milliseconds(1));
   EXPECT_EQ(c.best, 2);
   EXPECT_EQ(c.next_ready, t0 + absl::Microseconds(1500));
@@ -71,7 +70,7 @@ TEST(ChooseBoardTest, NoBoards) {
 
 TEST(RunSizeTest, ALoneBoardTakesUpToEachCap) {
   std::vector<BoardView> b = {Board(0, 100, 16)};
-  EXPECT_EQ(RunSize(b, 0, 5, 64), 5u);    // what is queued
+  EXPECT_EQ(RunSize(b, 0, 5, 64), 5u);     // what is queued
   EXPECT_EQ(RunSize(b, 0, 100, 64), 16u);  // the board's max_run
   EXPECT_EQ(RunSize(b, 0, 100, 8), 8u);    // the model's max_images_per_run
   EXPECT_EQ(RunSize(b, 0, 0, 8), 0u);
@@ -123,8 +122,8 @@ TEST(RunSizeTest, BoardsBeyondTheRunHorizonAreIgnored) {
 }
 
 TEST(EstimateCompletionTest, WithoutBoardsOneBoardFromStart) {
-  const absl::Time t = EstimateCompletion(5, t0, {}, absl::Microseconds(100),
-                                          absl::Milliseconds(2));
+  const absl::Time t =
+      EstimateCompletion(5, t0, {}, absl::Microseconds(100), absl::Milliseconds(2));
   EXPECT_EQ(t, t0 + absl::Microseconds(400) + absl::Milliseconds(2));
 }
 

@@ -28,20 +28,19 @@ constexpr uint32_t kClasses = 1000;
 // Records what the scheduler reports.
 class RecordingObserver : public Observer {
  public:
-  void RunStarted(int model_id, int board_id, uint32_t images,
-                  absl::Span<const absl::Duration>, absl::Duration) override {
+  void RunStarted(int model_id, int board_id, uint32_t images, absl::Span<const absl::Duration>,
+                  absl::Duration) override {
     hgpipe::MutexLock l(&mu);
     run_sizes.push_back(images);
     runs_per_board[board_id]++;
     images_per_board[board_id] += images;
   }
-  void RunFinished(int, int, uint32_t, absl::Duration,
-                   const absl::Status& s) override {
+  void RunFinished(int, int, uint32_t, absl::Duration, const absl::Status& s) override {
     hgpipe::MutexLock l(&mu);
     if (!s.ok()) ++failed_runs;
   }
-  void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase,
-                         const absl::Status& why, const BoardCounts& counts) override {
+  void BoardPhaseChanged(int board_id, int model_id, BoardPhase phase, const absl::Status& why,
+                         const BoardCounts& counts) override {
     hgpipe::MutexLock l(&mu);
     phases.push_back({board_id, phase});
     last_counts[board_id] = counts;
@@ -112,8 +111,8 @@ class SchedulerTest : public ::testing::Test {
 
   // `faulty` boards get bo.fault; the others none.
   void Build(int boards, ModelOptions mo = {}, TestBoardOptions bo = {},
-             absl::Duration lead = absl::Milliseconds(1),
-             std::vector<int> faulty = {0}, Scheduler::Options so = {}) {
+             absl::Duration lead = absl::Milliseconds(1), std::vector<int> faulty = {0},
+             Scheduler::Options so = {}) {
     so.clock = &clock_;
     so.observer = &observer_;
     observer_.clock = &clock_;
@@ -149,8 +148,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Queues a request of n random images; the job must outlive the answer.
-  absl::Status Submit(Job& job, uint32_t n, const char* model = "verify",
-                      uint32_t priority = 0,
+  absl::Status Submit(Job& job, uint32_t n, const char* model = "verify", uint32_t priority = 0,
                       absl::Time deadline = absl::InfiniteFuture()) {
     job.images.resize(n * kImageBytes);
     for (auto& v : job.images) v = static_cast<int8_t>(rng_());
@@ -173,10 +171,9 @@ class SchedulerTest : public ::testing::Test {
     const uint32_t n = job.images.size() / kImageBytes;
     std::vector<int32_t> want(kClasses);
     for (uint32_t i = 0; i < n; ++i) {
-      verify::ExpectedLogits(job.images.data() + i * kImageBytes, kImageBytes,
-                             kClasses, want.data());
-      ASSERT_TRUE(std::equal(want.begin(), want.end(),
-                             job.logits.begin() + i * kClasses))
+      verify::ExpectedLogits(job.images.data() + i * kImageBytes, kImageBytes, kClasses,
+                             want.data());
+      ASSERT_TRUE(std::equal(want.begin(), want.end(), job.logits.begin() + i * kClasses))
           << "image " << i << " does not hold its own result";
     }
   }
@@ -248,11 +245,9 @@ TEST_F(SchedulerTest, SaturatedBoardNeverIdlesBetweenRuns) {
   EXPECT_LT(steady, ideal * 1.001) << "the input stream idled between runs";
   // And over the whole test, ramp-up included, within 0.5 %.
   EXPECT_LT(absl::ToDoubleSeconds(last - t0),
-            absl::ToDoubleSeconds(t.run_overhead + t.interval() * 1999 +
-                                  t.latency()) * 1.005);
+            absl::ToDoubleSeconds(t.run_overhead + t.interval() * 1999 + t.latency()) * 1.005);
   // Under load runs grow to the cap.
-  EXPECT_EQ(*std::max_element(observer_.run_sizes.begin(),
-                              observer_.run_sizes.end()), 16u);
+  EXPECT_EQ(*std::max_element(observer_.run_sizes.begin(), observer_.run_sizes.end()), 16u);
 }
 
 TEST_F(SchedulerTest, SpreadsWorkOverAllBoards) {
@@ -411,8 +406,7 @@ TEST_F(SchedulerTest, ShutdownWaitsForAcceptedRequestsAndRefusesNewOnes) {
   r2->images = images.data();
   r2->n_images = 1;
   r2->logits = logits.data();
-  EXPECT_EQ(s->Enqueue(*h, std::move(r2)).code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s->Enqueue(*h, std::move(r2)).code(), absl::StatusCode::kUnavailable);
 }
 
 TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
@@ -469,7 +463,6 @@ TEST_F(SchedulerTest, ManyThreadsEnqueueConcurrentlyOnTheRealClock) {
   }
 }
 
-
 // The acceptance test: a board dies under load (fails for good in
 // the middle of a run), and every image of every request is answered
 // exactly once, with its own result.
@@ -525,10 +518,9 @@ TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
   for (const auto& [id, phase] : observer_.phases) {
     if (id == 0) seen.push_back(phase);
   }
-  EXPECT_EQ(seen, (std::vector<BoardPhase>{
-                      BoardPhase::kServing, BoardPhase::kRecovering,
-                      BoardPhase::kProgramming, BoardPhase::kProbing,
-                      BoardPhase::kServing}));
+  EXPECT_EQ(seen, (std::vector<BoardPhase>{BoardPhase::kServing, BoardPhase::kRecovering,
+                                           BoardPhase::kProgramming, BoardPhase::kProbing,
+                                           BoardPhase::kServing}));
 }
 
 TEST_F(SchedulerTest, SlowBoardGetsLessWorkWithoutTrippingTheWatchdog) {
@@ -606,8 +598,7 @@ TEST_F(SchedulerTest, HigherPriorityOvertakesQueuedLowerPriority) {
   }
   EXPECT_EQ(answered_before, 1);
   Job bad;
-  EXPECT_EQ(Submit(bad, 1, "verify", 3).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Submit(bad, 1, "verify", 3).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(SchedulerTest, QueueLimitCountsOnlyImagesAtTheSameOrHigherPriority) {
@@ -625,8 +616,7 @@ TEST_F(SchedulerTest, QueueLimitCountsOnlyImagesAtTheSameOrHigherPriority) {
   ASSERT_TRUE(Submit(low1, 6).ok());     // the queue holds 6 low
   EXPECT_EQ(Submit(low2, 1).code(), absl::StatusCode::kResourceExhausted);
   ASSERT_TRUE(Submit(high1, 6, "verify", 1).ok());  // low does not count
-  EXPECT_EQ(Submit(high2, 1, "verify", 1).code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Submit(high2, 1, "verify", 1).code(), absl::StatusCode::kResourceExhausted);
   clock_.RunUntilIdle();
   EXPECT_TRUE(low1.status.ok());
   EXPECT_TRUE(high1.status.ok());
@@ -654,8 +644,8 @@ TEST_F(SchedulerTest, LowPriorityIsNeverStarvedBeyondTheBound) {
   ASSERT_TRUE(low.status.ok());
   // Dispatched within the bound (plus the lead and one run ahead of it).
   const accel::PipelineTiming t;
-  EXPECT_LT(low.answered - t0, absl::Milliseconds(5) + absl::Milliseconds(1) +
-                                   t.interval() * 16 + t.latency());
+  EXPECT_LT(low.answered - t0,
+            absl::Milliseconds(5) + absl::Milliseconds(1) + t.interval() * 16 + t.latency());
 }
 
 TEST_F(SchedulerTest, DeadlinesAreAnsweredWithoutReachingABoard) {
@@ -683,8 +673,7 @@ TEST_F(SchedulerTest, DeadlinesAreAnsweredWithoutReachingABoard) {
   ASSERT_TRUE(Submit(fine, 1, "verify", 0, t0 + absl::Seconds(1)).ok());
   clock_.RunUntilIdle();
   EXPECT_EQ(expires.calls, 1);
-  EXPECT_EQ(expires.status.code(), absl::StatusCode::kDeadlineExceeded)
-      << expires.status;
+  EXPECT_EQ(expires.status.code(), absl::StatusCode::kDeadlineExceeded) << expires.status;
   EXPECT_LE(expires.answered, t0 + absl::Milliseconds(9));
   EXPECT_TRUE(fine.status.ok());
   uint64_t computed = 0;
@@ -762,8 +751,7 @@ TEST_F(SchedulerTest, RemoveModelAnswersQueuedRequestsThenFreesItsBoards) {
   for (const auto& j : jobs) EXPECT_TRUE(j.status.ok());
   EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kIdle);
   EXPECT_TRUE(scheduler_->Models().empty());
-  EXPECT_EQ(scheduler_->RemoveModel(H("verify"), [] {}).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->RemoveModel(H("verify"), [] {}).code(), absl::StatusCode::kNotFound);
   // Loaded again under the same name with the same bitstream object, the
   // idle board still holds it: no reprogramming, only a probe.
   ModelOptions again;
@@ -963,8 +951,8 @@ TEST_F(SchedulerTest, CorruptBoardIsCaughtByItsCanaryWithinOneInterval) {
   TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kCorrupt, 60);  // cleared by a reset
   ModelOptions mo;
-  mo.canary = std::make_shared<const accel::Canary>(
-      accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  mo.canary =
+      std::make_shared<const accel::Canary>(accel::MakeVerifyCanary(accel::DeviceGeometry{}));
   mo.max_images_per_run = 4;
   Scheduler::Options so;
   const absl::Duration interval = absl::Milliseconds(20);
@@ -1016,8 +1004,8 @@ TEST_F(SchedulerTest, PermanentlyCorruptBoardFailsItsProbesAndIsRetired) {
   TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kCorrupt, 0, /*permanent=*/true);
   ModelOptions mo;
-  mo.canary = std::make_shared<const accel::Canary>(
-      accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  mo.canary =
+      std::make_shared<const accel::Canary>(accel::MakeVerifyCanary(accel::DeviceGeometry{}));
   Scheduler::Options so;
   so.canary_interval = absl::Milliseconds(20);
   so.max_recovery_attempts = 3;
@@ -1072,8 +1060,7 @@ TEST_F(SchedulerTest, DeadlinesThatTheRecoveryWindowCannotMeetAreAnsweredEarly) 
   // deadline, well before the deadline itself and the retirement.
   EXPECT_LT(waiting.answered, t0 + absl::Milliseconds(5500));
   EXPECT_LT(waiting.answered, patient.answered);
-  EXPECT_NE(waiting.status.message().find("recovering"), absl::string_view::npos)
-      << waiting.status;
+  EXPECT_NE(waiting.status.message().find("recovering"), absl::string_view::npos) << waiting.status;
 }
 
 // The fill step (InferRequest::Fill, Output): a request's own code puts its

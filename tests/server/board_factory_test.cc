@@ -46,16 +46,15 @@ TEST(BoardSpecTest, ParsesSimPoolXrtAndMixes) {
 }
 
 TEST(BoardSpecTest, RejectsNonsenseNamingTheItem) {
-  for (const char* bad : {"", "sim:0", "sim:x", "sim:65", "gpu:1", "3", "xrt:",
-                          "sim-pool:0", "sim-pool:", "pool:2", "sim:1,sim-pool:1"}) {
+  for (const char* bad : {"", "sim:0", "sim:x", "sim:65", "gpu:1", "3", "xrt:", "sim-pool:0",
+                          "sim-pool:", "pool:2", "sim:1,sim-pool:1"}) {
     auto s = ParseBoardSpec(bad);
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(s.status().message(), HasSubstr("--boards")) << bad;
   }
   EXPECT_THAT(ParseBoardSpec("sim-pool:99").status().message(),
               HasSubstr("'sim-pool:99': N must be a number from 1 to 64"));
-  EXPECT_THAT(ParseBoardSpec("sim:1,sim-pool:1").status().message(),
-              HasSubstr("do not mix"));
+  EXPECT_THAT(ParseBoardSpec("sim:1,sim-pool:1").status().message(), HasSubstr("do not mix"));
 }
 
 TEST(EmulatedFaultsTest, ParsesFaultsByBoardName) {

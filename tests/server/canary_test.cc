@@ -60,8 +60,7 @@ class GoldenTest : public ::testing::Test {
     c.manifest = {{"model", "v"}, {"images", std::to_string(images)}};
     c.tensors["input"] = in;
     c.tensors["output"] = out;
-    std::ofstream(dir_ / "v" / kGoldenFile, std::ios::binary)
-        << accel::vit::SerializeContainer(c);
+    std::ofstream(dir_ / "v" / kGoldenFile, std::ios::binary) << accel::vit::SerializeContainer(c);
   }
 
   fs::path dir_;

@@ -136,8 +136,7 @@ config::ModelConfig EncodedModel() {
   return c;
 }
 
-inference::ModelInferRequest BytesRequest(const std::vector<std::string>& files,
-                                          bool raw = true) {
+inference::ModelInferRequest BytesRequest(const std::vector<std::string>& files, bool raw = true) {
   inference::ModelInferRequest r;
   r.set_model_name("tiny");
   auto* in = r.add_inputs();
@@ -285,19 +284,28 @@ TEST(RequestPolicyTest, BadValuesAreInvalidArgumentNamingTheParameter) {
     set(v);
     cases.push_back({name, v, message});
   };
-  add("priority", [](auto& v) { v.set_int64_param(-1); }, "parameter 'priority': -1 is negative");
-  add("priority", [](auto& v) { v.set_string_param("high"); },
+  add(
+      "priority", [](auto& v) { v.set_int64_param(-1); }, "parameter 'priority': -1 is negative");
+  add(
+      "priority", [](auto& v) { v.set_string_param("high"); },
       "parameter 'priority': must be an int64 or uint64 parameter");
-  add("priority", [](auto& v) { v.set_double_param(1.0); },
+  add(
+      "priority", [](auto& v) { v.set_double_param(1.0); },
       "parameter 'priority': must be an int64 or uint64");
-  add("priority", [](auto& v) { v.set_bool_param(true); },
+  add(
+      "priority", [](auto& v) { v.set_bool_param(true); },
       "parameter 'priority': must be an int64 or uint64");
-  add("priority", [](auto&) {}, "parameter 'priority': no value");
-  add("timeout", [](auto& v) { v.set_int64_param(-5); }, "parameter 'timeout': -5 is negative");
-  add("timeout", [](auto& v) { v.set_double_param(0.5); },
+  add(
+      "priority", [](auto&) {}, "parameter 'priority': no value");
+  add(
+      "timeout", [](auto& v) { v.set_int64_param(-5); }, "parameter 'timeout': -5 is negative");
+  add(
+      "timeout", [](auto& v) { v.set_double_param(0.5); },
       "parameter 'timeout': must be an int64 or uint64 parameter (microseconds");
-  add("timeout", [](auto& v) { v.set_string_param("1s"); }, "parameter 'timeout': must be");
-  add("timeout", [](auto& v) { v.set_uint64_param(3'600'000'001); },
+  add(
+      "timeout", [](auto& v) { v.set_string_param("1s"); }, "parameter 'timeout': must be");
+  add(
+      "timeout", [](auto& v) { v.set_uint64_param(3'600'000'001); },
       "parameter 'timeout': 3600000001 microseconds is more than an hour");
   for (const Case& c : cases) {
     auto r = Request(1);

@@ -76,8 +76,7 @@ TEST(ModelConfigTest, DefaultPriorityIsTheLowestLevel) {
 }
 
 TEST(ModelConfigTest, EncodedImageModelsGetPreprocessingDefaultsFromTheGeometry) {
-  config::ModelConfig c =
-      Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+  config::ModelConfig c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
                preprocess { resize: "shorter_side_center_crop" })");
   NormalizeModelConfig(Verify(), &c);
   EXPECT_EQ(c.input().datatype(), "BYTES");
@@ -221,19 +220,15 @@ TEST_F(RepositoryTest, ListsAndLoadsOneDirectory) {
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(a.status().message(), HasSubstr("a/config.pbtxt: bitstream:"));
   for (const char* bad : {"c", "not_a_model", "../b", ""}) {
-    EXPECT_EQ(LoadModelDirectory(root_.string(), bad, ResolveEmulatedBitstream)
-                  .status()
-                  .code(),
+    EXPECT_EQ(LoadModelDirectory(root_.string(), bad, ResolveEmulatedBitstream).status().code(),
               absl::StatusCode::kNotFound)
         << bad;
   }
-  EXPECT_EQ(ListModelDirectories("/no/such/dir").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ListModelDirectories("/no/such/dir").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(ModelConfigTest, ValueOrderAndRotateMapOntoPreprocessOptions) {
-  config::ModelConfig c =
-      Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
+  config::ModelConfig c = Parse(R"(name: "m" bitstream: "verify" input_format: ENCODED_IMAGE
                preprocess { value_order: "chw" cls_placeholder: "rotate" })");
   NormalizeModelConfig(Verify(), &c);
   ASSERT_TRUE(ValidateModelConfig(c, Verify(), "m", "x").ok());

@@ -83,8 +83,8 @@ class ModelManagerTest : public ::testing::Test {
     EXPECT_TRUE(index.ok()) << index.status();
     std::vector<std::string> out;
     for (const auto& e : *index) {
-      out.push_back(absl::StrCat(e.name, " ", e.version, " ", e.state,
-                                 e.reason.empty() ? "" : " ", e.reason));
+      out.push_back(absl::StrCat(e.name, " ", e.version, " ", e.state, e.reason.empty() ? "" : " ",
+                                 e.reason));
     }
     return out;
   }
@@ -276,8 +276,7 @@ TEST_F(ModelManagerTest, ReloadsAndUnloadsRemoveTheBoardsMadeForThem) {
   EXPECT_EQ(boards[2].phase, BoardPhase::kServing);
   EXPECT_EQ(boards[2].name, "sim2");
   // The removed boards' series are gone from /metrics too.
-  const std::string text =
-      prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+  const std::string text = prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
   EXPECT_THAT(text, Not(HasSubstr(R"(board="sim0")")));
   EXPECT_THAT(text, Not(HasSubstr(R"(board="sim1")")));
   EXPECT_THAT(text, HasSubstr(R"(board="sim2")"));

@@ -75,10 +75,8 @@ class VariantsTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  absl::StatusOr<ModelEntry> Load(const std::string& variants,
-                                  const std::string& extra = "") {
-    return LoadText("name: \"m\" bitstream: \"verify\" output { dims: [10] } " + extra +
-                    variants);
+  absl::StatusOr<ModelEntry> Load(const std::string& variants, const std::string& extra = "") {
+    return LoadText("name: \"m\" bitstream: \"verify\" output { dims: [10] } " + extra + variants);
   }
   absl::StatusOr<ModelEntry> LoadText(const std::string& config) {
     std::ofstream(root_ / "m" / "config.pbtxt") << config;

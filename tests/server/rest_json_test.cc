@@ -76,7 +76,8 @@ TEST(RestJsonTest, BadRequestsSayWhatIsWrong) {
        "neither data nor binary_data_size"},
       {R"({"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1],"parameters":{"binary_data_size":1}}]})",
        "1", "both data and binary_data_size"},
-      {std::string(R"({"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]})") + '\0' + "zz",
+      {std::string(R"({"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]})") + '\0' +
+           "zz",
        "", "NUL byte"},
   };
   for (Case& c : cases) {
@@ -101,8 +102,9 @@ TEST(RestJsonTest, ResponseOutputsAreJsonOrBinaryAsAsked) {
   resp.add_raw_output_contents()->assign(reinterpret_cast<const char*>(v), 8);
   RestInferRequest json_out;
   RestInferReply r = WriteRestInferResponse(resp, json_out);
-  EXPECT_EQ(r.json,
-            R"({"model_name":"m","model_version":"1","id":"q","outputs":[{"name":"Y","datatype":"INT32","shape":[1,2],"data":[7,-3]}]})");
+  EXPECT_EQ(
+      r.json,
+      R"({"model_name":"m","model_version":"1","id":"q","outputs":[{"name":"Y","datatype":"INT32","shape":[1,2],"data":[7,-3]}]})");
   EXPECT_TRUE(r.binary.empty());
   RestInferRequest binary_out;
   binary_out.binary_output = true;
@@ -136,10 +138,10 @@ TEST(RestJsonTest, ParametersArePlainValuesAsKServeWritesThem) {
   p["big"].set_uint64_param(uint64_t{1} << 40);
   p["unset"];
   const std::string json = MessageToJson(meta);
-  EXPECT_THAT(json, HasSubstr(
-      R"("parameters":{"big":1099511627776,"flag":true,"unset":null,)"
-      R"("variant.full.interval_cycles":196,"variant.full.top1_accuracy":0.5,)"
-      R"("variants":"full,skip1"})"));
+  EXPECT_THAT(json,
+              HasSubstr(R"("parameters":{"big":1099511627776,"flag":true,"unset":null,)"
+                        R"("variant.full.interval_cycles":196,"variant.full.top1_accuracy":0.5,)"
+                        R"("variants":"full,skip1"})"));
 }
 
 }  // namespace

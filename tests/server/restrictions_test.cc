@@ -13,10 +13,9 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(RestrictionsTest, GroupsNeedTheirHeaderAndValue) {
-  auto r = Restrictions::Parse("http-restricted-api",
-                               {"model-repository,statistics:Admin-Key=s3cret",
-                                "inference:infer=a=b"},
-                               "");
+  auto r = Restrictions::Parse(
+      "http-restricted-api",
+      {"model-repository,statistics:Admin-Key=s3cret", "inference:infer=a=b"}, "");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->any());
   std::map<std::string, std::string> headers;
@@ -40,12 +39,11 @@ TEST(RestrictionsTest, GroupsNeedTheirHeaderAndValue) {
 }
 
 TEST(RestrictionsTest, GrpcKeysTakeTritonsPrefix) {
-  auto r = Restrictions::Parse("grpc-restricted-protocol", {"trace:k=v"},
-                               kGrpcRestrictedHeaderPrefix);
+  auto r =
+      Restrictions::Parse("grpc-restricted-protocol", {"trace:k=v"}, kGrpcRestrictedHeaderPrefix);
   ASSERT_TRUE(r.ok());
-  absl::Status s = r->Check(ApiGroup::kTrace, [](const std::string&) {
-    return std::optional<absl::string_view>();
-  });
+  absl::Status s = r->Check(ApiGroup::kTrace,
+                            [](const std::string&) { return std::optional<absl::string_view>(); });
   EXPECT_THAT(s.message(), HasSubstr("'triton-grpc-protocol-k'"));
   EXPECT_FALSE(Restrictions::Parse("x", {}, "")->any());
 }

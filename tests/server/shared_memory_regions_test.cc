@@ -118,13 +118,14 @@ TEST(SharedMemoryRegionsTest, DoubleRegisterIsAlreadyExists) {
 TEST(SharedMemoryRegionsTest, BadNamesKeysAndSizes) {
   ShmObject obj(4096);
   SharedMemoryRegions regions(Allowed());
-  auto code = [&](const std::string& name, const std::string& key, uint64_t offset,
-                  uint64_t size) { return regions.Register(name, key, offset, size).code(); };
+  auto code = [&](const std::string& name, const std::string& key, uint64_t offset, uint64_t size) {
+    return regions.Register(name, key, offset, size).code();
+  };
   using C = absl::StatusCode;
   EXPECT_EQ(code("", obj.key(), 0, 16), C::kInvalidArgument);
   EXPECT_EQ(code(std::string(300, 'n'), obj.key(), 0, 16), C::kInvalidArgument);
-  const std::vector<std::string> bad_keys = {"", "/", "/a/b", "../etc/passwd", "/..", ".",
-                                             std::string("a\0b", 3)};
+  const std::vector<std::string> bad_keys = {
+      "", "/", "/a/b", "../etc/passwd", "/..", ".", std::string("a\0b", 3)};
   for (const std::string& key : bad_keys) {
     EXPECT_EQ(code("r", key, 0, 16), C::kInvalidArgument) << key;
   }
@@ -224,8 +225,7 @@ TEST(SharedMemoryRegionsTest, RegionCountIsBounded) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(regions.Register(absl::StrCat("r", i), obj.key(), 0, 64).ok());
   }
-  EXPECT_EQ(regions.Register("r3", obj.key(), 0, 64).code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(regions.Register("r3", obj.key(), 0, 64).code(), absl::StatusCode::kResourceExhausted);
   ASSERT_TRUE(regions.Unregister("r0").ok());
   EXPECT_TRUE(regions.Register("r3", obj.key(), 0, 64).ok());
 }

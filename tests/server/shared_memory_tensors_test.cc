@@ -92,14 +92,17 @@ TEST_F(SharedMemoryTensorsTest, BadParameters) {
     edit(&req);
     return FindSharedMemoryTensors(req, regions_.get(), "m").status();
   };
-  auto params = [](inference::ModelInferRequest* r) { return r->mutable_inputs(0)->mutable_parameters(); };
+  auto params = [](inference::ModelInferRequest* r) {
+    return r->mutable_inputs(0)->mutable_parameters();
+  };
   // No byte size.
   EXPECT_EQ(code([&](auto* r) { Set(params(r), "in", 0, -1); }).code(), C::kInvalidArgument);
   // Offset or size without a region.
   EXPECT_EQ(code([&](auto* r) { (*params(r))["shared_memory_offset"].set_int64_param(0); }).code(),
             C::kInvalidArgument);
-  EXPECT_EQ(code([&](auto* r) { (*params(r))["shared_memory_byte_size"].set_int64_param(4); }).code(),
-            C::kInvalidArgument);
+  EXPECT_EQ(
+      code([&](auto* r) { (*params(r))["shared_memory_byte_size"].set_int64_param(4); }).code(),
+      C::kInvalidArgument);
   // A region that is not a string; negative numbers.
   EXPECT_EQ(code([&](auto* r) {
               (*params(r))["shared_memory_region"].set_int64_param(3);

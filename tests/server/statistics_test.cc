@@ -15,7 +15,8 @@ TEST(StatisticsTest, RequestsRunsAndBatchesAddUp) {
   s.RunFinished(3, 0, 2, absl::Milliseconds(2), absl::OkStatus());
   s.RunStarted(3, 0, 1, {absl::Microseconds(1)}, absl::Microseconds(4));
   s.RunFinished(3, 0, 1, absl::Milliseconds(1), absl::UnavailableError("board failed"));
-  s.RequestDone(3, true, 2, {absl::Milliseconds(3), absl::Microseconds(100), absl::Microseconds(7)});
+  s.RequestDone(3, true, 2,
+                {absl::Milliseconds(3), absl::Microseconds(100), absl::Microseconds(7)});
   s.RequestDone(3, false, 1, {absl::Milliseconds(1), {}, {}});
   s.RequestDone(-1, true, 9, {});  // no model: ignored
 
@@ -31,7 +32,7 @@ TEST(StatisticsTest, RequestsRunsAndBatchesAddUp) {
   EXPECT_EQ(i.fail().ns(), 1'000'000u);
   EXPECT_EQ(i.queue().count(), 3u);  // images that left the queue
   EXPECT_EQ(i.queue().ns(), 41'000u);
-  EXPECT_EQ(i.compute_infer().count(), 2u);  // images of good runs
+  EXPECT_EQ(i.compute_infer().count(), 2u);       // images of good runs
   EXPECT_EQ(i.compute_infer().ns(), 4'000'000u);  // 2 images x 2 ms
   EXPECT_EQ(i.compute_input().ns(), 100'000u);
   EXPECT_EQ(i.compute_output().ns(), 7'000u);
@@ -60,8 +61,7 @@ class Recorder final : public scheduler::Observer {
   void ModelAdded(int, absl::string_view) override { ++calls["ModelAdded"]; }
   void BoardAdded(int, absl::string_view) override { ++calls["BoardAdded"]; }
   void QueueDepth(int, uint64_t) override { ++calls["QueueDepth"]; }
-  void RunStarted(int, int, uint32_t, absl::Span<const absl::Duration>,
-                  absl::Duration) override {
+  void RunStarted(int, int, uint32_t, absl::Span<const absl::Duration>, absl::Duration) override {
     ++calls["RunStarted"];
   }
   void RunFinished(int, int, uint32_t, absl::Duration, const absl::Status&) override {

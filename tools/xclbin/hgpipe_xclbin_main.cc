@@ -31,16 +31,14 @@
 ABSL_FLAG(std::string, manifest, "",
           "Bitstream manifest, protobuf text format "
           "(proto/bitstream_manifest.proto)");
-ABSL_FLAG(std::string, kernel, "",
-          "Kernel name (default: the manifest's kernel, hgpipe_top)");
+ABSL_FLAG(std::string, kernel, "", "Kernel name (default: the manifest's kernel, hgpipe_top)");
 ABSL_FLAG(std::string, uuid, "",
           "xclbin uuid, 32 hex digits (default: the manifest's xclbin_uuid, "
           "else random)");
 ABSL_FLAG(std::string, control, "chain",
           "Compute unit control protocol: chain (ap_ctrl_chain, the "
           "contract) or hs (ap_ctrl_hs)");
-ABSL_FLAG(std::string, platform, "xilinx_hgpipe_noop_1_0",
-          "Platform VBNV written in the header");
+ABSL_FLAG(std::string, platform, "xilinx_hgpipe_noop_1_0", "Platform VBNV written in the header");
 
 namespace hgpipe::tools {
 namespace {
@@ -53,17 +51,15 @@ absl::Status Write(const std::string& out) {
     return absl::InvalidArgumentError("write: --manifest is required");
   }
   ASSIGN_OR_RETURN(std::string text, accel::ReadWholeFile(manifest_path));
-  ASSIGN_OR_RETURN(accel::ManifestInfo m,
-                   accel::ParseManifest(text, manifest_path));
+  ASSIGN_OR_RETURN(accel::ManifestInfo m, accel::ParseManifest(text, manifest_path));
 
   accel::XclbinSpec spec;
   spec.platform_vbnv = absl::GetFlag(FLAGS_platform);
-  const std::string kernel = absl::GetFlag(FLAGS_kernel).empty()
-                                 ? m.kernel
-                                 : absl::GetFlag(FLAGS_kernel);
+  const std::string kernel =
+      absl::GetFlag(FLAGS_kernel).empty() ? m.kernel : absl::GetFlag(FLAGS_kernel);
   if (kernel != m.kernel) {
-    std::cerr << "warning: kernel " << kernel << " is not the manifest's ("
-              << m.kernel << "): servers will refuse this xclbin\n";
+    std::cerr << "warning: kernel " << kernel << " is not the manifest's (" << m.kernel
+              << "): servers will refuse this xclbin\n";
   }
   spec.kernel.name = kernel;
   spec.kernel.instance = absl::StrCat(kernel, "_1");
@@ -73,17 +69,15 @@ absl::Status Write(const std::string& out) {
   } else if (control == "hs") {
     spec.kernel.control = 0;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--control: want chain or hs, got ", control));
+    return absl::InvalidArgumentError(absl::StrCat("--control: want chain or hs, got ", control));
   }
   if (!absl::GetFlag(FLAGS_uuid).empty()) {
     ASSIGN_OR_RETURN(spec.uuid, accel::ParseUuidHex(absl::GetFlag(FLAGS_uuid)));
     if (m.xclbin_uuid && *m.xclbin_uuid != spec.uuid) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--uuid ", accel::UuidToHex(spec.uuid),
-                       " is not the manifest's "
-                       "xclbin_uuid ",
-                       accel::UuidToHex(*m.xclbin_uuid)));
+      return absl::InvalidArgumentError(absl::StrCat("--uuid ", accel::UuidToHex(spec.uuid),
+                                                     " is not the manifest's "
+                                                     "xclbin_uuid ",
+                                                     accel::UuidToHex(*m.xclbin_uuid)));
     }
   } else if (m.xclbin_uuid) {
     spec.uuid = *m.xclbin_uuid;
@@ -94,14 +88,12 @@ absl::Status Write(const std::string& out) {
   spec.key_values = {
       {"hgpipe.model", m.manifest.name},
       {"hgpipe.kernel_contract", absl::StrCat(accel::kKernelContractVersion)},
-      {"hgpipe.manifest",
-       absl::StrCat("USER_METADATA/", accel::kManifestSectionName)},
+      {"hgpipe.manifest", absl::StrCat("USER_METADATA/", accel::kManifestSectionName)},
   };
   ASSIGN_OR_RETURN(std::string bytes, accel::BuildXclbin(spec));
   RETURN_IF_ERROR(accel::WriteWholeFile(out, bytes));
-  std::cout << "wrote " << out << ": kernel " << kernel << ", uuid "
-            << accel::UuidToHex(spec.uuid) << ", model " << m.manifest.name
-            << ", " << bytes.size() << " bytes\n";
+  std::cout << "wrote " << out << ": kernel " << kernel << ", uuid " << accel::UuidToHex(spec.uuid)
+            << ", model " << m.manifest.name << ", " << bytes.size() << " bytes\n";
   return absl::OkStatus();
 }
 
@@ -111,8 +103,7 @@ absl::Status Package(const std::string& in, const std::string& out) {
     return absl::InvalidArgumentError("package: --manifest is required");
   }
   ASSIGN_OR_RETURN(std::string text, accel::ReadWholeFile(manifest_path));
-  ASSIGN_OR_RETURN(accel::ManifestInfo m,
-                   accel::ParseManifest(text, manifest_path));
+  ASSIGN_OR_RETURN(accel::ManifestInfo m, accel::ParseManifest(text, manifest_path));
   (void)m;
   ASSIGN_OR_RETURN(std::string bytes, accel::ReadWholeFile(in));
   ASSIGN_OR_RETURN(std::string packaged, accel::Repackage(bytes, in, text));
@@ -123,21 +114,17 @@ absl::Status Package(const std::string& in, const std::string& out) {
     std::remove(out.c_str());
     return check.status();
   }
-  std::cout << "wrote " << out << ": " << in << " with manifest "
-            << manifest_path << " (model " << m.manifest.name << ")\n";
+  std::cout << "wrote " << out << ": " << in << " with manifest " << manifest_path << " (model "
+            << m.manifest.name << ")\n";
   return absl::OkStatus();
 }
 
 std::string ControlName(uint32_t control) {
   switch (control) {
-    case 0:
-      return "ap_ctrl_hs";
-    case 1:
-      return "ap_ctrl_chain";
-    case 2:
-      return "ap_ctrl_none";
-    default:
-      return absl::StrCat("control ", control);
+    case 0: return "ap_ctrl_hs";
+    case 1: return "ap_ctrl_chain";
+    case 2: return "ap_ctrl_none";
+    default: return absl::StrCat("control ", control);
   }
 }
 
@@ -151,15 +138,13 @@ absl::Status Info(const std::string& path) {
             << "sections: " << c.sections.size() << "\n";
   for (const accel::XclbinSection& s : c.sections) {
     std::cout << absl::StrFormat("  %-20s %-16s offset %8d size %8d\n",
-                                 accel::XclbinSectionKindName(s.kind), s.name,
-                                 s.offset, s.size);
+                                 accel::XclbinSectionKindName(s.kind), s.name, s.offset, s.size);
   }
   std::cout << "compute units:\n";
   for (const accel::XclbinIp& ip : c.ips) {
     if (ip.type != 1) continue;
-    std::cout << absl::StrFormat(
-        "  %s  %s%s  base 0x%x\n", ip.name, ControlName(ip.control),
-        ip.interrupt ? " interrupt" : "", ip.base_address);
+    std::cout << absl::StrFormat("  %s  %s%s  base 0x%x\n", ip.name, ControlName(ip.control),
+                                 ip.interrupt ? " interrupt" : "", ip.base_address);
   }
   // Kernel arguments as XRT itself reads them.
   try {
@@ -167,11 +152,10 @@ absl::Status Info(const std::string& path) {
     for (const xrt::xclbin::kernel& k : x.get_kernels()) {
       std::cout << "kernel " << k.get_name() << ":\n";
       for (const xrt::xclbin::arg& a : k.get_args()) {
-        std::cout << absl::StrFormat(
-            "  (%d) %-10s %-14s %s, %d bytes at 0x%x\n", a.get_index(),
-            a.get_name(), a.get_host_type(),
-            a.get_mems().empty() ? "scalar" : "global", a.get_size(),
-            a.get_offset());
+        std::cout << absl::StrFormat("  (%d) %-10s %-14s %s, %d bytes at 0x%x\n", a.get_index(),
+                                     a.get_name(), a.get_host_type(),
+                                     a.get_mems().empty() ? "scalar" : "global", a.get_size(),
+                                     a.get_offset());
       }
     }
   } catch (const std::exception& e) {
@@ -189,31 +173,26 @@ absl::Status Info(const std::string& path) {
   std::cout << "manifest: " << f->manifest_source << "\n"
             << "  model:     " << m.name << "\n"
             << "  kernel:    " << f->manifest.kernel << "\n"
-            << "  geometry:  " << m.geometry.tokens << " tokens x "
-            << m.geometry.token_values << " values in ("
-            << m.geometry.input_bytes() << " bytes), " << m.geometry.classes
+            << "  geometry:  " << m.geometry.tokens << " tokens x " << m.geometry.token_values
+            << " values in (" << m.geometry.input_bytes() << " bytes), " << m.geometry.classes
             << " classes out (" << m.geometry.output_bytes() << " bytes)\n"
             << absl::StrFormat(
                    "  timing:    %.0f Hz, interval %d cycles, latency %d "
                    "cycles, run overhead %s: %.0f images/s at best, "
                    "%.2f ms first result\n",
-                   m.timing.clock_hz, m.timing.interval_cycles,
-                   m.timing.latency_cycles,
-                   absl::FormatDuration(m.timing.run_overhead),
-                   m.timing.max_images_per_second(),
+                   m.timing.clock_hz, m.timing.interval_cycles, m.timing.latency_cycles,
+                   absl::FormatDuration(m.timing.run_overhead), m.timing.max_images_per_second(),
                    absl::ToDoubleMilliseconds(m.timing.latency()))
             << "  accuracy:  "
-            << (m.accuracy.measured()
-                    ? absl::StrFormat("top-1 %.2f %% on %s", m.accuracy.top1 * 100,
-                                      m.accuracy.dataset)
-                    : std::string("not stated"))
+            << (m.accuracy.measured() ? absl::StrFormat("top-1 %.2f %% on %s",
+                                                        m.accuracy.top1 * 100, m.accuracy.dataset)
+                                      : std::string("not stated"))
             << "\n"
             << "  io:        " << accel::kInputLayoutHgpipe2x2 << " in, "
             << accel::kOutputLayoutLogit19 << " out\n"
             << "  max images per run: "
-            << (f->manifest.max_images_per_run
-                    ? absl::StrCat(f->manifest.max_images_per_run)
-                    : std::string("no limit"))
+            << (f->manifest.max_images_per_run ? absl::StrCat(f->manifest.max_images_per_run)
+                                               : std::string("no limit"))
             << "\n";
   return absl::OkStatus();
 }

@@ -1,6 +1,6 @@
 // What a bitstream is to the server: its I/O geometry and its pipeline timing.
-// The figures are HG-PIPE's DeiT-tiny design on a VCK190 (../shared/hgpipe.md);
-// other bitstreams override them from their manifest.
+// The figures are HG-PIPE's DeiT-tiny design on a VCK190 (the authors'
+// paper, arXiv:2407.17879; docs/datapath.md); other bitstreams override them from their manifest.
 #ifndef HGPIPE_ACCEL_BITSTREAM_H_
 #define HGPIPE_ACCEL_BITSTREAM_H_
 
@@ -29,8 +29,8 @@ struct DeviceGeometry {
   absl::Status Validate() const;
 };
 
-// The timing model of a streaming pipeline (../shared/hgpipe.md, "Timing model
-// for the emulated board"). Defaults: HG-PIPE DeiT-tiny, 7,375 images/s at
+// The timing model of a streaming pipeline (docs/scheduling.md, "A board's
+// pipeline"). Defaults: HG-PIPE DeiT-tiny, 7,375 images/s at
 // best, first result 1.92 ms after the first input.
 struct PipelineTiming {
   double clock_hz = 425e6;

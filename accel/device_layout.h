@@ -1,4 +1,4 @@
-// HG-PIPE's device I/O encoding (../shared/hgpipe.md, "Device I/O").
+// HG-PIPE's device I/O encoding (docs/datapath.md, "Input" and "Output").
 //
 // Input: the host sends a flat [tokens][token_values] int8 image reordered for
 // the 32-bit AXI stream, each beat holding 2 tokens x 2 values:

@@ -1,5 +1,5 @@
 // What a model's preprocessing is: how an image becomes the accelerator's
-// int8 input (../shared/hgpipe.md, "Device I/O"). The server maps a model's
+// int8 input (docs/datapath.md, "Input" and "Output"). The server maps a model's
 // config onto these fields; Preprocessor (preprocessor.h) carries them out.
 //
 // The pipeline, in order:

@@ -6,7 +6,7 @@
 //   crop 224, ImageNet normalization, int8, 196 x 768 patches (150,528 bytes).
 //   fmnist_vit: a 28x28 gray PNG -> 28 tokens x 28 values (784 bytes).
 //
-// HG-PIPE consumes 7,118 images/s per board (../shared/hgpipe.md), so the
+// HG-PIPE consumes 7,118 images/s per board (the authors' paper), so the
 // DeiT-tiny figure says how many cores one board needs for JPEG input.
 //
 //   BM_WorkerPool*/threads:N: the server's WorkerPool (server/worker_pool.h)

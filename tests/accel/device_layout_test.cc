@@ -9,7 +9,7 @@
 namespace hgpipe::accel {
 namespace {
 
-// The reference from ../shared/hgpipe.md, written as plain index arithmetic:
+// The device order as docs/datapath.md states it, written as plain index arithmetic:
 // flat.reshape(T/2, 2, C/2, 2).transpose(0, 2, 1, 3).
 std::vector<int8_t> ReferencePack(const DeviceGeometry& g, const std::vector<int8_t>& flat) {
   std::vector<int8_t> out;

@@ -1,5 +1,5 @@
 // Bad requests through real gRPC: each gets the KServe v2 code
-// (../shared/kserve-v2.md) and a message saying what is wrong, while the
+// (Triton's protocol, docs/serving.md) and a message saying what is wrong, while the
 // server keeps serving a good client running alongside.
 #include <atomic>
 #include <chrono>

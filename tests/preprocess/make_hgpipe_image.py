@@ -22,8 +22,10 @@ never read the authors' files):
   hgpipe_deit_tiny_224.png           the 224 x 224 RGB image
   hgpipe_patch_embed_input.int8      the authors' 150,528 int8 values,
                                      token-major [196][768], raw bytes
-Run from the repository root, with the authors' refs/ folder:
-  /usr/bin/python3 tests/preprocess/make_hgpipe_image.py /work/shared/hgpipe-refs/refs
+Run from the repository root, with the authors' case/refs/ folder (a
+checkout of hguq/HG-PIPE; the files used here: the public fork
+OpenDarrenlu/HG-PIPE at commit a44bb448):
+  /usr/bin/python3 tests/preprocess/make_hgpipe_image.py HG-PIPE/case/refs
 """
 
 import os

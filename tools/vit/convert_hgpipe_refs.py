@@ -18,8 +18,12 @@ the whole network is run with the reference (hgpipe.py) and every traced
 stage must match the authors' values exactly.
 
   /usr/bin/python3 tools/vit/convert_hgpipe_refs.py \\
-      --refs ../shared/hgpipe-refs/refs \\
-      --labels ../shared/hgpipe-refs/imagenet_labels.txt --out .
+      --refs HG-PIPE/case/refs --labels imagenet_labels.txt --out .
+
+with HG-PIPE a checkout of the authors' repository (the files used here:
+the public fork OpenDarrenlu/HG-PIPE at commit a44bb448) and
+imagenet_labels.txt the 1,000 ImageNet class names, one a line, in class
+order. Its outputs are committed; neither the product nor its tests run it.
 """
 
 import argparse
@@ -35,7 +39,7 @@ import weightfile  # noqa: E402
 
 T, TV, C, H, HIDDEN, CLASSES, DEPTH = 196, 768, 192, 3, 768, 1000, 12
 
-# HG-PIPE on VCK190 (../shared/hgpipe.md): 425 MHz, the slowest stage's
+# HG-PIPE on VCK190 (the authors' paper, arXiv:2407.17879): 425 MHz, the slowest stage's
 # interval, first input to last output of one image.
 CLOCK_HZ, INTERVAL, LATENCY = 425_000_000, 57_624, 816_584
 # The host's quantization of the normalized image: max-abs int8 calibration

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import hgpipe
 from vit_model import HgVit, taylor_attention
 
-# HG-PIPE's DeiT-tiny on VCK190 (../shared/hgpipe.md): the timing every
+# HG-PIPE's DeiT-tiny on VCK190 (the authors' paper, arXiv:2407.17879; docs/datapath.md): the timing every
 # other model's is scaled from.
 DEIT_CLOCK_HZ = 425_000_000
 DEIT_INTERVAL_CYCLES = 57_624
@@ -165,7 +165,8 @@ def macs(g, attn_kinds=None, mlp_kinds=None):
 
 
 # HG-PIPE's head stage runs 48,001 of the pipeline's 57,624 cycles per image
-# (../shared/hgpipe.md); its other stages' fill, in intervals, is what
+# (the authors' paper, arXiv:2407.17879; docs/datapath.md); its other
+# stages' fill, in intervals, is what
 # remains of DeiT-tiny's latency after its 12 attention barriers and the
 # head: (816,584 - 12 x 57,624 - 48,001) / (25 x 57,624).
 DEIT_HEAD_CYCLES = 48_001

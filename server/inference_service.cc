@@ -526,7 +526,9 @@ void InferenceService::StartInfer(const inference::ModelInferRequest& req,
       if (vi >= 0 && vi < static_cast<int>(vs.size())) {
         spec.logit_scale = vs[vi].logit_scale;
         (*resp->mutable_parameters())["variant"].set_string_param(vs[vi].name);
-        metrics_->VariantImages(model->name(), vs[vi].name, n);
+        if (static_cast<size_t>(vi) < model->variant_images.size()) {
+          model->variant_images[vi]->Increment(n);
+        }
       }
       FinishLogitOutput(spec, n, classes, resp);
       WriteSharedMemoryOutput(shared, resp);

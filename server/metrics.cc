@@ -210,8 +210,9 @@ void Metrics::RequestDone(int model_id, absl::StatusCode code, uint32_t images,
   }
 }
 
-void Metrics::VariantImages(const std::string& model, const std::string& variant, uint32_t images) {
-  variant_images_.Add({{"model", model}, {"variant", variant}}).Increment(images);
+prometheus::Counter* Metrics::VariantImagesCounter(const std::string& model,
+                                                   const std::string& variant) {
+  return &variant_images_.Add({{"model", model}, {"variant", variant}});
 }
 
 void Metrics::QueueDepth(int model_id, uint64_t images) {

@@ -131,9 +131,10 @@ class Metrics final : public scheduler::Observer {
 
   // One answered request (any outcome).
   void RequestDone(int model_id, absl::StatusCode code, uint32_t images, absl::Duration latency);
-  // Images of a request answered OK by `variant` of `model`
-  // (hgpipe_variant_images_total{model, variant}).
-  void VariantImages(const std::string& model, const std::string& variant, uint32_t images);
+  // The hgpipe_variant_images_total{model, variant} child (images answered
+  // OK by `variant` of `model`); valid as long as the Metrics. For a caller
+  // to keep: a lookup costs a label hash and a lock.
+  prometheus::Counter* VariantImagesCounter(const std::string& model, const std::string& variant);
 
   // scheduler::Observer
   void ModelAdded(int model_id, absl::string_view name) override {

@@ -142,6 +142,12 @@ absl::Status ModelManager::AddAndPublish(std::shared_ptr<LoadedModel> model,
         return absl::Status(s.code(), absl::StrCat(model->entry.config_path, ": ", s.message()));
       }
     }
+    if (options_.metrics != nullptr) {
+      for (const VariantEntry& v : model->entry.variants) {
+        model->variant_images.push_back(
+            options_.metrics->VariantImagesCounter(model->name(), v.name));
+      }
+    }
     LOG(INFO) << "model " << name << ": bitstream " << model->entry.config.bitstream()
               << ", boards "
               << (board_names.empty() ? std::string("none (reprogramming)")

@@ -73,6 +73,9 @@ struct LoadedModel {
   // With two variants or more: picks the variant of each request
   // (scheduler/variant_router.h); null otherwise.
   std::shared_ptr<scheduler::VariantRouter> router;
+  // Per variant, its hgpipe_variant_images_total child (looked up once per
+  // load, not per request); empty without metrics.
+  std::vector<prometheus::Counter*> variant_images;
 
   const std::string& name() const { return entry.config.name(); }
   // The scheduler's, the metrics' and the statistics' id of this load.

@@ -9,6 +9,7 @@
 #     seed corpus for HGPIPE_FUZZ_SECONDS (default 45); each counts as a test;
 #  6. the C++ files formatted as .clang-format says (tools/check-format.sh;
 #     one test).
+# Builds and tests use min(cores, 4) jobs (HGPIPE_JOBS, HGPIPE_TEST_JOBS).
 # Ends with one line "tests: N passed, M failed". Stages can be chosen:
 #   tools/test-all.sh [normal] [asan] [tsan] [tsa] [fuzz] [format]
 set -uo pipefail
@@ -18,10 +19,17 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa fuzz format)
 
 passed=0 failed=0 broken=0
+# Builds and tests use the machine's cores, at most 4 (memory: a g++ job
+# of the ASan build takes about 1.5 GB). Tests run in parallel: most of them
+# wait on a server or a board, and every one must pass on a loaded 2-core
+# machine.
+cores=$(nproc)
+export HGPIPE_JOBS=${HGPIPE_JOBS:-$((cores < 4 ? cores : 4))}
+test_jobs=${HGPIPE_TEST_JOBS:-$HGPIPE_JOBS}
 run_ctest() {  # run_ctest DIR ctest-args...
   local dir=$1; shift
   local log; log=$(mktemp)
-  (cd "$dir" && ctest --output-on-failure --timeout 900 "$@") 2>&1 | tee "$log" |
+  (cd "$dir" && ctest --output-on-failure --timeout 900 -j "$test_jobs" "$@") 2>&1 | tee "$log" |
     grep -vE '^(I|W)[0-9]{8} ' || true
   local line; line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -1)
   if [ -z "$line" ]; then
@@ -52,7 +60,7 @@ for s in "${stages[@]}"; do
       stage "TSan build (scheduler, clocks, boards)"
       cmake -S . -B build-tsan -G Ninja -DHGPIPE_SANITIZE=thread \
         -DHGPIPE_BUILD_BENCH=OFF >/dev/null &&
-        ninja -C build-tsan -j"${HGPIPE_JOBS:-2}" scheduler_test variant_router_test base_test accel_test ||
+        ninja -C build-tsan -j"$HGPIPE_JOBS" scheduler_test variant_router_test base_test accel_test ||
         { broken=1; continue; }
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel)" ;;
@@ -63,7 +71,7 @@ for s in "${stages[@]}"; do
         > build-tsa.configure.log 2>&1 || { cat build-tsa.configure.log; broken=1; continue; }
       grep -q "building without the XRT board driver" build-tsa.configure.log ||
         { echo "test-all: the no-XRT configuration did not say so"; broken=1; }
-      ninja -C build-tsa -j"${HGPIPE_JOBS:-2}" hgpipe-server hgpipe-client \
+      ninja -C build-tsa -j"$HGPIPE_JOBS" hgpipe-server hgpipe-client \
           hgpipe_preprocess ||
         { echo "test-all: thread-safety analysis or the no-XRT build failed"; broken=1; } ;;
     fuzz)
@@ -72,7 +80,7 @@ for s in "${stages[@]}"; do
         -DHGPIPE_SANITIZE=fuzzer-no-link,address,undefined -DHGPIPE_WITH_XRT=OFF \
         -DHGPIPE_BUILD_BENCH=OFF > build-fuzz.configure.log 2>&1 ||
         { cat build-fuzz.configure.log; broken=1; continue; }
-      ninja -C build-fuzz -j"${HGPIPE_JOBS:-2}" fuzz_targets || { broken=1; continue; }
+      ninja -C build-fuzz -j"$HGPIPE_JOBS" fuzz_targets || { broken=1; continue; }
       for target in build-fuzz/bin/*_fuzz; do
         name=$(basename "$target")
         work=$(mktemp -d)  # new inputs go here; the tree's seeds stay as they are

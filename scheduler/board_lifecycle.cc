@@ -72,7 +72,7 @@ bool BoardLifecycle::Servable(const ModelState& m) const {
   for (const auto& b : boards_) {
     if (b->life.phase == BoardPhase::kRetired || b->life.phase == BoardPhase::kRemoved) continue;
     if (b->model == &m) return true;  // coming: programming, probing, recovering
-    if (options_.reprogram && m.options.bitstream != nullptr) return true;
+    if (options_.reprogram && m.bitstream != nullptr) return true;
   }
   return false;
 }
@@ -103,7 +103,7 @@ absl::Time BoardLifecycle::ReadyEstimate(const ModelState& m, absl::Time now) co
       case BoardPhase::kServing:
       case BoardPhase::kDraining:
         // Another model's (or no model's) board it may be given.
-        if (options_.reprogram && m.options.bitstream != nullptr) t = now + life.program_took;
+        if (options_.reprogram && m.bitstream != nullptr) t = now + life.program_took;
         break;
       case BoardPhase::kRetired:
       case BoardPhase::kRemoved: break;
@@ -116,7 +116,7 @@ absl::Time BoardLifecycle::ReadyEstimate(const ModelState& m, absl::Time now) co
 void BoardLifecycle::Give(BoardState& b, ModelState& m, Pending* p) {
   if (!b.runs.empty()) {
     SetPhase(b, BoardPhase::kDraining, &m, absl::OkStatus(), p);
-  } else if (b.loaded != nullptr && b.loaded == m.options.bitstream) {
+  } else if (b.loaded != nullptr && b.loaded == m.bitstream) {
     Probe(b, &m, p);
   } else {
     Program(b, &m, p);
@@ -183,7 +183,7 @@ void BoardLifecycle::ContinueRecovery(BoardState& b, Pending* p) {
   }
   b.life.reset_ok = false;
   b.loaded = nullptr;  // a reset board holds no bitstream
-  if (b.model == nullptr || b.model->removed || b.model->options.bitstream == nullptr) {
+  if (b.model == nullptr || b.model->removed || b.model->bitstream == nullptr) {
     SetPhase(b, BoardPhase::kIdle, nullptr, absl::OkStatus(), p);
     host_->Rebalance(p);
     return;
@@ -304,7 +304,7 @@ void BoardLifecycle::OnWatchdog(BoardState& b, Pending* p) {
 }
 
 void BoardLifecycle::ArmCanary(BoardState& b, absl::Time due) {
-  if (b.model == nullptr || b.model->options.canary == nullptr) return;
+  if (b.model == nullptr || b.model->canary == nullptr) return;
   b.canary_due = false;
   b.canary_armed = true;
   const uint64_t generation = ++b.canary_generation;
@@ -316,7 +316,7 @@ void BoardLifecycle::ArmCanary(BoardState& b, absl::Time due) {
 
 void BoardLifecycle::OnCanaryTimer(BoardState& b, uint64_t generation, Pending* p) {
   if (b.canary_generation != generation || b.life.phase != BoardPhase::kServing || stopping_ ||
-      b.model == nullptr || b.model->options.canary == nullptr) {
+      b.model == nullptr || b.model->canary == nullptr) {
     return;  // stale: the board left service (its probe re-arms it)
   }
   b.canary_armed = false;
@@ -331,7 +331,8 @@ void BoardLifecycle::OnCanaryTimer(BoardState& b, uint64_t generation, Pending* 
   b.free_slots.pop_back();
   run->canary = true;
   b.served_since_canary = false;
-  run->canary_images = m.options.canary->images;
+  run->canary_images = m.canary->images;
+  run->canary_data = m.canary;
   run->predicted = b.prediction->Submit(now, run->size());
   run->model_done = run->predicted.done;
   run->predicted.done += b.lag;
@@ -342,8 +343,8 @@ void BoardLifecycle::OnCanaryTimer(BoardState& b, uint64_t generation, Pending* 
   p->runs.push_back(std::move(run));
 }
 
-absl::Status BoardLifecycle::CheckCanary(BoardState& b, const ModelState& m, int slot, Pending* p) {
-  const accel::Canary& c = *m.options.canary;
+absl::Status BoardLifecycle::CheckCanary(BoardState& b, const ModelState& m, const accel::Canary& c,
+                                         int slot, Pending* p) {
   const absl::Span<const uint32_t> got(b.device->slot(slot).output.data(),
                                        c.images * m.geometry.output_words());
   const std::string diff = accel::CompareCanaryOutput(c, m.geometry, got);
@@ -377,9 +378,9 @@ void BoardLifecycle::StartProgram(int board_id) {
   host_->Locked([&](Pending*) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     BoardState& b = *boards_[board_id];
     board = b.device;
-    // Models are never freed: the one a board is being programmed for stays
-    // valid even if it is removed meanwhile.
-    bitstream = b.model->options.bitstream;
+    // ModelStates are never freed: the one a board is being programmed for
+    // stays valid even if it is removed meanwhile (its bitstream is ours).
+    bitstream = b.model->bitstream;
     b.life.op_started = options_.clock->Now();
     ++operations_;
   });
@@ -395,12 +396,12 @@ void BoardLifecycle::StartProbe(int board_id) {
   accel::Board* board = nullptr;
   int slot = 0;
   uint64_t generation = 0;
-  // Models are never freed: the canary stays valid.
+  // Ours: the model's may be released if it is removed meanwhile.
   std::shared_ptr<const accel::Canary> canary;
   host_->Locked([&](Pending*) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     BoardState& b = *boards_[board_id];
     board = b.device;
-    canary = b.model->options.canary;
+    canary = b.model->canary;
     slot = b.free_slots.back();
     b.free_slots.pop_back();
     generation = ++b.life.probe_generation;
@@ -431,23 +432,23 @@ void BoardLifecycle::StartProbe(int board_id) {
     const size_t bytes = board->manifest().geometry.input_bytes();
     std::memset(board->slot(slot).input.data(), 0, bytes);
   }
-  board->Submit(slot, images, [this, board_id, slot, generation](absl::Status s) {
-    host_->Locked([this, board_id, slot, generation, s = std::move(s)](Pending* p)
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
-                        OnProbeDone(*boards_[board_id], slot, generation, std::move(s), p);
-                      });
+  board->Submit(slot, images, [this, board_id, slot, generation, canary](absl::Status s) {
+    host_->Locked([this, board_id, slot, generation, &canary, s = std::move(s)](
+                      Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) mutable {
+      OnProbeDone(*boards_[board_id], slot, generation, canary.get(), std::move(s), p);
+    });
   });
 }
 
-void BoardLifecycle::OnProbeDone(BoardState& b, int slot, uint64_t generation, absl::Status s,
-                                 Pending* p) {
+void BoardLifecycle::OnProbeDone(BoardState& b, int slot, uint64_t generation,
+                                 const accel::Canary* canary, absl::Status s, Pending* p) {
   b.free_slots.push_back(slot);
   --operations_;
   if (b.life.phase != BoardPhase::kProbing || b.life.probe_generation != generation || stopping_) {
     return;
   }
   // The slot is free again but nobody takes it before we return.
-  if (s.ok() && b.model->options.canary != nullptr) s = CheckCanary(b, *b.model, slot, p);
+  if (s.ok() && canary != nullptr) s = CheckCanary(b, *b.model, *canary, slot, p);
   if (!s.ok() && absl::IsDataLoss(s)) {
     FailProbe(b, s, p);
   } else if (!s.ok()) {
@@ -489,7 +490,7 @@ void BoardLifecycle::OnOperationDone(BoardState& b, BoardPhase phase, absl::Stat
   } else {
     b.life.program_took = took;
     ++b.life.counts.programmings;
-    b.loaded = b.model->options.bitstream;
+    b.loaded = b.model->bitstream;
     b.RefreshPrediction();
     Probe(b, b.model, p);
   }

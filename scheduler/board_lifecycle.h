@@ -145,8 +145,8 @@ class BoardLifecycle {
   // The canary's output in `b`'s slot against the known one: OK, or
   // DataLoss naming the board, the model and what differed (also reported
   // to the Observer).
-  absl::Status CheckCanary(BoardState& b, const ModelState& m, int slot, Pending* p)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  absl::Status CheckCanary(BoardState& b, const ModelState& m, const accel::Canary& c, int slot,
+                           Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 
  private:
   void Program(BoardState& b, ModelState* m, Pending* p)
@@ -167,8 +167,8 @@ class BoardLifecycle {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   void OnOperationDone(BoardState& b, BoardPhase phase, absl::Status status, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
-  void OnProbeDone(BoardState& b, int slot, uint64_t generation, absl::Status status, Pending* p)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  void OnProbeDone(BoardState& b, int slot, uint64_t generation, const accel::Canary* canary,
+                   absl::Status status, Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // The board calls, without the lock.
   void StartReset(int board_id) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void StartProgram(int board_id) ABSL_LOCKS_EXCLUDED(scheduler_lock);

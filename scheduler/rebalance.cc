@@ -5,7 +5,7 @@
 namespace hgpipe::scheduler {
 
 bool NeedsBoard(const ModelState& m, const std::vector<std::unique_ptr<BoardState>>& boards) {
-  if (m.removed || m.queue.size() == 0 || !m.serving.empty() || m.options.bitstream == nullptr) {
+  if (m.removed || m.queue.size() == 0 || !m.serving.empty() || m.bitstream == nullptr) {
     return false;
   }
   for (const auto& b : boards) {
@@ -23,7 +23,7 @@ BoardState* ChooseDonor(const ModelState& m, const std::vector<std::unique_ptr<M
   BoardState* donor = nullptr;
   for (const auto& b : boards) {
     if (b->life.phase != BoardPhase::kIdle) continue;
-    if (donor == nullptr || b->loaded == m.options.bitstream) donor = b.get();
+    if (donor == nullptr || b->loaded == m.bitstream) donor = b.get();
   }
   if (donor != nullptr) return donor;
   for (const auto& b : boards) {
@@ -60,7 +60,7 @@ void Rebalance(const std::vector<std::unique_ptr<ModelState>>& models, BoardLife
 absl::Status MoveBoard(BoardState& b, ModelState& m, bool reprogram, BoardLifecycle& boards,
                        Pending* p) {
   if (b.model == &m) return absl::OkStatus();
-  if (!reprogram || m.options.bitstream == nullptr || m.removing) {
+  if (!reprogram || m.bitstream == nullptr || m.removing) {
     return absl::FailedPreconditionError(
         absl::StrCat("model ", m.options.name, ": boards cannot be reprogrammed for it"));
   }

@@ -218,6 +218,9 @@ void Scheduler::MaybeFinishRemovalLocked(ModelState& m, Pending* p) {
     if (b->model == &m) lifecycle_.ModelRemoved(*b, p);
   }
   if (m.on_removed) p->callbacks.push_back(std::move(m.on_removed));
+  // Runs, probes and programmings under way hold their own pointers.
+  m.bitstream = nullptr;
+  m.canary = nullptr;
   Rebalance(p);
 }
 
@@ -560,7 +563,7 @@ void Scheduler::Locked(BoardLifecycle::LockedFn fn) {
 
 void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
   if (run->canary) {  // already in device order
-    const accel::Canary& c = *run->model->options.canary;
+    const accel::Canary& c = *run->canary_data;
     std::copy(c.input.begin(), c.input.end(), run->board->device->slot(run->slot).input.data());
     Submit(std::move(run));
     return;
@@ -760,7 +763,7 @@ void Scheduler::CompleteRunLocked(Run& run, const absl::Status& status, Pending*
     }
     if (dropped > 0) p->late.push_back({m.id, dropped});
     if (run.canary) {
-      absl::Status canary = lifecycle_.CheckCanary(b, m, run.slot, p);
+      absl::Status canary = lifecycle_.CheckCanary(b, m, *run.canary_data, run.slot, p);
       if (!canary.ok()) lifecycle_.Fail(b, canary, p);
     }
   } else {

@@ -44,9 +44,11 @@ struct Run {
   BoardState* const board;
   const int slot;
   const absl::Time submitted;
-  // A periodic canary run (no request images): its model's canary.
+  // A periodic canary run (no request images): its model's canary, held by
+  // the run (a removed model's data is released while the run may last).
   bool canary = false;
   uint32_t canary_images = 0;
+  std::shared_ptr<const accel::Canary> canary_data;
   // The scheduler's prediction, including the board's observed lag, and the
   // timing model's completion alone.
   accel::RunTimes predicted;
@@ -69,17 +71,24 @@ struct Run {
   uint32_t size() const { return canary ? canary_images : static_cast<uint32_t>(images.size()); }
 };
 
+// A model's state lives as long as the scheduler (runs, boards and timers
+// point to it); what it holds in bulk (the bitstream, the canary) is
+// released when its removal completes, so that load/unload cycles do not
+// grow the process.
 struct ModelState {
   ModelState(int id, const ModelOptions& options, const accel::DeviceGeometry& geometry,
              const accel::PipelineTiming& timing)
       : id(id),
-        options(options),
+        options(WithoutData(options)),
         geometry(geometry),
         timing(timing),
         image_time(timing.image_input_time(geometry.input_bytes())),
-        queue({options.priority_levels, options.max_starvation, options.low_priority_run_images}) {}
+        queue({options.priority_levels, options.max_starvation, options.low_priority_run_images}),
+        bitstream(options.bitstream),
+        canary(options.canary) {}
 
-  // Constant after construction.
+  // Constant after construction. `options` without its bitstream and canary
+  // (below).
   const int id;
   const ModelOptions options;
   const accel::DeviceGeometry geometry;
@@ -100,9 +109,20 @@ struct ModelState {
   absl::Time blocked_until ABSL_GUARDED_BY(scheduler_lock) = absl::InfinitePast();
   bool removing ABSL_GUARDED_BY(scheduler_lock) = false;
   bool removed ABSL_GUARDED_BY(scheduler_lock) = false;
+  // ModelOptions' bitstream and canary; null once `removed`. Who needs one
+  // beyond the lock copies the pointer.
+  std::shared_ptr<const accel::Bitstream> bitstream ABSL_GUARDED_BY(scheduler_lock);
+  std::shared_ptr<const accel::Canary> canary ABSL_GUARDED_BY(scheduler_lock);
   absl::AnyInvocable<void()> on_removed ABSL_GUARDED_BY(scheduler_lock);
   // Dispatch's scratch: the serving boards as run sizing sees them.
   std::vector<BoardView> views ABSL_GUARDED_BY(scheduler_lock);
+
+ private:
+  static ModelOptions WithoutData(ModelOptions o) {
+    o.bitstream = nullptr;
+    o.canary = nullptr;
+    return o;
+  }
 };
 
 // Where a board is in its life cycle, and what the life cycle needs to

@@ -944,6 +944,43 @@ TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {
   EXPECT_GT(observer_.late_images, 0u);
 }
 
+// A removed model's bulk (its canary, and its bitstream once no board holds
+// it) is released: load/unload cycles must not grow the server.
+TEST_F(SchedulerTest, RemovedModelReleasesItsCanaryAndBitstream) {
+  ModelOptions mo;
+  mo.canary =
+      std::make_shared<const accel::Canary>(accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  mo.bitstream = VerifyBitstream();
+  const std::weak_ptr<const accel::Canary> canary = mo.canary;
+  const std::weak_ptr<const accel::Bitstream> bitstream = mo.bitstream;
+  Scheduler::Options so;
+  so.canary_interval = absl::Milliseconds(1);
+  Build(1, std::move(mo), {}, absl::Milliseconds(1), {0}, so);
+  bitstream_ = nullptr;  // the fixture's reference
+  std::vector<Job> jobs(20);
+  for (auto& j : jobs) {
+    ASSERT_TRUE(Submit(j, 2).ok());
+    clock_.Advance(absl::Microseconds(500));  // canary runs among the jobs
+  }
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
+  clock_.RunUntilIdle();
+  ASSERT_TRUE(removed);
+  for (const auto& j : jobs) EXPECT_TRUE(j.status.ok()) << j.status;
+  EXPECT_TRUE(canary.expired());
+  // The idle board keeps the bitstream it holds (a reload of the same
+  // bitstream needs no reprogramming); another model's takes its place.
+  ModelOptions other;
+  other.name = "other";
+  other.bitstream = VerifyBitstream();
+  ASSERT_TRUE(AddModel(other, {}).ok());
+  Job j;
+  ASSERT_TRUE(Submit(j, 1, "other").ok());
+  clock_.RunUntilIdle();
+  EXPECT_TRUE(j.status.ok()) << j.status;
+  EXPECT_TRUE(bitstream.expired());
+}
+
 // Canaries: a board that starts returning wrong outputs (run reported OK)
 // is caught by its next canary, within one interval of the first wrong
 // answer, and leaves service; every answer after that is right.

@@ -208,10 +208,12 @@ for policy in $POLICIES; do
 done
 FULL_WEIGHTS=$(jq -r '[.variants[] | select(.full_weights) | .name] | join(", ")' "$OUT/scenario.json")
 ILLUSTRATIVE=$(jq -r '[.variants[] | select(.illustrative) | .name] | join(", ")' "$OUT/scenario.json")
+FULL_NOTE=
+[[ -z $FULL_WEIGHTS ]] || FULL_NOTE=" (their measured accuracy is the full model's)"
 {
   echo
   echo "Scenario: $BOARDS emulated boards computing fmnist_vit (HG-PIPE's integer datapath), HG-PIPE's timing x $SCALE: $RATE requests/s Poisson (load $LOAD of the full variant), deadline $DEADLINE_SCALED_MS ms (Triton's timeout), reprogramming $PROGRAM_SCALED_MS ms, \`variants\` floor $MIN_ACCURACY; ${WARMUP} s warmup (not measured) + ${DURATION} s; seed $SEED. Variants: $PLAN_VARIANTS."
-  echo "Illustrative timing (no bitstream we have): ${ILLUSTRATIVE:-none}. Running the full model's weights in place of their own: ${FULL_WEIGHTS:-none}${FULL_WEIGHTS:+ (their measured accuracy is the full model's)}."
+  echo "Illustrative timing (no bitstream we have): ${ILLUSTRATIVE:-none}. Running the full model's weights in place of their own: ${FULL_WEIGHTS:-none}$FULL_NOTE."
   echo "Server: hgpipe-perf --images/--labels (the 10,000 Fashion-MNIST test images in turn, as pixels), goodput = answered within the deadline / offered in the window, p99 of the answered (client side). Plan: hgpipe-plan --variants (mean accuracy from the manifests' top-1)."
   echo "Machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >>"$OUT/table.md"

@@ -187,8 +187,8 @@ cell() {
 }
 ALL_AGREE=1
 {
-  echo "| policy | goodput server / plan | mean accuracy (declared) server / plan | p99 ms server / plan | within $(awk "BEGIN { print 100 * $TOLERANCE }") % | measured accuracy of the answers (server) | mix server / plan |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| policy | goodput server / plan | mean accuracy (declared) server / plan | p99 ms server / plan | within $(awk "BEGIN { print 100 * $TOLERANCE }") % | answered server / plan (server: of which late at the client) | measured accuracy of the answers (server) | mix server / plan |"
+  echo "|---|---|---|---|---|---|---|---|"
 } >"$OUT/table.md"
 for policy in $POLICIES; do
   perf=$OUT/perf-$policy.json plan=$OUT/plan-$policy.json
@@ -202,9 +202,10 @@ for policy in $POLICIES; do
     ok+=("$o")
     [[ $o == yes ]] || ALL_AGREE=0
   done
+  answered=$(jq -r --slurpfile p "$plan" '"\(.answered / .offered * 10000 | round / 100) % / \($p[0].tried[-1].result | .requests_ok / .requests * 10000 | round / 100) % (\((.answered - .within_deadline) / ([.answered, 1] | max) * 1000 | round / 10) % late)"' "$perf")
   measured=$(jq -r '"\(.measured_accuracy) (\([.variants[].correct] | add) of \([.variants[].images] | add) images)"' "$perf")
   mix=$(jq -r --slurpfile p "$plan" '[.variants | to_entries[] | "\(.key) \(.value.share * 1000 | round / 10) % / \(($p[0].mix[.key] // 0) * 1000 | round / 10) %"] | join(", ")' "$perf")
-  echo "| $policy | $(cell "$sg" "$pg" "%.4f") | $(cell "$sa" "$pa" "%.4f") | $(cell "$s9" "$p9" "%.1f") | ${ok[0]}, ${ok[1]}, ${ok[2]} | $measured | $mix |" >>"$OUT/table.md"
+  echo "| $policy | $(cell "$sg" "$pg" "%.4f") | $(cell "$sa" "$pa" "%.4f") | $(cell "$s9" "$p9" "%.1f") | ${ok[0]}, ${ok[1]}, ${ok[2]} | $answered | $measured | $mix |" >>"$OUT/table.md"
 done
 FULL_WEIGHTS=$(jq -r '[.variants[] | select(.full_weights) | .name] | join(", ")' "$OUT/scenario.json")
 ILLUSTRATIVE=$(jq -r '[.variants[] | select(.illustrative) | .name] | join(", ")' "$OUT/scenario.json")
@@ -214,7 +215,7 @@ FULL_NOTE=
   echo
   echo "Scenario: $BOARDS emulated boards computing fmnist_vit (HG-PIPE's integer datapath), HG-PIPE's timing x $SCALE: $RATE requests/s Poisson (load $LOAD of the full variant), deadline $DEADLINE_SCALED_MS ms (Triton's timeout), reprogramming $PROGRAM_SCALED_MS ms, \`variants\` floor $MIN_ACCURACY; ${WARMUP} s warmup (not measured) + ${DURATION} s; seed $SEED. Variants: $PLAN_VARIANTS."
   echo "Illustrative timing (no bitstream we have): ${ILLUSTRATIVE:-none}. Running the full model's weights in place of their own: ${FULL_WEIGHTS:-none}$FULL_NOTE."
-  echo "Server: hgpipe-perf --images/--labels (the 10,000 Fashion-MNIST test images in turn, as pixels), goodput = answered within the deadline / offered in the window, p99 of the answered (client side). Plan: hgpipe-plan --variants (mean accuracy from the manifests' top-1)."
+  echo "Server: hgpipe-perf --images/--labels (the 10,000 Fashion-MNIST test images in turn, as pixels), goodput = answered within the deadline (at the client, from the scheduled send) / offered in the window, p99 of the answered (client side); answered = not refused (the server's deadline runs from its receipt of the request; an answer it admits can still reach the client late). Plan: hgpipe-plan --variants (mean accuracy from the manifests' top-1; no host overhead)."
   echo "Machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >>"$OUT/table.md"
 cat "$OUT/table.md"

@@ -219,7 +219,7 @@ TEST_F(LabelledPerfTest, MeasuredAccuracyAndVariantCountsMatchTheServer) {
             s.fields().at("answered").number_value());
 }
 
-TEST_F(LabelledPerfTest, LabelledImagesThatDoNotFitTheModelAreRefused) {
+TEST_F(LabelledPerfTest, MismatchedOrMissingLabelsAreUsageErrors) {
   const fs::path dir = fs::path(*repo_);
   WriteIdx(dir / "small.idx", {2, 4, 4}, std::vector<uint8_t>(32, 7), /*gzip=*/false);
   WriteIdx(dir / "three-labels.idx", {3}, {1, 2, 3}, /*gzip=*/false);

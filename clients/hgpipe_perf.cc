@@ -7,6 +7,9 @@
 //   hgpipe-perf --priority 1 --timeout-us 20000   (request policy parameters)
 //   hgpipe-perf --shared-memory=system            (tensors in shared memory)
 //   hgpipe-perf --streaming                       (over ModelStreamInfer)
+//   hgpipe-perf --model fmnist_pixels --images t10k-images-idx3-ubyte.gz \
+//       --labels t10k-labels-idx1-ubyte.gz --min-accuracy 0.85
+//                        (real images: measured accuracy, per variant)
 //
 // Closed loop (default): --concurrency requests are kept outstanding.
 // Open loop (--rate R): requests are issued at R per second on a Poisson
@@ -49,6 +52,16 @@ ABSL_FLAG(uint64_t, timeout_us, 0,
           "Server-side timeout sent with every request, microseconds (0: the "
           "model's default); requests that cannot finish in time come back "
           "DEADLINE_EXCEEDED.");
+ABSL_FLAG(double, min_accuracy, 0,
+          "The request parameter min_accuracy sent with every request: the "
+          "least top-1 of the model variant that may answer (0: not sent, the "
+          "model's most accurate variant only).");
+ABSL_FLAG(std::string, images, "",
+          "A labelled image set: an IDX image file (plain or gzip, as "
+          "Fashion-MNIST's t10k-images-idx3-ubyte.gz), sent in order as UINT8 "
+          "pixels [N, H, W, 1] to a model with input_format PIXELS; needs "
+          "--labels. Reports the measured accuracy of the answers, per variant.");
+ABSL_FLAG(std::string, labels, "", "The IDX label file of --images.");
 ABSL_FLAG(bool, verify, false,
           "Check every response against the verify digest of its inputs "
           "(model platform hgpipe/verify).");
@@ -98,6 +111,23 @@ void PrintSummary(const LoadOptions& o, const LoadResult& r) {
     std::printf("  late requests (max outstanding reached): %lld\n",
                 static_cast<long long>(r.late_requests));
   }
+  std::printf("  goodput: %.2f %% (%lld of %lld offered answered within %.3f ms; %lld answered)\n",
+              100 * r.goodput, static_cast<long long>(r.within_deadline),
+              static_cast<long long>(r.offered), r.deadline_ms, static_cast<long long>(r.answered));
+  for (const auto& [name, v] : r.variants) {
+    std::printf("    variant %s: %lld requests (%.1f %%)", name.empty() ? "(none)" : name.c_str(),
+                static_cast<long long>(v.requests),
+                r.answered > 0 ? 100.0 * v.requests / r.answered : 0.0);
+    if (v.declared_top1 >= 0) std::printf(", declared top-1 %.4f", v.declared_top1);
+    if (!o.images_path.empty() && v.images > 0) {
+      std::printf(", measured %.4f (%lld of %lld images)",
+                  static_cast<double>(v.correct) / v.images, static_cast<long long>(v.correct),
+                  static_cast<long long>(v.images));
+    }
+    std::printf("\n");
+  }
+  if (r.declared_accuracy >= 0) std::printf("  declared accuracy: %.4f\n", r.declared_accuracy);
+  if (r.measured_accuracy >= 0) std::printf("  measured accuracy: %.4f\n", r.measured_accuracy);
   std::printf("  client CPU: %.2f cores (user %.2f, system %.2f)\n", r.client_cpu_cores,
               r.client_cpu_user_cores, r.client_cpu_system_cores);
 }
@@ -143,6 +173,9 @@ int Main(int argc, char** argv) {
   o.priority = absl::GetFlag(FLAGS_priority);
   o.timeout_us = absl::GetFlag(FLAGS_timeout_us);
   o.verify = absl::GetFlag(FLAGS_verify);
+  o.min_accuracy = absl::GetFlag(FLAGS_min_accuracy);
+  o.images_path = absl::GetFlag(FLAGS_images);
+  o.labels_path = absl::GetFlag(FLAGS_labels);
   o.request_pool = absl::GetFlag(FLAGS_request_pool);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.connections = absl::GetFlag(FLAGS_connections);

@@ -24,10 +24,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "accel/verify_digest.h"
 #include "base/mutex.h"
 #include "clients/client.h"
+#include "clients/labelled_images.h"
 #include "clients/shared_memory.h"
 #include "clients/tensors.h"
 #include "proto/grpc_service.pb.h"
@@ -55,6 +57,7 @@ CpuTimes CpuSeconds() {
 struct PoolEntry {
   grpc::ByteBuffer request;       // serialized ModelInferRequest
   std::vector<int32_t> expected;  // verify: images x classes logits
+  std::vector<uint8_t> labels;    // labelled images: one per image
 };
 
 // The requests, and with system shared memory the objects their tensors
@@ -80,6 +83,11 @@ struct ModelShape {
   std::string output_name;
   ImageRequestOptions request_options;
   int64_t classes = kClasses;
+  std::string input_datatype;
+  std::vector<int64_t> input_shape;  // the metadata's, [-1, ...]
+  // The model's variants (metadata `variants`) and their declared top-1
+  // (`variant.NAME.top1_accuracy`; < 0 if not stated).
+  std::map<std::string, double> declared_top1;
 };
 
 absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
@@ -96,7 +104,13 @@ absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
   }
   const auto& input = metadata->inputs(0);
   const auto& output = metadata->outputs(0);
-  if (input.datatype() != "INT8") {
+  const bool labelled = !options.images_path.empty();
+  if (labelled && input.datatype() != "UINT8") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", options.model, "' input '", input.name(), "' is ", input.datatype(),
+        "; labelled images go as UINT8 pixels [N, height, width, 1] (input_format PIXELS)"));
+  }
+  if (!labelled && input.datatype() != "INT8") {
     return absl::FailedPreconditionError(absl::StrCat("model '", options.model, "' input '",
                                                       input.name(), "' is ", input.datatype(),
                                                       "; the load generator sends INT8 images"));
@@ -107,6 +121,17 @@ absl::StatusOr<ModelShape> DescribeModel(const LoadOptions& options) {
   shape.output_name = output.name();
   shape.request_options.input_name = input.name();
   shape.request_options.output_name = output.name();
+  shape.input_datatype = input.datatype();
+  shape.input_shape.assign(input.shape().begin(), input.shape().end());
+  if (auto it = metadata->parameters().find("variants"); it != metadata->parameters().end()) {
+    for (absl::string_view name : absl::StrSplit(it->second.string_param(), ',')) {
+      if (name.empty()) continue;
+      double top1 = -1;
+      auto a = metadata->parameters().find(absl::StrCat("variant.", name, ".top1_accuracy"));
+      if (a != metadata->parameters().end()) top1 = a->second.double_param();
+      shape.declared_top1[std::string(name)] = top1;
+    }
+  }
   // [N, tokens, token_values] with fixed inner dimensions is the model's own
   // geometry; anything else gets HG-PIPE's.
   if (input.shape_size() == 3 && input.shape(1) > 0 && input.shape(2) > 0) {
@@ -149,8 +174,26 @@ absl::Status ValidateOptions(const LoadOptions& o) {
   if (o.request_pool < 1 || o.connections < 1) {
     return absl::InvalidArgumentError("request_pool and connections must be >= 1");
   }
+  if (!(o.min_accuracy >= 0 && o.min_accuracy <= 1)) {
+    return absl::InvalidArgumentError("min_accuracy must be in (0, 1], or 0 for none");
+  }
+  if (o.images_path.empty() != o.labels_path.empty()) {
+    return absl::InvalidArgumentError("labelled images need both an image file and a label file");
+  }
+  if (!o.images_path.empty() && o.verify) {
+    return absl::InvalidArgumentError(
+        "verify checks generated images against their digest; it does not go with labelled "
+        "images");
+  }
   return absl::OkStatus();
 }
+
+// What an OK response said: the variant that answered, and with labelled
+// images how many of its images it classified right.
+struct Answer {
+  std::string variant;
+  int64_t correct = 0;
+};
 
 // One run: the calls in flight and the statistics of those that finished.
 class LoadRun {
@@ -160,7 +203,12 @@ class LoadRun {
         shape_(shape),
         pool_(std::move(pool)),
         window_start_(start + options.warmup),
-        window_end_(start + options.warmup + options.duration) {
+        window_end_(start + options.warmup + options.duration),
+        deadline_(options.timeout_us > 0
+                      ? absl::Microseconds(static_cast<int64_t>(options.timeout_us))
+                      : options.timeout),
+        parse_responses_(options.verify || !options.images_path.empty() ||
+                         !shape.declared_top1.empty()) {
     for (int i = 0; i < options.connections; ++i) {
       ChannelOptions channel;
       channel.connection_index = i;
@@ -298,6 +346,30 @@ class LoadRun {
     r.first_error_message = first_error_message_;
     r.requests_total = requests_total_;
     r.late_requests = late_requests_;
+    r.offered = offered_;
+    r.answered = answered_;
+    r.within_deadline = within_deadline_;
+    r.deadline_ms = absl::ToDoubleMilliseconds(deadline_);
+    r.goodput = offered_ > 0 ? static_cast<double>(within_deadline_) / offered_ : 0;
+    r.variants = variants_;
+    int64_t images = 0, correct = 0;
+    double declared = 0;
+    bool all_declared = true;
+    for (auto& [name, v] : r.variants) {
+      auto it = shape_.declared_top1.find(name);
+      if (it != shape_.declared_top1.end()) v.declared_top1 = it->second;
+      images += v.images;
+      correct += v.correct;
+      if (v.declared_top1 < 0) {
+        all_declared = false;
+      } else {
+        declared += v.declared_top1 * v.images;
+      }
+    }
+    if (images > 0 && all_declared) r.declared_accuracy = declared / images;
+    if (images > 0 && !options_.images_path.empty()) {
+      r.measured_accuracy = static_cast<double>(correct) / images;
+    }
     r.client_cpu_user_cores = (cpu_at_end_.user - cpu_at_start_.user) / r.window_seconds;
     r.client_cpu_system_cores = (cpu_at_end_.system - cpu_at_start_.system) / r.window_seconds;
     r.client_cpu_cores = r.client_cpu_user_cores + r.client_cpu_system_cores;
@@ -389,18 +461,18 @@ class LoadRun {
       StartRead(&response_);
       if (!known) return;  // not ours: the request stays unanswered
       std::string code, message;
+      Answer answer;
       if (!parsed.error_message().empty()) {
         const std::string& e = parsed.error_message();
         const size_t colon = e.find(": ");
         code = colon == std::string::npos ? "STREAM_ERROR" : e.substr(0, colon);
         message = colon == std::string::npos ? e : e.substr(colon + 2);
-      } else if (run_->options_.verify) {
-        if (absl::Status s = run_->Verify(index, parsed.infer_response()); !s.ok()) {
-          code = "VERIFY_MISMATCH";
-          message = std::string(s.message());
-        }
+      } else if (absl::Status s = run_->Check(index, parsed.infer_response(), &answer); !s.ok()) {
+        code = run_->options_.verify ? "VERIFY_MISMATCH" : "BAD_RESPONSE";
+        message = std::string(s.message());
       }
-      run_->Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true);
+      run_->Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true,
+                     std::move(answer));
     }
 
     void OnDone(const grpc::Status& status) override {
@@ -476,19 +548,20 @@ class LoadRun {
   void OnDone(Call* call, grpc::Status status) {
     std::unique_ptr<Call> owned(call);
     std::string code, message;
+    Answer answer;
     if (!status.ok()) {
       code = StatusCodeName(status.error_code());
       message = status.error_message();
-    } else if (options_.verify) {
+    } else if (parse_responses_) {
       inference::ModelInferResponse response;
       grpc::Status parsed = grpc::SerializationTraits<inference::ModelInferResponse>::Deserialize(
           &owned->response, &response);
       absl::Status s =
           parsed.ok()
-              ? Verify(owned->pool_index, response)
+              ? Check(owned->pool_index, response, &answer)
               : absl::DataLossError(absl::StrCat("unparsable response: ", parsed.error_message()));
       if (!s.ok()) {
-        code = "VERIFY_MISMATCH";
+        code = options_.verify ? "VERIFY_MISMATCH" : "BAD_RESPONSE";
         message = std::string(s.message());
       }
     }
@@ -497,17 +570,29 @@ class LoadRun {
     // the channel, and the channel must go with the LoadRun on RunLoad's
     // thread, never last on a gRPC thread while the process exits.
     owned.reset();
-    Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true);
+    Finished(sent, std::move(code), std::move(message), /*may_reissue=*/true, std::move(answer));
   }
 
   // Counts a finished request (`code` empty: OK) and, in the closed loop
   // and if `may_reissue`, replaces it.
-  void Finished(absl::Time sent, std::string code, std::string message, bool may_reissue) {
+  void Finished(absl::Time sent, std::string code, std::string message, bool may_reissue,
+                Answer answer = {}) {
     const absl::Time now = absl::Now();
     bool reissue = false;
     {
       hgpipe::MutexLock l(&mu_);
       ++requests_total_;
+      if (sent >= window_start_ && sent < window_end_) {
+        ++offered_;
+        if (code.empty()) {
+          ++answered_;
+          if (now - sent <= deadline_) ++within_deadline_;
+          LoadResult::VariantCounts& v = variants_[answer.variant];
+          ++v.requests;
+          v.images += options_.images_per_request;
+          v.correct += answer.correct;
+        }
+      }
       if (!code.empty()) {
         ++error_count_;
         if (errors_[code]++ == 0) first_error_message_[code] = message;
@@ -524,6 +609,61 @@ class LoadRun {
       }
     }
     if (reissue) Issue(now);
+  }
+
+  // Reads an OK response of pool request `index`: the variant that answered
+  // and, with labelled images, how many rows' argmax is their image's label;
+  // with verify, checks the digests. DataLoss for a response that does not
+  // hold what was asked.
+  absl::Status Check(size_t index, const inference::ModelInferResponse& response, Answer* answer) {
+    if (auto it = response.parameters().find("variant"); it != response.parameters().end()) {
+      answer->variant = it->second.string_param();
+    }
+    if (options_.verify) return Verify(index, response);
+    const std::vector<uint8_t>& labels = pool_.entries[index].labels;
+    if (labels.empty()) return absl::OkStatus();
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+    if (pool_.out != nullptr) {
+      // Shared memory: the response lists the output; its values are in this
+      // request's range of the output object (4-byte INT32 or FP32 words).
+      if (response.outputs_size() != 1) {
+        return absl::DataLossError("the response lists no output in shared memory");
+      }
+      shape.assign(response.outputs(0).shape().begin(), response.outputs(0).shape().end());
+      const char* base = pool_.out->data() + index * pool_.output_bytes;
+      const size_t words = pool_.output_bytes / 4;
+      values.resize(words);
+      for (size_t i = 0; i < words; ++i) {
+        if (response.outputs(0).datatype() == "FP32") {
+          std::memcpy(&values[i], base + 4 * i, 4);
+        } else {
+          int32_t w;
+          std::memcpy(&w, base + 4 * i, 4);
+          values[i] = static_cast<float>(w);
+        }
+      }
+    } else if (absl::StatusOr<OutputTensor<float>> f = ReadFp32Output(response, shape_.output_name);
+               f.ok()) {
+      shape = std::move(f->shape);
+      values = std::move(f->values);
+    } else {
+      absl::StatusOr<OutputTensor<int32_t>> i = ReadInt32Output(response, shape_.output_name);
+      if (!i.ok()) return absl::DataLossError(i.status().message());
+      shape = std::move(i->shape);
+      values.assign(i->values.begin(), i->values.end());
+    }
+    const int64_t n = static_cast<int64_t>(labels.size());
+    if (shape.size() != 2 || shape[0] != n || shape[1] < 1 ||
+        values.size() != static_cast<size_t>(n * shape[1])) {
+      return absl::DataLossError(absl::StrCat("output shape is [", absl::StrJoin(shape, ","),
+                                              "] for ", n, " labelled images"));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const auto row = absl::MakeConstSpan(values).subspan(i * shape[1], shape[1]);
+      if (ArgMax(row) == labels[i]) ++answer->correct;
+    }
+    return absl::OkStatus();
   }
 
   // OK if every output row of pool request `index`'s `response` (or, with
@@ -570,6 +710,8 @@ class LoadRun {
   const Pool pool_;
   const absl::Time window_start_;
   const absl::Time window_end_;
+  const absl::Duration deadline_;  // goodput's
+  const bool parse_responses_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
   std::vector<std::unique_ptr<Stream>> streams_;  // streaming: one per stub
   std::atomic<uint64_t> next_call_{0};
@@ -582,21 +724,56 @@ class LoadRun {
   int64_t error_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t late_requests_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+  int64_t offered_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t answered_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t within_deadline_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, LoadResult::VariantCounts> variants_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> first_error_message_ ABSL_GUARDED_BY(mu_);
   // Written and read by the thread in Wait() only.
   CpuTimes cpu_at_start_, cpu_at_end_;
 };
 
+// The labelled set, checked against the model's input [-1|N, H, W, 1].
+absl::StatusOr<LabelledImages> ReadLabelled(const LoadOptions& options, const ModelShape& shape) {
+  absl::StatusOr<LabelledImages> set = ReadLabelledImages(options.images_path, options.labels_path);
+  if (!set.ok()) return set.status();
+  const std::vector<int64_t>& d = shape.input_shape;
+  auto fits = [](int64_t want, int64_t have) { return want == -1 || want == have; };
+  if (d.size() != 4 || !fits(d[1], set->height) || !fits(d[2], set->width) || !fits(d[3], 1)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", options.model, "' input is [", absl::StrJoin(d, ","), "]; ", options.images_path,
+        " holds ", set->height, " x ", set->width, " gray images"));
+  }
+  if (set->count() < static_cast<size_t>(options.images_per_request)) {
+    return absl::InvalidArgumentError(absl::StrCat(options.images_path, " holds ", set->count(),
+                                                   " images, fewer than one request's ",
+                                                   options.images_per_request));
+  }
+  return set;
+}
+
 absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& shape) {
-  const size_t image_bytes =
-      static_cast<size_t>(shape.request_options.tokens) * shape.request_options.token_values;
+  const bool labelled = !options.images_path.empty();
+  std::optional<LabelledImages> set;
+  if (labelled) {
+    absl::StatusOr<LabelledImages> s = ReadLabelled(options, shape);
+    if (!s.ok()) return s.status();
+    set = *std::move(s);
+  }
+  const size_t image_bytes = labelled ? set->image_bytes()
+                                      : static_cast<size_t>(shape.request_options.tokens) *
+                                            shape.request_options.token_values;
   const size_t request_bytes = image_bytes * options.images_per_request;
+  const size_t wanted = labelled ? set->count() / options.images_per_request : options.request_pool;
   const size_t pool_size = std::max<size_t>(
-      1,
-      std::min<size_t>(options.request_pool, kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
+      1, std::min<size_t>(wanted, kPoolBytesLimit / std::max<size_t>(request_bytes, 1)));
+  // Labelled: the set's first pool_size requests' pixels, bit for bit.
   const std::vector<int8_t> images =
-      GenerateRandomImages(pool_size * options.images_per_request, options.seed, image_bytes);
+      labelled
+          ? std::vector<int8_t>(set->pixels.begin(),
+                                set->pixels.begin() + pool_size * request_bytes)
+          : GenerateRandomImages(pool_size * options.images_per_request, options.seed, image_bytes);
   Pool pool;
   pool.entries.resize(pool_size);
   const bool shared = options.shared_memory == LoadOptions::SharedMemory::kSystem;
@@ -638,8 +815,21 @@ absl::StatusOr<Pool> BuildPool(const LoadOptions& options, const ModelShape& sha
     // Streamed responses are matched to their request by id.
     if (options.streaming) request_options.id = absl::StrCat(r);
     absl::StatusOr<inference::ModelInferRequest> request =
-        MakeImageRequest(options.model, request_images, request_options);
+        labelled ? MakeGrayPixelsRequest(
+                       options.model, shape.input_name, shape.output_name, set->height, set->width,
+                       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(request_images.data()),
+                                           request_images.size()))
+                 : MakeImageRequest(options.model, request_images, request_options);
     if (!request.ok()) return request.status();
+    if (labelled) {
+      request->set_id(request_options.id);
+      SetPriority(&*request, options.priority);
+      SetTimeoutMicros(&*request, options.timeout_us);
+      const size_t first = r * options.images_per_request;
+      pool.entries[r].labels.assign(set->labels.begin() + first,
+                                    set->labels.begin() + first + options.images_per_request);
+    }
+    SetMinAccuracy(&*request, options.min_accuracy);
     if (shared) {
       request->clear_raw_input_contents();
       SetSharedMemory(request->mutable_inputs(0)->mutable_parameters(), in_region, request_bytes,
@@ -771,6 +961,16 @@ std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
     key("timeout_us");
     j += absl::StrCat(o.timeout_us);
   }
+  if (o.min_accuracy != 0) {
+    key("min_accuracy");
+    j += JsonNumber(o.min_accuracy);
+  }
+  if (!o.images_path.empty()) {
+    key("images");
+    AppendJsonString(j, o.images_path);
+    key("labels");
+    AppendJsonString(j, o.labels_path);
+  }
   key("verify");
   j += o.verify ? "true" : "false";
   key("request_pool");
@@ -829,6 +1029,42 @@ std::string LoadResultToJson(const LoadOptions& o, const LoadResult& r) {
   j += "}";
   key("late_requests");
   j += absl::StrCat(r.late_requests);
+  key("offered");
+  j += absl::StrCat(r.offered);
+  key("answered");
+  j += absl::StrCat(r.answered);
+  key("within_deadline");
+  j += absl::StrCat(r.within_deadline);
+  key("deadline_ms");
+  j += JsonNumber(r.deadline_ms);
+  key("goodput");
+  j += JsonNumber(r.goodput);
+  key("variants");
+  j += "{";
+  for (const auto& [name, v] : r.variants) {
+    key(name);
+    j += "{";
+    key("requests");
+    j += absl::StrCat(v.requests);
+    key("images");
+    j += absl::StrCat(v.images);
+    key("share");
+    j += JsonNumber(r.answered > 0 ? static_cast<double>(v.requests) / r.answered : 0);
+    key("declared_top1");
+    j += v.declared_top1 >= 0 ? JsonNumber(v.declared_top1) : "null";
+    if (!o.images_path.empty()) {
+      key("correct");
+      j += absl::StrCat(v.correct);
+      key("accuracy");
+      j += JsonNumber(v.images > 0 ? static_cast<double>(v.correct) / v.images : 0);
+    }
+    j += "}";
+  }
+  j += "}";
+  key("declared_accuracy");
+  j += r.declared_accuracy >= 0 ? JsonNumber(r.declared_accuracy) : "null";
+  key("measured_accuracy");
+  j += r.measured_accuracy >= 0 ? JsonNumber(r.measured_accuracy) : "null";
   key("client_cpu_cores");
   j += JsonNumber(r.client_cpu_cores);
   key("client_cpu_user_cores");

@@ -65,6 +65,18 @@ struct LoadOptions {
   // timeout in microseconds. 0: not sent (the model's defaults).
   uint64_t priority = 0;
   uint64_t timeout_us = 0;
+  // The request parameter `min_accuracy` (docs/serving.md, "Variants"): the
+  // least top-1 of the model variant that may answer. 0: not sent (the
+  // model's most accurate variant only).
+  double min_accuracy = 0;
+  // A labelled image set (clients/labelled_images.h, IDX files, plain or
+  // gzip): the requests carry its images in order, request r images
+  // r * images_per_request onwards, as UINT8 pixels [N, H, W, 1] (a model
+  // with input_format PIXELS), every image of the set once in the pool
+  // (request_pool is not used); each answer's argmax is checked against the
+  // labels. Both set or neither.
+  std::string images_path;
+  std::string labels_path;
   // Check every response against the `verify` digest of its images. Needs a
   // model whose platform is "hgpipe/verify". Default: off.
   bool verify = false;
@@ -117,6 +129,32 @@ struct LoadResult {
   // the first message seen for each.
   std::map<std::string, int64_t> errors;
   std::map<std::string, std::string> first_error_message;
+  // Requests sent (open loop: scheduled) inside the window, however and
+  // whenever they finished: offered; answered (OK); answered within the
+  // deadline (deadline_ms: timeout_us if set, else the client's timeout).
+  // goodput = within_deadline / offered.
+  int64_t offered = 0;
+  int64_t answered = 0;
+  int64_t within_deadline = 0;
+  double deadline_ms = 0;
+  double goodput = 0;
+  // The answered requests of the window by the variant that answered (the
+  // response parameter `variant`; "" for a model without variants), with
+  // the variant's declared top-1 from the model's metadata (< 0: none
+  // stated) and, with labelled images, how many answers were right.
+  struct VariantCounts {
+    int64_t requests = 0;
+    int64_t images = 0;
+    int64_t correct = 0;
+    double declared_top1 = -1;
+  };
+  std::map<std::string, VariantCounts> variants;
+  // Over the answered images of the window: the variants' declared top-1
+  // weighted by the images each answered (< 0 if a variant that answered
+  // states none), and with labelled images the share answered right (< 0
+  // without labels).
+  double declared_accuracy = -1;
+  double measured_accuracy = -1;
   int64_t requests_total = 0;  // completed, whole run
   int64_t late_requests = 0;   // open loop: sent after their scheduled time
                                // because max_outstanding were in flight

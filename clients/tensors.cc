@@ -168,6 +168,39 @@ void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us
   }
 }
 
+void SetMinAccuracy(inference::ModelInferRequest* request, double min_accuracy) {
+  if (min_accuracy == 0) {
+    request->mutable_parameters()->erase("min_accuracy");
+  } else {
+    (*request->mutable_parameters())["min_accuracy"].set_double_param(min_accuracy);
+  }
+}
+
+absl::StatusOr<inference::ModelInferRequest> MakeGrayPixelsRequest(
+    absl::string_view model, absl::string_view input_name, absl::string_view output_name,
+    int64_t height, int64_t width, absl::Span<const uint8_t> pixels) {
+  const int64_t image_bytes = height > 0 && width > 0 ? height * width : 0;
+  if (image_bytes == 0 || pixels.empty() || pixels.size() % image_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("request for model '", model,
+                                                   "': ", pixels.size(),
+                                                   " bytes are not a whole, "
+                                                   "non-zero number of ",
+                                                   height, " x ", width, " gray images"));
+  }
+  inference::ModelInferRequest request;
+  request.set_model_name(std::string(model));
+  auto* input = request.add_inputs();
+  input->set_name(std::string(input_name));
+  input->set_datatype("UINT8");
+  for (int64_t d : {static_cast<int64_t>(pixels.size()) / image_bytes, height, width, int64_t{1}}) {
+    input->add_shape(d);
+  }
+  request.add_raw_input_contents()->assign(reinterpret_cast<const char*>(pixels.data()),
+                                           pixels.size());
+  if (!output_name.empty()) request.add_outputs()->set_name(std::string(output_name));
+  return request;
+}
+
 absl::StatusOr<OutputTensor<int32_t>> ReadInt32Output(const inference::ModelInferResponse& response,
                                                       absl::string_view name) {
   return ReadOutput<int32_t>(response, name, "INT32");

@@ -69,6 +69,17 @@ absl::StatusOr<inference::ModelInferRequest> MakeImageRequest(
 // also bounds it.
 void SetPriority(inference::ModelInferRequest* request, uint64_t priority);
 void SetTimeoutMicros(inference::ModelInferRequest* request, uint64_t timeout_us);
+// hgpipe-server's `min_accuracy` (double_param, docs/serving.md "Variants"):
+// the least measured top-1 of the model variant that may answer; 0 removes
+// it (the model's most accurate variant only).
+void SetMinAccuracy(inference::ModelInferRequest* request, double min_accuracy);
+
+// A request carrying images as one raw UINT8 input [n, height, width, 1]
+// (gray pixels, a model with input_format PIXELS), asking for `output_name`
+// (empty: all outputs). InvalidArgument if `pixels` is not n whole images.
+absl::StatusOr<inference::ModelInferRequest> MakeGrayPixelsRequest(
+    absl::string_view model, absl::string_view input_name, absl::string_view output_name,
+    int64_t height, int64_t width, absl::Span<const uint8_t> pixels);
 
 // A raw INT8 request with an explicit shape, for models of other geometry.
 // InvalidArgument if data.size() is not the product of shape.

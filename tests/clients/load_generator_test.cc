@@ -76,6 +76,42 @@ TEST(LoadResultToJsonTest, OpenLoopSettings) {
   EXPECT_EQ(settings.at("arrivals").string_value(), "constant");
 }
 
+TEST(LoadResultToJsonTest, GoodputVariantsAndAccuracy) {
+  LoadOptions o;
+  o.min_accuracy = 0.85;
+  o.images_path = "i.gz";
+  o.labels_path = "l.gz";
+  LoadResult r;
+  r.offered = 10;
+  r.answered = 8;
+  r.within_deadline = 7;
+  r.goodput = 0.7;
+  r.deadline_ms = 5;
+  r.variants["full"] = {.requests = 6, .images = 6, .correct = 5, .declared_top1 = 0.9};
+  r.variants["fast"] = {.requests = 2, .images = 2, .correct = 1, .declared_top1 = 0.8};
+  r.declared_accuracy = 0.875;
+  r.measured_accuracy = 0.75;
+  const google::protobuf::Struct s = ParseJson(LoadResultToJson(o, r));
+  const auto& f = s.fields();
+  EXPECT_EQ(f.at("settings").struct_value().fields().at("min_accuracy").number_value(), 0.85);
+  EXPECT_EQ(f.at("settings").struct_value().fields().at("labels").string_value(), "l.gz");
+  EXPECT_EQ(f.at("offered").number_value(), 10);
+  EXPECT_EQ(f.at("within_deadline").number_value(), 7);
+  EXPECT_EQ(f.at("goodput").number_value(), 0.7);
+  EXPECT_EQ(f.at("declared_accuracy").number_value(), 0.875);
+  EXPECT_EQ(f.at("measured_accuracy").number_value(), 0.75);
+  const auto& fast = f.at("variants").struct_value().fields().at("fast").struct_value().fields();
+  EXPECT_EQ(fast.at("requests").number_value(), 2);
+  EXPECT_EQ(fast.at("share").number_value(), 0.25);
+  EXPECT_EQ(fast.at("correct").number_value(), 1);
+  EXPECT_EQ(fast.at("accuracy").number_value(), 0.5);
+  EXPECT_EQ(fast.at("declared_top1").number_value(), 0.8);
+  // Without labels or stated accuracies: null, not a made-up figure.
+  const google::protobuf::Struct plain = ParseJson(LoadResultToJson(LoadOptions(), LoadResult()));
+  EXPECT_TRUE(plain.fields().at("measured_accuracy").has_null_value());
+  EXPECT_TRUE(plain.fields().at("declared_accuracy").has_null_value());
+}
+
 TEST(RunLoadTest, RejectsBadOptionsBeforeConnecting) {
   LoadOptions o;
   o.target = "127.0.0.1:1";  // nothing listens; never reached
@@ -86,6 +122,15 @@ TEST(RunLoadTest, RejectsBadOptionsBeforeConnecting) {
   EXPECT_EQ(RunLoad(o).status().code(), absl::StatusCode::kInvalidArgument);
   o.duration = absl::Seconds(1);
   o.concurrency = 0;
+  EXPECT_EQ(RunLoad(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.concurrency = 1;
+  o.min_accuracy = 1.5;
+  EXPECT_EQ(RunLoad(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.min_accuracy = 0;
+  o.images_path = "images.gz";  // no labels
+  EXPECT_EQ(RunLoad(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.labels_path = "labels.gz";
+  o.verify = true;
   EXPECT_EQ(RunLoad(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -2,6 +2,7 @@
 // gRPC service (ModelInfer, ModelStreamInfer) and the REST front end
 // (POST v2/models/M/infer) both call, so that validation, preprocessing,
 // scheduling, metrics and statistics are the same whatever the wire.
+// RequestPipeline (server/request_pipeline.h) is the implementation.
 #ifndef HGPIPE_SERVER_INFER_PIPELINE_H_
 #define HGPIPE_SERVER_INFER_PIPELINE_H_
 

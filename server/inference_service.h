@@ -1,9 +1,11 @@
-// The KServe v2 GRPCInferenceService on gRPC's callback API. Handlers never
-// block: ModelInfer validates, hands the request to the scheduler and
-// returns; the scheduler's completion finishes the call from a board thread.
-// ModelStreamInfer (Triton's streaming extension) does the same per request
-// read from the stream, several in flight, and writes each response (or its
-// error, in error_message) as it completes.
+// The KServe v2 GRPCInferenceService on gRPC's callback API: the wire only.
+// Each handler checks the call's restrictions, hands the message to the
+// request pipeline (server/request_pipeline.h), TritonApi or the shared
+// memory registry, and turns the answer into a gRPC status. Handlers never
+// block: ModelInfer hands the request to the pipeline and returns; the
+// pipeline's `done` finishes the call, from a worker or board thread.
+// ModelStreamInfer runs a StreamReactor (server/stream_reactor.h), which
+// does the same per request read from the stream.
 // Model loads and unloads finish their calls from the model manager's
 // loader thread or the scheduler's.
 // Internal absl::Status codes become gRPC codes here (they share numbering).
@@ -13,67 +15,36 @@
 #ifndef HGPIPE_SERVER_INFERENCE_SERVICE_H_
 #define HGPIPE_SERVER_INFERENCE_SERVICE_H_
 
-#include <atomic>
-#include <string>
-#include <vector>
+#include <utility>
 
-#include <memory>
-#include <optional>
-
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
-#include "base/mutex.h"
-#include "preprocess/preprocessor.h"
+#include "absl/status/status.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "scheduler/scheduler.h"
-#include "server/metrics.h"
-#include "server/infer_pipeline.h"
-#include "server/infer_request.h"
-#include "server/model_manager.h"
-#include "server/model_repository.h"
+#include "server/request_pipeline.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
-#include "server/statistics.h"
+#include "server/stream_reactor.h"
 #include "server/triton_api.h"
-#include "server/worker_pool.h"
 
 namespace hgpipe::server {
 
-class InferenceService final : public inference::GRPCInferenceService::CallbackService,
-                               public InferPipeline {
+class InferenceService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  // `models`, `scheduler`, `metrics`, `statistics` and `workers` (which
-  // preprocesses images) must outlive the service. `restrictions`: the
+  // `pipeline` and `api` must outlive the service. `restrictions`: the
   // parsed --grpc-restricted-protocol. `shared_memory`: the system shared
-  // memory regions requests may name (null: none; it must outlive the
-  // service).
-  InferenceService(ModelManager* models, scheduler::Scheduler* scheduler, Metrics* metrics,
-                   InferStatistics* statistics, WorkerPool* workers, Restrictions restrictions = {},
-                   SharedMemoryRegions* shared_memory = nullptr);
-
-  // ServerReady reports this (and every loaded model ready). Thread-safe.
-  void SetReady(bool ready) { ready_.store(ready); }
-
-  // The answers of the non-inference calls, for other front ends.
-  TritonApi* api() { return &api_; }
-
-  // InferPipeline: what ModelInfer and every stream request run; the REST
-  // front end calls it too. Thread-safe.
-  void Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
-             absl::Time deadline, Done done) override {
-    StartInfer(request, response, deadline, std::move(done));
-  }
-  bool Ready() const override;
-  bool Serving() const override { return ready_.load() && !draining_.load(); }
-  bool Draining() const override { return draining_.load(); }
+  // memory regions the extension's calls manage (null: none; it must
+  // outlive the service).
+  InferenceService(RequestPipeline* pipeline, TritonApi* api, Restrictions restrictions = {},
+                   SharedMemoryRegions* shared_memory = nullptr)
+      : pipeline_(pipeline),
+        api_(api),
+        restrictions_(std::move(restrictions)),
+        shared_memory_(shared_memory) {}
 
   // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
   // clients and load balancers retry elsewhere; calls already accepted are
-  // finished. Open streams stop reading, write what they accepted, then end
-  // with UNAVAILABLE. Thread-safe.
+  // finished (RequestPipeline::StartDraining). Open streams stop reading,
+  // write what they accepted, then end with UNAVAILABLE. Thread-safe.
   void StartDraining();
-  // When the last ModelInfer call arrived (accepted or refused).
-  absl::Time last_infer_call() const { return absl::FromUnixNanos(last_call_ns_.load()); }
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const inference::ServerLiveRequest* req,
@@ -146,54 +117,15 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                         inference::LogSettingsResponse*) override;
 
  private:
-  class Stream;  // one ModelStreamInfer call (inference_service.cc)
-  // Called exactly once per request with its outcome.
-  using Finish = absl::AnyInvocable<void(absl::Status)>;
-  // What a request asks of the scheduler.
-  struct Policy {
-    uint32_t priority = 0;
-    absl::Time deadline = absl::InfiniteFuture();
-    // Where Submit records when the images reached the scheduler (unix ns,
-    // for the statistics); owned by the request's completion.
-    std::atomic<int64_t>* queued_at_ns = nullptr;
-    // The request's accuracy floor, and where Submit records the index of
-    // the variant it was queued on (owned by the request's completion).
-    std::optional<double> min_accuracy;
-    std::atomic<int>* variant = nullptr;
-  };
-  // One inference, for ModelInfer and for each request of a stream:
-  // validates `req` and queues its images; `done` is called exactly once
-  // (possibly before this returns), with `resp` filled if OK. `req` and
-  // `resp` must stay valid until then. `call_deadline` bounds the request's
-  // own timeout.
-  void StartInfer(const inference::ModelInferRequest& req, inference::ModelInferResponse* resp,
-                  absl::Time call_deadline, Finish done);
-  // Decodes and preprocesses the request's images on the worker pool, then
-  // Submits them.
-  void Preprocess(ModelRef ref, PreparedInput input, int32_t* logits, Policy policy, Finish finish);
-  // Hands n images to the scheduler, then lets go of the model's admission;
-  // `keep` is released when they are done.
-  void Submit(ModelRef ref, const int8_t* images, uint32_t n, int32_t* logits, Policy policy,
-              std::shared_ptr<void> keep, Finish finish);
-
   // OK, or PERMISSION_DENIED if `group` is restricted and the call lacks
   // its header.
   absl::Status Allowed(const grpc::CallbackServerContext& ctx, ApiGroup group) const;
 
-  ModelManager* const models_;
-  scheduler::Scheduler* const scheduler_;
-  Metrics* const metrics_;
-  InferStatistics* const statistics_;
-  WorkerPool* const workers_;
+  RequestPipeline* const pipeline_;
+  TritonApi* const api_;
   const Restrictions restrictions_;
   SharedMemoryRegions* const shared_memory_;
-  TritonApi api_;
-  std::atomic<bool> ready_{false};
-  std::atomic<bool> draining_{false};
-  std::atomic<int64_t> last_call_ns_{0};
-  // Open streams, told when the server starts draining.
-  hgpipe::Mutex streams_mu_;
-  absl::flat_hash_set<Stream*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  OpenStreams streams_;
 };
 
 grpc::Status ToGrpcStatus(const absl::Status& s);

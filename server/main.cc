@@ -36,10 +36,12 @@
 #include "server/model_manager.h"
 #include "server/model_repository.h"
 #include "server/protobuf_log.h"
+#include "server/request_pipeline.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
 #include "server/statistics.h"
+#include "server/triton_api.h"
 #include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, model_repository, HGPIPE_DEFAULT_MODEL_REPOSITORY,
@@ -259,7 +261,7 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
 // a backlog: in steady state the freed buffers are reused within
 // milliseconds and the free pool stays far below it), at most every
 // kTrimInterval so that a trim's page faults never recur on the hot path.
-int WaitForStopSignal(const sigset_t& stop_signals, const InferenceService& service) {
+int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipeline) {
   constexpr size_t kTrimFreeBytes = size_t{64} << 20;
   constexpr absl::Duration kTrimInterval = absl::Seconds(10);
   const timespec tick = {1, 0};
@@ -269,7 +271,7 @@ int WaitForStopSignal(const sigset_t& stop_signals, const InferenceService& serv
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig > 0) return sig;
     const absl::Time now = absl::Now();
-    const absl::Time last_call = service.last_infer_call();
+    const absl::Time last_call = pipeline.last_infer_call();
     if (last_call != trimmed_after_call && now - last_call > absl::Seconds(1)) {
       malloc_trim(0);
       trimmed_after_call = last_call;
@@ -369,8 +371,9 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   SharedMemoryRegions::Options shm_options;
   shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
   SharedMemoryRegions shared_memory(shm_options);
-  InferenceService service(&models, sched->get(), &metrics, &statistics, &workers,
-                           *std::move(grpc_restrictions), &shared_memory);
+  RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &workers, &shared_memory);
+  TritonApi api(&models, &statistics, &pipeline);
+  InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -384,7 +387,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     return Fail(absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
-  RestHandler rest(&service, service.api(), *std::move(http_restrictions), &shared_memory);
+  RestHandler rest(&pipeline, &api, *std::move(http_restrictions), &shared_memory);
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     HttpServer::Options ho;
     ho.host = host;
@@ -408,14 +411,14 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     if (!started.ok()) return Fail(started.status());
     http = *std::move(started);
   }
-  service.SetReady(true);
+  pipeline.SetReady(true);
   server->GetHealthCheckService()->SetServingStatus(true);
   LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port
             << " http=" << (http != nullptr ? absl::StrCat(host, ":", http->port()) : "off")
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
             << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
-  int sig = WaitForStopSignal(stop_signals, service);
+  int sig = WaitForStopSignal(stop_signals, pipeline);
   LOG(INFO) << "hgpipe-server: " << strsignal(sig) << ", draining";
   const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
   // Refuse new inferences with UNAVAILABLE (retryable elsewhere) and report
@@ -431,7 +434,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   constexpr absl::Duration kGrace = absl::Seconds(2);
   const absl::Time quiet_deadline = std::min(deadline, absl::Now() + kGrace);
   for (absl::Time now = absl::Now(); now < quiet_deadline; now = absl::Now()) {
-    const absl::Time quiet_at = service.last_infer_call() + kQuiet;
+    const absl::Time quiet_at = pipeline.last_infer_call() + kQuiet;
     if (quiet_at <= now) break;
     absl::SleepFor(std::min(quiet_at, quiet_deadline) - now);
   }

@@ -1,0 +1,104 @@
+// The request pipeline: what one inference goes through between a front end
+// and the boards, free of any wire. The gRPC service (ModelInfer and each
+// request of ModelStreamInfer) and the REST front end both call Infer.
+//
+// Per request, in order: find the model (NotFound / Unavailable while it
+// unloads, or while the server drains); locate shared-memory tensors and
+// check the input (server/infer_request.h, shared_memory_tensors.h); parse
+// its policy (priority, timeout, min_accuracy, refused at once when no
+// variant reaches the floor); set up the response; preprocess encoded or
+// pixel images on the worker pool; pick the variant and queue the images in
+// the scheduler; when the scheduler answers, decode the logits with the
+// answering variant's scale, write a shared-memory output, count the
+// request in the metrics and the statistics, and call `done`.
+//
+// Each request is one InferCall (request_pipeline.cc), allocated when the
+// model is found and deleted right after `done` returns: it holds the model,
+// the prepared input and every piece of state the steps share.
+//
+// Threads: Infer never blocks and may be called concurrently from any
+// thread; the steps after it run on the worker pool (preprocessing) and on
+// scheduler or board threads (the answer).
+#ifndef HGPIPE_SERVER_REQUEST_PIPELINE_H_
+#define HGPIPE_SERVER_REQUEST_PIPELINE_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "proto/grpc_service.pb.h"
+#include "scheduler/scheduler.h"
+#include "server/infer_pipeline.h"
+#include "server/metrics.h"
+#include "server/model_manager.h"
+#include "server/shared_memory_regions.h"
+#include "server/statistics.h"
+#include "server/worker_pool.h"
+
+namespace hgpipe::server {
+
+struct InferCall;
+
+class RequestPipeline final : public InferPipeline {
+ public:
+  // All must outlive the pipeline. `workers` preprocesses images;
+  // `shared_memory`: the regions requests may name (null: none).
+  RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler, Metrics* metrics,
+                  InferStatistics* statistics, WorkerPool* workers,
+                  SharedMemoryRegions* shared_memory = nullptr);
+  RequestPipeline(const RequestPipeline&) = delete;
+  RequestPipeline& operator=(const RequestPipeline&) = delete;
+
+  // InferPipeline. `done` is called exactly once, with `response` filled if
+  // OK: before Infer returns (on the caller's thread) when the request is
+  // refused before reaching the worker pool or the scheduler, else on a
+  // worker or scheduler thread. `request` and `response` are the caller's
+  // and must stay valid until `done` is called; the pipeline neither reads
+  // nor writes them after it. Request parameters `priority` and `timeout`
+  // become the scheduler request's priority and deadline: arrival +
+  // timeout, or `deadline` if that is earlier. Every request is counted
+  // once in the metrics (hgpipe_requests_total) and, once its model is
+  // found, in the model's statistics, before `done` runs.
+  void Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
+             absl::Time deadline, Done done) override;
+  bool Ready() const override { return Serving() && models_->AllReady(); }
+  bool Serving() const override { return ready_.load() && !draining_.load(); }
+  bool Draining() const override { return draining_.load(); }
+
+  // Serving from now on (once the front ends listen). Thread-safe.
+  void SetReady(bool ready) { ready_.store(ready); }
+  // From now on Infer refuses requests with UNAVAILABLE ("shutting down");
+  // those accepted before are finished. Thread-safe.
+  void StartDraining() {
+    ready_.store(false);
+    draining_.store(true);
+  }
+  // When Infer was last called (accepted or refused).
+  absl::Time last_infer_call() const { return absl::FromUnixNanos(last_call_ns_.load()); }
+
+ private:
+  // The steps after validation; each hands `call` on or ends it.
+  void Preprocess(InferCall* call);
+  void PreprocessImage(InferCall* call, uint32_t index);
+  void Submit(InferCall* call, const int8_t* images);
+  // The answer after the call reached the preprocessing or the scheduler:
+  // logits, metrics, statistics, `done`; deletes `call`.
+  void Finish(InferCall* call, absl::Status status);
+  // The answer to a request refused before any work (bad input, policy):
+  // counted with no images; deletes `call`.
+  void Refuse(InferCall* call, absl::Status status);
+
+  ModelManager* const models_;
+  scheduler::Scheduler* const scheduler_;
+  Metrics* const metrics_;
+  InferStatistics* const statistics_;
+  WorkerPool* const workers_;
+  SharedMemoryRegions* const shared_memory_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> last_call_ns_{0};
+};
+
+}  // namespace hgpipe::server
+
+#endif  // HGPIPE_SERVER_REQUEST_PIPELINE_H_

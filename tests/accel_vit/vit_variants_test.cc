@@ -94,7 +94,7 @@ TEST_P(VariantGoldenTest, MatchesGoldenVectorsBitForBit) {
 
 std::vector<Case> Cases() {
   std::vector<Case> out;
-  for (const char* v : {"skip1", "skip2", "skip3", "taylor"}) {
+  for (const char* v : {"skip1", "taylor"}) {
     for (const auto& [name, blocks, simd] : {std::tuple{"LutBest", Blocks::kLut, Simd::kBest},
                                              {"LutBaseline", Blocks::kLut, Simd::kBaseline},
                                              {"StagesBest", Blocks::kStages, Simd::kBest},
@@ -114,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, VariantGoldenTest, ::testing::ValuesIn(Cases(
 // the authors' tests use): a skipped branch passes the stream through and
 // the result is the golden words again.
 TEST(VariantStagesTest, BlockByBlockGivesTheGoldenWords) {
-  for (const char* v : {"skip3", "taylor"}) {
+  for (const char* v : {"skip1", "taylor"}) {
     SCOPED_TRACE(v);
     absl::StatusOr<VitWeights> w =
         VitWeightsFromContainer(LoadContainer(VariantWeights(v)), VariantWeights(v));
@@ -143,7 +143,7 @@ TEST(VariantStagesTest, BlockByBlockGivesTheGoldenWords) {
       skipped += kernel.weights().mlp[b].kind == MlpKind::kNone;
       if (kernel.weights().mlp[b].kind == MlpKind::kNone) EXPECT_EQ(x, y) << "block " << b;
     }
-    EXPECT_EQ(skipped, std::string(v) == "skip3" ? 3 : 0);
+    EXPECT_EQ(skipped, std::string(v) == "skip1" ? 1 : 0);
     std::vector<int32_t> logits(size_t{n} * s.classes);
     kernel.Head(x.data(), n, logits.data());
     std::vector<uint32_t> words(logits.size());

@@ -138,10 +138,14 @@ TEST(VariantStagesTest, BlockByBlockGivesTheGoldenWords) {
     for (uint32_t b = 0; b < s.depth; ++b) {
       kernel.Attention(b, x.data(), n, y.data());
       skipped += kernel.weights().attn[b].kind == AttentionKind::kNone;
-      if (kernel.weights().attn[b].kind == AttentionKind::kNone) EXPECT_EQ(x, y) << "block " << b;
+      if (kernel.weights().attn[b].kind == AttentionKind::kNone) {
+        EXPECT_EQ(x, y) << "block " << b;
+      }
       kernel.Mlp(b, y.data(), n, x.data());
       skipped += kernel.weights().mlp[b].kind == MlpKind::kNone;
-      if (kernel.weights().mlp[b].kind == MlpKind::kNone) EXPECT_EQ(x, y) << "block " << b;
+      if (kernel.weights().mlp[b].kind == MlpKind::kNone) {
+        EXPECT_EQ(x, y) << "block " << b;
+      }
     }
     EXPECT_EQ(skipped, std::string(v) == "skip1" ? 1 : 0);
     std::vector<int32_t> logits(size_t{n} * s.classes);

@@ -95,10 +95,11 @@ TEST_P(VariantGoldenTest, MatchesGoldenVectorsBitForBit) {
 std::vector<Case> Cases() {
   std::vector<Case> out;
   for (const char* v : {"skip1", "taylor"}) {
-    for (const auto& [name, blocks, simd] : {std::tuple{"LutBest", Blocks::kLut, Simd::kBest},
-                                             {"LutBaseline", Blocks::kLut, Simd::kBaseline},
-                                             {"StagesBest", Blocks::kStages, Simd::kBest},
-                                             {"StagesBaseline", Blocks::kStages, Simd::kBaseline}}) {
+    for (const auto& [name, blocks, simd] :
+         {std::tuple{"LutBest", Blocks::kLut, Simd::kBest},
+          {"LutBaseline", Blocks::kLut, Simd::kBaseline},
+          {"StagesBest", Blocks::kStages, Simd::kBest},
+          {"StagesBaseline", Blocks::kStages, Simd::kBaseline}}) {
       out.push_back({v, name, blocks, simd});
     }
   }
@@ -152,10 +153,10 @@ TEST(VariantStagesTest, BlockByBlockGivesTheGoldenWords) {
     kernel.Head(x.data(), n, logits.data());
     std::vector<uint32_t> words(logits.size());
     LogitWords(logits.data(), logits.size(), words.data());
-    EXPECT_EQ(Mismatches(words,
-                         std::vector<uint32_t>(g.output.begin(), g.output.begin() + words.size()),
-                         s.classes),
-              0);
+    EXPECT_EQ(
+        Mismatches(words, std::vector<uint32_t>(g.output.begin(), g.output.begin() + words.size()),
+                   s.classes),
+        0);
   }
 }
 
@@ -304,8 +305,7 @@ TEST(TaylorAttentionTest, WrapsAndClampsAsSpecified) {
     for (int c = 0; c < 2; ++c) {
       int64_t kv = 0;
       for (int t = 0; t < 3; ++t) kv += int64_t{k[t * 2 + a]} * v[t * 2 + c];
-      const int64_t g =
-          p.g.Wrap(3 * p.kv.Wrap(kv) - p.ksum.Wrap(ksum[a]) * p.vsum.Wrap(vsum[c]));
+      const int64_t g = p.g.Wrap(3 * p.kv.Wrap(kv) - p.ksum.Wrap(ksum[a]) * p.vsum.Wrap(vsum[c]));
       gq[a][c] = p.gout.Clamp(p.gshift.Wrap((g + 2) >> 2));
     }
   }

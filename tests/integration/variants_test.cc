@@ -152,10 +152,14 @@ class FmnistVariantsTest : public ::testing::Test {
       models.emplace_back(absl::StrCat("fm_", v), absl::StrCat(R"(
 bitstream: "vit"
 output { datatype: "FP32" }
-variants { name: ")", v, R"(" weights: ")", ModelDir(), "/fmnist_vit-", v, R"(.hgvit" }
-variants { name: "full" weights: ")", ModelDir(), R"(/fmnist_vit.hgvit" }
+variants { name: ")",
+                                                               v, R"(" weights: ")", ModelDir(),
+                                                               "/fmnist_vit-", v, R"(.hgvit" }
+variants { name: "full" weights: ")",
+                                                               ModelDir(), R"(/fmnist_vit.hgvit" }
 )"));
-      models.back().second = absl::StrCat("name: \"", models.back().first, "\"", models.back().second);
+      models.back().second =
+          absl::StrCat("name: \"", models.back().first, "\"", models.back().second);
     }
     const std::string repo = WriteModelRepository(models);
     fs::create_directory_symlink(ModelDir(), fs::path(repo) / "fmnist_vit");
@@ -194,7 +198,8 @@ TEST_F(FmnistVariantsTest, TheModelListsItsVariantsWithMeasuredAccuracy) {
     EXPECT_GT(top1, 0.5) << v;
     EXPECT_LE(top1, full) << v;
     EXPECT_THAT(p.at(absl::StrCat("variant.", v, ".accuracy_dataset")).string_param(),
-                HasSubstr("10,000")) << v;
+                HasSubstr("10,000"))
+        << v;
   }
 }
 
@@ -203,8 +208,7 @@ TEST_F(FmnistVariantsTest, EachVariantAnswersWithTheReferenceLogits) {
     SCOPED_TRACE(v);
     auto golden = accel::vit::ReadContainer(absl::StrCat(ModelDir(), "/golden-", v, ".hgvit"));
     ASSERT_TRUE(golden.ok()) << golden.status();
-    auto weights =
-        accel::vit::ReadContainer(absl::StrCat(ModelDir(), "/fmnist_vit-", v, ".hgvit"));
+    auto weights = accel::vit::ReadContainer(absl::StrCat(ModelDir(), "/fmnist_vit-", v, ".hgvit"));
     ASSERT_TRUE(weights.ok()) << weights.status();
     double scale = 0;
     for (const auto& [k, val] : weights->manifest) {
@@ -222,9 +226,9 @@ TEST_F(FmnistVariantsTest, EachVariantAnswersWithTheReferenceLogits) {
     geo.classes = classes;
     std::vector<int8_t> flat(size_t{n} * geo.input_bytes());
     for (uint32_t i = 0; i < n; ++i) {
-      accel::UnpackImage(geo, reinterpret_cast<const int8_t*>(in.bytes.data()) +
-                                  row_of(i) * geo.input_bytes(),
-                         flat.data() + i * geo.input_bytes());
+      accel::UnpackImage(
+          geo, reinterpret_cast<const int8_t*>(in.bytes.data()) + row_of(i) * geo.input_bytes(),
+          flat.data() + i * geo.input_bytes());
     }
     auto req = clients::MakeInt8Request(absl::StrCat("fm_", v), "INPUT", {n, 28, 28}, flat);
     ASSERT_TRUE(req.ok());

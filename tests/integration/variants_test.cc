@@ -212,7 +212,9 @@ TEST_F(FmnistVariantsTest, EachVariantAnswersWithTheReferenceLogits) {
     ASSERT_TRUE(weights.ok()) << weights.status();
     double scale = 0;
     for (const auto& [k, val] : weights->manifest) {
-      if (k == "logit_scale") ASSERT_TRUE(absl::SimpleAtod(val, &scale));
+      if (k == "logit_scale") {
+        ASSERT_TRUE(absl::SimpleAtod(val, &scale));
+      }
     }
     ASSERT_GT(scale, 0);
     const accel::vit::Tensor& in = golden->tensors.at("input");

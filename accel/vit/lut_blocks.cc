@@ -89,6 +89,9 @@ constexpr size_t kSlack = 64;
 absl::StatusOr<std::unique_ptr<LutAttention>> LutAttention::Create(const VitSpec& spec,
                                                                    const AttentionBlock& a,
                                                                    const IntType& in, Simd simd) {
+  if (a.kind != AttentionKind::kSoftmax) {
+    return Refuse("attention", "only softmax attention runs on lookup tables");
+  }
   std::unique_ptr<LutAttention> b(new LutAttention());
   b->tokens_ = spec.tokens;
   b->width_ = spec.width;
@@ -169,6 +172,7 @@ void LutAttention::Run(const int32_t* x, uint32_t images, int32_t* out) const {
 
 absl::StatusOr<std::unique_ptr<LutMlp>> LutMlp::Create(const VitSpec& spec, const MlpBlock& m,
                                                        const IntType& in, Simd simd) {
+  if (m.kind != MlpKind::kGelu) return Refuse("MLP", "a skipped MLP computes nothing");
   std::unique_ptr<LutMlp> b(new LutMlp());
   b->tokens_ = spec.tokens;
   b->width_ = spec.width;

@@ -8,7 +8,9 @@
 // a type spanning at most 8 values; weights, k and v in [-4, 3]), its
 // accumulators 16-bit, and vec_stages accepts each stage; Create says which
 // condition failed otherwise, and VitKernel computes that block stage by
-// stage. HG-PIPE's DeiT-tiny qualifies everywhere.
+// stage. HG-PIPE's DeiT-tiny qualifies everywhere. Only softmax attention
+// and GELU MLPs qualify: Taylor attention runs stage by stage, skipped
+// branches not at all (vit_kernel.h).
 //
 // Thread safety: Run may be called from several threads at once (scratch
 // is per thread).

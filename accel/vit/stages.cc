@@ -161,6 +161,66 @@ void TableLookup(const TableStage& p, const IntType& in, const int32_t* x, size_
   }
 }
 
+void TaylorAttention(const TaylorStage& p, const IntType& q_type, const IntType& k_type,
+                     const IntType& v_type, const IntType& context_type, const int8_t* q,
+                     const int8_t* k, const int8_t* v, size_t tokens, size_t width, size_t heads,
+                     int32_t* context) {
+  // A byte lane as the value of its (at most 8-bit) type.
+  auto value = [](const IntType& t, int8_t lane) -> int64_t {
+    return t.is_signed ? int64_t{lane} : int64_t{static_cast<uint8_t>(lane)};
+  };
+  const size_t dh = width / heads;
+  thread_local std::vector<int64_t> ksum, vsum, kv, gq, m;
+  for (auto* v : {&ksum, &vsum, &m}) v->assign(dh, 0);
+  kv.assign(dh * dh, 0);
+  gq.resize(dh * dh);
+  const int64_t t64 = static_cast<int64_t>(tokens);
+  const int64_t g_half = int64_t{1} << (p.g_shift - 1);
+  const int64_t m_half = int64_t{1} << (p.mean_shift - 1);
+  for (size_t h = 0; h < heads; ++h) {
+    const size_t c0 = h * dh;
+    std::fill(ksum.begin(), ksum.end(), 0);
+    std::fill(vsum.begin(), vsum.end(), 0);
+    std::fill(kv.begin(), kv.end(), 0);
+    // Sums of at most 2^12 products of 8-bit values: exact in int64.
+    for (size_t t = 0; t < tokens; ++t) {
+      const int8_t* kt = k + t * width + c0;
+      const int8_t* vt = v + t * width + c0;
+      for (size_t a = 0; a < dh; ++a) {
+        const int64_t ka = value(k_type, kt[a]);
+        ksum[a] += ka;
+        for (size_t c = 0; c < dh; ++c) kv[a * dh + c] += ka * value(v_type, vt[c]);
+      }
+      for (size_t c = 0; c < dh; ++c) vsum[c] += value(v_type, vt[c]);
+    }
+    for (size_t a = 0; a < dh; ++a) ksum[a] = p.ksum.Wrap(ksum[a]);
+    for (size_t c = 0; c < dh; ++c) {
+      vsum[c] = p.vsum.Wrap(vsum[c]);
+      m[c] = p.mterm.Wrap(AddWrap(MulWrap(vsum[c], p.mean_mult), m_half) >> p.mean_shift);
+    }
+    for (size_t a = 0; a < dh; ++a) {
+      for (size_t c = 0; c < dh; ++c) {
+        const int64_t kva = p.kv.Wrap(kv[a * dh + c]);
+        const uint64_t g_all = static_cast<uint64_t>(MulWrap(t64, kva)) -
+                               static_cast<uint64_t>(MulWrap(ksum[a], vsum[c]));
+        const int64_t g = p.g.Wrap(static_cast<int64_t>(g_all));
+        // |g| < 2^55 and g_half <= 2^61: the sum does not overflow.
+        gq[a * dh + c] = p.gout.Clamp(p.gshift.Wrap((g + g_half) >> p.g_shift));
+      }
+    }
+    // m (at most 56 bits) plus dh products of 8 and 32 bits: exact.
+    for (size_t t = 0; t < tokens; ++t) {
+      const int8_t* qt = q + t * width + c0;
+      int32_t* out = context + t * width + c0;
+      for (size_t c = 0; c < dh; ++c) {
+        int64_t acc = m[c];
+        for (size_t a = 0; a < dh; ++a) acc += value(q_type, qt[a]) * gq[a * dh + c];
+        out[c] = static_cast<int32_t>(context_type.Wrap(acc));
+      }
+    }
+  }
+}
+
 SoftmaxScale SoftmaxRecip(const SoftmaxStage& p, uint64_t sum) {
   const Wrapper wrap_sum(p.sum), wrap_one(p.cursor2_one), wrap_two(p.cursor2_two);
   const int64_t z = wrap_sum(static_cast<int64_t>(sum));

@@ -72,6 +72,15 @@ void ResidualAdd(const ResidualStage& p, const int32_t* x, const int32_t* main, 
 void PatchFinish(const PatchStage& p, const int32_t* acc, size_t row0, size_t rows, size_t tokens,
                  size_t width, int32_t* out);
 
+// ViTALiTy's Taylor attention of one image (TaylorStage): q, k, v are byte
+// lanes [tokens][width] of types q_type, k_type, v_type (head h in columns
+// h * head_dim ..), context the int32 [tokens][width] accumulator, wrapped
+// to context_type. Linear in tokens: per head T x head_dim^2 products twice.
+void TaylorAttention(const TaylorStage& p, const IntType& q_type, const IntType& k_type,
+                     const IntType& v_type, const IntType& context_type, const int8_t* q,
+                     const int8_t* k, const int8_t* v, size_t tokens, size_t width, size_t heads,
+                     int32_t* context);
+
 // The attention products of one block, over images of `tokens` rows of
 // `width` byte lanes (q, k and v each [image][token][width], head h in
 // columns h * head_dim ..), batched over (image, head):

@@ -161,29 +161,37 @@ absl::StatusOr<std::shared_ptr<const VitKernel>> VitKernel::Create(VitWeights w,
     const AttentionBlock& a = w.attn[i];
     const MlpBlock& m = w.mlp[i];
     Impl::Block b;
+    const bool attention = a.kind != AttentionKind::kNone, mlp = m.kind != MlpKind::kNone;
     // A block that does not qualify for lookup tables (the status says
-    // why) is computed stage by stage.
+    // why: Taylor attention never does) is computed stage by stage; a
+    // skipped branch is not computed at all.
     if (lut) {
-      if (auto l = LutAttention::Create(s, a, w.AttentionInput(i), simd); l.ok()) {
+      if (auto l = LutAttention::Create(s, a, w.AttentionInput(i), simd); attention && l.ok()) {
         b.lut_attention = *std::move(l);
       }
-      if (auto l = LutMlp::Create(s, m, w.MlpInput(i), simd); l.ok()) b.lut_mlp = *std::move(l);
+      if (auto l = LutMlp::Create(s, m, w.MlpInput(i), simd); mlp && l.ok()) {
+        b.lut_mlp = *std::move(l);
+      }
     }
-    if (b.lut_attention == nullptr) {
+    const bool attention_stages = attention && b.lut_attention == nullptr;
+    const bool mlp_stages = mlp && b.lut_mlp == nullptr;
+    if (attention_stages) {
       RETURN_IF_ERROR(linear(a.q, rows, a.norm.out, &b.q));
       RETURN_IF_ERROR(linear(a.k, rows, a.norm.out, &b.k));
       RETURN_IF_ERROR(linear(a.v, rows, a.norm.out, &b.v));
       RETURN_IF_ERROR(linear(a.o, rows, a.context_quant.out, &b.o));
+    }
+    if (attention_stages && a.kind == AttentionKind::kSoftmax) {
       ASSIGN_OR_RETURN(b.scores, MakeScoresProduct(s, a.q_quant.out, a.k_quant.out, own_kernels));
       ASSIGN_OR_RETURN(b.context, MakeContextProduct(s, a.softmax.out, a.v_quant.out, own_kernels));
       RETURN_IF_ERROR(b.scores->Prepare(impl->chunk));
       RETURN_IF_ERROR(b.context->Prepare(impl->chunk));
     }
-    if (b.lut_mlp == nullptr) {
+    if (mlp_stages) {
       RETURN_IF_ERROR(linear(m.fc1, rows, m.norm.out, &b.fc1));
       RETURN_IF_ERROR(linear(m.fc2, rows, m.gelu.out, &b.fc2));
     }
-    impl->stages |= b.lut_attention == nullptr || b.lut_mlp == nullptr;
+    impl->stages |= attention_stages || mlp_stages;
     impl->blocks.push_back(std::move(b));
   }
   return std::shared_ptr<const VitKernel>(new VitKernel(std::move(w), std::move(impl)));
@@ -194,11 +202,15 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b, const 
   const VitSpec& s = weights_.spec;
   const AttentionBlock& a = weights_.attn[block];
   const Impl::Block& im = impl_->blocks[block];
+  const size_t t = s.tokens, d = s.width, h = s.heads, m = size_t{b} * t;
+  if (a.kind == AttentionKind::kNone) {  // the stream passes through
+    if (out != x) std::memcpy(out, x, m * d * sizeof(int32_t));
+    return;
+  }
   if (im.lut_attention != nullptr) {
     im.lut_attention->Run(x, b, out);
     return;
   }
-  const size_t t = s.tokens, d = s.width, h = s.heads, m = size_t{b} * t;
   const IntType in = weights_.AttentionInput(block);
   ParallelRows(m, 3 * d, [&](size_t r0, size_t r1) {
     NormRows(a.norm, in, x + r0 * d, r1 - r0, d, d, ws.a8.data() + r0 * d);
@@ -213,18 +225,32 @@ void VitKernel::AttentionChunk(uint32_t block, Workspace& ws, uint32_t b, const 
                   lanes->data() + r0 * d);
     });
   }
-  const size_t score_rows = size_t{b} * h * t;
-  im.scores->Run(ws.stream, ws.q8.data(), ws.k8.data(), b, ws.scores.data());
-  ParallelRows(score_rows, 4 * t, [&](size_t r0, size_t r1) {
-    thread_local AlignedVector<int32_t> scratch;
-    Grow(scratch, t);
-    WrapValues(a.scores, ws.scores.data() + r0 * t, (r1 - r0) * t);
-    SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t, scratch.data(),
-                ws.probs.data() + r0 * t);
-  });
-  im.context->Run(ws.stream, ws.probs.data(), ws.v8.data(), b, ws.acc.data());
+  if (a.kind == AttentionKind::kTaylor) {
+    // Whole images (the sums run over all their tokens), wrapped here.
+    ParallelRows(b, t * d * (d / h), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) {
+        const size_t o = i * t * d;
+        TaylorAttention(a.taylor, a.q_quant.out, a.k_quant.out, a.v_quant.out, a.context,
+                        ws.q8.data() + o, ws.k8.data() + o, ws.v8.data() + o, t, d, h,
+                        ws.acc.data() + o);
+      }
+    });
+  } else {
+    const size_t score_rows = size_t{b} * h * t;
+    im.scores->Run(ws.stream, ws.q8.data(), ws.k8.data(), b, ws.scores.data());
+    ParallelRows(score_rows, 4 * t, [&](size_t r0, size_t r1) {
+      thread_local AlignedVector<int32_t> scratch;
+      Grow(scratch, t);
+      WrapValues(a.scores, ws.scores.data() + r0 * t, (r1 - r0) * t);
+      SoftmaxRows(a.softmax, ws.scores.data() + r0 * t, r1 - r0, t, scratch.data(),
+                  ws.probs.data() + r0 * t);
+    });
+    im.context->Run(ws.stream, ws.probs.data(), ws.v8.data(), b, ws.acc.data());
+  }
   ParallelRows(m, d, [&](size_t r0, size_t r1) {
-    WrapValues(a.context, ws.acc.data() + r0 * d, (r1 - r0) * d);
+    if (a.kind != AttentionKind::kTaylor) {
+      WrapValues(a.context, ws.acc.data() + r0 * d, (r1 - r0) * d);
+    }
     TableLookup(a.context_quant, a.context, ws.acc.data() + r0 * d, (r1 - r0) * d,
                 ws.a8.data() + r0 * d);
   });
@@ -240,11 +266,15 @@ void VitKernel::MlpChunk(uint32_t block, Workspace& ws, uint32_t b, const int32_
   const VitSpec& s = weights_.spec;
   const MlpBlock& ml = weights_.mlp[block];
   const Impl::Block& im = impl_->blocks[block];
+  const size_t t = s.tokens, d = s.width, hd = s.mlp_hidden, m = size_t{b} * t;
+  if (ml.kind == MlpKind::kNone) {  // the stream passes through
+    if (out != x) std::memcpy(out, x, m * d * sizeof(int32_t));
+    return;
+  }
   if (im.lut_mlp != nullptr) {
     im.lut_mlp->Run(x, b, out);
     return;
   }
-  const size_t t = s.tokens, d = s.width, hd = s.mlp_hidden, m = size_t{b} * t;
   const IntType in = weights_.MlpInput(block);
   ParallelRows(m, 3 * d, [&](size_t r0, size_t r1) {
     NormRows(ml.norm, in, x + r0 * d, r1 - r0, d, d, ws.a8.data() + r0 * d);

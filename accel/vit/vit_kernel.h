@@ -65,7 +65,8 @@ class VitKernel final : public Kernel {
   // The pipeline's stage groups on n images, as the authors test their
   // blocks one by one. Residual streams are int32 [n][tokens][width]:
   //   PatchEmbed: flat int8 [n][tokens][token_values] (not device order)
-  //   Attention / Mlp (block < depth): residual in -> residual out
+  //   Attention / Mlp (block < depth): residual in -> residual out (the
+  //     same values for a branch of kind none: it is skipped)
   //   Head: residual -> int32 logits [n][classes]
   void PatchEmbed(const int8_t* flat, uint32_t n, int32_t* out) const;
   void Attention(uint32_t block, const int32_t* x, uint32_t n, int32_t* out) const;

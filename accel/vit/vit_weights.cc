@@ -332,6 +332,66 @@ absl::Status ReadSoftmax(Reader& r, const std::string& key, SoftmaxStage* s) {
   return ReadTable(r, key + ".recip_two", s->two_bound, s->recip, &s->recip_two_table);
 }
 
+absl::Status ReadTaylor(Reader& r, const std::string& key, TaylorStage* t) {
+  ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
+  for (auto [name, type] :
+       std::initializer_list<std::pair<const char*, IntType*>>{{"ksum", &t->ksum},
+                                                               {"vsum", &t->vsum},
+                                                               {"kv", &t->kv},
+                                                               {"g", &t->g},
+                                                               {"gshift", &t->gshift},
+                                                               {"mterm", &t->mterm}}) {
+    RETURN_IF_ERROR(line.Type(name, type));
+  }
+  // q gq summed over a head stays far inside int64 (8 + 32 + 12 bits).
+  RETURN_IF_ERROR(Int32Type(line, "gout", &t->gout));
+  constexpr int64_t kMult = std::numeric_limits<int32_t>::max();
+  RETURN_IF_ERROR(line.Int("g_shift", 1, kMaxShift, &t->g_shift));
+  RETURN_IF_ERROR(line.Int("mean_mult", -kMult, kMult, &t->mean_mult));
+  RETURN_IF_ERROR(line.Int("mean_shift", 1, kMaxShift, &t->mean_shift));
+  return line.Done();
+}
+
+// The optional key `blocks.I.PART.kind`: one of `names` (index = the enum's
+// value), names[0] when absent.
+absl::StatusOr<int> ReadKind(Reader& r, uint32_t block, absl::string_view part,
+                             std::initializer_list<const char*> names) {
+  const std::string key = absl::StrCat("blocks.", block, ".", part, ".kind");
+  if (!r.HasKey(key)) return 0;
+  ASSIGN_OR_RETURN(std::string v, r.Value(key));
+  int i = 0;
+  for (const char* n : names) {
+    if (v == n) return i;
+    ++i;
+  }
+  return r.Error(absl::StrCat("manifest '", key, "': block ", block, "'s ", part, " kind '",
+                              v.substr(0, 32), "' is not ", absl::StrJoin(names, ", ")));
+}
+
+absl::StatusOr<AttentionKind> ReadAttentionKind(Reader& r, uint32_t block) {
+  ASSIGN_OR_RETURN(int k, ReadKind(r, block, "attn", {"softmax", "taylor", "none"}));
+  return static_cast<AttentionKind>(k);
+}
+
+absl::StatusOr<MlpKind> ReadMlpKind(Reader& r, uint32_t block) {
+  ASSIGN_OR_RETURN(int k, ReadKind(r, block, "mlp", {"gelu", "none"}));
+  return static_cast<MlpKind>(k);
+}
+
+// A skipped branch computes nothing, so a stage line of it is a mistake (a
+// file quantized for another variant) that would otherwise be ignored.
+absl::Status NoStageLines(const Reader& r, const std::string& prefix, uint32_t block) {
+  for (const char* stage : {".norm", ".q", ".fc1", ".residual"}) {
+    const std::string key = prefix + stage;
+    if (r.HasKey(key)) {
+      return r.Error(absl::StrCat("manifest '", key, "': block ", block, "'s ",
+                                  prefix.substr(prefix.rfind('.') + 1),
+                                  " is skipped (kind none) but has stage lines"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadResidual(Reader& r, const std::string& key, ResidualStage* s) {
   ASSIGN_OR_RETURN(StageLine line, r.Stage(key));
   RETURN_IF_ERROR(Int32Type(line, "out", &s->out));
@@ -415,13 +475,17 @@ BitstreamManifest VitSpec::ToManifest() const {
   return m;
 }
 
-IntType VitWeights::AttentionInput(uint32_t i) const {
-  return i == 0 ? patch.out : mlp[i - 1].residual.out;
+IntType VitWeights::StreamAfter(int64_t branch) const {
+  for (int64_t j = branch; j >= 0; --j) {
+    const size_t i = static_cast<size_t>(j / 2);
+    if (j % 2 == 0 && attn[i].kind != AttentionKind::kNone) return attn[i].residual.out;
+    if (j % 2 == 1 && mlp[i].kind != MlpKind::kNone) return mlp[i].residual.out;
+  }
+  return patch.out;
 }
-IntType VitWeights::MlpInput(uint32_t i) const { return attn[i].residual.out; }
-IntType VitWeights::HeadInput() const {
-  return spec.depth == 0 ? patch.out : mlp[spec.depth - 1].residual.out;
-}
+IntType VitWeights::AttentionInput(uint32_t i) const { return StreamAfter(int64_t{2} * i - 1); }
+IntType VitWeights::MlpInput(uint32_t i) const { return StreamAfter(int64_t{2} * i); }
+IntType VitWeights::HeadInput() const { return StreamAfter(int64_t{2} * spec.depth - 1); }
 
 absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c, absl::string_view source) {
   Reader r(c, source);
@@ -435,22 +499,36 @@ absl::StatusOr<VitWeights> VitWeightsFromContainer(const Container& c, absl::str
   for (uint32_t i = 0; i < s.depth; ++i) {
     AttentionBlock& a = w.attn[i];
     const std::string p = absl::StrCat("blocks.", i, ".attn");
-    RETURN_IF_ERROR(ReadNorm(r, p + ".norm", d, &a.norm));
-    RETURN_IF_ERROR(ReadLinear(r, p + ".q", d, d, &a.q));
-    RETURN_IF_ERROR(ReadLinear(r, p + ".k", d, d, &a.k));
-    RETURN_IF_ERROR(ReadLinear(r, p + ".v", d, d, &a.v));
-    RETURN_IF_ERROR(ReadTableStage(r, p + ".q_quant", &a.q_quant));
-    RETURN_IF_ERROR(ReadTableStage(r, p + ".k_quant", &a.k_quant, true));
-    RETURN_IF_ERROR(ReadTableStage(r, p + ".v_quant", &a.v_quant, true));
-    RETURN_IF_ERROR(ReadAccumulator(r, p + ".scores", &a.scores));
-    RETURN_IF_ERROR(ReadSoftmax(r, p + ".softmax", &a.softmax));
-    RETURN_IF_ERROR(ReadAccumulator(r, p + ".context", &a.context));
-    RETURN_IF_ERROR(ReadTableStage(r, p + ".context_quant", &a.context_quant));
-    RETURN_IF_ERROR(ReadLinear(r, p + ".o", d, d, &a.o));
-    RETURN_IF_ERROR(ReadResidual(r, p + ".residual", &a.residual));
+    ASSIGN_OR_RETURN(a.kind, ReadAttentionKind(r, i));
+    if (a.kind == AttentionKind::kNone) {
+      RETURN_IF_ERROR(NoStageLines(r, p, i));
+    } else {
+      RETURN_IF_ERROR(ReadNorm(r, p + ".norm", d, &a.norm));
+      RETURN_IF_ERROR(ReadLinear(r, p + ".q", d, d, &a.q));
+      RETURN_IF_ERROR(ReadLinear(r, p + ".k", d, d, &a.k));
+      RETURN_IF_ERROR(ReadLinear(r, p + ".v", d, d, &a.v));
+      RETURN_IF_ERROR(ReadTableStage(r, p + ".q_quant", &a.q_quant));
+      RETURN_IF_ERROR(ReadTableStage(r, p + ".k_quant", &a.k_quant, true));
+      RETURN_IF_ERROR(ReadTableStage(r, p + ".v_quant", &a.v_quant, true));
+      if (a.kind == AttentionKind::kTaylor) {
+        RETURN_IF_ERROR(ReadTaylor(r, p + ".taylor", &a.taylor));
+      } else {
+        RETURN_IF_ERROR(ReadAccumulator(r, p + ".scores", &a.scores));
+        RETURN_IF_ERROR(ReadSoftmax(r, p + ".softmax", &a.softmax));
+      }
+      RETURN_IF_ERROR(ReadAccumulator(r, p + ".context", &a.context));
+      RETURN_IF_ERROR(ReadTableStage(r, p + ".context_quant", &a.context_quant));
+      RETURN_IF_ERROR(ReadLinear(r, p + ".o", d, d, &a.o));
+      RETURN_IF_ERROR(ReadResidual(r, p + ".residual", &a.residual));
+    }
 
     MlpBlock& m = w.mlp[i];
     const std::string q = absl::StrCat("blocks.", i, ".mlp");
+    ASSIGN_OR_RETURN(m.kind, ReadMlpKind(r, i));
+    if (m.kind == MlpKind::kNone) {
+      RETURN_IF_ERROR(NoStageLines(r, q, i));
+      continue;
+    }
     RETURN_IF_ERROR(ReadNorm(r, q + ".norm", d, &m.norm));
     RETURN_IF_ERROR(ReadLinear(r, q + ".fc1", d, hd, &m.fc1));
     RETURN_IF_ERROR(ReadTableStage(r, q + ".gelu", &m.gelu));

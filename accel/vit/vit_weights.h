@@ -83,25 +83,52 @@ struct SoftmaxStage {
   std::vector<int32_t> recip_two_table;  // [two_bound + 1]
 };
 
+// ViTALiTy's linear Taylor attention of one head (docs/datapath.md, "Taylor
+// attention"), in place of the scores and softmax: with k, v the tables'
+// values over the image's T tokens,
+//   ksum = sum_t k_t, vsum = sum_t v_t, kv = K^T V        (wrapped)
+//   g    = T kv - ksum^T vsum   (T K^T V with the keys centred, exactly)
+//   gq   = clamp_gout(wrap_gshift((g + 2^(g_shift-1)) >> g_shift))
+//   m    = wrap_mterm((vsum mean_mult + 2^(mean_shift-1)) >> mean_shift)
+//   context_t = wrap_context(m + q_t gq)
+// Sums and products wrap modulo 2^64 before each type keeps its low bits,
+// as the reference's int64 arithmetic does.
+struct TaylorStage {
+  IntType ksum, vsum, kv, g, gshift, gout, mterm;
+  int64_t g_shift = 1, mean_mult = 0, mean_shift = 1;
+};
+
+// What computes a block's attention and MLP: the manifest keys
+// blocks.I.attn.kind (softmax, taylor, none) and blocks.I.mlp.kind (gelu,
+// none), softmax and gelu when absent. A skipped (none) branch passes the
+// residual stream through unchanged and has no stage lines.
+enum class AttentionKind { kSoftmax, kTaylor, kNone };
+enum class MlpKind { kGelu, kNone };
+
 // out = main + round(x * mult / 2^shift), in `out` (the blocks' merge).
 struct ResidualStage {
   IntType out;
   int64_t mult = 0, shift = 1;
 };
 
+// A block of kind kNone holds nothing else; one of kTaylor has no scores
+// or softmax but `taylor`.
 struct AttentionBlock {
+  AttentionKind kind = AttentionKind::kSoftmax;
   NormStage norm;
   LinearStage q, k, v;
   TableStage q_quant, k_quant, v_quant;
   IntType scores;  // q k^T accumulator, per head
   SoftmaxStage softmax;
-  IntType context;  // p v accumulator, per head
+  TaylorStage taylor;
+  IntType context;  // p v (or Taylor) accumulator, per head
   TableStage context_quant;
   LinearStage o;
   ResidualStage residual;
 };
 
 struct MlpBlock {
+  MlpKind kind = MlpKind::kGelu;
   NormStage norm;
   LinearStage fc1;
   TableStage gelu;
@@ -134,10 +161,16 @@ struct VitWeights {
   std::vector<std::string> labels;  // empty, or one per class
 
   // The residual stream's type entering attention block i, MLP block i and
-  // the head: the previous stage's output type.
+  // the head: the output type of the last stage before it that runs (a
+  // skipped branch writes nothing).
   IntType AttentionInput(uint32_t i) const;
   IntType MlpInput(uint32_t i) const;
   IntType HeadInput() const;
+
+ private:
+  // The stream's type after branch `branch` (2i: attention i, 2i + 1: MLP
+  // i) or, for -1, after the patch embedding, skipping branches of kind none.
+  IntType StreamAfter(int64_t branch) const;
 };
 
 // Decodes a container and checks everything the datapath relies on: every

@@ -114,7 +114,7 @@ TEST_F(ImagesTest, PngAndRawPixelsGiveTheSameFp32Logits) {
   config = absl::StrReplaceAll(
       config, {{"name: \"fmnist_vit\"", "name: \"px\""},
                {"ENCODED_IMAGE", "PIXELS"},
-               {"fmnist_vit.hgvit", SourceDir() + "/models/fmnist_vit/fmnist_vit.hgvit"}});
+               {"weights: \"", "weights: \"" + SourceDir() + "/models/fmnist_vit/"}});
   const std::string repo = WriteModelRepository("px", config);
   auto px_server = ServerProcess::Start({"--model-repository=" + repo});
   ASSERT_TRUE(px_server.ok()) << px_server.status();

@@ -30,6 +30,7 @@
 #include "prometheus/exposer.h"
 #include "scheduler/scheduler.h"
 #include "server/board_factory.h"
+#include "server/heap_release.h"
 #include "server/http_server.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
@@ -254,32 +255,22 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
 }
 
 // Waits for SIGTERM/SIGINT. Meanwhile gives the heap's free memory back to
-// the system: main() keeps request buffers on the heap for reuse (mallopt),
-// so after a backlog drains the process would otherwise stay at its peak RSS
-// for as long as it runs. Trims once calls have stopped for a second, and
-// under load when the heap holds more than kTrimFreeBytes unused (only after
-// a backlog: in steady state the freed buffers are reused within
-// milliseconds and the free pool stays far below it), at most every
-// kTrimInterval so that a trim's page faults never recur on the hot path.
+// the system when server/heap_release.h's policy says so.
 int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipeline) {
-  constexpr size_t kTrimFreeBytes = size_t{64} << 20;
-  constexpr absl::Duration kTrimInterval = absl::Seconds(10);
   const timespec tick = {1, 0};
-  absl::Time trimmed_after_call = absl::InfinitePast();
-  absl::Time last_trim = absl::InfinitePast();
+  HeapReleasePolicy policy(HeapReleasePolicy::Options{});
+  const auto free_bytes = [] {
+    absl::StatusOr<size_t> bytes = HeapFreeBytes();
+    if (!bytes.ok()) {
+      LOG_FIRST_N(WARNING, 1) << bytes.status();
+      return size_t{0};
+    }
+    return *bytes;
+  };
   for (;;) {
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig > 0) return sig;
-    const absl::Time now = absl::Now();
-    const absl::Time last_call = pipeline.last_infer_call();
-    if (last_call != trimmed_after_call && now - last_call > absl::Seconds(1)) {
-      malloc_trim(0);
-      trimmed_after_call = last_call;
-      last_trim = now;
-    } else if (now - last_trim > kTrimInterval && mallinfo2().fordblks > kTrimFreeBytes) {
-      malloc_trim(0);
-      last_trim = now;
-    }
+    if (policy.ShouldTrim(absl::Now(), pipeline.last_infer_call(), free_bytes)) malloc_trim(0);
   }
 }
 

@@ -1,0 +1,125 @@
+#include "server/heap_release.h"
+
+#include <malloc.h>
+
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hgpipe::server {
+namespace {
+
+// Two arenas, as glibc 2.36 prints them (trimmed): the totals after the last
+// </heap> are the sums, and an arena other than the main one holds most.
+constexpr char kTwoArenas[] = R"(<malloc version="1">
+<heap nr="0">
+<sizes>
+</sizes>
+<total type="fast" count="0" size="0"/>
+<total type="rest" count="2" size="57377"/>
+<system type="current" size="135168"/>
+</heap>
+<heap nr="1">
+<sizes>
+  <unsorted from="600017" to="600705" total="15002217" count="25"/>
+</sizes>
+<total type="fast" count="3" size="96"/>
+<total type="rest" count="26" size="15004665"/>
+<system type="current" size="30007296"/>
+</heap>
+<total type="fast" count="3" size="96"/>
+<total type="rest" count="28" size="15062042"/>
+<total type="mmap" count="0" size="0"/>
+<system type="current" size="30142464"/>
+</malloc>
+)";
+
+TEST(HeapReleaseTest, SumsTheFreeBytesOfAllArenas) {
+  absl::StatusOr<size_t> bytes = FreeBytesFromMallocInfo(kTwoArenas);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, 96u + 15062042u);
+}
+
+TEST(HeapReleaseTest, RefusesTextWithoutTotals) {
+  EXPECT_FALSE(FreeBytesFromMallocInfo("<malloc version=\"1\">\n</malloc>").ok());
+  EXPECT_FALSE(
+      FreeBytesFromMallocInfo(R"(<total type="fast" size="x"/><total type="rest" size="1"/>)")
+          .ok());
+  EXPECT_FALSE(
+      FreeBytesFromMallocInfo(R"(<total type="fast" count="1"/><total type="rest" size="1"/>)")
+          .ok());
+}
+
+// The case mallinfo2() misses: buffers freed on another thread stay in that
+// thread's arena. The live count must see them.
+TEST(HeapReleaseTest, SeesMemoryFreedInAnotherThreadsArena) {
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);  // as main() does: big buffers on the heap
+  absl::StatusOr<size_t> before = HeapFreeBytes();
+  ASSERT_TRUE(before.ok()) << before.status();
+  std::vector<void*> kept;
+  std::thread([&kept] {
+    std::vector<void*> all;
+    for (int i = 0; i < 64; ++i) all.push_back(malloc(600000));
+    // Free every other one, so that they cannot merge into the arena's top
+    // and be trimmed by free() itself.
+    for (size_t i = 0; i < all.size(); ++i) (i % 2 == 0 ? free(all[i]) : kept.push_back(all[i]));
+  }).join();
+  absl::StatusOr<size_t> after = HeapFreeBytes();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_GE(*after, *before + 32 * size_t{600000});
+  for (void* p : kept) free(p);
+  malloc_trim(0);
+}
+
+TEST(HeapReleaseTest, TrimsOnceAfterCallsStop) {
+  HeapReleasePolicy policy(
+      {.idle = absl::Seconds(1), .interval = absl::Seconds(10), .min_free_bytes = 100});
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  int asked = 0;
+  const auto none_free = [&asked] {
+    ++asked;
+    return size_t{0};
+  };
+  EXPECT_FALSE(policy.ShouldTrim(t0 + absl::Milliseconds(500), t0, none_free));
+  EXPECT_TRUE(policy.ShouldTrim(t0 + absl::Seconds(2), t0, none_free));
+  EXPECT_FALSE(policy.ShouldTrim(t0 + absl::Seconds(3), t0, none_free));
+  EXPECT_FALSE(policy.ShouldTrim(t0 + absl::Seconds(30), t0, none_free))
+      << "nothing free, and this quiet spell was already trimmed";
+  EXPECT_TRUE(policy.ShouldTrim(t0 + absl::Seconds(33), t0 + absl::Seconds(31), none_free))
+      << "a new quiet spell";
+  EXPECT_EQ(asked, 2) << "only the first tick and the 30 s check needed the free bytes";
+}
+
+TEST(HeapReleaseTest, UnderLoadTrimsWhenEnoughIsFreeAtMostEveryInterval) {
+  HeapReleasePolicy policy(
+      {.idle = absl::Seconds(1), .interval = absl::Seconds(10), .min_free_bytes = 100});
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  size_t free_bytes = 1000;
+  int asked = 0;
+  const auto measure = [&] {
+    ++asked;
+    return free_bytes;
+  };
+  // Calls never stop: last_call is always just now.
+  int trims = 0;
+  for (int s = 1; s <= 60; ++s) {
+    const absl::Time now = t0 + absl::Seconds(s);
+    trims += policy.ShouldTrim(now, now - absl::Milliseconds(1), measure);
+  }
+  EXPECT_THAT(trims, testing::AllOf(testing::Ge(5), testing::Le(6)));
+  EXPECT_EQ(asked, trims) << "free bytes asked once an interval, not every tick";
+  free_bytes = 10;
+  asked = 0;
+  trims = 0;
+  for (int s = 61; s <= 120; ++s) {
+    const absl::Time now = t0 + absl::Seconds(s);
+    trims += policy.ShouldTrim(now, now - absl::Milliseconds(1), measure);
+  }
+  EXPECT_EQ(trims, 0) << "too little free to be worth the page faults";
+  EXPECT_GE(asked, 5);
+}
+
+}  // namespace
+}  // namespace hgpipe::server

@@ -24,6 +24,15 @@ bool Counts(BoardPhase phase) {
 
 }  // namespace
 
+absl::Status CheckAccuracyFloor(absl::string_view model, double floor, absl::string_view best_name,
+                                double best_top1) {
+  if (floor <= best_top1) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "model %s: no variant reaches the minimum accuracy %.4f; the best available is '%s' with "
+      "top-1 %.4f",
+      model, floor, best_name, best_top1));
+}
+
 int ChooseVariant(const std::vector<RouteCandidate>& candidates, absl::Time deadline) {
   int best = -1;
   int earliest = -1;
@@ -131,11 +140,8 @@ absl::StatusOr<int> VariantRouter::Choose(uint32_t images, uint32_t priority, ab
                                           std::optional<double> min_top1) {
   const RoutedVariant& best = options_.variants[ranked_.front()];
   const double floor = min_top1.has_value() ? *min_top1 : best.top1;
-  if (floor > best.top1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "model %s: no variant reaches the minimum accuracy %.4f; the best available is "
-        "'%s' with top-1 %.4f",
-        options_.model, floor, best.name, best.top1));
+  if (absl::Status s = CheckAccuracyFloor(options_.model, floor, best.name, best.top1); !s.ok()) {
+    return s;
   }
   NoteDemand(images, floor);
   std::vector<bool> leaving;

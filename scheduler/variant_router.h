@@ -30,7 +30,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "base/mutex.h"
@@ -44,6 +46,12 @@ struct RoutedVariant {
   double top1 = 0;               // measured top-1, a fraction in (0, 1]
   double images_per_second = 0;  // one board's capacity (1 / interval)
 };
+
+// OK if a variant of `model` whose best top-1 is `best_top1` (variant
+// `best_name`) reaches `floor`; else the InvalidArgument every path answers
+// (the router, and the server before any work), naming the best available.
+absl::Status CheckAccuracyFloor(absl::string_view model, double floor, absl::string_view best_name,
+                                double best_top1);
 
 // The pure part of the choice, for tests and the planner: variants ranked
 // by accuracy, the first whose predicted completion meets `deadline`.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
+#include "scheduler/variant_router.h"
 #include "server/client_text.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
@@ -70,17 +71,15 @@ absl::Status CheckAccuracyFloor(const LoadedModel& m, double floor) {
   for (const VariantEntry& v : m.entry.variants) {
     if (best == nullptr || v.manifest.accuracy.top1 > best->manifest.accuracy.top1) best = &v;
   }
-  if (best != nullptr && floor <= best->manifest.accuracy.top1) return absl::OkStatus();
   const std::string& name = m.name();
   if (best == nullptr || !best->manifest.accuracy.measured()) {
+    if (best != nullptr && floor <= best->manifest.accuracy.top1) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat("model ", Quote(name),
                                                    ": parameter 'min_accuracy': the model states "
                                                    "no measured top-1 accuracy"));
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "model %s: no variant reaches the minimum accuracy %.4f; the best available is '%s' with "
-      "top-1 %.4f",
-      Quote(name), floor, best->name, best->manifest.accuracy.top1));
+  return scheduler::CheckAccuracyFloor(Quote(name), floor, best->name,
+                                       best->manifest.accuracy.top1);
 }
 
 }  // namespace

@@ -132,22 +132,7 @@ ABSL_FLAG(int, canary_interval_s, 30,
 ABSL_FLAG(int, drain_timeout_s, 30,
           "On SIGTERM/SIGINT, how long in-flight requests may take to finish");
 
-#if HGPIPE_JEMALLOC
-// jemalloc reads this at its start (server/CMakeLists.txt says why jemalloc).
-// A background thread returns pages unused for 5 s to the system, so RSS
-// follows the load down after a backlog without a purge on any request's
-// path; within those 5 s a freed request buffer is reused without page
-// faults.
-extern "C" const char* malloc_conf = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0";
-#endif
-
 namespace hgpipe::server {
-
-#if HGPIPE_JEMALLOC
-constexpr bool kJemalloc = true;
-#else
-constexpr bool kJemalloc = false;
-#endif
 namespace {
 
 int Fail(const absl::Status& s) {
@@ -269,10 +254,8 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
   return out;
 }
 
-// Waits for SIGTERM/SIGINT. Under glibc's malloc (sanitizer builds, or
-// HGPIPE_JEMALLOC off) meanwhile gives the heap's free memory back to the
-// system when server/heap_release.h's policy says so; under jemalloc its
-// own background thread does that (malloc_conf above).
+// Waits for SIGTERM/SIGINT. Meanwhile gives the heap's free memory back to
+// the system when server/heap_release.h's policy says so.
 int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipeline) {
   const timespec tick = {1, 0};
   HeapReleasePolicy policy(HeapReleasePolicy::Options{});
@@ -287,9 +270,7 @@ int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipel
   for (;;) {
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig > 0) return sig;
-    if (!kJemalloc && policy.ShouldTrim(absl::Now(), pipeline.last_infer_call(), free_bytes)) {
-      malloc_trim(0);
-    }
+    if (policy.ShouldTrim(absl::Now(), pipeline.last_infer_call(), free_bytes)) malloc_trim(0);
   }
 }
 
@@ -426,8 +407,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   LOG(INFO) << "hgpipe-server ready: grpc=" << host << ":" << grpc_port
             << " http=" << (http != nullptr ? absl::StrCat(host, ":", http->port()) : "off")
             << " metrics=" << host << ":" << exposer->GetListeningPorts().front()
-            << " models=" << absl::StrJoin(models.LoadedNames(), ",")
-            << " allocator=" << (kJemalloc ? "jemalloc" : "glibc");
+            << " models=" << absl::StrJoin(models.LoadedNames(), ",");
 
   int sig = WaitForStopSignal(stop_signals, pipeline);
   LOG(INFO) << "hgpipe-server: " << strsignal(sig) << ", draining";
@@ -462,13 +442,19 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
 }  // namespace hgpipe::server
 
 int main(int argc, char** argv) {
-  if (!hgpipe::server::kJemalloc) {
-    // Requests carry 150 KB per image, just above glibc's 128 KiB mmap
-    // threshold: every request buffer would be a fresh mapping, page-faulted
-    // in and unmapped again. Keep such buffers on the heap and reuse them.
-    mallopt(M_MMAP_THRESHOLD, 16 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  }
+  // Requests carry 150 KB per image, just above glibc's 128 KiB mmap
+  // threshold: every request buffer would be a fresh mapping, page-faulted
+  // in and unmapped again. Keep such buffers on the heap and reuse them.
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // One arena: glibc's default of up to 8 per core lets each keep its own
+  // share of those buffers, and RSS ratchets up as load moves between
+  // threads (the 30-minute soak: +11 % with every answer right and no leak
+  // to find). Small allocations stay off the arena's lock in glibc's
+  // per-thread caches; jemalloc, tried instead, kept RSS flat but took 20x
+  // the page faults and 13 % of the throughput on 4-image requests
+  // (docs/BENCHMARKS.md, "Soak").
+  mallopt(M_ARENA_MAX, 1);
   // Debian's Abseil is built with deadlock detection on, which costs every
   // lock a global spin lock; the clang thread-safety build checks lock
   // order statically instead.

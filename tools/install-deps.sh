@@ -12,7 +12,7 @@ pkgs=(
   libxrt-dev libxrt-utils uuid-dev
   libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libhwy-dev zlib1g-dev
   libdnnl-dev
-  libboost-dev rapidjson-dev libssl-dev libjemalloc-dev
+  libboost-dev rapidjson-dev libssl-dev
 )
 # Tests, sanitizers, the clang thread-safety build, benchmarks.
 pkgs+=(

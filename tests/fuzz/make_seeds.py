@@ -59,10 +59,10 @@ def main():
             put("image_decoder_fuzz", name, f.read())
     # Requests: protoc's Python module for the KServe protocol.
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.check_call(["protoc", "-I", os.path.join(ROOT, "proto"),
-                               f"--python_out={tmp}", "grpc_service.proto"])
+        subprocess.check_call(["protoc", "-I", ROOT, f"--python_out={tmp}",
+                               "proto/grpc_service.proto", "proto/triton_model_config.proto"])
         sys.path.insert(0, tmp)
-        import grpc_service_pb2 as pb
+        from proto import grpc_service_pb2 as pb
         with open(os.path.join(ROOT, "tests/preprocess/data/fmnist_t10k_0.png"), "rb") as f:
             png = f.read()
 
@@ -99,6 +99,24 @@ def main():
         put("infer_request_fuzz", "int8_raw_short",
             req("verify", "INPUT", "INT8", [1, 196, 768], raw=bytes(64),
                 params={"timeout": -1, "sequence_id": 7}))
+
+    # REST bodies: 4 bytes of JSON-header length (Inference-Header-Content-
+    # Length), the JSON, then any binary tensor data.
+    def rest(doc, binary=b""):
+        j = doc.encode()
+        return struct.pack("<I", len(j)) + j + binary
+    put("rest_json_fuzz", "json_pixels",
+        rest('{"id":"seed","parameters":{"priority":1,"timeout":20000},"inputs":[{"name":"IMAGE",'
+             '"datatype":"UINT8","shape":[1,28,28,1],"data":[' + ",".join(["0"] * 784) + ']}],'
+             '"outputs":[{"name":"LOGITS","parameters":{"classification":3}}]}'))
+    put("rest_json_fuzz", "binary_png",
+        rest('{"inputs":[{"name":"IMAGE","datatype":"BYTES","shape":[1],"parameters":'
+             '{"binary_data_size":%d}}],"parameters":{"binary_data_output":true}}' % (len(png) + 4),
+             struct.pack("<I", len(png)) + png))
+    put("rest_json_fuzz", "int8_binary_output",
+        rest('{"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2,4],'
+             '"data":[-4,-3,-2,-1,0,1,2,3]}],"outputs":[{"name":"LOGITS",'
+             '"parameters":{"binary_data":true}}]}'))
 
 
 if __name__ == "__main__":

@@ -1,35 +1,31 @@
-// When the server gives the heap's free memory back to the system.
+// How the server's heap is set up, and when it gives free memory back.
 //
-// main() keeps request buffers on the heap (mallopt), so that a 600 KB
-// request does not map, fault in and unmap fresh pages every time. The price
-// is that freed buffers stay resident: after a backlog drains, and as glibc
-// spreads the buffers over its per-thread arenas (up to 8 per core), RSS
-// would ratchet up and never come down. This room decides when to call
-// malloc_trim(3) and measures what there is to give back.
+// Request buffers (150 KB an image) stay on the heap for reuse instead of
+// being mapped, faulted in and unmapped per request; they all live in one
+// malloc arena, because glibc's default of up to 8 per core lets each arena
+// keep its own share and RSS ratchets up as load moves between threads
+// (docs/BENCHMARKS.md, "Soak"). The price of keeping buffers is that freed
+// ones stay resident after a backlog drains; this room decides when to call
+// malloc_trim(3).
 //
-// Thread safety: HeapReleasePolicy is not thread-safe (one owner thread);
-// the free functions are.
+// Thread safety: ConfigureHeap runs before any thread starts;
+// HeapReleasePolicy is not thread-safe (one owner thread); HeapFreeBytes is.
 #ifndef HGPIPE_SERVER_HEAP_RELEASE_H_
 #define HGPIPE_SERVER_HEAP_RELEASE_H_
 
 #include <cstddef>
 
 #include "absl/functional/function_ref.h"
-#include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace hgpipe::server {
 
-// Bytes malloc holds free in all its arenas (fast bins and other bins,
-// including each arena's top chunk), from malloc_info(3). mallinfo2(3) is
-// no substitute: it covers only the main arena, and request buffers live
-// mostly in the arenas of gRPC's threads.
-absl::StatusOr<size_t> HeapFreeBytes();
+// Sets glibc's malloc up as above (mallopt). Call first thing in main().
+void ConfigureHeap();
 
-// The same, from malloc_info(3)'s XML: the "fast" and "rest" totals after
-// the last </heap>, which sum over the arenas.
-absl::StatusOr<size_t> FreeBytesFromMallocInfo(absl::string_view xml);
+// Bytes malloc holds free (mallinfo2(3)). Counts the main arena only, which
+// after ConfigureHeap is the only one.
+size_t HeapFreeBytes();
 
 // Trim once calls have stopped for `idle` (once per quiet spell), and while
 // calls go on when more than `min_free_bytes` are free, at most every
@@ -46,7 +42,7 @@ class HeapReleasePolicy {
 
   // Called periodically with the time of the last inference call; true if
   // the caller should trim now. `free_bytes` is asked only when the answer
-  // depends on it (it costs a malloc_info).
+  // depends on it.
   bool ShouldTrim(absl::Time now, absl::Time last_call, absl::FunctionRef<size_t()> free_bytes);
 
  private:

@@ -259,18 +259,12 @@ std::vector<std::string> RepeatedListFlag(int argc, char** argv, absl::string_vi
 int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipeline) {
   const timespec tick = {1, 0};
   HeapReleasePolicy policy(HeapReleasePolicy::Options{});
-  const auto free_bytes = [] {
-    absl::StatusOr<size_t> bytes = HeapFreeBytes();
-    if (!bytes.ok()) {
-      LOG_FIRST_N(WARNING, 1) << bytes.status();
-      return size_t{0};
-    }
-    return *bytes;
-  };
   for (;;) {
     const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig > 0) return sig;
-    if (policy.ShouldTrim(absl::Now(), pipeline.last_infer_call(), free_bytes)) malloc_trim(0);
+    if (policy.ShouldTrim(absl::Now(), pipeline.last_infer_call(), HeapFreeBytes)) {
+      malloc_trim(0);
+    }
   }
 }
 
@@ -442,19 +436,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
 }  // namespace hgpipe::server
 
 int main(int argc, char** argv) {
-  // Requests carry 150 KB per image, just above glibc's 128 KiB mmap
-  // threshold: every request buffer would be a fresh mapping, page-faulted
-  // in and unmapped again. Keep such buffers on the heap and reuse them.
-  mallopt(M_MMAP_THRESHOLD, 16 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  // One arena: glibc's default of up to 8 per core lets each keep its own
-  // share of those buffers, and RSS ratchets up as load moves between
-  // threads (the 30-minute soak: +11 % with every answer right and no leak
-  // to find). Small allocations stay off the arena's lock in glibc's
-  // per-thread caches; jemalloc, tried instead, kept RSS flat but took 20x
-  // the page faults and 13 % of the throughput on 4-image requests
-  // (docs/BENCHMARKS.md, "Soak").
-  mallopt(M_ARENA_MAX, 1);
+  hgpipe::server::ConfigureHeap();
   // Debian's Abseil is built with deadlock detection on, which costs every
   // lock a global spin lock; the clang thread-safety build checks lock
   // order statically instead.

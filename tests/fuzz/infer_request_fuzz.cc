@@ -4,12 +4,11 @@
 // accepted request's image pointers must lie inside the request.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <vector>
 
 #include "google/protobuf/stubs/logging.h"
 #include "server/infer_request.h"
-#include "server/model_repository.h"
+#include "tests/fuzz/bundled_configs.h"
 
 namespace {
 
@@ -20,17 +19,7 @@ std::vector<hgpipe::config::ModelConfig>* configs;
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Protobuf logs every string field with invalid UTF-8 it parses: noise.
   google::protobuf::SetLogHandler(nullptr);
-  configs = new std::vector<hgpipe::config::ModelConfig>;
-  for (const char* name : {"verify", "fmnist_vit"}) {
-    auto e = hgpipe::server::LoadModelDirectory(HGPIPE_SOURCE_DIR "/models", name,
-                                                hgpipe::server::ResolveEmulatedBitstream);
-    if (!e.ok()) abort();
-    configs->push_back(e->config);
-  }
-  // A PIXELS model: fmnist's config asking for raw pixels.
-  configs->push_back(configs->back());
-  configs->back().set_input_format(hgpipe::config::PIXELS);
-  configs->back().mutable_input()->set_datatype("UINT8");
+  configs = new std::vector<hgpipe::config::ModelConfig>(hgpipe::fuzz::BundledConfigs());
   return 0;
 }
 

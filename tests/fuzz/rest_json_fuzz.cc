@@ -7,14 +7,13 @@
 // never crash, read out of bounds or allocate without bound.
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "google/protobuf/stubs/logging.h"
 #include "server/infer_request.h"
-#include "server/model_repository.h"
+#include "tests/fuzz/bundled_configs.h"
 #include "server/rest_json.h"
 
 namespace {
@@ -56,16 +55,7 @@ void Check(std::string json, std::string binary) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   google::protobuf::SetLogHandler(nullptr);
-  configs = new std::vector<hgpipe::config::ModelConfig>;
-  for (const char* name : {"verify", "fmnist_vit"}) {
-    auto e = hgpipe::server::LoadModelDirectory(HGPIPE_SOURCE_DIR "/models", name,
-                                                hgpipe::server::ResolveEmulatedBitstream);
-    if (!e.ok()) abort();
-    configs->push_back(e->config);
-  }
-  configs->push_back(configs->back());
-  configs->back().set_input_format(hgpipe::config::PIXELS);
-  configs->back().mutable_input()->set_datatype("UINT8");
+  configs = new std::vector<hgpipe::config::ModelConfig>(hgpipe::fuzz::BundledConfigs());
   return 0;
 }
 

@@ -89,8 +89,10 @@ class Board {
 
   // Recovers a board that failed or hung: every run in flight is aborted
   // (its callback reports ABORTED, before `done` is called), the device is
-  // reset, and `done` reports whether that worked. A reset board holds no
-  // bitstream: it accepts runs again only after Program.
+  // reset, and `done` reports whether that worked. A run that completed
+  // before the Reset may still be in its callback, on another thread, when
+  // `done` is called. A reset board holds no bitstream: it accepts runs
+  // again only after Program.
   virtual void Reset(DoneCallback done) = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "server/infer_request.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -324,6 +325,12 @@ absl::StatusOr<RequestPolicy> ParseRequestPolicy(const inference::ModelInferRequ
     policy.min_accuracy = v;
   }
   return policy;
+}
+
+absl::Time SchedulerDeadline(absl::Time arrival, absl::Time deadline, absl::Duration reserve) {
+  if (deadline == absl::InfiniteFuture() || reserve <= absl::ZeroDuration()) return deadline;
+  const absl::Duration quarter = std::max(absl::ZeroDuration(), (deadline - arrival) / 4);
+  return deadline - std::min(reserve, quarter);
 }
 
 }  // namespace hgpipe::server

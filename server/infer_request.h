@@ -70,6 +70,15 @@ struct RequestPolicy {
 absl::StatusOr<RequestPolicy> ParseRequestPolicy(const inference::ModelInferRequest& request,
                                                  const config::ModelConfig& config);
 
+// The deadline the scheduler admits, routes and expires a request against:
+// the client's `deadline` less `reserve`, the time its answer needs to get
+// from the board's result back to the client (decoding, the response, the
+// transport), so that an answer admitted against a full queue still
+// arrives in time (docs/serving.md, "Deadlines"). The reserve takes at most
+// a quarter of the time from `arrival` to `deadline`, so a short timeout is
+// not refused on the reserve alone. InfiniteFuture stays InfiniteFuture.
+absl::Time SchedulerDeadline(absl::Time arrival, absl::Time deadline, absl::Duration reserve);
+
 }  // namespace hgpipe::server
 
 #endif  // HGPIPE_SERVER_INFER_REQUEST_H_

@@ -101,6 +101,10 @@ ABSL_FLAG(int, board_slots, 0,
           "boards derive it from the pipeline depth)");
 ABSL_FLAG(int, dispatch_lead_us, 1000,
           "Submit a busy board's next run this long before its input drains");
+ABSL_FLAG(int, response_reserve_us, 500,
+          "Time kept back from each request's deadline for its answer's way back to the "
+          "client: the scheduler admits and routes against the deadline less this (at most "
+          "a quarter of the request's timeout)");
 ABSL_FLAG(int, emulated_program_ms, 1000,
           "How long programming an emulated board with a bitstream takes");
 ABSL_FLAG(int, emulated_reset_ms, 200, "How long resetting an emulated board takes");
@@ -161,6 +165,8 @@ absl::Status CheckFlags() {
       CheckRange("max-recovery-attempts", absl::GetFlag(FLAGS_max_recovery_attempts), 1, 1000));
   RETURN_IF_ERROR(
       CheckRange("dispatch-lead-us", absl::GetFlag(FLAGS_dispatch_lead_us), 0, 1'000'000));
+  RETURN_IF_ERROR(
+      CheckRange("response-reserve-us", absl::GetFlag(FLAGS_response_reserve_us), 0, 1'000'000));
   RETURN_IF_ERROR(CheckRange("http-port", absl::GetFlag(FLAGS_http_port), -1, 65535));
   RETURN_IF_ERROR(CheckRange("http-thread-count", absl::GetFlag(FLAGS_http_thread_count), 1, 256));
   RETURN_IF_ERROR(CheckRange("http-request-timeout-ms",
@@ -356,7 +362,8 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   SharedMemoryRegions::Options shm_options;
   shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
   SharedMemoryRegions shared_memory(shm_options);
-  RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &workers, &shared_memory);
+  RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &workers, &shared_memory,
+                           absl::Microseconds(absl::GetFlag(FLAGS_response_reserve_us)));
   TritonApi api(&models, &statistics, &pipeline);
   InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory);
   grpc::EnableDefaultHealthCheckService(true);

@@ -86,13 +86,15 @@ absl::Status CheckAccuracyFloor(const LoadedModel& m, double floor) {
 
 RequestPipeline::RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler,
                                  Metrics* metrics, InferStatistics* statistics, WorkerPool* workers,
-                                 SharedMemoryRegions* shared_memory)
+                                 SharedMemoryRegions* shared_memory,
+                                 absl::Duration response_reserve)
     : models_(models),
       scheduler_(scheduler),
       metrics_(metrics),
       statistics_(statistics),
       workers_(workers),
-      shared_memory_(shared_memory) {}
+      shared_memory_(shared_memory),
+      response_reserve_(response_reserve) {}
 
 void RequestPipeline::Infer(const inference::ModelInferRequest& request,
                             inference::ModelInferResponse* response, absl::Time deadline,
@@ -138,7 +140,7 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   call->priority = policy->priority;
   call->min_accuracy = policy->min_accuracy;
   if (policy->timeout != absl::InfiniteDuration()) call->deadline = start + policy->timeout;
-  call->deadline = std::min(call->deadline, deadline);
+  call->deadline = SchedulerDeadline(start, std::min(call->deadline, deadline), response_reserve_);
   response->set_model_name(c.name());
   response->set_model_version("1");
   response->set_id(request.id());

@@ -42,10 +42,13 @@ struct InferCall;
 class RequestPipeline final : public InferPipeline {
  public:
   // All must outlive the pipeline. `workers` preprocesses images;
-  // `shared_memory`: the regions requests may name (null: none).
+  // `shared_memory`: the regions requests may name (null: none);
+  // `response_reserve`: the time kept back from each deadline for the
+  // answer's way back to the client (SchedulerDeadline, infer_request.h).
   RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler, Metrics* metrics,
                   InferStatistics* statistics, WorkerPool* workers,
-                  SharedMemoryRegions* shared_memory = nullptr);
+                  SharedMemoryRegions* shared_memory = nullptr,
+                  absl::Duration response_reserve = absl::ZeroDuration());
   RequestPipeline(const RequestPipeline&) = delete;
   RequestPipeline& operator=(const RequestPipeline&) = delete;
 
@@ -56,7 +59,7 @@ class RequestPipeline final : public InferPipeline {
   // and must stay valid until `done` is called; the pipeline neither reads
   // nor writes them after it. Request parameters `priority` and `timeout`
   // become the scheduler request's priority and deadline: arrival +
-  // timeout, or `deadline` if that is earlier. Every request is counted
+  // timeout, or `deadline` if that is earlier, less the response reserve. Every request is counted
   // once in the metrics (hgpipe_requests_total) and, once its model is
   // found, in the model's statistics, before `done` runs.
   void Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
@@ -94,6 +97,7 @@ class RequestPipeline final : public InferPipeline {
   InferStatistics* const statistics_;
   WorkerPool* const workers_;
   SharedMemoryRegions* const shared_memory_;
+  const absl::Duration response_reserve_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_call_ns_{0};

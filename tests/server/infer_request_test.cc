@@ -215,6 +215,23 @@ config::ModelConfig PolicyModel(uint32_t levels, uint64_t default_timeout_us = 0
   return c;
 }
 
+TEST(SchedulerDeadlineTest, KeepsTheReserveBackForTheAnswersWayBack) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  const absl::Duration reserve = absl::Microseconds(500);
+  // A 250 ms timeout: the scheduler works to 249.5 ms.
+  EXPECT_EQ(SchedulerDeadline(t0, t0 + absl::Milliseconds(250), reserve),
+            t0 + absl::Microseconds(249'500));
+  // A 1 ms timeout keeps three quarters of it: the reserve alone never
+  // refuses a short timeout.
+  EXPECT_EQ(SchedulerDeadline(t0, t0 + absl::Milliseconds(1), reserve),
+            t0 + absl::Microseconds(750));
+  // No deadline, no reserve, or a deadline already past: unchanged.
+  EXPECT_EQ(SchedulerDeadline(t0, absl::InfiniteFuture(), reserve), absl::InfiniteFuture());
+  EXPECT_EQ(SchedulerDeadline(t0, t0 + absl::Milliseconds(5), absl::ZeroDuration()),
+            t0 + absl::Milliseconds(5));
+  EXPECT_EQ(SchedulerDeadline(t0, t0 - absl::Milliseconds(1), reserve), t0 - absl::Milliseconds(1));
+}
+
 TEST(RequestPolicyTest, AbsentParametersMeanTheModelDefaults) {
   auto p = ParseRequestPolicy(Request(1), PolicyModel(3));
   ASSERT_TRUE(p.ok()) << p.status();

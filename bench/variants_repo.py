@@ -2,7 +2,7 @@
 """Builds the model repository of bench/variants_vs_plan.sh: fmnist_vit's
 variants with HG-PIPE's timing scaled by a factor, served as pixels.
 
-  variants_repo.py SRC_MODEL_DIR OUT_REPO SCALE FAST_SPEEDUP FULL_TOP1 FAST_DROP
+  variants_repo.py SRC_MODEL_DIR OUT_REPO SCALE FAST_SPEEDUP FULL_TOP1 FAST_DROP [FAST_VARIANT]
 
 SRC_MODEL_DIR is models/fmnist_vit. The variants are the ones its
 config.pbtxt lists (`variants { name weights }`), or, when it lists none,
@@ -19,8 +19,10 @@ with its manifest's timing rewritten:
     then stays small against the boards' times);
   - one variant is made FAST_SPEEDUP times faster (its interval divided,
     latency kept): ILLUSTRATIVE timing, no bitstream we have. With listed
-    variants it is the least accurate one (its weights and stated top-1
-    kept); with none, a variant `fast` is added that runs the FULL weights
+    variants it is FAST_VARIANT (default `taylor`: linear attention is what
+    shortens the interval where the pipeline is compute-bound, as
+    DeiT-tiny's is) or, if that is not listed, the least accurate one (its
+    weights and stated top-1 kept); with none, a variant `fast` is added that runs the FULL weights
     with a stated top-1 of FULL_TOP1 - FAST_DROP (a placeholder: its
     measured accuracy is then the full model's).
 
@@ -85,6 +87,7 @@ def put(manifest, key, value):
 
 def main():
     src, out, scale, speedup, full_top1, fast_drop = sys.argv[1:7]
+    fast_name = sys.argv[7] if len(sys.argv) > 7 else "taylor"
     scale, speedup = float(scale), float(speedup)
     full_top1, fast_drop = float(full_top1), float(fast_drop)
     with open(os.path.join(src, "config.pbtxt")) as f:
@@ -117,7 +120,8 @@ def main():
                          "container": (head, list(manifest), rest)})
         fast = variants[-1]
     else:
-        fast = min(variants[1:], key=lambda v: v["top1"])
+        named = [v for v in variants[1:] if v["name"] == fast_name]
+        fast = named[0] if named else min(variants[1:], key=lambda v: v["top1"])
     model_dir = os.path.join(out, "fmnist_vit")
     os.makedirs(model_dir, exist_ok=True)
     lines = []

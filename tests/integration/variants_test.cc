@@ -140,7 +140,7 @@ TEST_F(VariantsServingTest, AFloorNoVariantMeetsIsRefusedNamingTheBest) {
 // the router's (tests/scheduler/variant_router_test.cc).
 class FmnistVariantsTest : public ::testing::Test {
  protected:
-  static constexpr const char* kVariants[] = {"skip1", "taylor"};
+  static constexpr const char* kVariants[] = {"skip1", "skip2", "skip3", "taylor"};
 
   static std::string ModelDir() { return SourceDir() + "/models/fmnist_vit"; }
 
@@ -188,7 +188,7 @@ TEST_F(FmnistVariantsTest, TheModelListsItsVariantsWithMeasuredAccuracy) {
   auto meta = client_->ModelMetadata("fmnist_vit");
   ASSERT_TRUE(meta.ok()) << meta.status();
   const auto& p = meta->parameters();
-  EXPECT_EQ(p.at("variants").string_param(), "full,skip1,taylor");
+  EXPECT_EQ(p.at("variants").string_param(), "full,skip1,skip2,skip3,taylor");
   EXPECT_EQ(p.at("default_variant").string_param(), "full");
   const double full = p.at("variant.full.top1_accuracy").double_param();
   EXPECT_GT(full, 0.85);

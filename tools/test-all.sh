@@ -57,13 +57,17 @@ for s in "${stages[@]}"; do
         { broken=1; continue; }
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest build-asan -L "unit|integration|xrt" ;;
     tsan)
-      stage "TSan build (scheduler, clocks, boards)"
+      stage "TSan build (scheduler, clocks, boards, the server's threaded rooms)"
       cmake -S . -B build-tsan -G Ninja -DHGPIPE_SANITIZE=thread \
         -DHGPIPE_BUILD_BENCH=OFF >/dev/null &&
-        ninja -C build-tsan -j"$HGPIPE_JOBS" scheduler_test variant_router_test base_test accel_test ||
+        ninja -C build-tsan -j"$HGPIPE_JOBS" scheduler_test variant_router_test base_test accel_test \
+          server_test ||
         { broken=1; continue; }
-      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-        run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel)" ;;
+      # Not RestJsonTest: Debian's libprotobuf is built without TSan, and its
+      # headers compiled with it (PROTOBUF_TSAN) disagree with the library on
+      # map reflection, which crashes in single-threaded code.
+      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp \
+        run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel|RequestPipeline|ModelManager|Metrics|Statistics|ObserverFanout|SharedMemoryRegions|SharedMemoryTensors|HeapRelease|BoardFactory|LogRateLimiter|Canary)" ;;
     tsa)
       stage "clang++ -Wthread-safety -Werror, without XRT"
       CXX=clang++ cmake -S . -B build-tsa -G Ninja -DHGPIPE_THREAD_SAFETY=ON \

@@ -133,6 +133,7 @@ start_server() {
     line=$(grep -m1 'ready: grpc=' "$log" || true)
     if [[ -n $line ]]; then
       GRPC_PORT=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\) .*/\1/p' <<<"$line")
+      METRICS_PORT=$(sed -n 's/.* metrics=[^ ]*:\([0-9][0-9]*\) .*/\1/p' <<<"$line")
       break
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -154,6 +155,14 @@ for policy in $POLICIES; do
   fi
   echo "$policy: hgpipe-server and hgpipe-perf, ${WARMUP}+${DURATION}s" >&2
   start_server "$OUT/server-$policy.log"
+  # Which variant each board serves, every 5 s (hgpipe_board_images_total
+  # and the boards' phases), to see the router's moves beside the result.
+  (while kill -0 "$SERVER_PID" 2>/dev/null; do
+     echo "== $(date +%T)"
+     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+       grep -E '^hgpipe_board_(images_total|phase)\{' | grep -v ' 0$' || true
+     sleep 5
+   done) >"$OUT/boards-$policy.log" 2>&1 &
   "$PERF" --url "127.0.0.1:$GRPC_PORT" --model fmnist_vit --rate "$RATE" \
     --arrivals poisson --duration "$DURATION" --warmup "$WARMUP" --seed "$SEED" \
     --timeout-us "$DEADLINE_US" --timeout "$(awk "BEGIN { print 4 * $DEADLINE_SCALED_MS / 1000 }")" \

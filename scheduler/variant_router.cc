@@ -1,6 +1,7 @@
 #include "scheduler/variant_router.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <utility>
 
@@ -102,6 +103,10 @@ absl::StatusOr<std::unique_ptr<VariantRouter>> VariantRouter::Create(Options opt
                        "' needs a measured top-1 in (0, 1] and a positive capacity"));
     }
   }
+  if (options.demand_horizon < absl::ZeroDuration() || options.shrink_hold < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "variant router: demand_horizon and shrink_hold must not be negative");
+  }
   if (!(options.shrink_utilization > 0 && options.shrink_utilization <= options.grow_utilization)) {
     return absl::InvalidArgumentError(
         "variant router: need 0 < shrink_utilization <= grow_utilization");
@@ -187,7 +192,12 @@ void VariantRouter::NoteDemand(uint32_t images, double floor) {
     window_floor_ = std::min(window_floor_, floor);
     const absl::Duration elapsed = now - window_start_;
     if (elapsed < options_.demand_window) return;
-    rate = static_cast<double>(window_images_) / absl::ToDoubleSeconds(elapsed);
+    const double sample = static_cast<double>(window_images_) / absl::ToDoubleSeconds(elapsed);
+    const double weight = options_.demand_horizon > absl::ZeroDuration()
+                              ? 1 - std::exp(-absl::FDivDuration(elapsed, options_.demand_horizon))
+                              : 1;
+    demand_ = demand_ < 0 ? sample : demand_ + weight * (sample - demand_);
+    rate = demand_;
     window_floor = window_floor_;
     window_start_ = now;
     window_images_ = 0;
@@ -225,6 +235,26 @@ void VariantRouter::MaybeMoveBoard(double rate, double floor) {
     target = &grow;
   } else if (cap > Capacity(vs, shrink) * (1 + 1e-9)) {
     target = &shrink;
+  }
+  if (target == &shrink) {
+    bool settled = true;
+    for (const std::vector<Scheduler::BoardStatus>& of : boards) {
+      for (const Scheduler::BoardStatus& b : of) {
+        settled &= b.phase == BoardPhase::kServing || !Counts(b.phase);
+      }
+    }
+    const absl::Time now = options_.clock->Now();
+    hgpipe::MutexLock l(&mu_);
+    if (!settled) {
+      shrink_since_ = absl::InfiniteFuture();
+      target = nullptr;
+    } else if (shrink_since_ == absl::InfiniteFuture()) {
+      shrink_since_ = now;
+    }
+    if (now - shrink_since_ < options_.shrink_hold) target = nullptr;
+  } else {
+    hgpipe::MutexLock l(&mu_);
+    shrink_since_ = absl::InfiniteFuture();
   }
   bool moved = false;
   if (target != nullptr && *target != current) {

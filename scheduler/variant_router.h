@@ -14,11 +14,13 @@
 // (Scheduler::MoveBoard: drain, reprogram, probe) so that the accepted
 // variants' capacity covers the demand with the least accuracy given up:
 // towards faster variants when demand passes `grow_utilization` of the
-// capacity, back towards accurate ones only once demand is below
-// `shrink_utilization` of what the more accurate split would offer, and at
-// most one move per `min_move_interval`. The gap between the two thresholds
-// and the interval are the hysteresis: a board is not moved back and forth
-// by demand that wobbles around one threshold.
+// capacity, back towards accurate ones only once demand has stayed below
+// `shrink_utilization` of what the more accurate split would offer for
+// `shrink_hold` while no board moves, and at most one move per
+// `min_move_interval`. Demand is smoothed over `demand_horizon`. The gap
+// between the two thresholds, the smoothing, the hold and the interval are
+// the hysteresis: a board is not moved back and forth by demand that
+// wobbles around one threshold.
 //
 // Thread safety: all methods are thread-safe.
 #ifndef HGPIPE_SCHEDULER_VARIANT_ROUTER_H_
@@ -85,11 +87,20 @@ class VariantRouter {
     Clock* clock = nullptr;          // required; must outlive the router
     // Whether to move boards between the variants as demand moves.
     bool move_boards = true;
-    // Demand is measured over windows of this length.
+    // Demand is measured over windows of this length and smoothed
+    // exponentially with time constant `demand_horizon`, so that one
+    // window's burst or lull (Poisson arrivals, requests bunched by the
+    // preprocessing) does not move a board.
     absl::Duration demand_window = absl::Milliseconds(250);
+    absl::Duration demand_horizon = absl::Seconds(2);
     absl::Duration min_move_interval = absl::Seconds(1);
     double grow_utilization = 0.9;
     double shrink_utilization = 0.7;
+    // A board moves back towards accuracy only once demand has stayed below
+    // the shrink threshold this long, with no board of the model moving
+    // (draining, programming, probing): a move takes a board out for its
+    // whole reprogramming, so giving capacity back is never hurried.
+    absl::Duration shrink_hold = absl::Seconds(5);
   };
 
   static absl::StatusOr<std::unique_ptr<VariantRouter>> Create(Options options);
@@ -127,6 +138,11 @@ class VariantRouter {
   mutable hgpipe::Mutex mu_;
   absl::Time window_start_ ABSL_GUARDED_BY(mu_);
   uint64_t window_images_ ABSL_GUARDED_BY(mu_) = 0;
+  // The smoothed demand, images/s (negative: no window closed yet).
+  double demand_ ABSL_GUARDED_BY(mu_) = -1;
+  // Since when a move back towards accuracy has been called for
+  // (InfiniteFuture: it is not).
+  absl::Time shrink_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   double window_floor_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Time last_move_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool moving_ ABSL_GUARDED_BY(mu_) = false;

@@ -39,6 +39,18 @@ run_ctest() {  # run_ctest DIR ctest-args...
     t=$(echo "$line" | sed -E 's/.* tests failed out of ([0-9]+).*/\1/')
     passed=$((passed + t - f)); failed=$((failed + f))
   fi
+  # A suite whose SetUpTestSuite failed prints its tests as SKIPPED, and
+  # ctest's gtest skip pattern wins over the exit code: it would pass as
+  # skipped. Each such test counts as failed here, with its log.
+  local setup_failed
+  setup_failed=$(grep -E '^\[  FAILED  \] .*: SetUpTestSuite or TearDownTestSuite' \
+    "$dir/Testing/Temporary/LastTest.log" 2>/dev/null | wc -l)
+  if [ "$setup_failed" -gt 0 ]; then
+    echo "test-all: $setup_failed test(s) in $dir skipped because their suite's set-up failed:"
+    grep -B40 -E 'SetUpTestSuite or TearDownTestSuite' "$dir/Testing/Temporary/LastTest.log" |
+      grep -E 'Failure|FAILED|Error|error' | head -40
+    passed=$((passed - setup_failed)); failed=$((failed + setup_failed))
+  fi
   rm -f "$log"
 }
 stage() { echo; echo "==== test-all: $*"; }

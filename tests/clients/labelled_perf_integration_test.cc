@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "accel/vit/weight_file.h"
 #include "clients/client.h"
 #include "clients/labelled_images.h"
 #include "clients/tensors.h"
@@ -23,6 +22,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/integration/server_process.h"
+#include "tests/integration/variant_weights.h"
 
 namespace hgpipe::testing {
 namespace {
@@ -32,15 +32,6 @@ using ::testing::HasSubstr;
 
 constexpr int kImages = 8;
 constexpr int kSide = 28;
-
-void WriteVariantWeights(const fs::path& path, const std::string& top1) {
-  auto c = accel::vit::ReadContainer(
-      absl::StrCat(HGPIPE_TEST_SOURCE_DIR, "/models/fmnist_vit/fmnist_vit.hgvit"));
-  ASSERT_TRUE(c.ok()) << c.status();
-  c->manifest.emplace_back("top1_accuracy", top1);
-  c->manifest.emplace_back("accuracy_dataset", "Fashion-MNIST-test");
-  std::ofstream(path, std::ios::binary) << accel::vit::SerializeContainer(*c);
-}
 
 // An IDX file of unsigned bytes with `dims`, gzip-compressed or plain.
 void WriteIdx(const fs::path& path, const std::vector<uint32_t>& dims,

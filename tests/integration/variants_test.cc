@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server_process.h"
+#include "variant_weights.h"
 
 namespace hgpipe::testing {
 namespace {
@@ -25,25 +26,6 @@ namespace {
 using clients::InferenceClient;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-// fmnist_vit's weights with a measured accuracy (and, for `lite`, a shorter
-// interval): two variants that agree on inputs and outputs.
-void WriteVariantWeights(const fs::path& path, const std::string& top1,
-                         const std::string& interval) {
-  auto c = accel::vit::ReadContainer(
-      absl::StrCat(HGPIPE_TEST_SOURCE_DIR, "/models/fmnist_vit/fmnist_vit.hgvit"));
-  ASSERT_TRUE(c.ok()) << c.status();
-  // The committed file states its own measured accuracy: replaced here.
-  std::erase_if(c->manifest, [](const auto& kv) {
-    return kv.first == "top1_accuracy" || kv.first == "accuracy_dataset";
-  });
-  for (auto& [k, v] : c->manifest) {
-    if (k == "interval_cycles" && !interval.empty()) v = interval;
-  }
-  c->manifest.emplace_back("top1_accuracy", top1);
-  c->manifest.emplace_back("accuracy_dataset", "Fashion-MNIST test (10,000 images)");
-  std::ofstream(path, std::ios::binary) << accel::vit::SerializeContainer(*c);
-}
 
 class VariantsServingTest : public ::testing::Test {
  protected:

@@ -70,12 +70,14 @@ class VariantRouterTest : public ::testing::Test {
     return std::make_shared<const accel::Bitstream>(accel::Bitstream{m, kernel, ""});
   }
 
-  void Build(int boards, bool move_boards = true) {
+  // `slow`: every interval and latency times this (the overload bench's
+  // scale), so that seconds of simulated load stay cheap.
+  void Build(int boards, bool move_boards = true, uint64_t slow = 1) {
     Scheduler::Options so;
     so.clock = &clock_;
     so.dispatch_lead = absl::Microseconds(100);
     scheduler_ = *Scheduler::Create(so);
-    const uint64_t ii = 57'624;
+    const uint64_t ii = 57'624 * slow;
     const std::vector<std::pair<std::string, uint64_t>> kinds = {
         {"full", ii}, {"skip", ii * 2 / 3}, {"taylor", ii / 3}, {"fast", ii / 4}};
     const std::vector<double> top1 = {0.90, 0.89, 0.88, 0.70};
@@ -83,6 +85,12 @@ class VariantRouterTest : public ::testing::Test {
       ModelOptions mo;
       mo.name = i == 0 ? "m" : "m@" + kinds[i].first;
       mo.bitstream = Variant(kinds[i].second);
+      if (slow > 1) {
+        auto m = mo.bitstream->manifest;
+        m.timing.latency_cycles *= slow;
+        mo.bitstream =
+            std::make_shared<const accel::Bitstream>(accel::Bitstream{m, mo.bitstream->kernel, ""});
+      }
       mo.max_queue_images = 100000;
       std::vector<std::unique_ptr<accel::Board>> bs;
       if (i == 0) {
@@ -108,7 +116,9 @@ class VariantRouterTest : public ::testing::Test {
     router_options_.scheduler = scheduler_.get();
     router_options_.clock = &clock_;
     router_options_.move_boards = move_boards;
-    router_options_.min_move_interval = absl::Milliseconds(200);
+    if (router_options_.min_move_interval == VariantRouter::Options().min_move_interval) {
+      router_options_.min_move_interval = absl::Milliseconds(200);
+    }
     auto r = VariantRouter::Create(router_options_);
     ASSERT_TRUE(r.ok()) << r.status();
     router_ = *std::move(r);
@@ -220,12 +230,68 @@ TEST_F(VariantRouterTest, BoardsReturnToTheAccurateVariantWhenDemandFalls) {
   const double capacity = 2 * router_->variants()[0].images_per_second;
   Drive(2 * capacity, absl::Seconds(1), absl::Milliseconds(5), 0.85);
   ASSERT_GE(router_->moves(), 1u);
-  // A light load: everything back on "full" (one move per interval).
-  const Outcome o = Drive(0.3 * capacity, absl::Seconds(1.5), absl::Milliseconds(5), 0.85);
+  // A light load: everything back on "full" once it has lasted shrink_hold
+  // (5 s), then one move per interval.
+  const Outcome o = Drive(0.3 * capacity, absl::Seconds(7), absl::Milliseconds(5), 0.85);
   int on_full = 0;
   for (const auto& b : scheduler_->Boards(handles_[0])) on_full += b.phase == BoardPhase::kServing;
   EXPECT_EQ(on_full, 2);
   EXPECT_EQ(o.late, 0u);
+}
+
+// Demand that comes in bunches (as the preprocessing hands requests on):
+// windows alternate between 1.4x and 0.6x of a steady overload. Each
+// window alone says "grow" or "shrink"; the smoothed demand says neither,
+// so the boards settle once and stay (the overload bench's flapping: a
+// board moved back and forth, each move costing its reprogramming time).
+TEST_F(VariantRouterTest, BunchedDemandDoesNotMoveBoardsBackAndForth) {
+  router_options_.min_move_interval = absl::Milliseconds(500);
+  Build(2, /*move_boards=*/true, /*slow=*/50);
+  const double capacity = 2 * router_->variants()[0].images_per_second;
+  Outcome total;
+  uint64_t moves_warm = 0;
+  for (int k = 0; k < 120; ++k) {
+    const Outcome o = Drive((k % 2 == 0 ? 1.4 : 0.6) * 2 * capacity, absl::Milliseconds(250),
+                            absl::Milliseconds(250), 0.85, /*drain=*/false);
+    if (k == 19) moves_warm = router_->moves();  // 5 s to settle
+    if (k < 20) continue;
+    total.sent += o.sent;
+    total.ok += o.ok;
+    total.late += o.late;
+  }
+  clock_.RunUntilIdle();
+  EXPECT_GE(moves_warm, 1u);
+  EXPECT_LE(router_->moves(), moves_warm + 1) << "moves after the warm-up";
+  EXPECT_EQ(total.late, 0u);
+}
+
+// A short lull (under shrink_hold) gives nothing back; a lasting one does.
+TEST_F(VariantRouterTest, OnlyALastingLullMovesBoardsBackToAccuracy) {
+  router_options_.min_move_interval = absl::Milliseconds(500);
+  Build(2, /*move_boards=*/true, /*slow=*/50);
+  const double capacity = 2 * router_->variants()[0].images_per_second;
+  Drive(2 * capacity, absl::Seconds(8), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  const uint64_t moved = router_->moves();
+  ASSERT_GE(moved, 1u);
+  Drive(0.3 * capacity, absl::Seconds(3), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  EXPECT_EQ(router_->moves(), moved) << "a 3 s lull is shorter than shrink_hold (5 s)";
+  Drive(2 * capacity, absl::Seconds(3), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  Drive(0.3 * capacity, absl::Seconds(12), absl::Milliseconds(250), 0.85);
+  int on_full = 0;
+  for (const auto& b : scheduler_->Boards(handles_[0])) on_full += b.phase == BoardPhase::kServing;
+  EXPECT_EQ(on_full, 2) << "a 12 s lull: both boards back on the most accurate variant";
+}
+
+TEST_F(VariantRouterTest, NegativeHorizonOrHoldIsRefused) {
+  Build(1);
+  VariantRouter::Options o = router_options_;
+  o.shrink_hold = absl::Seconds(-1);
+  absl::StatusOr<std::unique_ptr<VariantRouter>> r = VariantRouter::Create(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("shrink_hold"));
+  o = router_options_;
+  o.demand_horizon = absl::Seconds(-1);
+  EXPECT_THAT(VariantRouter::Create(o).status().message(), HasSubstr("demand_horizon"));
 }
 
 }  // namespace

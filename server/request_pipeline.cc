@@ -271,6 +271,7 @@ void RequestPipeline::Finish(InferCall* call, absl::Status status) {
     }
     FinishLogitOutput(call->spec, n, call->classes, call->response);
     WriteSharedMemoryOutput(call->shared, call->response);
+    status = CheckSharedMemoryIntact(call->shared, m.name());
   }
   const absl::Time end = absl::Now();
   metrics_->RequestDone(m.model_id(), status.code(), n, end - call->start);

@@ -11,7 +11,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "server/client_text.h"
+#include "server/mapping_fault_guard.h"
 
 namespace hgpipe::server {
 namespace {
@@ -97,22 +99,32 @@ class SharedMemoryRegions::Region {
                    static_cast<off_t>(map_offset));
     if (r == MAP_FAILED) return Errno(absl::StatusCode::kInvalidArgument, where, errno);
     region->read_ = static_cast<char*>(r);
+    ASSIGN_OR_RETURN(region->read_guard_, FaultGuard::Create(r, region->map_bytes_));
     if (writable) {
       void* w = mmap(nullptr, region->map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
                      static_cast<off_t>(map_offset));
       if (w == MAP_FAILED) return Errno(absl::StatusCode::kInvalidArgument, where, errno);
       region->write_ = static_cast<char*>(w);
+      ASSIGN_OR_RETURN(region->write_guard_, FaultGuard::Create(w, region->map_bytes_));
     }
     return std::shared_ptr<const Region>(std::move(region));
   }
 
   ~Region() {
+    read_guard_.reset();  // before the pages go
+    write_guard_.reset();
     if (read_ != nullptr) munmap(read_, map_bytes_);
     if (write_ != nullptr) munmap(write_, map_bytes_);
     close(fd_);
   }
 
   const Info& info() const { return info_; }
+
+  // Whether the object shrank under a mapping while the server used it.
+  bool faulted() const {
+    return (read_guard_ != nullptr && read_guard_->faulted()) ||
+           (write_guard_ != nullptr && write_guard_->faulted());
+  }
 
   // The range [offset, offset + size) of the region, read-only or writable.
   absl::StatusOr<View> Slice(std::shared_ptr<const Region> self, uint64_t offset, uint64_t size,
@@ -132,8 +144,14 @@ class SharedMemoryRegions::Region {
           absl::StrCat(where, ": the server may only read its object ", Quote(info_.key),
                        ", so outputs cannot go there"));
     }
+    if (faulted()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": its object ", Quote(info_.key),
+                       " shrank while the server used it; register it again"));
+    }
     // Pages past the object's end fault on access: refuse a range the
-    // client has truncated away since registering.
+    // client has truncated away since registering. (A shrink after this
+    // check faults; the FaultGuards catch it.)
     struct stat st;
     if (fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) < info_.offset + offset + size) {
       return absl::InvalidArgumentError(
@@ -156,7 +174,11 @@ class SharedMemoryRegions::Region {
   size_t map_bytes_ = 0;
   char* read_ = nullptr;
   char* write_ = nullptr;
+  std::unique_ptr<FaultGuard> read_guard_;
+  std::unique_ptr<FaultGuard> write_guard_;
 };
+
+bool SharedMemoryRegions::View::faulted() const { return region != nullptr && region->faulted(); }
 
 SharedMemoryRegions::SharedMemoryRegions(Options options) : options_(options) {}
 

@@ -12,9 +12,11 @@
 //
 // A client that shrinks its object (ftruncate) under a registered region
 // would make the server fault on the pages past the new end: every View is
-// checked against the object's current size when it is taken (fstat); a
-// shrink in the microseconds between that check and the read is the one
-// case this cannot catch (Triton checks only at registration).
+// checked against the object's current size when it is taken (fstat), and
+// a shrink after that check is caught by the mappings' FaultGuards
+// (server/mapping_fault_guard.h): the access reads zeros, View::faulted()
+// turns true (the request using it is refused) and the region refuses
+// every later View. (Triton checks only at registration.)
 //
 // Thread safety: all methods are thread-safe.
 #ifndef HGPIPE_SERVER_SHARED_MEMORY_REGIONS_H_
@@ -68,6 +70,9 @@ class SharedMemoryRegions {
     std::shared_ptr<const Region> region;
     char* data = nullptr;  // writable only for a View from Writable()
     size_t size = 0;
+    // Whether the region's object shrank while in use: what was read from
+    // it since may be zeros, what was written to it is lost.
+    bool faulted() const;
   };
 
   explicit SharedMemoryRegions(Options options);

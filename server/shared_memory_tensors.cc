@@ -142,4 +142,14 @@ void WriteSharedMemoryOutput(const SharedMemoryTensors& t, inference::ModelInfer
   raw->clear();
 }
 
+absl::Status CheckSharedMemoryIntact(const SharedMemoryTensors& t, absl::string_view model) {
+  const char* which = t.input.has_value() && t.input->faulted()     ? "input"
+                      : t.output.has_value() && t.output->faulted() ? "output"
+                                                                    : nullptr;
+  if (which == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("model ", Quote(model), ": the shared memory object of its ", which,
+                   " shrank (ftruncate) while the server used it; register the region again"));
+}
+
 }  // namespace hgpipe::server

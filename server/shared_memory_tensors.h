@@ -58,6 +58,12 @@ absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(
 absl::Status CheckSharedMemoryOutput(const SharedMemoryTensors& tensors, size_t output_bytes,
                                      absl::string_view model);
 
+// InvalidArgument, naming `model` and the tensor, if the object behind the
+// request's input or output region shrank while the server read or wrote
+// it (View::faulted): the answer would rest on zeros, or never reach the
+// client's memory.
+absl::Status CheckSharedMemoryIntact(const SharedMemoryTensors& tensors, absl::string_view model);
+
 // Moves output 0 of `response` (its raw contents, already final) into its
 // region, leaving its raw entry empty. Nothing if output 0 is not in
 // shared memory.

@@ -5,11 +5,14 @@
 // The answers equal the bytes path's; bad regions are clean errors that leave
 // other requests alone; a region unregistered while a request uses it stays
 // mapped until that request is done.
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -390,6 +393,75 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
     for (const auto& r : done) ASSERT_TRUE(r.ok()) << r.status();
   }
   EXPECT_TRUE(CheckVerifyResponse(FromRegion(out->data(), 2), images).ok());
+  client.reset();
+  const ExitResult r = (*server)->Stop(SIGTERM);
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+}
+
+// The client truncates its object while a request that reads it waits in
+// the queue (its region passed the size check at arrival): the read past
+// the object's new end would raise SIGBUS. The server refuses that request,
+// refuses the region until it is registered again, and serves on.
+TEST(SharedMemoryUnregisterTest, ObjectShrunkWhileQueuedIsRefusedAndTheServerLives) {
+  auto server = ServerProcess::Start({"--boards=sim:1", "--board-slots=1",
+                                      "--allow-client-shm=true", "--watchdog-ms=0",
+                                      "--canary=false", "--emulated-faults=sim0=slow@0:x300",
+                                      "--model-repository=" + VerifyRepository()});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string url = (*server)->metrics_url();
+  auto client = *clients::InferenceClient::Create((*server)->grpc_target());
+  std::atomic<uint64_t> stamps{0};
+  const std::vector<int8_t> images = StampedImages(2, stamps);
+  auto first = Object("first", clients::kImageBytes);
+  auto second = Object("second", clients::kImageBytes);
+  ASSERT_TRUE(first && second);
+  std::memcpy(first->data(), images.data(), clients::kImageBytes);
+  std::memcpy(second->data(), images.data() + clients::kImageBytes, clients::kImageBytes);
+  ASSERT_TRUE(client->RegisterSystemSharedMemory("first", first->key(), first->size()).ok());
+  ASSERT_TRUE(client->RegisterSystemSharedMemory("second", second->key(), second->size()).ok());
+
+  hgpipe::Mutex mu;
+  std::map<std::string, absl::StatusOr<inference::ModelInferResponse>> done;
+  auto record = [&](std::string which) {
+    return [&, which](absl::StatusOr<inference::ModelInferResponse> r) {
+      hgpipe::MutexLock l(&mu);
+      done.emplace(which, std::move(r));
+    };
+  };
+  client->InferAsync(ShmRequest(1, "first", 0), record("first"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
+                            [](double v) { return v == 1; })
+                  .ok());
+  client->InferAsync(ShmRequest(1, "second", 0), record("second"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="verify")", [](double v) {
+                return v == 1;
+              }).ok());
+  // Queued, its size check passed: now the client shrinks the object.
+  const int fd = shm_open(second->key().c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 0), 0);
+  close(fd);
+  {
+    hgpipe::MutexLock l(&mu);
+    auto both = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done.size() == 2; };
+    mu.Await(absl::Condition(&both));
+    ASSERT_TRUE(done.at("first").ok()) << done.at("first").status();
+    const std::vector<int8_t> image0(images.begin(), images.begin() + clients::kImageBytes);
+    EXPECT_TRUE(CheckVerifyResponse(*done.at("first"), image0).ok());
+    const absl::Status s = done.at("second").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(s.message(), HasSubstr("shrank (ftruncate) while the server used it"));
+  }
+  auto again = client->Infer(ShmRequest(1, "second", 0));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument) << again.status();
+  EXPECT_THAT(again.status().message(), HasSubstr("register it again"));
+  // The server serves on: bytes on the wire, and the other region.
+  auto bytes = clients::MakeImageRequest("verify", images);
+  ASSERT_TRUE(bytes.ok());
+  auto ok = client->Infer(*bytes);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(CheckVerifyResponse(*ok, images).ok());
+  EXPECT_TRUE(client->Infer(ShmRequest(1, "first", 0)).ok());
   client.reset();
   const ExitResult r = (*server)->Stop(SIGTERM);
   EXPECT_TRUE(r.exited && r.code == 0) << r.log;

@@ -339,26 +339,46 @@ TEST_F(SharedMemoryTest, PerfToolModesAnswerCorrectly) {
   }
 }
 
+// One board with one slot, slowed 300x: a request holds the board for
+// about a second while the next one waits in the queue.
+class SharedMemoryUnregisterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = ServerProcess::Start({"--boards=sim:1", "--board-slots=1", "--allow-client-shm=true",
+                                   "--watchdog-ms=0", "--canary=false",
+                                   "--emulated-faults=sim0=slow@0:x300",
+                                   "--model-repository=" + VerifyRepository()});
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    url_ = server_->metrics_url();
+    client_ = *clients::InferenceClient::Create(server_->grpc_target());
+    images_ = StampedImages(2, stamps_);
+  }
+  void TearDown() override {
+    if (server_ == nullptr) return;
+    client_.reset();
+    const ExitResult r = server_->Stop(SIGTERM);
+    EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::string url_;
+  std::unique_ptr<clients::InferenceClient> client_;
+  std::atomic<uint64_t> stamps_{0};
+  std::vector<int8_t> images_;  // two stamped images
+};
+
 // A region unregistered while requests use it: one on the (slowed) board,
 // one queued behind it. Both finish with the right answer, written to the
 // output region the client still maps; a request after the unregister is
 // NOT_FOUND; the name can be registered again at once.
-TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
-  auto server = ServerProcess::Start({"--boards=sim:1", "--board-slots=1",
-                                      "--allow-client-shm=true", "--watchdog-ms=0",
-                                      "--canary=false", "--emulated-faults=sim0=slow@0:x300",
-                                      "--model-repository=" + VerifyRepository()});
-  ASSERT_TRUE(server.ok()) << server.status();
-  const std::string url = (*server)->metrics_url();
-  auto client = *clients::InferenceClient::Create((*server)->grpc_target());
-  std::atomic<uint64_t> stamps{0};
-  const std::vector<int8_t> images = StampedImages(2, stamps);
-  auto in = Object("busy_in", images.size());
+TEST_F(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
+  auto in = Object("busy_in", images_.size());
   auto out = Object("busy_out", 2 * kLogitBytes);
   ASSERT_TRUE(in && out);
-  std::memcpy(in->data(), images.data(), images.size());
-  ASSERT_TRUE(client->RegisterSystemSharedMemory("in", in->key(), in->size()).ok());
-  ASSERT_TRUE(client->RegisterSystemSharedMemory("out", out->key(), out->size()).ok());
+  std::memcpy(in->data(), images_.data(), images_.size());
+  ASSERT_TRUE(client_->RegisterSystemSharedMemory("in", in->key(), in->size()).ok());
+  ASSERT_TRUE(client_->RegisterSystemSharedMemory("out", out->key(), out->size()).ok());
 
   hgpipe::Mutex mu;
   std::vector<absl::StatusOr<inference::ModelInferResponse>> done;
@@ -367,24 +387,24 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
     done.push_back(std::move(r));
   };
   // Image 0 to output row 0, image 1 to output row 1.
-  client->InferAsync(ShmRequest(1, "in", 0, "out", 0), record, absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
+  client_->InferAsync(ShmRequest(1, "in", 0, "out", 0), record, absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url_, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
                             [](double v) { return v == 1; })
                   .ok());
-  client->InferAsync(ShmRequest(1, "in", clients::kImageBytes, "out", kLogitBytes), record,
-                     absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="verify")", [](double v) {
+  client_->InferAsync(ShmRequest(1, "in", clients::kImageBytes, "out", kLogitBytes), record,
+                      absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url_, "hgpipe_queue_images", R"(model="verify")", [](double v) {
                 return v == 1;
               }).ok());
-  ASSERT_TRUE(client->UnregisterSystemSharedMemory("in").ok());
-  ASSERT_TRUE(client->UnregisterSystemSharedMemory("out").ok());
-  EXPECT_EQ(client->SystemSharedMemoryStatus()->regions_size(), 0);
-  auto late = client->Infer(ShmRequest(1, "in", 0));
+  ASSERT_TRUE(client_->UnregisterSystemSharedMemory("in").ok());
+  ASSERT_TRUE(client_->UnregisterSystemSharedMemory("out").ok());
+  EXPECT_EQ(client_->SystemSharedMemoryStatus()->regions_size(), 0);
+  auto late = client_->Infer(ShmRequest(1, "in", 0));
   EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound) << late.status();
   // Registered again under the same name, on another object.
-  auto other = Object("busy_other", images.size());
+  auto other = Object("busy_other", images_.size());
   ASSERT_TRUE(other);
-  EXPECT_TRUE(client->RegisterSystemSharedMemory("in", other->key(), other->size()).ok());
+  EXPECT_TRUE(client_->RegisterSystemSharedMemory("in", other->key(), other->size()).ok());
 
   {
     hgpipe::MutexLock l(&mu);
@@ -392,33 +412,21 @@ TEST(SharedMemoryUnregisterTest, RequestsInFlightKeepTheirRegions) {
     mu.Await(absl::Condition(&both_done));
     for (const auto& r : done) ASSERT_TRUE(r.ok()) << r.status();
   }
-  EXPECT_TRUE(CheckVerifyResponse(FromRegion(out->data(), 2), images).ok());
-  client.reset();
-  const ExitResult r = (*server)->Stop(SIGTERM);
-  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_TRUE(CheckVerifyResponse(FromRegion(out->data(), 2), images_).ok());
 }
 
 // The client truncates its object while a request that reads it waits in
 // the queue (its region passed the size check at arrival): the read past
 // the object's new end would raise SIGBUS. The server refuses that request,
 // refuses the region until it is registered again, and serves on.
-TEST(SharedMemoryUnregisterTest, ObjectShrunkWhileQueuedIsRefusedAndTheServerLives) {
-  auto server = ServerProcess::Start({"--boards=sim:1", "--board-slots=1",
-                                      "--allow-client-shm=true", "--watchdog-ms=0",
-                                      "--canary=false", "--emulated-faults=sim0=slow@0:x300",
-                                      "--model-repository=" + VerifyRepository()});
-  ASSERT_TRUE(server.ok()) << server.status();
-  const std::string url = (*server)->metrics_url();
-  auto client = *clients::InferenceClient::Create((*server)->grpc_target());
-  std::atomic<uint64_t> stamps{0};
-  const std::vector<int8_t> images = StampedImages(2, stamps);
+TEST_F(SharedMemoryUnregisterTest, ObjectShrunkWhileQueuedIsRefusedAndTheServerLives) {
   auto first = Object("first", clients::kImageBytes);
   auto second = Object("second", clients::kImageBytes);
   ASSERT_TRUE(first && second);
-  std::memcpy(first->data(), images.data(), clients::kImageBytes);
-  std::memcpy(second->data(), images.data() + clients::kImageBytes, clients::kImageBytes);
-  ASSERT_TRUE(client->RegisterSystemSharedMemory("first", first->key(), first->size()).ok());
-  ASSERT_TRUE(client->RegisterSystemSharedMemory("second", second->key(), second->size()).ok());
+  std::memcpy(first->data(), images_.data(), clients::kImageBytes);
+  std::memcpy(second->data(), images_.data() + clients::kImageBytes, clients::kImageBytes);
+  ASSERT_TRUE(client_->RegisterSystemSharedMemory("first", first->key(), first->size()).ok());
+  ASSERT_TRUE(client_->RegisterSystemSharedMemory("second", second->key(), second->size()).ok());
 
   hgpipe::Mutex mu;
   std::map<std::string, absl::StatusOr<inference::ModelInferResponse>> done;
@@ -428,12 +436,12 @@ TEST(SharedMemoryUnregisterTest, ObjectShrunkWhileQueuedIsRefusedAndTheServerLiv
       done.emplace(which, std::move(r));
     };
   };
-  client->InferAsync(ShmRequest(1, "first", 0), record("first"), absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
+  client_->InferAsync(ShmRequest(1, "first", 0), record("first"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url_, "hgpipe_board_images_in_flight", R"(board="sim0",model="verify")",
                             [](double v) { return v == 1; })
                   .ok());
-  client->InferAsync(ShmRequest(1, "second", 0), record("second"), absl::Seconds(120));
-  ASSERT_TRUE(WaitForMetric(url, "hgpipe_queue_images", R"(model="verify")", [](double v) {
+  client_->InferAsync(ShmRequest(1, "second", 0), record("second"), absl::Seconds(120));
+  ASSERT_TRUE(WaitForMetric(url_, "hgpipe_queue_images", R"(model="verify")", [](double v) {
                 return v == 1;
               }).ok());
   // Queued, its size check passed: now the client shrinks the object.
@@ -446,25 +454,22 @@ TEST(SharedMemoryUnregisterTest, ObjectShrunkWhileQueuedIsRefusedAndTheServerLiv
     auto both = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done.size() == 2; };
     mu.Await(absl::Condition(&both));
     ASSERT_TRUE(done.at("first").ok()) << done.at("first").status();
-    const std::vector<int8_t> image0(images.begin(), images.begin() + clients::kImageBytes);
+    const std::vector<int8_t> image0(images_.begin(), images_.begin() + clients::kImageBytes);
     EXPECT_TRUE(CheckVerifyResponse(*done.at("first"), image0).ok());
     const absl::Status s = done.at("second").status();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_THAT(s.message(), HasSubstr("shrank (ftruncate) while the server used it"));
   }
-  auto again = client->Infer(ShmRequest(1, "second", 0));
+  auto again = client_->Infer(ShmRequest(1, "second", 0));
   EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument) << again.status();
   EXPECT_THAT(again.status().message(), HasSubstr("register it again"));
   // The server serves on: bytes on the wire, and the other region.
-  auto bytes = clients::MakeImageRequest("verify", images);
+  auto bytes = clients::MakeImageRequest("verify", images_);
   ASSERT_TRUE(bytes.ok());
-  auto ok = client->Infer(*bytes);
+  auto ok = client_->Infer(*bytes);
   ASSERT_TRUE(ok.ok()) << ok.status();
-  EXPECT_TRUE(CheckVerifyResponse(*ok, images).ok());
-  EXPECT_TRUE(client->Infer(ShmRequest(1, "first", 0)).ok());
-  client.reset();
-  const ExitResult r = (*server)->Stop(SIGTERM);
-  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_TRUE(CheckVerifyResponse(*ok, images_).ok());
+  EXPECT_TRUE(client_->Infer(ShmRequest(1, "first", 0)).ok());
 }
 
 // A camera's case: encoded images (PNG files, in Triton's BYTES

@@ -9,12 +9,15 @@ namespace hgpipe::scheduler {
 
 BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now, absl::Duration lead) {
   BoardChoice c;
+  // now + lead once rather than input_free_at - lead per board: the same
+  // comparison, a fraction of the Time arithmetic on many boards.
+  const absl::Time ready_by = now + lead;
+  absl::Time first_free = absl::InfiniteFuture();
   for (size_t i = 0; i < boards.size(); ++i) {
     const BoardView& b = boards[i];
     if (!b.free_slot) continue;  // a completion dispatches again
-    const absl::Time due = b.input_free_at - lead;
-    if (due > now) {
-      c.next_ready = std::min(c.next_ready, due);
+    if (b.input_free_at > ready_by) {
+      first_free = std::min(first_free, b.input_free_at);
       continue;
     }
     if (b.next_done < c.best_done) {
@@ -22,6 +25,7 @@ BoardChoice ChooseBoard(absl::Span<const BoardView> boards, absl::Time now, absl
       c.best_done = b.next_done;
     }
   }
+  c.next_ready = first_free - lead;
   return c;
 }
 
@@ -38,11 +42,15 @@ uint32_t RunSize(absl::Span<const BoardView> boards, int best, uint64_t queued,
   };
   absl::InlinedVector<Other, 16> others;
   const int64_t horizon = t_best * cap;
+  // A board whose first completion is past best's whole run never gets
+  // ahead within it; compared as Times (a whole number of ns past best's,
+  // so the same test as on the truncated difference) before any conversion:
+  // on many boards most are out, and the conversions are not inline.
+  const absl::Time horizon_at = b.next_done + absl::Nanoseconds(horizon);
   for (size_t i = 0; i < boards.size(); ++i) {
     const BoardView& o = boards[i];
-    if (static_cast<int>(i) == best || !o.free_slot) continue;
+    if (static_cast<int>(i) == best || !o.free_slot || o.next_done >= horizon_at) continue;
     const int64_t first = absl::ToInt64Nanoseconds(o.next_done - b.next_done);
-    if (first >= horizon) continue;  // never ahead within this run
     others.push_back({first, absl::ToInt64Nanoseconds(o.image_time)});
   }
   // Images completing elsewhere strictly before best's image i.

@@ -317,28 +317,29 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   while (m.queue.size() > 0 && !destroying_) {
     // At saturation most dispatches find every board busy: look at their
     // input ends alone before describing them to run sizing.
-    absl::Time next_ready = absl::InfiniteFuture();
+    const absl::Time ready_by = now + lead;
+    absl::Time first_free = absl::InfiniteFuture();
     bool any_ready = false;
     for (const BoardState* b : m.serving) {
       if (b->free_slots.empty()) continue;
-      const absl::Time due = b->prediction->input_free_at() - lead;
-      if (due <= now) {
+      const absl::Time free_at = b->prediction->input_free_at();
+      if (free_at <= ready_by) {
         any_ready = true;
         break;
       }
-      next_ready = std::min(next_ready, due);
+      first_free = std::min(first_free, free_at);
     }
     BoardChoice choice;
-    choice.next_ready = next_ready;
+    choice.next_ready = first_free - lead;
     if (any_ready) {
-      m.views.clear();
-      for (const BoardState* b : m.serving) m.views.push_back(b->View(now, lead));
+      m.views.resize(m.serving.size());
+      for (size_t i = 0; i < m.serving.size(); ++i) m.serving[i]->View(now, ready_by, m.views[i]);
       choice = ChooseBoard(m.views, now, lead);
     }
     uint32_t n = 0;
     if (choice.best >= 0) {
       for (size_t i = 0; i < m.views.size(); ++i) {
-        m.serving[i]->CompleteView(now, lead, m.views[i]);
+        m.serving[i]->CompleteView(now, ready_by, m.views[i]);
       }
       n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(), m.options.max_images_per_run);
     }

@@ -209,22 +209,24 @@ struct BoardState {
   // only for boards ready within `lead` (the only ones ChooseBoard reads it
   // of); CompleteView adds it for the others once a board was chosen. Most
   // dispatches at saturation find no board ready and stop there.
-  BoardView View(absl::Time now, absl::Duration lead) const
+  // `ready_by` is now + the dispatch lead (computed once per dispatch: on
+  // 64 boards the Time arithmetic is a measurable part of the hot path).
+  // Written in place (the model's views are reused from one dispatch to
+  // the next); a field that is not set is not read.
+  void View(absl::Time now, absl::Time ready_by, BoardView& v) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-    BoardView v;
     v.free_slot = !free_slots.empty();
-    if (!v.free_slot) return v;  // takes part in neither choice nor sizing
+    if (!v.free_slot) return;  // takes part in neither choice nor sizing
     v.input_free_at = prediction->input_free_at();
-    if (v.input_free_at - lead <= now) v.next_done = NextDone(now);
+    if (v.input_free_at <= ready_by) v.next_done = NextDone(now);
     v.image_time = prediction->image_time();
     v.max_run = max_run;
-    return v;
   }
   // Sets next_done where View left it out: what RunSize needs of every
   // board with a free slot.
-  void CompleteView(absl::Time now, absl::Duration lead, BoardView& v) const
+  void CompleteView(absl::Time now, absl::Time ready_by, BoardView& v) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-    if (v.free_slot && v.input_free_at - lead > now) v.next_done = NextDone(now);
+    if (v.free_slot && v.input_free_at > ready_by) v.next_done = NextDone(now);
   }
 };
 

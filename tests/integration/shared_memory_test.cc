@@ -339,14 +339,15 @@ TEST_F(SharedMemoryTest, PerfToolModesAnswerCorrectly) {
   }
 }
 
-// One board with one slot, slowed 300x: a request holds the board for
-// about a second while the next one waits in the queue.
+// One board with one slot, slowed 1000x: a request holds the board for
+// about 2 s (HG-PIPE's 1.9 ms latency x 1000) while the next one waits in the
+// queue (long enough for the test to act on the queued one).
 class SharedMemoryUnregisterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = ServerProcess::Start({"--boards=sim:1", "--board-slots=1", "--allow-client-shm=true",
                                    "--watchdog-ms=0", "--canary=false",
-                                   "--emulated-faults=sim0=slow@0:x300",
+                                   "--emulated-faults=sim0=slow@0:x1000",
                                    "--model-repository=" + VerifyRepository()});
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);

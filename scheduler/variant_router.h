@@ -89,8 +89,8 @@ class VariantRouter {
     bool move_boards = true;
     // Demand is measured over windows of this length and smoothed
     // exponentially with time constant `demand_horizon`, so that one
-    // window's burst or lull (Poisson arrivals, requests bunched by the
-    // preprocessing) does not move a board.
+    // window's burst or lull (Poisson arrivals: a 250 ms window of 300
+    // requests varies by about 6 % either way) does not move a board.
     absl::Duration demand_window = absl::Milliseconds(250);
     absl::Duration demand_horizon = absl::Seconds(2);
     absl::Duration min_move_interval = absl::Seconds(1);

@@ -259,19 +259,21 @@ void RequestPipeline::Finish(InferCall* call, absl::Status status) {
   const absl::Time computed = absl::Now();
   const LoadedModel& m = *call->ref.model;
   const uint32_t n = call->input.n_images;
+  // The variant that answered: its own dequantization, named in the
+  // response and counted once the answer stands.
+  const int vi = call->variant;
+  const std::vector<VariantEntry>& vs = m.entry.variants;
+  const bool known_variant = vi >= 0 && vi < static_cast<int>(vs.size());
   if (status.ok()) {
-    // The variant that answered: its own dequantization, named in the
-    // response and counted.
-    const int vi = call->variant;
-    const std::vector<VariantEntry>& vs = m.entry.variants;
-    if (vi >= 0 && vi < static_cast<int>(vs.size())) {
-      call->spec.logit_scale = vs[vi].logit_scale;
-      (*call->response->mutable_parameters())["variant"].set_string_param(vs[vi].name);
-      if (static_cast<size_t>(vi) < m.variant_images.size()) m.variant_images[vi]->Increment(n);
-    }
+    if (known_variant) call->spec.logit_scale = vs[vi].logit_scale;
     FinishLogitOutput(call->spec, n, call->classes, call->response);
     WriteSharedMemoryOutput(call->shared, call->response);
+    // Only now: a shrunk region faults during the write as during the read.
     status = CheckSharedMemoryIntact(call->shared, m.name());
+  }
+  if (status.ok() && known_variant) {
+    (*call->response->mutable_parameters())["variant"].set_string_param(vs[vi].name);
+    if (static_cast<size_t>(vi) < m.variant_images.size()) m.variant_images[vi]->Increment(n);
   }
   const absl::Time end = absl::Now();
   metrics_->RequestDone(m.model_id(), status.code(), n, end - call->start);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "google/protobuf/stubs/logging.h"
 #include "server/model_repository.h"
 
 namespace hgpipe::fuzz {
@@ -23,6 +24,15 @@ inline std::vector<config::ModelConfig> BundledConfigs() {
   configs.push_back(configs.back());
   configs.back().set_input_format(config::PIXELS);
   configs.back().mutable_input()->set_datatype("UINT8");
+  return configs;
+}
+
+// For LLVMFuzzerInitialize: silences protobuf's log (it reports every
+// string field with invalid UTF-8 it parses: noise in a fuzz run) and
+// loads the configs once, for the whole run.
+inline const std::vector<config::ModelConfig>* InitBundledConfigs() {
+  google::protobuf::SetLogHandler(nullptr);
+  static const auto* configs = new std::vector<config::ModelConfig>(BundledConfigs());
   return configs;
 }
 

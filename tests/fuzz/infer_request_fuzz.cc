@@ -6,20 +6,17 @@
 #include <cstdint>
 #include <vector>
 
-#include "google/protobuf/stubs/logging.h"
 #include "server/infer_request.h"
 #include "tests/fuzz/bundled_configs.h"
 
 namespace {
 
-std::vector<hgpipe::config::ModelConfig>* configs;
+const std::vector<hgpipe::config::ModelConfig>* configs;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  // Protobuf logs every string field with invalid UTF-8 it parses: noise.
-  google::protobuf::SetLogHandler(nullptr);
-  configs = new std::vector<hgpipe::config::ModelConfig>(hgpipe::fuzz::BundledConfigs());
+  configs = hgpipe::fuzz::InitBundledConfigs();
   return 0;
 }
 

@@ -11,14 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "google/protobuf/stubs/logging.h"
 #include "server/infer_request.h"
 #include "tests/fuzz/bundled_configs.h"
 #include "server/rest_json.h"
 
 namespace {
 
-std::vector<hgpipe::config::ModelConfig>* configs;
+const std::vector<hgpipe::config::ModelConfig>* configs;
 
 void Check(std::string json, std::string binary) {
   hgpipe::server::RestInferRequest in;
@@ -54,8 +53,7 @@ void Check(std::string json, std::string binary) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  google::protobuf::SetLogHandler(nullptr);
-  configs = new std::vector<hgpipe::config::ModelConfig>(hgpipe::fuzz::BundledConfigs());
+  configs = hgpipe::fuzz::InitBundledConfigs();
   return 0;
 }
 

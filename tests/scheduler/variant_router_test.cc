@@ -239,8 +239,8 @@ TEST_F(VariantRouterTest, BoardsReturnToTheAccurateVariantWhenDemandFalls) {
   EXPECT_EQ(o.late, 0u);
 }
 
-// Demand that comes in bunches (as the preprocessing hands requests on):
-// windows alternate between 1.4x and 0.6x of a steady overload. Each
+// Demand that wobbles from window to window (as Poisson arrivals do, here
+// exaggerated): windows alternate between 1.4x and 0.6x of a steady overload. Each
 // window alone says "grow" or "shrink"; the smoothed demand says neither,
 // so the boards settle once and stay (the overload bench's flapping: a
 // board moved back and forth, each move costing its reprogramming time).

@@ -79,7 +79,8 @@ start() {
 start "$OUT/echo.log" "$ECHO" --host 127.0.0.1 --grpc-port 0
 echo_pid=${pids[-1]}
 start "$OUT/server.log" "$SERVER" --host 127.0.0.1 --grpc-port 0 --http-port -1 \
-  --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 --emulated-compute=false
+  --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 --emulated-compute=false \
+  --allow-client-shm=true
 server_pid=${pids[-1]}
 ECHO_GRPC=$(sed -n 's/.*ready: grpc=\([^ ]*\).*/\1/p' "$OUT/echo.log" | head -n1)
 GRPC=$(sed -n 's/.*ready: grpc=\([^ ]*\) .*/\1/p' "$OUT/server.log" | head -n1)
@@ -132,7 +133,7 @@ images_ok() {
     awk '/^hgpipe_images_total\{.*model="verify"/ {s += $2} END {printf "%d\n", s}'
 }
 if [[ " $MODES " == *" shm "* ]]; then
-  h2 "$GRPC" SystemSharedMemoryRegister "$OUT/register.bin" 1 > "$OUT/register.log"
+  CLIENTS=1 h2 "$GRPC" SystemSharedMemoryRegister "$OUT/register.bin" 1 > "$OUT/register.log"
   grep -q "1 succeeded" "$OUT/register.log" || { cat "$OUT/register.log" >&2; exit 1; }
 fi
 # measure NAME PID ADDR BODY: one h2load run; prints "rps cpu_us_per_image images".

@@ -282,6 +282,29 @@ TEST_F(VariantRouterTest, OnlyALastingLullMovesBoardsBackToAccuracy) {
   EXPECT_EQ(on_full, 2) << "a 12 s lull: both boards back on the most accurate variant";
 }
 
+// What the smoothing costs: a surge is answered late by about the time the
+// smoothed demand takes to cross the grow threshold. From a settled half
+// load to twice the capacity, the 2 s horizon in 250 ms windows reaches
+// 0.9 of the capacity in the third window (0.5 -> 0.68 -> 0.88 -> 1.05),
+// so the first board moves about 0.75 s after the step; a router that
+// read each window alone would move after the first (0.25 s).
+TEST_F(VariantRouterTest, ASurgeMovesTheFirstBoardWithinAboutThreeWindows) {
+  router_options_.min_move_interval = absl::Milliseconds(500);
+  Build(2, /*move_boards=*/true, /*slow=*/50);
+  const double capacity = 2 * router_->variants()[0].images_per_second;
+  Drive(0.5 * capacity, absl::Seconds(8), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  ASSERT_EQ(router_->moves(), 0u) << "half the capacity moves nothing";
+  const absl::Time step = clock_.Now();
+  absl::Duration reaction = absl::InfiniteDuration();
+  for (int k = 0; k < 60 && reaction == absl::InfiniteDuration(); ++k) {
+    Drive(2 * capacity, absl::Milliseconds(50), absl::Milliseconds(250), 0.85, /*drain=*/false);
+    if (router_->moves() > 0) reaction = clock_.Now() - step;
+  }
+  clock_.RunUntilIdle();
+  EXPECT_GE(reaction, absl::Milliseconds(500)) << "one window's surge alone moved a board";
+  EXPECT_LE(reaction, absl::Milliseconds(1250)) << "the smoothing answered a 4x step late";
+}
+
 TEST_F(VariantRouterTest, NegativeHorizonOrHoldIsRefused) {
   Build(1);
   VariantRouter::Options o = router_options_;

@@ -859,7 +859,8 @@ std::vector<Scheduler::BoardStatus> Scheduler::Boards(ModelHandle model) const {
   for (const auto& b : lifecycle_.boards()) {
     if (m != nullptr && b->model != m) continue;
     out.push_back({b->id, b->name, b->model != nullptr ? b->model->id : -1, b->life.phase,
-                   b->in_flight_images, b->life.counts});
+                   b->in_flight_images, b->life.counts,
+                   b->life.phase == BoardPhase::kRecovering || b->life.recovering});
   }
   return out;
 }

@@ -150,6 +150,10 @@ class Scheduler final : private BoardLifecycle::Host {
     BoardPhase phase;
     uint32_t images_in_flight;
     BoardCounts counts;
+    // Out of service after a failure: backing off, or being reset,
+    // reprogrammed or probed to return (phase kRecovering, kProgramming or
+    // kProbing). False for the same phases after a move or a load.
+    bool recovering = false;
   };
 
   struct ModelStatus {

@@ -240,7 +240,9 @@ void VariantRouter::MaybeMoveBoard(double rate, double floor) {
     bool settled = true;
     for (const std::vector<Scheduler::BoardStatus>& of : boards) {
       for (const Scheduler::BoardStatus& b : of) {
-        settled &= b.phase == BoardPhase::kServing || !Counts(b.phase);
+        // A board recovering from a failure is not a move under way: it
+        // may back off for seconds and fail again until it is retired.
+        settled &= b.phase == BoardPhase::kServing || !Counts(b.phase) || b.recovering;
       }
     }
     const absl::Time now = options_.clock->Now();

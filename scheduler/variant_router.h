@@ -99,7 +99,9 @@ class VariantRouter {
     // A board moves back towards accuracy only once demand has stayed below
     // the shrink threshold this long, with no board of the model moving
     // (draining, programming, probing): a move takes a board out for its
-    // whole reprogramming, so giving capacity back is never hurried.
+    // whole reprogramming, so giving capacity back is never hurried. A
+    // board recovering from a failure (Scheduler::BoardStatus::recovering)
+    // is not a move and does not hold the others.
     absl::Duration shrink_hold = absl::Seconds(5);
   };
 

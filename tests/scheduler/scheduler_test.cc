@@ -827,6 +827,7 @@ TEST_F(SchedulerTest, RemovingAModelWhoseQueueHasNoBoardStillServesIt) {
   Job for_a, for_b;
   ASSERT_TRUE(Submit(for_a, 1, "a").ok());  // the board goes to "a"
   ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kProgramming);
+  EXPECT_FALSE(scheduler_->Boards()[0].recovering) << "programmed for a model, not recovering";
   ASSERT_TRUE(Submit(for_b, 2, "b").ok());  // no board can be had yet
   bool removed = false;
   ASSERT_TRUE(scheduler_->RemoveModel(H("b"), [&] { removed = true; }).ok());

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "accel/emulated_board.h"
+#include "accel/faulty_board.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -76,6 +77,7 @@ class VariantRouterTest : public ::testing::Test {
     Scheduler::Options so;
     so.clock = &clock_;
     so.dispatch_lead = absl::Microseconds(100);
+    so.recovery_backoff = recovery_backoff_;
     scheduler_ = *Scheduler::Create(so);
     const uint64_t ii = 57'624 * slow;
     const std::vector<std::pair<std::string, uint64_t>> kinds = {
@@ -103,7 +105,11 @@ class VariantRouterTest : public ::testing::Test {
           o.compute_inline = true;
           o.compute = false;
           o.program_time = absl::Milliseconds(50);
-          bs.push_back(*accel::EmulatedBoard::Create(o));
+          std::unique_ptr<accel::Board> board = *accel::EmulatedBoard::Create(o);
+          if (b == boards - 1 && last_board_fault_.kind != accel::FaultInjection::Kind::kNone) {
+            board = *accel::FaultyBoard::Create(std::move(board), last_board_fault_, &clock_);
+          }
+          bs.push_back(std::move(board));
         }
       }
       absl::StatusOr<ModelHandle> h = scheduler_->AddModel(mo, std::move(bs));
@@ -171,6 +177,10 @@ class VariantRouterTest : public ::testing::Test {
   }
 
   SimClock clock_;
+  // Set before Build: the fault of the last board of "full", and the
+  // scheduler's recovery backoff.
+  accel::FaultInjection last_board_fault_;
+  absl::Duration recovery_backoff_ = Scheduler::Options().recovery_backoff;
   std::unique_ptr<Scheduler> scheduler_;
   VariantRouter::Options router_options_;
   std::vector<ModelHandle> handles_;
@@ -303,6 +313,29 @@ TEST_F(VariantRouterTest, ASurgeMovesTheFirstBoardWithinAboutThreeWindows) {
   clock_.RunUntilIdle();
   EXPECT_GE(reaction, absl::Milliseconds(500)) << "one window's surge alone moved a board";
   EXPECT_LE(reaction, absl::Milliseconds(1250)) << "the smoothing answered a 4x step late";
+}
+
+// A board that keeps failing is not a move: while it backs off and fails
+// again (here for minutes: 5 s backoff, doubling, 5 attempts), the healthy
+// boards still go back to the accurate variant once demand has fallen.
+TEST_F(VariantRouterTest, ARecoveringBoardDoesNotHoldTheOthersOnTheFastVariant) {
+  router_options_.min_move_interval = absl::Milliseconds(500);
+  last_board_fault_.kind = accel::FaultInjection::Kind::kFail;
+  last_board_fault_.permanent = true;
+  recovery_backoff_ = absl::Seconds(5);
+  Build(3, /*move_boards=*/true, /*slow=*/50);
+  const double capacity = 2 * router_->variants()[0].images_per_second;
+  Drive(2 * capacity, absl::Seconds(8), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  ASSERT_GE(router_->moves(), 1u);
+  Drive(0.3 * capacity, absl::Seconds(12), absl::Milliseconds(250), 0.85, /*drain=*/false);
+  int on_full = 0, recovering = 0;
+  for (const auto& b : scheduler_->Boards(handles_[0])) {
+    on_full += b.phase == BoardPhase::kServing;
+    recovering += b.recovering;
+  }
+  EXPECT_EQ(recovering, 1) << "the failing board is still in recovery";
+  EXPECT_EQ(on_full, 2) << "both healthy boards back on the most accurate variant";
+  clock_.RunUntilIdle();
 }
 
 TEST_F(VariantRouterTest, NegativeHorizonOrHoldIsRefused) {

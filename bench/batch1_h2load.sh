@@ -56,35 +56,20 @@ done
 mkdir -p "$OUT/models"
 cp -r "$ROOT/models/verify" "$OUT/models/"
 SHM_KEY=/hgpipe-batch1-$$
-pids=()
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
+  bench_stop_all
   rm -f "/dev/shm${SHM_KEY}"
 }
 trap cleanup EXIT
 
-# start NAME LOG CMD...: starts a server, waits for its ready line.
-start() {
-  local log=$1; shift
-  nice -n "$NICE" "$@" > "$log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    grep -q 'ready: grpc=' "$log" && return 0
-    kill -0 "${pids[-1]}" 2> /dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "batch1_h2load: $log: not ready" >&2; exit 1
-}
-start "$OUT/echo.log" "$ECHO" --host 127.0.0.1 --grpc-port 0
-echo_pid=${pids[-1]}
-start "$OUT/server.log" "$SERVER" --host 127.0.0.1 --grpc-port 0 --http-port -1 \
-  --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 --emulated-compute=false \
-  --allow-client-shm=true
-server_pid=${pids[-1]}
-ECHO_GRPC=$(sed -n 's/.*ready: grpc=\([^ ]*\).*/\1/p' "$OUT/echo.log" | head -n1)
-GRPC=$(sed -n 's/.*ready: grpc=\([^ ]*\) .*/\1/p' "$OUT/server.log" | head -n1)
-METRICS=$(sed -n 's/.* metrics=\([^ ]*\) .*/\1/p' "$OUT/server.log" | head -n1)
+bench_start "$OUT/echo.log" nice -n "$NICE" "$ECHO" --host 127.0.0.1 --grpc-port 0
+echo_pid=$BENCH_PID ECHO_GRPC=$BENCH_GRPC
+bench_start "$OUT/server.log" nice -n "$NICE" "$SERVER" --host 127.0.0.1 --grpc-port 0 \
+  --http-port -1 --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 \
+  --emulated-compute=false --allow-client-shm=true
+server_pid=$BENCH_PID GRPC=$BENCH_GRPC METRICS=$BENCH_METRICS
 echo "echo: $ECHO_GRPC (pid $echo_pid)  server: $GRPC (pid $server_pid, metrics $METRICS)"
 
 # The gRPC-framed bodies, written with protobuf's wire format by hand
@@ -127,7 +112,6 @@ h2() {  # h2 ADDR RPC BODY N -> h2load's log
   h2load -n "$4" -c "$CLIENTS" -m "$STREAMS" -H 'content-type: application/grpc' \
     -H 'te: trailers' -d "$3" "http://$1/inference.GRPCInferenceService/$2" 2>&1
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 images_ok() {
   curl -s "http://$METRICS/metrics" |
     awk '/^hgpipe_images_total\{.*model="verify"/ {s += $2} END {printf "%d\n", s}'

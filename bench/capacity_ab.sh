@@ -19,16 +19,15 @@ shift || true
 ROUNDS=${ROUNDS:-3}
 IMAGES=${IMAGES:-4}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap 'bench_stop_all; rm -f "$log"' EXIT
 for round in $(seq "$ROUNDS"); do
   for server in "$@"; do
     # shellcheck disable=SC2086  # the command is words on purpose
-    $server --host 127.0.0.1 --grpc-port 0 --http-port -1 --metrics-port 0 --boards sim:2 \
-      --model-control-mode explicit --load-model verify --canary=false >"$log" 2>&1 &
-    pid=$!
-    for _ in $(seq 300); do grep -q "ready: grpc" "$log" && break; sleep 0.1; done
-    port=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$log")
-    [[ -n $port ]] || { cat "$log" >&2; kill "$pid"; exit 1; }
+    bench_start "$log" $server --host 127.0.0.1 --grpc-port 0 --http-port -1 --metrics-port 0 \
+      --boards sim:2 --model-control-mode explicit --load-model verify --canary=false
+    pid=$BENCH_PID port=$BENCH_GRPC_PORT
     read -r t0 f0 < <(awk '{print $14 + $15, $10}' "/proc/$pid/stat")
     rate=$("$BUILD/bin/hgpipe-perf" --url "127.0.0.1:$port" --model verify \
       --images-per-request "$IMAGES" --concurrency 32 --duration 8 --warmup 2 --json \
@@ -36,6 +35,6 @@ for round in $(seq "$ROUNDS"); do
     read -r t1 f1 < <(awk '{print $14 + $15, $10}' "/proc/$pid/stat")
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
     echo "round $round [$server] images/s $rate cpu_ticks $((t1 - t0)) minor_faults $((f1 - f0)) rss_kb $rss"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    bench_stop "$pid"
   done
 done

@@ -127,44 +127,23 @@ done
 mkdir -p "$OUT/models"
 cp -r "$ROOT/models/verify" "$OUT/models/"
 
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SERVER_PID=
-cleanup() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
 
 # start_server LOG: hgpipe-server on free ports; sets SERVER_PID, GRPC_PORT,
 # METRICS_PORT.
 start_server() {
   local log=$1
   # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
+  bench_start "$log" ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} nice -n "$NICE" \
+    "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
     --boards "sim:$BOARDS" --model-repository "$OUT/models" \
     --board-slots "$BOARD_SLOTS" --dispatch-lead-us "$DISPATCH_LEAD_US" \
-    --emulated-compute="$([[ $EMULATED_COMPUTE == 1 ]] && echo true || echo false)" $SERVER_ARGS \
-    >"$log" 2>&1 &
-  SERVER_PID=$!
-  GRPC_PORT= METRICS_PORT=
-  local line
-  for _ in $(seq 1 600); do
-    line=$(grep -m1 'ready: grpc=' "$log" || true)
-    if [[ -n $line ]]; then
-      GRPC_PORT=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\) .*/\1/p' <<<"$line")
-      METRICS_PORT=$(sed -n 's/.*metrics=[^ ]*:\([0-9][0-9]*\).*/\1/p' <<<"$line")
-      break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "plan_vs_server: hgpipe-server exited at start-up:" >&2
-      cat "$log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  if [[ -z $GRPC_PORT || -z $METRICS_PORT ]]; then
-    echo "plan_vs_server: hgpipe-server not ready (no ports in its log):" >&2
+    --emulated-compute="$([[ $EMULATED_COMPUTE == 1 ]] && echo true || echo false)" $SERVER_ARGS
+  SERVER_PID=$BENCH_PID GRPC_PORT=$BENCH_GRPC_PORT METRICS_PORT=${BENCH_METRICS##*:}
+  if [[ -z $BENCH_METRICS ]]; then
+    echo "plan_vs_server: hgpipe-server named no metrics port:" >&2
     cat "$log" >&2
     exit 1
   fi
@@ -172,7 +151,7 @@ start_server() {
 }
 
 stop_server() {
-  cleanup
+  [[ -n $SERVER_PID ]] && bench_stop "$SERVER_PID"
   SERVER_PID=
 }
 

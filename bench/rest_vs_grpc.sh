@@ -38,18 +38,12 @@ mkdir -p "$OUT/models"
 cp -r "$ROOT/models/verify" "$OUT/models/"
 
 # Timing-only emulated boards: what is compared is the host's work per wire.
-nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
-  --model-repository "$OUT/models" --boards "$BOARDS" --emulated-compute=false \
-  --http-thread-count "$HTTP_THREADS" > "$OUT/server.log" 2>&1 &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q 'ready: grpc=' "$OUT/server.log" && break
-  kill -0 $server 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
-  sleep 0.1
-done
-GRPC=$(sed -n 's/.*ready: grpc=\([^ ]*\) .*/\1/p' "$OUT/server.log" | head -n1)
-HTTP=$(sed -n 's/.* http=\([^ ]*\) .*/\1/p' "$OUT/server.log" | head -n1)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_start "$OUT/server.log" nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 \
+  --grpc-port 0 --http-port 0 --metrics-port 0 --model-repository "$OUT/models" \
+  --boards "$BOARDS" --emulated-compute=false --http-thread-count "$HTTP_THREADS"
+server=$BENCH_PID GRPC=$BENCH_GRPC HTTP=$BENCH_HTTP
 echo "server: grpc=$GRPC http=$HTTP boards=$BOARDS"
 
 # Request bodies: Triton's binary format, N random INT8 images, binary output.
@@ -93,7 +87,7 @@ end
 LUAEOF
 
 # The server's CPU time so far, in clock ticks (utime + stime).
-server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+server_ticks() { cpu_ticks "$server"; }
 TICK_HZ=$(getconf CLK_TCK)
 run_grpc() {  # run_grpc N REP
   nice -n "$NICE" "$BIN/hgpipe-perf" --url "$GRPC" --model verify --images-per-request "$1" \

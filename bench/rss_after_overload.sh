@@ -7,10 +7,12 @@
 # backlog has cleared), and the last figure is taken 20 s after the overload.
 server=${1:-build/bin/hgpipe-server} perf=${2:-build/bin/hgpipe-perf}
 log=$(mktemp)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-$server --boards sim:1 --model-control-mode explicit --load-model verify --host 127.0.0.1 --grpc-port $port --metrics-port 0 > $log 2>&1 &
-pid=$!
-for i in $(seq 60); do grep -q "ready" $log && break; sleep 1; done
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+trap 'bench_stop_all; rm -f "$log"' EXIT
+bench_start "$log" $server --boards sim:1 --model-control-mode explicit --load-model verify \
+  --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0
+pid=$BENCH_PID port=$BENCH_GRPC_PORT
 rss() { awk '/^VmRSS:/ {print int($2/1024)}' /proc/$pid/status; }
 before=$(rss)
 if [ "${UNDER_LOAD:-0}" = 1 ]; then
@@ -32,4 +34,3 @@ else
   after=$(rss)
   echo "RSS MiB: before $before, peak $peak, 5 s after the overload $after"
 fi
-kill $pid; wait $pid 2>/dev/null

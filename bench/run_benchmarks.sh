@@ -63,42 +63,16 @@ if [[ -z ${MODEL_REPOSITORY:-} ]]; then
   cp -r "$ROOT/models/verify" "$MODEL_REPOSITORY/"
 fi
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 # start_server NAME BINARY ARGS...: starts it logging to $OUT/NAME.log and
-# sets PORT to the gRPC port from its "ready: grpc=HOST:PORT" line.
+# sets PORT to its gRPC port, SERVER_PID to its pid.
 start_server() {
-  local name=$1 log=$OUT/$1.log
+  local name=$1
   shift
-  nice -n "$NICE" "$@" >"$log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  SERVER_PID=$pid
-  for _ in $(seq 1 600); do
-    if PORT=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1) &&
-       [[ -n $PORT ]]; then
-      echo "$name: pid $pid, grpc 127.0.0.1:$PORT" >&2
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "run_benchmarks: $name exited at start-up:" >&2
-      cat "$log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "run_benchmarks: $name not ready after 60 s:" >&2
-  cat "$log" >&2
-  exit 1
+  bench_start "$OUT/$name.log" nice -n "$NICE" "$@"
+  PORT=$BENCH_GRPC_PORT SERVER_PID=$BENCH_PID
+  echo "$name: pid $SERVER_PID, grpc 127.0.0.1:$PORT" >&2
 }
 
 {
@@ -123,8 +97,6 @@ SERVER_PORT=$PORT
 HGPIPE_SERVER_PID=$SERVER_PID
 CLK_TCK=$(getconf CLK_TCK)
 
-# cpu_ticks PID: user + system CPU ticks the process has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 perf() {  # perf TARGET_NAME PORT SERVER_PID IPR CONCURRENCY REPETITION
   local name=$1 port=$2 pid=$3
@@ -173,8 +145,7 @@ nice -n "$NICE" "$BIN/hgpipe-perf" --url "127.0.0.1:$SERVER_PORT" --model verify
 }
 
 # The servers are idle from here on; stop them before measuring the board.
-cleanup
-PIDS=()
+bench_stop_all
 
 echo "hgpipe-bench-board" >&2
 nice -n "$NICE" "$BIN/hgpipe-bench-board" --json --images-per-run 1,16,64 --slots 8 \

@@ -43,29 +43,13 @@ done
 mkdir -p "$OUT/models"
 cp -r "$ROOT/models/verify" "$OUT/models/"
 
-SERVER_PID=
-cleanup() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 --grpc-port 0 --http-port -1 \
-  --metrics-port 0 --boards sim:1 --emulated-compute=false --allow-client-shm=true \
-  --model-repository "$OUT/models" >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
-PORT=
-for _ in $(seq 1 600); do
-  PORT=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$OUT/server.log" | head -n1)
-  [[ -n $PORT ]] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $PORT ]] || { echo "shm_cpu: server not ready" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_start "$OUT/server.log" nice -n "$NICE" "$BIN/hgpipe-server" --host 127.0.0.1 \
+  --grpc-port 0 --http-port -1 --metrics-port 0 --boards sim:1 --emulated-compute=false \
+  --allow-client-shm=true --model-repository "$OUT/models"
+SERVER_PID=$BENCH_PID PORT=$BENCH_GRPC_PORT
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

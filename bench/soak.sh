@@ -40,24 +40,17 @@ ln -s "$PWD/models/fmnist_vit" "$repo/fmnist_vit"
 sed 's/name: *"verify"/name: "verify_cycle"/' models/verify/config.pbtxt \
   > "$repo/verify_cycle/config.pbtxt"
 
-pick_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-grpc=$(pick_port) metrics=$(pick_port)
-url=127.0.0.1:$grpc
-"$bin/hgpipe-server" --model-repository "$repo" --boards sim:2 \
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_start "$out/server.log" "$bin/hgpipe-server" --model-repository "$repo" --boards sim:2 \
   --model-control-mode explicit --load-model verify,fmnist_vit \
-  --canary-interval-s 5 --host 127.0.0.1 --grpc-port "$grpc" --metrics-port "$metrics" \
-  > "$out/server.log" 2>&1 &
-server=$!
+  --canary-interval-s 5 --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0
+server=$BENCH_PID url=$BENCH_GRPC metrics=${BENCH_METRICS##*:}
 cleanup() {
   kill "${pv:-}" "${ps:-}" 2>/dev/null
-  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+  bench_stop_all
 }
 trap cleanup EXIT
-for _ in $(seq 120); do
-  grep -q "hgpipe-server ready" "$out/server.log" && break
-  sleep 1
-done
-grep -q "hgpipe-server ready" "$out/server.log" || { cat "$out/server.log"; exit 1; }
 
 # The side traffic first, for the whole run: verify's capacity is measured
 # beside it, so that 65 % of it is 65 % of what is left on this machine.

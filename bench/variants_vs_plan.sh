@@ -112,38 +112,19 @@ MAX_IMAGES_PER_RUN=$(sed -n 's/.*max_images_per_run: *\([0-9][0-9]*\).*/\1/p' "$
 MAX_IMAGES_PER_RUN=${MAX_IMAGES_PER_RUN:-32}
 echo "scenario: $BOARDS boards, $RATE requests/s (load $LOAD), deadline $DEADLINE_SCALED_MS ms, reprogramming $PROGRAM_SCALED_MS ms, floor $MIN_ACCURACY, warmup ${WARMUP}s + ${DURATION}s; variants $PLAN_VARIANTS" >&2
 
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SERVER_PID=
 cleanup() {
-  if [[ -n $SERVER_PID ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  [[ -n $SERVER_PID ]] && bench_stop "$SERVER_PID"
   SERVER_PID=
 }
-trap cleanup EXIT
 
 start_server() {
-  local log=$1 line
-  "$SERVER" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
+  bench_start "$1" "$SERVER" --host 127.0.0.1 --grpc-port 0 --http-port 0 --metrics-port 0 \
     --boards "sim:$BOARDS" --model-repository "$OUT/models" --canary=false \
-    --emulated-program-ms "$PROGRAM_SCALED_MS" >"$log" 2>&1 &
-  SERVER_PID=$!
-  GRPC_PORT=
-  for _ in $(seq 1 600); do
-    line=$(grep -m1 'ready: grpc=' "$log" || true)
-    if [[ -n $line ]]; then
-      GRPC_PORT=$(sed -n 's/.*ready: grpc=[^ ]*:\([0-9][0-9]*\) .*/\1/p' <<<"$line")
-      METRICS_PORT=$(sed -n 's/.* metrics=[^ ]*:\([0-9][0-9]*\) .*/\1/p' <<<"$line")
-      break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "variants_vs_plan: hgpipe-server exited at start-up:" >&2
-      cat "$log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  [[ -n $GRPC_PORT ]] || { echo "variants_vs_plan: hgpipe-server not ready:" >&2; cat "$log" >&2; exit 1; }
+    --emulated-program-ms "$PROGRAM_SCALED_MS"
+  SERVER_PID=$BENCH_PID GRPC_PORT=$BENCH_GRPC_PORT METRICS_PORT=${BENCH_METRICS##*:}
 }
 
 # 2 and 3, per policy.

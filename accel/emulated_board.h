@@ -123,7 +123,6 @@ class EmulatedBoard final : public Board {
     uint32_t n = 0;
     std::shared_ptr<const Kernel> kernel;
     DoneCallback done;
-    absl::Status status;
     int parts = 0;             // timer and/or computation still to come
     Clock::TimerId timer = 0;  // 0: none (hung) or fired
     bool computing = false;    // the kernel is writing its slot right now

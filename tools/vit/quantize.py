@@ -782,10 +782,6 @@ def build(model: HgVit, st: _Stats, cfg: QuantConfig, input_scale,
         if blk.mlp_kind == "none":
             continue
         a_scale = act_scale(b + ".norm", cfg.act_bits)
-        bld.norm(b + ".norm", x_type, x_scale, sd[f"blocks.{i}.norm1.weight"],
-                 sd[f"blocks.{i}.norm1.bias"], blk.norm1.eps,
-                 st.lo[b + ".norm.var"], st.hi[b + ".norm.var"], act, a_scale)
-        a_scale = act_scale(b + ".norm", cfg.act_bits)
         bld.norm(b + ".norm", x_type, x_scale, sd[f"blocks.{i}.norm2.weight"],
                  sd[f"blocks.{i}.norm2.bias"], blk.norm2.eps,
                  st.lo[b + ".norm.var"], st.hi[b + ".norm.var"], act, a_scale)

@@ -48,6 +48,9 @@ void BoardLifecycle::SetPhase(BoardState& b, BoardPhase phase, ModelState* m,
   }
   b.life.phase = phase;
   b.model = m;
+  // An idle board has nothing to recover for: what programs it next is a
+  // new assignment, not the end of a recovery.
+  if (phase == BoardPhase::kIdle) b.life.recovering = false;
   if (phase == BoardPhase::kServing) {
     m->serving.push_back(&b);
     m->blocked_until = absl::InfinitePast();

@@ -860,7 +860,9 @@ std::vector<Scheduler::BoardStatus> Scheduler::Boards(ModelHandle model) const {
     if (m != nullptr && b->model != m) continue;
     out.push_back({b->id, b->name, b->model != nullptr ? b->model->id : -1, b->life.phase,
                    b->in_flight_images, b->life.counts,
-                   b->life.phase == BoardPhase::kRecovering || b->life.recovering});
+                   b->life.phase == BoardPhase::kRecovering ||
+                       (b->life.recovering && (b->life.phase == BoardPhase::kProgramming ||
+                                               b->life.phase == BoardPhase::kProbing))});
   }
   return out;
 }

@@ -490,6 +490,39 @@ TEST_F(SchedulerTest, KillABoardUnderLoadEveryImageAnsweredExactlyOnce) {
   EXPECT_GE(observer_.failed_runs, 1);
 }
 
+// BoardStatus::recovering is the recovery of a failure, nothing after it: a
+// dead board (its reprogramming fails too) that lost its model while backing
+// off and went idle is not "recovering" when it is given to another model.
+TEST_F(SchedulerTest, RecoveringEndsWhenTheFailedBoardGoesIdle) {
+  TestBoardOptions bo;
+  bo.fault = MakeFault(Fault::Kind::kFail, 0, /*permanent=*/true);
+  Build(1, {}, bo);
+  ModelOptions other;
+  other.name = "b";
+  other.bitstream = VerifyBitstream();
+  ASSERT_TRUE(AddModel(other, {}).ok());
+  Job failed;  // its run fails; it cannot wait out the backoff
+  ASSERT_TRUE(Submit(failed, 1, "verify", 0, clock_.Now() + absl::Milliseconds(5)).ok());
+  // The run fails, then the reprogramming: backing off after a failed step.
+  while (scheduler_->Boards()[0].counts.failures < 2) clock_.Advance(absl::Microseconds(100));
+  ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRecovering);
+  EXPECT_TRUE(scheduler_->Boards()[0].recovering);
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
+  while (scheduler_->Boards()[0].phase != BoardPhase::kIdle) {
+    clock_.Advance(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(removed);
+  EXPECT_EQ(failed.calls, 1);
+  EXPECT_FALSE(scheduler_->Boards()[0].recovering) << "idle";
+  Job for_b;
+  ASSERT_TRUE(Submit(for_b, 1, "b").ok());
+  ASSERT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kProgramming);
+  EXPECT_FALSE(scheduler_->Boards()[0].recovering) << "programmed for b, not recovering";
+  clock_.RunUntilIdle();  // the dead board fails b's programming and is retired
+  EXPECT_EQ(for_b.calls, 1);
+}
+
 TEST_F(SchedulerTest, HungBoardIsCaughtByTheWatchdogResetAndReadmitted) {
   TestBoardOptions bo;
   bo.fault = MakeFault(Fault::Kind::kHang, 3);

@@ -297,22 +297,39 @@ TEST_F(VariantRouterTest, OnlyALastingLullMovesBoardsBackToAccuracy) {
 // load to twice the capacity, the 2 s horizon in 250 ms windows reaches
 // 0.9 of the capacity in the third window (0.5 -> 0.68 -> 0.88 -> 1.05),
 // so the first board moves about 0.75 s after the step; a router that
-// read each window alone would move after the first (0.25 s).
-TEST_F(VariantRouterTest, ASurgeMovesTheFirstBoardWithinAboutThreeWindows) {
-  router_options_.min_move_interval = absl::Milliseconds(500);
-  Build(2, /*move_boards=*/true, /*slow=*/50);
-  const double capacity = 2 * router_->variants()[0].images_per_second;
-  Drive(0.5 * capacity, absl::Seconds(8), absl::Milliseconds(250), 0.85, /*drain=*/false);
-  ASSERT_EQ(router_->moves(), 0u) << "half the capacity moves nothing";
-  const absl::Time step = clock_.Now();
-  absl::Duration reaction = absl::InfiniteDuration();
-  for (int k = 0; k < 60 && reaction == absl::InfiniteDuration(); ++k) {
-    Drive(2 * capacity, absl::Milliseconds(50), absl::Milliseconds(250), 0.85, /*drain=*/false);
-    if (router_->moves() > 0) reaction = clock_.Now() - step;
+// reads each window alone (horizon 0) moves after the first (0.25 s).
+class SurgeTest : public VariantRouterTest {
+ protected:
+  // How long after the step the first board moved.
+  absl::Duration Reaction(absl::Duration horizon) {
+    router_options_.min_move_interval = absl::Milliseconds(500);
+    router_options_.demand_horizon = horizon;
+    Build(2, /*move_boards=*/true, /*slow=*/50);
+    const double capacity = 2 * router_->variants()[0].images_per_second;
+    Drive(0.5 * capacity, absl::Seconds(8), absl::Milliseconds(250), 0.85, /*drain=*/false);
+    EXPECT_EQ(router_->moves(), 0u) << "half the capacity moves nothing";
+    const absl::Time step = clock_.Now();
+    absl::Duration reaction = absl::InfiniteDuration();
+    for (int k = 0; k < 60 && reaction == absl::InfiniteDuration(); ++k) {
+      Drive(2 * capacity, absl::Milliseconds(50), absl::Milliseconds(250), 0.85,
+            /*drain=*/false);
+      if (router_->moves() > 0) reaction = clock_.Now() - step;
+    }
+    clock_.RunUntilIdle();
+    return reaction;
   }
-  clock_.RunUntilIdle();
+};
+
+TEST_F(SurgeTest, SmoothedTheFirstBoardMovesWithinAboutThreeWindows) {
+  const absl::Duration reaction = Reaction(VariantRouter::Options().demand_horizon);
   EXPECT_GE(reaction, absl::Milliseconds(500)) << "one window's surge alone moved a board";
   EXPECT_LE(reaction, absl::Milliseconds(1250)) << "the smoothing answered a 4x step late";
+}
+
+TEST_F(SurgeTest, UnsmoothedTheFirstBoardMovesAfterOneWindow) {
+  const absl::Duration reaction = Reaction(absl::ZeroDuration());
+  EXPECT_GE(reaction, absl::Milliseconds(250));
+  EXPECT_LT(reaction, absl::Milliseconds(500));
 }
 
 // A board that keeps failing is not a move: while it backs off and fails

@@ -53,8 +53,12 @@ bench_start() {
 }
 
 bench_stop() {
+  local pid kept=()
   kill -TERM "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+  # Forgotten, so that bench_stop_all never signals a reused pid.
+  for pid in "${BENCH_PIDS[@]}"; do [[ $pid == "$1" ]] || kept+=("$pid"); done
+  BENCH_PIDS=("${kept[@]}")
 }
 
 bench_stop_all() {

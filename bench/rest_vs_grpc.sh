@@ -86,26 +86,24 @@ done = function(summary, latency, requests)
 end
 LUAEOF
 
-# The server's CPU time so far, in clock ticks (utime + stime).
-server_ticks() { cpu_ticks "$server"; }
 TICK_HZ=$(getconf CLK_TCK)
 run_grpc() {  # run_grpc N REP
   nice -n "$NICE" "$BIN/hgpipe-perf" --url "$GRPC" --model verify --images-per-request "$1" \
     --concurrency "$CONCURRENCY" --duration "$WARMUP" --warmup 0 --progress=false > /dev/null
-  local t0; t0=$(server_ticks)
+  local t0; t0=$(cpu_ticks "$server")
   nice -n "$NICE" "$BIN/hgpipe-perf" --url "$GRPC" --model verify --images-per-request "$1" \
     --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 0 \
     --progress=false --json > "$OUT/grpc-$1-$2.json"
-  echo $(( $(server_ticks) - t0 )) > "$OUT/grpc-$1-$2.ticks"
+  echo $(( $(cpu_ticks "$server") - t0 )) > "$OUT/grpc-$1-$2.ticks"
 }
 run_rest() {  # run_rest N REP
   BODY="$OUT/body$1.bin" HLEN=$(cat "$OUT/body$1.hlen") \
     nice -n "$NICE" wrk -t1 -c "$CONCURRENCY" -d "${WARMUP}s" -s "$OUT/post.lua" "http://$HTTP/v2/models/verify/infer" > /dev/null
-  local t0; t0=$(server_ticks)
+  local t0; t0=$(cpu_ticks "$server")
   BODY="$OUT/body$1.bin" HLEN=$(cat "$OUT/body$1.hlen") \
     nice -n "$NICE" wrk -t1 -c "$CONCURRENCY" -d "${DURATION}s" --timeout 30s -s "$OUT/post.lua" \
     "http://$HTTP/v2/models/verify/infer" | tail -n1 > "$OUT/rest-$1-$2.json"
-  echo $(( $(server_ticks) - t0 )) > "$OUT/rest-$1-$2.ticks"
+  echo $(( $(cpu_ticks "$server") - t0 )) > "$OUT/rest-$1-$2.ticks"
 }
 for rep in $(seq 1 "$REPEAT"); do
   for n in $IMAGES_PER_REQUEST; do

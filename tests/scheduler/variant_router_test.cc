@@ -298,7 +298,7 @@ TEST_F(VariantRouterTest, OnlyALastingLullMovesBoardsBackToAccuracy) {
 // 0.9 of the capacity in the third window (0.5 -> 0.68 -> 0.88 -> 1.05),
 // so the first board moves about 0.75 s after the step; a router that
 // reads each window alone (horizon 0) moves after the first (0.25 s).
-class SurgeTest : public VariantRouterTest {
+class VariantRouterSurgeTest : public VariantRouterTest {
  protected:
   // How long after the step the first board moved.
   absl::Duration Reaction(absl::Duration horizon) {
@@ -320,13 +320,13 @@ class SurgeTest : public VariantRouterTest {
   }
 };
 
-TEST_F(SurgeTest, SmoothedTheFirstBoardMovesWithinAboutThreeWindows) {
+TEST_F(VariantRouterSurgeTest, SmoothedTheFirstBoardMovesWithinAboutThreeWindows) {
   const absl::Duration reaction = Reaction(VariantRouter::Options().demand_horizon);
   EXPECT_GE(reaction, absl::Milliseconds(500)) << "one window's surge alone moved a board";
   EXPECT_LE(reaction, absl::Milliseconds(1250)) << "the smoothing answered a 4x step late";
 }
 
-TEST_F(SurgeTest, UnsmoothedTheFirstBoardMovesAfterOneWindow) {
+TEST_F(VariantRouterSurgeTest, UnsmoothedTheFirstBoardMovesAfterOneWindow) {
   const absl::Duration reaction = Reaction(absl::ZeroDuration());
   EXPECT_GE(reaction, absl::Milliseconds(250));
   EXPECT_LT(reaction, absl::Milliseconds(500));

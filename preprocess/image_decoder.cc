@@ -156,6 +156,45 @@ const char* JpegColorspaceName(J_COLOR_SPACE colorspace) {
   }
 }
 
+// What a JPEG's header alone rules out: no pixels, too many, a color space
+// we do not decode.
+absl::Status CheckJpegHeader(const jpeg_decompress_struct& cinfo, const DecodeOptions& options) {
+  const uint64_t width = cinfo.image_width, height = cinfo.image_height;
+  if (width == 0 || height == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("corrupt JPEG: dimensions ", width, "x", height));
+  }
+  if (width * height > options.max_pixels) return TooLarge(width, height, options.max_pixels);
+  const J_COLOR_SPACE colorspace = cinfo.jpeg_color_space;
+  if (colorspace == JCS_CMYK || colorspace == JCS_YCCK) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported JPEG color space ",
+                                                   JpegColorspaceName(colorspace),
+                                                   " (only grayscale, YCbCr and RGB JPEGs)"));
+  }
+  return absl::OkStatus();
+}
+
+// Reads a JPEG's header only (no entropy-coded data) and checks it.
+absl::Status CheckJpegHeaderOnly(absl::Span<const uint8_t> encoded, const DecodeOptions& options) {
+  ThreadJpegDecompressor& decompressor = JpegDecompressor();
+  j_decompress_ptr cinfo = decompressor.cinfo();
+  JpegErrorManager& err = decompressor.err();
+  err.accept_warnings = options.accept_jpeg_warnings;
+  err.pub.num_warnings = 0;
+  if (setjmp(err.jump) != 0) {
+    jpeg_abort_decompress(cinfo);
+    return JpegError(err.message, encoded);
+  }
+  jpeg_mem_src(cinfo, encoded.data(), static_cast<unsigned long>(encoded.size()));
+  const int header = jpeg_read_header(cinfo, TRUE);
+  // No libjpeg call can fail after this: a Status may live.
+  absl::Status s = header == JPEG_HEADER_OK
+                       ? CheckJpegHeader(*cinfo, options)
+                       : absl::InvalidArgumentError("corrupt JPEG: tables only, no image");
+  jpeg_abort_decompress(cinfo);
+  return s;
+}
+
 // The smallest DCT scale meeting the caller's minimum size; 1/1 if none.
 // Only 1/2, 1/4 and 1/8: libjpeg-turbo has SIMD inverse DCTs for those; the
 // other M/8 scales decode slower than the full image (a 500x375 photo at
@@ -202,24 +241,13 @@ absl::StatusOr<DecodedRegion> DecodeJpegRegion(absl::Span<const uint8_t> encoded
     jpeg_abort_decompress(cinfo);
     return absl::InvalidArgumentError("corrupt JPEG: tables only, no image");
   }
-  const uint64_t width = cinfo->image_width, height = cinfo->image_height;
-  if (width == 0 || height == 0) {
-    jpeg_abort_decompress(cinfo);
-    return absl::InvalidArgumentError(
-        absl::StrCat("corrupt JPEG: dimensions ", width, "x", height));
-  }
   // Before anything is allocated for the pixels.
-  if (width * height > options.max_pixels) {
+  if (absl::Status s = CheckJpegHeader(*cinfo, options); !s.ok()) {
     jpeg_abort_decompress(cinfo);
-    return TooLarge(width, height, options.max_pixels);
+    return s;
   }
+  const uint64_t width = cinfo->image_width, height = cinfo->image_height;
   const J_COLOR_SPACE colorspace = cinfo->jpeg_color_space;
-  if (colorspace == JCS_CMYK || colorspace == JCS_YCCK) {
-    jpeg_abort_decompress(cinfo);
-    return absl::InvalidArgumentError(absl::StrCat("unsupported JPEG color space ",
-                                                   JpegColorspaceName(colorspace),
-                                                   " (only grayscale, YCbCr and RGB JPEGs)"));
-  }
   const bool gray = options.want_gray || colorspace == JCS_GRAYSCALE;
   const int channels = gray ? 1 : 3;
   cinfo->out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
@@ -304,8 +332,11 @@ absl::Status PngError(int error) {
 constexpr int kPngGray = 0;
 constexpr int kPngGrayAlpha = 4;
 
-absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const DecodeOptions& options,
-                                    ScratchBuffer* buffer) {
+// A libspng context over `encoded` whose header was read and checked
+// before anything is allocated for the pixels.
+absl::StatusOr<std::unique_ptr<spng_ctx, SpngCtxDeleter>> OpenPng(absl::Span<const uint8_t> encoded,
+                                                                  const DecodeOptions& options,
+                                                                  spng_ihdr* ihdr_out) {
   std::unique_ptr<spng_ctx, SpngCtxDeleter> ctx(spng_ctx_new(0));
   if (ctx == nullptr) return absl::InternalError("cannot create a libspng context");
   // Bound what hostile metadata can make libspng allocate: no chunk can be
@@ -316,7 +347,6 @@ absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const Dec
   if (error == 0) error = spng_set_chunk_limits(ctx.get(), encoded.size(), 1 << 20);
   if (error == 0) error = spng_set_png_buffer(ctx.get(), encoded.data(), encoded.size());
   if (error != 0) return PngError(error);
-
   spng_ihdr ihdr;
   error = spng_get_ihdr(ctx.get(), &ihdr);
   if (error != 0) return PngError(error);
@@ -337,13 +367,24 @@ absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const Dec
                                                    " bytes cannot hold a ", ihdr.width, "x",
                                                    ihdr.height, " image"));
   }
+  *ihdr_out = ihdr;
+  return ctx;
+}
+
+absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const DecodeOptions& options,
+                                    ScratchBuffer* buffer) {
+  spng_ihdr ihdr;
+  absl::StatusOr<std::unique_ptr<spng_ctx, SpngCtxDeleter>> opened =
+      OpenPng(encoded, options, &ihdr);
+  if (!opened.ok()) return opened.status();
+  spng_ctx* const ctx = opened->get();
   // libspng converts every color type and bit depth (palette, 16-bit, alpha)
   // to RGB8; gray sources are then narrowed back to one channel.
   const bool gray_source = ihdr.color_type == kPngGray || ihdr.color_type == kPngGrayAlpha;
   const bool native_g8 = ihdr.color_type == kPngGray && ihdr.bit_depth <= 8;
   const int format = native_g8 ? SPNG_FMT_G8 : SPNG_FMT_RGB8;
   size_t size = 0;
-  error = spng_decoded_image_size(ctx.get(), format, &size);
+  int error = spng_decoded_image_size(ctx, format, &size);
   if (error != 0) return PngError(error);
   const size_t width = ihdr.width;
   const size_t height = ihdr.height;
@@ -353,7 +394,7 @@ absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const Dec
                                             height, "x", decoded_channels, " image"));
   }
   uint8_t* pixels = buffer->Get(size);
-  error = spng_decode_image(ctx.get(), pixels, size, format, 0);
+  error = spng_decode_image(ctx, pixels, size, format, 0);
   if (error != 0) return PngError(error);
 
   int channels = decoded_channels;
@@ -371,6 +412,21 @@ absl::StatusOr<ImageView> DecodePng(absl::Span<const uint8_t> encoded, const Dec
   view.pixel_stride = channels;
   view.row_stride = width * channels;
   return view;
+}
+
+// Neither JPEG nor PNG: which format it is, or its first bytes.
+absl::Status FormatError(absl::Span<const uint8_t> encoded, ImageFormat format) {
+  if (format != ImageFormat::kUnknown) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported image format ", ImageFormatName(format), "; supported: JPEG, PNG"));
+  }
+  std::string head;
+  for (size_t i = 0; i < std::min<size_t>(encoded.size(), 8); ++i) {
+    absl::StrAppendFormat(&head, "%s%02x", i == 0 ? "" : " ", encoded[i]);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unrecognized image format (", encoded.size(),
+                                                 " bytes starting ", head,
+                                                 "); supported: JPEG, PNG"));
 }
 
 }  // namespace
@@ -439,18 +495,20 @@ absl::StatusOr<DecodedRegion> DecodeImageRegion(absl::Span<const uint8_t> encode
       region.full_height = image->height;
       return region;
     }
-    case ImageFormat::kUnknown: {
-      std::string head;
-      for (size_t i = 0; i < std::min<size_t>(encoded.size(), 8); ++i) {
-        absl::StrAppendFormat(&head, "%s%02x", i == 0 ? "" : " ", encoded[i]);
-      }
-      return absl::InvalidArgumentError(absl::StrCat("unrecognized image format (", encoded.size(),
-                                                     " bytes starting ", head,
-                                                     "); supported: JPEG, PNG"));
+    default: return FormatError(encoded, format);
+  }
+}
+
+absl::Status CheckImageHeader(absl::Span<const uint8_t> encoded, const DecodeOptions& options) {
+  if (encoded.empty()) return absl::InvalidArgumentError("empty image: 0 bytes");
+  const ImageFormat format = DetectImageFormat(encoded);
+  switch (format) {
+    case ImageFormat::kJpeg: return CheckJpegHeaderOnly(encoded, options);
+    case ImageFormat::kPng: {
+      spng_ihdr ihdr;
+      return OpenPng(encoded, options, &ihdr).status();
     }
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unsupported image format ", ImageFormatName(format), "; supported: JPEG, PNG"));
+    default: return FormatError(encoded, format);
   }
 }
 

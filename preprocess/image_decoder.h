@@ -85,6 +85,14 @@ absl::StatusOr<DecodedRegion> DecodeImageRegion(absl::Span<const uint8_t> encode
                                                 const DecodeOptions& options, RegionChooser choose,
                                                 ScratchBuffer* buffer);
 
+// What the header alone tells about `encoded`, without decoding any pixel
+// and cheaply (microseconds): OK if the format is supported and the header
+// declares an image DecodeImage would accept; else the InvalidArgument
+// DecodeImage would give (empty, unrecognized or unsupported format, a
+// corrupt or truncated header, too many pixels, an unsupported JPEG color
+// space). OK does not promise the rest of the data decodes.
+absl::Status CheckImageHeader(absl::Span<const uint8_t> encoded, const DecodeOptions& options);
+
 // Decodes `encoded` into `buffer` (grown as needed) and returns a view of it:
 // 8-bit, packed rows, 1 channel for gray sources (and for JPEGs when
 // want_gray) else 3 (RGB; alpha dropped, palettes expanded, 16-bit samples

@@ -238,9 +238,7 @@ absl::Status Preprocessor::CheckOutput(absl::Span<int8_t> out) const {
   return absl::OkStatus();
 }
 
-absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
-                                            absl::Span<int8_t> out) const {
-  RETURN_IF_ERROR(CheckOutput(out));
+DecodeOptions Preprocessor::Decoding() const {
   DecodeOptions d;
   d.max_pixels = options_.max_pixels;
   d.want_gray = options_.channels == 1;
@@ -257,6 +255,17 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
       d.jpeg_min_shorter_side = options_.resize_shorter_side;
       break;
   }
+  return d;
+}
+
+absl::Status Preprocessor::CheckEncoded(absl::Span<const uint8_t> encoded) const {
+  return CheckImageHeader(encoded, Decoding());
+}
+
+absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
+                                            absl::Span<int8_t> out) const {
+  RETURN_IF_ERROR(CheckOutput(out));
+  const DecodeOptions d = Decoding();
   ScratchTrimmer trim;
   ThreadScratch& scratch = Scratch();
   if (options_.fused_pass && FusedPassApplies(options_)) {
@@ -278,10 +287,7 @@ absl::Status Preprocessor::EncodedToPatches(absl::Span<const uint8_t> encoded,
   return ImageToPatches(image, out);
 }
 
-absl::Status Preprocessor::PixelsToPatches(const uint8_t* hwc, int height, int width, int channels,
-                                           absl::Span<int8_t> out) const {
-  RETURN_IF_ERROR(CheckOutput(out));
-  if (hwc == nullptr) return absl::InvalidArgumentError("raw pixels: null buffer");
+absl::Status Preprocessor::CheckPixels(int height, int width, int channels) const {
   if (height <= 0 || width <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("raw pixels: height ", height, " and width ", width, " must be positive"));
@@ -296,6 +302,14 @@ absl::Status Preprocessor::PixelsToPatches(const uint8_t* hwc, int height, int w
                                                    pixels, " pixels, more than the limit of ",
                                                    options_.max_pixels));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Preprocessor::PixelsToPatches(const uint8_t* hwc, int height, int width, int channels,
+                                           absl::Span<int8_t> out) const {
+  RETURN_IF_ERROR(CheckOutput(out));
+  if (hwc == nullptr) return absl::InvalidArgumentError("raw pixels: null buffer");
+  RETURN_IF_ERROR(CheckPixels(height, width, channels));
   ImageView image;
   image.pixels = hwc;
   image.height = height;

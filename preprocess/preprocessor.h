@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "preprocess/image.h"
+#include "preprocess/image_decoder.h"
 #include "preprocess/options.h"
 
 namespace hgpipe::preprocess {
@@ -48,6 +49,16 @@ class Preprocessor {
   // the caller adds that. On error `out` holds unspecified values.
   absl::Status EncodedToPatches(absl::Span<const uint8_t> encoded, absl::Span<int8_t> out) const;
 
+  // What EncodedToPatches would refuse on the image's header alone (format,
+  // size, pixel limit, color space), checked in microseconds without
+  // decoding: a server refuses such images before queueing them. OK does
+  // not promise that EncodedToPatches succeeds.
+  absl::Status CheckEncoded(absl::Span<const uint8_t> encoded) const;
+
+  // What PixelsToPatches refuses about a size (non-positive sides, a
+  // channel count other than 1, 3 or 4, more pixels than the limit).
+  absl::Status CheckPixels(int height, int width, int channels) const;
+
   // The same from raw UINT8 pixels, row-major HWC, `channels` 1 (gray), 3
   // (RGB) or 4 (RGBA, alpha ignored); `hwc` holds height*width*channels bytes
   // and is only read. InvalidArgument if a size is out of range.
@@ -64,6 +75,8 @@ class Preprocessor {
  private:
   explicit Preprocessor(const Options& options);
   absl::Status ImageToPatches(const ImageView& image, absl::Span<int8_t> out) const;
+  // How EncodedToPatches decodes (limits, gray, DCT scaling).
+  DecodeOptions Decoding() const;
   absl::Status CheckOutput(absl::Span<int8_t> out) const;
 
   Options options_;

@@ -31,7 +31,8 @@ class Observer {
   // Called under the scheduler's lock, so values arrive in order: must not
   // call back into the scheduler.
   virtual void QueueDepth(int model_id, uint64_t images) {}
-  // A run left for a board. `queue_waits` has one entry per image.
+  // A run left for a board. `queue_waits` has one entry per image: from its
+  // arrival until it was in the board's slot (the fill step included).
   virtual void RunStarted(int model_id, int board_id, uint32_t images,
                           absl::Span<const absl::Duration> queue_waits, absl::Duration input_time) {
   }

@@ -305,14 +305,17 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   if (ready == absl::InfiniteFuture()) ready = now;  // not servable: refused elsewhere
   absl::InlinedVector<absl::Time, 16> free_at;
   for (const BoardState* b : m.serving) free_at.push_back(b->input_free_at());
-  return EstimateCompletion(m.queue.ImagesAtOrAbove(level) + n, ready + m.timing.run_overhead,
-                            free_at, m.image_time, m.timing.latency());
+  return EstimateCompletion(m.queue.ImagesAtOrAbove(level) + n,
+                            ready + m.fill_time + m.timing.run_overhead, free_at, m.image_time,
+                            m.timing.latency());
 }
 
 void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   const absl::Time now = clock_->Now();
   ExpireLocked(m, now, p);
-  const absl::Duration lead = options_.dispatch_lead;
+  // Filling takes time before a run reaches its board: form it that much
+  // earlier, so that a busy board's input does not wait for a decode.
+  const absl::Duration lead = options_.dispatch_lead + m.fill_time;
   m.blocked_until = absl::InfinitePast();
   while (m.queue.size() > 0 && !destroying_) {
     // At saturation most dispatches find every board busy: look at their
@@ -363,7 +366,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       }
     }
     auto run = std::make_unique<Run>(&m, &best, best.free_slots.back(), now);
-    m.queue.Take(n, now, best.NextStart(now), best.prediction->image_time(),
+    m.queue.Take(n, now, best.NextStart(now + m.fill_time), best.prediction->image_time(),
                  best.prediction->latency(), &run->images,
                  [&](Request* r, uint32_t images, absl::Duration late)
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
@@ -382,7 +385,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
     for (const ImageRef& img : run->images) ++img.request->filling;
     const uint32_t taken = static_cast<uint32_t>(run->images.size());
     best.free_slots.pop_back();
-    run->predicted = best.prediction->Submit(now, taken);
+    run->predicted = best.prediction->Submit(now + m.fill_time, taken);
     run->model_done = run->predicted.done;
     run->predicted.done += best.lag;
     if (best.runs.empty()) best.head_since = now;
@@ -577,10 +580,12 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
     return;
   }
   const size_t n = run->images.size();
+  FillTaskStarted();
   if (!heavy || n == 1) {
     fill_executor_->Schedule([this, r = std::move(run)]() mutable {
       FillAll(*r);
       Submit(std::move(r));
+      FillTaskDone();
     });
     return;
   }
@@ -603,8 +608,19 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
       }
       Submit(std::move(shared->run));
+      FillTaskDone();
     });
   }
+}
+
+void Scheduler::FillTaskStarted() {
+  SchedulerMutexLock l(&mu_);
+  ++fill_tasks_;
+}
+
+void Scheduler::FillTaskDone() {
+  SchedulerMutexLock l(&mu_);
+  --fill_tasks_;
 }
 
 absl::Status Scheduler::FillImage(Run& run, size_t i) {
@@ -629,7 +645,9 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   BoardState& b = *run->board;
   absl::InlinedVector<absl::Duration, 8> waits;
   waits.reserve(run->images.size());
-  for (const ImageRef& img : run->images) waits.push_back(run->submitted - img.request->arrival);
+  // Until the images are in the slot: a decode in the fill step counts.
+  const absl::Time filled = clock_->Now();
+  for (const ImageRef& img : run->images) waits.push_back(filled - img.request->arrival);
   const uint32_t n = run->size();
   Pending p;
   bool abandoned;
@@ -637,6 +655,8 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   {
     SchedulerMutexLock l(&mu_);
     input_time = b.prediction->InputTime(n);
+    // Smoothed over runs (a quarter each), as the boards' lag.
+    if (!run->canary) m.fill_time += ((filled - run->submitted) - m.fill_time) / 4;
     // An image that could not be filled fails its request (its other
     // images' results are dropped when they come).
     for (auto& [i, status] : run->fill_errors) {
@@ -877,7 +897,7 @@ std::vector<Scheduler::ModelStatus> Scheduler::Models() const {
   return out;
 }
 
-bool Scheduler::Idle() const { return open_requests_ == 0 && delivering_ == 0; }
+bool Scheduler::Idle() const { return open_requests_ == 0 && delivering_ == 0 && fill_tasks_ == 0; }
 
 void Scheduler::Shutdown() {
   SchedulerMutexLock l(&mu_);

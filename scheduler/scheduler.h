@@ -57,6 +57,11 @@
 // board's slot (InferRequest::Fill: a copy, or preprocessing straight into
 // the slot), off the clock's timer thread: on the caller of Enqueue when it
 // formed the run and the fill is light, else on Options::fill_executor.
+// Each model's fill time (from forming a run to its images being in the
+// slot, smoothed) is learned from its runs: dispatch forms a busy board's
+// next run that much earlier than `dispatch_lead` alone, and predicts and
+// admits deadlines with it, so decoding at dispatch neither starves a board
+// nor breaks a deadline promise.
 // When the run completes, each image's output words go to its request
 // (InferRequest::Output) with no scheduler lock held, on the thread that
 // answers.
@@ -127,7 +132,8 @@ class Scheduler final : private BoardLifecycle::Host {
     // Default: none: every run is filled on the thread that formed it.
     Executor* fill_executor = nullptr;
     // How far ahead of a busy board's predicted input end its next run is
-    // formed: covers filling it, the run overhead and timer jitter.
+    // formed: covers a light fill, the run overhead and timer jitter. The
+    // model's observed fill time (decoding) is added to it.
     // Default: 1 ms (about 7 images at HG-PIPE's interval).
     absl::Duration dispatch_lead = absl::Milliseconds(1);
     // A run still out this long after its predicted completion marks its
@@ -287,6 +293,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void Submit(std::unique_ptr<Run> run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
+  // Counts a run's task on the fill executor (Shutdown waits for them).
+  void FillTaskStarted() ABSL_LOCKS_EXCLUDED(scheduler_lock);
+  void FillTaskDone() ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void OnRunDone(std::unique_ptr<Run> run, absl::Status status) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // The rest of a completed run, with its outputs delivered (if any): the
   // slot back, its images answered (or requeued if it failed), the board's
@@ -320,6 +329,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // Accepted requests not yet answered, and callbacks being delivered.
   uint64_t open_requests_ ABSL_GUARDED_BY(scheduler_lock) = 0;
   uint64_t delivering_ ABSL_GUARDED_BY(scheduler_lock) = 0;
+  // Runs handed to the fill executor whose task has not returned: the task
+  // still uses the scheduler after the run's requests may be answered.
+  uint64_t fill_tasks_ ABSL_GUARDED_BY(scheduler_lock) = 0;
   // Pending timers by our own sequence number (a callback cannot know the id
   // RunAt returns), so the destructor can cancel exactly those.
   absl::flat_hash_map<uint64_t, Clock::TimerId> timers_ ABSL_GUARDED_BY(scheduler_lock);

@@ -109,6 +109,11 @@ struct ModelState {
   absl::Time blocked_until ABSL_GUARDED_BY(scheduler_lock) = absl::InfinitePast();
   bool removing ABSL_GUARDED_BY(scheduler_lock) = false;
   bool removed ABSL_GUARDED_BY(scheduler_lock) = false;
+  // How long the model's runs take from forming to their board (the fill
+  // step, and its wait for the fill executor), smoothed: decoding photos
+  // takes about 1 ms per image, a copy microseconds. Dispatch forms runs
+  // this much earlier and predicts them to start this much later.
+  absl::Duration fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
   // ModelOptions' bitstream and canary; null once `removed`. Who needs one
   // beyond the lock copies the pointer.
   std::shared_ptr<const accel::Bitstream> bitstream ABSL_GUARDED_BY(scheduler_lock);

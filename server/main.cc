@@ -124,8 +124,6 @@ ABSL_FLAG(int, max_recovery_attempts, 5, "Recovery attempts before a failed boar
 ABSL_FLAG(bool, reprogram, true, "Reprogram boards for models that have requests and no board");
 ABSL_FLAG(int, preprocess_threads, 0,
           "Threads decoding and preprocessing images (0: one per core)");
-ABSL_FLAG(int, preprocess_queue, 16384,
-          "Images waiting for preprocessing beyond which requests are refused");
 ABSL_FLAG(bool, canary, true,
           "Prove boards with their model's canary (false: boards that compute "
           "nothing, e.g. XRT's no-op device without an FPGA)");
@@ -177,8 +175,6 @@ absl::Status CheckFlags() {
   // Shifted to bytes in an int: 1 GiB is the most that fits (and far more
   // than any request needs); 0 would refuse every call.
   RETURN_IF_ERROR(CheckRange("max-message-mb", absl::GetFlag(FLAGS_max_message_mb), 1, 1024));
-  RETURN_IF_ERROR(
-      CheckRange("preprocess-queue", absl::GetFlag(FLAGS_preprocess_queue), 1, 1'000'000));
   RETURN_IF_ERROR(
       CheckRange("preprocess-threads", absl::GetFlag(FLAGS_preprocess_threads), 0, 1024));
   RETURN_IF_ERROR(CheckRange("drain-timeout-s", absl::GetFlag(FLAGS_drain_timeout_s), 0, 86'400));
@@ -303,8 +299,15 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   // Declared before what it calls into, so that it outlives them: a late
   // reply (past the drain deadline) still finds its I/O context.
   std::unique_ptr<HttpServer> http;
+  // The scheduler's fill step decodes and preprocesses images into board
+  // slots here; declared first, so that it outlives the scheduler.
+  int threads = absl::GetFlag(FLAGS_preprocess_threads);
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  WorkerPool workers(threads, /*max_queued=*/0);  // as an Executor only
+
   scheduler::Scheduler::Options so;
   so.clock = &clock;
+  so.fill_executor = &workers;
   so.observer = &observers;
   so.dispatch_lead = absl::Microseconds(absl::GetFlag(FLAGS_dispatch_lead_us));
   so.watchdog_margin = absl::Milliseconds(absl::GetFlag(FLAGS_watchdog_ms));
@@ -340,10 +343,6 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
                  << " so far (emulated boards are sim0, sim1, ... in order of creation)";
   }
 
-  int threads = absl::GetFlag(FLAGS_preprocess_threads);
-  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-  WorkerPool workers(threads, absl::GetFlag(FLAGS_preprocess_queue));
-
   const std::string host = absl::GetFlag(FLAGS_host);
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
@@ -362,7 +361,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   SharedMemoryRegions::Options shm_options;
   shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
   SharedMemoryRegions shared_memory(shm_options);
-  RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &workers, &shared_memory,
+  RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &shared_memory,
                            absl::Microseconds(absl::GetFlag(FLAGS_response_reserve_us)));
   TritonApi api(&models, &statistics, &pipeline);
   InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory);

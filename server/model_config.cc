@@ -232,7 +232,8 @@ absl::StatusOr<preprocess::Options> PreprocessOptions(const config::ModelConfig&
   o.quant_zero_point = p.quant_zero_point();
   o.max_pixels = p.max_pixels();
   o.jpeg_scaled_decode = !p.has_jpeg_scaled_decode() || p.jpeg_scaled_decode();
-  o.output_layout = preprocess::OutputLayout::kFlat;
+  // Written straight into a board's input slot (the scheduler's fill step).
+  o.output_layout = preprocess::OutputLayout::kDevicePacked;
   if (absl::Status s = o.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("preprocess: ", s.message()));
   }

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "base/mutex.h"
+#include "accel/device_layout.h"
 #include "scheduler/variant_router.h"
 #include "server/client_text.h"
 #include "server/infer_request.h"
@@ -20,10 +20,10 @@
 namespace hgpipe::server {
 
 // One request from its model's lookup to its answer. Owned by whichever step
-// runs it: Infer, then the worker pool's tasks (the last image's task hands
-// it on), then the scheduler's answer; Finish or Refuse deletes it after
-// `done` returns. Fields are set by Infer before the call is handed on, and
-// read-only afterwards unless said otherwise.
+// runs it: Infer, then the scheduler (through CallRequest) until it
+// answers; Finish or Refuse deletes it after `done` returns. Fields are set
+// by Infer before the call is handed on, and read-only afterwards unless
+// said otherwise.
 struct InferCall {
   InferCall(RequestPipeline* p, inference::ModelInferResponse* resp, InferPipeline::Done d,
             absl::Time t, ModelRef r)
@@ -52,17 +52,76 @@ struct InferCall {
   // images were queued (unix ns, 0: never), and the variant chosen.
   int64_t queued_at_ns = 0;
   int variant = 0;
-  // Models with a preprocessor: the images' device patches, flat, and the
-  // worker pool's progress on them.
-  std::vector<int8_t> patches;
-  std::atomic<uint32_t> remaining{0};
-  hgpipe::Mutex mu;
-  // The lowest-numbered image that failed, and why.
-  int64_t failed_image ABSL_GUARDED_BY(mu) = -1;
-  absl::Status failure ABSL_GUARDED_BY(mu);
+};
+
+// A call as the scheduler sees it. Fill writes one image into a board slot
+// when its run is formed: device patches are copied (in the device's
+// order), an encoded or pixel image is decoded and preprocessed straight
+// into the slot (heavy: on the scheduler's fill executor, possibly several
+// images of a call at once). Fill only reads the call's input and model,
+// which stay unchanged until Done; Output writes the image's own logits.
+class CallRequest final : public scheduler::InferRequest {
+ public:
+  explicit CallRequest(InferCall* call) : call_(call) {}
+
+  absl::Status Fill(uint32_t index, const accel::DeviceGeometry& g,
+                    absl::Span<int8_t> slot) override {
+    const LoadedModel& m = *call_->ref.model;
+    const PreparedInput& in = call_->input;
+    if (!m.preprocessor.has_value()) {
+      accel::PackImage(g, in.images + size_t{index} * g.input_bytes(), slot.data());
+      return absl::OkStatus();
+    }
+    const preprocess::Preprocessor& pre = *m.preprocessor;
+    absl::Status s;
+    if (!in.encoded.empty()) {
+      const absl::string_view e = in.encoded[index];
+      s = pre.EncodedToPatches(
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()), slot);
+    } else {
+      const size_t pixels = size_t(in.height) * in.width * in.channels;
+      s = pre.PixelsToPatches(in.pixels + index * pixels, in.height, in.width, in.channels, slot);
+    }
+    if (s.ok()) return s;
+    return ImageError(m, index, s);
+  }
+  void Output(uint32_t index, const accel::DeviceGeometry& g,
+              absl::Span<const uint32_t> words) override {
+    accel::DecodeLogits(words.first(g.classes), call_->logits + size_t{index} * g.classes);
+  }
+  void Done(absl::Status status) override { call_->pipeline->Finish(call_, std::move(status)); }
+
+  // InvalidArgument naming the model and the image.
+  static absl::Status ImageError(const LoadedModel& m, uint32_t index, const absl::Status& s) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", Quote(m.name()), ": image ", index, ": ", s.message()));
+  }
+
+ private:
+  InferCall* const call_;
 };
 
 namespace {
+
+// What the preprocessor refuses without decoding (an encoded image's header,
+// a pixel image's size): refused before the images are queued, so that a
+// board slot is never held for an image that cannot be served.
+absl::Status CheckImages(const LoadedModel& m, const PreparedInput& in) {
+  if (!m.preprocessor.has_value()) return absl::OkStatus();
+  const preprocess::Preprocessor& pre = *m.preprocessor;
+  for (uint32_t i = 0; i < in.encoded.size(); ++i) {
+    const absl::string_view e = in.encoded[i];
+    absl::Status s =
+        pre.CheckEncoded(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()));
+    if (!s.ok()) return CallRequest::ImageError(m, i, s);
+  }
+  if (in.encoded.empty()) {
+    if (absl::Status s = pre.CheckPixels(in.height, in.width, in.channels); !s.ok()) {
+      return CallRequest::ImageError(m, 0, s);
+    }
+  }
+  return absl::OkStatus();
+}
 
 // OK if a variant of `m` reaches `floor` (its measured top-1); else the
 // InvalidArgument the router would answer, said before any work.
@@ -85,14 +144,13 @@ absl::Status CheckAccuracyFloor(const LoadedModel& m, double floor) {
 }  // namespace
 
 RequestPipeline::RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler,
-                                 Metrics* metrics, InferStatistics* statistics, WorkerPool* workers,
+                                 Metrics* metrics, InferStatistics* statistics,
                                  SharedMemoryRegions* shared_memory,
                                  absl::Duration response_reserve)
     : models_(models),
       scheduler_(scheduler),
       metrics_(metrics),
       statistics_(statistics),
-      workers_(workers),
       shared_memory_(shared_memory),
       response_reserve_(response_reserve) {}
 
@@ -128,6 +186,7 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   if (absl::Status s = CheckSharedMemoryOutput(call->shared, out_bytes, c.name()); !s.ok()) {
     return Refuse(call, s);
   }
+  if (absl::Status s = CheckImages(m, call->input); !s.ok()) return Refuse(call, s);
   absl::StatusOr<RequestPolicy> policy = ParseRequestPolicy(request, c);
   if (!policy.ok()) return Refuse(call, policy.status());
   // A floor above every variant is refused before any work (the router
@@ -149,82 +208,17 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   call->spec.logit_scale = m.entry.logit_scale;
   call->spec.classification = call->input.classification;
   call->spec.labels = &m.entry.labels;
-  if (m.preprocessor.has_value()) {
-    Preprocess(call);
-  } else {
-    Submit(call, call->input.images);
-  }
+  Submit(call);
 }
 
-void RequestPipeline::Preprocess(InferCall* call) {
+void RequestPipeline::Submit(InferCall* call) {
   const LoadedModel& m = *call->ref.model;
-  const uint32_t n = call->input.n_images;
-  call->patches.resize(size_t{n} * m.preprocessor->input_bytes());
-  call->remaining.store(n);
-  std::vector<WorkerPool::Task> tasks;
-  tasks.reserve(n);
-  // Two words: the task is stored inline, not allocated.
-  for (uint32_t i = 0; i < n; ++i) {
-    tasks.push_back([call, i] { call->pipeline->PreprocessImage(call, i); });
-  }
-  if (!workers_->TrySubmitAll(std::move(tasks))) {
-    Finish(call, absl::ResourceExhaustedError(
-                     absl::StrCat("model ", Quote(m.name()),
-                                  ": too many images waiting for preprocessing; retry later")));
-  }
-}
-
-void RequestPipeline::PreprocessImage(InferCall* call, uint32_t i) {
-  const LoadedModel& m = *call->ref.model;
-  const preprocess::Preprocessor& pre = *m.preprocessor;
-  const size_t bytes = pre.input_bytes();
-  const PreparedInput& in = call->input;
-  const absl::Span<int8_t> out(call->patches.data() + i * bytes, bytes);
-  absl::Status s;
-  if (!in.encoded.empty()) {
-    const absl::string_view e = in.encoded[i];
-    s = pre.EncodedToPatches(
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()), out);
-  } else {
-    const size_t pixels = size_t(in.height) * in.width * in.channels;
-    s = pre.PixelsToPatches(in.pixels + i * pixels, in.height, in.width, in.channels, out);
-  }
-  if (!s.ok()) {
-    hgpipe::MutexLock l(&call->mu);
-    if (call->failed_image < 0 || i < call->failed_image) {
-      call->failed_image = i;
-      call->failure = s;
-    }
-  }
-  // Only the last image's task goes on: the others may not touch the call
-  // after this (it may be answered and deleted already).
-  if (call->remaining.fetch_sub(1) != 1) return;
-  absl::Status failure;
-  int64_t failed_image;
-  {
-    hgpipe::MutexLock l(&call->mu);
-    failure = call->failure;
-    failed_image = call->failed_image;
-  }
-  if (failed_image >= 0) {
-    call->ref.admission.reset();
-    Finish(call, absl::InvalidArgumentError(absl::StrCat("model ", Quote(m.name()), ": image ",
-                                                         failed_image, ": ", failure.message())));
-    return;
-  }
-  Submit(call, call->patches.data());
-}
-
-void RequestPipeline::Submit(InferCall* call, const int8_t* images) {
-  const LoadedModel& m = *call->ref.model;
-  auto job = std::make_unique<scheduler::BufferRequest>();
-  job->images = images;
+  auto job = std::make_unique<CallRequest>(call);
   job->n_images = call->input.n_images;
-  job->logits = call->logits;
   job->priority = call->priority;
   job->deadline = call->deadline;
-  // One word: stored inline, not allocated.
-  job->done = [call](absl::Status s) { call->pipeline->Finish(call, std::move(s)); };
+  // Decoding and preprocessing: on the scheduler's fill executor.
+  job->heavy_fill = m.preprocessor.has_value();
   call->queued_at_ns = absl::ToUnixNanos(absl::Now());
   // Which variant: the router's choice (docs/serving.md, "Variants"), known
   // before queueing so that the answer decodes with its scales.

@@ -8,8 +8,10 @@
 //   last_inference       when the last request was answered, ms since epoch
 //   success / fail       requests, arrival to answer
 //   compute_input        requests, arrival until their images are queued for
-//                        a board (validation, decoding, preprocessing)
-//   queue                images, from queued until their run left for a board
+//                        a board (validation, encoded images' headers)
+//   queue                images, from queued until their run left for a
+//                        board, with the fill step (a copy into the board's
+//                        slot, or decoding and preprocessing into it)
 //   compute_infer        images, the device time of the run that carried each
 //                        (a run of 8 images adds 8 x its time, as Triton adds a
 //                        batch's time to each request in it)

@@ -24,6 +24,11 @@ bool WorkerPool::TrySubmitAll(std::vector<Task> tasks) {
   return true;
 }
 
+void WorkerPool::Schedule(Task task) {
+  hgpipe::MutexLock l(&mu_);
+  queue_.push_back(std::move(task));
+}
+
 void WorkerPool::Loop() {
   for (;;) {
     Task task;

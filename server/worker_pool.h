@@ -1,6 +1,9 @@
-// Threads for host work that must not run on gRPC threads: decoding and
-// preprocessing images. A bounded queue: when it is full, work is refused at
-// once (the caller answers RESOURCE_EXHAUSTED) instead of piling up memory.
+// Threads for host work that must not run on gRPC threads: the scheduler's
+// fill step (decoding and preprocessing images into board slots, as its
+// Executor) and the model manager's loads. TrySubmitAll's queue is bounded:
+// when it is full, work is refused at once instead of piling up memory.
+// Schedule (the Executor's) never refuses: the scheduler bounds its fills by
+// the boards' slots.
 //
 // Thread safety: all methods are thread-safe. The destructor runs what is
 // queued, then joins.
@@ -14,22 +17,26 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
+#include "base/executor.h"
 #include "base/mutex.h"
 
 namespace hgpipe::server {
 
-class WorkerPool {
+class WorkerPool final : public Executor {
  public:
   using Task = absl::AnyInvocable<void()>;
-  // `threads` >= 1; at most `max_queued` tasks wait at once.
+  // `threads` >= 1; TrySubmitAll lets at most `max_queued` tasks wait.
   WorkerPool(int threads, size_t max_queued);
-  ~WorkerPool();
+  ~WorkerPool() override;
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Queues all of `tasks`, or none of them (returns false) if they do not
   // fit. Tasks run in order of submission, on any pool thread.
   bool TrySubmitAll(std::vector<Task> tasks);
+  // Executor: queues `task` whatever the queue holds. A task scheduled
+  // once the destructor started may never run.
+  void Schedule(Task task) override;
 
  private:
   void Loop();

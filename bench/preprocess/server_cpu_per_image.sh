@@ -29,29 +29,19 @@ streams=${STREAMS:-8}
 threads=${THREADS:-0}
 tick=$(getconf CLK_TCK)
 work=$(mktemp -d)
-log="$work/server.log"
-server_pid=""
-cleanup() {
-  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$src/bench/lib.sh"
+trap 'bench_stop_all; rm -rf "$work"' EXIT
 
-"${SERVER:-$build/bin/hgpipe-server}" --model-repository "${MODELS:-$src/models}" \
+bench_start "$work/server.log" "${SERVER:-$build/bin/hgpipe-server}" \
+  --model-repository "${MODELS:-$src/models}" \
   --model-control-mode explicit --load-model deit_tiny \
   --boards sim:1 --emulated-compute=false --preprocess-threads "$threads" \
-  --host 127.0.0.1 --grpc-port 0 --metrics-port 0 >"$log" 2>&1 &
-server_pid=$!
-for _ in $(seq 600); do
-  grep -q "hgpipe-server ready" "$log" && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-ready=$(grep -o "ready: grpc=[^ ]* metrics=[^ ]*" "$log")
-grpc=${ready#ready: grpc=}; grpc=${grpc%% *}
-metrics=${ready##*metrics=}
+  --host 127.0.0.1 --grpc-port 0 --http-port -1 --metrics-port 0
+server_pid=$BENCH_PID
+grpc=$BENCH_GRPC
+metrics=$BENCH_METRICS
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 images_ok() {
   curl -s "http://$metrics/metrics" |
     awk '/^hgpipe_images_total\{.*model="deit_tiny"/ {s += $2} END {printf "%d\n", s}'
@@ -91,9 +81,9 @@ for jpeg in "$@"; do
   }
   h2 200  # warm up: threads, scratch buffers, connection
   read -r b1 f1 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
-  ok0=$(images_ok); t0=$(cpu_ticks)
+  ok0=$(images_ok); t0=$(cpu_ticks "$server_pid")
   h2 "$requests"
-  t1=$(cpu_ticks); ok1=$(images_ok)
+  t1=$(cpu_ticks "$server_pid"); ok1=$(images_ok)
   read -r b2 f2 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
   images=$((ok1 - ok0))
   if (( images < requests )); then

@@ -144,7 +144,7 @@ TEST(ReliabilityTest, OutOfRangeFlagsFailStartUpNamingTheRange) {
            {"--max-message-mb=2048", "--max-message-mb: 2048 is outside 1..1024"},
            {"--max-message-mb=0", "--max-message-mb: 0 is outside 1..1024"},
            {"--max-message-mb=-1", "--max-message-mb: -1 is outside 1..1024"},
-           {"--preprocess-queue=0", "--preprocess-queue: 0 is outside 1..1000000"},
+           {"--preprocess-threads=-1", "--preprocess-threads: -1 is outside 0..1024"},
            {"--drain-timeout-s=-5", "--drain-timeout-s: -5 is outside 0..86400"},
            {"--canary-interval-s=-1", "--canary-interval-s: -1 is outside 0..86400"}}) {
     const ExitResult r = RunToExit(

@@ -602,6 +602,56 @@ TEST(PreprocessorTest, Errors) {
   EXPECT_THAT(created.status().message(), HasSubstr("Options.tokens"));
 }
 
+// CheckEncoded (what a server refuses before queueing an image) refuses
+// what the header shows, in the words EncodedToPatches would use, and lets
+// through what only decoding finds.
+TEST(PreprocessorTest, CheckEncodedRefusesWhatTheHeaderShows) {
+  const Preprocessor deit = Make(DeitTinyOptions());
+  JpegSpec spec;
+  spec.width = 64;
+  spec.height = 48;
+  auto jpeg = EncodeJpeg(SmoothRgb(64, 48), spec);
+  ASSERT_TRUE(jpeg.ok());
+  const std::vector<uint8_t>& good = *jpeg;
+  EXPECT_TRUE(deit.CheckEncoded(good).ok());
+
+  std::vector<uint8_t> bomb = good;  // SOF0 declaring 65000 x 65000 pixels
+  for (size_t i = 2; i + 9 < bomb.size(); ++i) {
+    if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
+      for (int k : {5, 7}) bomb[i + k] = 0xFD;
+      for (int k : {6, 8}) bomb[i + k] = 0xE8;
+      break;
+    }
+  }
+  spec.channels = 4;
+  auto cmyk = EncodeJpeg(std::vector<uint8_t>(64 * 48 * 4, 100), spec);
+  ASSERT_TRUE(cmyk.ok());
+  const std::vector<uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0};
+  const std::vector<uint8_t> header_cut(good.begin(), good.begin() + 20);
+  std::vector<int8_t> out(deit.input_bytes());
+  struct Case {
+    std::vector<uint8_t> bytes;
+    const char* what;
+  } cases[] = {
+      {bomb, "image too large: 65000x65000"}, {*cmyk, "unsupported JPEG color space"},
+      {gif, "unsupported image format GIF"},  {{}, "empty image"},
+      {header_cut, "truncated JPEG"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status checked = deit.CheckEncoded(c.bytes);
+    EXPECT_EQ(checked.code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(checked.message(), HasSubstr(c.what));
+    // The same refusal as a decode's.
+    const absl::Status decoded = deit.EncodedToPatches(c.bytes, absl::MakeSpan(out));
+    EXPECT_EQ(decoded.message(), checked.message());
+  }
+  // Cut in the entropy-coded data: the header is sound, the decode is not.
+  const std::vector<uint8_t> data_cut(good.begin(), good.begin() + good.size() * 3 / 4);
+  EXPECT_TRUE(deit.CheckEncoded(data_cut).ok());
+  EXPECT_THAT(deit.EncodedToPatches(data_cut, absl::MakeSpan(out)).message(),
+              HasSubstr("truncated JPEG"));
+}
+
 TEST(PreprocessorTest, DecompressionBombIsRefusedBeforeAnyPixelBuffer) {
   // A small JPEG whose header declares 65535 x 65535 pixels: refused from
   // the header, by the region decoder and through the preprocessor; the

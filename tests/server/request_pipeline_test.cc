@@ -110,8 +110,9 @@ struct Outcome {
 };
 
 // A real scheduler and model manager with one emulated board per model
-// (verify: each logit a digest of its image; fmnist: encoded images
-// preprocessed on the worker pool), the pipeline under test on top.
+// (verify: each logit a digest of its image; fmnist: encoded images decoded
+// into the board's slot by the scheduler's fill step on the worker pool),
+// the pipeline under test on top.
 class RequestPipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -144,11 +145,13 @@ class RequestPipelineTest : public ::testing::Test {
     fs::create_directories(root_ / model);
     std::ofstream(root_ / model / "config.pbtxt") << text;
   }
-  // `max_preprocess_queue`: images that may wait for the worker pool.
-  void Start(size_t max_preprocess_queue = 64) {
+  void Start() {
+    // The scheduler's fill executor, as in the server: decoding runs there.
+    workers_ = std::make_unique<WorkerPool>(2, /*max_queued=*/0);
     scheduler::Scheduler::Options so;
     so.clock = &clock_;
     so.observer = &observers_;
+    so.fill_executor = workers_.get();
     scheduler_ = *scheduler::Scheduler::Create(so);
     BoardOptions bo;
     bo.program_time = absl::Milliseconds(1);
@@ -162,17 +165,16 @@ class RequestPipelineTest : public ::testing::Test {
     o.clock = &clock_;
     manager_ = std::make_unique<ModelManager>(std::move(o));
     ASSERT_TRUE(manager_->LoadAtStartup({}).ok());
-    workers_ = std::make_unique<WorkerPool>(2, max_preprocess_queue);
     pipeline_ = std::make_unique<RequestPipeline>(manager_.get(), scheduler_.get(), &metrics_,
-                                                  &statistics_, workers_.get());
+                                                  &statistics_);
     pipeline_->SetReady(true);
   }
   // Everything quiet: no thread of the pipeline's runs after this.
   void Stop() {
-    workers_.reset();  // runs what is queued, then joins
     manager_.reset();
-    if (scheduler_ != nullptr) scheduler_->Shutdown();
+    if (scheduler_ != nullptr) scheduler_->Shutdown();  // waits for its fill tasks
     scheduler_.reset();
+    workers_.reset();  // joins
   }
 
   // Runs `request` through the pipeline and waits for its answer.
@@ -379,16 +381,49 @@ TEST_F(RequestPipelineTest, AnImageThatDoesNotDecodeFailsTheRequestNamingIt) {
   EXPECT_EQ(Stats("fmnist").fail().count(), 1u);
 }
 
-TEST_F(RequestPipelineTest, FullPreprocessingQueueIsResourceExhausted) {
-  Start(/*max_preprocess_queue=*/1);  // a two-image request never fits
-  const inference::ModelInferRequest request = EncodedRequest({Png(), Png()});
+// What the decoder refuses from a header alone is refused on the caller's
+// thread, before the images are queued: no board slot is held for it.
+TEST_F(RequestPipelineTest, AnImageWhoseHeaderIsRefusedNeverReachesTheScheduler) {
+  Start();
+  const std::string good = Png();
+  std::string gif = "GIF89a";
+  gif.append(32, '\0');
+  const inference::ModelInferRequest request = EncodedRequest({good, gif, good});
   Outcome out;
   Run(request, &out);
-  EXPECT_EQ(out.status.code(), absl::StatusCode::kResourceExhausted) << out.status;
-  EXPECT_THAT(out.status.message(), HasSubstr("preprocessing"));
-  EXPECT_EQ(out.calls.load(), 1);
+  EXPECT_EQ(out.status.code(), absl::StatusCode::kInvalidArgument) << out.status;
+  EXPECT_THAT(out.status.message(),
+              HasSubstr("model 'fmnist': image 1: unsupported image format GIF"));
   EXPECT_TRUE(out.before_return);
   EXPECT_EQ(Stats("fmnist").fail().count(), 1u);
+}
+
+// An image whose header is sound but whose data is cut short is found when
+// its run is filled: it fails its own request, naming it, and another
+// request in flight at the same time is served with its own logits.
+TEST_F(RequestPipelineTest, AnImageThatFailsToDecodeInTheSlotFailsOnlyItsRequest) {
+  Start();
+  const std::string good = Png();
+  const std::string cut = good.substr(0, good.size() - 24);  // IDAT's end, IEND
+  const inference::ModelInferRequest bad_request = EncodedRequest({good, cut});
+  const inference::ModelInferRequest good_request = EncodedRequest({good, good, good});
+  for (int round = 0; round < 20; ++round) {
+    Outcome bad, fine;
+    Send(&bad, bad_request);
+    Send(&fine, good_request);
+    ASSERT_TRUE(bad.answered.WaitForNotificationWithTimeout(absl::Seconds(120)));
+    ASSERT_TRUE(fine.answered.WaitForNotificationWithTimeout(absl::Seconds(120)));
+    EXPECT_EQ(bad.status.code(), absl::StatusCode::kInvalidArgument) << bad.status;
+    EXPECT_THAT(bad.status.message(), HasSubstr("model 'fmnist': image 1: truncated PNG"));
+    EXPECT_EQ(bad.calls.load(), 1);
+    ASSERT_TRUE(fine.status.ok()) << fine.status;
+    const std::string& raw = fine.response.raw_output_contents(0);
+    ASSERT_EQ(raw.size(), 3 * 10 * sizeof(float));
+    EXPECT_EQ(raw.substr(0, 40), raw.substr(40, 40));
+    EXPECT_EQ(raw.substr(0, 40), raw.substr(80, 40));
+  }
+  EXPECT_EQ(Stats("fmnist").fail().count(), 20u);
+  EXPECT_EQ(Stats("fmnist").success().count(), 20u);
 }
 
 // Many requests at once from several threads, each outcome of the pipeline

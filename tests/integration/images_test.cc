@@ -1,11 +1,15 @@
 // Images in, through the real binary: encoded files and raw pixels are
 // preprocessed by the server, FP32 logits and top-k classes come out, and a
 // bad image is refused with its index while other clients are untouched.
+#include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -293,6 +297,85 @@ TEST_F(ImagesTest, AJpegPhotoRunsThroughDeitTiny) {
   ASSERT_TRUE(resp.ok()) << resp.status();
   EXPECT_EQ(resp->outputs(0).datatype(), "FP32");
   EXPECT_THAT(resp->outputs(0).shape(), ::testing::ElementsAre(1, 1000));
+}
+
+// Photos are decoded when their run is formed, straight into the board's
+// slot. A board that dies under load abandons runs whose images were
+// decoded into its slots: they are decoded again into another board's, and
+// every request is answered exactly once, OK, with its own images' logits
+// (those a clean server gives).
+TEST_F(ImagesTest, PhotosOnABoardThatDiesAreDecodedAgainAndServedExactlyOnce) {
+  constexpr int kImages = 8;
+  std::vector<std::string> pngs;
+  for (int i = 0; i < kImages; ++i) pngs.push_back(Png(GrayImage(100 + i)));
+  auto reference = client_->Infer(EncodedRequest("fmnist_vit", pngs));
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  const std::vector<float> want = Floats(*reference);  // kImages x 10
+
+  auto server = ServerProcess::Start(
+      {"--boards=sim:2", "--model-control-mode=explicit", "--load-model=fmnist_vit",
+       "--emulated-faults=sim1=fail@3:permanent", "--emulated-program-ms=20",
+       "--emulated-reset-ms=20", "--recovery-backoff-ms=20", "--max-recovery-attempts=2",
+       "--preprocess-threads=2"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::atomic<bool> stop{false};
+  std::atomic<int> requests{0}, images{0};
+  constexpr int kClients = 4;
+  std::vector<std::string> failures(kClients);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      clients::InferenceClient::Options o;
+      o.channel.connection_index = c;
+      o.timeout = absl::Seconds(120);
+      auto client = clients::InferenceClient::Create((*server)->grpc_target(), o);
+      if (!client.ok()) {
+        failures[c] = client.status().ToString();
+        return;
+      }
+      std::mt19937 rng(c);
+      for (int after_stop = 0; !stop.load() || after_stop++ < 10;) {
+        const int n = 1 + rng() % 3;
+        std::vector<int> which;
+        std::vector<std::string> files;
+        for (int k = 0; k < n; ++k) {
+          which.push_back(rng() % kImages);
+          files.push_back(pngs[which.back()]);
+        }
+        auto resp = (*client)->Infer(EncodedRequest("fmnist_vit", files));
+        if (!resp.ok()) {
+          failures[c] = resp.status().ToString();
+          return;
+        }
+        const std::vector<float> got = Floats(*resp);
+        for (int k = 0; k < n; ++k) {
+          if (!std::equal(got.begin() + k * 10, got.begin() + (k + 1) * 10,
+                          want.begin() + which[k] * 10)) {
+            failures[c] = absl::StrCat("image ", k, " (png ", which[k], "): other logits");
+            return;
+          }
+        }
+        ++requests;
+        images += n;
+      }
+    });
+  }
+  const std::string url = (*server)->metrics_url();
+  auto retired = WaitForMetric(
+      url, "hgpipe_board_phase", R"(board="sim1",phase="retired")", [](double v) { return v == 1; },
+      absl::Seconds(120));
+  EXPECT_TRUE(retired.ok()) << retired.status();
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  for (const std::string& f : failures) EXPECT_EQ(f, "");
+  auto metrics = HttpGet(url);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_GE(*MetricValue(*metrics, "hgpipe_board_failures_total", R"(board="sim1")"), 1);
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_requests_total", R"(code="OK",model="fmnist_vit")"),
+            requests.load());
+  EXPECT_EQ(*MetricValue(*metrics, "hgpipe_images_total", R"(model="fmnist_vit")"), images.load());
+  const ExitResult r = (*server)->Stop(SIGTERM);
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
 }
 
 }  // namespace

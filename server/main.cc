@@ -100,7 +100,8 @@ ABSL_FLAG(int, board_slots, 0,
           "Runs queued on each board at once (0: the board's default; emulated "
           "boards derive it from the pipeline depth)");
 ABSL_FLAG(int, dispatch_lead_us, 1000,
-          "Submit a busy board's next run this long before its input drains");
+          "Submit a busy board's next run this long before its input drains, plus "
+          "the model's observed fill time (decoding photos into the board's slot)");
 ABSL_FLAG(int, response_reserve_us, 500,
           "Time kept back from each request's deadline for its answer's way back to the "
           "client: the scheduler admits and routes against the deadline less this (at most "

@@ -19,6 +19,45 @@ int PatchOfToken(ClsPlaceholder cls, int t, int patches) {
   return -1;
 }
 
+// The widest patch row PackPairs takes; a zero row that long stands in for
+// a placeholder token's rows.
+constexpr int kMaxPairRow = 256;
+constexpr int8_t kZeroRow[kMaxPairRow] = {};
+
+// Device order a token pair at a time: each patch row of tokens t and t + 1
+// becomes 2 * pw consecutive bytes of their 16-bit pairs interleaved
+// (value v of a token sits at DeviceValueOffset(v), its partner's 2 bytes
+// on), so a vector zip writes it. Needs an even patch width (every row then
+// starts on a whole pair) and an even token count.
+bool PackPairs(const Options& o, const int8_t* q, int8_t* out) {
+  const int ph = o.patch_height, pw = o.patch_width, tv = o.token_values;
+  if (pw % 2 != 0 || pw > kMaxPairRow || o.tokens % 2 != 0) return false;
+  const int patches_x = o.width / pw;
+  const int patches = o.num_patches();
+  const size_t plane = static_cast<size_t>(o.height) * o.width;
+  for (int t = 0; t < o.tokens; t += 2) {
+    int8_t* base = out + accel::DeviceTokenOffset(tv, t);
+    for (int c = 0; c < o.channels; ++c) {
+      const int8_t* src[2];
+      ptrdiff_t stride[2];
+      for (int j = 0; j < 2; ++j) {
+        const int k = PatchOfToken(o.cls_placeholder, t + j, patches);
+        if (k < 0) {
+          src[j] = kZeroRow;
+          stride[j] = 0;
+        } else {
+          src[j] = q + c * plane + static_cast<size_t>((k / patches_x) * ph) * o.width +
+                   (k % patches_x) * pw;
+          stride[j] = o.width;
+        }
+      }
+      simd::InterleavePairRows(src[0], stride[0], src[1], stride[1], ph, pw,
+                               base + static_cast<size_t>(c) * ph * pw * 2);
+    }
+  }
+  return true;
+}
+
 // Patchify + pack from the planar int8 model image q[c][y][x]; values
 // channel-major: v = (c * ph + iy) * pw + ix.
 void Pack(const Options& o, const int8_t* q, int8_t* out) {
@@ -27,6 +66,7 @@ void Pack(const Options& o, const int8_t* q, int8_t* out) {
   const int patches = o.num_patches();
   const size_t plane = static_cast<size_t>(o.height) * o.width;
   const bool packed = o.output_layout == OutputLayout::kDevicePacked;
+  if (packed && PackPairs(o, q, out)) return;
   for (int t = 0; t < o.tokens; ++t) {
     const int k = PatchOfToken(o.cls_placeholder, t, patches);
     const int y0 = k < 0 ? 0 : (k / patches_x) * ph;
@@ -81,19 +121,30 @@ Rect PlanFusedPass(const Options& o, const Window& w, int source_width, int sour
   s->need_x = w.resize && w.resized_width != source_width;
   s->need_y = w.resize && w.resized_height != source_height;
   Rect r{w.left, w.top, w.left + width, w.top + height};
+  // Taps are kept from the thread's previous image of the same geometry:
+  // computing them (coefficients for every output) costs about 1 % of a
+  // photo.
   if (s->need_x) {
-    ComputeTaps(source_width, w.resized_width, w.left, width, o.filter, &s->taps_x);
-    r.x0 = s->taps_x.first[0];
-    r.x1 = s->taps_x.first[width - 1] + s->taps_x.taps[width - 1];
+    const TapsKey key{source_width, w.resized_width, w.left, width, o.filter};
+    if (!(key == s->taps_x_key)) {
+      ComputeTaps(source_width, w.resized_width, w.left, width, o.filter, &s->taps_x);
+      s->taps_x_x0 = s->taps_x.first[0];
+      s->taps_x_x1 = s->taps_x.first[width - 1] + s->taps_x.taps[width - 1];
+      // The horizontal taps index the copied columns, which start at x0.
+      for (int& f : s->taps_x.first) f -= s->taps_x_x0;
+      s->taps_x_key = key;
+    }
+    r.x0 = s->taps_x_x0;
+    r.x1 = s->taps_x_x1;
   }
   if (s->need_y) {
-    ComputeTaps(source_height, w.resized_height, w.top, height, o.filter, &s->taps_y);
+    const TapsKey key{source_height, w.resized_height, w.top, height, o.filter};
+    if (!(key == s->taps_y_key)) {
+      ComputeTaps(source_height, w.resized_height, w.top, height, o.filter, &s->taps_y);
+      s->taps_y_key = key;
+    }
     r.y0 = s->taps_y.first[0];
     r.y1 = s->taps_y.first[height - 1] + s->taps_y.taps[height - 1];
-  }
-  // The horizontal taps index the copied columns, which start at r.x0.
-  if (s->need_x) {
-    for (int& f : s->taps_x.first) f -= r.x0;
   }
   s->source_rect = r;
   return r;

@@ -24,8 +24,19 @@
 namespace hgpipe::preprocess {
 
 // Reused between calls on one thread.
+// What a direction's taps were computed for (ComputeTaps' arguments): a
+// stream of same-sized photos reuses them.
+struct TapsKey {
+  int in_size = -1, out_size = -1, first_out = -1, count = -1;
+  ResizeFilter filter = ResizeFilter::kBilinear;
+  friend bool operator==(const TapsKey&, const TapsKey&) = default;
+};
+
 struct FusedScratch {
   Taps taps_x, taps_y;
+  TapsKey taps_x_key, taps_y_key;
+  // The source columns taps_x reads (its `first` counts from x0).
+  int taps_x_x0 = 0, taps_x_x1 = 0;
   ScratchBuffer source_planes;  // one source row, split into channels, padded
   ScratchBuffer resized_rows;   // horizontally resampled rows, per channel
   ScratchBuffer quantized;      // the model image, int8, [channel][height][width]

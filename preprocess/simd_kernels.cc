@@ -1,6 +1,7 @@
 #include "preprocess/simd_kernels.h"
 
 #include <algorithm>
+#include <cstring>
 
 // Highway's dynamic dispatch: this file is compiled once per target.
 #undef HWY_TARGET_INCLUDE
@@ -223,6 +224,29 @@ void DeinterleaveRgbImpl(const uint8_t* in, int pixel_stride, int n, uint8_t* r,
   }
 }
 
+void InterleavePairRowsImpl(const int8_t* a, ptrdiff_t a_stride, const int8_t* b,
+                            ptrdiff_t b_stride, int rows, int row_bytes, int8_t* out) {
+  // 16-bit lanes: a pair of int8 values moves as one lane. At most 8 lanes
+  // (16 bytes, a 16-pixel patch row) so short rows still fill vectors.
+  const hn::CappedTag<uint16_t, 8> d;
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  const int pairs = row_bytes / 2;
+  for (int r = 0; r < rows; ++r, a += a_stride, b += b_stride, out += 2 * row_bytes) {
+    int i = 0;
+    // Highway's unaligned loads and stores take any address.
+    const auto* a16 = reinterpret_cast<const uint16_t*>(a);
+    const auto* b16 = reinterpret_cast<const uint16_t*>(b);
+    auto* out16 = reinterpret_cast<uint16_t*>(out);
+    for (; i + lanes <= pairs; i += lanes) {
+      hn::StoreInterleaved2(hn::LoadU(d, a16 + i), hn::LoadU(d, b16 + i), d, out16 + 2 * i);
+    }
+    for (; i < pairs; ++i) {
+      std::memcpy(out + 4 * i, a + 2 * i, 2);
+      std::memcpy(out + 4 * i + 2, b + 2 * i, 2);
+    }
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace hgpipe::preprocess::simd
 HWY_AFTER_NAMESPACE();
@@ -235,6 +259,7 @@ HWY_EXPORT(HorizontalRowMaddImpl);
 HWY_EXPORT(VerticalRowImpl);
 HWY_EXPORT(LookupRowImpl);
 HWY_EXPORT(DeinterleaveRgbImpl);
+HWY_EXPORT(InterleavePairRowsImpl);
 
 void HorizontalRow(const uint8_t* in, const int32_t* first, const int32_t* taps,
                    const int32_t* coefficients, int stride, int count, uint8_t* out) {
@@ -259,6 +284,11 @@ void LookupRow(const uint8_t* in, int n, const int8_t* table, int8_t* out) {
 void DeinterleaveRgb(const uint8_t* in, int pixel_stride, int n, uint8_t* r, uint8_t* g,
                      uint8_t* b) {
   HWY_DYNAMIC_DISPATCH(DeinterleaveRgbImpl)(in, pixel_stride, n, r, g, b);
+}
+
+void InterleavePairRows(const int8_t* a, ptrdiff_t a_stride, const int8_t* b, ptrdiff_t b_stride,
+                        int rows, int row_bytes, int8_t* out) {
+  HWY_DYNAMIC_DISPATCH(InterleavePairRowsImpl)(a, a_stride, b, b_stride, rows, row_bytes, out);
 }
 
 }  // namespace hgpipe::preprocess::simd

@@ -1,9 +1,10 @@
 // The fused pass's per-row loops, vectorized with Google Highway (Debian's
 // libhwy-dev) and dispatched at run time to the best target the CPU has
 // (SSE4, AVX2, AVX-512; scalar elsewhere). Each is exact: integer
-// arithmetic as Pillow's resampler (resample.h), and the scalar scalar lookup table
-// (preprocessor.h), so results equal the scalar path's bit for bit
-// (tests/preprocess/simd_kernels_test.cc).
+// arithmetic as Pillow's resampler (resample.h), the scalar lookup table
+// (preprocessor.h) and the board's packing (accel/device_layout.h), so
+// results equal the scalar path's bit for bit (SimdKernelsTest in
+// tests/preprocess/fused_pass_test.cc).
 //
 // Thread safety: pure functions.
 #ifndef HGPIPE_PREPROCESS_SIMD_KERNELS_H_
@@ -62,6 +63,13 @@ void LookupRow(const uint8_t* in, int n, const int8_t* table, int8_t* out);
 // into their first three channels.
 void DeinterleaveRgb(const uint8_t* in, int pixel_stride, int n, uint8_t* r, uint8_t* g,
                      uint8_t* b);
+
+// Two tokens' rows into the device's input order (accel/device_layout.h):
+// row r of token a (row_bytes at a + r * a_stride) and of token b, as
+// 16-bit pairs interleaved: out + r * 2 * row_bytes holds a[0..1], b[0..1],
+// a[2..3], b[2..3], ... `row_bytes` is even.
+void InterleavePairRows(const int8_t* a, ptrdiff_t a_stride, const int8_t* b, ptrdiff_t b_stride,
+                        int rows, int row_bytes, int8_t* out);
 
 }  // namespace hgpipe::preprocess::simd
 

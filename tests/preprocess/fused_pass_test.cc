@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "accel/bitstream.h"
+#include "accel/device_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "preprocess/image_encoder.h"
@@ -89,6 +92,38 @@ TEST(SimdKernelsTest, DeinterleaveRgbAndRgba) {
       ASSERT_EQ(g[i], in[i * stride + 1]);
       ASSERT_EQ(b[i], in[i * stride + 2]);
     }
+  }
+}
+
+// The device order of two tokens' rows is the board's (accel::PackImage),
+// for row widths with and without a vector's worth of pairs, rows read at a
+// stride and a zero row read at stride 0.
+TEST(SimdKernelsTest, InterleavePairRowsIsTheDeviceOrder) {
+  for (int row_bytes : {2, 4, 14, 16, 18, 34, 64}) {
+    constexpr int kRows = 3;
+    constexpr int kStride = 100;
+    const std::vector<uint8_t> noise = Noise(2 * kRows * kStride, row_bytes);
+    const auto* a = reinterpret_cast<const int8_t*>(noise.data());
+    const int8_t* b = a + kRows * kStride;
+    std::vector<int8_t> got(2 * kRows * row_bytes, 99);
+    simd::InterleavePairRows(a, kStride, b, kStride, kRows, row_bytes, got.data());
+    // The same two tokens, flat, through the board's packing.
+    accel::DeviceGeometry g;
+    g.tokens = 2;
+    g.token_values = kRows * row_bytes;
+    std::vector<int8_t> flat(2 * g.token_values), want(flat.size());
+    for (int t = 0; t < 2; ++t) {
+      for (int r = 0; r < kRows; ++r) {
+        std::memcpy(&flat[(t * kRows + r) * row_bytes], (t == 0 ? a : b) + r * kStride, row_bytes);
+      }
+    }
+    accel::PackImage(g, flat.data(), want.data());
+    EXPECT_EQ(got, want) << row_bytes << " bytes a row";
+    const std::vector<int8_t> zeros(row_bytes, 0);
+    simd::InterleavePairRows(zeros.data(), 0, b, kStride, kRows, row_bytes, got.data());
+    for (int r = 0; r < kRows; ++r) std::memset(&flat[r * row_bytes], 0, row_bytes);
+    accel::PackImage(g, flat.data(), want.data());
+    EXPECT_EQ(got, want) << row_bytes << " bytes a row, zero token";
   }
 }
 

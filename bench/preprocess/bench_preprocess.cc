@@ -14,7 +14,8 @@
 //   slots, as the server does: images/s of wall time for the pool, and the
 //   process's CPU per image (cpu_us_per_image).
 //   HGPIPE_BENCH_JPEGS=a.jpg:b.jpg adds BM_File/<name> for each file (e.g.
-//   real photos) to DeiT-tiny's input, BM_FileScalarPath/<name> (the same
+//   real photos) to DeiT-tiny's input in device order (as the server writes
+//   it into a board's slot), BM_FileScalarPath/<name> (the same
 //   through the scalar reference path: full decode, resample, table) and
 //   BM_FileDecodeOnly/<name> (a full decode alone).
 #include <atomic>
@@ -254,7 +255,9 @@ void RegisterFileBenchmarks() {
     const std::string name(path.substr(path.rfind('/') + 1));
     const auto bytes = std::make_shared<std::vector<uint8_t>>(ReadFile(std::string(path)));
     benchmark::RegisterBenchmark(("BM_File/" + name).c_str(), [bytes](benchmark::State& state) {
-      RunEncoded(state, DeitTinyOptions(), *bytes);
+      Options o = DeitTinyOptions();
+      o.output_layout = OutputLayout::kDevicePacked;  // as the server asks
+      RunEncoded(state, o, *bytes);
     });
     benchmark::RegisterBenchmark(("BM_FileScalarPath/" + name).c_str(),
                                  [bytes](benchmark::State& state) {

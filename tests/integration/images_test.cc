@@ -88,7 +88,13 @@ class ImagesTest : public ::testing::Test {
     auto s = ServerProcess::Start({"--boards=sim:1"});
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = s->release();
-    client_ = clients::InferenceClient::Create(server_->grpc_target())->release();
+    // DeiT-tiny's emulated datapath takes seconds an image in the ASan
+    // build, more on a loaded machine: a request of 3 images queued behind
+    // another run of 3 (a request one of whose images fails to decode still
+    // has its other images computed) passed the default 30 s there.
+    clients::InferenceClient::Options o;
+    o.timeout = absl::Seconds(180);
+    client_ = clients::InferenceClient::Create(server_->grpc_target(), o)->release();
   }
   static void TearDownTestSuite() {
     delete client_;

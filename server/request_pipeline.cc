@@ -54,6 +54,11 @@ struct InferCall {
   int variant = 0;
 };
 
+// An encoded image's bytes, as the decoder takes them.
+inline absl::Span<const uint8_t> EncodedBytes(absl::string_view e) {
+  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size());
+}
+
 // A call as the scheduler sees it. Fill writes one image into a board slot
 // when its run is formed: device patches are copied (in the device's
 // order), an encoded or pixel image is decoded and preprocessed straight
@@ -75,9 +80,7 @@ class CallRequest final : public scheduler::InferRequest {
     const preprocess::Preprocessor& pre = *m.preprocessor;
     absl::Status s;
     if (!in.encoded.empty()) {
-      const absl::string_view e = in.encoded[index];
-      s = pre.EncodedToPatches(
-          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()), slot);
+      s = pre.EncodedToPatches(EncodedBytes(in.encoded[index]), slot);
     } else {
       const size_t pixels = size_t(in.height) * in.width * in.channels;
       s = pre.PixelsToPatches(in.pixels + index * pixels, in.height, in.width, in.channels, slot);
@@ -110,14 +113,13 @@ absl::Status CheckImages(const LoadedModel& m, const PreparedInput& in) {
   if (!m.preprocessor.has_value()) return absl::OkStatus();
   const preprocess::Preprocessor& pre = *m.preprocessor;
   for (uint32_t i = 0; i < in.encoded.size(); ++i) {
-    const absl::string_view e = in.encoded[i];
-    absl::Status s =
-        pre.CheckEncoded(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(e.data()), e.size()));
+    absl::Status s = pre.CheckEncoded(EncodedBytes(in.encoded[i]));
     if (!s.ok()) return CallRequest::ImageError(m, i, s);
   }
   if (in.encoded.empty()) {
+    // The size is the whole tensor's: no one image to name.
     if (absl::Status s = pre.CheckPixels(in.height, in.width, in.channels); !s.ok()) {
-      return CallRequest::ImageError(m, 0, s);
+      return absl::InvalidArgumentError(absl::StrCat("model ", Quote(m.name()), ": ", s.message()));
     }
   }
   return absl::OkStatus();

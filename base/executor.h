@@ -14,6 +14,9 @@ class Executor {
   // refuses (callers bound what they schedule), and runs every task
   // scheduled before the executor is destroyed.
   virtual void Schedule(absl::AnyInvocable<void()> task) = 0;
+  // How many tasks it runs at once (>= 1): what estimates of its
+  // throughput divide by.
+  virtual int concurrency() const = 0;
 };
 
 }  // namespace hgpipe

@@ -305,9 +305,21 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   if (ready == absl::InfiniteFuture()) ready = now;  // not servable: refused elsewhere
   absl::InlinedVector<absl::Time, 16> free_at;
   for (const BoardState* b : m.serving) free_at.push_back(b->input_free_at());
-  return EstimateCompletion(m.queue.ImagesAtOrAbove(level) + n,
-                            ready + m.fill_time + m.timing.run_overhead, free_at, m.image_time,
-                            m.timing.latency());
+  const uint64_t ahead = m.queue.ImagesAtOrAbove(level);
+  const absl::Time boards =
+      EstimateCompletion(ahead + n, ready + m.fill_time + m.timing.run_overhead, free_at,
+                         m.image_time, m.timing.latency());
+  if (fill_executor_ == nullptr) return boards;
+  // Decoding can be slower than the boards (a photo takes about 1 ms of a
+  // core, a board takes an image every 140 us): the images ahead, those
+  // formed but not yet filled included, reach a board no faster than the
+  // executor's threads fill them. Other models' fills share the executor
+  // and are not counted: the bound is optimistic there.
+  const absl::Duration fills = m.decode_image_cost * m.decoding_share *
+                               static_cast<double>(m.filling_images + ahead + n) /
+                               fill_executor_->concurrency();
+  return std::max(boards,
+                  std::max(ready, now) + fills + m.timing.run_overhead + m.timing.latency());
 }
 
 void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
@@ -384,6 +396,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
     if (run->images.empty()) continue;  // all expired: look again
     for (const ImageRef& img : run->images) ++img.request->filling;
     const uint32_t taken = static_cast<uint32_t>(run->images.size());
+    m.filling_images += taken;
     best.free_slots.pop_back();
     run->predicted = best.prediction->Submit(now + m.fill_time, taken);
     run->model_done = run->predicted.done;
@@ -574,6 +587,7 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
   }
   bool heavy = false;
   for (const ImageRef& img : run->images) heavy = heavy || img.request->request->heavy_fill;
+  run->heavy = heavy;
   if (fill_executor_ == nullptr || (on_caller && !heavy)) {
     FillAll(*run);
     Submit(std::move(run));
@@ -593,19 +607,24 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
   struct Shared {
     std::unique_ptr<Run> run;
     std::vector<absl::Status> status;  // one per image, each its task's
+    std::vector<absl::Duration> work;  // likewise
     std::atomic<size_t> remaining;
   };
   auto shared = std::make_shared<Shared>();
   shared->run = std::move(run);
   shared->status.resize(n);
+  shared->work.resize(n);
   shared->remaining.store(n);
   for (size_t i = 0; i < n; ++i) {
     fill_executor_->Schedule([this, shared, i] {
+      const absl::Time start = clock_->Now();
       shared->status[i] = FillImage(*shared->run, i);
+      shared->work[i] = clock_->Now() - start;
       if (shared->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
       Run& r = *shared->run;
       for (size_t k = 0; k < r.images.size(); ++k) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
+        r.fill_work += shared->work[k];
       }
       Submit(std::move(shared->run));
       FillTaskDone();
@@ -634,10 +653,12 @@ absl::Status Scheduler::FillImage(Run& run, size_t i) {
 }
 
 void Scheduler::FillAll(Run& run) {
+  const absl::Time start = clock_->Now();
   for (size_t i = 0; i < run.images.size(); ++i) {
     absl::Status s = FillImage(run, i);
     if (!s.ok()) run.fill_errors.emplace_back(static_cast<uint32_t>(i), std::move(s));
   }
+  run.fill_work = clock_->Now() - start;
 }
 
 void Scheduler::Submit(std::unique_ptr<Run> run) {
@@ -656,7 +677,12 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     SchedulerMutexLock l(&mu_);
     input_time = b.prediction->InputTime(n);
     // Smoothed over runs (a quarter each), as the boards' lag.
-    if (!run->canary) m.fill_time += ((filled - run->submitted) - m.fill_time) / 4;
+    if (!run->canary) {
+      m.fill_time += ((filled - run->submitted) - m.fill_time) / 4;
+      if (run->heavy) m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
+      m.decoding_share += ((run->heavy ? 1.0 : 0.0) - m.decoding_share) / 4;
+      m.filling_images -= n;
+    }
     // An image that could not be filled fails its request (its other
     // images' results are dropped when they come).
     for (auto& [i, status] : run->fill_errors) {

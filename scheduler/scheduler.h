@@ -61,7 +61,10 @@
 // slot, smoothed) is learned from its runs: dispatch forms a busy board's
 // next run that much earlier than `dispatch_lead` alone, and predicts and
 // admits deadlines with it, so decoding at dispatch neither starves a board
-// nor breaks a deadline promise.
+// nor breaks a deadline promise. It also learns what one image's decode
+// costs a fill thread: when decoding is slower than the boards, a deadline
+// is admitted against the executor's rate (Executor::concurrency) for the
+// images ahead, not the boards' alone.
 // When the run completes, each image's output words go to its request
 // (InferRequest::Output) with no scheduler lock held, on the thread that
 // answers.

@@ -60,6 +60,11 @@ struct Run {
   // Images the fill step could not fill (index into `images`, why); the
   // fill step's own until it submits the run.
   absl::InlinedVector<std::pair<uint32_t, absl::Status>, 1> fill_errors;
+  // The fill step's thread time for the run's images, summed over threads,
+  // and whether any image decodes (InferRequest::heavy_fill); the fill
+  // step's own until it submits the run.
+  absl::Duration fill_work;
+  bool heavy = false;
 
   // Images are in the slot: an abandoned run's images may be requeued (and
   // answered elsewhere) only once nothing reads the requests' buffers.
@@ -114,6 +119,15 @@ struct ModelState {
   // takes about 1 ms per image, a copy microseconds. Dispatch forms runs
   // this much earlier and predicts them to start this much later.
   absl::Duration fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
+  // One image's decode on one of the fill executor's threads (the work
+  // alone, not the wait for a thread), and the share of the model's runs
+  // that decode, both smoothed over runs: with photos the executor, not the
+  // boards, can bound how fast the queue drains. Copies are left out: they
+  // also run on the callers' threads, and cost microseconds.
+  absl::Duration decode_image_cost ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
+  double decoding_share ABSL_GUARDED_BY(scheduler_lock) = 0;
+  // Images in formed runs that are not yet filled (canaries aside).
+  uint64_t filling_images ABSL_GUARDED_BY(scheduler_lock) = 0;
   // ModelOptions' bitstream and canary; null once `removed`. Who needs one
   // beyond the lock copies the pointer.
   std::shared_ptr<const accel::Bitstream> bitstream ABSL_GUARDED_BY(scheduler_lock);

@@ -37,6 +37,7 @@ class WorkerPool final : public Executor {
   // Executor: queues `task` whatever the queue holds. A task scheduled
   // once the destructor started may never run.
   void Schedule(Task task) override;
+  int concurrency() const override { return static_cast<int>(threads_.size()); }
 
  private:
   void Loop();

@@ -1,6 +1,8 @@
 #include "scheduler/scheduler.h"
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <random>
 #include <vector>
@@ -1141,6 +1143,8 @@ class FillingRequest final : public InferRequest {
   absl::Status Fill(uint32_t index, const accel::DeviceGeometry& g,
                     absl::Span<int8_t> slot) override {
     fills.fetch_add(1);
+    if (clock != nullptr) clock->Advance(cost);  // the decode
+    if (sequence != nullptr) filled_at->push_back(sequence->fetch_add(1));
     if (static_cast<int>(index) == fail_index) {
       return absl::InvalidArgumentError(absl::StrCat("image ", index, ": unreadable"));
     }
@@ -1155,6 +1159,14 @@ class FillingRequest final : public InferRequest {
 
   BufferRequest buffer;
   int fail_index = -1;
+  // Each fill advances this clock by `cost`, as a decode takes time.
+  SimClock* clock = nullptr;
+  absl::Duration cost;
+  // Where each fill fell in the order of all fills counted on `sequence`
+  // (fills run one at a time when this is set); `filled_at` outlives the
+  // request.
+  std::atomic<int>* sequence = nullptr;
+  std::vector<int>* filled_at = nullptr;
   std::atomic<int> fills{0};
   std::atomic<int> outputs{0};
 };
@@ -1166,6 +1178,7 @@ class ManualExecutor final : public Executor {
     hgpipe::MutexLock l(&mu);
     tasks.push_back(std::move(task));
   }
+  int concurrency() const override { return 1; }
   size_t pending() {
     hgpipe::MutexLock l(&mu);
     return tasks.size();
@@ -1186,8 +1199,10 @@ class ManualExecutor final : public Executor {
 class SchedulerFillTest : public SchedulerTest {
  protected:
   // A request of n random images for "verify" through FillingRequest.
-  absl::Status SubmitFilling(Job& job, uint32_t n, int fail_index, bool heavy,
-                             FillingRequest** out) {
+  absl::Status SubmitFilling(Job& job, uint32_t n, int fail_index, bool heavy, FillingRequest** out,
+                             absl::Duration cost = absl::ZeroDuration(),
+                             absl::Time deadline = absl::InfiniteFuture(),
+                             const std::function<void(FillingRequest&)>& configure = nullptr) {
     job.images.resize(n * kImageBytes);
     for (auto& v : job.images) v = static_cast<int8_t>(rng_());
     job.logits.assign(n * kClasses, 0);
@@ -1195,6 +1210,10 @@ class SchedulerFillTest : public SchedulerTest {
     r->n_images = n;
     r->heavy_fill = heavy;
     r->fail_index = fail_index;
+    if (cost > absl::ZeroDuration()) r->clock = &clock_;
+    r->cost = cost;
+    r->deadline = deadline;
+    if (configure) configure(*r);
     r->buffer.images = job.images.data();
     r->buffer.logits = job.logits.data();
     r->buffer.done = [this, &job](absl::Status s) {
@@ -1326,6 +1345,102 @@ TEST_F(SchedulerFillTest, SlowFillsFormABusyBoardsNextRunEarlier) {
   EXPECT_GT(prompt, absl::Milliseconds(2)) << "the long run must keep the board busy";
   EXPECT_LT(slow, prompt - absl::Milliseconds(1.5)) << "prompt " << prompt << ", slow " << slow;
   EXPECT_GT(slow, prompt - absl::Milliseconds(2.5)) << "prompt " << prompt << ", slow " << slow;
+}
+
+// Photos are decoded when their run is formed, so a high-priority photo
+// waits behind no low-priority decode beyond the runs already formed: it is
+// decoded before most of a backlog queued ahead of it.
+TEST_F(SchedulerFillTest, AHighPriorityPhotoIsDecodedBeforeALowPriorityBacklog) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  ModelOptions mo;
+  mo.priority_levels = 2;
+  mo.default_priority = 2;
+  mo.max_images_per_run = 4;
+  Build(1, mo, {}, absl::Milliseconds(1), {}, so);
+  Drain(exec);
+  std::atomic<int> sequence{0};
+  std::vector<int> low_at, high_at;
+  std::vector<Job> low(16);
+  FillingRequest* r = nullptr;
+  for (Job& j : low) {
+    EXPECT_TRUE(SubmitFilling(j, 2, -1, true, &r, absl::Milliseconds(1), absl::InfiniteFuture(),
+                              [&](FillingRequest& f) {
+                                f.sequence = &sequence;
+                                f.filled_at = &low_at;
+                              })
+                    .ok());
+  }
+  Job high;
+  ASSERT_TRUE(SubmitFilling(high, 1, -1, true, &r, absl::Milliseconds(1), absl::InfiniteFuture(),
+                            [&](FillingRequest& f) {
+                              f.sequence = &sequence;
+                              f.filled_at = &high_at;
+                              f.priority = 1;
+                            })
+                  .ok());
+  Drain(exec);
+  ASSERT_TRUE(high.status.ok()) << high.status;
+  for (const Job& j : low) EXPECT_TRUE(j.status.ok()) << j.status;
+  ASSERT_EQ(high_at.size(), 1u);
+  ASSERT_EQ(low_at.size(), 32u);
+  // Only the runs formed before it arrived (about dispatch_lead's worth of
+  // the board's input) are decoded first, not the whole backlog.
+  const auto first = static_cast<size_t>(
+      std::count_if(low_at.begin(), low_at.end(), [&](int at) { return at < high_at[0]; }));
+  EXPECT_LE(first, 16u) << "the high-priority photo was decoded behind " << first
+                        << " low-priority ones";
+  scheduler_.reset();  // before the executor it uses
+}
+
+// When decoding, not the board, bounds how fast a model's queue drains,
+// deadline admission counts the fill executor: a request that cannot be
+// decoded in time behind the photos ahead of it is refused at once, not
+// left to expire at its deadline. One board (an image every ~140 us), one
+// fill thread, 40 photos ahead; each photo takes 0 or 1 ms to decode.
+TEST_F(SchedulerFillTest, AdmissionCountsDecodingWhenItIsSlowerThanTheBoards) {
+  struct Outcome {
+    absl::Status urgent, patient;  // at admission
+    Job patient_job;
+  };
+  auto run = [this](absl::Duration cost) {
+    auto o = std::make_unique<Outcome>();
+    ManualExecutor exec;
+    Scheduler::Options so;
+    so.fill_executor = &exec;
+    Build(1, {}, {}, absl::Milliseconds(1), {}, so);
+    Drain(exec);
+    FillingRequest* r = nullptr;
+    std::vector<Job> warm(8);
+    for (Job& j : warm) {  // the scheduler learns the decode's cost
+      EXPECT_TRUE(SubmitFilling(j, 1, -1, true, &r, cost).ok());
+      Drain(exec);
+      EXPECT_TRUE(j.status.ok()) << j.status;
+    }
+    std::vector<Job> backlog(10);
+    for (Job& j : backlog) EXPECT_TRUE(SubmitFilling(j, 4, -1, true, &r, cost).ok());
+    const absl::Time t0 = clock_.Now();
+    Job urgent;
+    o->urgent = SubmitFilling(urgent, 1, -1, true, &r, cost, t0 + absl::Milliseconds(25));
+    o->patient = SubmitFilling(o->patient_job, 1, -1, true, &r, cost, t0 + absl::Milliseconds(150));
+    Drain(exec);
+    for (const Job& j : backlog) EXPECT_TRUE(j.status.ok()) << j.status;
+    if (o->patient.ok()) {
+      EXPECT_LE(o->patient_job.answered, t0 + absl::Milliseconds(150));
+    }
+    scheduler_.reset();  // before the executor it uses
+    return o;
+  };
+  // Board-bound: 42 images take about 6 ms of the board.
+  auto prompt = run(absl::ZeroDuration());
+  EXPECT_TRUE(prompt->urgent.ok()) << prompt->urgent;
+  EXPECT_TRUE(prompt->patient.ok()) << prompt->patient;
+  // Decode-bound: 41 photos take 41 ms of the one fill thread.
+  auto slow = run(absl::Milliseconds(1));
+  EXPECT_EQ(slow->urgent.code(), absl::StatusCode::kDeadlineExceeded) << slow->urgent;
+  ASSERT_TRUE(slow->patient.ok()) << slow->patient;
+  EXPECT_TRUE(slow->patient_job.status.ok()) << slow->patient_job.status;
 }
 
 }  // namespace

@@ -307,19 +307,20 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   for (const BoardState* b : m.serving) free_at.push_back(b->input_free_at());
   const uint64_t ahead = m.queue.ImagesAtOrAbove(level);
   const absl::Time boards =
-      EstimateCompletion(ahead + n, ready + m.fill_time + m.timing.run_overhead, free_at,
+      EstimateCompletion(ahead + n, ready + FillDelayLocked(m) + m.timing.run_overhead, free_at,
                          m.image_time, m.timing.latency());
-  if (fill_executor_ == nullptr) return boards;
   // Decoding can be slower than the boards (a photo takes about 1 ms of a
-  // core, a board takes an image every 140 us): the images ahead, those
-  // formed but not yet filled included, reach a board no faster than the
-  // executor's threads fill them. Other models' fills share the executor
-  // and are not counted: the bound is optimistic there.
-  const absl::Duration fills = m.decode_image_cost * m.decoding_share *
-                               static_cast<double>(m.filling_images + ahead + n) /
-                               fill_executor_->concurrency();
-  return std::max(boards,
-                  std::max(ready, now) + fills + m.timing.run_overhead + m.timing.latency());
+  // core, a board takes an image every 140 us): the images ahead reach a
+  // board no faster than the executor's threads decode them, after what
+  // it already has.
+  const absl::Duration decodes =
+      fill_backlog_ + m.decode_image_cost * m.decoding_share * static_cast<double>(ahead + n);
+  return std::max(boards, std::max(ready, now) + decodes / FillThreads() + m.timing.run_overhead +
+                              m.timing.latency());
+}
+
+absl::Duration Scheduler::FillDelayLocked(const ModelState& m) const {
+  return fill_backlog_ / FillThreads() + m.run_fill_time;
 }
 
 void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
@@ -327,7 +328,8 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   ExpireLocked(m, now, p);
   // Filling takes time before a run reaches its board: form it that much
   // earlier, so that a busy board's input does not wait for a decode.
-  const absl::Duration lead = options_.dispatch_lead + m.fill_time;
+  const absl::Duration fill = FillDelayLocked(m);
+  const absl::Duration lead = options_.dispatch_lead + fill;
   m.blocked_until = absl::InfinitePast();
   while (m.queue.size() > 0 && !destroying_) {
     // At saturation most dispatches find every board busy: look at their
@@ -378,7 +380,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       }
     }
     auto run = std::make_unique<Run>(&m, &best, best.free_slots.back(), now);
-    m.queue.Take(n, now, best.NextStart(now + m.fill_time), best.prediction->image_time(),
+    m.queue.Take(n, now, best.NextStart(now + fill), best.prediction->image_time(),
                  best.prediction->latency(), &run->images,
                  [&](Request* r, uint32_t images, absl::Duration late)
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
@@ -394,11 +396,17 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
                            images, p);
                      });
     if (run->images.empty()) continue;  // all expired: look again
-    for (const ImageRef& img : run->images) ++img.request->filling;
+    for (const ImageRef& img : run->images) {
+      ++img.request->filling;
+      run->heavy = run->heavy || img.request->request->heavy_fill;
+    }
     const uint32_t taken = static_cast<uint32_t>(run->images.size());
-    m.filling_images += taken;
     best.free_slots.pop_back();
-    run->predicted = best.prediction->Submit(now + m.fill_time, taken);
+    run->predicted = best.prediction->Submit(now + fill, taken);
+    if (run->heavy) {
+      run->backlog = m.decode_image_cost * static_cast<double>(taken);
+      fill_backlog_ += run->backlog;
+    }
     run->model_done = run->predicted.done;
     run->predicted.done += best.lag;
     if (best.runs.empty()) best.head_since = now;
@@ -585,9 +593,7 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
     Submit(std::move(run));
     return;
   }
-  bool heavy = false;
-  for (const ImageRef& img : run->images) heavy = heavy || img.request->request->heavy_fill;
-  run->heavy = heavy;
+  const bool heavy = run->heavy;
   if (fill_executor_ == nullptr || (on_caller && !heavy)) {
     FillAll(*run);
     Submit(std::move(run));
@@ -607,25 +613,31 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
   struct Shared {
     std::unique_ptr<Run> run;
     std::vector<absl::Status> status;  // one per image, each its task's
+    std::vector<absl::Time> start;     // likewise
     std::vector<absl::Duration> work;  // likewise
     std::atomic<size_t> remaining;
   };
   auto shared = std::make_shared<Shared>();
   shared->run = std::move(run);
   shared->status.resize(n);
+  shared->start.resize(n);
   shared->work.resize(n);
   shared->remaining.store(n);
   for (size_t i = 0; i < n; ++i) {
     fill_executor_->Schedule([this, shared, i] {
-      const absl::Time start = clock_->Now();
+      shared->start[i] = clock_->Now();
       shared->status[i] = FillImage(*shared->run, i);
-      shared->work[i] = clock_->Now() - start;
+      const absl::Time end = clock_->Now();
+      shared->work[i] = end - shared->start[i];
       if (shared->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
       Run& r = *shared->run;
+      absl::Time first = end;
       for (size_t k = 0; k < r.images.size(); ++k) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
         r.fill_work += shared->work[k];
+        first = std::min(first, shared->start[k]);
       }
+      r.fill_span = end - first;
       Submit(std::move(shared->run));
       FillTaskDone();
     });
@@ -659,6 +671,7 @@ void Scheduler::FillAll(Run& run) {
     if (!s.ok()) run.fill_errors.emplace_back(static_cast<uint32_t>(i), std::move(s));
   }
   run.fill_work = clock_->Now() - start;
+  run.fill_span = run.fill_work;
 }
 
 void Scheduler::Submit(std::unique_ptr<Run> run) {
@@ -678,10 +691,10 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     input_time = b.prediction->InputTime(n);
     // Smoothed over runs (a quarter each), as the boards' lag.
     if (!run->canary) {
-      m.fill_time += ((filled - run->submitted) - m.fill_time) / 4;
+      m.run_fill_time += (run->fill_span - m.run_fill_time) / 4;
       if (run->heavy) m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
       m.decoding_share += ((run->heavy ? 1.0 : 0.0) - m.decoding_share) / 4;
-      m.filling_images -= n;
+      fill_backlog_ -= run->backlog;
     }
     // An image that could not be filled fails its request (its other
     // images' results are dropped when they come).

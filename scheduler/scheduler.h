@@ -57,14 +57,17 @@
 // board's slot (InferRequest::Fill: a copy, or preprocessing straight into
 // the slot), off the clock's timer thread: on the caller of Enqueue when it
 // formed the run and the fill is light, else on Options::fill_executor.
-// Each model's fill time (from forming a run to its images being in the
-// slot, smoothed) is learned from its runs: dispatch forms a busy board's
-// next run that much earlier than `dispatch_lead` alone, and predicts and
-// admits deadlines with it, so decoding at dispatch neither starves a board
-// nor breaks a deadline promise. It also learns what one image's decode
-// costs a fill thread: when decoding is slower than the boards, a deadline
-// is admitted against the executor's rate (Executor::concurrency) for the
-// images ahead, not the boards' alone.
+// A run's fill delay is the fill executor's backlog (the decodes of runs
+// formed and not yet filled, at each model's learned cost per image,
+// spread over Executor::concurrency threads) plus the time the model's runs
+// take to fill once their tasks run (learned, smoothed). Dispatch forms a
+// busy board's next run that much earlier than `dispatch_lead` alone, and
+// predicts and admits deadlines with it, so decoding at dispatch neither
+// starves a board nor breaks a deadline promise. When decoding is slower
+// than the boards, a deadline is admitted against the executor's rate for
+// the images ahead, not the boards' alone. The backlog is the one now, not
+// a smoothed past: a burst that made fills wait is forgotten once it is
+// filled, so an idle executor never refuses a deadline it can meet.
 // When the run completes, each image's output words go to its request
 // (InferRequest::Output) with no scheduler lock held, on the thread that
 // answers.
@@ -244,6 +247,12 @@ class Scheduler final : private BoardLifecycle::Host {
   // model's boards.
   absl::Time EstimateDoneLocked(const ModelState& m, uint32_t level, uint32_t n,
                                 absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  // How long after forming it a run of `m` is expected in its slot: the
+  // executor's backlog spread over its threads, then the run's own fill.
+  absl::Duration FillDelayLocked(const ModelState& m) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  // The fill executor's threads (1 without one: fills then run in turn).
+  int FillThreads() const { return fill_executor_ == nullptr ? 1 : fill_executor_->concurrency(); }
 
   // Forms runs for `m` and claims their slots; expires requests that can no
   // longer meet their deadline.
@@ -335,6 +344,10 @@ class Scheduler final : private BoardLifecycle::Host {
   // Runs handed to the fill executor whose task has not returned: the task
   // still uses the scheduler after the run's requests may be answered.
   uint64_t fill_tasks_ ABSL_GUARDED_BY(scheduler_lock) = 0;
+  // The decode work of every model's runs formed and not yet filled
+  // (Run::backlog, at each model's learned cost): what a run formed now
+  // waits for before its own tasks run.
+  absl::Duration fill_backlog_ ABSL_GUARDED_BY(scheduler_lock);
   // Pending timers by our own sequence number (a callback cannot know the id
   // RunAt returns), so the destructor can cancel exactly those.
   absl::flat_hash_map<uint64_t, Clock::TimerId> timers_ ABSL_GUARDED_BY(scheduler_lock);

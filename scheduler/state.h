@@ -60,11 +60,16 @@ struct Run {
   // Images the fill step could not fill (index into `images`, why); the
   // fill step's own until it submits the run.
   absl::InlinedVector<std::pair<uint32_t, absl::Status>, 1> fill_errors;
-  // The fill step's thread time for the run's images, summed over threads,
-  // and whether any image decodes (InferRequest::heavy_fill); the fill
-  // step's own until it submits the run.
-  absl::Duration fill_work;
+  // Set when it is formed: whether any image decodes
+  // (InferRequest::heavy_fill), and the decode work that adds to the fill
+  // executor's backlog (Scheduler::fill_backlog_) until it is filled.
   bool heavy = false;
+  absl::Duration backlog;
+  // The fill step's own until it submits the run: its images' thread time,
+  // summed over threads, and the time from the first image's start to the
+  // last one's end (the wait for the executor's threads left out).
+  absl::Duration fill_work;
+  absl::Duration fill_span;
 
   // Images are in the slot: an abandoned run's images may be requeued (and
   // answered elsewhere) only once nothing reads the requests' buffers.
@@ -114,11 +119,12 @@ struct ModelState {
   absl::Time blocked_until ABSL_GUARDED_BY(scheduler_lock) = absl::InfinitePast();
   bool removing ABSL_GUARDED_BY(scheduler_lock) = false;
   bool removed ABSL_GUARDED_BY(scheduler_lock) = false;
-  // How long the model's runs take from forming to their board (the fill
-  // step, and its wait for the fill executor), smoothed: decoding photos
-  // takes about 1 ms per image, a copy microseconds. Dispatch forms runs
-  // this much earlier and predicts them to start this much later.
-  absl::Duration fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
+  // How long filling one of the model's runs takes once its tasks run
+  // (Run::fill_span), smoothed: a copy takes microseconds, decoding photos
+  // about 1 ms per image and thread. The wait for the executor is not in
+  // it: Scheduler::FillDelayLocked adds the backlog as it is now, so a past
+  // burst is not remembered after it is gone.
+  absl::Duration run_fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
   // One image's decode on one of the fill executor's threads (the work
   // alone, not the wait for a thread), and the share of the model's runs
   // that decode, both smoothed over runs: with photos the executor, not the
@@ -126,8 +132,6 @@ struct ModelState {
   // also run on the callers' threads, and cost microseconds.
   absl::Duration decode_image_cost ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
   double decoding_share ABSL_GUARDED_BY(scheduler_lock) = 0;
-  // Images in formed runs that are not yet filled (canaries aside).
-  uint64_t filling_images ABSL_GUARDED_BY(scheduler_lock) = 0;
   // ModelOptions' bitstream and canary; null once `removed`. Who needs one
   // beyond the lock copies the pointer.
   std::shared_ptr<const accel::Bitstream> bitstream ABSL_GUARDED_BY(scheduler_lock);

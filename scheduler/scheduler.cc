@@ -306,9 +306,9 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   absl::InlinedVector<absl::Time, 16> free_at;
   for (const BoardState* b : m.serving) free_at.push_back(b->input_free_at());
   const uint64_t ahead = m.queue.ImagesAtOrAbove(level);
-  const absl::Time boards =
-      EstimateCompletion(ahead + n, ready + FillDelayLocked(m) + m.timing.run_overhead, free_at,
-                         m.image_time, m.timing.latency());
+  const absl::Time boards = EstimateCompletion(
+      ahead + n, ready + FillDelayLocked(m, 1, m.decoding_share) + m.timing.run_overhead, free_at,
+      m.image_time, m.timing.latency());
   // Decoding can be slower than the boards (a photo takes about 1 ms of a
   // core, a board takes an image every 140 us): the images ahead reach a
   // board no faster than the executor's threads decode them, after what
@@ -319,19 +319,25 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
                               m.timing.latency());
 }
 
-absl::Duration Scheduler::FillDelayLocked(const ModelState& m) const {
-  return fill_backlog_ / FillThreads() + m.run_fill_time;
+absl::Duration Scheduler::FillDelayLocked(const ModelState& m, uint64_t n, double decoding) const {
+  const int threads = FillThreads();
+  const uint64_t rounds = (n + threads - 1) / threads;
+  return fill_backlog_ / threads + m.decode_image_cost * (decoding * static_cast<double>(rounds)) +
+         m.copy_fill_time * (1 - decoding);
 }
 
 void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   const absl::Time now = clock_->Now();
   ExpireLocked(m, now, p);
-  // Filling takes time before a run reaches its board: form it that much
-  // earlier, so that a busy board's input does not wait for a decode.
-  const absl::Duration fill = FillDelayLocked(m);
-  const absl::Duration lead = options_.dispatch_lead + fill;
   m.blocked_until = absl::InfinitePast();
   while (m.queue.size() > 0 && !destroying_) {
+    // Filling takes time before a run reaches its board: form it that much
+    // earlier (for a run of what is queued), so that a busy board's input
+    // does not wait for a decode.
+    const absl::Duration lead =
+        options_.dispatch_lead +
+        FillDelayLocked(m, std::min<uint64_t>(m.queue.size(), m.options.max_images_per_run),
+                        m.decoding_share);
     // At saturation most dispatches find every board busy: look at their
     // input ends alone before describing them to run sizing.
     const absl::Time ready_by = now + lead;
@@ -380,8 +386,8 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       }
     }
     auto run = std::make_unique<Run>(&m, &best, best.free_slots.back(), now);
-    m.queue.Take(n, now, best.NextStart(now + fill), best.prediction->image_time(),
-                 best.prediction->latency(), &run->images,
+    m.queue.Take(n, now, best.NextStart(now + FillDelayLocked(m, n, m.decoding_share)),
+                 best.prediction->image_time(), best.prediction->latency(), &run->images,
                  [&](Request* r, uint32_t images, absl::Duration late)
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
                        // Even first in a run on the board where it
@@ -402,7 +408,8 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
     }
     const uint32_t taken = static_cast<uint32_t>(run->images.size());
     best.free_slots.pop_back();
-    run->predicted = best.prediction->Submit(now + fill, taken);
+    run->predicted =
+        best.prediction->Submit(now + FillDelayLocked(m, taken, run->heavy ? 1 : 0), taken);
     if (run->heavy) {
       run->backlog = m.decode_image_cost * static_cast<double>(taken);
       fill_backlog_ += run->backlog;
@@ -691,7 +698,7 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     input_time = b.prediction->InputTime(n);
     // Smoothed over runs (a quarter each), as the boards' lag.
     if (!run->canary) {
-      m.run_fill_time += (run->fill_span - m.run_fill_time) / 4;
+      if (!run->heavy) m.copy_fill_time += (run->fill_span - m.copy_fill_time) / 4;
       if (run->heavy) m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
       m.decoding_share += ((run->heavy ? 1.0 : 0.0) - m.decoding_share) / 4;
       fill_backlog_ -= run->backlog;

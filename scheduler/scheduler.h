@@ -247,9 +247,12 @@ class Scheduler final : private BoardLifecycle::Host {
   // model's boards.
   absl::Time EstimateDoneLocked(const ModelState& m, uint32_t level, uint32_t n,
                                 absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
-  // How long after forming it a run of `m` is expected in its slot: the
-  // executor's backlog spread over its threads, then the run's own fill.
-  absl::Duration FillDelayLocked(const ModelState& m) const
+  // How long after forming it a run of `n` images of `m` is expected in its
+  // slot: the executor's backlog spread over its threads, then the run's
+  // own fill: its decodes, each thread taking its share in turn, if
+  // `decoding` (the share of the model's runs that decode, when it is not
+  // known yet), else a copy.
+  absl::Duration FillDelayLocked(const ModelState& m, uint64_t n, double decoding) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // The fill executor's threads (1 without one: fills then run in turn).
   int FillThreads() const { return fill_executor_ == nullptr ? 1 : fill_executor_->concurrency(); }

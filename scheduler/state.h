@@ -119,12 +119,12 @@ struct ModelState {
   absl::Time blocked_until ABSL_GUARDED_BY(scheduler_lock) = absl::InfinitePast();
   bool removing ABSL_GUARDED_BY(scheduler_lock) = false;
   bool removed ABSL_GUARDED_BY(scheduler_lock) = false;
-  // How long filling one of the model's runs takes once its tasks run
-  // (Run::fill_span), smoothed: a copy takes microseconds, decoding photos
-  // about 1 ms per image and thread. The wait for the executor is not in
-  // it: Scheduler::FillDelayLocked adds the backlog as it is now, so a past
-  // burst is not remembered after it is gone.
-  absl::Duration run_fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
+  // How long filling one of the model's runs of copies takes (Run::
+  // fill_span of runs that do not decode), smoothed: microseconds. Runs
+  // that decode are modelled from their size and decode_image_cost, and
+  // the wait for the executor from its backlog as it is now
+  // (Scheduler::FillDelayLocked), so a past burst is not remembered.
+  absl::Duration copy_fill_time ABSL_GUARDED_BY(scheduler_lock) = absl::ZeroDuration();
   // One image's decode on one of the fill executor's threads (the work
   // alone, not the wait for a thread), and the share of the model's runs
   // that decode, both smoothed over runs: with photos the executor, not the

@@ -37,27 +37,7 @@ work=$(mktemp -d)
 source "$src/bench/lib.sh"
 trap 'bench_stop_all; rm -rf "$work"' EXIT
 
-# A gRPC-framed ModelInferRequest: the file as one BYTES element and the
-# request parameter timeout (int64, microseconds), in protobuf's wire format.
-/usr/bin/python3 - "$jpeg" "$work/body.bin" "$timeout_us" <<'PY'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F; n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n: return out
-def field(num, payload):  # length-delimited
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-shape = varint(1) + varint(1)
-tensor = field(1, b"IMAGE") + field(2, b"BYTES") + field(3, shape)
-param = varint(2 << 3) + varint(int(sys.argv[3]))  # InferParameter.int64_param
-entry = field(1, b"timeout") + field(2, param)      # map<string, InferParameter>
-msg = (field(1, b"deit_tiny") + field(4, entry) + field(5, tensor)
-       + field(7, struct.pack("<I", len(data)) + data))
-open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(msg)) + msg)
-PY
+/usr/bin/python3 "$src/bench/infer_body.py" "$jpeg" "$work/body.bin" deit_tiny "$timeout_us"
 
 metric() {  # metric NAME [LABEL_REGEX]: the sum over deit_tiny's series
   curl -s "http://$metrics/metrics" |

@@ -47,27 +47,8 @@ images_ok() {
     awk '/^hgpipe_images_total\{.*model="deit_tiny"/ {s += $2} END {printf "%d\n", s}'
 }
 
-# A gRPC-framed ModelInferRequest carrying one file as a BYTES element
-# (raw_input_contents: 4-byte little-endian length + bytes), written with
-# protobuf's wire format by hand so nothing beyond python3 is needed.
-make_body() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F; n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n: return out
-def field(num, payload):  # length-delimited
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-shape = varint(1) + varint(1)
-tensor = field(1, b"IMAGE") + field(2, b"BYTES") + field(3, shape)
-msg = field(1, b"deit_tiny") + field(5, tensor) + field(7, struct.pack("<I", len(data)) + data)
-open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(msg)) + msg)
-PY
-}
+# A gRPC-framed ModelInferRequest carrying one file as a BYTES element.
+make_body() { /usr/bin/python3 "$src/bench/infer_body.py" "$1" "$2" deit_tiny; }
 
 printf "%-28s %12s %14s %8s %8s\n" file baseline_us server_us ratio floor
 for jpeg in "$@"; do

@@ -5,10 +5,12 @@
 # descriptors after the first --baseline-s grow by less than 5 % (below).
 #
 #   bench/soak.sh [--duration-s 1800] [--baseline-s 300] [--build build]
+#                 [--verify-rate R]
 #
 # Load: verify at 65 % of its capacity (measured closed loop on this
 # machine, beside the side traffic), 4 images a request, every answer
-# checked against its digest (hgpipe-perf --verify); beside it
+# checked against its digest (hgpipe-perf --verify), or at R requests/s
+# (--verify-rate: the same load for two builds compared); beside it
 # bench/soak_client.cc: fmnist_vit PNGs at 50 requests/s (every answer equal
 # to the first, bit for bit), streams (every answer checked), cancelled
 # calls, and verify_cycle loaded, used (checked) and unloaded every 60 s.
@@ -22,12 +24,13 @@
 # offered rate, no request sent late).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-duration=1800 baseline=300 build=build
+duration=1800 baseline=300 build=build verify_rate=
 while [ $# -gt 0 ]; do
   case $1 in
     --duration-s) duration=$2; shift 2 ;;
     --baseline-s) baseline=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
+    --verify-rate) verify_rate=$2; shift 2 ;;
     *) echo "soak: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +69,7 @@ capacity() {  # capacity MODEL IMAGES_PER_REQUEST -> images/s, closed loop
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_second"])'
 }
 cap_v=$(capacity verify 4)
-rate_v=$(/usr/bin/python3 -c "print(round(0.65 * $cap_v / 4, 1))")
+rate_v=${verify_rate:-$(/usr/bin/python3 -c "print(round(0.65 * $cap_v / 4, 1))")}
 echo "soak: capacity verify $cap_v images/s; load verify $rate_v req/s x4" \
      "+ fmnist_vit 50 req/s + side traffic, for $duration s (output in $out)"
 

@@ -620,31 +620,25 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
   struct Shared {
     std::unique_ptr<Run> run;
     std::vector<absl::Status> status;  // one per image, each its task's
-    std::vector<absl::Time> start;     // likewise
     std::vector<absl::Duration> work;  // likewise
     std::atomic<size_t> remaining;
   };
   auto shared = std::make_shared<Shared>();
   shared->run = std::move(run);
   shared->status.resize(n);
-  shared->start.resize(n);
   shared->work.resize(n);
   shared->remaining.store(n);
   for (size_t i = 0; i < n; ++i) {
     fill_executor_->Schedule([this, shared, i] {
-      shared->start[i] = clock_->Now();
+      const absl::Time start = clock_->Now();
       shared->status[i] = FillImage(*shared->run, i);
-      const absl::Time end = clock_->Now();
-      shared->work[i] = end - shared->start[i];
+      shared->work[i] = clock_->Now() - start;
       if (shared->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
       Run& r = *shared->run;
-      absl::Time first = end;
       for (size_t k = 0; k < r.images.size(); ++k) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
         r.fill_work += shared->work[k];
-        first = std::min(first, shared->start[k]);
       }
-      r.fill_span = end - first;
       Submit(std::move(shared->run));
       FillTaskDone();
     });
@@ -678,7 +672,6 @@ void Scheduler::FillAll(Run& run) {
     if (!s.ok()) run.fill_errors.emplace_back(static_cast<uint32_t>(i), std::move(s));
   }
   run.fill_work = clock_->Now() - start;
-  run.fill_span = run.fill_work;
 }
 
 void Scheduler::Submit(std::unique_ptr<Run> run) {
@@ -698,8 +691,13 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     input_time = b.prediction->InputTime(n);
     // Smoothed over runs (a quarter each), as the boards' lag.
     if (!run->canary) {
-      if (!run->heavy) m.copy_fill_time += (run->fill_span - m.copy_fill_time) / 4;
-      if (run->heavy) m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
+      // Copies are always filled in turn (FillAll): their work is their
+      // time; a decode's work is spread over the executor's threads.
+      if (run->heavy) {
+        m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
+      } else {
+        m.copy_fill_time += (run->fill_work - m.copy_fill_time) / 4;
+      }
       m.decoding_share += ((run->heavy ? 1.0 : 0.0) - m.decoding_share) / 4;
       fill_backlog_ -= run->backlog;
     }

@@ -59,8 +59,9 @@
 // formed the run and the fill is light, else on Options::fill_executor.
 // A run's fill delay is the fill executor's backlog (the decodes of runs
 // formed and not yet filled, at each model's learned cost per image,
-// spread over Executor::concurrency threads) plus the time the model's runs
-// take to fill once their tasks run (learned, smoothed). Dispatch forms a
+// spread over Executor::concurrency threads) plus the run's own fill: its
+// decodes, each thread taking its share in turn, or a copy's learned
+// time. Dispatch forms a
 // busy board's next run that much earlier than `dispatch_lead` alone, and
 // predicts and admits deadlines with it, so decoding at dispatch neither
 // starves a board nor breaks a deadline promise. When decoding is slower

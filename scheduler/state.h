@@ -66,10 +66,8 @@ struct Run {
   bool heavy = false;
   absl::Duration backlog;
   // The fill step's own until it submits the run: its images' thread time,
-  // summed over threads, and the time from the first image's start to the
-  // last one's end (the wait for the executor's threads left out).
+  // summed over threads (the wait for the executor's threads left out).
   absl::Duration fill_work;
-  absl::Duration fill_span;
 
   // Images are in the slot: an abandoned run's images may be requeued (and
   // answered elsewhere) only once nothing reads the requests' buffers.
@@ -120,7 +118,7 @@ struct ModelState {
   bool removing ABSL_GUARDED_BY(scheduler_lock) = false;
   bool removed ABSL_GUARDED_BY(scheduler_lock) = false;
   // How long filling one of the model's runs of copies takes (Run::
-  // fill_span of runs that do not decode), smoothed: microseconds. Runs
+  // fill_work of runs that do not decode), smoothed: microseconds. Runs
   // that decode are modelled from their size and decode_image_cost, and
   // the wait for the executor from its backlog as it is now
   // (Scheduler::FillDelayLocked), so a past burst is not remembered.

@@ -556,12 +556,14 @@ void Scheduler::RunAtLocked(absl::Time due, absl::AnyInvocable<void()> fn) {
   if (destroying_) return;
   const uint64_t seq = ++timer_seq_;
   timers_[seq] = clock_->RunAt(due, [this, seq, fn = std::move(fn)]() mutable {
-    {
-      SchedulerMutexLock l(&mu_);
-      timers_.erase(seq);
-    }
     fn();
+    ForgetTimer(seq);
   });
+}
+
+void Scheduler::ForgetTimer(uint64_t seq) {
+  SchedulerMutexLock l(&mu_);
+  timers_.erase(seq);
 }
 
 void Scheduler::At(absl::Time due, BoardLifecycle::LockedFn fn) {
@@ -571,11 +573,11 @@ void Scheduler::At(absl::Time due, BoardLifecycle::LockedFn fn) {
     Pending p;
     {
       SchedulerMutexLock l(&mu_);
-      timers_.erase(seq);
       fn(&p);
       CountLocked(&p);
     }
     Finish(std::move(p));
+    ForgetTimer(seq);
   });
 }
 

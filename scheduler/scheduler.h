@@ -323,6 +323,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // tracked so the destructor can cancel it.
   void RunAtLocked(absl::Time due, absl::AnyInvocable<void()> fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  // The last step of every timer callback: until it, the timer stays in
+  // timers_, so the destructor waits for a callback still using `this`.
+  void ForgetTimer(uint64_t seq) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Marks `p` as answering requests (Shutdown waits for it).
   void CountLocked(Pending* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   void Finish(Pending p) ABSL_LOCKS_EXCLUDED(scheduler_lock);
@@ -352,8 +355,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // (Run::backlog, at each model's learned cost): what a run formed now
   // waits for before its own tasks run.
   absl::Duration fill_backlog_ ABSL_GUARDED_BY(scheduler_lock);
-  // Pending timers by our own sequence number (a callback cannot know the id
-  // RunAt returns), so the destructor can cancel exactly those.
+  // Timers pending or still running, by our own sequence number (a callback
+  // cannot know the id RunAt returns), so the destructor can cancel exactly
+  // those and wait for the running ones.
   absl::flat_hash_map<uint64_t, Clock::TimerId> timers_ ABSL_GUARDED_BY(scheduler_lock);
   uint64_t timer_seq_ ABSL_GUARDED_BY(scheduler_lock) = 0;
 };

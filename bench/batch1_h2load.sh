@@ -72,37 +72,31 @@ bench_start "$OUT/server.log" nice -n "$NICE" "$SERVER" --host 127.0.0.1 --grpc-
 server_pid=$BENCH_PID GRPC=$BENCH_GRPC METRICS=$BENCH_METRICS
 echo "echo: $ECHO_GRPC (pid $echo_pid)  server: $GRPC (pid $server_pid, metrics $METRICS)"
 
-# The gRPC-framed bodies, written with protobuf's wire format by hand
-# (python3 only): ModelInfer with the image as raw contents; the same naming
-# a shared memory region; and the region's registration.
-$PY - "$OUT" "$SHM_KEY" <<'PYEOF'
-import os, struct, sys
+# The gRPC-framed bodies (bench/kserve_wire.py, python3 only): ModelInfer
+# with the image as raw contents; the same naming a shared memory region;
+# and the region's registration.
+$PY - "$OUT" "$SHM_KEY" "$ROOT/bench" <<'PYEOF'
+import os, sys
 out, key = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from kserve_wire import frame, ld, param_i64, param_str, tensor, vi
 image = os.urandom(196 * 768)
-def varint(n):
-    b = b""
-    while True:
-        x = n & 0x7F; n >>= 7
-        b += bytes([x | (0x80 if n else 0)])
-        if not n: return b
-def ld(num, payload): return varint(num << 3 | 2) + varint(len(payload)) + payload
-def vi(num, v): return varint(num << 3) + varint(v)
-def param_str(k, v): return ld(4, ld(1, k.encode()) + ld(2, ld(3, v.encode())))   # map entry, string_param = 3
-def param_i64(k, v): return ld(4, ld(1, k.encode()) + ld(2, vi(2, v)))            # int64_param = 2
-def frame(msg): return b"\0" + struct.pack(">I", len(msg)) + msg
-shape = ld(3, varint(1) + varint(196) + varint(768))
-tensor = ld(1, b"INPUT") + ld(2, b"INT8") + shape
-bytes_req = ld(1, b"verify") + ld(5, tensor) + ld(7, image)
+inp = tensor("INPUT", "INT8", [1, 196, 768])
+bytes_req = ld(1, b"verify") + ld(5, inp) + ld(7, image)
 open(f"{out}/bytes.bin", "wb").write(frame(bytes_req))
 # Region layout: the image at 0, the output (1000 int32) after it.
 out_off, out_size = len(image), 4000
 with open(f"/dev/shm{key}", "wb") as f:
     f.write(image + bytes(out_size))
-shm_tensor = tensor + param_str("shared_memory_region", "batch1") + \
-    param_i64("shared_memory_byte_size", len(image)) + param_i64("shared_memory_offset", 0)
-shm_output = ld(1, b"OUTPUT") + param_str("shared_memory_region", "batch1") + \
-    param_i64("shared_memory_byte_size", out_size) + param_i64("shared_memory_offset", out_off)
-shm_req = ld(1, b"verify") + ld(5, shm_tensor) + ld(6, shm_output)
+shm_input = tensor("INPUT", "INT8", [1, 196, 768],
+                   param_str("shared_memory_region", "batch1") +
+                   param_i64("shared_memory_byte_size", len(image)) +
+                   param_i64("shared_memory_offset", 0))
+shm_output = tensor("OUTPUT", "", [],
+                    param_str("shared_memory_region", "batch1") +
+                    param_i64("shared_memory_byte_size", out_size) +
+                    param_i64("shared_memory_offset", out_off))
+shm_req = ld(1, b"verify") + ld(5, shm_input) + ld(6, shm_output)
 open(f"{out}/shm.bin", "wb").write(frame(shm_req))
 reg = ld(1, b"batch1") + ld(2, key.encode()) + vi(3, 0) + vi(4, len(image) + out_size)
 open(f"{out}/register.bin", "wb").write(frame(reg))

@@ -15,8 +15,9 @@
 # to the first, bit for bit), streams (every answer checked), cancelled
 # calls, and verify_cycle loaded, used (checked) and unloaded every 60 s.
 # The boards' canaries run every 5 s.
-# Samples the server's VmRSS and /proc/PID/fd every 10 s into soak.csv in the
-# output directory; the last line says PASS or FAIL. PASS: each of RSS and
+# Samples the server's VmRSS and /proc/PID/fd (and, to explain them, the
+# load average, the server's threads and CPU seconds) every 10 s into
+# soak.csv in the output directory; the last line says PASS or FAIL. PASS: each of RSS and
 # descriptors grows by less than 5 % after --baseline-s, both in level
 # (median of the last 5 minutes against the minute before --baseline-s) and
 # in its highs (95th percentile of the samples after against before). It also needs the
@@ -78,13 +79,20 @@ echo "soak: capacity verify $cap_v images/s; load verify $rate_v req/s x4" \
   > "$out/perf_verify.json" 2> "$out/perf_verify.err" &
 pv=$!
 
-echo "t_s,rss_kb,fds" > "$out/soak.csv"
+# Beside RSS and descriptors, what explains an excursion: the machine's
+# load (1-minute average), the server's threads and its CPU seconds so far.
+echo "t_s,rss_kb,fds,load1,threads,cpu_s" > "$out/soak.csv"
 start=$(date +%s)
+tick=$(getconf CLK_TCK)
 while kill -0 "$pv" 2>/dev/null || kill -0 "$ps" 2>/dev/null; do
   now=$(( $(date +%s) - start ))
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$server/status")
+  threads=$(awk '/^Threads:/ {print $2}' "/proc/$server/status")
   fds=$(ls "/proc/$server/fd" | wc -l)
-  echo "$now,$rss,$fds" >> "$out/soak.csv"
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  # utime and stime: fields 14 and 15, counted after the ")" ending comm.
+  cpu=$(sed 's/.*) //' "/proc/$server/stat" | awk -v t="$tick" '{printf "%.1f", ($12 + $13) / t}')
+  echo "$now,$rss,$fds,$load,$threads,$cpu" >> "$out/soak.csv"
   sleep 10
 done
 wait "$pv"; rv=$?

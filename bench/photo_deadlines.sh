@@ -15,8 +15,10 @@
 #             answered DEADLINE_EXCEEDED less those that expired queued);
 #   expired   queued, then answered DEADLINE_EXCEEDED when they could no
 #             longer make it (hgpipe_deadline_expired_requests_total);
-#   wasted    images decoded and computed whose request had already been
-#             answered late (hgpipe_late_results_dropped_images_total).
+#   wasted    images computed whose request had already been answered late
+#             (hgpipe_late_results_dropped_images_total); since 2026-12-07 those
+#             answered before their decode began are not decoded, only
+#             computed on stale slot data.
 # and h2load's mean time per request and requests/s.
 #
 # Environment: REQUESTS (default 8000), RATE (default 1000), CLIENTS

@@ -9,6 +9,7 @@
 #ifndef HGPIPE_SCHEDULER_REQUEST_QUEUE_H_
 #define HGPIPE_SCHEDULER_REQUEST_QUEUE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -63,6 +64,10 @@ struct Request {
   bool detach_pending ABSL_GUARDED_BY(scheduler_lock) = false;
   bool detached ABSL_GUARDED_BY(scheduler_lock) = false;
   bool late ABSL_GUARDED_BY(scheduler_lock) = false;
+  // Set with the first of those (under the lock), read by the fill step
+  // without it: an image of a request already answered is not filled (not
+  // decoded), since its result is dropped.
+  std::atomic<bool> answered_early{false};
 };
 
 // One image of a request.

@@ -488,6 +488,7 @@ void Scheduler::FailRequestLocked(ModelState& m, Request* r, const absl::Status&
 
 void Scheduler::DetachLocked(ModelState& m, Request& r, Pending* p) {
   if (r.detached) return;
+  r.answered_early.store(true, std::memory_order_relaxed);
   if (r.filling > 0 || r.delivering > 0) {  // a run still reads or writes its buffers
     r.detach_pending = true;
     return;
@@ -623,23 +624,28 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
     std::unique_ptr<Run> run;
     std::vector<absl::Status> status;  // one per image, each its task's
     std::vector<absl::Duration> work;  // likewise
+    std::vector<uint8_t> skipped;      // likewise
     std::atomic<size_t> remaining;
   };
   auto shared = std::make_shared<Shared>();
   shared->run = std::move(run);
   shared->status.resize(n);
   shared->work.resize(n);
+  shared->skipped.resize(n);
   shared->remaining.store(n);
   for (size_t i = 0; i < n; ++i) {
     fill_executor_->Schedule([this, shared, i] {
       const absl::Time start = clock_->Now();
-      shared->status[i] = FillImage(*shared->run, i);
+      bool skipped = false;
+      shared->status[i] = FillImage(*shared->run, i, &skipped);
       shared->work[i] = clock_->Now() - start;
+      shared->skipped[i] = skipped ? 1 : 0;
       if (shared->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
       Run& r = *shared->run;
       for (size_t k = 0; k < r.images.size(); ++k) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
         r.fill_work += shared->work[k];
+        r.fill_skipped += shared->skipped[k];
       }
       Submit(std::move(shared->run));
       FillTaskDone();
@@ -657,8 +663,12 @@ void Scheduler::FillTaskDone() {
   --fill_tasks_;
 }
 
-absl::Status Scheduler::FillImage(Run& run, size_t i) {
+absl::Status Scheduler::FillImage(Run& run, size_t i, bool* skipped) {
   const ImageRef& img = run.images[i];
+  // Answered while the run waited for the executor (its deadline passed,
+  // another of its images failed): a decode now would be thrown away.
+  *skipped = img.request->answered_early.load(std::memory_order_relaxed);
+  if (*skipped) return absl::OkStatus();
   const accel::DeviceGeometry& g = run.model->geometry;
   const absl::Span<int8_t> dst(run.board->device->slot(run.slot).input.data() + i * g.input_bytes(),
                                g.input_bytes());
@@ -670,8 +680,10 @@ absl::Status Scheduler::FillImage(Run& run, size_t i) {
 void Scheduler::FillAll(Run& run) {
   const absl::Time start = clock_->Now();
   for (size_t i = 0; i < run.images.size(); ++i) {
-    absl::Status s = FillImage(run, i);
+    bool skipped = false;
+    absl::Status s = FillImage(run, i, &skipped);
     if (!s.ok()) run.fill_errors.emplace_back(static_cast<uint32_t>(i), std::move(s));
+    run.fill_skipped += skipped ? 1 : 0;
   }
   run.fill_work = clock_->Now() - start;
 }
@@ -695,9 +707,11 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     if (!run->canary) {
       // Copies are always filled in turn (FillAll): their work is their
       // time; a decode's work is spread over the executor's threads.
+      // Skipped images cost nothing and teach nothing.
+      const uint32_t filled = n - run->fill_skipped;
       if (run->heavy) {
-        m.decode_image_cost += (run->fill_work / n - m.decode_image_cost) / 4;
-      } else {
+        if (filled > 0) m.decode_image_cost += (run->fill_work / filled - m.decode_image_cost) / 4;
+      } else if (run->fill_skipped == 0) {
         m.copy_fill_time += (run->fill_work - m.copy_fill_time) / 4;
       }
       m.decoding_share += ((run->heavy ? 1.0 : 0.0) - m.decoding_share) / 4;

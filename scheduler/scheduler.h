@@ -305,7 +305,8 @@ class Scheduler final : private BoardLifecycle::Host {
   // on its caller's thread.
   void Launch(std::unique_ptr<Run> run, bool on_caller) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Fills image i of the run into its slot; on error the image is zeroed.
-  absl::Status FillImage(Run& run, size_t i) ABSL_LOCKS_EXCLUDED(scheduler_lock);
+  // Sets *skipped (and fills nothing) when its request was answered early.
+  absl::Status FillImage(Run& run, size_t i, bool* skipped) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void Submit(std::unique_ptr<Run> run) ABSL_LOCKS_EXCLUDED(scheduler_lock);

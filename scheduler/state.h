@@ -68,6 +68,10 @@ struct Run {
   // The fill step's own until it submits the run: its images' thread time,
   // summed over threads (the wait for the executor's threads left out).
   absl::Duration fill_work;
+  // Likewise: images not filled because their request was answered early
+  // (Request::answered_early); their slot holds stale data, their results
+  // are dropped, and they do not count in the learned fill costs.
+  uint32_t fill_skipped = 0;
 
   // Images are in the slot: an abandoned run's images may be requeued (and
   // answered elsewhere) only once nothing reads the requests' buffers.

@@ -1300,6 +1300,49 @@ TEST_F(SchedulerFillTest, AHeavyFillThatFailsAnswersOnceAndTheOthersAreServed) {
   scheduler_.reset();  // before the executor it uses
 }
 
+// A request answered while its run waits for the executor (its deadline
+// passed) is not decoded: the result would be dropped, and under overload
+// those decodes are what the pool lacks. Another request is still served.
+TEST_F(SchedulerFillTest, ARequestAnsweredLateIsNotDecoded) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(1, {}, {}, absl::Milliseconds(1), {0}, so);
+  Drain(exec);
+  Job late;
+  FillingRequest* l = nullptr;
+  std::atomic<int> late_fills{0};  // the request is gone once answered
+  std::vector<int> filled_at;
+  ASSERT_TRUE(SubmitFilling(late, 3, -1, true, &l, absl::Milliseconds(1),
+                            clock_.Now() + absl::Milliseconds(20),
+                            [&](FillingRequest& r) {
+                              r.sequence = &late_fills;
+                              r.filled_at = &filled_at;
+                            })
+                  .ok());
+  ASSERT_EQ(exec.pending(), 3u);           // formed on the idle board, waiting to decode
+  clock_.Advance(absl::Milliseconds(30));  // the executor is stuck; the deadline passes
+  EXPECT_EQ(late.calls, 0) << "answered once nothing reads its buffers";
+  Drain(exec);
+  EXPECT_EQ(late_fills.load(), 0) << "decoded for an answer already given";
+  EXPECT_EQ(late.calls, 1);
+  EXPECT_EQ(late.status.code(), absl::StatusCode::kDeadlineExceeded) << late.status;
+  Job ok;
+  FillingRequest* o = nullptr;
+  std::atomic<int> ok_fills{0};
+  ASSERT_TRUE(SubmitFilling(ok, 2, -1, true, &o, absl::Milliseconds(1), absl::InfiniteFuture(),
+                            [&](FillingRequest& r) {
+                              r.sequence = &ok_fills;
+                              r.filled_at = &filled_at;
+                            })
+                  .ok());
+  Drain(exec);
+  EXPECT_EQ(ok_fills.load(), 2);
+  ASSERT_TRUE(ok.status.ok()) << ok.status;
+  ExpectOwnOutputs(ok);
+  scheduler_.reset();  // before the executor it uses
+}
+
 // Decoding at dispatch takes time before a run reaches its board. The
 // scheduler learns what a photo's decode costs and forms a busy board's
 // next run that much earlier, so that the board's input does not wait for

@@ -17,12 +17,13 @@
 # The boards' canaries run every 5 s.
 # Samples the server's VmRSS and /proc/PID/fd (and, to explain them, the
 # load average, the server's threads and CPU seconds) every 10 s into
-# soak.csv in the output directory; the last line says PASS or FAIL. PASS: each of RSS and
-# descriptors grows by less than 5 % after --baseline-s, both in level
-# (median of the last 5 minutes against the minute before --baseline-s) and
-# in its highs (95th percentile of the samples after against before). It also needs the
-# server to have kept up with verify's open loop (answered >= 97 % of the
-# offered rate, no request sent late).
+# soak.csv in the output directory; the last line says PASS or FAIL.
+# PASS: each of RSS and descriptors grows by less than 5 % after
+# --baseline-s, both in level (median of the last 5 minutes against the
+# minute before --baseline-s) and in its highs (95th percentile of the
+# samples after against before). It also needs the server to have kept up
+# with verify's open loop (answered >= 97 % of the offered rate, no request
+# sent late).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 duration=1800 baseline=300 build=build verify_rate=

@@ -624,14 +624,13 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
     std::unique_ptr<Run> run;
     std::vector<absl::Status> status;  // one per image, each its task's
     std::vector<absl::Duration> work;  // likewise
-    std::vector<uint8_t> skipped;      // likewise
+    std::atomic<uint32_t> skipped{0};
     std::atomic<size_t> remaining;
   };
   auto shared = std::make_shared<Shared>();
   shared->run = std::move(run);
   shared->status.resize(n);
   shared->work.resize(n);
-  shared->skipped.resize(n);
   shared->remaining.store(n);
   for (size_t i = 0; i < n; ++i) {
     fill_executor_->Schedule([this, shared, i] {
@@ -639,14 +638,14 @@ void Scheduler::Launch(std::unique_ptr<Run> run, bool on_caller) {
       bool skipped = false;
       shared->status[i] = FillImage(*shared->run, i, &skipped);
       shared->work[i] = clock_->Now() - start;
-      shared->skipped[i] = skipped ? 1 : 0;
+      if (skipped) shared->skipped.fetch_add(1, std::memory_order_relaxed);
       if (shared->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
       Run& r = *shared->run;
       for (size_t k = 0; k < r.images.size(); ++k) {
         if (!shared->status[k].ok()) r.fill_errors.emplace_back(k, std::move(shared->status[k]));
         r.fill_work += shared->work[k];
-        r.fill_skipped += shared->skipped[k];
       }
+      r.fill_skipped = shared->skipped.load(std::memory_order_relaxed);
       Submit(std::move(shared->run));
       FillTaskDone();
     });

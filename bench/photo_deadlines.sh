@@ -18,7 +18,9 @@
 #   wasted    images computed whose request had already been answered late
 #             (hgpipe_late_results_dropped_images_total); since 2026-12-07 those
 #             answered before their decode began are not decoded, only
-#             computed on stale slot data.
+#             computed on stale slot data;
+#   skipped   of those, the ones not decoded
+#             (hgpipe_skipped_fill_images_total; 0 on builds without it).
 # and h2load's mean time per request and requests/s.
 #
 # Environment: REQUESTS (default 8000), RATE (default 1000), CLIENTS
@@ -48,11 +50,12 @@ metric() {  # metric NAME [LABEL_REGEX]: the sum over deit_tiny's series
 }
 snapshot() {
   echo "$(metric hgpipe_images_total) $(metric hgpipe_requests_total 'code="DEADLINE_EXCEEDED"')" \
-    "$(metric hgpipe_deadline_expired_requests_total) $(metric hgpipe_late_results_dropped_images_total)"
+    "$(metric hgpipe_deadline_expired_requests_total) $(metric hgpipe_late_results_dropped_images_total)" \
+    "$(metric hgpipe_skipped_fill_images_total)"
 }
 
-printf "%-24s %8s %8s %8s %8s %8s %10s %10s\n" build requests ok refused expired wasted \
-  mean_ms req_per_s
+printf "%-24s %8s %8s %8s %8s %8s %8s %10s %10s\n" build requests ok refused expired wasted \
+  skipped mean_ms req_per_s
 for build in "$@"; do
   bench_start "$work/server.log" "$build/bin/hgpipe-server" \
     --model-repository "${MODELS:-$src/models}" \
@@ -68,13 +71,13 @@ for build in "$@"; do
       { cat "$work/h2load.log"; exit 1; }
   }
   h2 1000  # warm up: threads, the learned fill time and decode cost
-  read -r ok0 de0 ex0 wa0 < <(snapshot)
+  read -r ok0 de0 ex0 wa0 sk0 < <(snapshot)
   h2 "$requests"
-  read -r ok1 de1 ex1 wa1 < <(snapshot)
+  read -r ok1 de1 ex1 wa1 sk1 < <(snapshot)
   read -r mean rps < <(awk '/^time for request:/ {m = $6}
     /^finished in/ {r = $4} END {print m, r}' "$work/h2load.log")
-  printf "%-24s %8d %8d %8d %8d %8d %10s %10s\n" "$(basename "$(dirname "$build")")/$(basename "$build")" \
+  printf "%-24s %8d %8d %8d %8d %8d %8d %10s %10s\n" "$(basename "$(dirname "$build")")/$(basename "$build")" \
     "$requests" "$((ok1 - ok0))" "$(((de1 - de0) - (ex1 - ex0)))" "$((ex1 - ex0))" \
-    "$((wa1 - wa0))" "$mean" "$rps"
+    "$((wa1 - wa0))" "$((sk1 - sk0))" "$mean" "$rps"
   bench_stop_all
 done

@@ -54,6 +54,11 @@ class Observer {
   // Board results that came after their request's deadline, which had
   // already been answered DEADLINE_EXCEEDED: dropped.
   virtual void LateResultsDropped(int model_id, uint32_t images) {}
+  // Images of a formed run that were not filled (not decoded, not copied)
+  // because their request had been answered early or another of its images
+  // failed: the fill work the scheduler saved. The board still computes
+  // their slots; those results are dropped.
+  virtual void FillsSkipped(int model_id, uint32_t images) {}
 };
 
 }  // namespace hgpipe::scheduler

@@ -64,10 +64,13 @@ struct Request {
   bool detach_pending ABSL_GUARDED_BY(scheduler_lock) = false;
   bool detached ABSL_GUARDED_BY(scheduler_lock) = false;
   bool late ABSL_GUARDED_BY(scheduler_lock) = false;
-  // Set with the first of those (under the lock), read by the fill step
-  // without it: an image of a request already answered is not filled (not
-  // decoded), since its result is dropped.
-  std::atomic<bool> answered_early{false};
+  // Set when filling more of its images would be wasted: with the first of
+  // those (under the lock), or by the fill step itself the moment one of
+  // its images fails (without the lock: the request is failed when that
+  // run is submitted, and the images other tasks are about to decode would
+  // be dropped). Read by the fill step without the lock: such an image is
+  // not filled (not decoded).
+  std::atomic<bool> skip_fills{false};
 };
 
 // One image of a request.

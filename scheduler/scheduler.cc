@@ -488,7 +488,7 @@ void Scheduler::FailRequestLocked(ModelState& m, Request* r, const absl::Status&
 
 void Scheduler::DetachLocked(ModelState& m, Request& r, Pending* p) {
   if (r.detached) return;
-  r.answered_early.store(true, std::memory_order_relaxed);
+  r.skip_fills.store(true, std::memory_order_relaxed);
   if (r.filling > 0 || r.delivering > 0) {  // a run still reads or writes its buffers
     r.detach_pending = true;
     return;
@@ -666,13 +666,18 @@ absl::Status Scheduler::FillImage(Run& run, size_t i, bool* skipped) {
   const ImageRef& img = run.images[i];
   // Answered while the run waited for the executor (its deadline passed,
   // another of its images failed): a decode now would be thrown away.
-  *skipped = img.request->answered_early.load(std::memory_order_relaxed);
+  *skipped = img.request->skip_fills.load(std::memory_order_relaxed);
   if (*skipped) return absl::OkStatus();
   const accel::DeviceGeometry& g = run.model->geometry;
   const absl::Span<int8_t> dst(run.board->device->slot(run.slot).input.data() + i * g.input_bytes(),
                                g.input_bytes());
   absl::Status s = img.request->request->Fill(img.index, g, dst);
-  if (!s.ok()) std::memset(dst.data(), 0, dst.size());  // the board computes a blank image
+  if (!s.ok()) {
+    // The request fails when this run is submitted; the images of it that
+    // other tasks (of this run or a later one) have not started are spared.
+    img.request->skip_fills.store(true, std::memory_order_relaxed);
+    std::memset(dst.data(), 0, dst.size());  // the board computes a blank image
+  }
   return s;
 }
 
@@ -745,6 +750,7 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     CountLocked(&p);
   }
   Finish(std::move(p));
+  if (observer_ && run->fill_skipped > 0) observer_->FillsSkipped(m.id, run->fill_skipped);
   if (abandoned) return;
   if (observer_ && !run->canary) observer_->RunStarted(m.id, b.id, n, waits, input_time);
   const int slot = run->slot;

@@ -304,8 +304,10 @@ class Scheduler final : private BoardLifecycle::Host {
   // on the fill executor), then submits it. `on_caller`: formed by Enqueue
   // on its caller's thread.
   void Launch(std::unique_ptr<Run> run, bool on_caller) ABSL_LOCKS_EXCLUDED(scheduler_lock);
-  // Fills image i of the run into its slot; on error the image is zeroed.
-  // Sets *skipped (and fills nothing) when its request was answered early.
+  // Fills image i of the run into its slot; on error the image is zeroed
+  // and the request's other images are not filled from then on. Sets
+  // *skipped (and fills nothing) when its request was answered early or
+  // one of its images failed (Request::skip_fills).
   absl::Status FillImage(Run& run, size_t i, bool* skipped) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);

@@ -69,8 +69,9 @@ struct Run {
   // summed over threads (the wait for the executor's threads left out).
   absl::Duration fill_work;
   // Likewise: images not filled because their request was answered early
-  // (Request::answered_early); their slot holds stale data, their results
-  // are dropped, and they do not count in the learned fill costs.
+  // or one of its images failed (Request::skip_fills); their slot holds
+  // stale data, their results are dropped, and they do not count in the
+  // learned fill costs (Observer::FillsSkipped counts them).
   uint32_t fill_skipped = 0;
 
   // Images are in the slot: an abandoned run's images may be requeued (and

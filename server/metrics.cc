@@ -76,6 +76,11 @@ Metrics::Metrics()
                        .Help("Board results dropped because their request had "
                              "already been answered DEADLINE_EXCEEDED")
                        .Register(*registry_)),
+      skipped_fills_(prometheus::BuildCounter()
+                         .Name("hgpipe_skipped_fill_images_total")
+                         .Help("Images of formed runs not decoded or copied because their "
+                               "request had been answered early or another of its images failed")
+                         .Register(*registry_)),
       canary_failures_(prometheus::BuildCounter()
                            .Name("hgpipe_board_canary_failures_total")
                            .Help("Canary runs whose output differed from the known one")
@@ -147,6 +152,7 @@ std::unique_ptr<Metrics::ModelMetrics> Metrics::MakeModel(const std::string& nam
   m->expired_requests = &expired_requests_.Add({{"model", name}});
   m->expired_images = &expired_images_.Add({{"model", name}});
   m->late_images = &late_images_.Add({{"model", name}});
+  m->skipped_fills = &skipped_fills_.Add({{"model", name}});
   return m;
 }
 
@@ -348,6 +354,10 @@ void Metrics::CanaryFailed(int board_id, int model_id, const absl::Status& what)
 
 void Metrics::LateResultsDropped(int model_id, uint32_t images) {
   model(model_id)->late_images->Increment(images);
+}
+
+void Metrics::FillsSkipped(int model_id, uint32_t images) {
+  model(model_id)->skipped_fills->Increment(images);
 }
 
 }  // namespace hgpipe::server

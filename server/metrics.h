@@ -11,7 +11,10 @@
 //   only in hgpipe_requests_total{code="DEADLINE_EXCEEDED"}),
 //   hgpipe_late_results_dropped_images_total (images whose request had been
 //   answered DEADLINE_EXCEEDED at its deadline while a board still computed
-//   them: their results came late and were dropped).
+//   them: their results came late and were dropped),
+//   hgpipe_skipped_fill_images_total (images of formed runs not decoded or
+//   copied because their request had been answered early or another of its
+//   images failed: the fill work saved).
 // Per model and variant {model, variant}: hgpipe_variant_images_total
 //   (images answered OK by each of the model's bitstream variants,
 //   docs/serving.md "Variants"; a model without `variants` has one, "default").
@@ -152,6 +155,7 @@ class Metrics final : public scheduler::Observer {
                          const absl::Status& why, const scheduler::BoardCounts& counts) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
+  void FillsSkipped(int model_id, uint32_t images) override;
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
 
  private:
@@ -168,6 +172,7 @@ class Metrics final : public scheduler::Observer {
     prometheus::Counter* expired_requests;
     prometheus::Counter* expired_images;
     prometheus::Counter* late_images;
+    prometheus::Counter* skipped_fills;
   };
   // A board's series for one model it serves or served.
   struct BoardModelMetrics {
@@ -222,6 +227,7 @@ class Metrics final : public scheduler::Observer {
   prometheus::Family<prometheus::Counter>& expired_requests_;
   prometheus::Family<prometheus::Counter>& expired_images_;
   prometheus::Family<prometheus::Counter>& late_images_;
+  prometheus::Family<prometheus::Counter>& skipped_fills_;
   prometheus::Family<prometheus::Counter>& canary_failures_;
   prometheus::Family<prometheus::Counter>& board_images_;
   prometheus::Family<prometheus::Counter>& board_runs_;

@@ -137,5 +137,8 @@ void ObserverFanout::DeadlineExpired(int model_id, uint32_t images) {
 void ObserverFanout::LateResultsDropped(int model_id, uint32_t images) {
   for (auto* o : observers_) o->LateResultsDropped(model_id, images);
 }
+void ObserverFanout::FillsSkipped(int model_id, uint32_t images) {
+  for (auto* o : observers_) o->FillsSkipped(model_id, images);
+}
 
 }  // namespace hgpipe::server

@@ -118,6 +118,7 @@ class ObserverFanout final : public scheduler::Observer {
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
+  void FillsSkipped(int model_id, uint32_t images) override;
 
  private:
   const std::vector<scheduler::Observer*> observers_;

@@ -65,6 +65,10 @@ class RecordingObserver : public Observer {
     hgpipe::MutexLock l(&mu);
     late_images += images;
   }
+  void FillsSkipped(int, uint32_t images) override {
+    hgpipe::MutexLock l(&mu);
+    skipped_fills += images;
+  }
   hgpipe::Mutex mu;
   std::vector<uint32_t> run_sizes;
   std::map<int, int> runs_per_board;
@@ -75,6 +79,7 @@ class RecordingObserver : public Observer {
   std::map<int, BoardCounts> last_counts;
   uint64_t expired_images = 0;
   uint64_t late_images = 0;
+  uint64_t skipped_fills = 0;
   Clock* clock = nullptr;
   std::vector<std::pair<int, absl::Time>> canary_failures;
   std::vector<std::string> canary_messages;
@@ -1144,7 +1149,10 @@ class FillingRequest final : public InferRequest {
                     absl::Span<int8_t> slot) override {
     fills.fetch_add(1);
     if (clock != nullptr) clock->Advance(cost);  // the decode
-    if (sequence != nullptr) filled_at->push_back(sequence->fetch_add(1));
+    if (sequence != nullptr) {
+      const int k = sequence->fetch_add(1);
+      if (filled_at != nullptr) filled_at->push_back(k);
+    }
     if (static_cast<int>(index) == fail_index) {
       return absl::InvalidArgumentError(absl::StrCat("image ", index, ": unreadable"));
     }
@@ -1162,9 +1170,9 @@ class FillingRequest final : public InferRequest {
   // Each fill advances this clock by `cost`, as a decode takes time.
   SimClock* clock = nullptr;
   absl::Duration cost;
-  // Where each fill fell in the order of all fills counted on `sequence`
-  // (fills run one at a time when this is set); `filled_at` outlives the
-  // request.
+  // Fills counted on `sequence`; `filled_at`, if set, gets where each fell
+  // in the order of all fills counted there (fills run one at a time when
+  // this is set). Both outlive the request.
   std::atomic<int>* sequence = nullptr;
   std::vector<int>* filled_at = nullptr;
   std::atomic<int> fills{0};
@@ -1223,6 +1231,10 @@ class SchedulerFillTest : public SchedulerTest {
     };
     *out = r.get();  // valid until Done
     return scheduler_->Enqueue(H("verify"), std::move(r));
+  }
+  uint64_t SkippedFills() {
+    hgpipe::MutexLock l(&observer_.mu);
+    return observer_.skipped_fills;
   }
   // Until neither the clock nor the executor has work. The executor is
   // prompt: it runs what it was given before the clock moves on.
@@ -1312,34 +1324,133 @@ TEST_F(SchedulerFillTest, ARequestAnsweredLateIsNotDecoded) {
   Job late;
   FillingRequest* l = nullptr;
   std::atomic<int> late_fills{0};  // the request is gone once answered
-  std::vector<int> filled_at;
   ASSERT_TRUE(SubmitFilling(late, 3, -1, true, &l, absl::Milliseconds(1),
                             clock_.Now() + absl::Milliseconds(20),
-                            [&](FillingRequest& r) {
-                              r.sequence = &late_fills;
-                              r.filled_at = &filled_at;
-                            })
+                            [&](FillingRequest& r) { r.sequence = &late_fills; })
                   .ok());
   ASSERT_EQ(exec.pending(), 3u);           // formed on the idle board, waiting to decode
   clock_.Advance(absl::Milliseconds(30));  // the executor is stuck; the deadline passes
   EXPECT_EQ(late.calls, 0) << "answered once nothing reads its buffers";
   Drain(exec);
   EXPECT_EQ(late_fills.load(), 0) << "decoded for an answer already given";
+  EXPECT_EQ(SkippedFills(), 3u);
   EXPECT_EQ(late.calls, 1);
   EXPECT_EQ(late.status.code(), absl::StatusCode::kDeadlineExceeded) << late.status;
   Job ok;
   FillingRequest* o = nullptr;
   std::atomic<int> ok_fills{0};
   ASSERT_TRUE(SubmitFilling(ok, 2, -1, true, &o, absl::Milliseconds(1), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) {
-                              r.sequence = &ok_fills;
-                              r.filled_at = &filled_at;
-                            })
+                            [&](FillingRequest& r) { r.sequence = &ok_fills; })
                   .ok());
   Drain(exec);
   EXPECT_EQ(ok_fills.load(), 2);
+  EXPECT_EQ(SkippedFills(), 3u);
   ASSERT_TRUE(ok.status.ok()) << ok.status;
   ExpectOwnOutputs(ok);
+  scheduler_.reset();  // before the executor it uses
+}
+
+// An image that cannot be decoded fails its request: the request's images
+// not yet started are not decoded (their results would be dropped), those
+// of its run and of a run formed behind it, while another request in the
+// same runs is served.
+TEST_F(SchedulerFillTest, AFailedImageSparesTheRestOfItsRequest) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(1, {}, {}, absl::Milliseconds(1), {0}, so);
+  Drain(exec);
+  Job bad, good;
+  FillingRequest* b = nullptr;
+  FillingRequest* g = nullptr;
+  std::atomic<int> bad_fills{0};
+  std::atomic<int> good_fills{0};
+  ASSERT_TRUE(SubmitFilling(bad, 3, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
+                            [&](FillingRequest& r) { r.sequence = &bad_fills; })
+                  .ok());
+  ASSERT_TRUE(SubmitFilling(good, 2, -1, true, &g, absl::ZeroDuration(), absl::InfiniteFuture(),
+                            [&](FillingRequest& r) { r.sequence = &good_fills; })
+                  .ok());
+  ASSERT_EQ(exec.pending(), 5u);  // formed on the idle board, the failing image first
+  Drain(exec);
+  EXPECT_EQ(bad_fills.load(), 1) << "decoded after one of its images failed";
+  EXPECT_EQ(SkippedFills(), 2u);
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.message(), "image 0: unreadable");
+  EXPECT_EQ(good_fills.load(), 2);
+  EXPECT_EQ(good.calls, 1);
+  ASSERT_TRUE(good.status.ok()) << good.status;
+  ExpectOwnOutputs(good);
+  scheduler_.reset();  // before the executor it uses
+}
+
+// Across runs: a request split over two runs formed one after the other,
+// both waiting for the executor, the failing image the last of the first
+// run to be decoded: the second run's images are not decoded.
+TEST_F(SchedulerFillTest, AFailedImageSparesItsRequestsImagesInALaterRun) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(1, {}, {}, absl::Milliseconds(1), {0}, so);
+  Drain(exec);
+  Job bad;
+  FillingRequest* b = nullptr;
+  std::atomic<int> fills{0};
+  constexpr uint32_t kImages = 40;
+  ASSERT_TRUE(SubmitFilling(bad, kImages, -1, true, &b, absl::ZeroDuration(),
+                            absl::InfiniteFuture(), [&](FillingRequest& r) { r.sequence = &fills; })
+                  .ok());
+  const size_t first = exec.pending();
+  ASSERT_GT(first, 0u);
+  ASSERT_LT(first, kImages) << "needs the request split over runs";
+  // The executor runs tasks in order, so this is the first run's last fill
+  // (read on this thread, by the executor's tasks).
+  b->fail_index = static_cast<int>(first) - 1;
+  // The board takes the next run before the first drains: formed on the
+  // clock while the first still waits for the executor.
+  for (int i = 0; i < 100 && exec.pending() == first; ++i) clock_.RunUntilIdle(1);
+  ASSERT_GT(exec.pending(), first) << "no second run formed";
+  const size_t second = exec.pending() - first;
+  Drain(exec);
+  EXPECT_EQ(fills.load(), static_cast<int>(first)) << "decoded after one of its images failed";
+  EXPECT_EQ(SkippedFills(), second);
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.message(), absl::StrCat("image ", first - 1, ": unreadable"));
+  scheduler_.reset();  // before the executor it uses
+}
+
+// Skipped images cost no time: they must not teach the scheduler that a
+// decode is cheap. After runs whose first photo fails (the rest skipped),
+// admission still counts a photo's whole cost: 41 photos of 1 ms on the
+// one fill thread do not fit in 25 ms (they would at a quarter of it).
+TEST_F(SchedulerFillTest, SkippedImagesDoNotTeachTheDecodeCost) {
+  ManualExecutor exec;
+  Scheduler::Options so;
+  so.fill_executor = &exec;
+  Build(1, {}, {}, absl::Milliseconds(1), {}, so);
+  Drain(exec);
+  const absl::Duration cost = absl::Milliseconds(1);
+  FillingRequest* r = nullptr;
+  std::vector<Job> warm(8);
+  for (Job& j : warm) {
+    ASSERT_TRUE(SubmitFilling(j, 1, -1, true, &r, cost).ok());
+    Drain(exec);
+  }
+  std::vector<Job> failing(8);
+  for (Job& j : failing) {
+    ASSERT_TRUE(SubmitFilling(j, 4, 0, true, &r, cost).ok());
+    Drain(exec);
+    EXPECT_EQ(j.status.code(), absl::StatusCode::kInvalidArgument) << j.status;
+  }
+  EXPECT_EQ(SkippedFills(), 24u);
+  std::vector<Job> backlog(10);
+  for (Job& j : backlog) ASSERT_TRUE(SubmitFilling(j, 4, -1, true, &r, cost).ok());
+  Job urgent;
+  const absl::Status admitted =
+      SubmitFilling(urgent, 1, -1, true, &r, cost, clock_.Now() + absl::Milliseconds(25));
+  EXPECT_EQ(admitted.code(), absl::StatusCode::kDeadlineExceeded) << admitted;
+  Drain(exec);
+  for (const Job& j : backlog) EXPECT_TRUE(j.status.ok()) << j.status;
   scheduler_.reset();  // before the executor it uses
 }
 

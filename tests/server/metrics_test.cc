@@ -58,6 +58,9 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   m.RunStarted(0, 0, 2, waits, absl::Microseconds(300));
   m.RunFinished(0, 0, 2, absl::Milliseconds(2), absl::OkStatus());
   m.DeadlineExpired(0, 4);
+  m.LateResultsDropped(0, 2);
+  m.FillsSkipped(0, 3);
+  m.FillsSkipped(0, 2);
   m.QueueDepth(0, 7);
   const std::string t = Text(m);
   EXPECT_EQ(Value(t, "hgpipe_requests_total", R"(code="OK",model="verify")"), 1);
@@ -66,6 +69,8 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   EXPECT_EQ(Value(t, "hgpipe_images_total", R"(model="verify")"), 3);
   EXPECT_EQ(Value(t, "hgpipe_deadline_expired_requests_total", R"(model="verify")"), 1);
   EXPECT_EQ(Value(t, "hgpipe_deadline_expired_images_total", R"(model="verify")"), 4);
+  EXPECT_EQ(Value(t, "hgpipe_late_results_dropped_images_total", R"(model="verify")"), 2);
+  EXPECT_EQ(Value(t, "hgpipe_skipped_fill_images_total", R"(model="verify")"), 5);
   EXPECT_EQ(Value(t, "hgpipe_queue_images", R"(model="verify")"), 7);
   const std::string l = R"(board="sim0",model="verify")";
   EXPECT_EQ(Value(t, "hgpipe_board_images_total", l), 2);

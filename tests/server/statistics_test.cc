@@ -74,6 +74,7 @@ class Recorder final : public scheduler::Observer {
   void CanaryFailed(int, int, const absl::Status&) override { ++calls["CanaryFailed"]; }
   void DeadlineExpired(int, uint32_t) override { ++calls["DeadlineExpired"]; }
   void LateResultsDropped(int, uint32_t) override { ++calls["LateResultsDropped"]; }
+  void FillsSkipped(int, uint32_t) override { ++calls["FillsSkipped"]; }
   std::map<std::string, int> calls;
 };
 
@@ -92,8 +93,9 @@ TEST(ObserverFanoutTest, ForwardsEveryEventToEveryObserver) {
   o.CanaryFailed(0, 0, absl::DataLossError("word 3"));
   o.DeadlineExpired(0, 1);
   o.LateResultsDropped(0, 1);
+  o.FillsSkipped(0, 1);
   for (const Recorder* r : {&a, &b}) {
-    EXPECT_EQ(r->calls.size(), 9u);
+    EXPECT_EQ(r->calls.size(), 10u);
     for (const auto& [name, n] : r->calls) EXPECT_EQ(n, 1) << name;
   }
 }

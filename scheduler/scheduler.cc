@@ -315,8 +315,25 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   // it already has.
   const absl::Duration decodes =
       fill_backlog_ + m.decode_image_cost * m.decoding_share * static_cast<double>(ahead + n);
-  return std::max(boards, std::max(ready, now) + decodes / FillThreads() + m.timing.run_overhead +
-                              m.timing.latency());
+  // The backlog counts a run's decodes whole until the run is filled, also
+  // those under way: forming this request's run in the middle of a decode
+  // sees up to one decode more than is left (RequestQueue::Take expires the
+  // request if that makes it late). Admit against that view, or requests
+  // admitted between two decodes are expired queued.
+  const absl::Duration under_way = m.decode_image_cost * m.decoding_share;
+  return std::max(boards, std::max(ready, now) + decodes / FillThreads() + under_way +
+                              m.timing.run_overhead + m.timing.latency());
+}
+
+uint32_t Scheduler::RunCapLocked(const ModelState& m) const {
+  // A run reaches its board only once all its images are decoded, so each
+  // round of decodes beyond the first adds its time to every image's wait
+  // (and pushes the run's deadlines that much closer) while giving a board
+  // that decoding starves nothing a later run could not bring.
+  const uint32_t cap = m.options.max_images_per_run;
+  const int threads = FillThreads();
+  if (m.decoding_share < 0.5 || m.decode_image_cost <= m.image_time * threads) return cap;
+  return std::min(cap, static_cast<uint32_t>(threads));
 }
 
 absl::Duration Scheduler::FillDelayLocked(const ModelState& m, uint64_t n, double decoding) const {
@@ -330,14 +347,14 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
   const absl::Time now = clock_->Now();
   ExpireLocked(m, now, p);
   m.blocked_until = absl::InfinitePast();
+  const uint32_t cap = RunCapLocked(m);
   while (m.queue.size() > 0 && !destroying_) {
     // Filling takes time before a run reaches its board: form it that much
     // earlier (for a run of what is queued), so that a busy board's input
     // does not wait for a decode.
     const absl::Duration lead =
         options_.dispatch_lead +
-        FillDelayLocked(m, std::min<uint64_t>(m.queue.size(), m.options.max_images_per_run),
-                        m.decoding_share);
+        FillDelayLocked(m, std::min<uint64_t>(m.queue.size(), cap), m.decoding_share);
     // At saturation most dispatches find every board busy: look at their
     // input ends alone before describing them to run sizing.
     const absl::Time ready_by = now + lead;
@@ -364,7 +381,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       for (size_t i = 0; i < m.views.size(); ++i) {
         m.serving[i]->CompleteView(now, ready_by, m.views[i]);
       }
-      n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(), m.options.max_images_per_run);
+      n = RunSize(m.views, choice.best, m.queue.HighestLevelImages(), cap);
     }
     if (n == 0) {
       // Busy (or a busy board will complete the next image sooner): hold
@@ -378,7 +395,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
     }
     BoardState& best = *m.serving[choice.best];
     if (m.options.max_queue_delay > absl::ZeroDuration() && best.input_free_at() <= now &&
-        m.queue.size() < std::min(m.options.max_images_per_run, best.max_run)) {
+        m.queue.size() < std::min(cap, best.max_run)) {
       const absl::Time fill_by = m.queue.OldestArrival() + m.options.max_queue_delay;
       if (fill_by > now) {
         ArmDispatchTimerLocked(m, fill_by);

@@ -257,6 +257,10 @@ class Scheduler final : private BoardLifecycle::Host {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // The fill executor's threads (1 without one: fills then run in turn).
   int FillThreads() const { return fill_executor_ == nullptr ? 1 : fill_executor_->concurrency(); }
+  // The most images a run of `m` takes: max_images_per_run, or one round
+  // of the executor's threads when the model's runs mostly decode and the
+  // decodes are slower than a board takes images.
+  uint32_t RunCapLocked(const ModelState& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 
   // Forms runs for `m` and claims their slots; expires requests that can no
   // longer meet their deadline.

@@ -41,7 +41,7 @@ absl::Time RequestQueue::OldestArrival() const {
   return oldest;
 }
 
-void RequestQueue::Take(uint32_t max, absl::Time now, absl::Time start, absl::Duration image_time,
+void RequestQueue::Take(uint32_t max, absl::Time now, RunStart start, absl::Duration image_time,
                         absl::Duration latency, std::vector<ImageRef>* out, Hopeless hopeless) {
   const uint32_t levels = options_.levels;
   // Levels whose oldest image waited past max_starvation go first, oldest
@@ -61,7 +61,8 @@ void RequestQueue::Take(uint32_t max, absl::Time now, absl::Time start, absl::Du
   const uint32_t low_cap = std::min(max, options_.low_priority_run_images);
   // Every image of a run is answered when the run completes (its last image
   // is out), so adding image k moves every included request's answer to
-  // start + k*T + latency: stop before that passes a deadline in the run.
+  // start(k + 1) + k*T + latency: stop before that passes a deadline in the
+  // run.
   absl::Time run_deadline = absl::InfiniteFuture();
   bool full = false;
   for (uint32_t level : order) {
@@ -71,7 +72,8 @@ void RequestQueue::Take(uint32_t max, absl::Time now, absl::Time start, absl::Du
     bool took = false;
     while (out->size() < cap && !q.empty()) {
       Request* r = q.front().request;
-      const absl::Time done = start + image_time * static_cast<int64_t>(out->size()) + latency;
+      const uint32_t k = static_cast<uint32_t>(out->size());
+      const absl::Time done = start(k + 1) + image_time * static_cast<int64_t>(k) + latency;
       if (done > r->deadline && out->empty()) {
         // Even first in a run on the board where it completes first, it
         // would be late.

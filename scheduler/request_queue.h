@@ -64,13 +64,14 @@ struct Request {
   bool detach_pending ABSL_GUARDED_BY(scheduler_lock) = false;
   bool detached ABSL_GUARDED_BY(scheduler_lock) = false;
   bool late ABSL_GUARDED_BY(scheduler_lock) = false;
-  // Set when filling more of its images would be wasted: with the first of
-  // those (under the lock), or by the fill step itself the moment one of
-  // its images fails (without the lock: the request is failed when that
-  // run is submitted, and the images other tasks are about to decode would
-  // be dropped). Read by the fill step without the lock: such an image is
-  // not filled (not decoded).
-  std::atomic<bool> skip_fills{false};
+  // Its images at this index or above are not filled (not decoded): their
+  // results would be dropped. 0 with the first of those (under the lock);
+  // lowered to i + 1 by the fill step itself the moment image i fails
+  // (without the lock: the request fails when that run is submitted). The
+  // images below a failed one are still filled, so that the error
+  // reported, the lowest image's, does not depend on which decode failed
+  // first. Read by the fill step without the lock.
+  std::atomic<uint32_t> fill_limit{UINT32_MAX};
 };
 
 // One image of a request.
@@ -106,6 +107,10 @@ class RequestQueue {
   uint64_t ImagesAtOrAbove(uint32_t level) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // Images of the highest non-empty level (what run sizing shares out).
   uint64_t HighestLevelImages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
+  // Whether a queued request has a deadline.
+  bool HasDeadlines() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    return !deadlines_.empty();
+  }
   // When the oldest image at the head of a level arrived; InfiniteFuture
   // when empty.
   absl::Time OldestArrival() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
@@ -118,12 +123,15 @@ class RequestQueue {
   // whose oldest image has waited max_starvation (since it arrived or the
   // level was last served) go first, oldest first, then every level in
   // priority order; runs holding images below the highest level take at
-  // most low_priority_run_images of them. The run's images complete at
-  // start + k * image_time + latency for k = 0, 1, ...; a run stops before
-  // an image would push one already in it past its deadline, and a request
-  // that misses its deadline even as the first image is removed (all its
-  // queued images) and passed to `hopeless` at once.
-  void Take(uint32_t max, absl::Time now, absl::Time start, absl::Duration image_time,
+  // most low_priority_run_images of them. A run of k + 1 images starts at
+  // start(k + 1) (later for a bigger run when its images must be decoded
+  // first) and completes at start(k + 1) + k * image_time + latency; a run
+  // stops before an image would push one already in it past its deadline,
+  // and a request that misses its deadline even as the first image of a
+  // run of one is removed (all its queued images) and passed to `hopeless`
+  // at once.
+  using RunStart = absl::FunctionRef<absl::Time(uint32_t images)>;
+  void Take(uint32_t max, absl::Time now, RunStart start, absl::Duration image_time,
             absl::Duration latency, std::vector<ImageRef>* out, Hopeless hopeless)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 

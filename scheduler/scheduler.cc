@@ -328,11 +328,16 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
 uint32_t Scheduler::RunCapLocked(const ModelState& m) const {
   // A run reaches its board only once all its images are decoded, so each
   // round of decodes beyond the first adds its time to every image's wait
-  // (and pushes the run's deadlines that much closer) while giving a board
-  // that decoding starves nothing a later run could not bring.
+  // and brings the run's deadlines that much closer, while a board that
+  // decoding starves gains nothing a later run could not bring. Without
+  // deadlines bigger runs cost less CPU (fewer runs to form, submit and
+  // answer), so they stay.
   const uint32_t cap = m.options.max_images_per_run;
   const int threads = FillThreads();
-  if (m.decoding_share < 0.5 || m.decode_image_cost <= m.image_time * threads) return cap;
+  if (!m.queue.HasDeadlines() || m.decoding_share < 0.5 ||
+      m.decode_image_cost <= m.image_time * threads) {
+    return cap;
+  }
   return std::min(cap, static_cast<uint32_t>(threads));
 }
 
@@ -403,21 +408,29 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
       }
     }
     auto run = std::make_unique<Run>(&m, &best, best.free_slots.back(), now);
-    m.queue.Take(n, now, best.NextStart(now + FillDelayLocked(m, n, m.decoding_share)),
-                 best.prediction->image_time(), best.prediction->latency(), &run->images,
-                 [&](Request* r, uint32_t images, absl::Duration late)
-                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-                       // Even first in a run on the board where it
-                       // completes first, it would be late: answer it now.
-                       p->expired.push_back({m.id, images});
-                       AnswerFailedLocked(
-                           m, r,
-                           absl::DeadlineExceededError(absl::StrCat(
-                               "model ", m.options.name,
-                               ": the request cannot finish before its deadline (predicted ",
-                               absl::FormatDuration(late), " late)")),
-                           images, p);
-                     });
+    // A run that decodes starts later the more it holds: its deadlines, not
+    // only the board, bound its size, and a request is given up only if it
+    // would be late even alone.
+    const absl::Time copied = best.NextStart(now + FillDelayLocked(m, 1, 0));
+    auto start = [&](uint32_t images) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return m.decoding_share == 0
+                 ? copied
+                 : best.NextStart(now + FillDelayLocked(m, images, m.decoding_share));
+    };
+    m.queue.Take(
+        n, now, start, best.prediction->image_time(), best.prediction->latency(), &run->images,
+        [&](Request* r, uint32_t images, absl::Duration late)
+            ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+              // Even first in a run on the board where it
+              // completes first, it would be late: answer it now.
+              p->expired.push_back({m.id, images});
+              AnswerFailedLocked(m, r,
+                                 absl::DeadlineExceededError(absl::StrCat(
+                                     "model ", m.options.name,
+                                     ": the request cannot finish before its deadline (predicted ",
+                                     absl::FormatDuration(late), " late)")),
+                                 images, p);
+            });
     if (run->images.empty()) continue;  // all expired: look again
     for (const ImageRef& img : run->images) {
       ++img.request->filling;
@@ -505,7 +518,7 @@ void Scheduler::FailRequestLocked(ModelState& m, Request* r, const absl::Status&
 
 void Scheduler::DetachLocked(ModelState& m, Request& r, Pending* p) {
   if (r.detached) return;
-  r.skip_fills.store(true, std::memory_order_relaxed);
+  r.fill_limit.store(0, std::memory_order_relaxed);
   if (r.filling > 0 || r.delivering > 0) {  // a run still reads or writes its buffers
     r.detach_pending = true;
     return;
@@ -683,16 +696,20 @@ absl::Status Scheduler::FillImage(Run& run, size_t i, bool* skipped) {
   const ImageRef& img = run.images[i];
   // Answered while the run waited for the executor (its deadline passed,
   // another of its images failed): a decode now would be thrown away.
-  *skipped = img.request->skip_fills.load(std::memory_order_relaxed);
+  *skipped = img.index >= img.request->fill_limit.load(std::memory_order_relaxed);
   if (*skipped) return absl::OkStatus();
   const accel::DeviceGeometry& g = run.model->geometry;
   const absl::Span<int8_t> dst(run.board->device->slot(run.slot).input.data() + i * g.input_bytes(),
                                g.input_bytes());
   absl::Status s = img.request->request->Fill(img.index, g, dst);
   if (!s.ok()) {
-    // The request fails when this run is submitted; the images of it that
+    // The request fails when this run is submitted; its later images that
     // other tasks (of this run or a later one) have not started are spared.
-    img.request->skip_fills.store(true, std::memory_order_relaxed);
+    std::atomic<uint32_t>& limit = img.request->fill_limit;
+    uint32_t now = limit.load(std::memory_order_relaxed);
+    while (img.index < now &&
+           !limit.compare_exchange_weak(now, img.index + 1, std::memory_order_relaxed)) {
+    }
     std::memset(dst.data(), 0, dst.size());  // the board computes a blank image
   }
   return s;

@@ -258,8 +258,8 @@ class Scheduler final : private BoardLifecycle::Host {
   // The fill executor's threads (1 without one: fills then run in turn).
   int FillThreads() const { return fill_executor_ == nullptr ? 1 : fill_executor_->concurrency(); }
   // The most images a run of `m` takes: max_images_per_run, or one round
-  // of the executor's threads when the model's runs mostly decode and the
-  // decodes are slower than a board takes images.
+  // of the executor's threads when deadlines are queued, the model's runs
+  // mostly decode and the decodes are slower than a board takes images.
   uint32_t RunCapLocked(const ModelState& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 
   // Forms runs for `m` and claims their slots; expires requests that can no
@@ -309,9 +309,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // on its caller's thread.
   void Launch(std::unique_ptr<Run> run, bool on_caller) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Fills image i of the run into its slot; on error the image is zeroed
-  // and the request's other images are not filled from then on. Sets
-  // *skipped (and fills nothing) when its request was answered early or
-  // one of its images failed (Request::skip_fills).
+  // and the request's later images are not filled from then on. Sets
+  // *skipped (and fills nothing) when its request was answered early or an
+  // earlier image of it failed (Request::fill_limit).
   absl::Status FillImage(Run& run, size_t i, bool* skipped) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);

@@ -69,7 +69,7 @@ struct Run {
   // summed over threads (the wait for the executor's threads left out).
   absl::Duration fill_work;
   // Likewise: images not filled because their request was answered early
-  // or one of its images failed (Request::skip_fills); their slot holds
+  // or an earlier image of it failed (Request::fill_limit); their slot holds
   // stale data, their results are dropped, and they do not count in the
   // learned fill costs (Observer::FillsSkipped counts them).
   uint32_t fill_skipped = 0;

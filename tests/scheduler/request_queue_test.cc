@@ -44,8 +44,9 @@ class RequestQueueTest : public ::testing::Test {
   std::vector<ImageRef> Take(RequestQueue& q, uint32_t max, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     std::vector<ImageRef> out;
-    q.Take(max, now, now, absl::Microseconds(1), absl::ZeroDuration(), &out,
-           [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
+    q.Take(
+        max, now, [&](uint32_t) { return now; }, absl::Microseconds(1), absl::ZeroDuration(), &out,
+        [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
     return out;
   }
 
@@ -126,12 +127,37 @@ TEST_F(RequestQueueTest, ARunStopsBeforeAnImageWouldMakeItLate) {
   q.Push(a);
   q.Push(Add(2, 0, 0));
   std::vector<ImageRef> out;
-  q.Take(8, At(0), At(0), absl::Microseconds(100), absl::Milliseconds(2), &out,
-         [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
+  q.Take(
+      8, At(0), [](uint32_t) { return At(0); }, absl::Microseconds(100), absl::Milliseconds(2),
+      &out, [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
   // a0 at 2.0 ms, a1 at 2.1 ms; a2 at 2.2 ms would make the run late.
   EXPECT_EQ(Names(out), "a0 a1");
   EXPECT_EQ(a->queued, 1u);
   EXPECT_EQ(q.size(), 3u);
+}
+
+// Runs that decode start later the more images they hold (here 1 ms a
+// decode): the run stops where the next image's decode would make an
+// image in it late, and a request that makes it alone is not given up.
+TEST_F(RequestQueueTest, ARunWhoseStartGrowsWithItsSizeStopsBeforeADeadline) {
+  SchedulerMutexLock l(&mu_);
+  RequestQueue q(RequestQueue::Options{});
+  Request* a = Add(1, 0, 0, At(2500));  // alone: starts at 1 ms, done at 2 ms
+  Request* b = Add(2, 0, 0);
+  q.Push(a);
+  q.Push(b);
+  std::vector<ImageRef> out;
+  auto start = [](uint32_t images) { return At(1000 * static_cast<int64_t>(images)); };
+  q.Take(8, At(0), start, absl::Microseconds(100), absl::Milliseconds(1), &out,
+         [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
+  // With b0 the run would start at 2 ms and a would be done at 3.1 ms.
+  EXPECT_EQ(Names(out), "a0");
+  EXPECT_EQ(b->queued, 2u);
+  // No deadline in the way: the run grows as the board allows.
+  out.clear();
+  q.Take(8, At(0), start, absl::Microseconds(100), absl::Milliseconds(1), &out,
+         [](Request*, uint32_t, absl::Duration) { ADD_FAILURE() << "hopeless"; });
+  EXPECT_EQ(Names(out), "b0 b1");
 }
 
 TEST_F(RequestQueueTest, AHopelessRequestIsRemovedWhole) {
@@ -143,11 +169,13 @@ TEST_F(RequestQueueTest, AHopelessRequestIsRemovedWhole) {
   std::vector<ImageRef> out;
   std::vector<std::pair<Request*, uint32_t>> hopeless;
   absl::Duration late;
-  q.Take(8, At(0), At(0), absl::Microseconds(100), absl::Milliseconds(2), &out,
-         [&](Request* r, uint32_t images, absl::Duration d) {
-           hopeless.emplace_back(r, images);
-           late = d;
-         });
+  q.Take(
+      8, At(0), [](uint32_t) { return At(0); }, absl::Microseconds(100), absl::Milliseconds(2),
+      &out,
+      [&](Request* r, uint32_t images, absl::Duration d) {
+        hopeless.emplace_back(r, images);
+        late = d;
+      });
   ASSERT_EQ(hopeless.size(), 1u);
   EXPECT_EQ(hopeless[0].first, a);
   EXPECT_EQ(hopeless[0].second, 2u);

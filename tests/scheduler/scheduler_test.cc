@@ -1154,7 +1154,7 @@ class FillingRequest final : public InferRequest {
       const int k = sequence->fetch_add(1);
       if (filled_at != nullptr) filled_at->push_back(k);
     }
-    if (static_cast<int>(index) == fail_index) {
+    if (static_cast<int>(index) == fail_index || static_cast<int>(index) == also_fail) {
       return absl::InvalidArgumentError(absl::StrCat("image ", index, ": unreadable"));
     }
     return buffer.Fill(index, g, slot);
@@ -1168,6 +1168,7 @@ class FillingRequest final : public InferRequest {
 
   BufferRequest buffer;
   int fail_index = -1;
+  int also_fail = -1;
   // Each fill advances this clock by `cost`, as a decode takes time.
   SimClock* clock = nullptr;
   absl::Duration cost;
@@ -1203,6 +1204,15 @@ class ManualExecutor final : public Executor {
     }
     task();
     return true;
+  }
+  // Runs every task queued so far (not those they queue), newest first.
+  void RunAllNewestFirst() {
+    std::vector<absl::AnyInvocable<void()>> now;
+    {
+      hgpipe::MutexLock l(&mu);
+      now.swap(tasks);
+    }
+    for (auto it = now.rbegin(); it != now.rend(); ++it) (*it)();
   }
   // Runs every task queued so far (not those they queue).
   void RunAll() {
@@ -1394,6 +1404,42 @@ TEST_F(SchedulerFillTest, AFailedImageSparesTheRestOfItsRequest) {
   EXPECT_EQ(good.calls, 1);
   ASSERT_TRUE(good.status.ok()) << good.status;
   ExpectOwnOutputs(good);
+  scheduler_.reset();  // before the executor it uses
+}
+
+// Two bad images of one request, decoded in parallel: whichever fails
+// first, the error reported is the lowest image's (the images below a
+// failed one are still decoded; those above it are not).
+TEST_F(SchedulerFillTest, TheLowestFailedImageIsReportedWhicheverFailsFirst) {
+  ManualExecutor exec;
+  BuildFilling(exec);
+  Job bad;
+  FillingRequest* b = nullptr;
+  std::atomic<int> fills{0};
+  ASSERT_TRUE(SubmitFilling(bad, 4, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
+                            [&](FillingRequest& r) {
+                              r.also_fail = 2;
+                              r.sequence = &fills;
+                            })
+                  .ok());
+  ASSERT_EQ(exec.pending(), 4u);
+  exec.RunAllNewestFirst();  // images 3, 2 (fails), 1, 0 (fails)
+  Drain(exec);
+  EXPECT_EQ(fills.load(), 4);
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.message(), "image 0: unreadable");
+  // Decoded in order, image 0 fails first and spares the other three.
+  Job again;
+  std::atomic<int> again_fills{0};
+  ASSERT_TRUE(SubmitFilling(again, 4, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
+                            [&](FillingRequest& r) {
+                              r.also_fail = 2;
+                              r.sequence = &again_fills;
+                            })
+                  .ok());
+  Drain(exec);
+  EXPECT_EQ(again_fills.load(), 1);
+  EXPECT_EQ(again.status.message(), "image 0: unreadable");
   scheduler_.reset();  // before the executor it uses
 }
 

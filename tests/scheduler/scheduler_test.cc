@@ -1257,6 +1257,16 @@ class SchedulerFillTest : public SchedulerTest {
     *out = r.get();  // valid until Done
     return scheduler_->Enqueue(H("verify"), std::move(r));
   }
+  // A photo request (heavy) whose fills are counted on `fills`.
+  absl::Status SubmitCounted(Job& job, uint32_t n, int fail_index, std::atomic<int>* fills,
+                             absl::Duration cost = absl::ZeroDuration(),
+                             absl::Time deadline = absl::InfiniteFuture(), int also_fail = -1) {
+    FillingRequest* r = nullptr;
+    return SubmitFilling(job, n, fail_index, true, &r, cost, deadline, [&](FillingRequest& f) {
+      f.sequence = fills;
+      f.also_fail = also_fail;
+    });
+  }
   // Off for tests of many requests whose outputs are not checked.
   bool random_images_ = true;
   // Build(boards) with `exec` as the fill executor, the boards probed and
@@ -1348,11 +1358,9 @@ TEST_F(SchedulerFillTest, ARequestAnsweredLateIsNotDecoded) {
   ManualExecutor exec;
   BuildFilling(exec);
   Job late;
-  FillingRequest* l = nullptr;
   std::atomic<int> late_fills{0};  // the request is gone once answered
-  ASSERT_TRUE(SubmitFilling(late, 3, -1, true, &l, absl::Milliseconds(1),
-                            clock_.Now() + absl::Milliseconds(20),
-                            [&](FillingRequest& r) { r.sequence = &late_fills; })
+  ASSERT_TRUE(SubmitCounted(late, 3, -1, &late_fills, absl::Milliseconds(1),
+                            clock_.Now() + absl::Milliseconds(20))
                   .ok());
   ASSERT_EQ(exec.pending(), 3u);           // formed on the idle board, waiting to decode
   clock_.Advance(absl::Milliseconds(30));  // the executor is stuck; the deadline passes
@@ -1363,11 +1371,8 @@ TEST_F(SchedulerFillTest, ARequestAnsweredLateIsNotDecoded) {
   EXPECT_EQ(late.calls, 1);
   EXPECT_EQ(late.status.code(), absl::StatusCode::kDeadlineExceeded) << late.status;
   Job ok;
-  FillingRequest* o = nullptr;
   std::atomic<int> ok_fills{0};
-  ASSERT_TRUE(SubmitFilling(ok, 2, -1, true, &o, absl::Milliseconds(1), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) { r.sequence = &ok_fills; })
-                  .ok());
+  ASSERT_TRUE(SubmitCounted(ok, 2, -1, &ok_fills, absl::Milliseconds(1)).ok());
   Drain(exec);
   EXPECT_EQ(ok_fills.load(), 2);
   EXPECT_EQ(SkippedFills(), 3u);
@@ -1384,16 +1389,10 @@ TEST_F(SchedulerFillTest, AFailedImageSparesTheRestOfItsRequest) {
   ManualExecutor exec;
   BuildFilling(exec);
   Job bad, good;
-  FillingRequest* b = nullptr;
-  FillingRequest* g = nullptr;
   std::atomic<int> bad_fills{0};
   std::atomic<int> good_fills{0};
-  ASSERT_TRUE(SubmitFilling(bad, 3, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) { r.sequence = &bad_fills; })
-                  .ok());
-  ASSERT_TRUE(SubmitFilling(good, 2, -1, true, &g, absl::ZeroDuration(), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) { r.sequence = &good_fills; })
-                  .ok());
+  ASSERT_TRUE(SubmitCounted(bad, 3, 0, &bad_fills).ok());
+  ASSERT_TRUE(SubmitCounted(good, 2, -1, &good_fills).ok());
   ASSERT_EQ(exec.pending(), 5u);  // formed on the idle board, the failing image first
   Drain(exec);
   EXPECT_EQ(bad_fills.load(), 1) << "decoded after one of its images failed";
@@ -1414,14 +1413,9 @@ TEST_F(SchedulerFillTest, TheLowestFailedImageIsReportedWhicheverFailsFirst) {
   ManualExecutor exec;
   BuildFilling(exec);
   Job bad;
-  FillingRequest* b = nullptr;
   std::atomic<int> fills{0};
-  ASSERT_TRUE(SubmitFilling(bad, 4, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) {
-                              r.also_fail = 2;
-                              r.sequence = &fills;
-                            })
-                  .ok());
+  ASSERT_TRUE(
+      SubmitCounted(bad, 4, 0, &fills, absl::ZeroDuration(), absl::InfiniteFuture(), 2).ok());
   ASSERT_EQ(exec.pending(), 4u);
   exec.RunAllNewestFirst();  // images 3, 2 (fails), 1, 0 (fails)
   Drain(exec);
@@ -1431,12 +1425,9 @@ TEST_F(SchedulerFillTest, TheLowestFailedImageIsReportedWhicheverFailsFirst) {
   // Decoded in order, image 0 fails first and spares the other three.
   Job again;
   std::atomic<int> again_fills{0};
-  ASSERT_TRUE(SubmitFilling(again, 4, 0, true, &b, absl::ZeroDuration(), absl::InfiniteFuture(),
-                            [&](FillingRequest& r) {
-                              r.also_fail = 2;
-                              r.sequence = &again_fills;
-                            })
-                  .ok());
+  ASSERT_TRUE(
+      SubmitCounted(again, 4, 0, &again_fills, absl::ZeroDuration(), absl::InfiniteFuture(), 2)
+          .ok());
   Drain(exec);
   EXPECT_EQ(again_fills.load(), 1);
   EXPECT_EQ(again.status.message(), "image 0: unreadable");

@@ -412,7 +412,7 @@ void Scheduler::DispatchLocked(ModelState& m, Pending* p) {
     // only the board, bound its size, and a request is given up only if it
     // would be late even alone.
     const absl::Time copied = best.NextStart(now + FillDelayLocked(m, 1, 0));
-    auto start = [&](uint32_t images) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    auto start = [&](uint32_t images) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
       return m.decoding_share == 0
                  ? copied
                  : best.NextStart(now + FillDelayLocked(m, images, m.decoding_share));
@@ -694,8 +694,8 @@ void Scheduler::FillTaskDone() {
 
 absl::Status Scheduler::FillImage(Run& run, size_t i, bool* skipped) {
   const ImageRef& img = run.images[i];
-  // Answered while the run waited for the executor (its deadline passed,
-  // another of its images failed): a decode now would be thrown away.
+  // Answered while the run waited for the executor (its deadline passed),
+  // or an earlier image of it failed: a decode now would be thrown away.
   *skipped = img.index >= img.request->fill_limit.load(std::memory_order_relaxed);
   if (*skipped) return absl::OkStatus();
   const accel::DeviceGeometry& g = run.model->geometry;

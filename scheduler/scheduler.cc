@@ -319,8 +319,11 @@ absl::Time Scheduler::EstimateDoneLocked(const ModelState& m, uint32_t level, ui
   // those under way: forming this request's run in the middle of a decode
   // sees up to one decode more than is left (RequestQueue::Take expires the
   // request if that makes it late). Admit against that view, or requests
-  // admitted between two decodes are expired queued.
-  const absl::Duration under_way = m.decode_image_cost * m.decoding_share;
+  // admitted between two decodes are expired queued. An empty backlog has
+  // no decode under way to allow for.
+  const absl::Duration under_way = fill_backlog_ > absl::ZeroDuration()
+                                       ? m.decode_image_cost * m.decoding_share
+                                       : absl::ZeroDuration();
   return std::max(boards, std::max(ready, now) + decodes / FillThreads() + under_way +
                               m.timing.run_overhead + m.timing.latency());
 }

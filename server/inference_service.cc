@@ -153,8 +153,37 @@ HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryUnregister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(TraceSetting, kTrace, "tracing")
-HGPIPE_NOT_SERVED(LogSettings, kLogging, "changing log settings at run time (use --log-level)")
 #undef HGPIPE_NOT_SERVED
+
+grpc::ServerUnaryReactor* InferenceService::LogSettings(grpc::CallbackServerContext* ctx,
+                                                        const inference::LogSettingsRequest* req,
+                                                        inference::LogSettingsResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kLogging); !s.ok()) return Answer(ctx, s);
+  if (log_ == nullptr) return Answer(ctx, NotServed("changing log settings at run time"));
+  NamedLogSettings update;
+  for (const auto& [name, value] : req->settings()) {
+    using V = inference::LogSettingsRequest::SettingValue;
+    switch (value.parameter_choice_case()) {
+      case V::kBoolParam: update.emplace_back(name, value.bool_param()); break;
+      case V::kUint32Param: update.emplace_back(name, value.uint32_param()); break;
+      case V::kStringParam: update.emplace_back(name, value.string_param()); break;
+      case V::PARAMETER_CHOICE_NOT_SET: update.emplace_back(name, std::monostate()); break;
+    }
+  }
+  absl::StatusOr<server::LogSettings> now = log_->Update(update);
+  if (!now.ok()) return Answer(ctx, now.status());
+  for (const auto& [name, value] : DescribeLogSettings(*now)) {
+    auto& out = (*resp->mutable_settings())[name];
+    if (const bool* b = std::get_if<bool>(&value)) {
+      out.set_bool_param(*b);
+    } else if (const uint32_t* u = std::get_if<uint32_t>(&value)) {
+      out.set_uint32_param(*u);
+    } else if (const std::string* str = std::get_if<std::string>(&value)) {
+      out.set_string_param(*str);
+    }
+  }
+  return Answer(ctx, absl::OkStatus());
+}
 
 grpc::ServerUnaryReactor* InferenceService::SystemSharedMemoryStatus(
     grpc::CallbackServerContext* ctx, const inference::SystemSharedMemoryStatusRequest* req,

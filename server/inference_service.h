@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/log_control.h"
 #include "server/request_pipeline.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
@@ -32,13 +33,16 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   // `pipeline` and `api` must outlive the service. `restrictions`: the
   // parsed --grpc-restricted-protocol. `shared_memory`: the system shared
   // memory regions the extension's calls manage (null: none; it must
-  // outlive the service).
+  // outlive the service). `log`: the process's log settings LogSettings
+  // reads and changes (null: LogSettings is UNIMPLEMENTED; it must outlive
+  // the service).
   InferenceService(RequestPipeline* pipeline, TritonApi* api, Restrictions restrictions = {},
-                   SharedMemoryRegions* shared_memory = nullptr)
+                   SharedMemoryRegions* shared_memory = nullptr, LogControl* log = nullptr)
       : pipeline_(pipeline),
         api_(api),
         restrictions_(std::move(restrictions)),
-        shared_memory_(shared_memory) {}
+        shared_memory_(shared_memory),
+        log_(log) {}
 
   // From now on ModelInfer answers UNAVAILABLE ("shutting down"), which
   // clients and load balancers retry elsewhere; calls already accepted are
@@ -112,6 +116,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* TraceSetting(grpc::CallbackServerContext* ctx,
                                          const inference::TraceSettingRequest*,
                                          inference::TraceSettingResponse*) override;
+  // Triton's logging extension (server/log_control.h): applies the
+  // request's settings, all or nothing (INVALID_ARGUMENT naming the
+  // setting), and answers all settings as they now are.
   grpc::ServerUnaryReactor* LogSettings(grpc::CallbackServerContext* ctx,
                                         const inference::LogSettingsRequest*,
                                         inference::LogSettingsResponse*) override;
@@ -125,6 +132,7 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   TritonApi* const api_;
   const Restrictions restrictions_;
   SharedMemoryRegions* const shared_memory_;
+  LogControl* const log_;
   OpenStreams streams_;
 };
 

@@ -38,6 +38,7 @@
 #include "server/model_repository.h"
 #include "server/protobuf_log.h"
 #include "server/request_pipeline.h"
+#include "server/log_control.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
@@ -94,7 +95,12 @@ ABSL_FLAG(bool, allow_client_shm, false,
           "Let clients register system shared memory regions (Triton's "
           "extension and flag): a client that can register can make the server "
           "read and write any shared memory object this user can open");
-ABSL_FLAG(std::string, log_level, "info", "info, warning or error");
+ABSL_FLAG(std::string, log_level, "info",
+          "info, warning or error: the least severe lines written (Triton's LogSettings "
+          "call and v2/logging change it while the server runs)");
+ABSL_FLAG(int, log_verbose, 0,
+          "Verbose level, as Triton's --log-verbose: 1 adds a line per failed request, "
+          "2 a line per request");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 0,
           "Runs queued on each board at once (0: the board's default; emulated "
@@ -273,7 +279,7 @@ int WaitForStopSignal(const sigset_t& stop_signals, const RequestPipeline& pipel
 
 int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_models,
         const std::vector<std::string>& grpc_restricted,
-        const std::vector<std::string>& http_restricted) {
+        const std::vector<std::string>& http_restricted, LogControl* log) {
   if (absl::Status s = CheckFlags(); !s.ok()) return Fail(s);
   auto grpc_restrictions =
       Restrictions::Parse("grpc-restricted-protocol", grpc_restricted, kGrpcRestrictedHeaderPrefix);
@@ -365,7 +371,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &shared_memory,
                            absl::Microseconds(absl::GetFlag(FLAGS_response_reserve_us)));
   TritonApi api(&models, &statistics, &pipeline);
-  InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory);
+  InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory, log);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
@@ -379,7 +385,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
     return Fail(absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", host, ":", absl::GetFlag(FLAGS_grpc_port))));
   }
-  RestHandler rest(&pipeline, &api, *std::move(http_restrictions), &shared_memory);
+  RestHandler rest(&pipeline, &api, *std::move(http_restrictions), &shared_memory, log);
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     HttpServer::Options ho;
     ho.host = host;
@@ -473,19 +479,22 @@ int main(int argc, char** argv) {
       hgpipe::server::RepeatedFlag(argc, argv, "http_restricted_api");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  if (level == "info") {
-    FLAGS_minloglevel = google::GLOG_INFO;
-  } else if (level == "warning") {
-    FLAGS_minloglevel = google::GLOG_WARNING;
-  } else if (level == "error") {
-    FLAGS_minloglevel = google::GLOG_ERROR;
-  } else {
-    fprintf(stderr, "hgpipe-server: --log-level: '%s' is not info, warning or error\n",
-            level.c_str());
+  absl::StatusOr<hgpipe::server::LogSettings> log_settings =
+      hgpipe::server::LogSettingsForLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_settings.ok()) {
+    fprintf(stderr, "hgpipe-server: %s\n", std::string(log_settings.status().message()).c_str());
     return 1;
   }
+  if (absl::GetFlag(FLAGS_log_verbose) < 0) {
+    fprintf(stderr, "hgpipe-server: --log-verbose: %d is below 0\n",
+            absl::GetFlag(FLAGS_log_verbose));
+    return 1;
+  }
+  log_settings->verbose_level = static_cast<uint32_t>(absl::GetFlag(FLAGS_log_verbose));
   google::InitGoogleLogging(argv[0]);
   hgpipe::server::RouteProtobufLogs();
-  return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted);
+  // Every LOG line from here passes the settings Triton's LogSettings call
+  // changes.
+  hgpipe::server::LogControl log(*log_settings);
+  return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted, &log);
 }

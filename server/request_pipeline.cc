@@ -11,10 +11,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "accel/device_layout.h"
+#include "glog/logging.h"
 #include "scheduler/variant_router.h"
 #include "server/client_text.h"
 #include "server/infer_request.h"
 #include "server/infer_response.h"
+#include "server/log_control.h"
 #include "server/shared_memory_tensors.h"
 
 namespace hgpipe::server {
@@ -53,6 +55,18 @@ struct InferCall {
   int64_t queued_at_ns = 0;
   int variant = 0;
 };
+
+// The verbose log's line for an answer: level 1 writes failed requests,
+// level 2 every request. `model` is the model's name or, for one not
+// found, the client's quoted text.
+void LogAnswer(absl::string_view model, absl::string_view id, uint32_t images,
+               const absl::Status& status, absl::Duration took) {
+  if (!VerboseLogOn(status.ok() ? 2 : 1)) return;
+  LOG(INFO) << "infer " << model << (id.empty() ? "" : absl::StrCat(" id ", Quote(id))) << ": "
+            << (status.ok() ? absl::StrCat(images, " images answered")
+                            : BoundedStatus(status).ToString())
+            << " after " << absl::FormatDuration(took);
+}
 
 // An encoded image's bytes, as the decoder takes them.
 inline absl::Span<const uint8_t> EncodedBytes(absl::string_view e) {
@@ -166,10 +180,14 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
     found = absl::UnavailableError("hgpipe-server is shutting down");
   }
   if (!found.ok()) {
-    metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0, absl::Now() - start);
+    const absl::Duration took = absl::Now() - start;
+    metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0, took);
+    LogAnswer(Quote(request.model_name()), request.id(), 0, found.status(), took);
     done(found.status());
     return;
   }
+  // The id first: verbose lines name it, also for a request refused.
+  response->set_id(request.id());
   auto* call = new InferCall(this, response, std::move(done), start, *std::move(found));
   const LoadedModel& m = *call->ref.model;
   const config::ModelConfig& c = m.entry.config;
@@ -204,7 +222,6 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   call->deadline = SchedulerDeadline(start, std::min(call->deadline, deadline), response_reserve_);
   response->set_model_name(c.name());
   response->set_model_version("1");
-  response->set_id(request.id());
   call->logits = AddLogitOutput(n, call->classes, c.output().name(), response);
   call->spec.fp32 = c.output().datatype() == "FP32";
   call->spec.logit_scale = m.entry.logit_scale;
@@ -279,6 +296,7 @@ void RequestPipeline::Finish(InferCall* call, absl::Status status) {
        call->queued_at_ns > 0 ? absl::FromUnixNanos(call->queued_at_ns) - call->start
                               : absl::ZeroDuration(),
        end - computed});
+  LogAnswer(m.name(), call->response->id(), n, status, end - call->start);
   call->done(std::move(status));
 }
 
@@ -288,6 +306,7 @@ void RequestPipeline::Refuse(InferCall* call, absl::Status status) {
   const int model_id = call->ref.model->model_id();
   metrics_->RequestDone(model_id, status.code(), 0, took);
   statistics_->RequestDone(model_id, false, 0, {took, {}, {}});
+  LogAnswer(call->ref.model->name(), call->response->id(), 0, status, took);
   call->done(std::move(status));
 }
 

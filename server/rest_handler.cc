@@ -174,11 +174,25 @@ void RestHandler::Handle(std::unique_ptr<HttpRequest> req, Reply reply) {
                 "system shared memory is)"));
     return;
   }
-  if (p[1] == "logging") {
+  if (p[1] == "logging" && n == 2) {
     if (!guarded(ApiGroup::kLogging)) return;
-    reply(Error(501,
-                "changing log settings at run time is not supported by "
-                "hgpipe-server (use --log-level)"));
+    if (log_ == nullptr) {
+      reply(Error(501, "changing log settings at run time is not supported here"));
+      return;
+    }
+    if (Is(r, "GET")) {
+      reply(Json(LogSettingsToJson(DescribeLogSettings(log_->Get()))));
+      return;
+    }
+    if (!Is(r, "POST")) {
+      reply(Error(405, absl::StrCat("Method Not Allowed: ", r.method.substr(0, 16),
+                                    " v2/logging takes GET or POST")));
+      return;
+    }
+    absl::StatusOr<NamedLogSettings> update = ParseLogSettingsJson(r.body);
+    absl::StatusOr<LogSettings> now =
+        update.ok() ? log_->Update(*update) : absl::StatusOr<LogSettings>(update.status());
+    reply(now.ok() ? Json(LogSettingsToJson(DescribeLogSettings(*now))) : Error(now.status()));
     return;
   }
   if (p[1] == "trace" || (p[1] == "models" && n >= 4 && p[n - 2] == "trace")) {

@@ -16,8 +16,8 @@
 //   POST v2/repository/index                     [{name, version, state, reason}]
 //   POST v2/repository/models/M/load | unload    {"parameters": {...}}
 //   v2/systemsharedmemory/...                    server/shared_memory_api.h
-//   v2/cudasharedmemory/..., v2/trace/setting,
-//   v2/logging                                   501
+//   GET | POST v2/logging                        log settings (server/log_control.h)
+//   v2/cudasharedmemory/..., v2/trace/setting    501
 //
 // Thread safety: Handle may be called concurrently.
 #ifndef HGPIPE_SERVER_REST_HANDLER_H_
@@ -28,6 +28,7 @@
 #include "absl/status/status.h"
 #include "server/http_server.h"
 #include "server/infer_pipeline.h"
+#include "server/log_control.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
 #include "server/triton_api.h"
@@ -39,14 +40,15 @@ unsigned HttpStatus(absl::StatusCode code);
 
 class RestHandler final : public HttpHandler {
  public:
-  // `pipeline`, `api` and `shared_memory` (may be null: no regions) must
-  // outlive the handler.
+  // `pipeline`, `api`, `shared_memory` (may be null: no regions) and `log`
+  // (may be null: v2/logging is 501) must outlive the handler.
   RestHandler(InferPipeline* pipeline, TritonApi* api, Restrictions restrictions,
-              SharedMemoryRegions* shared_memory = nullptr)
+              SharedMemoryRegions* shared_memory = nullptr, LogControl* log = nullptr)
       : pipeline_(pipeline),
         api_(api),
         restrictions_(std::move(restrictions)),
-        shared_memory_(shared_memory) {}
+        shared_memory_(shared_memory),
+        log_(log) {}
 
   void Handle(std::unique_ptr<HttpRequest> request, Reply reply) override;
 
@@ -60,6 +62,7 @@ class RestHandler final : public HttpHandler {
   TritonApi* const api_;
   const Restrictions restrictions_;
   SharedMemoryRegions* const shared_memory_;
+  LogControl* const log_;
 };
 
 }  // namespace hgpipe::server

@@ -178,6 +178,56 @@ std::string ErrorJson(absl::string_view message) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "log settings: the body must be a JSON object",
+        doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc.GetParseError()))
+                            : ""));
+  }
+  NamedLogSettings settings;
+  for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
+    std::string name(m->name.GetString(), m->name.GetStringLength());
+    const rapidjson::Value& v = m->value;
+    if (v.IsNull()) {
+      settings.emplace_back(std::move(name), std::monostate());
+    } else if (v.IsBool()) {
+      settings.emplace_back(std::move(name), v.GetBool());
+    } else if (v.IsUint()) {
+      settings.emplace_back(std::move(name), static_cast<uint32_t>(v.GetUint()));
+    } else if (v.IsString()) {
+      settings.emplace_back(std::move(name), std::string(v.GetString(), v.GetStringLength()));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "log setting ", Quote(name),
+          ": the value must be a boolean, an unsigned 32-bit integer, a string or null"));
+    }
+  }
+  return settings;
+}
+
+std::string LogSettingsToJson(const NamedLogSettings& settings) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  for (const auto& [name, value] : settings) {
+    w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+    if (const bool* b = std::get_if<bool>(&value)) {
+      w.Bool(*b);
+    } else if (const uint32_t* u = std::get_if<uint32_t>(&value)) {
+      w.Uint(*u);
+    } else if (const std::string* s = std::get_if<std::string>(&value)) {
+      w.String(s->data(), static_cast<rapidjson::SizeType>(s->size()));
+    } else {
+      w.Null();
+    }
+  }
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
 absl::Status ParseRestInferRequest(std::string& json, std::string binary, const std::string& model,
                                    const std::string& version, RestInferRequest* out) {
   inference::ModelInferRequest& req = out->request;

@@ -14,7 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "absl/status/statusor.h"
 #include "proto/grpc_service.pb.h"
+#include "server/log_control.h"
 
 namespace hgpipe::server {
 
@@ -54,6 +56,12 @@ std::string MessageToJson(const google::protobuf::Message& message);
 // The repeated message field `field` of `message` as a JSON array (the
 // repository index is one on REST).
 std::string RepeatedToJsonArray(const google::protobuf::Message& message, absl::string_view field);
+
+// Triton's v2/logging bodies: a JSON object of settings (booleans, unsigned
+// integers, strings) to a list of them, InvalidArgument saying what is
+// wrong for anything else; and the list back as such an object.
+absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json);
+std::string LogSettingsToJson(const NamedLogSettings& settings);
 
 // {"error": message}.
 std::string ErrorJson(absl::string_view message);

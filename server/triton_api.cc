@@ -38,7 +38,7 @@ inference::ServerMetadataResponse TritonApi::ServerMetadata() {
   resp.set_version(kServerVersion);
   for (const char* e : {"classification", "model_repository", "model_repository(unload_dependents)",
                         "schedule_policy", "model_configuration", "binary_tensor_data",
-                        "parameters", "statistics", "system_shared_memory"}) {
+                        "parameters", "statistics", "system_shared_memory", "logging"}) {
     resp.add_extensions(e);
   }
   return resp;

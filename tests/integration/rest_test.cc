@@ -2,7 +2,7 @@
 // health, model config, statistics, repository control, binary and JSON
 // tensor data both ways, classification; and the gRPC side of the same
 // extensions (ModelConfig, ModelStatistics, load's config override,
-// unload_dependents, unserved RPCs).
+// unload_dependents, unserved RPCs); log settings over both.
 #include <atomic>
 #include <csignal>
 #include <cstring>
@@ -26,6 +26,7 @@ namespace hgpipe::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 rapidjson::Document Json(const std::string& body) {
   rapidjson::Document doc;
@@ -349,6 +350,90 @@ TEST_F(RestTest, RepositoryIndexLoadWithConfigAndUnload) {
   ASSERT_EQ(unload.status, 200) << unload.body;
   EXPECT_EQ(HttpCall("GET", Url("/v2/models/spare/ready")).status, 400);
   EXPECT_EQ(HttpCall("POST", Url("/v2/repository/models/spare/unload"), "").status, 404);
+}
+
+// Triton's logging extension: what tritonclient's get_log_settings and
+// update_log_settings send, over REST and gRPC, changes what the server
+// writes to its log.
+TEST_F(RestTest, LogSettingsChangeWhatTheServerLogsOverBothProtocols) {
+  HttpResult get = HttpCall("GET", Url("/v2/logging"));
+  ASSERT_EQ(get.status, 200) << get.body;
+  EXPECT_EQ(get.body, R"({"log_file":"","log_info":true,"log_warning":true,"log_error":true,)"
+                      R"("log_verbose_level":0,"log_format":"default"})");
+  // A failed request leaves no line at verbose level 0 ...
+  HttpResult quiet =
+      HttpCall("POST", Url("/v2/models/verify/infer"), R"({"id":"quiet-1","inputs":[]})");
+  EXPECT_EQ(quiet.status, 400);
+  HttpResult set = HttpCall("POST", Url("/v2/logging"), R"({"log_verbose_level":1})");
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(Json(set.body)["log_verbose_level"].GetUint(), 1u);
+  EXPECT_TRUE(Json(set.body)["log_info"].GetBool());
+  // ... and one at level 1, naming the request and what was wrong.
+  HttpResult loud =
+      HttpCall("POST", Url("/v2/models/verify/infer"), R"({"id":"loud-1","inputs":[]})");
+  EXPECT_EQ(loud.status, 400);
+  for (const auto& [body, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"log_verbose_level":-1})", "'log_verbose_level': the value must be"},
+           {R"({"log_info":"yes"})", "'log_info': expected a boolean"},
+           {R"({"log_file":"/tmp/hgpipe.log"})", "cannot be changed over the network"},
+           {R"({"log_levels":1})", "unknown log setting 'log_levels'"},
+           {"[1]", "the body must be a JSON object"}}) {
+    HttpResult bad = HttpCall("POST", Url("/v2/logging"), body);
+    EXPECT_EQ(bad.status, 400) << body;
+    EXPECT_THAT(ErrorMessage(bad.body), HasSubstr(message)) << body;
+  }
+  EXPECT_EQ(HttpCall("DELETE", Url("/v2/logging")).status, 405);
+
+  // gRPC: tritonclient sends ints as uint32_param, bools as bool_param.
+  auto stub =
+      inference::GRPCInferenceService::NewStub(clients::MakeChannel(server_->grpc_target()));
+  {
+    grpc::ClientContext ctx;
+    inference::LogSettingsRequest req;
+    (*req.mutable_settings())["log_verbose_level"].set_uint32_param(0);
+    (*req.mutable_settings())["log_format"].set_string_param("ISO8601");
+    inference::LogSettingsResponse resp;
+    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.settings().at("log_verbose_level").uint32_param(), 0u);
+    EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
+    EXPECT_TRUE(resp.settings().at("log_error").bool_param());
+    EXPECT_EQ(resp.settings().size(), 6u);
+  }
+  HttpResult after_grpc =
+      HttpCall("POST", Url("/v2/models/verify/infer"), R"({"id":"quiet-2","inputs":[]})");
+  EXPECT_EQ(after_grpc.status, 400);
+  {
+    grpc::ClientContext ctx;
+    inference::LogSettingsRequest req;
+    (*req.mutable_settings())["log_info"].set_uint32_param(1);
+    inference::LogSettingsResponse resp;
+    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("'log_info': expected a boolean"));
+  }
+  {
+    // tritonclient sends None as a setting without a value: unchanged.
+    grpc::ClientContext ctx;
+    inference::LogSettingsRequest req;
+    (*req.mutable_settings())["log_format"];
+    inference::LogSettingsResponse resp;
+    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
+  }
+  // Back to the suite's settings (null: unchanged).
+  HttpResult reset =
+      HttpCall("POST", Url("/v2/logging"), R"({"log_format":"default","log_info":null})");
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  EXPECT_TRUE(Json(reset.body)["log_info"].GetBool());
+
+  const std::string log = server_->Log();
+  EXPECT_THAT(log, Not(HasSubstr("quiet-1")));
+  EXPECT_THAT(log, Not(HasSubstr("quiet-2")));
+  EXPECT_THAT(log, ::testing::ContainsRegex(
+                       "request_pipeline.cc:[0-9]+\\] infer verify id 'loud-1': INVALID_ARGUMENT: "
+                       "model 'verify': the request has no inputs"));
 }
 
 TEST_F(RestTest, GrpcTakesTritonsRepositoryParametersAndSaysWhatItDoesNotServe) {

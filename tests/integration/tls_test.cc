@@ -161,7 +161,7 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   auto server = ServerProcess::Start(
       {"--grpc-restricted-protocol=model-repository,statistics:Admin-Key=s3cret",
        "--grpc-restricted-protocol=inference:infer-key=go",
-       "--http-restricted-api=model-repository,model-config:admin-key=s3cret"});
+       "--http-restricted-api=model-repository,model-config,logging:admin-key=s3cret"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto open = *clients::InferenceClient::Create((*server)->grpc_target());
   // Health and metadata stay open.
@@ -221,6 +221,17 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   EXPECT_EQ(HttpCall("GET", url + "/v2/health/ready").status, 200);
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/stats").status,
             200);  // not restricted on HTTP
+  EXPECT_EQ(HttpCall("POST", url + "/v2/logging", R"({"log_verbose_level":2})").status, 403);
+  EXPECT_EQ(HttpCall("GET", url + "/v2/logging", "", {{"admin-key: s3cret"}}).status, 200);
+  {
+    // Logging is not restricted on gRPC here.
+    auto stub =
+        inference::GRPCInferenceService::NewStub(clients::MakeChannel((*server)->grpc_target()));
+    grpc::ClientContext ctx;
+    inference::LogSettingsResponse resp;
+    EXPECT_TRUE(stub->LogSettings(&ctx, inference::LogSettingsRequest(), &resp).ok());
+    EXPECT_EQ(resp.settings().at("log_verbose_level").uint32_param(), 0u);
+  }
 }
 
 TEST(RestrictedTest, BadRestrictionFlagsStopTheStart) {

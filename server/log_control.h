@@ -1,0 +1,103 @@
+// Triton's logging extension (LogSettings over gRPC, v2/logging over REST)
+// on glog: which severities are written, the verbose level and the line
+// format, changed while the server runs. The server's LogControl takes over
+// glog's output (every LOG line passes its sink) and writes the lines the
+// settings let through to stderr.
+//
+// Settings, as Triton names and types them:
+//   log_info, log_warning, log_error  bool    write INFO / WARNING / ERROR lines
+//   log_verbose_level                 uint32  write HGPIPE_VLOG(n) lines for n <= it
+//   log_format                        string  "default" (glog's prefix) or "ISO8601"
+//   log_file                          string  always "" (stderr); the network
+//                                             cannot point the server at a file
+// FATAL lines are always written.
+//
+// Thread safety: LogControl's methods, VerboseLogOn and the sink are
+// thread-safe; one LogControl exists at a time (glog's output is the
+// process's).
+#ifndef HGPIPE_SERVER_LOG_CONTROL_H_
+#define HGPIPE_SERVER_LOG_CONTROL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace hgpipe::server {
+
+enum class LogFormat { kDefault, kIso8601 };
+
+struct LogSettings {
+  bool info = true;
+  bool warning = true;
+  bool error = true;
+  uint32_t verbose_level = 0;
+  LogFormat format = LogFormat::kDefault;
+  friend bool operator==(const LogSettings&, const LogSettings&) = default;
+};
+
+// A setting's value as Triton's calls carry it (monostate: none given, a
+// JSON null or an unset gRPC value, as tritonclient sends for None), and a
+// list of settings by name (a request's, in its order, or all of them for
+// an answer, which never holds monostate).
+using LogSettingValue = std::variant<std::monostate, bool, uint32_t, std::string>;
+using NamedLogSettings = std::vector<std::pair<std::string, LogSettingValue>>;
+
+// All six settings, in the order of the table above.
+NamedLogSettings DescribeLogSettings(const LogSettings& settings);
+
+// `settings` with `update` applied, all or nothing; a known setting without
+// a value stays as it is (as Triton leaves it). InvalidArgument naming the
+// setting for an unknown name, a value of the wrong type, a format other
+// than "default" / "ISO8601", or a log_file other than "".
+absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
+                                             const NamedLogSettings& update);
+
+// The --log-level flag's meaning: "info" writes all three severities,
+// "warning" WARNING and ERROR, "error" ERROR alone. InvalidArgument else.
+absl::StatusOr<LogSettings> LogSettingsForLevel(const std::string& level);
+
+// Whether HGPIPE_VLOG(level) lines are written now (level >= 1).
+namespace log_internal {
+inline std::atomic<uint32_t> verbose_level{0};
+}
+inline bool VerboseLogOn(uint32_t level) {
+  return level <= log_internal::verbose_level.load(std::memory_order_relaxed);
+}
+
+// A verbose line, written as INFO while the verbose level is at least
+// `level`; costs one atomic load otherwise. Include glog/logging.h.
+#define HGPIPE_VLOG(level)                             \
+  if (!::hgpipe::server::VerboseLogOn(level)) {        \
+  } else /* NOLINT(readability/braces) */              \
+    LOG(INFO)
+
+class LogControl {
+ public:
+  // Routes glog's output through the settings to `out` (stderr in the
+  // server; a file in tests); glog writes nothing itself from now on.
+  explicit LogControl(const LogSettings& initial, std::FILE* out = stderr);
+  // Gives the output back to glog (stderr, all severities).
+  ~LogControl();
+  LogControl(const LogControl&) = delete;
+  LogControl& operator=(const LogControl&) = delete;
+
+  LogSettings Get() const;
+  // ApplyLogSettings on the current settings; the settings after it.
+  absl::StatusOr<LogSettings> Update(const NamedLogSettings& update);
+
+ private:
+  class Sink;
+  std::unique_ptr<Sink> sink_;
+};
+
+}  // namespace hgpipe::server
+
+#endif  // HGPIPE_SERVER_LOG_CONTROL_H_

@@ -1,0 +1,156 @@
+#include "server/log_control.h"
+
+#include <cstdio>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "glog/logging.h"
+#include "gtest/gtest.h"
+
+namespace hgpipe::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(LogSettingsTest, DescribesAllSixAsTritonNamesThem) {
+  LogSettings s;
+  s.warning = false;
+  s.verbose_level = 3;
+  s.format = LogFormat::kIso8601;
+  const NamedLogSettings d = DescribeLogSettings(s);
+  const NamedLogSettings want = {{"log_file", std::string()},  {"log_info", true},
+                                 {"log_warning", false},       {"log_error", true},
+                                 {"log_verbose_level", 3u},    {"log_format", std::string("ISO8601")}};
+  EXPECT_EQ(d, want);
+}
+
+TEST(LogSettingsTest, AppliesOnlyTheNamedSettings) {
+  auto s = ApplyLogSettings(LogSettings{}, {{"log_verbose_level", 2u}, {"log_info", false}});
+  ASSERT_TRUE(s.ok()) << s.status();
+  LogSettings want;
+  want.verbose_level = 2;
+  want.info = false;
+  EXPECT_EQ(*s, want);
+  auto f = ApplyLogSettings(*s, {{"log_format", std::string("ISO8601")},
+                                 {"log_file", std::string()},
+                                 {"log_info", std::monostate()}});
+  ASSERT_TRUE(f.ok()) << f.status();
+  want.format = LogFormat::kIso8601;
+  EXPECT_EQ(*f, want);
+}
+
+TEST(LogSettingsTest, RefusesWholeUpdatesNamingTheSetting) {
+  const LogSettings before;
+  struct Case {
+    NamedLogSettings update;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{{"log_info", false}, {"log_verbose", 1u}}, "unknown log setting 'log_verbose'"},
+      {{{"log_levels", std::monostate()}}, "unknown log setting 'log_levels'"},
+      {{{"log_info", 1u}}, "log setting 'log_info': expected a boolean"},
+      {{{"log_verbose_level", true}}, "'log_verbose_level': expected an unsigned integer"},
+      {{{"log_format", std::string("json")}}, "log_format: 'json' is not"},
+      {{{"log_format", false}}, "'log_format': expected a string"},
+      {{{"log_file", std::string("/etc/passwd")}}, "cannot be changed over the network"},
+  };
+  for (const Case& c : cases) {
+    auto s = ApplyLogSettings(before, c.update);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.status().message(), HasSubstr(c.message));
+  }
+}
+
+TEST(LogSettingsTest, TheLogLevelFlagTurnsOffTheLessSevere) {
+  EXPECT_EQ(*LogSettingsForLevel("info"), LogSettings{});
+  auto w = LogSettingsForLevel("warning");
+  EXPECT_FALSE(w->info);
+  EXPECT_TRUE(w->warning && w->error);
+  auto e = LogSettingsForLevel("error");
+  EXPECT_FALSE(e->info || e->warning);
+  EXPECT_TRUE(e->error);
+  EXPECT_EQ(LogSettingsForLevel("debug").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// glog's output through a LogControl into a temporary file.
+class LogControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    out_ = std::tmpfile();
+    ASSERT_NE(out_, nullptr);
+  }
+  void TearDown() override { std::fclose(out_); }
+
+  std::string Written() {
+    std::fflush(out_);
+    std::string text;
+    std::rewind(out_);
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), out_)) > 0) text.append(buf, n);
+    return text;
+  }
+
+  std::FILE* out_ = nullptr;
+};
+
+TEST_F(LogControlTest, WritesTheSeveritiesTheSettingsLetThrough) {
+  LogControl log(*LogSettingsForLevel("warning"), out_);
+  LOG(INFO) << "info line one";
+  LOG(WARNING) << "warning line one";
+  LOG(ERROR) << "error line one";
+  ASSERT_TRUE(log.Update({{"log_info", true}, {"log_error", false}}).ok());
+  LOG(INFO) << "info line two";
+  LOG(ERROR) << "error line two";
+  const std::string text = Written();
+  EXPECT_THAT(text, Not(HasSubstr("info line one")));
+  EXPECT_THAT(text, HasSubstr("warning line one"));
+  EXPECT_THAT(text, HasSubstr("error line one"));
+  EXPECT_THAT(text, HasSubstr("info line two"));
+  EXPECT_THAT(text, Not(HasSubstr("error line two")));
+  // glog's own prefix: severity letter, date, time, thread, file:line.
+  EXPECT_THAT(text, ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ +[0-9]+ log_control_test.cc:[0-9]+\\] "
+                                             "warning line one"));
+}
+
+TEST_F(LogControlTest, VerboseLinesFollowTheLevel) {
+  LogControl log(LogSettings{}, out_);
+  EXPECT_FALSE(VerboseLogOn(1));
+  HGPIPE_VLOG(1) << "verbose one at 0";
+  ASSERT_TRUE(log.Update({{"log_verbose_level", 1u}}).ok());
+  EXPECT_TRUE(VerboseLogOn(1));
+  EXPECT_FALSE(VerboseLogOn(2));
+  HGPIPE_VLOG(1) << "verbose one at 1";
+  HGPIPE_VLOG(2) << "verbose two at 1";
+  // Verbose lines are INFO lines: off with INFO.
+  ASSERT_TRUE(log.Update({{"log_info", false}, {"log_verbose_level", 2u}}).ok());
+  HGPIPE_VLOG(1) << "verbose one without info";
+  const std::string text = Written();
+  EXPECT_THAT(text, Not(HasSubstr("verbose one at 0")));
+  EXPECT_THAT(text, HasSubstr("verbose one at 1"));
+  EXPECT_THAT(text, Not(HasSubstr("verbose two at 1")));
+  EXPECT_THAT(text, Not(HasSubstr("verbose one without info")));
+  EXPECT_EQ(log.Get().verbose_level, 2u);
+}
+
+TEST_F(LogControlTest, Iso8601LinesAreUtcToTheSecond) {
+  LogControl log(LogSettings{}, out_);
+  ASSERT_TRUE(log.Update({{"log_format", std::string("ISO8601")}}).ok());
+  LOG(WARNING) << "a dated line";
+  EXPECT_THAT(Written(), ::testing::ContainsRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
+                                                  "[0-9]{2}Z W [0-9]+ log_control_test.cc:[0-9]+\\] "
+                                                  "a dated line\n$"));
+}
+
+TEST_F(LogControlTest, AFailedUpdateChangesNothing) {
+  LogControl log(LogSettings{}, out_);
+  auto s = log.Update({{"log_verbose_level", 4u}, {"log_format", std::string("xml")}});
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(log.Get(), LogSettings{});
+  EXPECT_FALSE(VerboseLogOn(1));
+}
+
+}  // namespace
+}  // namespace hgpipe::server

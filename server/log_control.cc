@@ -37,12 +37,9 @@ struct GlogOutput {
 }  // namespace
 
 NamedLogSettings DescribeLogSettings(const LogSettings& s) {
-  return {{kFile, std::string()},
-          {kInfo, s.info},
-          {kWarning, s.warning},
-          {kError, s.error},
-          {kVerbose, s.verbose_level},
-          {kFormat, std::string(FormatName(s.format))}};
+  return {{kFile, std::string()},      {kInfo, s.info},
+          {kWarning, s.warning},       {kError, s.error},
+          {kVerbose, s.verbose_level}, {kFormat, std::string(FormatName(s.format))}};
 }
 
 absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
@@ -72,8 +69,8 @@ absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
       } else if (*f == "ISO8601") {
         s.format = LogFormat::kIso8601;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "log setting log_format: ", Quote(*f), " is not \"default\" or \"ISO8601\""));
+        return absl::InvalidArgumentError(absl::StrCat("log setting log_format: ", Quote(*f),
+                                                       " is not \"default\" or \"ISO8601\""));
       }
     } else if (name == kFile) {
       const std::string* f = std::get_if<std::string>(&value);
@@ -105,13 +102,22 @@ absl::StatusOr<LogSettings> LogSettingsForLevel(const std::string& level) {
       absl::StrCat("--log-level: ", Quote(level), " is not info, warning or error"));
 }
 
+void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t images,
+                    const absl::Status& status, absl::Duration took) {
+  if (!VerboseLogOn(status.ok() ? 2 : 1)) return;
+  LOG(INFO) << "infer " << model << (id.empty() ? "" : absl::StrCat(" id ", Quote(id))) << ": "
+            << (status.ok() ? absl::StrCat(images, " images answered")
+                            : BoundedStatus(status).ToString())
+            << " after " << absl::FormatDuration(took);
+}
+
 class LogControl::Sink final : public google::LogSink {
  public:
   Sink(const LogSettings& s, std::FILE* out) : out_(out), settings_(s) {}
 
-  void send(google::LogSeverity severity, const char* /*full_filename*/,
-            const char* base_filename, int line, const google::LogMessageTime& time,
-            const char* message, size_t message_len) override {
+  void send(google::LogSeverity severity, const char* /*full_filename*/, const char* base_filename,
+            int line, const google::LogMessageTime& time, const char* message,
+            size_t message_len) override {
     LogFormat format;
     {
       MutexLock l(&mu_);
@@ -130,9 +136,9 @@ class LogControl::Sink final : public google::LogSink {
       std::tm utc;
       const std::time_t seconds = time.timestamp();
       gmtime_r(&seconds, &utc);
-      text = absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02dZ %c %d %s:%d] %s",
-                             utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
-                             utc.tm_min, utc.tm_sec, google::GetLogSeverityName(severity)[0],
+      text = absl::StrFormat("%04d-%02d-%02dT%02d:%02d:%02dZ %c %d %s:%d] %s", utc.tm_year + 1900,
+                             utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                             google::GetLogSeverityName(severity)[0],
                              static_cast<int>(syscall(SYS_gettid)), base_filename, line,
                              absl::string_view(message, message_len));
     }
@@ -179,8 +185,8 @@ LogControl::LogControl(const LogSettings& initial, std::FILE* out)
   // glog writes nothing itself: no stderr (a threshold above FATAL) and no
   // log files (an empty destination turns a severity's file off); every
   // line reaches the sink, which filters.
-  for (google::LogSeverity s : {google::GLOG_INFO, google::GLOG_WARNING, google::GLOG_ERROR,
-                                google::GLOG_FATAL}) {
+  for (google::LogSeverity s :
+       {google::GLOG_INFO, google::GLOG_WARNING, google::GLOG_ERROR, google::GLOG_FATAL}) {
     google::SetLogDestination(s, "");
   }
   FLAGS_logtostderr = false;

@@ -29,6 +29,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace hgpipe::server {
 
@@ -74,10 +76,17 @@ inline bool VerboseLogOn(uint32_t level) {
 
 // A verbose line, written as INFO while the verbose level is at least
 // `level`; costs one atomic load otherwise. Include glog/logging.h.
-#define HGPIPE_VLOG(level)                             \
-  if (!::hgpipe::server::VerboseLogOn(level)) {        \
-  } else /* NOLINT(readability/braces) */              \
+#define HGPIPE_VLOG(level)                      \
+  if (!::hgpipe::server::VerboseLogOn(level)) { \
+  } else /* NOLINT(readability/braces) */       \
     LOG(INFO)
+
+// The verbose line for an inference call's answer: level 1 writes failed
+// calls (with the status sent), level 2 every call. `model` is the model's
+// name, or the client's text quoted for a model not found; `id` the
+// request's id (may be empty).
+void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t images,
+                    const absl::Status& status, absl::Duration took);
 
 class LogControl {
  public:

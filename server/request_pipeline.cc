@@ -11,7 +11,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "accel/device_layout.h"
-#include "glog/logging.h"
 #include "scheduler/variant_router.h"
 #include "server/client_text.h"
 #include "server/infer_request.h"
@@ -55,18 +54,6 @@ struct InferCall {
   int64_t queued_at_ns = 0;
   int variant = 0;
 };
-
-// The verbose log's line for an answer: level 1 writes failed requests,
-// level 2 every request. `model` is the model's name or, for one not
-// found, the client's quoted text.
-void LogAnswer(absl::string_view model, absl::string_view id, uint32_t images,
-               const absl::Status& status, absl::Duration took) {
-  if (!VerboseLogOn(status.ok() ? 2 : 1)) return;
-  LOG(INFO) << "infer " << model << (id.empty() ? "" : absl::StrCat(" id ", Quote(id))) << ": "
-            << (status.ok() ? absl::StrCat(images, " images answered")
-                            : BoundedStatus(status).ToString())
-            << " after " << absl::FormatDuration(took);
-}
 
 // An encoded image's bytes, as the decoder takes them.
 inline absl::Span<const uint8_t> EncodedBytes(absl::string_view e) {
@@ -182,7 +169,7 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   if (!found.ok()) {
     const absl::Duration took = absl::Now() - start;
     metrics_->RequestDone(Metrics::kUnknownModel, found.status().code(), 0, took);
-    LogAnswer(Quote(request.model_name()), request.id(), 0, found.status(), took);
+    LogInferAnswer(Quote(request.model_name()), request.id(), 0, found.status(), took);
     done(found.status());
     return;
   }
@@ -296,7 +283,7 @@ void RequestPipeline::Finish(InferCall* call, absl::Status status) {
        call->queued_at_ns > 0 ? absl::FromUnixNanos(call->queued_at_ns) - call->start
                               : absl::ZeroDuration(),
        end - computed});
-  LogAnswer(m.name(), call->response->id(), n, status, end - call->start);
+  LogInferAnswer(m.name(), call->response->id(), n, status, end - call->start);
   call->done(std::move(status));
 }
 
@@ -306,7 +293,7 @@ void RequestPipeline::Refuse(InferCall* call, absl::Status status) {
   const int model_id = call->ref.model->model_id();
   metrics_->RequestDone(model_id, status.code(), 0, took);
   statistics_->RequestDone(model_id, false, 0, {took, {}, {}});
-  LogAnswer(call->ref.model->name(), call->response->id(), 0, status, took);
+  LogInferAnswer(call->ref.model->name(), call->response->id(), 0, status, took);
   call->done(std::move(status));
 }
 

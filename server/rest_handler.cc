@@ -262,9 +262,12 @@ void RestHandler::Infer(std::unique_ptr<HttpRequest> req, const std::string& mod
     inference::ModelInferResponse out;
   };
   auto call = std::make_shared<Call>();
+  const absl::Time start = absl::Now();
   if (absl::Status s =
           ParseRestInferRequest(req->body, std::move(req->binary), model, version, &call->in);
       !s.ok()) {
+    // The pipeline never sees it: the verbose line is written here.
+    LogInferAnswer(Quote(model), call->in.request.id(), 0, s, absl::Now() - start);
     reply(Error(s));
     return;
   }

@@ -19,9 +19,10 @@ TEST(LogSettingsTest, DescribesAllSixAsTritonNamesThem) {
   s.verbose_level = 3;
   s.format = LogFormat::kIso8601;
   const NamedLogSettings d = DescribeLogSettings(s);
-  const NamedLogSettings want = {{"log_file", std::string()},  {"log_info", true},
-                                 {"log_warning", false},       {"log_error", true},
-                                 {"log_verbose_level", 3u},    {"log_format", std::string("ISO8601")}};
+  const NamedLogSettings want = {
+      {"log_file", std::string()}, {"log_info", true},
+      {"log_warning", false},      {"log_error", true},
+      {"log_verbose_level", 3u},   {"log_format", std::string("ISO8601")}};
   EXPECT_EQ(d, want);
 }
 
@@ -111,8 +112,9 @@ TEST_F(LogControlTest, WritesTheSeveritiesTheSettingsLetThrough) {
   EXPECT_THAT(text, HasSubstr("info line two"));
   EXPECT_THAT(text, Not(HasSubstr("error line two")));
   // glog's own prefix: severity letter, date, time, thread, file:line.
-  EXPECT_THAT(text, ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ +[0-9]+ log_control_test.cc:[0-9]+\\] "
-                                             "warning line one"));
+  EXPECT_THAT(text,
+              ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ +[0-9]+ log_control_test.cc:[0-9]+\\] "
+                                       "warning line one"));
 }
 
 TEST_F(LogControlTest, VerboseLinesFollowTheLevel) {
@@ -139,9 +141,10 @@ TEST_F(LogControlTest, Iso8601LinesAreUtcToTheSecond) {
   LogControl log(LogSettings{}, out_);
   ASSERT_TRUE(log.Update({{"log_format", std::string("ISO8601")}}).ok());
   LOG(WARNING) << "a dated line";
-  EXPECT_THAT(Written(), ::testing::ContainsRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
-                                                  "[0-9]{2}Z W [0-9]+ log_control_test.cc:[0-9]+\\] "
-                                                  "a dated line\n$"));
+  EXPECT_THAT(Written(),
+              ::testing::ContainsRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
+                                       "[0-9]{2}Z W [0-9]+ log_control_test.cc:[0-9]+\\] "
+                                       "a dated line\n$"));
 }
 
 TEST_F(LogControlTest, AFailedUpdateChangesNothing) {

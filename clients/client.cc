@@ -251,6 +251,16 @@ absl::StatusOr<inference::ModelStatisticsResponse> InferenceClient::ModelStatist
   return response;
 }
 
+absl::StatusOr<inference::LogSettingsResponse> InferenceClient::LogSettings(
+    const inference::LogSettingsRequest& request) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::LogSettingsResponse response;
+  grpc::Status s = stub_->LogSettings(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, "LogSettings", target_);
+  return response;
+}
+
 absl::Status InferenceClient::UnloadModel(absl::string_view model, absl::Duration timeout) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(timeout));

@@ -116,6 +116,11 @@ class InferenceClient {
   absl::StatusOr<inference::ModelConfig> ModelConfig(absl::string_view model);
   absl::StatusOr<inference::ModelStatisticsResponse> ModelStatistics(absl::string_view model);
 
+  // Triton's logging extension: applies `request`'s settings (none: only
+  // reads them) and returns all settings as the server now has them.
+  absl::StatusOr<inference::LogSettingsResponse> LogSettings(
+      const inference::LogSettingsRequest& request);
+
   // Triton's system shared memory extension: register `byte_size` bytes at
   // `offset` of the POSIX shared memory object `key` (clients/shared_memory.h
   // makes one) under `name`; unregister `name` ("": all); the regions the

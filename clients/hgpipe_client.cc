@@ -9,6 +9,7 @@
 //   hgpipe-client index
 //   hgpipe-client load MODEL
 //   hgpipe-client unload MODEL
+//   hgpipe-client logging [NAME=VALUE ...]
 //
 // `infer` sends the images as one request and prints each image's top
 // classes; for a model whose platform is "hgpipe/verify" it also checks that
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "clients/client.h"
@@ -85,7 +88,10 @@ constexpr char kUsage[] =
     "      infer options: [--priority P] [--timeout-us T]\n"
     "  hgpipe-client index             (the server's models and their state)\n"
     "  hgpipe-client load MODEL        (load or reload a model)\n"
-    "  hgpipe-client unload MODEL";
+    "  hgpipe-client unload MODEL\n"
+    "  hgpipe-client logging [NAME=VALUE ...]\n"
+    "      (show, or change, the server's log settings: log_verbose_level=1,\n"
+    "      log_info=false, log_format=ISO8601, ...)";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "hgpipe-client: error: %s: %s\n",
@@ -393,6 +399,42 @@ int LoadOrUnload(InferenceClient& client, const std::string& command,
   return 0;
 }
 
+// Values typed as tritonclient types them: true / false a bool, digits an
+// unsigned integer, anything else a string; the server checks each against
+// its setting.
+int Logging(InferenceClient& client, const std::vector<std::string>& args) {
+  inference::LogSettingsRequest request;
+  for (const std::string& a : args) {
+    const size_t eq = a.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(absl::StrCat("logging: '", a, "': expected NAME=VALUE"));
+    }
+    const std::string value = a.substr(eq + 1);
+    auto& setting = (*request.mutable_settings())[a.substr(0, eq)];
+    uint32_t number = 0;
+    if (value == "true" || value == "false") {
+      setting.set_bool_param(value == "true");
+    } else if (!value.empty() && absl::ascii_isdigit(value[0]) &&
+               absl::SimpleAtoi(value, &number)) {
+      setting.set_uint32_param(number);
+    } else {
+      setting.set_string_param(value);
+    }
+  }
+  absl::StatusOr<inference::LogSettingsResponse> now = client.LogSettings(request);
+  if (!now.ok()) return Fail(now.status());
+  std::map<std::string, std::string> lines;  // sorted by name
+  for (const auto& [name, v] : now->settings()) {
+    using V = inference::LogSettingsResponse::SettingValue;
+    lines[name] = v.parameter_choice_case() == V::kBoolParam ? (v.bool_param() ? "true" : "false")
+                  : v.parameter_choice_case() == V::kUint32Param
+                      ? absl::StrCat(v.uint32_param())
+                      : absl::StrCat("\"", v.string_param(), "\"");
+  }
+  for (const auto& [name, value] : lines) std::printf("%s %s\n", name.c_str(), value.c_str());
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   hgpipe::HandleHelpFlag(argc, argv, __FILE__);
@@ -440,6 +482,7 @@ int Main(int argc, char** argv) {
   if (command == "metadata") return Metadata(**client, args);
   if (command == "infer") return Infer(**client, args);
   if (command == "index") return Index(**client, args);
+  if (command == "logging") return Logging(**client, args);
   if (command == "load" || command == "unload") {
     return LoadOrUnload(**client, command, args);
   }

@@ -426,6 +426,17 @@ TEST_F(RestTest, LogSettingsChangeWhatTheServerLogsOverBothProtocols) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
   }
+  // hgpipe-client's command for it.
+  const ExitResult cli = RunToExit(
+      BinDir() + "/hgpipe-client",
+      {"--url=" + server_->grpc_target(), "logging", "log_verbose_level=0", "log_warning=true"});
+  EXPECT_TRUE(cli.exited && cli.code == 0) << cli.log;
+  EXPECT_THAT(cli.log, HasSubstr("log_format \"ISO8601\"\nlog_info true\n"));
+  EXPECT_THAT(cli.log, HasSubstr("log_verbose_level 0\nlog_warning true\n"));
+  const ExitResult bad_cli = RunToExit(
+      BinDir() + "/hgpipe-client", {"--url=" + server_->grpc_target(), "logging", "log_info=1"});
+  EXPECT_TRUE(bad_cli.exited && bad_cli.code == 1) << bad_cli.log;
+  EXPECT_THAT(bad_cli.log, HasSubstr("INVALID_ARGUMENT"));
   // Back to the suite's settings (null: unchanged).
   HttpResult reset =
       HttpCall("POST", Url("/v2/logging"), R"({"log_format":"default","log_info":null})");

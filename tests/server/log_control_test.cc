@@ -2,6 +2,10 @@
 
 #include <cstdio>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_split.h"
 
 #include "gmock/gmock.h"
 #include "glog/logging.h"
@@ -153,6 +157,35 @@ TEST_F(LogControlTest, AFailedUpdateChangesNothing) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(log.Get(), LogSettings{});
   EXPECT_FALSE(VerboseLogOn(1));
+}
+
+TEST_F(LogControlTest, LinesAndUpdatesFromManyThreadsStayWhole) {
+  LogControl log(LogSettings{}, out_);
+  constexpr int kThreads = 4, kLines = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&log, t] {
+      for (int i = 0; i < kLines; ++i) {
+        LOG(WARNING) << "thread " << t << " line " << i << " end";
+        HGPIPE_VLOG(1) << "verbose " << t;
+        if (i % 50 == 0) {
+          ASSERT_TRUE(log.Update({{"log_verbose_level", static_cast<uint32_t>(i % 100 == 0)},
+                                  {"log_format", std::string(t % 2 ? "ISO8601" : "default")}})
+                          .ok());
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::string text = Written();
+  // Every warning line is written once, whole, on its own line.
+  int lines = 0;
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    if (l.empty() || l.find("verbose") != absl::string_view::npos) continue;
+    EXPECT_THAT(std::string(l), ::testing::ContainsRegex("\\] thread [0-9] line [0-9]+ end$"));
+    ++lines;
+  }
+  EXPECT_EQ(lines, kThreads * kLines);
 }
 
 }  // namespace

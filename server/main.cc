@@ -98,6 +98,8 @@ ABSL_FLAG(bool, allow_client_shm, false,
 ABSL_FLAG(std::string, log_level, "info",
           "info, warning or error: the least severe lines written (Triton's LogSettings "
           "call and v2/logging change it while the server runs)");
+ABSL_FLAG(std::string, log_format, "default",
+          "Log line format, as Triton's --log-format: default (glog's prefix) or ISO8601");
 ABSL_FLAG(int, log_verbose, 0,
           "Verbose level, as Triton's --log-verbose: 1 adds a line per failed request, "
           "2 a line per request");
@@ -491,6 +493,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   log_settings->verbose_level = static_cast<uint32_t>(absl::GetFlag(FLAGS_log_verbose));
+  log_settings = hgpipe::server::ApplyLogSettings(
+      *log_settings, {{"log_format", absl::GetFlag(FLAGS_log_format)}});
+  if (!log_settings.ok()) {
+    fprintf(stderr, "hgpipe-server: --log-format: %s\n",
+            std::string(log_settings.status().message()).c_str());
+    return 1;
+  }
   google::InitGoogleLogging(argv[0]);
   hgpipe::server::RouteProtobufLogs();
   // Every LOG line from here passes the settings Triton's LogSettings call

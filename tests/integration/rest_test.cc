@@ -451,6 +451,36 @@ TEST_F(RestTest, LogSettingsChangeWhatTheServerLogsOverBothProtocols) {
   EXPECT_THAT(log, HasSubstr("] infer 'verify' id 'loud-2': INVALID_ARGUMENT: "));
 }
 
+// Triton's log flags set what LogSettings starts from.
+TEST(LogFlagsTest, TheFlagsSetTheSettingsTheServerStartsWith) {
+  // (The harness reads the INFO ready line: --log-level stays info.)
+  auto server = ServerProcess::Start({"--log-verbose=2", "--log-format=ISO8601", "--boards=sim:1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  HttpResult get = HttpCall("GET", (*server)->http_url() + "/v2/logging");
+  ASSERT_EQ(get.status, 200) << get.body;
+  EXPECT_EQ(get.body, R"({"log_file":"","log_info":true,"log_warning":true,"log_error":true,)"
+                      R"("log_verbose_level":2,"log_format":"ISO8601"})");
+  // Level 2: a line for an answered request too.
+  auto client = *clients::InferenceClient::Create((*server)->grpc_target());
+  inference::ModelInferRequest req =
+      *clients::MakeImageRequest("verify", clients::GenerateRandomImages(2, 7));
+  req.set_id("fine-1");
+  ASSERT_TRUE(client->Infer(req).ok());
+  EXPECT_THAT((*server)->Log(),
+              ::testing::ContainsRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z I [0-9]+ "
+                                       "log_control.cc:[0-9]+\\] infer verify id 'fine-1': "
+                                       "2 images answered after"));
+  for (const auto& [flag, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--log-format=xml", "--log-format: log setting log_format: 'xml' is not"},
+           {"--log-verbose=-1", "--log-verbose: -1 is below 0"},
+           {"--log-level=debug", "--log-level: 'debug' is not info, warning or error"},
+       }) {
+    auto bad = ServerProcess::Start({flag}, absl::Seconds(30));
+    ASSERT_FALSE(bad.ok()) << flag;
+    EXPECT_THAT(bad.status().message(), HasSubstr(message)) << flag;
+  }
+}
+
 TEST_F(RestTest, GrpcTakesTritonsRepositoryParametersAndSaysWhatItDoesNotServe) {
   auto client = *clients::InferenceClient::Create(server_->grpc_target());
   ASSERT_TRUE(client->LoadModel("spare", absl::ZeroDuration(), R"({"max_batch_size": 5})").ok());

@@ -391,41 +391,35 @@ TEST_F(RestTest, LogSettingsChangeWhatTheServerLogsOverBothProtocols) {
   // gRPC: tritonclient sends ints as uint32_param, bools as bool_param.
   auto stub =
       inference::GRPCInferenceService::NewStub(clients::MakeChannel(server_->grpc_target()));
-  {
-    grpc::ClientContext ctx;
+  using Setting = inference::LogSettingsRequest::SettingValue;
+  auto log_settings = [&](const std::vector<std::pair<std::string, Setting>>& settings,
+                          inference::LogSettingsResponse* resp) {
     inference::LogSettingsRequest req;
-    (*req.mutable_settings())["log_verbose_level"].set_uint32_param(0);
-    (*req.mutable_settings())["log_format"].set_string_param("ISO8601");
-    inference::LogSettingsResponse resp;
-    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(resp.settings().at("log_verbose_level").uint32_param(), 0u);
-    EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
-    EXPECT_TRUE(resp.settings().at("log_error").bool_param());
-    EXPECT_EQ(resp.settings().size(), 6u);
-  }
+    for (const auto& [name, value] : settings) (*req.mutable_settings())[name] = value;
+    grpc::ClientContext ctx;
+    return stub->LogSettings(&ctx, req, resp);
+  };
+  Setting zero, iso, one, none;
+  zero.set_uint32_param(0);
+  iso.set_string_param("ISO8601");
+  one.set_uint32_param(1);
+  inference::LogSettingsResponse resp;
+  grpc::Status s = log_settings({{"log_verbose_level", zero}, {"log_format", iso}}, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.settings().at("log_verbose_level").uint32_param(), 0u);
+  EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
+  EXPECT_TRUE(resp.settings().at("log_error").bool_param());
+  EXPECT_EQ(resp.settings().size(), 6u);
   HttpResult after_grpc =
       HttpCall("POST", Url("/v2/models/verify/infer"), R"({"id":"quiet-2","inputs":[]})");
   EXPECT_EQ(after_grpc.status, 400);
-  {
-    grpc::ClientContext ctx;
-    inference::LogSettingsRequest req;
-    (*req.mutable_settings())["log_info"].set_uint32_param(1);
-    inference::LogSettingsResponse resp;
-    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(s.error_message(), HasSubstr("'log_info': expected a boolean"));
-  }
-  {
-    // tritonclient sends None as a setting without a value: unchanged.
-    grpc::ClientContext ctx;
-    inference::LogSettingsRequest req;
-    (*req.mutable_settings())["log_format"];
-    inference::LogSettingsResponse resp;
-    grpc::Status s = stub->LogSettings(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
-  }
+  s = log_settings({{"log_info", one}}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("'log_info': expected a boolean"));
+  // tritonclient sends None as a setting without a value: unchanged.
+  s = log_settings({{"log_format", none}}, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.settings().at("log_format").string_param(), "ISO8601");
   // hgpipe-client's command for it.
   const ExitResult cli = RunToExit(
       BinDir() + "/hgpipe-client",

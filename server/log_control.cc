@@ -103,12 +103,12 @@ absl::StatusOr<LogSettings> LogSettingsForLevel(const std::string& level) {
 }
 
 void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t images,
-                    const absl::Status& status, absl::Duration took) {
+                    const absl::Status& status, absl::Duration took, const char* file, int line) {
   if (!VerboseLogOn(status.ok() ? 2 : 1)) return;
-  LOG(INFO) << "infer " << model << (id.empty() ? "" : absl::StrCat(" id ", Quote(id))) << ": "
-            << (status.ok() ? absl::StrCat(images, " images answered")
-                            : BoundedStatus(status).ToString())
-            << " after " << absl::FormatDuration(took);
+  google::LogMessage(file, line, google::GLOG_INFO).stream()
+      << "infer " << model << (id.empty() ? "" : absl::StrCat(" id ", Quote(id))) << ": "
+      << (status.ok() ? absl::StrCat(images, " images answered") : BoundedStatus(status).ToString())
+      << " after " << absl::FormatDuration(took);
 }
 
 class LogControl::Sink final : public google::LogSink {

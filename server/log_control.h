@@ -84,9 +84,11 @@ inline bool VerboseLogOn(uint32_t level) {
 // The verbose line for an inference call's answer: level 1 writes failed
 // calls (with the status sent), level 2 every call. `model` is the model's
 // name, or the client's text quoted for a model not found; `id` the
-// request's id (may be empty).
+// request's id (may be empty). The line names the caller's file and line
+// (the builtins, not std::source_location: Debian's clang 14 lacks it).
 void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t images,
-                    const absl::Status& status, absl::Duration took);
+                    const absl::Status& status, absl::Duration took,
+                    const char* file = __builtin_FILE(), int line = __builtin_LINE());
 
 class LogControl {
  public:

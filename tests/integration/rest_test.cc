@@ -440,9 +440,11 @@ TEST_F(RestTest, LogSettingsChangeWhatTheServerLogsOverBothProtocols) {
   const std::string log = server_->Log();
   EXPECT_THAT(log, Not(HasSubstr("quiet-1")));
   EXPECT_THAT(log, Not(HasSubstr("quiet-2")));
-  EXPECT_THAT(log, ::testing::ContainsRegex("\\] infer verify id 'loud-1': INVALID_ARGUMENT: "
-                                            "model 'verify': the request has no inputs"));
-  EXPECT_THAT(log, HasSubstr("] infer 'verify' id 'loud-2': INVALID_ARGUMENT: "));
+  EXPECT_THAT(log, ::testing::ContainsRegex(
+                       "request_pipeline.cc:[0-9]+\\] infer verify id 'loud-1': INVALID_ARGUMENT: "
+                       "model 'verify': the request has no inputs"));
+  EXPECT_THAT(log, ::testing::ContainsRegex(
+                       "rest_handler.cc:[0-9]+\\] infer 'verify' id 'loud-2': INVALID_ARGUMENT: "));
 }
 
 // Triton's log flags set what LogSettings starts from.
@@ -462,7 +464,7 @@ TEST(LogFlagsTest, TheFlagsSetTheSettingsTheServerStartsWith) {
   ASSERT_TRUE(client->Infer(req).ok());
   EXPECT_THAT((*server)->Log(),
               ::testing::ContainsRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z I [0-9]+ "
-                                       "log_control.cc:[0-9]+\\] infer verify id 'fine-1': "
+                                       "request_pipeline.cc:[0-9]+\\] infer verify id 'fine-1': "
                                        "2 images answered after"));
   for (const auto& [flag, message] : std::vector<std::pair<std::string, std::string>>{
            {"--log-format=xml", "--log-format: log setting log_format: 'xml' is not"},

@@ -95,7 +95,8 @@ class LogControl {
   // Routes glog's output through the settings to `out` (stderr in the
   // server; a file in tests); glog writes nothing itself from now on.
   explicit LogControl(const LogSettings& initial, std::FILE* out = stderr);
-  // Gives the output back to glog (stderr, all severities).
+  // Gives the output back to glog's stderr flags as they were (its log
+  // files stay off).
   ~LogControl();
   LogControl(const LogControl&) = delete;
   LogControl& operator=(const LogControl&) = delete;

@@ -7,7 +7,7 @@
 //   hgpipe-perf --priority 1 --timeout-us 20000   (request policy parameters)
 //   hgpipe-perf --shared-memory=system            (tensors in shared memory)
 //   hgpipe-perf --streaming                       (over ModelStreamInfer)
-//   hgpipe-perf --model fmnist_pixels --images t10k-images-idx3-ubyte.gz \
+//   hgpipe-perf --model fmnist_pixels --images t10k-images-idx3-ubyte.gz
 //       --labels t10k-labels-idx1-ubyte.gz --min-accuracy 0.85
 //                        (real images: measured accuracy, per variant)
 //

@@ -29,8 +29,10 @@ class BadInputTest : public ::testing::Test {
     client_ = InferenceClient::Create(server_->grpc_target())->release();
     // A well-behaved client keeps sending during every test.
     good_thread_ = new std::thread([] {
-      auto c = InferenceClient::Create(server_->grpc_target(),
-                                       {{.connection_index = 1}, absl::Seconds(60)});
+      InferenceClient::Options o;
+      o.channel.connection_index = 1;
+      o.timeout = absl::Seconds(60);
+      auto c = InferenceClient::Create(server_->grpc_target(), o);
       const std::vector<int8_t> img = clients::GenerateRandomImages(2, 99);
       const auto req = *clients::MakeImageRequest("verify", img);
       while (!stop_good_) {

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -28,6 +29,13 @@ struct HttpOptions {
 
 HttpResult HttpCall(const std::string& method, const std::string& url, const std::string& body = "",
                     const HttpOptions& options = {});
+
+// Options with these headers ("Name: value") and nothing else set.
+inline HttpOptions WithHeaders(std::vector<std::string> headers) {
+  HttpOptions o;
+  o.headers = std::move(headers);
+  return o;
+}
 
 // Connects to 127.0.0.1:`port`, sends `bytes`, then reads until the server
 // closes the connection or `timeout` passes; returns what was read.

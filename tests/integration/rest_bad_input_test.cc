@@ -46,7 +46,7 @@ class RestBadInputTest : public ::testing::Test {
     const std::string length = std::to_string(json.size());
     json.append(reinterpret_cast<const char*>(images.data()), images.size());
     HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), json,
-                            {{"Inference-Header-Content-Length: " + length}});
+                            WithHeaders({"Inference-Header-Content-Length: " + length}));
     EXPECT_EQ(r.status, 200) << r.error << r.body.substr(0, 300);
   }
   static std::string Url(const std::string& path) { return server_->http_url() + path; }

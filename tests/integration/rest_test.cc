@@ -181,8 +181,8 @@ TEST_F(RestTest, BinaryInputAndOutputCarryEachImagesDigest) {
   std::string header_length;
   const std::string body = BinaryInferBody(images, /*json_output=*/false, &header_length);
   HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
-                          {{"Inference-Header-Content-Length: " + header_length,
-                            "Content-Type: application/octet-stream"}});
+                          WithHeaders({"Inference-Header-Content-Length: " + header_length,
+                                       "Content-Type: application/octet-stream"}));
   ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
   ASSERT_TRUE(r.headers.count("inference-header-content-length"));
   EXPECT_THAT(r.body.substr(0, 200), HasSubstr(R"("id":"req-7")"));
@@ -203,7 +203,7 @@ TEST_F(RestTest, JsonInputAndOutputCarryEachImagesDigest) {
   std::string header_length;
   const std::string more_body = BinaryInferBody(more, /*json_output=*/true, &header_length);
   r = HttpCall("POST", Url("/v2/models/verify/infer"), more_body,
-               {{"Inference-Header-Content-Length: " + header_length}});
+               WithHeaders({"Inference-Header-Content-Length: " + header_length}));
   ASSERT_EQ(r.status, 200) << r.body.substr(0, 300);
   EXPECT_TRUE(CheckVerifyResponse(FromRest(r), more).ok());
 }
@@ -215,9 +215,9 @@ TEST_F(RestTest, CompressedAndChunkedBodiesAreServed) {
     const std::vector<int8_t> images = StampedImages(2, stamps_);
     std::string header_length;
     const std::string body = BinaryInferBody(images, /*json_output=*/false, &header_length);
-    HttpResult r = HttpCall(
-        "POST", Url("/v2/models/verify/infer"), Compress(coding, body),
-        {{"Inference-Header-Content-Length: " + header_length, "Content-Encoding: " + coding}});
+    HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), Compress(coding, body),
+                            WithHeaders({"Inference-Header-Content-Length: " + header_length,
+                                         "Content-Encoding: " + coding}));
     ASSERT_EQ(r.status, 200) << coding << ": " << r.body.substr(0, 300);
     EXPECT_TRUE(CheckVerifyResponse(FromRest(r), images).ok()) << coding;
   }
@@ -247,7 +247,7 @@ TEST_F(RestTest, ClassificationAndPriorityParameters) {
       images, true, &header_length,
       R"(,"outputs":[{"name":"OUTPUT","parameters":{"classification":3}}],"parameters":{"priority":5})");
   HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
-                          {{"Inference-Header-Content-Length: " + header_length}});
+                          WithHeaders({"Inference-Header-Content-Length: " + header_length}));
   ASSERT_EQ(r.status, 200) << r.body;
   rapidjson::Document d = Json(r.body);
   const auto& out = d["outputs"][0];
@@ -269,7 +269,7 @@ TEST_F(RestTest, StatisticsCountTheRequestPathOnBothWires) {
     std::string header_length;
     const std::string body = BinaryInferBody(StampedImages(n, stamps_), false, &header_length);
     HttpResult r = HttpCall("POST", Url("/v2/models/verify/infer"), body,
-                            {{"Inference-Header-Content-Length: " + header_length}});
+                            WithHeaders({"Inference-Header-Content-Length: " + header_length}));
     ASSERT_EQ(r.status, 200) << r.body;
   }
   auto resp = client->Infer(*clients::MakeImageRequest("verify", StampedImages(4, stamps_)));
@@ -337,7 +337,7 @@ TEST_F(RestTest, RepositoryIndexLoadWithConfigAndUnload) {
   std::string header_length;
   const std::string big_body = BinaryInferBody(StampedImages(3, stamps_), false, &header_length);
   HttpResult big = HttpCall("POST", Url("/v2/models/spare/infer"), big_body,
-                            {{"Inference-Header-Content-Length: " + header_length}});
+                            WithHeaders({"Inference-Header-Content-Length: " + header_length}));
   EXPECT_EQ(big.status, 400);
   EXPECT_THAT(ErrorMessage(big.body), HasSubstr("a request carries 1 to 2"));
   HttpResult bad_config = HttpCall("POST", Url("/v2/repository/models/spare/load"),

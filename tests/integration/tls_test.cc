@@ -212,17 +212,22 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   EXPECT_EQ(r.status, 403);
   EXPECT_THAT(ErrorMessage(r.body), HasSubstr("expecting header 'admin-key'"));
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config").status, 403);
-  EXPECT_EQ(HttpCall("POST", url + "/v2/repository/index", "", {{"Admin-Key: s3cret"}}).status,
-            200);
-  EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config", "", {{"admin-key: s3cret"}}).status,
-            200);
-  EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config", "", {{"admin-key: nope"}}).status,
+  EXPECT_EQ(
+      HttpCall("POST", url + "/v2/repository/index", "", WithHeaders({"Admin-Key: s3cret"})).status,
+      200);
+  EXPECT_EQ(
+      HttpCall("GET", url + "/v2/models/verify/config", "", WithHeaders({"admin-key: s3cret"}))
+          .status,
+      200);
+  EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/config", "", WithHeaders({"admin-key: nope"}))
+                .status,
             403);
   EXPECT_EQ(HttpCall("GET", url + "/v2/health/ready").status, 200);
   EXPECT_EQ(HttpCall("GET", url + "/v2/models/verify/stats").status,
             200);  // not restricted on HTTP
   EXPECT_EQ(HttpCall("POST", url + "/v2/logging", R"({"log_verbose_level":2})").status, 403);
-  EXPECT_EQ(HttpCall("GET", url + "/v2/logging", "", {{"admin-key: s3cret"}}).status, 200);
+  EXPECT_EQ(HttpCall("GET", url + "/v2/logging", "", WithHeaders({"admin-key: s3cret"})).status,
+            200);
   {
     // Logging is not restricted on gRPC here.
     auto stub =

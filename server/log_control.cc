@@ -37,9 +37,12 @@ struct GlogOutput {
 }  // namespace
 
 NamedLogSettings DescribeLogSettings(const LogSettings& s) {
-  return {{kFile, std::string()},      {kInfo, s.info},
-          {kWarning, s.warning},       {kError, s.error},
-          {kVerbose, s.verbose_level}, {kFormat, std::string(FormatName(s.format))}};
+  return {{kFile, s.file},
+          {kInfo, s.info},
+          {kWarning, s.warning},
+          {kError, s.error},
+          {kVerbose, s.verbose_level},
+          {kFormat, std::string(FormatName(s.format))}};
 }
 
 absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
@@ -77,10 +80,11 @@ absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
       if (f == nullptr) return WrongType(name, "a string");
       // A client naming a file the server (often root) would write is a
       // hole, as Triton decided too: logs go where the operator sent them.
-      if (!f->empty()) {
-        return absl::InvalidArgumentError(
+      if (*f != s.file) {
+        return absl::InvalidArgumentError(absl::StrCat(
             "log setting log_file: the log's destination cannot be changed over the network "
-            "(the server writes its log to stderr)");
+            "(the server writes its log to ",
+            s.file.empty() ? "stderr" : Quote(s.file), "; see --log-file)"));
       }
     } else {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -2,14 +2,15 @@
 // on glog: which severities are written, the verbose level and the line
 // format, changed while the server runs. The server's LogControl takes over
 // glog's output (every LOG line passes its sink) and writes the lines the
-// settings let through to stderr.
+// settings let through to stderr, or to --log-file's file.
 //
 // Settings, as Triton names and types them:
 //   log_info, log_warning, log_error  bool    write INFO / WARNING / ERROR lines
 //   log_verbose_level                 uint32  write HGPIPE_VLOG(n) lines for n <= it
 //   log_format                        string  "default" (glog's prefix) or "ISO8601"
-//   log_file                          string  always "" (stderr); the network
-//                                             cannot point the server at a file
+//   log_file                          string  where the log goes: --log-file's
+//                                             path, "" for stderr; the network
+//                                             cannot point the server elsewhere
 // FATAL lines are always written.
 //
 // Thread safety: LogControl's methods, VerboseLogOn and the sink are
@@ -42,6 +43,8 @@ struct LogSettings {
   bool error = true;
   uint32_t verbose_level = 0;
   LogFormat format = LogFormat::kDefault;
+  // The file the log is written to ("": stderr). Fixed at start-up.
+  std::string file;
   friend bool operator==(const LogSettings&, const LogSettings&) = default;
 };
 
@@ -58,7 +61,7 @@ NamedLogSettings DescribeLogSettings(const LogSettings& settings);
 // `settings` with `update` applied, all or nothing; a known setting without
 // a value stays as it is (as Triton leaves it). InvalidArgument naming the
 // setting for an unknown name, a value of the wrong type, a format other
-// than "default" / "ISO8601", or a log_file other than "".
+// than "default" / "ISO8601", or a log_file other than `settings.file`.
 absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
                                              const NamedLogSettings& update);
 
@@ -92,8 +95,9 @@ void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t imag
 
 class LogControl {
  public:
-  // Routes glog's output through the settings to `out` (stderr in the
-  // server; a file in tests); glog writes nothing itself from now on.
+  // Routes glog's output through the settings to `out` (stderr, or the
+  // file `initial.file` names, opened by the caller); glog writes nothing
+  // itself from now on.
   explicit LogControl(const LogSettings& initial, std::FILE* out = stderr);
   // Gives the output back to glog's stderr flags as they were (its log
   // files stay off).

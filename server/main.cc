@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <malloc.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -98,6 +101,8 @@ ABSL_FLAG(bool, allow_client_shm, false,
 ABSL_FLAG(std::string, log_level, "info",
           "info, warning or error: the least severe lines written (Triton's LogSettings "
           "call and v2/logging change it while the server runs)");
+ABSL_FLAG(std::string, log_file, "",
+          "Append the log to this file instead of writing it to stderr, as Triton's --log-file");
 ABSL_FLAG(std::string, log_format, "default",
           "Log line format, as Triton's --log-format: default (glog's prefix) or ISO8601");
 ABSL_FLAG(int, log_verbose, 0,
@@ -500,10 +505,25 @@ int main(int argc, char** argv) {
             std::string(log_settings.status().message()).c_str());
     return 1;
   }
+  std::FILE* log_out = stderr;
+  log_settings->file = absl::GetFlag(FLAGS_log_file);
+  if (!log_settings->file.empty()) {
+    log_out = std::fopen(log_settings->file.c_str(), "a");
+    if (log_out == nullptr) {
+      fprintf(stderr, "hgpipe-server: --log-file: cannot open %s: %s\n", log_settings->file.c_str(),
+              strerror(errno));
+      return 1;
+    }
+  }
   google::InitGoogleLogging(argv[0]);
   hgpipe::server::RouteProtobufLogs();
   // Every LOG line from here passes the settings Triton's LogSettings call
   // changes.
-  hgpipe::server::LogControl log(*log_settings);
-  return hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted, &log);
+  int code;
+  {
+    hgpipe::server::LogControl log(*log_settings, log_out);
+    code = hgpipe::server::Run(stop_signals, load_models, grpc_restricted, http_restricted, &log);
+  }
+  if (log_out != stderr) std::fclose(log_out);
+  return code;
 }

@@ -3,9 +3,14 @@
 // tensor data both ways, classification; and the gRPC side of the same
 // extensions (ModelConfig, ModelStatistics, load's config override,
 // unload_dependents, unserved RPCs); log settings over both.
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -467,6 +472,8 @@ TEST(LogFlagsTest, TheFlagsSetTheSettingsTheServerStartsWith) {
                                        "request_pipeline.cc:[0-9]+\\] infer verify id 'fine-1': "
                                        "2 images answered after"));
   for (const auto& [flag, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--log-file=/nonexistent-dir/hgpipe.log",
+            "--log-file: cannot open /nonexistent-dir/hgpipe.log: No such file or directory"},
            {"--log-format=xml", "--log-format: log setting log_format: 'xml' is not"},
            {"--log-verbose=-1", "--log-verbose: -1 is below 0"},
            {"--log-level=debug", "--log-level: 'debug' is not info, warning or error"},
@@ -475,6 +482,38 @@ TEST(LogFlagsTest, TheFlagsSetTheSettingsTheServerStartsWith) {
     ASSERT_FALSE(bad.ok()) << flag;
     EXPECT_THAT(bad.status().message(), HasSubstr(message)) << flag;
   }
+}
+
+// --log-file: the whole log goes to the file, which LogSettings reports and
+// keeps.
+TEST(LogFlagsTest, TheLogGoesToTheLogFile) {
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/hgpipe-log-file-", getpid(), ".log");
+  {
+    auto server = ServerProcess::Start({"--log-file=" + path, "--log-verbose=1", "--boards=sim:1"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string url = (*server)->http_url();
+    HttpResult get = HttpCall("GET", url + "/v2/logging");
+    ASSERT_EQ(get.status, 200) << get.body;
+    EXPECT_THAT(get.body, HasSubstr(absl::StrCat(R"({"log_file":")", path, R"(",)")));
+    EXPECT_EQ(HttpCall("POST", url + "/v2/logging", absl::StrCat(R"({"log_file":")", path, R"("})"))
+                  .status,
+              200);
+    HttpResult moved = HttpCall("POST", url + "/v2/logging", R"({"log_file":""})");
+    EXPECT_EQ(moved.status, 400);
+    EXPECT_THAT(ErrorMessage(moved.body), HasSubstr("see --log-file"));
+    EXPECT_EQ(
+        HttpCall("POST", url + "/v2/models/verify/infer", R"({"id":"to-file","inputs":[]})").status,
+        400);
+    const ExitResult stopped = (*server)->Stop(SIGTERM);
+    EXPECT_TRUE(stopped.exited && stopped.code == 0) << stopped.log;
+  }
+  std::ifstream in(path);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(file, HasSubstr("hgpipe-server ready: grpc="));
+  EXPECT_THAT(file, HasSubstr("infer verify id 'to-file': INVALID_ARGUMENT"));
+  EXPECT_THAT(file, HasSubstr("hgpipe-server: stopped"));
+  std::remove(path.c_str());
 }
 
 TEST_F(RestTest, GrpcTakesTritonsRepositoryParametersAndSaysWhatItDoesNotServe) {

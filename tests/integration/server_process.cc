@@ -18,6 +18,7 @@
 
 #include "gtest/gtest.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -102,11 +103,16 @@ ExitResult RunToExit(const std::string& binary, const std::vector<std::string>& 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::vector<std::string>& args, absl::Duration timeout) {
   std::unique_ptr<ServerProcess> p(new ServerProcess);
-  p->log_path_ = NewLogPath();
+  p->stderr_path_ = NewLogPath();
+  p->log_path_ = p->stderr_path_;
+  constexpr absl::string_view kLogFile = "--log-file=";
+  for (const std::string& a : args) {
+    if (absl::StartsWith(a, kLogFile)) p->log_path_ = a.substr(kLogFile.size());
+  }
   std::vector<std::string> all = {"--grpc-port=0", "--http-port=0", "--metrics-port=0",
                                   "--host=127.0.0.1"};
   all.insert(all.end(), args.begin(), args.end());
-  p->pid_ = Spawn(BinDir() + "/hgpipe-server", all, p->log_path_);
+  p->pid_ = Spawn(BinDir() + "/hgpipe-server", all, p->stderr_path_);
   if (p->pid_ <= 0) {
     return absl::FailedPreconditionError("cannot start " + BinDir() + "/hgpipe-server");
   }
@@ -114,7 +120,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       R"(ready: grpc=\S+:(\d+) http=(?:\S+:(\d+)|off) metrics=\S+:(\d+))");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
-    const std::string log = ReadFile(p->log_path_);
+    const std::string log = p->Log();
     std::smatch m;
     if (std::regex_search(log, m, kReady)) {
       p->grpc_port_ = std::stoi(m[1]);
@@ -137,7 +143,7 @@ ServerProcess::~ServerProcess() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
-  unlink(log_path_.c_str());
+  unlink(stderr_path_.c_str());
 }
 
 std::string ServerProcess::grpc_target() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
@@ -161,7 +167,10 @@ ExitResult ServerProcess::Stop(int signal, absl::Duration timeout) {
   return r;
 }
 
-std::string ServerProcess::Log() const { return ReadFile(log_path_); }
+std::string ServerProcess::Log() const {
+  if (log_path_ == stderr_path_) return ReadFile(log_path_);
+  return ReadFile(log_path_) + ReadFile(stderr_path_);
+}
 
 std::string WriteModelRepository(const std::string& name, const std::string& config) {
   return WriteModelRepository({{name, config}});

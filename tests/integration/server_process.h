@@ -35,7 +35,8 @@ class ServerProcess {
  public:
   // Starts hgpipe-server with `args` plus --grpc-port 0 --http-port 0
   // --metrics-port 0 --host 127.0.0.1 and waits for its ready line (a later
-  // --http-port=-1 in `args` turns HTTP off). FailedPrecondition with
+  // --http-port=-1 in `args` turns HTTP off; with --log-file=PATH the log,
+  // and the ready line, are read from PATH, which the caller removes). FailedPrecondition with
   // the server's log if it exits or is not ready within `timeout`.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::vector<std::string>& args, absl::Duration timeout = absl::Seconds(120));
@@ -52,6 +53,7 @@ class ServerProcess {
 
   // Sends `signal` and waits for the exit (killed after `timeout`).
   ExitResult Stop(int signal, absl::Duration timeout = absl::Seconds(120));
+  // The server's log, then (with --log-file) what it wrote to stderr.
   std::string Log() const;
 
  private:
@@ -61,6 +63,7 @@ class ServerProcess {
   int http_port_ = 0;
   int metrics_port_ = 0;
   std::string log_path_;
+  std::string stderr_path_;
 };
 
 // A model repository in a new temporary directory holding one model `name`

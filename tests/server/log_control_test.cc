@@ -59,6 +59,7 @@ TEST(LogSettingsTest, RefusesWholeUpdatesNamingTheSetting) {
       {{{"log_format", std::string("json")}}, "log_format: 'json' is not"},
       {{{"log_format", false}}, "'log_format': expected a string"},
       {{{"log_file", std::string("/etc/passwd")}}, "cannot be changed over the network"},
+      {{{"log_file", std::string("/etc/passwd")}}, "(the server writes its log to stderr;"},
   };
   for (const Case& c : cases) {
     auto s = ApplyLogSettings(before, c.update);
@@ -66,6 +67,18 @@ TEST(LogSettingsTest, RefusesWholeUpdatesNamingTheSetting) {
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.status().message(), HasSubstr(c.message));
   }
+}
+
+TEST(LogSettingsTest, TheLogFileIsReportedAndOnlyItselfAccepted) {
+  LogSettings to_file;
+  to_file.file = "/var/log/hgpipe.log";
+  const NamedLogSettings d = DescribeLogSettings(to_file);
+  EXPECT_EQ(d.front(), (std::pair<std::string, LogSettingValue>("log_file", to_file.file)));
+  EXPECT_TRUE(ApplyLogSettings(to_file, {{"log_file", to_file.file}}).ok());
+  auto moved = ApplyLogSettings(to_file, {{"log_file", std::string()}});
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(moved.status().message(),
+              HasSubstr("writes its log to '/var/log/hgpipe.log'; see --log-file"));
 }
 
 TEST(LogSettingsTest, TheLogLevelFlagTurnsOffTheLessSevere) {

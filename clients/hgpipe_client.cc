@@ -30,12 +30,12 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "clients/client.h"
@@ -426,10 +426,11 @@ int Logging(InferenceClient& client, const std::vector<std::string>& args) {
   std::map<std::string, std::string> lines;  // sorted by name
   for (const auto& [name, v] : now->settings()) {
     using V = inference::LogSettingsResponse::SettingValue;
-    lines[name] = v.parameter_choice_case() == V::kBoolParam ? (v.bool_param() ? "true" : "false")
-                  : v.parameter_choice_case() == V::kUint32Param
-                      ? absl::StrCat(v.uint32_param())
-                      : absl::StrCat("\"", v.string_param(), "\"");
+    switch (v.parameter_choice_case()) {
+      case V::kBoolParam: lines[name] = v.bool_param() ? "true" : "false"; break;
+      case V::kUint32Param: lines[name] = absl::StrCat(v.uint32_param()); break;
+      default: lines[name] = absl::StrCat("\"", v.string_param(), "\"");
+    }
   }
   for (const auto& [name, value] : lines) std::printf("%s %s\n", name.c_str(), value.c_str());
   return 0;

@@ -3,10 +3,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/mutex.h"
 #include "glog/logging.h"
 #include "server/client_text.h"
@@ -21,7 +24,16 @@ constexpr char kError[] = "log_error";
 constexpr char kVerbose[] = "log_verbose_level";
 constexpr char kFormat[] = "log_format";
 
+// Every setting, in the order answers list them.
+constexpr const char* kNames[] = {kFile, kInfo, kWarning, kError, kVerbose, kFormat};
+
 const char* FormatName(LogFormat f) { return f == LogFormat::kIso8601 ? "ISO8601" : "default"; }
+
+absl::StatusOr<LogFormat> ParseFormat(const std::string& f) {
+  if (f == "default") return LogFormat::kDefault;
+  if (f == "ISO8601") return LogFormat::kIso8601;
+  return absl::InvalidArgumentError(absl::StrCat(Quote(f), " is not \"default\" or \"ISO8601\""));
+}
 
 absl::Status WrongType(const std::string& name, const char* expected) {
   return absl::InvalidArgumentError(
@@ -49,9 +61,11 @@ absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
                                              const NamedLogSettings& update) {
   LogSettings s = settings;
   for (const auto& [name, value] : update) {
-    const bool known = name == kInfo || name == kWarning || name == kError || name == kVerbose ||
-                       name == kFormat || name == kFile;
-    if (known && std::holds_alternative<std::monostate>(value)) continue;
+    if (std::find(std::begin(kNames), std::end(kNames), name) == std::end(kNames)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown log setting ", Quote(name), " (known: ", absl::StrJoin(kNames, ", "), ")"));
+    }
+    if (std::holds_alternative<std::monostate>(value)) continue;  // unchanged
     bool* flag = name == kInfo      ? &s.info
                  : name == kWarning ? &s.warning
                  : name == kError   ? &s.error
@@ -67,15 +81,13 @@ absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
     } else if (name == kFormat) {
       const std::string* f = std::get_if<std::string>(&value);
       if (f == nullptr) return WrongType(name, "a string");
-      if (*f == "default") {
-        s.format = LogFormat::kDefault;
-      } else if (*f == "ISO8601") {
-        s.format = LogFormat::kIso8601;
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("log setting log_format: ", Quote(*f),
-                                                       " is not \"default\" or \"ISO8601\""));
+      absl::StatusOr<LogFormat> format = ParseFormat(*f);
+      if (!format.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("log setting log_format: ", format.status().message()));
       }
-    } else if (name == kFile) {
+      s.format = *format;
+    } else {  // kFile
       const std::string* f = std::get_if<std::string>(&value);
       if (f == nullptr) return WrongType(name, "a string");
       // A client naming a file the server (often root) would write is a
@@ -86,24 +98,30 @@ absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
             "(the server writes its log to ",
             s.file.empty() ? "stderr" : Quote(s.file), "; see --log-file)"));
       }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown log setting ", Quote(name),
-          " (known: log_file, log_info, log_warning, log_error, log_verbose_level, log_format)"));
     }
   }
   return s;
 }
 
-absl::StatusOr<LogSettings> LogSettingsForLevel(const std::string& level) {
+absl::StatusOr<LogSettings> LogSettingsFromFlags(const std::string& level, int verbose,
+                                                 const std::string& format,
+                                                 const std::string& file) {
+  if (level != "info" && level != "warning" && level != "error") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log-level: ", Quote(level), " is not info, warning or error"));
+  }
   LogSettings s;
-  if (level == "info") return s;
-  s.info = false;
-  if (level == "warning") return s;
-  s.warning = false;
-  if (level == "error") return s;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--log-level: ", Quote(level), " is not info, warning or error"));
+  s.info = level == "info";
+  s.warning = level != "error";
+  if (verbose < 0)
+    return absl::InvalidArgumentError(absl::StrCat("--log-verbose: ", verbose, " is below 0"));
+  s.verbose_level = static_cast<uint32_t>(verbose);
+  absl::StatusOr<LogFormat> f = ParseFormat(format);
+  if (!f.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--log-format: ", f.status().message()));
+  s.format = *f;
+  s.file = file;
+  return s;
 }
 
 void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t images,
@@ -117,7 +135,7 @@ void LogInferAnswer(absl::string_view model, absl::string_view id, uint32_t imag
 
 class LogControl::Sink final : public google::LogSink {
  public:
-  Sink(const LogSettings& s, std::FILE* out) : out_(out), settings_(s) {}
+  explicit Sink(std::FILE* out) : out_(out) {}
 
   void send(google::LogSeverity severity, const char* /*full_filename*/, const char* base_filename,
             int line, const google::LogMessageTime& time, const char* message,
@@ -183,7 +201,7 @@ class LogControl::Sink final : public google::LogSink {
 };
 
 LogControl::LogControl(const LogSettings& initial, std::FILE* out)
-    : sink_(std::make_unique<Sink>(initial, out)) {
+    : sink_(std::make_unique<Sink>(out)) {
   sink_->Set(initial);
   sink_->glog_ = {FLAGS_logtostderr, FLAGS_stderrthreshold};
   // glog writes nothing itself: no stderr (a threshold above FATAL) and no

@@ -6,7 +6,7 @@
 //
 // Settings, as Triton names and types them:
 //   log_info, log_warning, log_error  bool    write INFO / WARNING / ERROR lines
-//   log_verbose_level                 uint32  write HGPIPE_VLOG(n) lines for n <= it
+//   log_verbose_level                 uint32  write verbose lines of level n <= it
 //   log_format                        string  "default" (glog's prefix) or "ISO8601"
 //   log_file                          string  where the log goes: --log-file's
 //                                             path, "" for stderr; the network
@@ -65,11 +65,15 @@ NamedLogSettings DescribeLogSettings(const LogSettings& settings);
 absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,
                                              const NamedLogSettings& update);
 
-// The --log-level flag's meaning: "info" writes all three severities,
-// "warning" WARNING and ERROR, "error" ERROR alone. InvalidArgument else.
-absl::StatusOr<LogSettings> LogSettingsForLevel(const std::string& level);
+// The settings the server starts with, from Triton's flags: --log-level
+// ("info" writes all three severities, "warning" WARNING and ERROR, "error"
+// ERROR alone), --log-verbose (at least 0), --log-format and --log-file.
+// InvalidArgument naming the flag for a value out of those.
+absl::StatusOr<LogSettings> LogSettingsFromFlags(const std::string& level, int verbose,
+                                                 const std::string& format,
+                                                 const std::string& file);
 
-// Whether HGPIPE_VLOG(level) lines are written now (level >= 1).
+// Whether verbose lines of `level` (>= 1) are written now.
 namespace log_internal {
 inline std::atomic<uint32_t> verbose_level{0};
 }
@@ -77,15 +81,9 @@ inline bool VerboseLogOn(uint32_t level) {
   return level <= log_internal::verbose_level.load(std::memory_order_relaxed);
 }
 
-// A verbose line, written as INFO while the verbose level is at least
-// `level`; costs one atomic load otherwise. Include glog/logging.h.
-#define HGPIPE_VLOG(level)                      \
-  if (!::hgpipe::server::VerboseLogOn(level)) { \
-  } else /* NOLINT(readability/braces) */       \
-    LOG(INFO)
-
-// The verbose line for an inference call's answer: level 1 writes failed
-// calls (with the status sent), level 2 every call. `model` is the model's
+// The verbose line for an inference call's answer, an INFO line: level 1
+// writes failed calls (with the status sent), level 2 every call; one
+// atomic load when the level is lower. `model` is the model's
 // name, or the client's text quoted for a model not found; `id` the
 // request's id (may be empty). The line names the caller's file and line
 // (the builtins, not std::source_location: Debian's clang 14 lacks it).

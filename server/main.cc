@@ -36,12 +36,12 @@
 #include "server/heap_release.h"
 #include "server/http_server.h"
 #include "server/inference_service.h"
+#include "server/log_control.h"
 #include "server/metrics.h"
 #include "server/model_manager.h"
 #include "server/model_repository.h"
 #include "server/protobuf_log.h"
 #include "server/request_pipeline.h"
-#include "server/log_control.h"
 #include "server/rest_handler.h"
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
@@ -486,27 +486,14 @@ int main(int argc, char** argv) {
       hgpipe::server::RepeatedFlag(argc, argv, "http_restricted_api");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
-  absl::StatusOr<hgpipe::server::LogSettings> log_settings =
-      hgpipe::server::LogSettingsForLevel(absl::GetFlag(FLAGS_log_level));
+  absl::StatusOr<hgpipe::server::LogSettings> log_settings = hgpipe::server::LogSettingsFromFlags(
+      absl::GetFlag(FLAGS_log_level), absl::GetFlag(FLAGS_log_verbose),
+      absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_log_file));
   if (!log_settings.ok()) {
     fprintf(stderr, "hgpipe-server: %s\n", std::string(log_settings.status().message()).c_str());
     return 1;
   }
-  if (absl::GetFlag(FLAGS_log_verbose) < 0) {
-    fprintf(stderr, "hgpipe-server: --log-verbose: %d is below 0\n",
-            absl::GetFlag(FLAGS_log_verbose));
-    return 1;
-  }
-  log_settings->verbose_level = static_cast<uint32_t>(absl::GetFlag(FLAGS_log_verbose));
-  log_settings = hgpipe::server::ApplyLogSettings(
-      *log_settings, {{"log_format", absl::GetFlag(FLAGS_log_format)}});
-  if (!log_settings.ok()) {
-    fprintf(stderr, "hgpipe-server: --log-format: %s\n",
-            std::string(log_settings.status().message()).c_str());
-    return 1;
-  }
   std::FILE* log_out = stderr;
-  log_settings->file = absl::GetFlag(FLAGS_log_file);
   if (!log_settings->file.empty()) {
     log_out = std::fopen(log_settings->file.c_str(), "a");
     if (log_out == nullptr) {

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
-#include "absl/status/statusor.h"
 #include "proto/grpc_service.pb.h"
 #include "server/log_control.h"
 

@@ -474,7 +474,7 @@ TEST(LogFlagsTest, TheFlagsSetTheSettingsTheServerStartsWith) {
   for (const auto& [flag, message] : std::vector<std::pair<std::string, std::string>>{
            {"--log-file=/nonexistent-dir/hgpipe.log",
             "--log-file: cannot open /nonexistent-dir/hgpipe.log: No such file or directory"},
-           {"--log-format=xml", "--log-format: log setting log_format: 'xml' is not"},
+           {"--log-format=xml", "--log-format: 'xml' is not \"default\" or \"ISO8601\""},
            {"--log-verbose=-1", "--log-verbose: -1 is below 0"},
            {"--log-level=debug", "--log-level: 'debug' is not info, warning or error"},
        }) {

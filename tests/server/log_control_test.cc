@@ -81,15 +81,28 @@ TEST(LogSettingsTest, TheLogFileIsReportedAndOnlyItselfAccepted) {
               HasSubstr("writes its log to '/var/log/hgpipe.log'; see --log-file"));
 }
 
-TEST(LogSettingsTest, TheLogLevelFlagTurnsOffTheLessSevere) {
-  EXPECT_EQ(*LogSettingsForLevel("info"), LogSettings{});
-  auto w = LogSettingsForLevel("warning");
+TEST(LogSettingsTest, TheFlagsGiveTheSettingsTheServerStartsWith) {
+  EXPECT_EQ(*LogSettingsFromFlags("info", 0, "default", ""), LogSettings{});
+  auto w = LogSettingsFromFlags("warning", 2, "ISO8601", "/var/log/hgpipe.log");
+  ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_FALSE(w->info);
   EXPECT_TRUE(w->warning && w->error);
-  auto e = LogSettingsForLevel("error");
+  EXPECT_EQ(w->verbose_level, 2u);
+  EXPECT_EQ(w->format, LogFormat::kIso8601);
+  EXPECT_EQ(w->file, "/var/log/hgpipe.log");
+  auto e = LogSettingsFromFlags("error", 0, "default", "");
   EXPECT_FALSE(e->info || e->warning);
   EXPECT_TRUE(e->error);
-  EXPECT_EQ(LogSettingsForLevel("debug").status().code(), absl::StatusCode::kInvalidArgument);
+  for (const auto& [settings, message] :
+       std::vector<std::pair<absl::StatusOr<LogSettings>, std::string>>{
+           {LogSettingsFromFlags("debug", 0, "default", ""),
+            "--log-level: 'debug' is not info, warning or error"},
+           {LogSettingsFromFlags("info", -1, "default", ""), "--log-verbose: -1 is below 0"},
+           {LogSettingsFromFlags("info", 0, "xml", ""),
+            "--log-format: 'xml' is not \"default\" or \"ISO8601\""}}) {
+    EXPECT_EQ(settings.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(settings.status().message(), message);
+  }
 }
 
 // glog's output through a LogControl into a temporary file.
@@ -115,7 +128,7 @@ class LogControlTest : public ::testing::Test {
 };
 
 TEST_F(LogControlTest, WritesTheSeveritiesTheSettingsLetThrough) {
-  LogControl log(*LogSettingsForLevel("warning"), out_);
+  LogControl log(*LogSettingsFromFlags("warning", 0, "default", ""), out_);
   LOG(INFO) << "info line one";
   LOG(WARNING) << "warning line one";
   LOG(ERROR) << "error line one";
@@ -134,23 +147,30 @@ TEST_F(LogControlTest, WritesTheSeveritiesTheSettingsLetThrough) {
                                        "warning line one"));
 }
 
-TEST_F(LogControlTest, VerboseLinesFollowTheLevel) {
+TEST_F(LogControlTest, InferAnswerLinesFollowTheVerboseLevel) {
   LogControl log(LogSettings{}, out_);
+  const absl::Status bad = absl::InvalidArgumentError("no inputs");
   EXPECT_FALSE(VerboseLogOn(1));
-  HGPIPE_VLOG(1) << "verbose one at 0";
+  LogInferAnswer("m", "failed-at-0", 0, bad, absl::Microseconds(5));
   ASSERT_TRUE(log.Update({{"log_verbose_level", 1u}}).ok());
   EXPECT_TRUE(VerboseLogOn(1));
   EXPECT_FALSE(VerboseLogOn(2));
-  HGPIPE_VLOG(1) << "verbose one at 1";
-  HGPIPE_VLOG(2) << "verbose two at 1";
+  LogInferAnswer("m", "failed-at-1", 0, bad, absl::Microseconds(5));
+  LogInferAnswer("m", "answered-at-1", 3, absl::OkStatus(), absl::Microseconds(5));
+  ASSERT_TRUE(log.Update({{"log_verbose_level", 2u}}).ok());
+  LogInferAnswer("m", "answered-at-2", 3, absl::OkStatus(), absl::Microseconds(5));
   // Verbose lines are INFO lines: off with INFO.
-  ASSERT_TRUE(log.Update({{"log_info", false}, {"log_verbose_level", 2u}}).ok());
-  HGPIPE_VLOG(1) << "verbose one without info";
+  ASSERT_TRUE(log.Update({{"log_info", false}}).ok());
+  LogInferAnswer("m", "failed-without-info", 0, bad, absl::Microseconds(5));
   const std::string text = Written();
-  EXPECT_THAT(text, Not(HasSubstr("verbose one at 0")));
-  EXPECT_THAT(text, HasSubstr("verbose one at 1"));
-  EXPECT_THAT(text, Not(HasSubstr("verbose two at 1")));
-  EXPECT_THAT(text, Not(HasSubstr("verbose one without info")));
+  EXPECT_THAT(text, Not(HasSubstr("failed-at-0")));
+  // The caller's file and line, not log_control.cc's.
+  EXPECT_THAT(text,
+              ::testing::ContainsRegex("log_control_test.cc:[0-9]+\\] infer m id 'failed-at-1': "
+                                       "INVALID_ARGUMENT: no inputs after 5us\n"));
+  EXPECT_THAT(text, Not(HasSubstr("answered-at-1")));
+  EXPECT_THAT(text, HasSubstr("infer m id 'answered-at-2': 3 images answered after 5us"));
+  EXPECT_THAT(text, Not(HasSubstr("failed-without-info")));
   EXPECT_EQ(log.Get().verbose_level, 2u);
 }
 
@@ -180,7 +200,7 @@ TEST_F(LogControlTest, LinesAndUpdatesFromManyThreadsStayWhole) {
     threads.emplace_back([&log, t] {
       for (int i = 0; i < kLines; ++i) {
         LOG(WARNING) << "thread " << t << " line " << i << " end";
-        HGPIPE_VLOG(1) << "verbose " << t;
+        LogInferAnswer("verbose", "", 0, absl::InternalError("x"), absl::ZeroDuration());
         if (i % 50 == 0) {
           ASSERT_TRUE(log.Update({{"log_verbose_level", static_cast<uint32_t>(i % 100 == 0)},
                                   {"log_format", std::string(t % 2 ? "ISO8601" : "default")}})

@@ -59,7 +59,8 @@ using NamedLogSettings = std::vector<std::pair<std::string, LogSettingValue>>;
 NamedLogSettings DescribeLogSettings(const LogSettings& settings);
 
 // `settings` with `update` applied, all or nothing; a known setting without
-// a value stays as it is (as Triton leaves it). InvalidArgument naming the
+// a value stays as it is (what tritonclient sends for None; whether
+// Triton itself does the same was not checked). InvalidArgument naming the
 // setting for an unknown name, a value of the wrong type, a format other
 // than "default" / "ISO8601", or a log_file other than `settings.file`.
 absl::StatusOr<LogSettings> ApplyLogSettings(const LogSettings& settings,

@@ -261,6 +261,16 @@ absl::StatusOr<inference::LogSettingsResponse> InferenceClient::LogSettings(
   return response;
 }
 
+absl::StatusOr<inference::TraceSettingResponse> InferenceClient::TraceSetting(
+    const inference::TraceSettingRequest& request) {
+  grpc::ClientContext context;
+  Prepare(context, DeadlineFor(absl::ZeroDuration()));
+  inference::TraceSettingResponse response;
+  grpc::Status s = stub_->TraceSetting(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, "TraceSetting", target_);
+  return response;
+}
+
 absl::Status InferenceClient::UnloadModel(absl::string_view model, absl::Duration timeout) {
   grpc::ClientContext context;
   Prepare(context, DeadlineFor(timeout));

@@ -120,6 +120,11 @@ class InferenceClient {
   // reads them) and returns all settings as the server now has them.
   absl::StatusOr<inference::LogSettingsResponse> LogSettings(
       const inference::LogSettingsRequest& request);
+  // Triton's trace extension: applies `request`'s settings to its model's
+  // (no model: the global ones; no settings: only reads them) and returns
+  // them as the server now has them.
+  absl::StatusOr<inference::TraceSettingResponse> TraceSetting(
+      const inference::TraceSettingRequest& request);
 
   // Triton's system shared memory extension: register `byte_size` bytes at
   // `offset` of the POSIX shared memory object `key` (clients/shared_memory.h

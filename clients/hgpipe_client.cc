@@ -37,6 +37,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/strings/str_split.h"
+#include "base/file.h"
 #include "base/flags.h"
 #include "clients/client.h"
 #include "clients/tensors.h"
@@ -91,7 +92,11 @@ constexpr char kUsage[] =
     "  hgpipe-client unload MODEL\n"
     "  hgpipe-client logging [NAME=VALUE ...]\n"
     "      (show, or change, the server's log settings: log_verbose_level=1,\n"
-    "      log_info=false, log_format=ISO8601, ...)";
+    "      log_info=false, log_format=ISO8601, ...)\n"
+    "  hgpipe-client trace [MODEL] [NAME=VALUE ...]\n"
+    "      (show, or change, the global or MODEL's trace settings:\n"
+    "      trace_level=TIMESTAMPS, trace_rate=100, trace_count=10; NAME= clears;\n"
+    "      a list of values is comma-separated)";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "hgpipe-client: error: %s: %s\n",
@@ -176,11 +181,10 @@ absl::StatusOr<std::vector<int8_t>> LoadImages(size_t image_bytes) {
   if (random > 0) {
     return GenerateRandomImages(random, absl::GetFlag(FLAGS_seed), image_bytes);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot open --input ", path));
-  }
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> read = ReadWholeFile(path);
+  if (!read.ok())
+    return absl::Status(read.status().code(), absl::StrCat("--input ", read.status().message()));
+  const std::string& bytes = *read;
   if (bytes.empty() || bytes.size() % image_bytes != 0) {
     return absl::InvalidArgumentError(absl::StrCat("--input ", path, " holds ", bytes.size(),
                                                    " bytes, not a whole, non-zero number of ",
@@ -248,9 +252,12 @@ int InferEncoded(InferenceClient& client, const std::string& model,
   in->add_shape(1);
   std::string* raw = request.add_raw_input_contents();
   for (const std::string& path : files) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return Fail(absl::NotFoundError(absl::StrCat("cannot open --image ", path)));
-    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    absl::StatusOr<std::string> read = ReadWholeFile(path);
+    if (!read.ok()) {
+      return Fail(
+          absl::Status(read.status().code(), absl::StrCat("--image ", read.status().message())));
+    }
+    const std::string& bytes = *read;
     const uint32_t len = static_cast<uint32_t>(bytes.size());
     raw->append(reinterpret_cast<const char*>(&len), 4);  // little-endian
     raw->append(bytes);
@@ -436,6 +443,34 @@ int Logging(InferenceClient& client, const std::vector<std::string>& args) {
   return 0;
 }
 
+// A first argument without '=' names the model; each NAME=VALUE sets a
+// setting to VALUE's comma-separated values, NAME= clears it.
+int Trace(InferenceClient& client, const std::vector<std::string>& args) {
+  inference::TraceSettingRequest request;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const size_t eq = a.find('=');
+    if (i == 0 && eq == std::string::npos) {
+      request.set_model_name(a);
+      continue;
+    }
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(absl::StrCat("trace: '", a, "': expected NAME=VALUE"));
+    }
+    auto* values = (*request.mutable_settings())[a.substr(0, eq)].mutable_value();
+    if (eq + 1 == a.size()) continue;
+    for (absl::string_view v : absl::StrSplit(absl::string_view(a).substr(eq + 1), ',')) {
+      values->Add(std::string(v));
+    }
+  }
+  absl::StatusOr<inference::TraceSettingResponse> now = client.TraceSetting(request);
+  if (!now.ok()) return Fail(now.status());
+  std::map<std::string, std::string> lines;  // sorted by name
+  for (const auto& [name, v] : now->settings()) lines[name] = absl::StrJoin(v.value(), ",");
+  for (const auto& [name, value] : lines) std::printf("%s %s\n", name.c_str(), value.c_str());
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   hgpipe::HandleHelpFlag(argc, argv, __FILE__);
@@ -450,9 +485,9 @@ int Main(int argc, char** argv) {
     options.channel.tls = true;
     auto read = [](const std::string& path, std::string* out) {
       if (path.empty()) return true;
-      std::ifstream in(path);
-      *out = std::string(std::istreambuf_iterator<char>(in), {});
-      return static_cast<bool>(in) || !out->empty();
+      absl::StatusOr<std::string> text = ReadWholeFile(path);
+      if (text.ok()) *out = *std::move(text);
+      return text.ok();
     };
     const std::string root = absl::GetFlag(FLAGS_root_certificates);
     const std::string key = absl::GetFlag(FLAGS_private_key);
@@ -484,6 +519,7 @@ int Main(int argc, char** argv) {
   if (command == "infer") return Infer(**client, args);
   if (command == "index") return Index(**client, args);
   if (command == "logging") return Logging(**client, args);
+  if (command == "trace") return Trace(**client, args);
   if (command == "load" || command == "unload") {
     return LoadOrUnload(**client, command, args);
   }

@@ -13,6 +13,15 @@
 
 namespace hgpipe::server {
 
+// Where a request came from, for its trace (server/trace_control.h): the
+// wire, and when the front end had all of it (the gRPC handler's call, the
+// HTTP body read).
+struct InferOrigin {
+  enum class Wire { kGrpc, kHttp };
+  Wire wire = Wire::kGrpc;
+  absl::Time received;
+};
+
 class InferPipeline {
  public:
   using Done = absl::AnyInvocable<void(absl::Status)>;
@@ -25,7 +34,8 @@ class InferPipeline {
   // then. `deadline` (the caller's own, e.g. the gRPC call's) bounds the
   // request's `timeout` parameter.
   virtual void Infer(const inference::ModelInferRequest& request,
-                     inference::ModelInferResponse* response, absl::Time deadline, Done done) = 0;
+                     inference::ModelInferResponse* response, absl::Time deadline,
+                     const InferOrigin& origin, Done done) = 0;
   // ServerReady: started, not draining, every loaded model can be served.
   virtual bool Ready() const = 0;
   // Started and not draining (what ModelReady adds to the model's own state).

@@ -152,8 +152,27 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
 HGPIPE_NOT_SERVED(CudaSharedMemoryStatus, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryRegister, kSharedMemory, "CUDA shared memory")
 HGPIPE_NOT_SERVED(CudaSharedMemoryUnregister, kSharedMemory, "CUDA shared memory")
-HGPIPE_NOT_SERVED(TraceSetting, kTrace, "tracing")
 #undef HGPIPE_NOT_SERVED
+
+grpc::ServerUnaryReactor* InferenceService::TraceSetting(grpc::CallbackServerContext* ctx,
+                                                         const inference::TraceSettingRequest* req,
+                                                         inference::TraceSettingResponse* resp) {
+  if (absl::Status s = Allowed(*ctx, ApiGroup::kTrace); !s.ok()) return Answer(ctx, s);
+  NamedTraceSettings update;
+  for (const auto& [name, value] : req->settings()) {
+    // No values: cleared (what tritonclient sends for None).
+    TraceSettingValue v;
+    if (value.value_size() > 0) v.emplace(value.value().begin(), value.value().end());
+    update.emplace_back(name, std::move(v));
+  }
+  absl::StatusOr<NamedTraceSettings> now = api_->TraceSetting(req->model_name(), update);
+  if (!now.ok()) return Answer(ctx, now.status());
+  for (const auto& [name, values] : *now) {
+    auto* out = (*resp->mutable_settings())[name].mutable_value();
+    for (const std::string& v : values.value_or(std::vector<std::string>())) out->Add()->assign(v);
+  }
+  return Answer(ctx, absl::OkStatus());
+}
 
 grpc::ServerUnaryReactor* InferenceService::LogSettings(grpc::CallbackServerContext* ctx,
                                                         const inference::LogSettingsRequest* req,
@@ -213,7 +232,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
                                                        inference::ModelInferResponse* resp) {
   if (absl::Status s = Allowed(*ctx, ApiGroup::kInference); !s.ok()) return Answer(ctx, s);
   auto* reactor = ctx->DefaultReactor();
-  pipeline_->Infer(*req, resp, CallDeadline(*ctx),
+  pipeline_->Infer(*req, resp, CallDeadline(*ctx), {InferOrigin::Wire::kGrpc, absl::Now()},
                    [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
   return reactor;
 }

@@ -46,6 +46,7 @@
 #include "server/restrictions.h"
 #include "server/shared_memory_regions.h"
 #include "server/statistics.h"
+#include "server/trace_control.h"
 #include "server/triton_api.h"
 #include "server/worker_pool.h"
 
@@ -108,6 +109,18 @@ ABSL_FLAG(std::string, log_format, "default",
 ABSL_FLAG(int, log_verbose, 0,
           "Verbose level, as Triton's --log-verbose: 1 adds a line per failed request, "
           "2 a line per request");
+ABSL_FLAG(std::string, trace_file, "",
+          "Write Triton's JSON trace file here, as Triton's --trace-file (fixed while the "
+          "server runs; with --trace-log-frequency N, FILE.0, FILE.1, ...)");
+ABSL_FLAG(std::string, trace_level, "OFF",
+          "OFF or TIMESTAMPS, as Triton's --trace-level (TraceSetting and "
+          "v2/trace/setting change it while the server runs)");
+ABSL_FLAG(int64_t, trace_rate, 1000, "Trace one request in N, as Triton's --trace-rate");
+ABSL_FLAG(int64_t, trace_count, -1,
+          "Stop tracing after this many traces (-1: never), as Triton's --trace-count");
+ABSL_FLAG(int64_t, trace_log_frequency, 0,
+          "Traces per trace file (0: one file, complete at shutdown), as Triton's "
+          "--trace-log-frequency");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB");
 ABSL_FLAG(int, board_slots, 0,
           "Runs queued on each board at once (0: the board's default; emulated "
@@ -303,6 +316,11 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   }
   auto spec = ParseBoardSpec(absl::GetFlag(FLAGS_boards));
   if (!spec.ok()) return Fail(spec.status());
+  auto trace_settings =
+      TraceSettingsFromFlags(absl::GetFlag(FLAGS_trace_file), absl::GetFlag(FLAGS_trace_level),
+                             absl::GetFlag(FLAGS_trace_rate), absl::GetFlag(FLAGS_trace_count),
+                             absl::GetFlag(FLAGS_trace_log_frequency));
+  if (!trace_settings.ok()) return Fail(trace_settings.status());
   auto faults = ParseEmulatedFaults(absl::GetFlag(FLAGS_emulated_faults));
   if (!faults.ok()) return Fail(faults.status());
 
@@ -375,9 +393,11 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   SharedMemoryRegions::Options shm_options;
   shm_options.allow_client_shm = absl::GetFlag(FLAGS_allow_client_shm);
   SharedMemoryRegions shared_memory(shm_options);
+  // Outlives the pipeline: its file is complete once no request can end.
+  TraceControl trace(*std::move(trace_settings));
   RequestPipeline pipeline(&models, sched->get(), &metrics, &statistics, &shared_memory,
-                           absl::Microseconds(absl::GetFlag(FLAGS_response_reserve_us)));
-  TritonApi api(&models, &statistics, &pipeline);
+                           absl::Microseconds(absl::GetFlag(FLAGS_response_reserve_us)), &trace);
+  TritonApi api(&models, &statistics, &pipeline, &trace);
   InferenceService service(&pipeline, &api, *std::move(grpc_restrictions), &shared_memory, log);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

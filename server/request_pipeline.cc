@@ -17,6 +17,7 @@
 #include "server/infer_response.h"
 #include "server/log_control.h"
 #include "server/shared_memory_tensors.h"
+#include "server/trace_control.h"
 
 namespace hgpipe::server {
 
@@ -53,6 +54,9 @@ struct InferCall {
   // images were queued (unix ns, 0: never), and the variant chosen.
   int64_t queued_at_ns = 0;
   int variant = 0;
+  // Set by Infer when the request is sampled (trace_control.h); marked by
+  // the steps after it, on their threads.
+  std::unique_ptr<RequestTrace> trace;
 };
 
 // An encoded image's bytes, as the decoder takes them.
@@ -72,6 +76,29 @@ class CallRequest final : public scheduler::InferRequest {
 
   absl::Status Fill(uint32_t index, const accel::DeviceGeometry& g,
                     absl::Span<int8_t> slot) override {
+    RequestTrace* trace = call_->trace.get();
+    if (trace != nullptr) trace->Mark(TraceStep::kComputeStart);
+    absl::Status s = FillSlot(index, g, slot);
+    if (trace != nullptr) trace->Mark(TraceStep::kComputeInputEnd);
+    return s;
+  }
+  void Output(uint32_t index, const accel::DeviceGeometry& g,
+              absl::Span<const uint32_t> words) override {
+    RequestTrace* trace = call_->trace.get();
+    if (trace != nullptr) trace->Mark(TraceStep::kComputeOutputStart);
+    accel::DecodeLogits(words.first(g.classes), call_->logits + size_t{index} * g.classes);
+    if (trace != nullptr) trace->Mark(TraceStep::kComputeEnd);
+  }
+  void Done(absl::Status status) override { call_->pipeline->Finish(call_, std::move(status)); }
+
+  // InvalidArgument naming the model and the image.
+  static absl::Status ImageError(const LoadedModel& m, uint32_t index, const absl::Status& s) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", Quote(m.name()), ": image ", index, ": ", s.message()));
+  }
+
+ private:
+  absl::Status FillSlot(uint32_t index, const accel::DeviceGeometry& g, absl::Span<int8_t> slot) {
     const LoadedModel& m = *call_->ref.model;
     const PreparedInput& in = call_->input;
     if (!m.preprocessor.has_value()) {
@@ -89,19 +116,7 @@ class CallRequest final : public scheduler::InferRequest {
     if (s.ok()) return s;
     return ImageError(m, index, s);
   }
-  void Output(uint32_t index, const accel::DeviceGeometry& g,
-              absl::Span<const uint32_t> words) override {
-    accel::DecodeLogits(words.first(g.classes), call_->logits + size_t{index} * g.classes);
-  }
-  void Done(absl::Status status) override { call_->pipeline->Finish(call_, std::move(status)); }
 
-  // InvalidArgument naming the model and the image.
-  static absl::Status ImageError(const LoadedModel& m, uint32_t index, const absl::Status& s) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model ", Quote(m.name()), ": image ", index, ": ", s.message()));
-  }
-
- private:
   InferCall* const call_;
 };
 
@@ -149,17 +164,18 @@ absl::Status CheckAccuracyFloor(const LoadedModel& m, double floor) {
 RequestPipeline::RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler,
                                  Metrics* metrics, InferStatistics* statistics,
                                  SharedMemoryRegions* shared_memory,
-                                 absl::Duration response_reserve)
+                                 absl::Duration response_reserve, TraceControl* trace)
     : models_(models),
       scheduler_(scheduler),
       metrics_(metrics),
       statistics_(statistics),
       shared_memory_(shared_memory),
-      response_reserve_(response_reserve) {}
+      response_reserve_(response_reserve),
+      trace_(trace) {}
 
 void RequestPipeline::Infer(const inference::ModelInferRequest& request,
                             inference::ModelInferResponse* response, absl::Time deadline,
-                            Done done) {
+                            const InferOrigin& origin, Done done) {
   const absl::Time start = absl::Now();
   last_call_ns_.store(absl::ToUnixNanos(start));
   absl::StatusOr<ModelRef> found = models_->Find(request.model_name(), request.model_version());
@@ -178,6 +194,11 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   auto* call = new InferCall(this, response, std::move(done), start, *std::move(found));
   const LoadedModel& m = *call->ref.model;
   const config::ModelConfig& c = m.entry.config;
+  if (trace_ != nullptr) call->trace = trace_->Sample(m.name(), request.id(), origin.wire);
+  if (call->trace != nullptr) {
+    call->trace->Mark(TraceStep::kReceived, origin.received);
+    call->trace->Mark(TraceStep::kRequestStart, start);
+  }
   // Tensors in shared memory: the input is read from its region, the output
   // written there.
   absl::StatusOr<SharedMemoryTensors> shared =
@@ -225,7 +246,9 @@ void RequestPipeline::Submit(InferCall* call) {
   job->deadline = call->deadline;
   // Decoding and preprocessing: on the scheduler's fill executor.
   job->heavy_fill = m.preprocessor.has_value();
-  call->queued_at_ns = absl::ToUnixNanos(absl::Now());
+  const absl::Time queued = absl::Now();
+  call->queued_at_ns = absl::ToUnixNanos(queued);
+  if (call->trace != nullptr) call->trace->Mark(TraceStep::kQueueStart, queued);
   // Which variant: the router's choice (docs/serving.md, "Variants"), known
   // before queueing so that the answer decodes with its scales.
   scheduler::ModelHandle target = m.handle;
@@ -284,6 +307,7 @@ void RequestPipeline::Finish(InferCall* call, absl::Status status) {
                               : absl::ZeroDuration(),
        end - computed});
   LogInferAnswer(m.name(), call->response->id(), n, status, end - call->start);
+  WriteTrace(*call, end);
   call->done(std::move(status));
 }
 
@@ -294,7 +318,14 @@ void RequestPipeline::Refuse(InferCall* call, absl::Status status) {
   metrics_->RequestDone(model_id, status.code(), 0, took);
   statistics_->RequestDone(model_id, false, 0, {took, {}, {}});
   LogInferAnswer(call->ref.model->name(), call->response->id(), 0, status, took);
+  WriteTrace(*call, call->start + took);
   call->done(std::move(status));
+}
+
+void RequestPipeline::WriteTrace(InferCall& call, absl::Time end) {
+  if (call.trace == nullptr) return;
+  call.trace->Mark(TraceStep::kRequestEnd, end);
+  trace_->Write(*call.trace);
 }
 
 }  // namespace hgpipe::server

@@ -39,6 +39,7 @@
 #include "server/model_manager.h"
 #include "server/shared_memory_regions.h"
 #include "server/statistics.h"
+#include "server/trace_control.h"
 
 namespace hgpipe::server {
 
@@ -52,10 +53,12 @@ class RequestPipeline final : public InferPipeline {
   // caller of Infer). `shared_memory`: the regions requests may name
   // (null: none);
   // `response_reserve`: the time kept back from each deadline for the
-  // answer's way back to the client (SchedulerDeadline, infer_request.h).
+  // answer's way back to the client (SchedulerDeadline, infer_request.h);
+  // `trace`: samples requests for Triton's trace file (null: none).
   RequestPipeline(ModelManager* models, scheduler::Scheduler* scheduler, Metrics* metrics,
                   InferStatistics* statistics, SharedMemoryRegions* shared_memory = nullptr,
-                  absl::Duration response_reserve = absl::ZeroDuration());
+                  absl::Duration response_reserve = absl::ZeroDuration(),
+                  TraceControl* trace = nullptr);
   RequestPipeline(const RequestPipeline&) = delete;
   RequestPipeline& operator=(const RequestPipeline&) = delete;
 
@@ -71,7 +74,7 @@ class RequestPipeline final : public InferPipeline {
   // once in the metrics (hgpipe_requests_total) and, once its model is
   // found, in the model's statistics, before `done` runs.
   void Infer(const inference::ModelInferRequest& request, inference::ModelInferResponse* response,
-             absl::Time deadline, Done done) override;
+             absl::Time deadline, const InferOrigin& origin, Done done) override;
   bool Ready() const override { return Serving() && models_->AllReady(); }
   bool Serving() const override { return ready_.load() && !draining_.load(); }
   bool Draining() const override { return draining_.load(); }
@@ -98,6 +101,8 @@ class RequestPipeline final : public InferPipeline {
   // The answer to a request refused before any work (bad input, policy):
   // counted with no images; deletes `call`.
   void Refuse(InferCall* call, absl::Status status);
+  // Ends a sampled call's trace at `end` and writes it.
+  void WriteTrace(InferCall& call, absl::Time end);
 
   ModelManager* const models_;
   scheduler::Scheduler* const scheduler_;
@@ -105,6 +110,7 @@ class RequestPipeline final : public InferPipeline {
   InferStatistics* const statistics_;
   SharedMemoryRegions* const shared_memory_;
   const absl::Duration response_reserve_;
+  TraceControl* const trace_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_call_ns_{0};

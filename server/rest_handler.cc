@@ -195,9 +195,26 @@ void RestHandler::Handle(std::unique_ptr<HttpRequest> req, Reply reply) {
     reply(now.ok() ? Json(LogSettingsToJson(DescribeLogSettings(*now))) : Error(now.status()));
     return;
   }
+  // v2/trace/setting, v2/models/M[/versions/V]/trace/setting.
   if (p[1] == "trace" || (p[1] == "models" && n >= 4 && p[n - 2] == "trace")) {
     if (!guarded(ApiGroup::kTrace)) return;
-    reply(Error(501, "tracing is not supported by hgpipe-server"));
+    const bool global = n == 3 && p[1] == "trace";
+    const bool model = p[1] == "models" && (n == 5 || (n == 7 && p[3] == "versions"));
+    if (p[n - 1] != "setting" || !(global || model)) {
+      reply(Error(
+          404, absl::StrCat("no route ", r.path.substr(0, 200), " (v2[/models/M]/trace/setting)")));
+      return;
+    }
+    if (!Is(r, "GET") && !Is(r, "POST")) {
+      reply(Error(405, absl::StrCat("Method Not Allowed: ", r.method.substr(0, 16),
+                                    " trace/setting takes GET or POST")));
+      return;
+    }
+    absl::StatusOr<NamedTraceSettings> update = NamedTraceSettings();
+    if (Is(r, "POST")) update = ParseTraceSettingsJson(r.body);
+    absl::StatusOr<NamedTraceSettings> now =
+        update.ok() ? api_->TraceSetting(model ? p[2] : "", *update) : update.status();
+    reply(now.ok() ? Json(TraceSettingsToJson(*now)) : Error(now.status()));
     return;
   }
   if (p[1] == "models") {
@@ -274,6 +291,7 @@ void RestHandler::Infer(std::unique_ptr<HttpRequest> req, const std::string& mod
   req.reset();  // the JSON text is no longer needed
   Call* c = call.get();
   pipeline_->Infer(c->in.request, &c->out, absl::InfiniteFuture(),
+                   {InferOrigin::Wire::kHttp, start},
                    [call = std::move(call), reply = std::move(reply)](absl::Status s) mutable {
                      if (!s.ok()) {
                        reply(Error(s));

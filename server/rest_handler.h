@@ -17,7 +17,8 @@
 //   POST v2/repository/models/M/load | unload    {"parameters": {...}}
 //   v2/systemsharedmemory/...                    server/shared_memory_api.h
 //   GET | POST v2/logging                        log settings (server/log_control.h)
-//   v2/cudasharedmemory/..., v2/trace/setting    501
+//   GET | POST v2[/models/M]/trace/setting       trace settings (server/trace_control.h)
+//   v2/cudasharedmemory/...                      501
 //
 // Thread safety: Handle may be called concurrently.
 #ifndef HGPIPE_SERVER_REST_HANDLER_H_

@@ -208,6 +208,67 @@ absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json) {
   return settings;
 }
 
+absl::StatusOr<NamedTraceSettings> ParseTraceSettingsJson(absl::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trace settings: the body must be a JSON object",
+        doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc.GetParseError()))
+                            : ""));
+  }
+  NamedTraceSettings settings;
+  for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
+    std::string name(m->name.GetString(), m->name.GetStringLength());
+    const rapidjson::Value& v = m->value;
+    auto text = [](const rapidjson::Value& s) {
+      return std::string(s.GetString(), s.GetStringLength());
+    };
+    TraceSettingValue value;
+    if (v.IsString()) {
+      value.emplace(1, text(v));
+    } else if (v.IsArray()) {
+      value.emplace();
+      for (const rapidjson::Value& e : v.GetArray()) {
+        if (!e.IsString()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("trace setting ", Quote(name), ": an array of strings only"));
+        }
+        value->push_back(text(e));
+      }
+    } else if (!v.IsNull()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trace setting ", Quote(name),
+                       ": the value must be a string, an array of strings or null"));
+    }
+    settings.emplace_back(std::move(name), std::move(value));
+  }
+  return settings;
+}
+
+std::string TraceSettingsToJson(const NamedTraceSettings& settings) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  for (const auto& [name, value] : settings) {
+    w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+    const std::vector<std::string> values = value.value_or(std::vector<std::string>());
+    const bool list = name == "trace_level";
+    if (list) w.StartArray();
+    for (const std::string& v : values) {
+      w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+      if (!list) break;
+    }
+    if (list) {
+      w.EndArray();
+    } else if (values.empty()) {
+      w.String("");
+    }
+  }
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
 std::string LogSettingsToJson(const NamedLogSettings& settings) {
   rapidjson::StringBuffer buf;
   Writer w(buf);

@@ -17,6 +17,7 @@
 #include "google/protobuf/message.h"
 #include "proto/grpc_service.pb.h"
 #include "server/log_control.h"
+#include "server/trace_control.h"
 
 namespace hgpipe::server {
 
@@ -62,6 +63,13 @@ std::string RepeatedToJsonArray(const google::protobuf::Message& message, absl::
 // wrong for anything else; and the list back as such an object.
 absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json);
 std::string LogSettingsToJson(const NamedLogSettings& settings);
+
+// Triton's trace setting body (server/trace_control.h): an object of
+// settings, each a string, an array of strings, or null (cleared).
+// InvalidArgument naming the setting for any other value.
+absl::StatusOr<NamedTraceSettings> ParseTraceSettingsJson(absl::string_view json);
+// trace_level as an array, the others as strings, as Triton answers.
+std::string TraceSettingsToJson(const NamedTraceSettings& settings);
 
 // {"error": message}.
 std::string ErrorJson(absl::string_view message);

@@ -38,7 +38,7 @@ inference::ServerMetadataResponse TritonApi::ServerMetadata() {
   resp.set_version(kServerVersion);
   for (const char* e : {"classification", "model_repository", "model_repository(unload_dependents)",
                         "schedule_policy", "model_configuration", "binary_tensor_data",
-                        "parameters", "statistics", "system_shared_memory", "logging"}) {
+                        "parameters", "statistics", "system_shared_memory", "logging", "trace"}) {
     resp.add_extensions(e);
   }
   return resp;
@@ -171,6 +171,17 @@ void TritonApi::Unload(const inference::RepositoryModelUnloadRequest& req, Done 
     return;
   }
   models_->Unload(req.model_name(), std::move(done));
+}
+
+absl::StatusOr<NamedTraceSettings> TritonApi::TraceSetting(const std::string& model,
+                                                           const NamedTraceSettings& update) {
+  if (trace_ == nullptr) return absl::UnimplementedError("tracing is not served here");
+  if (!model.empty()) {
+    absl::StatusOr<bool> known = models_->ModelReady(model, "");
+    if (!known.ok()) return known.status();
+  }
+  if (update.empty()) return trace_->Get(model);
+  return trace_->Update(model, update);
 }
 
 }  // namespace hgpipe::server

@@ -17,6 +17,7 @@
 #include "server/infer_pipeline.h"
 #include "server/model_manager.h"
 #include "server/statistics.h"
+#include "server/trace_control.h"
 
 namespace hgpipe::server {
 
@@ -26,9 +27,11 @@ inline constexpr char kServerVersion[] = "0.1.0";
 class TritonApi {
  public:
   using Done = absl::AnyInvocable<void(absl::Status)>;
-  // All must outlive the api.
-  TritonApi(ModelManager* models, const InferStatistics* statistics, const InferPipeline* pipeline)
-      : models_(models), statistics_(statistics), pipeline_(pipeline) {}
+  // All must outlive the api. `trace`: the server's trace settings (null:
+  // TraceSetting is Unimplemented).
+  TritonApi(ModelManager* models, const InferStatistics* statistics, const InferPipeline* pipeline,
+            TraceControl* trace = nullptr)
+      : models_(models), statistics_(statistics), pipeline_(pipeline), trace_(trace) {}
 
   // Name, version and the extensions served (Triton's names).
   static inference::ServerMetadataResponse ServerMetadata();
@@ -55,10 +58,17 @@ class TritonApi {
   void Load(const inference::RepositoryModelLoadRequest& request, Done done);
   void Unload(const inference::RepositoryModelUnloadRequest& request, Done done);
 
+  // Triton's trace extension (server/trace_control.h): `model`'s settings
+  // ("": the global ones) after `update` (none: only read them). NotFound
+  // for a model neither loaded nor in the repository.
+  absl::StatusOr<NamedTraceSettings> TraceSetting(const std::string& model,
+                                                  const NamedTraceSettings& update);
+
  private:
   ModelManager* const models_;
   const InferStatistics* const statistics_;
   const InferPipeline* const pipeline_;
+  TraceControl* const trace_;
 };
 
 }  // namespace hgpipe::server

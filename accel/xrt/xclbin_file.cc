@@ -435,38 +435,4 @@ absl::StatusOr<std::string> Repackage(absl::string_view bytes, absl::string_view
   return Assemble(top, sections, what);
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string reason = std::strerror(err);
-    if (err == ENOENT) {
-      return absl::NotFoundError(absl::StrCat(path, ": ", reason));
-    }
-    if (err == EACCES) {
-      return absl::PermissionDeniedError(absl::StrCat(path, ": ", reason));
-    }
-    return absl::InternalError(absl::StrCat(path, ": cannot open: ", reason));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    return absl::InternalError(absl::StrCat(path, ": read failed"));
-  }
-  return std::move(ss).str();
-}
-
-absl::Status WriteWholeFile(const std::string& path, absl::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) {
-    return absl::InternalError(absl::StrCat(path, ": cannot write: ", std::strerror(errno)));
-  }
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  out.close();
-  if (!out) {
-    return absl::InternalError(absl::StrCat(path, ": write failed"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace hgpipe::accel

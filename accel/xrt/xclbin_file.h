@@ -139,9 +139,7 @@ absl::StatusOr<XclbinContents> ParseXclbin(absl::string_view bytes, absl::string
 absl::StatusOr<std::string> Repackage(absl::string_view bytes, absl::string_view what,
                                       absl::string_view manifest);
 
-// Whole-file helpers. NotFound / PermissionDenied / Internal naming `path`.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
-absl::Status WriteWholeFile(const std::string& path, absl::string_view data);
+// (Whole-file reading and writing: base/file.h.)
 
 }  // namespace hgpipe::accel
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "accel/xrt/bitstream_file.h"
 #include "accel/xrt/xclbin_file.h"
+#include "base/file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/accel_xrt/xrt_test_util.h"

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

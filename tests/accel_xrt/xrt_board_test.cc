@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/mutex.h"
-#include "base/mutex.h"
 #include "absl/time/time.h"
 #include "accel/xrt/bitstream_file.h"
+#include "base/file.h"
+#include "base/mutex.h"
+#include "base/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/accel_xrt/xrt_test_util.h"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "gtest/gtest.h"
 
 namespace hgpipe::accel::testing {

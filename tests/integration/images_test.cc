@@ -194,6 +194,15 @@ TEST_F(ImagesTest, HgpipeClientPrintsTopKClassesWithLabelsForImageFiles) {
               ::testing::ContainsRegex("1\\. (T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|"
                                        "Shirt|Sneaker|Bag|Ankle boot) \\(class"));
   std::filesystem::remove(path);
+  // A file that cannot be read: an error naming it, not a crash.
+  for (const std::string& bad :
+       {std::filesystem::temp_directory_path().string(), std::string("/nonexistent/x.png")}) {
+    const ExitResult e =
+        RunToExit(BinDir() + "/hgpipe-client",
+                  {"--url=" + server_->grpc_target(), "infer", "fmnist_vit", "--image=" + bad});
+    EXPECT_TRUE(e.exited && e.code == 1) << e.log;
+    EXPECT_THAT(e.log, HasSubstr("--image " + bad)) << e.log;
+  }
 }
 
 TEST_F(ImagesTest, CorruptTruncatedAndUnsupportedImagesAreRefusedByIndex) {

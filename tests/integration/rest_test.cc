@@ -552,13 +552,6 @@ TEST_F(RestTest, GrpcTakesTritonsRepositoryParametersAndSaysWhatItDoesNotServe) 
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
     EXPECT_THAT(s.error_message(), HasSubstr("CUDA shared memory is not supported"));
   }
-  {
-    grpc::ClientContext ctx;
-    inference::TraceSettingResponse resp;
-    grpc::Status s = stub->TraceSetting(&ctx, inference::TraceSettingRequest(), &resp);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-    EXPECT_THAT(s.error_message(), HasSubstr("not supported"));
-  }
   auto meta = client->ServerMetadata();
   ASSERT_TRUE(meta.ok());
   EXPECT_THAT(meta->extensions(), ::testing::Contains("model_repository(unload_dependents)"));

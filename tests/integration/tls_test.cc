@@ -159,9 +159,9 @@ TEST(TlsTest, BadCertificateFlagsStopTheStart) {
 
 TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   auto server = ServerProcess::Start(
-      {"--grpc-restricted-protocol=model-repository,statistics:Admin-Key=s3cret",
+      {"--grpc-restricted-protocol=model-repository,statistics,trace:Admin-Key=s3cret",
        "--grpc-restricted-protocol=inference:infer-key=go",
-       "--http-restricted-api=model-repository,model-config,logging:admin-key=s3cret"});
+       "--http-restricted-api=model-repository,model-config,logging,trace:admin-key=s3cret"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto open = *clients::InferenceClient::Create((*server)->grpc_target());
   // Health and metadata stay open.
@@ -197,6 +197,9 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   auto admin = *clients::InferenceClient::Create((*server)->grpc_target(), o);
   EXPECT_TRUE(admin->RepositoryIndex().ok());
   EXPECT_TRUE(admin->ModelStatistics("verify").ok());
+  EXPECT_EQ(open->TraceSetting(inference::TraceSettingRequest()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin->TraceSetting(inference::TraceSettingRequest()).ok());
   EXPECT_TRUE(
       admin->Infer(*clients::MakeImageRequest("verify", clients::GenerateRandomImages(1, 1))).ok());
   o.metadata = {{"triton-grpc-protocol-admin-key", "wrong"}};
@@ -228,6 +231,10 @@ TEST(RestrictedTest, RestrictedGroupsNeedTheirHeaderAndHealthStaysOpen) {
   EXPECT_EQ(HttpCall("POST", url + "/v2/logging", R"({"log_verbose_level":2})").status, 403);
   EXPECT_EQ(HttpCall("GET", url + "/v2/logging", "", WithHeaders({"admin-key: s3cret"})).status,
             200);
+  EXPECT_EQ(HttpCall("GET", url + "/v2/trace/setting").status, 403);
+  EXPECT_EQ(
+      HttpCall("GET", url + "/v2/trace/setting", "", WithHeaders({"admin-key: s3cret"})).status,
+      200);
   {
     // Logging is not restricted on gRPC here.
     auto stub =

@@ -186,7 +186,7 @@ class RequestPipelineTest : public ::testing::Test {
   // Runs `request` through the pipeline; `out` says when it is answered.
   void Send(Outcome* out, const inference::ModelInferRequest& request,
             absl::Time deadline = absl::InfiniteFuture()) {
-    pipeline_->Infer(request, &out->response, deadline, [out](absl::Status s) {
+    pipeline_->Infer(request, &out->response, deadline, {}, [out](absl::Status s) {
       out->before_return = !out->returned.load();
       out->status = std::move(s);
       out->calls.fetch_add(1);

@@ -22,9 +22,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/flags.h"
 #include "accel/xrt/bitstream_file.h"
 #include "accel/xrt/xclbin_file.h"
+#include "base/file.h"
+#include "base/flags.h"
 #include "base/status_macros.h"
 #include "experimental/xrt_xclbin.h"
 
@@ -50,7 +51,7 @@ absl::Status Write(const std::string& out) {
   if (manifest_path.empty()) {
     return absl::InvalidArgumentError("write: --manifest is required");
   }
-  ASSIGN_OR_RETURN(std::string text, accel::ReadWholeFile(manifest_path));
+  ASSIGN_OR_RETURN(std::string text, hgpipe::ReadWholeFile(manifest_path));
   ASSIGN_OR_RETURN(accel::ManifestInfo m, accel::ParseManifest(text, manifest_path));
 
   accel::XclbinSpec spec;
@@ -91,7 +92,7 @@ absl::Status Write(const std::string& out) {
       {"hgpipe.manifest", absl::StrCat("USER_METADATA/", accel::kManifestSectionName)},
   };
   ASSIGN_OR_RETURN(std::string bytes, accel::BuildXclbin(spec));
-  RETURN_IF_ERROR(accel::WriteWholeFile(out, bytes));
+  RETURN_IF_ERROR(hgpipe::WriteWholeFile(out, bytes));
   std::cout << "wrote " << out << ": kernel " << kernel << ", uuid " << accel::UuidToHex(spec.uuid)
             << ", model " << m.manifest.name << ", " << bytes.size() << " bytes\n";
   return absl::OkStatus();
@@ -102,12 +103,12 @@ absl::Status Package(const std::string& in, const std::string& out) {
   if (manifest_path.empty()) {
     return absl::InvalidArgumentError("package: --manifest is required");
   }
-  ASSIGN_OR_RETURN(std::string text, accel::ReadWholeFile(manifest_path));
+  ASSIGN_OR_RETURN(std::string text, hgpipe::ReadWholeFile(manifest_path));
   ASSIGN_OR_RETURN(accel::ManifestInfo m, accel::ParseManifest(text, manifest_path));
   (void)m;
-  ASSIGN_OR_RETURN(std::string bytes, accel::ReadWholeFile(in));
+  ASSIGN_OR_RETURN(std::string bytes, hgpipe::ReadWholeFile(in));
   ASSIGN_OR_RETURN(std::string packaged, accel::Repackage(bytes, in, text));
-  RETURN_IF_ERROR(accel::WriteWholeFile(out, packaged));
+  RETURN_IF_ERROR(hgpipe::WriteWholeFile(out, packaged));
   // The result must be a bitstream the server accepts.
   absl::StatusOr<accel::BitstreamFile> check = accel::ReadBitstreamFile(out);
   if (!check.ok()) {
@@ -129,7 +130,7 @@ std::string ControlName(uint32_t control) {
 }
 
 absl::Status Info(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string bytes, accel::ReadWholeFile(path));
+  ASSIGN_OR_RETURN(std::string bytes, hgpipe::ReadWholeFile(path));
   ASSIGN_OR_RETURN(accel::XclbinContents c, accel::ParseXclbin(bytes, path));
   std::cout << "file:     " << path << " (" << bytes.size() << " bytes)\n"
             << "uuid:     " << accel::UuidToHex(c.uuid) << "\n"

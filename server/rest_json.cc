@@ -178,15 +178,25 @@ std::string ErrorJson(absl::string_view message) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+namespace {
+
+// A settings body (log or trace): a JSON object, else InvalidArgument
+// naming `what` and the parse error.
+absl::Status ParseSettingsObject(absl::string_view json, absl::string_view what,
+                                 rapidjson::Document* doc) {
+  doc->Parse(json.data(), json.size());
+  if (!doc->HasParseError() && doc->IsObject()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, ": the body must be a JSON object",
+      doc->HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc->GetParseError()))
+                           : ""));
+}
+
+}  // namespace
+
 absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "log settings: the body must be a JSON object",
-        doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc.GetParseError()))
-                            : ""));
-  }
+  if (absl::Status s = ParseSettingsObject(json, "log settings", &doc); !s.ok()) return s;
   NamedLogSettings settings;
   for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
     std::string name(m->name.GetString(), m->name.GetStringLength());
@@ -210,13 +220,7 @@ absl::StatusOr<NamedLogSettings> ParseLogSettingsJson(absl::string_view json) {
 
 absl::StatusOr<NamedTraceSettings> ParseTraceSettingsJson(absl::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "trace settings: the body must be a JSON object",
-        doc.HasParseError() ? absl::StrCat(": ", rapidjson::GetParseError_En(doc.GetParseError()))
-                            : ""));
-  }
+  if (absl::Status s = ParseSettingsObject(json, "trace settings", &doc); !s.ok()) return s;
   NamedTraceSettings settings;
   for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
     std::string name(m->name.GetString(), m->name.GetStringLength());

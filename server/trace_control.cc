@@ -1,6 +1,5 @@
 #include "server/trace_control.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,8 +29,9 @@ constexpr const char* kStepNames[kTraceSteps] = {
 constexpr size_t kMaxTracedRequestId = 1024;
 
 bool IsStart(TraceStep s) {
-  return s == TraceStep::kReceived || s == TraceStep::kRequestStart || s == TraceStep::kQueueStart ||
-         s == TraceStep::kComputeStart || s == TraceStep::kComputeOutputStart;
+  return s == TraceStep::kReceived || s == TraceStep::kRequestStart ||
+         s == TraceStep::kQueueStart || s == TraceStep::kComputeStart ||
+         s == TraceStep::kComputeOutputStart;
 }
 
 absl::Status Bad(absl::string_view name, absl::string_view why) {
@@ -94,7 +94,9 @@ absl::StatusOr<TraceSettings> TraceSettingsFromFlags(const std::string& file,
     return absl::InvalidArgumentError(absl::StrCat("--trace-rate: ", rate, " is not in [1, 2^32)"));
   }
   s.rate = static_cast<uint32_t>(rate);
-  if (count < -1) return absl::InvalidArgumentError(absl::StrCat("--trace-count: ", count, " < -1"));
+  if (count < -1) {
+    return absl::InvalidArgumentError(absl::StrCat("--trace-count: ", count, " < -1"));
+  }
   s.count = count;
   if (log_frequency < 0 || log_frequency > kMaxU32) {
     return absl::InvalidArgumentError(
@@ -128,8 +130,7 @@ std::string RequestTrace::ToJson() const {
   w.Key("model_version");
   w.Int(1);
   w.Key("request_id");
-  const size_t id_bytes = std::min(request_id_.size(), kMaxTracedRequestId);
-  w.String(request_id_.data(), static_cast<rapidjson::SizeType>(id_bytes));
+  w.String(request_id_.data(), static_cast<rapidjson::SizeType>(request_id_.size()));
   w.EndObject();
   std::string out(buf.GetString(), buf.GetSize());
   buf.Clear();
@@ -257,8 +258,8 @@ absl::StatusOr<NamedTraceSettings> TraceControl::Update(absl::string_view model,
         } else if (model.empty()) {
           global.count = v.value_or(initial_.count);
         } else if (rate) {
-          own.rate = v.has_value() ? std::optional<uint32_t>(static_cast<uint32_t>(*v))
-                                   : std::nullopt;
+          own.rate =
+              v.has_value() ? std::optional<uint32_t>(static_cast<uint32_t>(*v)) : std::nullopt;
         } else {
           own.count = v;
         }
@@ -282,7 +283,8 @@ absl::StatusOr<NamedTraceSettings> TraceControl::Update(absl::string_view model,
     }
     const bool on = own.timestamps.value_or(global.timestamps) || global.timestamps;
     if (on && global.file.empty()) {
-      return Bad("trace_level", "TIMESTAMPS needs a trace file: start the server with --trace-file");
+      return Bad("trace_level",
+                 "TIMESTAMPS needs a trace file: start the server with --trace-file");
     }
     if (global.log_frequency != global_.log_frequency) CloseFileLocked();
     global_ = global;
@@ -297,8 +299,7 @@ absl::StatusOr<NamedTraceSettings> TraceControl::Update(absl::string_view model,
 }
 
 std::unique_ptr<RequestTrace> TraceControl::Sample(absl::string_view model,
-                                                   absl::string_view request_id,
-                                                   TraceWire wire) {
+                                                   absl::string_view request_id, TraceWire wire) {
   if (!any_on_.load(std::memory_order_relaxed)) return nullptr;
   hgpipe::MutexLock l(&mu_);
   auto it = models_.find(model);
@@ -311,8 +312,9 @@ std::unique_ptr<RequestTrace> TraceControl::Sample(absl::string_view model,
     int64_t& count = own != nullptr && own->count.has_value() ? *own->count : global_.count;
     if (--count == 0) any_on_.store(AnyOnLocked());
   }
-  return std::make_unique<RequestTrace>(next_id_++, std::string(model),
-                                        std::string(request_id), wire);
+  // Only what the file will hold of the id is kept (it is client text).
+  return std::make_unique<RequestTrace>(
+      next_id_++, std::string(model), std::string(request_id.substr(0, kMaxTracedRequestId)), wire);
 }
 
 void TraceControl::Write(const RequestTrace& trace) {

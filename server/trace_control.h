@@ -145,6 +145,7 @@ class TraceControl {
                                             const NamedTraceSettings& update);
 
   // A trace for the request about to start, or null if it is not sampled.
+  // The trace keeps the first 1 KiB of `request_id` (client text).
   std::unique_ptr<RequestTrace> Sample(absl::string_view model, absl::string_view request_id,
                                        TraceWire wire);
   // Writes a finished trace to the file.

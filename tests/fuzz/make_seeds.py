@@ -117,6 +117,12 @@ def main():
         rest('{"inputs":[{"name":"INPUT","datatype":"INT8","shape":[1,2,4],'
              '"data":[-4,-3,-2,-1,0,1,2,3]}],"outputs":[{"name":"LOGITS",'
              '"parameters":{"binary_data":true}}]}'))
+    # Settings bodies (the whole input is also parsed as one).
+    put("rest_json_fuzz", "trace_settings",
+        b'{"trace_level":["TIMESTAMPS"],"trace_rate":"10","trace_count":null,'
+        b'"log_frequency":"2","trace_file":"","trace_mode":"triton"}')
+    put("rest_json_fuzz", "log_settings",
+        b'{"log_verbose_level":1,"log_info":false,"log_format":"ISO8601","log_file":null}')
 
 
 if __name__ == "__main__":

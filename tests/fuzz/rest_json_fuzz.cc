@@ -3,8 +3,10 @@
 // as Inference-Header-Content-Length, say how much of the rest is the JSON
 // header; the remainder is binary tensor data), then the parsed request
 // validated against the bundled models' configs and a response written back
-// for the outputs it asked for. Bad input must be refused with a status,
-// never crash, read out of bounds or allocate without bound.
+// for the outputs it asked for. The whole input is also a log settings and
+// a trace settings body, applied globally and to a model. Bad input must be
+// refused with a status, never crash, read out of bounds or allocate
+// without bound.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -12,12 +14,29 @@
 #include <vector>
 
 #include "server/infer_request.h"
+#include "server/log_control.h"
+#include "server/trace_control.h"
 #include "tests/fuzz/bundled_configs.h"
 #include "server/rest_json.h"
 
 namespace {
 
 const std::vector<hgpipe::config::ModelConfig>* configs;
+hgpipe::server::TraceControl* trace;  // no trace file: nothing is written
+
+void CheckSettings(const std::string& json) {
+  if (auto log = hgpipe::server::ParseLogSettingsJson(json); log.ok()) {
+    (void)hgpipe::server::ApplyLogSettings(hgpipe::server::LogSettings(), *log);
+  }
+  if (auto update = hgpipe::server::ParseTraceSettingsJson(json); update.ok()) {
+    for (const char* model : {"", "fmnist_vit"}) {
+      if (auto now = trace->Update(model, *update); now.ok()) {
+        volatile size_t sink = hgpipe::server::TraceSettingsToJson(*now).size();
+        (void)sink;
+      }
+    }
+  }
+}
 
 void Check(std::string json, std::string binary) {
   hgpipe::server::RestInferRequest in;
@@ -54,6 +73,7 @@ void Check(std::string json, std::string binary) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   configs = hgpipe::fuzz::InitBundledConfigs();
+  trace = new hgpipe::server::TraceControl(hgpipe::server::TraceSettings{});
   return 0;
 }
 
@@ -61,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const char* bytes = reinterpret_cast<const char*>(data);
   // The whole input as a JSON body, with no binary part.
   Check(std::string(bytes, size), "");
+  CheckSettings(std::string(bytes, size));
   if (size < 4) return 0;
   uint32_t header = 0;
   memcpy(&header, data, 4);

@@ -73,9 +73,9 @@ inference::TraceSettingRequest Settings(
 
 TEST(TraceTest, SampledRequestsLeaveTritonsTraceFileAndTheSettingsChangeOverBothProtocols) {
   const std::string path = absl::StrCat(::testing::TempDir(), "/hgpipe-trace-", getpid(), ".json");
-  auto server = ServerProcess::Start({"--boards=sim:1", "--trace-file=" + path,
-                                      "--trace-level=TIMESTAMPS", "--trace-rate=1",
-                                      "--trace-log-frequency=1"});
+  auto server =
+      ServerProcess::Start({"--boards=sim:1", "--trace-file=" + path, "--trace-level=TIMESTAMPS",
+                            "--trace-rate=1", "--trace-log-frequency=1"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = *clients::InferenceClient::Create((*server)->grpc_target());
   const std::string url = (*server)->http_url();
@@ -101,9 +101,9 @@ TEST(TraceTest, SampledRequestsLeaveTritonsTraceFileAndTheSettingsChangeOverBoth
   EXPECT_GT(traces[0].ns[6] - traces[0].ns[5], 100'000);
 
   // A request refused at once: its start and end only.
-  EXPECT_EQ(HttpCall("POST", url + "/v2/models/verify/infer", R"({"id":"bad-1","inputs":[]})")
-                .status,
-            400);
+  EXPECT_EQ(
+      HttpCall("POST", url + "/v2/models/verify/infer", R"({"id":"bad-1","inputs":[]})").status,
+      400);
   traces = ReadTraces(path + ".1");
   ASSERT_EQ(traces.size(), 1u);
   EXPECT_EQ(traces[0].request_id, "bad-1");
@@ -193,8 +193,8 @@ TEST(TraceTest, TheTraceFileIsCompleteWhenTheServerStopsAndBadFlagsStopTheStart)
   const std::string path =
       absl::StrCat(::testing::TempDir(), "/hgpipe-trace-stop-", getpid(), ".json");
   {
-    auto server = ServerProcess::Start({"--boards=sim:1", "--trace-file=" + path,
-                                        "--trace-level=TIMESTAMPS", "--trace-rate=2"});
+    auto server = ServerProcess::Start(
+        {"--boards=sim:1", "--trace-file=" + path, "--trace-level=TIMESTAMPS", "--trace-rate=2"});
     ASSERT_TRUE(server.ok()) << server.status();
     auto client = *clients::InferenceClient::Create((*server)->grpc_target());
     for (int i = 0; i < 6; ++i) {
@@ -213,8 +213,7 @@ TEST(TraceTest, TheTraceFileIsCompleteWhenTheServerStopsAndBadFlagsStopTheStart)
   EXPECT_EQ(traces[2].steps.size(), 9u);
   std::remove(path.c_str());
 
-  for (const auto& [flags, message] :
-       std::vector<std::pair<std::vector<std::string>, std::string>>{
+  for (const auto& [flags, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--trace-level=TIMESTAMPS"}, "--trace-level TIMESTAMPS needs --trace-file"},
            {{"--trace-rate=0"}, "--trace-rate: 0 is not in [1, 2^32)"},
            {{"--trace-level=TENSORS", "--trace-file=/tmp/t.json"}, "TENSORS is not supported"},

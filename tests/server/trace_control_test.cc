@@ -80,19 +80,20 @@ TEST(TraceSettingsTest, TheFlagsGiveTheSettingsTheServerStartsWith) {
 // value for a model, to the start-up value globally.
 TEST(TraceSettingsTest, ModelSettingsFollowTheGlobalOnesUntilSetAndClearAsTritonDoes) {
   TraceControl trace(Initial(TempPath("unused.json")));
-  const std::map<std::string, std::string> start = {
-      {"trace_file", TempPath("unused.json")},
-      {"trace_level", "TIMESTAMPS"},
-      {"trace_rate", "1"},
-      {"trace_count", "-1"},
-      {"log_frequency", "0"},
-      {"trace_mode", "triton"}};
+  const std::map<std::string, std::string> start = {{"trace_file", TempPath("unused.json")},
+                                                    {"trace_level", "TIMESTAMPS"},
+                                                    {"trace_rate", "1"},
+                                                    {"trace_count", "-1"},
+                                                    {"log_frequency", "0"},
+                                                    {"trace_mode", "triton"}};
   EXPECT_EQ(ByName(trace.Get("")), start);
   EXPECT_EQ(ByName(trace.Get("simple")), start);
 
   ASSERT_TRUE(trace.Update("simple", {{"trace_rate", V("12")}}).ok());
   ASSERT_TRUE(
-      trace.Update("", {{"trace_rate", V("56")}, {"trace_count", V("78")}, {"trace_level", V("OFF")}})
+      trace
+          .Update("",
+                  {{"trace_rate", V("56")}, {"trace_count", V("78")}, {"trace_level", V("OFF")}})
           .ok());
   std::map<std::string, std::string> model = ByName(trace.Get("simple"));
   EXPECT_EQ(model["trace_rate"], "12");    // its own
@@ -207,7 +208,8 @@ TEST(TraceControlTest, WritesTritonsJsonArraysLogFrequencyTracesPerFile) {
   {
     TraceControl trace(s);
     for (int i = 0; i < 5; ++i) {
-      std::unique_ptr<RequestTrace> t = trace.Sample("verify", absl::StrCat("req-", i), TraceWire::kGrpc);
+      std::unique_ptr<RequestTrace> t =
+          trace.Sample("verify", absl::StrCat("req-", i), TraceWire::kGrpc);
       ASSERT_NE(t, nullptr);
       t->Mark(TraceStep::kRequestStart, t0);
       t->Mark(TraceStep::kQueueStart, t0 + absl::Microseconds(10));
@@ -246,7 +248,8 @@ TEST(TraceControlTest, WritesTritonsJsonArraysLogFrequencyTracesPerFile) {
   s.log_frequency = 0;
   {
     TraceControl trace(s);
-    for (int i = 0; i < 3; ++i) trace.Write(*trace.Sample("m", std::string(5000, 'x'), TraceWire::kGrpc));
+    for (int i = 0; i < 3; ++i)
+      trace.Write(*trace.Sample("m", std::string(5000, 'x'), TraceWire::kGrpc));
   }
   rapidjson::Document doc;
   const std::string text = ReadFile(path);

@@ -28,6 +28,7 @@
 #   WARMUP=2000 NICE=0 MODES="bytes shm"
 #   SERVER=BUILD_DIR/bin/hgpipe-server ECHO=BUILD_DIR/bin/hgpipe-echo-server
 #   (point SERVER at another build to measure it: the baseline on main)
+#   SERVER_FLAGS="" (more hgpipe-server flags, e.g. the --trace-* ones)
 #   OUT=BUILD_DIR/bench-results/batch1-<timestamp>
 # Prints one line per round and server, then the ratios of each round and
 # their medians.
@@ -42,6 +43,7 @@ STREAMS=${STREAMS:-16}
 WARMUP=${WARMUP:-2000}
 NICE=${NICE:-0}
 MODES=${MODES:-"bytes shm"}
+SERVER_FLAGS=${SERVER_FLAGS:-}
 SERVER=${SERVER:-$BUILD/bin/hgpipe-server}
 ECHO=${ECHO:-$BUILD/bin/hgpipe-echo-server}
 OUT=${OUT:-$BUILD/bench-results/batch1-$(date +%Y%m%d-%H%M%S)}
@@ -66,9 +68,10 @@ trap cleanup EXIT
 
 bench_start "$OUT/echo.log" nice -n "$NICE" "$ECHO" --host 127.0.0.1 --grpc-port 0
 echo_pid=$BENCH_PID ECHO_GRPC=$BENCH_GRPC
+read -r -a server_flags <<< "$SERVER_FLAGS"
 bench_start "$OUT/server.log" nice -n "$NICE" "$SERVER" --host 127.0.0.1 --grpc-port 0 \
   --http-port -1 --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 \
-  --emulated-compute=false --allow-client-shm=true
+  --emulated-compute=false --allow-client-shm=true "${server_flags[@]}"
 server_pid=$BENCH_PID GRPC=$BENCH_GRPC METRICS=$BENCH_METRICS
 echo "echo: $ECHO_GRPC (pid $echo_pid)  server: $GRPC (pid $server_pid, metrics $METRICS)"
 

@@ -16,7 +16,8 @@
 // server's worker pool); an image that fails to decode there fails its
 // request alone. When the scheduler answers: decode the logits with the
 // answering variant's scale, write a shared-memory output, count the
-// request in the metrics and the statistics, and call `done`.
+// request in the metrics and the statistics, write its trace if it was
+// sampled (server/trace_control.h), and call `done`.
 //
 // Each request is one InferCall (request_pipeline.cc), allocated when the
 // model is found and deleted right after `done` returns: it holds the model,

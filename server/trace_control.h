@@ -38,8 +38,8 @@
 // the server stops. A change of log_frequency completes the file being
 // written; later traces start the next numbered one.
 //
-// Thread safety: every method is thread-safe. A request not sampled costs
-// one relaxed atomic load while no tracing is on.
+// Thread safety: every method is thread-safe. While no tracing is on,
+// Sample costs one relaxed atomic load.
 #ifndef HGPIPE_SERVER_TRACE_CONTROL_H_
 #define HGPIPE_SERVER_TRACE_CONTROL_H_
 

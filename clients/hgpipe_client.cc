@@ -182,8 +182,9 @@ absl::StatusOr<std::vector<int8_t>> LoadImages(size_t image_bytes) {
     return GenerateRandomImages(random, absl::GetFlag(FLAGS_seed), image_bytes);
   }
   absl::StatusOr<std::string> read = ReadWholeFile(path);
-  if (!read.ok())
+  if (!read.ok()) {
     return absl::Status(read.status().code(), absl::StrCat("--input ", read.status().message()));
+  }
   const std::string& bytes = *read;
   if (bytes.empty() || bytes.size() % image_bytes != 0) {
     return absl::InvalidArgumentError(absl::StrCat("--input ", path, " holds ", bytes.size(),

@@ -14,12 +14,12 @@
 namespace hgpipe::server {
 
 // Where a request came from, for its trace (server/trace_control.h): the
-// wire, and when the front end had all of it (the gRPC handler's call, the
-// HTTP body read).
+// wire, and when the front end had all of it (the HTTP body read), or
+// InfinitePast for the time Infer is called (the gRPC handler's call).
 struct InferOrigin {
   enum class Wire { kGrpc, kHttp };
   Wire wire = Wire::kGrpc;
-  absl::Time received;
+  absl::Time received = absl::InfinitePast();
 };
 
 class InferPipeline {

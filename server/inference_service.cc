@@ -232,7 +232,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
                                                        inference::ModelInferResponse* resp) {
   if (absl::Status s = Allowed(*ctx, ApiGroup::kInference); !s.ok()) return Answer(ctx, s);
   auto* reactor = ctx->DefaultReactor();
-  pipeline_->Infer(*req, resp, CallDeadline(*ctx), {InferOrigin::Wire::kGrpc, absl::Now()},
+  pipeline_->Infer(*req, resp, CallDeadline(*ctx), {InferOrigin::Wire::kGrpc},
                    [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
   return reactor;
 }

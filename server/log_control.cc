@@ -113,12 +113,14 @@ absl::StatusOr<LogSettings> LogSettingsFromFlags(const std::string& level, int v
   LogSettings s;
   s.info = level == "info";
   s.warning = level != "error";
-  if (verbose < 0)
+  if (verbose < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--log-verbose: ", verbose, " is below 0"));
+  }
   s.verbose_level = static_cast<uint32_t>(verbose);
   absl::StatusOr<LogFormat> f = ParseFormat(format);
-  if (!f.ok())
+  if (!f.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--log-format: ", f.status().message()));
+  }
   s.format = *f;
   s.file = file;
   return s;

@@ -196,7 +196,8 @@ void RequestPipeline::Infer(const inference::ModelInferRequest& request,
   const config::ModelConfig& c = m.entry.config;
   if (trace_ != nullptr) call->trace = trace_->Sample(m.name(), request.id(), origin.wire);
   if (call->trace != nullptr) {
-    call->trace->Mark(TraceStep::kReceived, origin.received);
+    call->trace->Mark(TraceStep::kReceived,
+                      origin.received == absl::InfinitePast() ? start : origin.received);
     call->trace->Mark(TraceStep::kRequestStart, start);
   }
   // Tensors in shared memory: the input is read from its region, the output

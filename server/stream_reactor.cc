@@ -57,7 +57,7 @@ void StreamReactor::OnReadDone(bool ok) {
     return;
   }
   pipeline_->Infer(item->request, item->response.mutable_infer_response(), deadline_,
-                   {InferOrigin::Wire::kGrpc, absl::Now()},
+                   {InferOrigin::Wire::kGrpc},
                    [this, item](absl::Status s) { OnInferDone(item, std::move(s)); });
   {
     hgpipe::MutexLock l(&mu_);

@@ -165,49 +165,56 @@ std::string RequestTrace::ToJson() const {
   return out;
 }
 
-TraceControl::TraceControl(TraceSettings initial) : initial_(initial), global_(initial) {
+TraceControl::TraceControl(TraceSettings initial)
+    : initial_(initial), global_(initial), log_frequency_(initial.log_frequency) {
   hgpipe::MutexLock l(&mu_);
   any_on_.store(AnyOnLocked());
 }
 
 TraceControl::~TraceControl() {
-  hgpipe::MutexLock l(&mu_);
+  hgpipe::MutexLock l(&file_mu_);
   CloseFileLocked();
 }
 
-TraceSettings TraceControl::EffectiveLocked(absl::string_view model) const {
-  TraceSettings s = global_;
-  if (model.empty()) return s;
+TraceControl::ModelSettings* TraceControl::FindLocked(absl::string_view model) {
   auto it = models_.find(model);
-  if (it == models_.end()) return s;
-  const ModelSettings& m = it->second;
-  s.timestamps = m.timestamps.value_or(s.timestamps);
-  s.rate = m.rate.value_or(s.rate);
-  s.count = m.count.value_or(s.count);
-  return s;
+  return it == models_.end() ? nullptr : &it->second;
+}
+
+const TraceControl::ModelSettings* TraceControl::FindLocked(absl::string_view model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? nullptr : &it->second;
+}
+
+TraceControl::Sampling TraceControl::SamplingLocked(const ModelSettings* own) const {
+  Sampling s{global_.timestamps, global_.rate, global_.count};
+  if (own == nullptr) return s;
+  return {own->timestamps.value_or(s.timestamps), own->rate.value_or(s.rate),
+          own->count.value_or(s.count)};
 }
 
 bool TraceControl::AnyOnLocked() const {
-  if (global_.timestamps && global_.count != 0) return true;
-  for (const auto& [name, m] : models_) {
-    const TraceSettings s = EffectiveLocked(name);
-    if (s.timestamps && s.count != 0) return true;
+  if (SamplingLocked(nullptr).on()) return true;
+  for (const auto& [name, own] : models_) {
+    if (SamplingLocked(&own).on()) return true;
   }
   return false;
 }
 
 NamedTraceSettings TraceControl::Get(absl::string_view model) const {
-  TraceSettings s;
+  Sampling s;
+  uint32_t log_frequency;
   {
     hgpipe::MutexLock l(&mu_);
-    s = EffectiveLocked(model);
+    s = SamplingLocked(FindLocked(model));
+    log_frequency = global_.log_frequency;
   }
   return {
-      {"trace_file", Values(s.file)},
+      {"trace_file", Values(initial_.file)},
       {"trace_level", Values(s.timestamps ? "TIMESTAMPS" : "OFF")},
       {"trace_rate", Values(absl::StrCat(s.rate))},
       {"trace_count", Values(absl::StrCat(s.count))},
-      {"log_frequency", Values(absl::StrCat(s.log_frequency))},
+      {"log_frequency", Values(absl::StrCat(log_frequency))},
       {"trace_mode", Values("triton")},
   };
 }
@@ -218,15 +225,15 @@ absl::StatusOr<NamedTraceSettings> TraceControl::Update(absl::string_view model,
     hgpipe::MutexLock l(&mu_);
     TraceSettings global = global_;
     ModelSettings own;
-    if (auto it = models_.find(model); !model.empty() && it != models_.end()) own = it->second;
+    if (const ModelSettings* found = FindLocked(model); found != nullptr) own = *found;
     for (const auto& [name, value] : update) {
       // A cleared setting: the start-up value globally, the global one for
       // a model. An empty list clears too (gRPC cannot tell it from none).
       const bool clear = !value.has_value() || value->empty();
       if (name == "trace_file") {
-        if (!clear && (value->size() != 1 || (*value)[0] != global.file)) {
+        if (!clear && (value->size() != 1 || (*value)[0] != initial_.file)) {
           return Bad(name, absl::StrCat("the trace file is fixed at start-up (--trace-file ",
-                                        Quote(global.file), ")"));
+                                        Quote(initial_.file), ")"));
         }
       } else if (name == "trace_mode") {
         if (!clear && (value->size() != 1 || (*value)[0] != "triton")) {
@@ -281,18 +288,17 @@ absl::StatusOr<NamedTraceSettings> TraceControl::Update(absl::string_view model,
                          "trace_mode)"));
       }
     }
-    const bool on = own.timestamps.value_or(global.timestamps) || global.timestamps;
-    if (on && global.file.empty()) {
+    if (initial_.file.empty() && (global.timestamps || own.timestamps.value_or(false))) {
       return Bad("trace_level",
                  "TIMESTAMPS needs a trace file: start the server with --trace-file");
     }
-    if (global.log_frequency != global_.log_frequency) CloseFileLocked();
-    global_ = global;
-    if (!model.empty()) {
-      const uint64_t seen = models_[model].seen;
-      models_[model] = own;
-      models_[model].seen = seen;
+    if (global.log_frequency != global_.log_frequency) {
+      hgpipe::MutexLock f(&file_mu_);
+      CloseFileLocked();
+      log_frequency_ = global.log_frequency;
     }
+    global_ = global;
+    if (!model.empty()) models_[model] = own;  // `own` carries its count of requests seen
     any_on_.store(AnyOnLocked());
   }
   return Get(model);
@@ -302,10 +308,9 @@ std::unique_ptr<RequestTrace> TraceControl::Sample(absl::string_view model,
                                                    absl::string_view request_id, TraceWire wire) {
   if (!any_on_.load(std::memory_order_relaxed)) return nullptr;
   hgpipe::MutexLock l(&mu_);
-  auto it = models_.find(model);
-  ModelSettings* own = it == models_.end() ? nullptr : &it->second;
-  const TraceSettings s = EffectiveLocked(model);
-  if (!s.timestamps || s.count == 0) return nullptr;
+  ModelSettings* own = FindLocked(model);
+  const Sampling s = SamplingLocked(own);
+  if (!s.on()) return nullptr;
   uint64_t& seen = own != nullptr && own->rate.has_value() ? own->seen : global_seen_;
   if (++seen % s.rate != 0) return nullptr;
   if (s.count > 0) {
@@ -318,13 +323,13 @@ std::unique_ptr<RequestTrace> TraceControl::Sample(absl::string_view model,
 }
 
 void TraceControl::Write(const RequestTrace& trace) {
+  if (initial_.file.empty()) return;
   const std::string json = trace.ToJson();
-  hgpipe::MutexLock l(&mu_);
-  if (global_.file.empty()) return;
+  hgpipe::MutexLock l(&file_mu_);
   if (out_ == nullptr) {
-    std::string path = global_.file;
-    if (global_.log_frequency > 0 || base_used_) absl::StrAppend(&path, ".", next_index_++);
-    base_used_ = base_used_ || global_.log_frequency == 0;
+    std::string path = initial_.file;
+    if (log_frequency_ > 0 || base_used_) absl::StrAppend(&path, ".", next_index_++);
+    base_used_ = base_used_ || log_frequency_ == 0;
     out_ = std::fopen(path.c_str(), "w");
     if (out_ == nullptr) {
       LOG(WARNING) << "trace " << trace.id() << " dropped: cannot open " << path << ": "
@@ -337,7 +342,7 @@ void TraceControl::Write(const RequestTrace& trace) {
   }
   std::fwrite(json.data(), 1, json.size(), out_);
   ++in_file_;
-  if (global_.log_frequency > 0 && in_file_ >= global_.log_frequency) CloseFileLocked();
+  if (log_frequency_ > 0 && in_file_ >= log_frequency_) CloseFileLocked();
 }
 
 void TraceControl::CloseFileLocked() {

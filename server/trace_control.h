@@ -39,7 +39,8 @@
 // written; later traces start the next numbered one.
 //
 // Thread safety: every method is thread-safe. While no tracing is on,
-// Sample costs one relaxed atomic load.
+// Sample costs one relaxed atomic load. Writing a trace holds the file's
+// own lock, not the one sampling takes.
 #ifndef HGPIPE_SERVER_TRACE_CONTROL_H_
 #define HGPIPE_SERVER_TRACE_CONTROL_H_
 
@@ -159,24 +160,39 @@ class TraceControl {
     std::optional<int64_t> count;
     uint64_t seen = 0;  // requests counted against its own rate
   };
-  TraceSettings EffectiveLocked(absl::string_view model) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sampling settings that apply to a model with `own` settings (null:
+  // none of its own).
+  struct Sampling {
+    bool timestamps;
+    uint32_t rate;
+    int64_t count;
+    bool on() const { return timestamps && count != 0; }
+  };
+  Sampling SamplingLocked(const ModelSettings* own) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `model`'s own settings, or null ("" or none set).
+  ModelSettings* FindLocked(absl::string_view model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const ModelSettings* FindLocked(absl::string_view model) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether any request may be sampled now.
   bool AnyOnLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CloseFileLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseFileLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(file_mu_);
 
-  const TraceSettings initial_;
+  const TraceSettings initial_;  // its file is the trace file, fixed
   std::atomic<bool> any_on_{false};
   mutable hgpipe::Mutex mu_;
   TraceSettings global_ ABSL_GUARDED_BY(mu_);
   uint64_t global_seen_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, ModelSettings> models_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  // The file being written: open, how many traces it holds, and the next
+  // The file being written, under its own lock: a request being sampled
+  // never waits for the disk. Its traces per file (global_.log_frequency's
+  // copy), whether it is open, how many traces it holds, and the next
   // numbered file's index.
-  std::FILE* out_ ABSL_GUARDED_BY(mu_) = nullptr;
-  uint32_t in_file_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
-  bool base_used_ ABSL_GUARDED_BY(mu_) = false;
+  hgpipe::Mutex file_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  uint32_t log_frequency_ ABSL_GUARDED_BY(file_mu_);
+  std::FILE* out_ ABSL_GUARDED_BY(file_mu_) = nullptr;
+  uint32_t in_file_ ABSL_GUARDED_BY(file_mu_) = 0;
+  uint32_t next_index_ ABSL_GUARDED_BY(file_mu_) = 0;
+  bool base_used_ ABSL_GUARDED_BY(file_mu_) = false;
 };
 
 }  // namespace hgpipe::server

@@ -261,6 +261,31 @@ TEST(TraceControlTest, WritesTritonsJsonArraysLogFrequencyTracesPerFile) {
   std::remove(path.c_str());
 }
 
+// A change of log_frequency completes the file being written; later
+// traces start the next numbered file.
+TEST(TraceControlTest, ALogFrequencyChangeCompletesTheFileAndMovesToTheNextNumberedOne) {
+  const std::string path = TempPath("change.json");
+  TraceSettings s = Initial(path);  // log_frequency 0: the path itself
+  {
+    TraceControl trace(s);
+    trace.Write(*trace.Sample("m", "first", TraceWire::kGrpc));
+    ASSERT_TRUE(trace.Update("", {{"log_frequency", V("5")}}).ok());
+    // Complete now, with its one trace.
+    rapidjson::Document first;
+    first.Parse(ReadFile(path).c_str());
+    ASSERT_FALSE(first.HasParseError()) << ReadFile(path);
+    EXPECT_EQ(first.Size(), 2u);
+    trace.Write(*trace.Sample("m", "second", TraceWire::kGrpc));
+  }
+  rapidjson::Document second;
+  second.Parse(ReadFile(path + ".0").c_str());
+  ASSERT_FALSE(second.HasParseError()) << ReadFile(path + ".0");
+  ASSERT_EQ(second.Size(), 2u);
+  EXPECT_STREQ(second[0]["request_id"].GetString(), "second");
+  std::remove(path.c_str());
+  std::remove((path + ".0").c_str());
+}
+
 TEST(RequestTraceTest, StartsKeepTheEarliestTimeAndEndsTheLatestAcrossThreads) {
   RequestTrace trace(1, "m", "", TraceWire::kHttp);
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);

@@ -24,4 +24,8 @@ RunTimes PipelineModel::Submit(absl::Time submit, uint32_t n) {
   return t;
 }
 
+void PipelineModel::TakeBack(absl::Time input_free_at) {
+  input_free_at_ = std::min(input_free_at_, input_free_at);
+}
+
 }  // namespace hgpipe::accel

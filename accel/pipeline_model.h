@@ -34,6 +34,12 @@ class PipelineModel {
   RunTimes Submit(absl::Time submit, uint32_t n);
   // What Submit would return, without recording the run.
   RunTimes Predict(absl::Time submit, uint32_t n) const;
+  // Takes back input time recorded for runs (or their last images) that
+  // will not be submitted after all: the input stream is free at
+  // `input_free_at`, no later than now recorded. Only the caller knows
+  // whether a run recorded later depends on what is taken back, so it must
+  // pass what Submit would have left without it.
+  void TakeBack(absl::Time input_free_at);
 
   // When the input stream is free (the past if it is idle).
   absl::Time input_free_at() const { return input_free_at_; }

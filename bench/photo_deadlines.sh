@@ -19,8 +19,12 @@
 #             (hgpipe_late_results_dropped_images_total); since 2026-12-07 those
 #             answered before their decode began are not decoded, only
 #             computed on stale slot data;
-#   skipped   of those, the ones not decoded
-#             (hgpipe_skipped_fill_images_total; 0 on builds without it).
+#   skipped   images of answered requests not decoded, computed on stale
+#             slot data unless withheld (hgpipe_skipped_fill_images_total;
+#             0 on builds without it);
+#   withheld  images of answered requests not sent to the board at all
+#             (hgpipe_withheld_images_total, not in `wasted`; 0 on builds
+#             without it).
 # and h2load's mean time per request and requests/s.
 #
 # Environment: REQUESTS (default 8000), RATE (default 1000), CLIENTS
@@ -51,11 +55,11 @@ metric() {  # metric NAME [LABEL_REGEX]: the sum over deit_tiny's series
 snapshot() {
   echo "$(metric hgpipe_images_total) $(metric hgpipe_requests_total 'code="DEADLINE_EXCEEDED"')" \
     "$(metric hgpipe_deadline_expired_requests_total) $(metric hgpipe_late_results_dropped_images_total)" \
-    "$(metric hgpipe_skipped_fill_images_total)"
+    "$(metric hgpipe_skipped_fill_images_total) $(metric hgpipe_withheld_images_total)"
 }
 
-printf "%-24s %8s %8s %8s %8s %8s %8s %10s %10s\n" build requests ok refused expired wasted \
-  skipped mean_ms req_per_s
+printf "%-24s %8s %8s %8s %8s %8s %8s %8s %10s %10s\n" build requests ok refused expired wasted \
+  skipped withheld mean_ms req_per_s
 for build in "$@"; do
   bench_start "$work/server.log" "$build/bin/hgpipe-server" \
     --model-repository "${MODELS:-$src/models}" \
@@ -71,13 +75,13 @@ for build in "$@"; do
       { cat "$work/h2load.log"; exit 1; }
   }
   h2 1000  # warm up: threads, the learned fill time and decode cost
-  read -r ok0 de0 ex0 wa0 sk0 < <(snapshot)
+  read -r ok0 de0 ex0 wa0 sk0 wh0 < <(snapshot)
   h2 "$requests"
-  read -r ok1 de1 ex1 wa1 sk1 < <(snapshot)
+  read -r ok1 de1 ex1 wa1 sk1 wh1 < <(snapshot)
   read -r mean rps < <(awk '/^time for request:/ {m = $6}
     /^finished in/ {r = $4} END {print m, r}' "$work/h2load.log")
-  printf "%-24s %8d %8d %8d %8d %8d %8d %10s %10s\n" "$(basename "$(dirname "$build")")/$(basename "$build")" \
+  printf "%-24s %8d %8d %8d %8d %8d %8d %8d %10s %10s\n" "$(basename "$(dirname "$build")")/$(basename "$build")" \
     "$requests" "$((ok1 - ok0))" "$(((de1 - de0) - (ex1 - ex0)))" "$((ex1 - ex0))" \
-    "$((wa1 - wa0))" "$((sk1 - sk0))" "$mean" "$rps"
+    "$((wa1 - wa0))" "$((sk1 - sk0))" "$((wh1 - wh0))" "$mean" "$rps"
   bench_stop_all
 done

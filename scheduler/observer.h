@@ -57,8 +57,13 @@ class Observer {
   // Images of a formed run that were not filled (not decoded, not copied)
   // because their request had been answered early or another of its images
   // failed: the fill work the scheduler saved. The board still computes
-  // their slots; those results are dropped.
+  // their slots, and drops those results, unless they are withheld (below).
   virtual void FillsSkipped(int model_id, uint32_t images) {}
+  // Images of a filled run not sent to the board: their requests had all
+  // been answered early (a deadline passed, or another of their images
+  // failed) and they were the run's last images, or all of them (then the
+  // run was not sent at all): board time saved for the next run.
+  virtual void ImagesWithheld(int model_id, int board_id, uint32_t images) {}
 };
 
 }  // namespace hgpipe::scheduler

@@ -740,10 +740,10 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   const uint32_t n = run->size();
   Pending p;
   bool abandoned;
+  uint32_t withheld = 0;
   absl::Duration input_time;
   {
     SchedulerMutexLock l(&mu_);
-    input_time = b.prediction->InputTime(n);
     // Smoothed over runs (a quarter each), as the boards' lag.
     if (!run->canary) {
       // Copies are always filled in turn (FillAll): their work is their
@@ -783,17 +783,65 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
       DispatchLocked(m, &p);
     } else {
       run->filled = true;
+      if (!run->canary) withheld = WithholdUnwantedLocked(*run, &p);
     }
+    input_time = b.prediction->InputTime(n - withheld);
     CountLocked(&p);
   }
   Finish(std::move(p));
   if (observer_ && run->fill_skipped > 0) observer_->FillsSkipped(m.id, run->fill_skipped);
-  if (abandoned) return;
-  if (observer_ && !run->canary) observer_->RunStarted(m.id, b.id, n, waits, input_time);
+  if (observer_ && withheld > 0) observer_->ImagesWithheld(m.id, b.id, withheld);
+  if (abandoned || withheld == n) return;
+  waits.resize(n - withheld);  // the images withheld were the last ones
+  if (observer_ && !run->canary) {
+    observer_->RunStarted(m.id, b.id, n - withheld, waits, input_time);
+  }
   const int slot = run->slot;
-  b.device->Submit(slot, n, [this, r = std::move(run)](absl::Status s) mutable {
+  b.device->Submit(slot, n - withheld, [this, r = std::move(run)](absl::Status s) mutable {
     OnRunDone(std::move(r), std::move(s));
   });
+}
+
+uint32_t Scheduler::WithholdUnwantedLocked(Run& run, Pending* p) {
+  // Answered early, or about to be once nothing reads its buffers: the
+  // board's result for it would be dropped when the run completes.
+  auto unwanted = [](const ImageRef& img) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    return img.request->detached || img.request->detach_pending;
+  };
+  size_t keep = run.images.size();
+  while (keep > 0 && unwanted(run.images[keep - 1])) --keep;
+  const auto withheld = static_cast<uint32_t>(run.images.size() - keep);
+  if (withheld == 0) return 0;
+  ModelState& m = *run.model;
+  BoardState& b = *run.board;
+  // Only the last run planned on the board can give its input time back:
+  // the runs after it were timed behind it.
+  const bool last = b.runs.back() == &run;
+  for (size_t i = keep; i < run.images.size(); ++i) AnswerImageLocked(m, run.images[i].request, p);
+  run.images.resize(keep);
+  b.in_flight_images -= withheld;
+  if (keep > 0) {
+    const absl::Duration cut = b.prediction->InputTime(withheld);
+    run.predicted.input_end -= cut;
+    run.predicted.done -= cut;
+    run.model_done -= cut;
+    if (last) b.prediction->TakeBack(run.predicted.input_end);
+    return withheld;
+  }
+  // Nothing of it is wanted: it does not go to the board at all.
+  const bool head = b.runs.front() == &run;
+  b.runs.erase(std::find(b.runs.begin(), b.runs.end(), &run));
+  const absl::Time now = clock_->Now();
+  if (head && !b.runs.empty()) b.head_since = now;
+  if (last) {
+    b.prediction->TakeBack(b.runs.empty() ? absl::InfinitePast()
+                                          : b.runs.back()->predicted.input_end);
+  }
+  b.free_slots.push_back(run.slot);
+  lifecycle_.RunCompleted(b, now, p);
+  DispatchLocked(m, p);
+  Rebalance(p);
+  return withheld;
 }
 
 void Scheduler::OnRunDone(std::unique_ptr<Run> run, absl::Status status) {

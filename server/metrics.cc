@@ -81,6 +81,11 @@ Metrics::Metrics()
                          .Help("Images of formed runs not decoded or copied because their "
                                "request had been answered early or another of its images failed")
                          .Register(*registry_)),
+      withheld_images_(prometheus::BuildCounter()
+                           .Name("hgpipe_withheld_images_total")
+                           .Help("Images of filled runs not sent to a board because every "
+                                 "request they belonged to had been answered early")
+                           .Register(*registry_)),
       canary_failures_(prometheus::BuildCounter()
                            .Name("hgpipe_board_canary_failures_total")
                            .Help("Canary runs whose output differed from the known one")
@@ -153,6 +158,7 @@ std::unique_ptr<Metrics::ModelMetrics> Metrics::MakeModel(const std::string& nam
   m->expired_images = &expired_images_.Add({{"model", name}});
   m->late_images = &late_images_.Add({{"model", name}});
   m->skipped_fills = &skipped_fills_.Add({{"model", name}});
+  m->withheld_images = &withheld_images_.Add({{"model", name}});
   return m;
 }
 
@@ -358,6 +364,10 @@ void Metrics::LateResultsDropped(int model_id, uint32_t images) {
 
 void Metrics::FillsSkipped(int model_id, uint32_t images) {
   model(model_id)->skipped_fills->Increment(images);
+}
+
+void Metrics::ImagesWithheld(int model_id, int /*board_id*/, uint32_t images) {
+  model(model_id)->withheld_images->Increment(images);
 }
 
 }  // namespace hgpipe::server

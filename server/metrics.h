@@ -14,7 +14,10 @@
 //   them: their results came late and were dropped),
 //   hgpipe_skipped_fill_images_total (images of formed runs not decoded or
 //   copied because their request had been answered early or another of its
-//   images failed: the fill work saved).
+//   images failed: the fill work saved; the board still computes them unless
+//   they are withheld), hgpipe_withheld_images_total (images of filled runs
+//   not sent to a board because all their requests had been answered early:
+//   the run's last images, or the whole run; board time saved).
 // Per model and variant {model, variant}: hgpipe_variant_images_total
 //   (images answered OK by each of the model's bitstream variants,
 //   docs/serving.md "Variants"; a model without `variants` has one, "default").
@@ -156,6 +159,7 @@ class Metrics final : public scheduler::Observer {
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
   void FillsSkipped(int model_id, uint32_t images) override;
+  void ImagesWithheld(int model_id, int board_id, uint32_t images) override;
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
 
  private:
@@ -173,6 +177,7 @@ class Metrics final : public scheduler::Observer {
     prometheus::Counter* expired_images;
     prometheus::Counter* late_images;
     prometheus::Counter* skipped_fills;
+    prometheus::Counter* withheld_images;
   };
   // A board's series for one model it serves or served.
   struct BoardModelMetrics {
@@ -228,6 +233,7 @@ class Metrics final : public scheduler::Observer {
   prometheus::Family<prometheus::Counter>& expired_images_;
   prometheus::Family<prometheus::Counter>& late_images_;
   prometheus::Family<prometheus::Counter>& skipped_fills_;
+  prometheus::Family<prometheus::Counter>& withheld_images_;
   prometheus::Family<prometheus::Counter>& canary_failures_;
   prometheus::Family<prometheus::Counter>& board_images_;
   prometheus::Family<prometheus::Counter>& board_runs_;

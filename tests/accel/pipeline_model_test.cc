@@ -90,6 +90,22 @@ TEST(PipelineModelTest, PredictDoesNotRecord) {
   EXPECT_EQ(m.input_free_at(), r.input_end);
 }
 
+// A run cut short (its last images not sent) or not sent at all gives its
+// input time back; time already promised to a later run is never freed.
+TEST(PipelineModelTest, TakeBackFreesTheInputEarlierNeverLater) {
+  PipelineModel m(NoOverhead(), kImageBytes);
+  const absl::Time t0 = absl::UnixEpoch();
+  const RunTimes a = m.Submit(t0, 10);
+  const RunTimes b = m.Submit(t0, 4);
+  m.TakeBack(b.input_end - m.InputTime(3));  // b sends one image
+  EXPECT_EQ(m.input_free_at(), b.input_start + m.image_time());
+  EXPECT_EQ(m.Submit(t0, 2).input_start, b.input_start + m.image_time());
+  m.TakeBack(a.input_end + absl::Hours(1));  // not later than recorded
+  EXPECT_EQ(m.input_free_at(), b.input_start + m.image_time() + m.InputTime(2));
+  m.TakeBack(absl::InfinitePast());  // nothing planned any more: idle
+  EXPECT_EQ(m.Submit(t0 + absl::Microseconds(7), 1).input_start, t0 + absl::Microseconds(7));
+}
+
 TEST(PipelineTimingTest, ValidateRejectsNonsense) {
   PipelineTiming t;
   EXPECT_TRUE(t.Validate().ok());

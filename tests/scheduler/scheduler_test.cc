@@ -70,6 +70,10 @@ class RecordingObserver : public Observer {
     hgpipe::MutexLock l(&mu);
     skipped_fills += images;
   }
+  void ImagesWithheld(int, int, uint32_t images) override {
+    hgpipe::MutexLock l(&mu);
+    withheld_images += images;
+  }
   hgpipe::Mutex mu;
   std::vector<uint32_t> run_sizes;
   std::map<int, int> runs_per_board;
@@ -81,6 +85,7 @@ class RecordingObserver : public Observer {
   uint64_t expired_images = 0;
   uint64_t late_images = 0;
   uint64_t skipped_fills = 0;
+  uint64_t withheld_images = 0;
   Clock* clock = nullptr;
   std::vector<std::pair<int, absl::Time>> canary_failures;
   std::vector<std::string> canary_messages;
@@ -1281,6 +1286,14 @@ class SchedulerFillTest : public SchedulerTest {
     hgpipe::MutexLock l(&observer_.mu);
     return observer_.skipped_fills;
   }
+  uint64_t Withheld() {
+    hgpipe::MutexLock l(&observer_.mu);
+    return observer_.withheld_images;
+  }
+  std::vector<uint32_t> RunSizes() {
+    hgpipe::MutexLock l(&observer_.mu);
+    return observer_.run_sizes;
+  }
   // Until neither the clock nor the executor has work. The executor is
   // prompt: it runs what it was given before the clock moves on.
   void Drain(ManualExecutor& e) {
@@ -1365,9 +1378,12 @@ TEST_F(SchedulerFillTest, ARequestAnsweredLateIsNotDecoded) {
   ASSERT_EQ(exec.pending(), 3u);           // formed on the idle board, waiting to decode
   clock_.Advance(absl::Milliseconds(30));  // the executor is stuck; the deadline passes
   EXPECT_EQ(late.calls, 0) << "answered once nothing reads its buffers";
+  const size_t runs = RunSizes().size();
   Drain(exec);
   EXPECT_EQ(late_fills.load(), 0) << "decoded for an answer already given";
   EXPECT_EQ(SkippedFills(), 3u);
+  EXPECT_EQ(Withheld(), 3u) << "computed for an answer already given";
+  EXPECT_EQ(RunSizes().size(), runs);
   EXPECT_EQ(late.calls, 1);
   EXPECT_EQ(late.status.code(), absl::StatusCode::kDeadlineExceeded) << late.status;
   Job ok;
@@ -1463,6 +1479,83 @@ TEST_F(SchedulerFillTest, AFailedImageSparesItsRequestsImagesInALaterRun) {
   EXPECT_EQ(SkippedFills(), second);
   EXPECT_EQ(bad.calls, 1);
   EXPECT_EQ(bad.status.message(), absl::StrCat("image ", first - 1, ": unreadable"));
+  scheduler_.reset();  // before the executor it uses
+}
+
+// A run whose every image belongs to a request already failed is not sent
+// to the board: the board's predicted input time goes back (the next
+// request is predicted as on an idle board), its slot is free, and nothing
+// is reported as computed.
+TEST_F(SchedulerFillTest, ARunOfFailedRequestsIsNotSentToTheBoard) {
+  ManualExecutor exec;
+  BuildFilling(exec);
+  const absl::Time now = clock_.Now();
+  const absl::StatusOr<absl::Time> idle = scheduler_->PredictCompletion(H("verify"), 1, 0);
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  const size_t runs = RunSizes().size();
+  Job bad;
+  std::atomic<int> fills{0};
+  ASSERT_TRUE(SubmitCounted(bad, 3, 1, &fills).ok());
+  ASSERT_EQ(exec.pending(), 3u);  // formed on the idle board
+  const absl::StatusOr<absl::Time> busy = scheduler_->PredictCompletion(H("verify"), 1, 0);
+  ASSERT_TRUE(busy.ok()) << busy.status();
+  EXPECT_GT(*busy, *idle);
+  exec.RunAll();  // image 1 fails, image 2 is skipped; the last task submits
+  EXPECT_EQ(clock_.Now(), now);
+  EXPECT_EQ(bad.calls, 1);
+  EXPECT_EQ(bad.status.message(), "image 1: unreadable");
+  EXPECT_EQ(fills.load(), 2);
+  EXPECT_EQ(Withheld(), 3u);
+  EXPECT_EQ(RunSizes().size(), runs) << "sent to the board";
+  const absl::StatusOr<absl::Time> after = scheduler_->PredictCompletion(H("verify"), 1, 0);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after, *idle) << "the board's time was not given back";
+  // Every slot is still the scheduler's to use.
+  std::vector<Job> jobs(8);
+  for (Job& j : jobs) {
+    FillingRequest* r = nullptr;
+    ASSERT_TRUE(SubmitFilling(j, 1, -1, true, &r).ok());
+  }
+  Drain(exec);
+  for (const Job& j : jobs) {
+    ASSERT_TRUE(j.status.ok()) << j.status;
+    ExpectOwnOutputs(j);
+  }
+  EXPECT_EQ(Withheld(), 3u);
+  scheduler_.reset();  // before the executor it uses
+}
+
+// In a run shared with a good request, a failed request's images at the
+// end are cut from the run: the board computes only the good ones. At the
+// front they stay (the good images' places in the slot are fixed).
+TEST_F(SchedulerFillTest, AFailedRequestsImagesAtTheEndOfARunAreCutFromIt) {
+  ManualExecutor exec;
+  ModelOptions mo;
+  mo.max_queue_delay = absl::Microseconds(300);  // one run for both requests
+  BuildFilling(exec, 1, mo);
+  const size_t runs = RunSizes().size();
+  Job good, bad;
+  std::atomic<int> fills{0};
+  ASSERT_TRUE(SubmitCounted(good, 2, -1, &fills).ok());
+  ASSERT_TRUE(SubmitCounted(bad, 3, 0, &fills).ok());
+  ASSERT_EQ(exec.pending(), 0u) << "the idle board did not wait for its run to fill";
+  Drain(exec);
+  EXPECT_EQ(bad.status.message(), "image 0: unreadable");
+  ASSERT_TRUE(good.status.ok()) << good.status;
+  ExpectOwnOutputs(good);
+  EXPECT_EQ(Withheld(), 3u);
+  const std::vector<uint32_t> sizes = RunSizes();
+  ASSERT_EQ(sizes.size(), runs + 1);
+  EXPECT_EQ(sizes.back(), 2u) << "the board computed images whose results were dropped";
+  // The other way round, the failed images come first: all five go.
+  Job bad2, good2;
+  ASSERT_TRUE(SubmitCounted(bad2, 3, 0, &fills).ok());
+  ASSERT_TRUE(SubmitCounted(good2, 2, -1, &fills).ok());
+  Drain(exec);
+  ASSERT_TRUE(good2.status.ok()) << good2.status;
+  ExpectOwnOutputs(good2);
+  EXPECT_EQ(Withheld(), 3u);
+  EXPECT_EQ(RunSizes().back(), 5u);
   scheduler_.reset();  // before the executor it uses
 }
 

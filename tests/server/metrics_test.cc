@@ -61,6 +61,7 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   m.LateResultsDropped(0, 2);
   m.FillsSkipped(0, 3);
   m.FillsSkipped(0, 2);
+  m.ImagesWithheld(0, 0, 4);
   m.QueueDepth(0, 7);
   const std::string t = Text(m);
   EXPECT_EQ(Value(t, "hgpipe_requests_total", R"(code="OK",model="verify")"), 1);
@@ -71,6 +72,7 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   EXPECT_EQ(Value(t, "hgpipe_deadline_expired_images_total", R"(model="verify")"), 4);
   EXPECT_EQ(Value(t, "hgpipe_late_results_dropped_images_total", R"(model="verify")"), 2);
   EXPECT_EQ(Value(t, "hgpipe_skipped_fill_images_total", R"(model="verify")"), 5);
+  EXPECT_EQ(Value(t, "hgpipe_withheld_images_total", R"(model="verify")"), 4);
   EXPECT_EQ(Value(t, "hgpipe_queue_images", R"(model="verify")"), 7);
   const std::string l = R"(board="sim0",model="verify")";
   EXPECT_EQ(Value(t, "hgpipe_board_images_total", l), 2);

@@ -56,13 +56,14 @@ class Observer {
   virtual void LateResultsDropped(int model_id, uint32_t images) {}
   // Images of a formed run that were not filled (not decoded, not copied)
   // because their request had been answered early or another of its images
-  // failed: the fill work the scheduler saved. The board still computes
-  // their slots, and drops those results, unless they are withheld (below).
+  // failed: the fill work the scheduler saved. They are withheld from the
+  // board too (below) unless their run went before the request was
+  // answered (an image of another run failed), and then dropped.
   virtual void FillsSkipped(int model_id, uint32_t images) {}
-  // Images of a filled run not sent to the board: their requests had all
-  // been answered early (a deadline passed, or another of their images
-  // failed) and they were the run's last images, or all of them (then the
-  // run was not sent at all): board time saved for the next run.
+  // Images of a filled run taken out of it before it went to the board:
+  // their requests had been answered early (a deadline passed, or another
+  // of their images failed). When that was all of them, the run was not
+  // sent at all. Board time saved for the next run.
   virtual void ImagesWithheld(int model_id, int board_id, uint32_t images) {}
 };
 

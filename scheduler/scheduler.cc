@@ -741,6 +741,7 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   Pending p;
   bool abandoned;
   uint32_t withheld = 0;
+  SlotMoves moves;
   absl::Duration input_time;
   {
     SchedulerMutexLock l(&mu_);
@@ -783,7 +784,7 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
       DispatchLocked(m, &p);
     } else {
       run->filled = true;
-      if (!run->canary) withheld = WithholdUnwantedLocked(*run, &p);
+      if (!run->canary) withheld = WithholdUnwantedLocked(*run, &moves, &p);
     }
     input_time = b.prediction->InputTime(n - withheld);
     CountLocked(&p);
@@ -792,7 +793,15 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   if (observer_ && run->fill_skipped > 0) observer_->FillsSkipped(m.id, run->fill_skipped);
   if (observer_ && withheld > 0) observer_->ImagesWithheld(m.id, b.id, withheld);
   if (abandoned || withheld == n) return;
-  waits.resize(n - withheld);  // the images withheld were the last ones
+  // The slot is the run's until it completes, whatever happens to the
+  // board meanwhile: no lock needed to move its images.
+  const size_t bytes = m.geometry.input_bytes();
+  int8_t* input = b.device->slot(run->slot).input.data();
+  for (const SlotMove& mv : moves) {
+    std::memcpy(input + mv.to * bytes, input + mv.from * bytes, bytes);
+    waits[mv.to] = waits[mv.from];
+  }
+  waits.resize(n - withheld);
   if (observer_ && !run->canary) {
     observer_->RunStarted(m.id, b.id, n - withheld, waits, input_time);
   }
@@ -802,25 +811,41 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   });
 }
 
-uint32_t Scheduler::WithholdUnwantedLocked(Run& run, Pending* p) {
+uint32_t Scheduler::WithholdUnwantedLocked(Run& run, SlotMoves* moves, Pending* p) {
   // Answered early, or about to be once nothing reads its buffers: the
   // board's result for it would be dropped when the run completes.
   auto unwanted = [](const ImageRef& img) ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
     return img.request->detached || img.request->detach_pending;
   };
-  size_t keep = run.images.size();
-  while (keep > 0 && unwanted(run.images[keep - 1])) --keep;
-  const auto withheld = static_cast<uint32_t>(run.images.size() - keep);
-  if (withheld == 0) return 0;
   ModelState& m = *run.model;
+  std::vector<ImageRef>& images = run.images;
+  const size_t n = images.size();
+  size_t end = n;
+  auto drop_tail = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
+    for (; end > 0 && unwanted(images[end - 1]); --end)
+      AnswerImageLocked(m, images[end - 1].request, p);
+  };
+  drop_tail();
+  // A hole before the end takes the last wanted image: one image's copy
+  // against a board interval. Moves read only places at or past the final
+  // end and write only places before it, so they do not overlap.
+  for (size_t i = 0; i < end; ++i) {
+    if (!unwanted(images[i])) continue;
+    AnswerImageLocked(m, images[i].request, p);
+    images[i] = images[end - 1];  // wanted: the tail was dropped
+    moves->push_back({static_cast<uint32_t>(end - 1), static_cast<uint32_t>(i)});
+    --end;
+    drop_tail();
+  }
+  const auto withheld = static_cast<uint32_t>(n - end);
+  if (withheld == 0) return 0;
+  images.resize(end);
   BoardState& b = *run.board;
   // Only the last run planned on the board can give its input time back:
   // the runs after it were timed behind it.
   const bool last = b.runs.back() == &run;
-  for (size_t i = keep; i < run.images.size(); ++i) AnswerImageLocked(m, run.images[i].request, p);
-  run.images.resize(keep);
   b.in_flight_images -= withheld;
-  if (keep > 0) {
+  if (end > 0) {
     const absl::Duration cut = b.prediction->InputTime(withheld);
     run.predicted.input_end -= cut;
     run.predicted.done -= cut;

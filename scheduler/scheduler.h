@@ -92,6 +92,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -316,12 +317,18 @@ class Scheduler final : private BoardLifecycle::Host {
   // Fills every image of the run on this thread, recording errors.
   void FillAll(Run& run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void Submit(std::unique_ptr<Run> run) ABSL_LOCKS_EXCLUDED(scheduler_lock);
-  // For a filled run about to be submitted: its last images whose requests
-  // were all answered early (their results would be dropped) leave it, and
-  // their input time goes back to the board's prediction where no later run
-  // depends on it. If that is every image, the run is not sent: its slot is
-  // free and the next run is formed. Returns how many images left.
-  uint32_t WithholdUnwantedLocked(Run& run, Pending* p)
+  // For a filled run about to be submitted: the images whose requests were
+  // all answered early (their results would be dropped) leave it. The
+  // places they leave before the run's new end take its last images
+  // instead: `moves` says which to copy where in the slot, outside the
+  // lock. Their input time goes back to the board's prediction where no
+  // later run depends on it. If that is every image, the run is not sent:
+  // its slot is free and the next run is formed. Returns how many left.
+  struct SlotMove {
+    uint32_t from, to;  // image places in the run's slot
+  };
+  using SlotMoves = absl::InlinedVector<SlotMove, 2>;
+  uint32_t WithholdUnwantedLocked(Run& run, SlotMoves* moves, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
   // Counts a run's task on the fill executor (Shutdown waits for them).
   void FillTaskStarted() ABSL_LOCKS_EXCLUDED(scheduler_lock);

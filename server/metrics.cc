@@ -83,8 +83,8 @@ Metrics::Metrics()
                          .Register(*registry_)),
       withheld_images_(prometheus::BuildCounter()
                            .Name("hgpipe_withheld_images_total")
-                           .Help("Images of filled runs not sent to a board because every "
-                                 "request they belonged to had been answered early")
+                           .Help("Images of filled runs not sent to a board because their "
+                                 "request had been answered early")
                            .Register(*registry_)),
       canary_failures_(prometheus::BuildCounter()
                            .Name("hgpipe_board_canary_failures_total")

@@ -14,10 +14,10 @@
 //   them: their results came late and were dropped),
 //   hgpipe_skipped_fill_images_total (images of formed runs not decoded or
 //   copied because their request had been answered early or another of its
-//   images failed: the fill work saved; the board still computes them unless
-//   they are withheld), hgpipe_withheld_images_total (images of filled runs
-//   not sent to a board because all their requests had been answered early:
-//   the run's last images, or the whole run; board time saved).
+//   images failed: the fill work saved; mostly withheld too),
+//   hgpipe_withheld_images_total (images of filled runs
+//   taken out before the run went to a board because their requests had been
+//   answered early: board time saved).
 // Per model and variant {model, variant}: hgpipe_variant_images_total
 //   (images answered OK by each of the model's bitstream variants,
 //   docs/serving.md "Variants"; a model without `variants` has one, "default").

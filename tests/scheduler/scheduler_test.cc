@@ -1525,37 +1525,52 @@ TEST_F(SchedulerFillTest, ARunOfFailedRequestsIsNotSentToTheBoard) {
   scheduler_.reset();  // before the executor it uses
 }
 
-// In a run shared with a good request, a failed request's images at the
-// end are cut from the run: the board computes only the good ones. At the
-// front they stay (the good images' places in the slot are fixed).
-TEST_F(SchedulerFillTest, AFailedRequestsImagesAtTheEndOfARunAreCutFromIt) {
+// In a run shared with good requests, a failed request's images do not go
+// to the board wherever they are in the run: at its end they are cut, and
+// a place they leave before the new end takes the run's last image (copied
+// in the slot), so each request still gets its own results.
+TEST_F(SchedulerFillTest, AFailedRequestsImagesAreTakenOutOfASharedRun) {
   ManualExecutor exec;
   ModelOptions mo;
-  mo.max_queue_delay = absl::Microseconds(300);  // one run for both requests
+  mo.max_queue_delay = absl::Microseconds(300);  // one run for all requests
   BuildFilling(exec, 1, mo);
-  const size_t runs = RunSizes().size();
-  Job good, bad;
-  std::atomic<int> fills{0};
-  ASSERT_TRUE(SubmitCounted(good, 2, -1, &fills).ok());
-  ASSERT_TRUE(SubmitCounted(bad, 3, 0, &fills).ok());
-  ASSERT_EQ(exec.pending(), 0u) << "the idle board did not wait for its run to fill";
-  Drain(exec);
-  EXPECT_EQ(bad.status.message(), "image 0: unreadable");
-  ASSERT_TRUE(good.status.ok()) << good.status;
-  ExpectOwnOutputs(good);
-  EXPECT_EQ(Withheld(), 3u);
-  const std::vector<uint32_t> sizes = RunSizes();
-  ASSERT_EQ(sizes.size(), runs + 1);
-  EXPECT_EQ(sizes.back(), 2u) << "the board computed images whose results were dropped";
-  // The other way round, the failed images come first: all five go.
-  Job bad2, good2;
-  ASSERT_TRUE(SubmitCounted(bad2, 3, 0, &fills).ok());
-  ASSERT_TRUE(SubmitCounted(good2, 2, -1, &fills).ok());
-  Drain(exec);
-  ASSERT_TRUE(good2.status.ok()) << good2.status;
-  ExpectOwnOutputs(good2);
-  EXPECT_EQ(Withheld(), 3u);
-  EXPECT_EQ(RunSizes().back(), 5u);
+  struct Case {
+    const char* name;
+    std::vector<int> fail;  // per request: the image that fails, or -1
+    uint32_t sent;          // images the board computes
+  } cases[] = {
+      {"at the end", {-1, 0}, 2},
+      {"at the front", {0, -1}, 2},
+      {"in the middle", {-1, 1, -1}, 4},
+      {"twice", {2, -1, 0, -1}, 4},
+  };
+  uint64_t withheld = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const size_t runs = RunSizes().size();
+    std::vector<Job> jobs(c.fail.size());
+    std::atomic<int> fills{0};
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      const uint32_t n = c.fail[k] < 0 ? 2 : 3;
+      ASSERT_TRUE(SubmitCounted(jobs[k], n, c.fail[k], &fills).ok());
+      if (c.fail[k] >= 0) withheld += n;
+    }
+    ASSERT_EQ(exec.pending(), 0u) << "the idle board did not wait for its run to fill";
+    Drain(exec);
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      EXPECT_EQ(jobs[k].calls, 1);
+      if (c.fail[k] >= 0) {
+        EXPECT_EQ(jobs[k].status.message(), absl::StrCat("image ", c.fail[k], ": unreadable"));
+      } else {
+        ASSERT_TRUE(jobs[k].status.ok()) << jobs[k].status;
+        ExpectOwnOutputs(jobs[k]);
+      }
+    }
+    EXPECT_EQ(Withheld(), withheld);
+    const std::vector<uint32_t> sizes = RunSizes();
+    ASSERT_EQ(sizes.size(), runs + 1);
+    EXPECT_EQ(sizes.back(), c.sent) << "the board computed images whose results were dropped";
+  }
   scheduler_.reset();  // before the executor it uses
 }
 

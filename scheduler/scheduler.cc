@@ -789,9 +789,10 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
     input_time = b.prediction->InputTime(n - withheld);
     CountLocked(&p);
   }
-  Finish(std::move(p));
+  // Before the answers go: whoever got one sees the counts that explain it.
   if (observer_ && run->fill_skipped > 0) observer_->FillsSkipped(m.id, run->fill_skipped);
   if (observer_ && withheld > 0) observer_->ImagesWithheld(m.id, b.id, withheld);
+  Finish(std::move(p));
   if (abandoned || withheld == n) return;
   // The slot is the run's until it completes, whatever happens to the
   // board meanwhile: no lock needed to move its images.

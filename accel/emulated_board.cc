@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/thread_name.h"
 
 namespace hgpipe::accel {
 
@@ -56,7 +57,10 @@ EmulatedBoard::EmulatedBoard(Options options)
   hgpipe::MutexLock l(&mu_);
   slot_busy_.assign(num_slots_, false);
   if (compute_ && !compute_inline_) {
-    worker_ = std::thread([this] { WorkerLoop(); });
+    worker_ = std::thread([this] {
+      NameThisThread(absl::StrCat("emu-", info_.name));
+      WorkerLoop();
+    });
   }
 }
 

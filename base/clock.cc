@@ -1,8 +1,10 @@
-#include "base/mutex.h"
 #include "base/clock.h"
 
 #include <thread>
 #include <tuple>
+
+#include "base/mutex.h"
+#include "base/thread_name.h"
 
 namespace hgpipe {
 
@@ -31,7 +33,10 @@ std::pair<Clock::TimerId, TimerQueue::Fn> TimerQueue::PopNext() {
 }
 
 RealClock::RealClock() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("hgpipe-clock");
+    Loop();
+  });
   timer_thread_ = thread_.get_id();
 }
 

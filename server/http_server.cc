@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
+#include "base/thread_name.h"
 #include "server/http_body_coding.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/ssl.hpp"
@@ -538,7 +539,10 @@ class HttpServerImpl final : public HttpServer {
     port_ = acceptor_.local_endpoint().port();
     Accept();
     for (int i = 0; i < std::max(1, o.threads); ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
+      threads_.emplace_back([this, i] {
+        NameThisThread(absl::StrCat("hgpipe-http-", i));
+        ioc_.run();
+      });
     }
     return absl::OkStatus();
   }

@@ -335,7 +335,7 @@ int Run(const sigset_t& stop_signals, const std::vector<std::string>& load_model
   // slots here; declared first, so that it outlives the scheduler.
   int threads = absl::GetFlag(FLAGS_preprocess_threads);
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-  WorkerPool workers(threads, /*max_queued=*/0);  // as an Executor only
+  WorkerPool workers(threads, /*max_queued=*/0, "hgpipe-fill");  // as an Executor only
 
   scheduler::Scheduler::Options so;
   so.clock = &clock;

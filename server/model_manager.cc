@@ -62,7 +62,7 @@ absl::StatusOr<ModelManager::ControlMode> ModelManager::ParseControlMode(absl::s
 ModelManager::ModelManager(Options options)
     : options_(std::move(options)),
       // One thread: loads run one at a time, in order.
-      loader_(std::make_unique<WorkerPool>(1, 256)) {}
+      loader_(std::make_unique<WorkerPool>(1, 256, "hgpipe-load")) {}
 
 ModelManager::~ModelManager() {
   {

@@ -1,11 +1,20 @@
-#include "base/mutex.h"
 #include "server/worker_pool.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "base/mutex.h"
+#include "base/thread_name.h"
 
 namespace hgpipe::server {
 
-WorkerPool::WorkerPool(int threads, size_t max_queued) : max_queued_(max_queued) {
+WorkerPool::WorkerPool(int threads, size_t max_queued, absl::string_view name)
+    : max_queued_(max_queued) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
-    threads_.emplace_back([this] { Loop(); });
+    threads_.emplace_back([this, thread_name = absl::StrCat(name, "-", i)] {
+      NameThisThread(thread_name);
+      Loop();
+    });
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/strings/string_view.h"
 #include "base/executor.h"
 #include "base/mutex.h"
 
@@ -26,7 +27,8 @@ class WorkerPool final : public Executor {
  public:
   using Task = absl::AnyInvocable<void()>;
   // `threads` >= 1; TrySubmitAll lets at most `max_queued` tasks wait.
-  WorkerPool(int threads, size_t max_queued);
+  // Its threads are named `name`-0, `name`-1, ... (base/thread_name.h).
+  WorkerPool(int threads, size_t max_queued, absl::string_view name = "hgpipe-pool");
   ~WorkerPool() override;
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;

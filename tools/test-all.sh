@@ -79,7 +79,7 @@ for s in "${stages[@]}"; do
       # headers compiled with it (PROTOBUF_TSAN) disagree with the library on
       # map reflection, which crashes in single-threaded code.
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp \
-        run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel|RequestPipeline|ModelManager|Metrics|Statistics|ObserverFanout|SharedMemoryRegions|SharedMemoryTensors|HeapRelease|BoardFactory|LogRateLimiter|LogControl|LogSettings|TraceControl|TraceSettings|RequestTrace|Canary)" ;;
+        run_ctest build-tsan -R "^(Scheduler|RequestQueue|RunSizing|VariantRouter|ChooseVariant|SplitBoards|SimClock|RealClock|EmulatedBoard|FaultyBoard|PipelineModel|RequestPipeline|ModelManager|Metrics|Statistics|ObserverFanout|SharedMemoryRegions|SharedMemoryTensors|HeapRelease|BoardFactory|LogRateLimiter|LogControl|LogSettings|TraceControl|TraceSettings|RequestTrace|Canary|WorkerPool|ThreadName)" ;;
     tsa)
       stage "clang++ -Wthread-safety -Werror, without XRT"
       CXX=clang++ cmake -S . -B build-tsa -G Ninja -DHGPIPE_THREAD_SAFETY=ON \

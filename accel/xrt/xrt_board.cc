@@ -15,6 +15,7 @@
 #include "base/mutex.h"
 #include "accel/xrt/bitstream_file.h"
 #include "base/status_macros.h"
+#include "base/thread_name.h"
 #include "experimental/xrt_system.h"
 #include "experimental/xrt_xclbin.h"
 #include "xrt/xrt_bo.h"
@@ -389,8 +390,14 @@ absl::Status XrtBoard::Init(const BitstreamFile& file) {
     slot_busy_.assign(slots_.size(), false);
     programmed_ = true;
   }
-  completion_ = std::thread([this] { CompletionLoop(); });
-  ops_thread_ = std::thread([this] { OpsLoop(); });
+  completion_ = std::thread([this] {
+    NameThisThread(absl::StrCat(info_.name, "-done"));
+    CompletionLoop();
+  });
+  ops_thread_ = std::thread([this] {
+    NameThisThread(absl::StrCat(info_.name, "-ops"));
+    OpsLoop();
+  });
   return absl::OkStatus();
 }
 

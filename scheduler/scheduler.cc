@@ -823,8 +823,9 @@ uint32_t Scheduler::WithholdUnwantedLocked(Run& run, SlotMoves* moves, Pending* 
   const size_t n = images.size();
   size_t end = n;
   auto drop_tail = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock) {
-    for (; end > 0 && unwanted(images[end - 1]); --end)
+    for (; end > 0 && unwanted(images[end - 1]); --end) {
       AnswerImageLocked(m, images[end - 1].request, p);
+    }
   };
   drop_tail();
   // A hole before the end takes the last wanted image: one image's copy

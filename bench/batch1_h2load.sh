@@ -29,9 +29,10 @@
 #   SERVER=BUILD_DIR/bin/hgpipe-server ECHO=BUILD_DIR/bin/hgpipe-echo-server
 #   (point SERVER at another build to measure it: the baseline on main)
 #   SERVER_FLAGS="" (more hgpipe-server flags, e.g. the --trace-* ones)
-#   PER_THREAD=0 (1: also each thread's CPU per image, with its name, for every
-#   measurement: where the server's cost lies against the echo server's;
-#   written to OUT/threads-<server>-<round>.txt and printed on stderr)
+#   PER_THREAD=0 (1: also each thread's CPU per image, with its name, and
+#   the machine's context switches per image, for every measurement: where
+#   the server's cost lies against the echo server's; written to
+#   OUT/threads-<server>-<round>.txt and printed on stderr)
 #   OUT=BUILD_DIR/bench-results/batch1-<timestamp>
 # Prints one line per round and server, then the ratios of each round and
 # their medians.
@@ -121,19 +122,15 @@ if [[ " $MODES " == *" shm "* ]]; then
   CLIENTS=1 h2 "$GRPC" SystemSharedMemoryRegister "$OUT/register.bin" 1 > "$OUT/register.log"
   grep -q "1 succeeded" "$OUT/register.log" || { cat "$OUT/register.log" >&2; exit 1; }
 fi
-# thread_ticks PID: "TID NAME TICKS" for each of the process's threads.
-thread_ticks() {
-  local t
-  for t in /proc/"$1"/task/*; do
-    echo "${t##*/} $(tr ' ' _ < "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
-  done 2> /dev/null | sort
-}
 # measure NAME PID ADDR BODY: one h2load run; prints "rps cpu_us_per_image images".
 measure() {
-  local name=$1 pid=$2 addr=$3 body=$4 ok0 ok1 t0 t1 log rps n
+  local name=$1 pid=$2 addr=$3 body=$4 ok0 ok1 t0 t1 log rps n cs0
   h2 "$addr" ModelInfer "$body" "$WARMUP" > /dev/null
   [[ $name == echo ]] || ok0=$(images_ok)
-  [[ $PER_THREAD == 1 ]] && thread_ticks "$pid" > "$OUT/threads0"
+  if [[ $PER_THREAD == 1 ]]; then
+    thread_ticks "$pid" > "$OUT/threads0"
+    cs0=$(context_switches)
+  fi
   t0=$(cpu_ticks "$pid")
   log=$(h2 "$addr" ModelInfer "$body" "$REQUESTS")
   t1=$(cpu_ticks "$pid")
@@ -142,7 +139,13 @@ measure() {
     thread_ticks "$pid" | join -a 2 -e 0 -o 2.1,2.2,1.3,2.3 "$OUT/threads0" - |
       awk -v tick="$TICK" -v n="$REQUESTS" -v who="$name" '$4 > $3 {
           printf "%-6s %8s %-16s %7.1f us/image\n", who, $1, $2, ($4 - $3) / tick / n * 1e6 }' |
-      sort -k4 -n -r | tee "$OUT/threads-$name-$round.txt" >&2
+      sort -k4 -n -r > "$OUT/threads-$name-$round.txt"
+    # Machine-wide, so the client's and the kernel's count too: compare
+    # the two servers under the same client.
+    awk -v c="$(($(context_switches) - cs0))" -v n="$REQUESTS" -v who="$name" \
+      'BEGIN { printf "%-6s context switches (machine): %.1f per image\n", who, c / n }' \
+      >> "$OUT/threads-$name-$round.txt"
+    cat "$OUT/threads-$name-$round.txt" >&2
   fi
   echo "$log" > "$OUT/h2load-$name-$round.log"
   rps=$(echo "$log" | sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p')

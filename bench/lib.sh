@@ -19,6 +19,11 @@
 #   cpu_ticks PID
 #       The process's user + system CPU time so far, in clock ticks
 #       (getconf CLK_TCK per second), all threads.
+#   thread_ticks PID
+#       The same per thread, a line each, sorted: "TID NAME TICKS" (spaces
+#       in a name become _).
+#   context_switches
+#       Context switches on the whole machine since boot (/proc/stat ctxt).
 
 BENCH_PIDS=()
 
@@ -70,3 +75,12 @@ bench_stop_all() {
 trap bench_stop_all EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "${t##*/} $(tr ' ' _ < "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
+  done 2> /dev/null | sort
+}
+
+context_switches() { awk '$1 == "ctxt" {print $2}' /proc/stat; }

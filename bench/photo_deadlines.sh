@@ -16,9 +16,8 @@
 #   expired   queued, then answered DEADLINE_EXCEEDED when they could no
 #             longer make it (hgpipe_deadline_expired_requests_total);
 #   wasted    images computed whose request had already been answered late
-#             (hgpipe_late_results_dropped_images_total); since 2026-12-07 those
-#             answered before their decode began are not decoded, only
-#             computed on stale slot data;
+#             (hgpipe_late_results_dropped_images_total): since cd4d5b9 only
+#             those already on a board when their request was answered;
 #   skipped   images of answered requests not decoded, computed on stale
 #             slot data unless withheld (hgpipe_skipped_fill_images_total;
 #             0 on builds without it);

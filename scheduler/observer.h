@@ -64,7 +64,7 @@ class Observer {
   // their requests had been answered early (a deadline passed, or another
   // of their images failed). When that was all of them, the run was not
   // sent at all. Board time saved for the next run.
-  virtual void ImagesWithheld(int model_id, int board_id, uint32_t images) {}
+  virtual void ImagesWithheld(int model_id, uint32_t images) {}
 };
 
 }  // namespace hgpipe::scheduler

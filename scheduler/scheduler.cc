@@ -791,7 +791,7 @@ void Scheduler::Submit(std::unique_ptr<Run> run) {
   }
   // Before the answers go: whoever got one sees the counts that explain it.
   if (observer_ && run->fill_skipped > 0) observer_->FillsSkipped(m.id, run->fill_skipped);
-  if (observer_ && withheld > 0) observer_->ImagesWithheld(m.id, b.id, withheld);
+  if (observer_ && withheld > 0) observer_->ImagesWithheld(m.id, withheld);
   Finish(std::move(p));
   if (abandoned || withheld == n) return;
   // The slot is the run's until it completes, whatever happens to the
@@ -855,19 +855,16 @@ uint32_t Scheduler::WithholdUnwantedLocked(Run& run, SlotMoves* moves, Pending* 
     if (last) b.prediction->TakeBack(run.predicted.input_end);
     return withheld;
   }
-  // Nothing of it is wanted: it does not go to the board at all.
+  // Nothing of it is wanted: it does not go to the board at all, and ends
+  // as a completed run with nothing to deliver would.
   const bool head = b.runs.front() == &run;
   b.runs.erase(std::find(b.runs.begin(), b.runs.end(), &run));
-  const absl::Time now = clock_->Now();
-  if (head && !b.runs.empty()) b.head_since = now;
+  if (head && !b.runs.empty()) b.head_since = clock_->Now();
   if (last) {
     b.prediction->TakeBack(b.runs.empty() ? absl::InfinitePast()
                                           : b.runs.back()->predicted.input_end);
   }
-  b.free_slots.push_back(run.slot);
-  lifecycle_.RunCompleted(b, now, p);
-  DispatchLocked(m, p);
-  Rebalance(p);
+  CompleteRunLocked(run, absl::OkStatus(), p);
   return withheld;
 }
 

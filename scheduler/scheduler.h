@@ -334,9 +334,9 @@ class Scheduler final : private BoardLifecycle::Host {
   void FillTaskStarted() ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void FillTaskDone() ABSL_LOCKS_EXCLUDED(scheduler_lock);
   void OnRunDone(std::unique_ptr<Run> run, absl::Status status) ABSL_LOCKS_EXCLUDED(scheduler_lock);
-  // The rest of a completed run, with its outputs delivered (if any): the
-  // slot back, its images answered (or requeued if it failed), the board's
-  // next step, the next runs.
+  // The rest of a completed run, with its outputs delivered (if any), or of
+  // one withheld whole (no images left): the slot back, its images answered
+  // (or requeued if it failed), the board's next step, the next runs.
   void CompleteRunLocked(Run& run, const absl::Status& status, Pending* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(scheduler_lock);
 

@@ -366,7 +366,7 @@ void Metrics::FillsSkipped(int model_id, uint32_t images) {
   model(model_id)->skipped_fills->Increment(images);
 }
 
-void Metrics::ImagesWithheld(int model_id, int /*board_id*/, uint32_t images) {
+void Metrics::ImagesWithheld(int model_id, uint32_t images) {
   model(model_id)->withheld_images->Increment(images);
 }
 

@@ -159,7 +159,7 @@ class Metrics final : public scheduler::Observer {
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
   void FillsSkipped(int model_id, uint32_t images) override;
-  void ImagesWithheld(int model_id, int board_id, uint32_t images) override;
+  void ImagesWithheld(int model_id, uint32_t images) override;
   void CanaryFailed(int board_id, int model_id, const absl::Status& what) override;
 
  private:

@@ -140,8 +140,8 @@ void ObserverFanout::LateResultsDropped(int model_id, uint32_t images) {
 void ObserverFanout::FillsSkipped(int model_id, uint32_t images) {
   for (auto* o : observers_) o->FillsSkipped(model_id, images);
 }
-void ObserverFanout::ImagesWithheld(int model_id, int board_id, uint32_t images) {
-  for (auto* o : observers_) o->ImagesWithheld(model_id, board_id, images);
+void ObserverFanout::ImagesWithheld(int model_id, uint32_t images) {
+  for (auto* o : observers_) o->ImagesWithheld(model_id, images);
 }
 
 }  // namespace hgpipe::server

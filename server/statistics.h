@@ -119,7 +119,7 @@ class ObserverFanout final : public scheduler::Observer {
   void DeadlineExpired(int model_id, uint32_t images) override;
   void LateResultsDropped(int model_id, uint32_t images) override;
   void FillsSkipped(int model_id, uint32_t images) override;
-  void ImagesWithheld(int model_id, int board_id, uint32_t images) override;
+  void ImagesWithheld(int model_id, uint32_t images) override;
 
  private:
   const std::vector<scheduler::Observer*> observers_;

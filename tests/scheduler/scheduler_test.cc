@@ -70,7 +70,7 @@ class RecordingObserver : public Observer {
     hgpipe::MutexLock l(&mu);
     skipped_fills += images;
   }
-  void ImagesWithheld(int, int, uint32_t images) override {
+  void ImagesWithheld(int, uint32_t images) override {
     hgpipe::MutexLock l(&mu);
     withheld_images += images;
   }

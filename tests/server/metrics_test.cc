@@ -61,7 +61,7 @@ TEST(MetricsTest, RequestsRunsAndExpiriesAreCountedPerModelAndBoard) {
   m.LateResultsDropped(0, 2);
   m.FillsSkipped(0, 3);
   m.FillsSkipped(0, 2);
-  m.ImagesWithheld(0, 0, 4);
+  m.ImagesWithheld(0, 4);
   m.QueueDepth(0, 7);
   const std::string t = Text(m);
   EXPECT_EQ(Value(t, "hgpipe_requests_total", R"(code="OK",model="verify")"), 1);

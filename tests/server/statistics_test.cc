@@ -75,7 +75,7 @@ class Recorder final : public scheduler::Observer {
   void DeadlineExpired(int, uint32_t) override { ++calls["DeadlineExpired"]; }
   void LateResultsDropped(int, uint32_t) override { ++calls["LateResultsDropped"]; }
   void FillsSkipped(int, uint32_t) override { ++calls["FillsSkipped"]; }
-  void ImagesWithheld(int, int, uint32_t) override { ++calls["ImagesWithheld"]; }
+  void ImagesWithheld(int, uint32_t) override { ++calls["ImagesWithheld"]; }
   std::map<std::string, int> calls;
 };
 
@@ -95,7 +95,7 @@ TEST(ObserverFanoutTest, ForwardsEveryEventToEveryObserver) {
   o.DeadlineExpired(0, 1);
   o.LateResultsDropped(0, 1);
   o.FillsSkipped(0, 1);
-  o.ImagesWithheld(0, 0, 1);
+  o.ImagesWithheld(0, 1);
   for (const Recorder* r : {&a, &b}) {
     EXPECT_EQ(r->calls.size(), 11u);
     for (const auto& [name, n] : r->calls) EXPECT_EQ(n, 1) << name;

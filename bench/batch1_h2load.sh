@@ -23,15 +23,23 @@
 #          goes to a region too; only against hgpipe-server (the echo server
 #          has no shared memory), compared with the bytes path of the same
 #          round.
+#   echo-thread  hgpipe-echo-server --answer-thread: the echo server
+#          answering from one other thread, as any server whose answer
+#          waits for a device must; compared with the plain echo server of
+#          the same round (what answering off gRPC's thread costs by itself).
 #
 # Environment (defaults): ROUNDS=5 REQUESTS=20000 CLIENTS=2 STREAMS=16
 #   WARMUP=2000 NICE=0 MODES="bytes shm"
+#   RPS="" (requests/s per connection, h2load --rps: every server is sent
+#   the same steady rate instead of as many calls as it answers, so CPU per
+#   image is compared at one load; images/s then only shows the rate held)
 #   SERVER=BUILD_DIR/bin/hgpipe-server ECHO=BUILD_DIR/bin/hgpipe-echo-server
 #   (point SERVER at another build to measure it: the baseline on main)
 #   SERVER_FLAGS="" (more hgpipe-server flags, e.g. the --trace-* ones)
-#   PER_THREAD=0 (1: also each thread's CPU per image, with its name, and
-#   the machine's context switches per image, for every measurement: where
-#   the server's cost lies against the echo server's; written to
+#   PER_THREAD=0 (1: also each thread's CPU and context switches per image,
+#   with its name, and the machine's context switches per image, for every
+#   measurement: where the server's cost lies against the echo server's;
+#   written to
 #   OUT/threads-<server>-<round>.txt and printed on stderr)
 #   OUT=BUILD_DIR/bench-results/batch1-<timestamp>
 # Prints one line per round and server, then the ratios of each round and
@@ -47,6 +55,7 @@ STREAMS=${STREAMS:-16}
 WARMUP=${WARMUP:-2000}
 NICE=${NICE:-0}
 MODES=${MODES:-"bytes shm"}
+RPS=${RPS:-}
 SERVER_FLAGS=${SERVER_FLAGS:-}
 PER_THREAD=${PER_THREAD:-0}
 SERVER=${SERVER:-$BUILD/bin/hgpipe-server}
@@ -73,6 +82,11 @@ trap cleanup EXIT
 
 bench_start "$OUT/echo.log" nice -n "$NICE" "$ECHO" --host 127.0.0.1 --grpc-port 0
 echo_pid=$BENCH_PID ECHO_GRPC=$BENCH_GRPC
+if [[ " $MODES " == *" echo-thread "* ]]; then
+  bench_start "$OUT/echo-thread.log" nice -n "$NICE" "$ECHO" --host 127.0.0.1 --grpc-port 0 \
+    --answer-thread
+  echo_thread_pid=$BENCH_PID ECHO_THREAD_GRPC=$BENCH_GRPC
+fi
 read -r -a server_flags <<< "$SERVER_FLAGS"
 bench_start "$OUT/server.log" nice -n "$NICE" "$SERVER" --host 127.0.0.1 --grpc-port 0 \
   --http-port -1 --metrics-port 0 --model-repository "$OUT/models" --boards sim:1 \
@@ -111,7 +125,8 @@ open(f"{out}/register.bin", "wb").write(frame(reg))
 PYEOF
 
 h2() {  # h2 ADDR RPC BODY N -> h2load's log
-  h2load -n "$4" -c "$CLIENTS" -m "$STREAMS" -H 'content-type: application/grpc' \
+  h2load -n "$4" -c "$CLIENTS" -m "$STREAMS" ${RPS:+--rps="$RPS"} \
+    -H 'content-type: application/grpc' \
     -H 'te: trailers' -d "$3" "http://$1/inference.GRPCInferenceService/$2" 2>&1
 }
 images_ok() {
@@ -126,7 +141,7 @@ fi
 measure() {
   local name=$1 pid=$2 addr=$3 body=$4 ok0 ok1 t0 t1 log rps n cs0
   h2 "$addr" ModelInfer "$body" "$WARMUP" > /dev/null
-  [[ $name == echo ]] || ok0=$(images_ok)
+  [[ $name == echo* ]] || ok0=$(images_ok)
   if [[ $PER_THREAD == 1 ]]; then
     thread_ticks "$pid" > "$OUT/threads0"
     cs0=$(context_switches)
@@ -136,9 +151,10 @@ measure() {
   t1=$(cpu_ticks "$pid")
   if [[ $PER_THREAD == 1 ]]; then
     # Threads that started during the run count from zero.
-    thread_ticks "$pid" | join -a 2 -e 0 -o 2.1,2.2,1.3,2.3 "$OUT/threads0" - |
-      awk -v tick="$TICK" -v n="$REQUESTS" -v who="$name" '$4 > $3 {
-          printf "%-6s %8s %-16s %7.1f us/image\n", who, $1, $2, ($4 - $3) / tick / n * 1e6 }' |
+    thread_ticks "$pid" | join -a 2 -e 0 -o 2.1,2.2,1.3,2.3,1.4,2.4 "$OUT/threads0" - |
+      awk -v tick="$TICK" -v n="$REQUESTS" -v who="$name" '$4 > $3 || $6 > $5 {
+          printf "%-6s %8s %-16s %7.1f us/image %6.2f switches/image\n", who, $1, $2,
+            ($4 - $3) / tick / n * 1e6, ($6 - $5) / n }' |
       sort -k4 -n -r > "$OUT/threads-$name-$round.txt"
     # Machine-wide, so the client's and the kernel's count too: compare
     # the two servers under the same client.
@@ -149,7 +165,7 @@ measure() {
   fi
   echo "$log" > "$OUT/h2load-$name-$round.log"
   rps=$(echo "$log" | sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p')
-  if [[ $name == echo ]]; then
+  if [[ $name == echo* ]]; then
     n=$REQUESTS
   else
     ok1=$(images_ok)
@@ -164,15 +180,19 @@ measure() {
     'BEGIN { printf "%.1f %.1f %d\n", rps, t / tick / n * 1e6, n }'
 }
 
-printf "%-6s %-7s %10s %14s\n" round server images/s cpu_us/image | tee "$OUT/results.txt"
+printf "%-6s %-11s %10s %14s\n" round server images/s cpu_us/image | tee "$OUT/results.txt"
 for round in $(seq 1 "$ROUNDS"); do
   for mode in echo $MODES; do
     case $mode in
       echo) read -r rps cpu _ < <(measure echo "$echo_pid" "$ECHO_GRPC" "$OUT/bytes.bin") ;;
       bytes) read -r rps cpu _ < <(measure bytes "$server_pid" "$GRPC" "$OUT/bytes.bin") ;;
       shm) read -r rps cpu _ < <(measure shm "$server_pid" "$GRPC" "$OUT/shm.bin") ;;
+      echo-thread)
+        read -r rps cpu _ < <(measure echo-thread "$echo_thread_pid" "$ECHO_THREAD_GRPC" \
+          "$OUT/bytes.bin")
+        ;;
     esac
-    printf "%-6s %-7s %10.1f %14.1f\n" "$round" "$mode" "$rps" "$cpu" | tee -a "$OUT/results.txt"
+    printf "%-6s %-11s %10.1f %14.1f\n" "$round" "$mode" "$rps" "$cpu" | tee -a "$OUT/results.txt"
   done
 done
 awk -v board="$BOARD_RATE" '
@@ -182,16 +202,23 @@ awk -v board="$BOARD_RATE" '
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
   END {
-    printf "\nround  cpu bytes/echo  images/s bytes/min(board,echo)%s\n", ("shm" in modes) ? "  cpu shm/bytes" : ""
+    et = ("echo-thread" in modes)
+    printf "\nround  cpu bytes/echo  images/s bytes/min(board,echo)%s%s\n", ("shm" in modes) ? "  cpu shm/bytes" : "",
+      et ? "  cpu echo-thread/echo  cpu bytes/echo-thread" : ""
     for (r = 1; r <= rounds; r++) {
       ceiling = rps[r, "echo"] < board ? rps[r, "echo"] : board
       c[r] = cpu[r, "bytes"] / cpu[r, "echo"]; t[r] = rps[r, "bytes"] / ceiling
       line = sprintf("%-6d %14.2f %29.3f", r, c[r], t[r])
       if ("shm" in modes) { s[r] = cpu[r, "shm"] / cpu[r, "bytes"]; line = line sprintf(" %14.2f", s[r]) }
+      if (et) {
+        e[r] = cpu[r, "echo-thread"] / cpu[r, "echo"]; b[r] = cpu[r, "bytes"] / cpu[r, "echo-thread"]
+        line = line sprintf(" %21.2f %22.2f", e[r], b[r])
+      }
       print line
     }
     line = sprintf("median %14.2f %29.3f", median(c, rounds), median(t, rounds))
     if ("shm" in modes) line = line sprintf(" %14.2f", median(s, rounds))
+    if (et) line = line sprintf(" %21.2f %22.2f", median(e, rounds), median(b, rounds))
     print line
   }' "$OUT/results.txt" | tee -a "$OUT/results.txt"
 echo "results: $OUT/results.txt"

@@ -12,6 +12,14 @@
 // ModelReady, ServerMetadata and grpc.health.v1, for tests.
 //
 //   hgpipe-echo-server [--host 127.0.0.1] [--grpc-port 8001 | 0 = free port]
+//                      [--answer-thread]
+//
+// --answer-thread: ModelInfer answers not on the gRPC thread that received
+// the call but from one other thread, woken per call (the calls that
+// arrived while it worked are answered together). That is the least any
+// server pays whose answer waits for a device: the thread that learns of
+// the result is not gRPC's. Measured against the plain echo server, it
+// tells what answering from another thread costs gRPC by itself.
 //
 // Logs "hgpipe-echo-server ready: grpc=HOST:PORT" on stderr once serving;
 // stops on SIGINT or SIGTERM.
@@ -21,6 +29,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -32,11 +41,15 @@
 #include "absl/strings/str_cat.h"
 #include "base/flags.h"
 #include "base/mutex.h"
+#include "base/thread_name.h"
 #include "proto/grpc_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port; 0 picks a free one.");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted, MiB (hgpipe-server's default).");
+ABSL_FLAG(
+    bool, answer_thread, false,
+    "Answer ModelInfer from one other thread, not gRPC's (the cost of an asynchronous answer).");
 
 namespace hgpipe::bench {
 namespace {
@@ -48,8 +61,56 @@ constexpr int64_t kClasses = 1000;
 // against allocating absurd responses.
 constexpr int64_t kMaxImages = 4096;
 
+// One thread that finishes the calls handed to it, in batches: whatever
+// arrived while it was finishing the last batch.
+class AnswerThread {
+ public:
+  AnswerThread()
+      : thread_([this] {
+          NameThisThread("echo-answer");
+          Loop();
+        }) {}
+  ~AnswerThread() {
+    {
+      MutexLock l(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void Finish(grpc::ServerUnaryReactor* reactor) {
+    MutexLock l(&mu_);
+    pending_.push_back(reactor);
+  }
+
+ private:
+  void Loop() {
+    std::vector<grpc::ServerUnaryReactor*> batch;
+    for (;;) {
+      {
+        MutexLock l(&mu_);
+        mu_.Await(absl::Condition(
+            +[](AnswerThread* t)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) { return t->stop_ || !t->pending_.empty(); },
+            this));
+        if (pending_.empty()) return;  // stopping, nothing left
+        batch.swap(pending_);
+      }
+      for (grpc::ServerUnaryReactor* r : batch) r->Finish(grpc::Status::OK);
+      batch.clear();
+    }
+  }
+
+  Mutex mu_;
+  std::vector<grpc::ServerUnaryReactor*> pending_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts after the fields it reads
+};
+
 class EchoService final : public inference::GRPCInferenceService::CallbackService {
  public:
+  // `answers`: finishes ModelInfer calls elsewhere; null: on gRPC's thread.
+  explicit EchoService(AnswerThread* answers) : answers_(answers) {}
+
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
                                        const inference::ModelInferRequest* request,
                                        inference::ModelInferResponse* response) override {
@@ -74,7 +135,11 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
     output->add_shape(kClasses);
     response->add_raw_output_contents()->assign(static_cast<size_t>(n * kClasses * sizeof(int32_t)),
                                                 '\0');
-    reactor->Finish(grpc::Status::OK);
+    if (answers_ != nullptr) {
+      answers_->Finish(reactor);
+    } else {
+      reactor->Finish(grpc::Status::OK);
+    }
     return reactor;
   }
 
@@ -125,6 +190,8 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
   }
 
  private:
+  AnswerThread* const answers_;
+
   static grpc::ServerUnaryReactor* Ok(grpc::CallbackServerContext* context) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -162,7 +229,11 @@ int Main(int argc, char** argv) {
   const std::string host = absl::GetFlag(FLAGS_host);
   const int max_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   grpc::EnableDefaultHealthCheckService(true);
-  EchoService service;
+  // Declared before the server, so destroyed after it: Shutdown waits for
+  // the calls it still holds.
+  std::unique_ptr<AnswerThread> answers;
+  if (absl::GetFlag(FLAGS_answer_thread)) answers = std::make_unique<AnswerThread>();
+  EchoService service(answers.get());
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::StrCat(host, ":", absl::GetFlag(FLAGS_grpc_port)),

@@ -20,8 +20,9 @@
 #       The process's user + system CPU time so far, in clock ticks
 #       (getconf CLK_TCK per second), all threads.
 #   thread_ticks PID
-#       The same per thread, a line each, sorted: "TID NAME TICKS" (spaces
-#       in a name become _).
+#       The same per thread, a line each, sorted: "TID NAME TICKS SWITCHES"
+#       (spaces in a name become _; SWITCHES: the thread's context switches
+#       so far, voluntary and not, about how often it slept and woke).
 #   context_switches
 #       Context switches on the whole machine since boot (/proc/stat ctxt).
 
@@ -79,7 +80,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 thread_ticks() {
   local t
   for t in /proc/"$1"/task/*; do
-    echo "${t##*/} $(tr ' ' _ < "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
+    echo "${t##*/} $(tr ' ' _ < "$t/comm") $(awk '{print $14 + $15}' "$t/stat")" \
+      "$(awk '/ctxt_switches/ {s += $2} END {print s}' "$t/status")"
   done 2> /dev/null | sort
 }
 

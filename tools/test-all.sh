@@ -4,7 +4,8 @@
 #  2. ASan + UBSan build: unit and integration tests;
 #  3. TSan build: the scheduler's and clock's tests;
 #  4. clang++ -Wthread-safety -Werror, configured without XRT: the annotated
-#     libraries must compile, and hgpipe-server must build without XRT;
+#     libraries and the echo server must compile, and hgpipe-server must
+#     build without XRT;
 #  5. libFuzzer targets (tests/fuzz/, clang, ASan + UBSan), each run from its
 #     seed corpus for HGPIPE_FUZZ_SECONDS (default 45); each counts as a test;
 #  6. the C++ files formatted as .clang-format says (tools/check-format.sh;
@@ -83,11 +84,11 @@ for s in "${stages[@]}"; do
     tsa)
       stage "clang++ -Wthread-safety -Werror, without XRT"
       CXX=clang++ cmake -S . -B build-tsa -G Ninja -DHGPIPE_THREAD_SAFETY=ON \
-        -DHGPIPE_WITH_XRT=OFF -DHGPIPE_BUILD_TESTS=OFF -DHGPIPE_BUILD_BENCH=OFF \
+        -DHGPIPE_WITH_XRT=OFF -DHGPIPE_BUILD_TESTS=OFF -DHGPIPE_BUILD_BENCH=ON \
         > build-tsa.configure.log 2>&1 || { cat build-tsa.configure.log; broken=1; continue; }
       grep -q "building without the XRT board driver" build-tsa.configure.log ||
         { echo "test-all: the no-XRT configuration did not say so"; broken=1; }
-      ninja -C build-tsa -j"$HGPIPE_JOBS" hgpipe-server hgpipe-client \
+      ninja -C build-tsa -j"$HGPIPE_JOBS" hgpipe-server hgpipe-client hgpipe-echo-server \
           hgpipe_preprocess ||
         { echo "test-all: thread-safety analysis or the no-XRT build failed"; broken=1; } ;;
     fuzz)

@@ -104,27 +104,44 @@ RunResult RunBinary(const std::string& binary, const std::vector<std::string>& a
   return r;
 }
 
+// Starts hgpipe-echo-server on a free loopback port with `flags` more,
+// stderr to `log_path`; its HOST:PORT once ready, or "" (and *pid -1 if it
+// could not start) with `error` saying why.
+std::string StartEchoServer(const std::vector<std::string>& flags, const std::string& log_path,
+                            pid_t* pid, std::string* error) {
+  std::vector<std::string> args = {"--grpc-port=0", "--host=127.0.0.1"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  *pid = Spawn(BinDir() + "/hgpipe-echo-server", args, "/dev/null", log_path);
+  if (*pid <= 0) {
+    *error = absl::StrCat("cannot start ", BinDir(), "/hgpipe-echo-server");
+    return "";
+  }
+  static const std::regex kReady(R"(ready: grpc=127\.0\.0\.1:(\d+))");
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    const std::string log = ReadFile(log_path);
+    std::smatch m;
+    if (std::regex_search(log, m, kReady)) return absl::StrCat("127.0.0.1:", m[1].str());
+    int status;
+    if (waitpid(*pid, &status, WNOHANG) == *pid) {
+      *pid = -1;
+      *error = absl::StrCat("echo server exited:\n", log);
+      return "";
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  *error = absl::StrCat("echo server not ready:\n", ReadFile(log_path));
+  return "";
+}
+
 class EchoServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     log_path_ = new std::string(TempPath("echo.log"));
-    pid_ = Spawn(BinDir() + "/hgpipe-echo-server", {"--grpc-port=0", "--host=127.0.0.1"},
-                 "/dev/null", *log_path_);
-    ASSERT_GT(pid_, 0) << "cannot start " << BinDir() << "/hgpipe-echo-server";
-    static const std::regex kReady(R"(ready: grpc=127\.0\.0\.1:(\d+))");
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < deadline) {
-      const std::string log = ReadFile(*log_path_);
-      std::smatch m;
-      if (std::regex_search(log, m, kReady)) {
-        target_ = new std::string(absl::StrCat("127.0.0.1:", m[1].str()));
-        return;
-      }
-      int status;
-      ASSERT_NE(waitpid(pid_, &status, WNOHANG), pid_) << "echo server exited:\n" << log;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    FAIL() << "echo server not ready:\n" << ReadFile(*log_path_);
+    std::string error;
+    const std::string target = StartEchoServer({}, *log_path_, &pid_, &error);
+    ASSERT_FALSE(target.empty()) << error;
+    target_ = new std::string(target);
   }
 
   static void TearDownTestSuite() {
@@ -323,6 +340,44 @@ TEST_F(EchoServerTest, ClientBinaryErrors) {
   EXPECT_EQ(r.code, 2);  // neither --input nor --random
   r = RunBinary("hgpipe-client", {"--url=" + *target_, "frobnicate"});
   EXPECT_EQ(r.code, 2);
+}
+
+// --answer-thread (the asynchronous-answer ceiling of bench/batch1_h2load.sh)
+// answers every call of a concurrent load, each with its own rows, and
+// stops cleanly on SIGTERM (the server's shutdown waits for the calls the
+// answer thread still holds).
+TEST(EchoAnswerThreadTest, AnswersEveryCallAndStopsCleanly) {
+  const std::string log_path = TempPath("echo-answer-thread.log");
+  pid_t pid = -1;
+  std::string error;
+  const std::string target = StartEchoServer({"--answer-thread"}, log_path, &pid, &error);
+  ASSERT_FALSE(target.empty()) << error;
+
+  RunResult r = RunBinary("hgpipe-perf", {"--url=" + target, "--duration=1", "--warmup=0.2",
+                                          "--concurrency=8", "--images-per-request=2", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  if (r.code == 0) {
+    const google::protobuf::Struct s = ParseJson(r.out);
+    const auto& f = s.fields();
+    EXPECT_GT(f.at("requests_ok").number_value(), 0);
+    EXPECT_EQ(f.at("images_ok").number_value(), 2 * f.at("requests_ok").number_value());
+    EXPECT_EQ(f.at("error_count").number_value(), 0);
+  }
+  InferenceClient::Options o;
+  o.timeout = absl::Seconds(60);
+  auto client = InferenceClient::Create(target, o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto request = MakeImageRequest("verify", GenerateRandomImages(3, 4));
+  ASSERT_TRUE(request.ok()) << request.status();
+  auto response = (*client)->Infer(*request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  auto out = ReadInt32Output(*response, "OUTPUT");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->shape, (std::vector<int64_t>{3, kClasses}));
+
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitFor(pid, absl::Seconds(60)), 0) << "did not stop cleanly:\n" << ReadFile(log_path);
+  unlink(log_path.c_str());
 }
 
 }  // namespace

@@ -153,13 +153,13 @@ measure() {
     # Threads that started during the run count from zero.
     thread_ticks "$pid" | join -a 2 -e 0 -o 2.1,2.2,1.3,2.3,1.4,2.4 "$OUT/threads0" - |
       awk -v tick="$TICK" -v n="$REQUESTS" -v who="$name" '$4 > $3 || $6 > $5 {
-          printf "%-6s %8s %-16s %7.1f us/image %6.2f switches/image\n", who, $1, $2,
+          printf "%-11s %8s %-16s %7.1f us/image %6.2f switches/image\n", who, $1, $2,
             ($4 - $3) / tick / n * 1e6, ($6 - $5) / n }' |
       sort -k4 -n -r > "$OUT/threads-$name-$round.txt"
     # Machine-wide, so the client's and the kernel's count too: compare
     # the two servers under the same client.
     awk -v c="$(($(context_switches) - cs0))" -v n="$REQUESTS" -v who="$name" \
-      'BEGIN { printf "%-6s context switches (machine): %.1f per image\n", who, c / n }' \
+      'BEGIN { printf "%-11s context switches (machine): %.1f per image\n", who, c / n }' \
       >> "$OUT/threads-$name-$round.txt"
     cat "$OUT/threads-$name-$round.txt" >&2
   fi

@@ -15,8 +15,8 @@
 //                      [--answer-thread]
 //
 // --answer-thread: ModelInfer answers not on the gRPC thread that received
-// the call but from one other thread, woken per call (the calls that
-// arrived while it worked are answered together). That is the least any
+// the call but from one other thread (hgpipe-server's WorkerPool, one
+// thread, `echo-answer-0`, handed each call as it arrives). That is the least any
 // server pays whose answer waits for a device: the thread that learns of
 // the result is not gRPC's. Measured against the plain echo server, it
 // tells what answering from another thread costs gRPC by itself.
@@ -29,7 +29,6 @@
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -40,9 +39,10 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "base/flags.h"
+#include "base/executor.h"
 #include "base/mutex.h"
-#include "base/thread_name.h"
 #include "proto/grpc_service.grpc.pb.h"
+#include "server/worker_pool.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port; 0 picks a free one.");
@@ -61,55 +61,10 @@ constexpr int64_t kClasses = 1000;
 // against allocating absurd responses.
 constexpr int64_t kMaxImages = 4096;
 
-// One thread that finishes the calls handed to it, in batches: whatever
-// arrived while it was finishing the last batch.
-class AnswerThread {
- public:
-  AnswerThread()
-      : thread_([this] {
-          NameThisThread("echo-answer");
-          Loop();
-        }) {}
-  ~AnswerThread() {
-    {
-      MutexLock l(&mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-  void Finish(grpc::ServerUnaryReactor* reactor) {
-    MutexLock l(&mu_);
-    pending_.push_back(reactor);
-  }
-
- private:
-  void Loop() {
-    std::vector<grpc::ServerUnaryReactor*> batch;
-    for (;;) {
-      {
-        MutexLock l(&mu_);
-        mu_.Await(absl::Condition(
-            +[](AnswerThread* t)
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) { return t->stop_ || !t->pending_.empty(); },
-            this));
-        if (pending_.empty()) return;  // stopping, nothing left
-        batch.swap(pending_);
-      }
-      for (grpc::ServerUnaryReactor* r : batch) r->Finish(grpc::Status::OK);
-      batch.clear();
-    }
-  }
-
-  Mutex mu_;
-  std::vector<grpc::ServerUnaryReactor*> pending_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;  // last: starts after the fields it reads
-};
-
 class EchoService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  // `answers`: finishes ModelInfer calls elsewhere; null: on gRPC's thread.
-  explicit EchoService(AnswerThread* answers) : answers_(answers) {}
+  // `answers`: where ModelInfer calls are finished; null: on gRPC's thread.
+  explicit EchoService(Executor* answers) : answers_(answers) {}
 
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
                                        const inference::ModelInferRequest* request,
@@ -136,7 +91,7 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
     response->add_raw_output_contents()->assign(static_cast<size_t>(n * kClasses * sizeof(int32_t)),
                                                 '\0');
     if (answers_ != nullptr) {
-      answers_->Finish(reactor);
+      answers_->Schedule([reactor] { reactor->Finish(grpc::Status::OK); });
     } else {
       reactor->Finish(grpc::Status::OK);
     }
@@ -190,7 +145,7 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
   }
 
  private:
-  AnswerThread* const answers_;
+  Executor* const answers_;
 
   static grpc::ServerUnaryReactor* Ok(grpc::CallbackServerContext* context) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -229,10 +184,12 @@ int Main(int argc, char** argv) {
   const std::string host = absl::GetFlag(FLAGS_host);
   const int max_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   grpc::EnableDefaultHealthCheckService(true);
-  // Declared before the server, so destroyed after it: Shutdown waits for
-  // the calls it still holds.
-  std::unique_ptr<AnswerThread> answers;
-  if (absl::GetFlag(FLAGS_answer_thread)) answers = std::make_unique<AnswerThread>();
+  // The server's own worker pool with one thread. Declared before the
+  // server, so destroyed after it: Shutdown waits for the calls it holds.
+  std::unique_ptr<server::WorkerPool> answers;
+  if (absl::GetFlag(FLAGS_answer_thread)) {
+    answers = std::make_unique<server::WorkerPool>(1, 0, "echo-answer");
+  }
   EchoService service(answers.get());
   grpc::ServerBuilder builder;
   int port = 0;

@@ -343,9 +343,9 @@ TEST_F(EchoServerTest, ClientBinaryErrors) {
 }
 
 // --answer-thread (the asynchronous-answer ceiling of bench/batch1_h2load.sh)
-// answers every call of a concurrent load, each with its own rows, and
-// stops cleanly on SIGTERM (the server's shutdown waits for the calls the
-// answer thread still holds).
+// answers every call of a concurrent load with N rows, and stops cleanly on
+// SIGTERM in the middle of one (the server's shutdown waits for the calls
+// the answer thread still holds; the thread outlives it).
 TEST(EchoAnswerThreadTest, AnswersEveryCallAndStopsCleanly) {
   const std::string log_path = TempPath("echo-answer-thread.log");
   pid_t pid = -1;
@@ -375,9 +375,17 @@ TEST(EchoAnswerThreadTest, AnswersEveryCallAndStopsCleanly) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->shape, (std::vector<int64_t>{3, kClasses}));
 
+  // SIGTERM while a load is under way.
+  const std::string perf_out = TempPath("perf.out"), perf_err = TempPath("perf.err");
+  const pid_t perf = Spawn(BinDir() + "/hgpipe-perf",
+                           {"--url=" + target, "--duration=5", "--warmup=0", "--concurrency=8"},
+                           perf_out, perf_err);
+  ASSERT_GT(perf, 0);
+  absl::SleepFor(absl::Seconds(1));
   kill(pid, SIGTERM);
   EXPECT_EQ(WaitFor(pid, absl::Seconds(60)), 0) << "did not stop cleanly:\n" << ReadFile(log_path);
-  unlink(log_path.c_str());
+  WaitFor(perf, absl::Seconds(60));  // its calls fail once the server is gone: any exit
+  for (const std::string& f : {log_path, perf_out, perf_err}) unlink(f.c_str());
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #          answering from one other thread, as any server whose answer
 #          waits for a device must; compared with the plain echo server of
 #          the same round (what answering off gRPC's thread costs by itself).
+# MODES must include bytes: every ratio in the summary is taken against it.
 #
 # Environment (defaults): ROUNDS=5 REQUESTS=20000 CLIENTS=2 STREAMS=16
 #   WARMUP=2000 NICE=0 MODES="bytes shm"
@@ -64,6 +65,14 @@ OUT=${OUT:-$BUILD/bench-results/batch1-$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
 BOARD_RATE=7375
 TICK=$(getconf CLK_TCK)
+for mode in $MODES; do
+  case $mode in
+    bytes | shm | echo-thread) ;;
+    *) echo "batch1_h2load: unknown mode '$mode' (bytes, shm, echo-thread)" >&2; exit 2 ;;
+  esac
+done
+[[ " $MODES " == *" bytes "* ]] ||
+  { echo "batch1_h2load: MODES must include bytes (the summary's ratios are against it)" >&2; exit 2; }
 command -v h2load > /dev/null ||
   { echo "batch1_h2load: h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 for b in "$SERVER" "$ECHO"; do

@@ -14,7 +14,7 @@
 # Ends with one line "tests: N passed, M failed". Stages can be chosen:
 #   tools/test-all.sh [normal] [asan] [tsan] [tsa] [fuzz] [format]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 tools/install-deps.sh || exit 1
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(normal asan tsan tsa fuzz format)
@@ -44,8 +44,9 @@ run_ctest() {  # run_ctest DIR ctest-args...
   # ctest's gtest skip pattern wins over the exit code: it would pass as
   # skipped. Each such test counts as failed here, with its log.
   local setup_failed
-  setup_failed=$(grep -E '^\[  FAILED  \] .*: SetUpTestSuite or TearDownTestSuite' \
-    "$dir/Testing/Temporary/LastTest.log" 2>/dev/null | wc -l)
+  setup_failed=$(grep -cE '^\[  FAILED  \] .*: SetUpTestSuite or TearDownTestSuite' \
+    "$dir/Testing/Temporary/LastTest.log" 2>/dev/null)
+  setup_failed=${setup_failed:-0}
   if [ "$setup_failed" -gt 0 ]; then
     echo "test-all: $setup_failed test(s) in $dir skipped because their suite's set-up failed:"
     grep -B40 -E 'SetUpTestSuite or TearDownTestSuite' "$dir/Testing/Temporary/LastTest.log" |
@@ -71,11 +72,12 @@ for s in "${stages[@]}"; do
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest build-asan -L "unit|integration|xrt" ;;
     tsan)
       stage "TSan build (scheduler, clocks, boards, the server's threaded rooms)"
-      cmake -S . -B build-tsan -G Ninja -DHGPIPE_SANITIZE=thread \
+      if ! { cmake -S . -B build-tsan -G Ninja -DHGPIPE_SANITIZE=thread \
         -DHGPIPE_BUILD_BENCH=OFF >/dev/null &&
         ninja -C build-tsan -j"$HGPIPE_JOBS" scheduler_test variant_router_test base_test accel_test \
-          server_test ||
-        { broken=1; continue; }
+          server_test; }; then
+        broken=1; continue
+      fi
       # Not RestJsonTest: Debian's libprotobuf is built without TSan, and its
       # headers compiled with it (PROTOBUF_TSAN) disagree with the library on
       # map reflection, which crashes in single-threaded code.

@@ -202,16 +202,17 @@ absl::StatusOr<PreparedInput> PrepareInput(const inference::ModelInferRequest& r
   // input ([N, 1]) also takes plain [N].
   const config::InputFormat format = c.input_format();
   const bool bare_bytes = format == config::ENCODED_IMAGE && in.shape_size() == 1;
-  const std::string want_shape = absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]");
+  // Only for an error: every request passes here.
+  auto want_shape = [&] { return absl::StrCat("[N, ", absl::StrJoin(want.dims(), ", "), "]"); };
   if (in.shape_size() != want.dims_size() + 1 && !bare_bytes) {
     return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
-                               " does not match ", want_shape));
+                               " does not match ", want_shape()));
   }
   int64_t per_image = 1;
   for (int i = 0; i + 1 < in.shape_size(); ++i) {
     if (want.dims(i) != -1 && in.shape(i + 1) != want.dims(i)) {
       return Bad(c, absl::StrCat("input ", Quote(in.name()), ": shape ", Shape(in.shape()),
-                                 " does not match ", want_shape));
+                                 " does not match ", want_shape()));
     }
     per_image *= in.shape(i + 1);
   }

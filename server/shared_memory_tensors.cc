@@ -24,43 +24,41 @@ struct Reference {
 
 // A non-negative integer parameter (Triton's clients send int64; uint64 is
 // taken too, as the REST front end reads large JSON numbers so).
-absl::StatusOr<uint64_t> Unsigned(const inference::InferParameter& p, const std::string& where,
-                                  const char* name) {
+absl::StatusOr<uint64_t> Unsigned(const inference::InferParameter& p, const char* name) {
   if (p.has_int64_param() && p.int64_param() >= 0) return p.int64_param();
   if (p.has_uint64_param()) return p.uint64_param();
-  return absl::InvalidArgumentError(
-      absl::StrCat(where, ": parameter '", name, "' must be an integer >= 0"));
+  return absl::InvalidArgumentError(absl::StrCat("parameter '", name, "' must be an integer >= 0"));
 }
 
-// The tensor's shared memory reference, nullopt if it names none.
-absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params,
-                                                       const std::string& where) {
+// The tensor's shared memory reference, nullopt if it names none. Errors
+// say what is wrong; the caller adds which tensor (only then: every
+// request passes here).
+absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params) {
   auto region = params.find(kRegion);
   auto offset = params.find(kOffset);
   auto size = params.find(kByteSize);
   if (region == params.end()) {
     if (offset != params.end() || size != params.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": '",
+      return absl::InvalidArgumentError(absl::StrCat("'",
                                                      offset != params.end() ? kOffset : kByteSize,
                                                      "' without a '", kRegion, "' parameter"));
     }
     return std::nullopt;
   }
   if (!region->second.has_string_param()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": parameter '", kRegion, "' must be a string"));
+    return absl::InvalidArgumentError(absl::StrCat("parameter '", kRegion, "' must be a string"));
   }
   if (size == params.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": a '", kRegion, "' parameter needs a '",
-                                                   kByteSize, "' parameter too"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a '", kRegion, "' parameter needs a '", kByteSize, "' parameter too"));
   }
   Reference r;
   r.region = region->second.string_param();
-  absl::StatusOr<uint64_t> bytes = Unsigned(size->second, where, kByteSize);
+  absl::StatusOr<uint64_t> bytes = Unsigned(size->second, kByteSize);
   if (!bytes.ok()) return bytes.status();
   r.byte_size = *bytes;
   if (offset != params.end()) {
-    absl::StatusOr<uint64_t> off = Unsigned(offset->second, where, kOffset);
+    absl::StatusOr<uint64_t> off = Unsigned(offset->second, kOffset);
     if (!off.ok()) return off.status();
     r.offset = *off;
   }
@@ -86,40 +84,41 @@ absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(const inference::Mod
   SharedMemoryTensors out;
   for (int i = 0; i < req.inputs_size(); ++i) {
     const auto& in = req.inputs(i);
-    const std::string where = absl::StrCat("model ", Quote(model), ": input ", Quote(in.name()));
-    absl::StatusOr<std::optional<Reference>> ref = ReadReference(in.parameters(), where);
-    if (!ref.ok()) return ref.status();
+    auto where = [&] { return absl::StrCat("model ", Quote(model), ": input ", Quote(in.name())); };
+    absl::StatusOr<std::optional<Reference>> ref = ReadReference(in.parameters());
+    if (!ref.ok()) return InContext(ref.status(), where());
     // Only the first input is read (PrepareInput refuses more).
     if (!ref->has_value() || i > 0) continue;
     if (regions == nullptr) {
-      return absl::NotFoundError(absl::StrCat(where, ": no shared memory region ",
+      return absl::NotFoundError(absl::StrCat(where(), ": no shared memory region ",
                                               Quote((*ref)->region), " is registered"));
     }
     absl::StatusOr<SharedMemoryRegions::View> v =
         regions->Readable((*ref)->region, (*ref)->offset, (*ref)->byte_size);
-    if (!v.ok()) return InContext(v.status(), where);
+    if (!v.ok()) return InContext(v.status(), where());
     out.input = *std::move(v);
   }
   for (int i = 0; i < req.outputs_size(); ++i) {
     const auto& o = req.outputs(i);
-    const std::string where = absl::StrCat("model ", Quote(model), ": output ", Quote(o.name()));
-    absl::StatusOr<std::optional<Reference>> ref = ReadReference(o.parameters(), where);
-    if (!ref.ok()) return ref.status();
+    auto where = [&] { return absl::StrCat("model ", Quote(model), ": output ", Quote(o.name())); };
+    absl::StatusOr<std::optional<Reference>> ref = ReadReference(o.parameters());
+    if (!ref.ok()) return InContext(ref.status(), where());
     if (!ref->has_value()) continue;
     if (o.parameters().contains("classification")) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": cannot be both a classification and in shared memory"));
+          absl::StrCat(where(), ": cannot be both a classification and in shared memory"));
     }
     if (out.output.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": requested twice in shared memory"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(), ": requested twice in shared memory"));
     }
     if (regions == nullptr) {
-      return absl::NotFoundError(absl::StrCat(where, ": no shared memory region ",
+      return absl::NotFoundError(absl::StrCat(where(), ": no shared memory region ",
                                               Quote((*ref)->region), " is registered"));
     }
     absl::StatusOr<SharedMemoryRegions::View> v =
         regions->Writable((*ref)->region, (*ref)->offset, (*ref)->byte_size);
-    if (!v.ok()) return InContext(v.status(), where);
+    if (!v.ok()) return InContext(v.status(), where());
     out.output = *std::move(v);
     out.output_name = o.name();
   }

@@ -98,8 +98,12 @@ TEST_F(SharedMemoryTensorsTest, BadParameters) {
   // No byte size.
   EXPECT_EQ(code([&](auto* r) { Set(params(r), "in", 0, -1); }).code(), C::kInvalidArgument);
   // Offset or size without a region.
-  EXPECT_EQ(code([&](auto* r) { (*params(r))["shared_memory_offset"].set_int64_param(0); }).code(),
-            C::kInvalidArgument);
+  const absl::Status orphan =
+      code([&](auto* r) { (*params(r))["shared_memory_offset"].set_int64_param(0); });
+  EXPECT_EQ(orphan.code(), C::kInvalidArgument);
+  EXPECT_EQ(orphan.message(),
+            "model 'm': input 'INPUT': 'shared_memory_offset' without a 'shared_memory_region' "
+            "parameter");
   EXPECT_EQ(
       code([&](auto* r) { (*params(r))["shared_memory_byte_size"].set_int64_param(4); }).code(),
       C::kInvalidArgument);
@@ -109,11 +113,14 @@ TEST_F(SharedMemoryTensorsTest, BadParameters) {
               (*params(r))["shared_memory_byte_size"].set_int64_param(4);
             }).code(),
             C::kInvalidArgument);
-  EXPECT_EQ(code([&](auto* r) {
-              Set(params(r), "in", 0, 4);
-              (*params(r))["shared_memory_offset"].set_int64_param(-5);
-            }).code(),
-            C::kInvalidArgument);
+  const absl::Status negative = code([&](auto* r) {
+    Set(params(r), "in", 0, 4);
+    (*params(r))["shared_memory_offset"].set_int64_param(-5);
+  });
+  EXPECT_EQ(negative.code(), C::kInvalidArgument);
+  // Which tensor, then what is wrong with it.
+  EXPECT_EQ(negative.message(),
+            "model 'm': input 'INPUT': parameter 'shared_memory_offset' must be an integer >= 0");
   EXPECT_EQ(code([&](auto* r) {
               Set(params(r), "in", 0, 4);
               (*params(r))["shared_memory_byte_size"].set_int64_param(-5);

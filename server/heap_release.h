@@ -23,8 +23,8 @@ namespace hgpipe::server {
 // Sets glibc's malloc up as above (mallopt). Call first thing in main().
 void ConfigureHeap();
 
-// Bytes malloc holds free (mallinfo2(3)). Counts the main arena only, which
-// after ConfigureHeap is the only one.
+// Bytes malloc holds free (mallinfo2(3), which in glibc sums every arena;
+// after ConfigureHeap there is one).
 size_t HeapFreeBytes();
 
 // Trim once calls have stopped for `idle` (once per quiet spell), and while

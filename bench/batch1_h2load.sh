@@ -40,8 +40,7 @@
 #   PER_THREAD=0 (1: also each thread's CPU and context switches per image,
 #   with its name, and the machine's context switches per image, for every
 #   measurement: where the server's cost lies against the echo server's;
-#   written to
-#   OUT/threads-<server>-<round>.txt and printed on stderr)
+#   written to OUT/threads-<server>-<round>.txt and printed on stderr)
 #   OUT=BUILD_DIR/bench-results/batch1-<timestamp>
 # Prints one line per round and server, then the ratios of each round and
 # their medians.

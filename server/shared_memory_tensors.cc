@@ -31,8 +31,7 @@ absl::StatusOr<uint64_t> Unsigned(const inference::InferParameter& p, const char
 }
 
 // The tensor's shared memory reference, nullopt if it names none. Errors
-// say what is wrong; the caller adds which tensor (only then: every
-// request passes here).
+// say what is wrong; the caller adds which tensor (TensorContext).
 absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params) {
   auto region = params.find(kRegion);
   auto offset = params.find(kOffset);
@@ -65,6 +64,12 @@ absl::StatusOr<std::optional<Reference>> ReadReference(const Parameters& params)
   return r;
 }
 
+// Which tensor an error is about. Built only for an error: every request
+// looks its tensors up here.
+std::string TensorContext(absl::string_view model, absl::string_view kind, absl::string_view name) {
+  return absl::StrCat("model ", Quote(model), ": ", kind, " ", Quote(name));
+}
+
 absl::Status InContext(const absl::Status& s, absl::string_view where) {
   return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
 }
@@ -84,7 +89,7 @@ absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(const inference::Mod
   SharedMemoryTensors out;
   for (int i = 0; i < req.inputs_size(); ++i) {
     const auto& in = req.inputs(i);
-    auto where = [&] { return absl::StrCat("model ", Quote(model), ": input ", Quote(in.name())); };
+    auto where = [&] { return TensorContext(model, "input", in.name()); };
     absl::StatusOr<std::optional<Reference>> ref = ReadReference(in.parameters());
     if (!ref.ok()) return InContext(ref.status(), where());
     // Only the first input is read (PrepareInput refuses more).
@@ -100,7 +105,7 @@ absl::StatusOr<SharedMemoryTensors> FindSharedMemoryTensors(const inference::Mod
   }
   for (int i = 0; i < req.outputs_size(); ++i) {
     const auto& o = req.outputs(i);
-    auto where = [&] { return absl::StrCat("model ", Quote(model), ": output ", Quote(o.name())); };
+    auto where = [&] { return TensorContext(model, "output", o.name()); };
     absl::StatusOr<std::optional<Reference>> ref = ReadReference(o.parameters());
     if (!ref.ok()) return InContext(ref.status(), where());
     if (!ref->has_value()) continue;

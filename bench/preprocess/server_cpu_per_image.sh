@@ -55,22 +55,25 @@ images_ok() {
 # A gRPC-framed ModelInferRequest carrying one file as a BYTES element.
 make_body() { /usr/bin/python3 "$src/bench/infer_body.py" "$1" "$2" deit_tiny; }
 
+url="http://$grpc/inference.GRPCInferenceService/ModelInfer"
+h2() {  # h2 BODY N
+  h2load -n "$2" -c "$clients" -m "$streams" -H 'content-type: application/grpc' \
+    -H 'te: trailers' -d "$1" "$url" >"$work/h2load.log" 2>&1 ||
+    { cat "$work/h2load.log"; exit 1; }
+}
+# Each file's request body, once for all rounds.
+files=("$@")
+for i in "${!files[@]}"; do make_body "${files[i]}" "$work/body-$i.bin"; done
+
 printf "%-5s %-28s %12s %14s %8s %8s\n" round file baseline_us server_us ratio floor |
   tee "$work/results.txt"
 for round in $(seq 1 "$rounds"); do
-  for jpeg in "$@"; do
-    body="$work/body.bin"
-    make_body "$jpeg" "$body"
-    url="http://$grpc/inference.GRPCInferenceService/ModelInfer"
-    h2() {
-      h2load -n "$1" -c "$clients" -m "$streams" -H 'content-type: application/grpc' \
-        -H 'te: trailers' -d "$body" "$url" >"$work/h2load.log" 2>&1 ||
-        { cat "$work/h2load.log"; exit 1; }
-    }
-    h2 200  # warm up: threads, scratch buffers, connection
+  for i in "${!files[@]}"; do
+    jpeg=${files[i]} body=$work/body-$i.bin
+    h2 "$body" 200  # warm up: threads, scratch buffers, connection
     read -r b1 f1 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
     ok0=$(images_ok); t0=$(cpu_ticks "$server_pid")
-    h2 "$requests"
+    h2 "$body" "$requests"
     t1=$(cpu_ticks "$server_pid"); ok1=$(images_ok)
     read -r b2 f2 < <("$build/bin/hgpipe-jpeg-decode-baseline" "$jpeg" 4 | awk '{print $3, $4}')
     images=$((ok1 - ok0))

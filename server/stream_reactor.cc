@@ -39,15 +39,19 @@ void StreamReactor::OnReadDone(bool ok) {
   Item* item = nullptr;
   {
     hgpipe::MutexLock l(&mu_);
-    if (!ok) {  // the client half-closed, or the call is over
+    // Finish does not cancel a read under way, and gRPC may still complete
+    // it with a request (one already received): after Finish nothing may be
+    // started, or its answer would come after OnDone deleted the stream.
+    if (!ok || finished_) {  // the client half-closed, or the call is over
       reads_done_ = true;
       reading_into_.reset();
     } else {
       item = reading_into_.release();  // owned by its completion from here
       item->bytes = item->request.ByteSizeLong();
       bytes_held_ += item->bytes;
-      // One for the request, one held by this reaction until its end, so
-      // that no other thread finishes (and deletes) the stream under it.
+      // One for the request, one held by this reaction until its end
+      // (ReleaseHold), so that no other thread finishes (and deletes) the
+      // stream under it.
       in_flight_ += 2;
     }
     if (item == nullptr) DecideLocked(&a);
@@ -59,6 +63,11 @@ void StreamReactor::OnReadDone(bool ok) {
   pipeline_->Infer(item->request, item->response.mutable_infer_response(), deadline_,
                    {InferOrigin::Wire::kGrpc},
                    [this, item](absl::Status s) { OnInferDone(item, std::move(s)); });
+  ReleaseHold();
+}
+
+void StreamReactor::ReleaseHold() {
+  Actions a;
   {
     hgpipe::MutexLock l(&mu_);
     --in_flight_;
@@ -137,9 +146,14 @@ void StreamReactor::OnInferDone(Item* item, absl::Status s) {
         a.write = item;
       }
     }
+    // Not a gRPC reaction: nothing stops another thread from finishing the
+    // stream (a failed write drops this item) and OnDone from deleting it
+    // before this thread has started what it decided. Held until it has.
+    ++in_flight_;
     DecideLocked(&a);
   }
   Act(std::move(a));
+  ReleaseHold();
 }
 
 void StreamReactor::DecideLocked(Actions* a) {

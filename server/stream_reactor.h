@@ -86,6 +86,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
   };
 
   void OnInferDone(Item* item, absl::Status s);
+  // Ends a hold on in_flight_ (one taken so that the stream cannot finish
+  // while this thread still has reactions to start), then acts on it.
+  void ReleaseHold();
   // Whether to read the next request, and whether the call can end.
   void DecideLocked(Actions* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finish last: OnDone (on another thread) may delete the stream after it.

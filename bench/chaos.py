@@ -10,7 +10,8 @@ Nothing is checked against a digest (bench/soak.sh does that): the server
 must answer every call with a status a client can act on, stay up, keep
 its memory bounded, and serve a normal request at the end.
 
-    chaos.py HOST:PORT SECONDS SERVER_PID PROTO_PY_DIR
+    [CHAOS_SEED=1] [CHAOS_CLIENTS=unary,stream,repository,shm] \
+      chaos.py HOST:PORT SECONDS SERVER_PID PROTO_PY_DIR
 
 PROTO_PY_DIR holds proto/grpc_service_pb2.py (protoc --python_out).
 Prints the status counts, then one line "chaos: PASS" or "chaos: FAIL ...".
@@ -204,7 +205,12 @@ def rss_kib():
     return 0
 
 
-workers = ([unary_client] * 4 + [stream_client] * 3 + [repository_client, shared_memory_client])
+# CHAOS_CLIENTS picks kinds (default all): to tell which one a leak or a
+# crash needs.
+kinds = {"unary": [unary_client] * 4, "stream": [stream_client] * 3,
+         "repository": [repository_client], "shm": [shared_memory_client]}
+chosen = os.environ.get("CHAOS_CLIENTS", ",".join(kinds)).split(",")
+workers = [w for k in chosen for w in kinds[k]]
 threads = [threading.Thread(target=w, args=(i,)) for i, w in enumerate(workers)]
 for t in threads:
     t.start()

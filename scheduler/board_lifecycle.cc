@@ -29,12 +29,19 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardLifecycle::Remove(BoardState&
   // Idle with nothing outstanding: no run, no late completion of an
   // abandoned one, no delivery, no reset or probe whose callback is still
   // to come.
-  if (b.life.phase != BoardPhase::kIdle || b.model != nullptr || !b.runs.empty() ||
-      b.abandoned_runs > 0 || b.delivering_runs > 0 || b.life.resetting) {
+  if (b.life.phase != BoardPhase::kIdle || b.model != nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("board ", b.name, " is ", BoardPhaseName(b.life.phase),
                      b.model != nullptr ? absl::StrCat(" for model ", b.model->options.name) : "",
                      ", not idle"));
+  }
+  // Idle, but the last model's runs (abandoned ones too), a delivery or a
+  // reset are still to finish: within a run's latency. Worth retrying.
+  if (!b.runs.empty() || b.abandoned_runs > 0 || b.delivering_runs > 0 || b.life.resetting) {
+    return absl::UnavailableError(
+        absl::StrCat("board ", b.name, " is idle but still finishing ",
+                     b.runs.size() + b.abandoned_runs, " runs, ", b.delivering_runs, " deliveries",
+                     b.life.resetting ? " and a reset" : "", "; try again"));
   }
   SetPhase(b, BoardPhase::kRemoved, nullptr, absl::OkStatus(), p);
   return std::move(b.board);

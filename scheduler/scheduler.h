@@ -197,7 +197,9 @@ class Scheduler final : private BoardLifecycle::Host {
   // Destroys an idle board (no model, no operation under way): the
   // emulated boards made for one load of a model go with it. The id stays,
   // in phase kRemoved. NotFound (no such id), FailedPrecondition (the board
-  // is not idle: serving, being programmed for a model, recovering...).
+  // is not idle: serving, being programmed for a model, recovering...),
+  // Unavailable (idle, but runs of the model it served, a delivery or a
+  // reset are still to finish: try again shortly).
   absl::Status RemoveBoard(int board_id);
 
   // Stops accepting requests for `model`; once every accepted one is

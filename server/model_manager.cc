@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 #include <system_error>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -65,11 +66,14 @@ ModelManager::ModelManager(Options options)
       loader_(std::make_unique<WorkerPool>(1, 256, "hgpipe-load")) {}
 
 ModelManager::~ModelManager() {
+  Clock::TimerId retry = 0;
   {
     hgpipe::MutexLock l(&mu_);
     loader_open_ = false;  // OnRemoved queues nothing more
+    retry = std::exchange(retry_timer_, 0);
   }
-  loader_.reset();  // finishes the load in progress and those queued
+  if (retry != 0) options_.clock->Cancel(retry);  // waits if it runs: it takes mu_
+  loader_.reset();                                // finishes the load in progress and those queued
   std::vector<std::shared_ptr<const void>> admissions;
   {
     hgpipe::MutexLock l(&mu_);
@@ -287,16 +291,35 @@ void ModelManager::RemoveUnloadedBoards() {
     hgpipe::MutexLock l(&mu_);
     boards.swap(boards_to_remove_);
   }
+  std::vector<std::pair<int, std::string>> retry;
   for (const auto& [id, name] : boards) {
     // Refused if the scheduler already gave the board to another model
     // (reprogramming): it serves on, as a board of the pool.
     absl::Status s = options_.scheduler->RemoveBoard(id);
     if (s.ok()) {
       LOG(INFO) << "board " << name << ": removed with the load it was made for";
+    } else if (absl::IsUnavailable(s)) {
+      // Runs of the last requests (or of ones that gave up) are still
+      // finishing on it. Without a retry it stayed for good, slots and
+      // all: each unload left its boards' memory behind.
+      retry.emplace_back(id, name);
     } else {
       LOG(INFO) << "board " << name << ": kept: " << s.message();
     }
   }
+  if (retry.empty()) return;
+  hgpipe::MutexLock l(&mu_);
+  boards_to_remove_.insert(boards_to_remove_.end(), retry.begin(), retry.end());
+  // Without a clock the next load or removal retries.
+  if (!loader_open_ || options_.clock == nullptr || retry_timer_ != 0) return;
+  retry_timer_ = options_.clock->RunAt(options_.clock->Now() + kBoardRemovalRetry, [this] {
+    hgpipe::MutexLock l(&mu_);
+    retry_timer_ = 0;
+    if (!loader_open_) return;
+    std::vector<WorkerPool::Task> task;
+    task.push_back([this] { RemoveUnloadedBoards(); });
+    loader_->TrySubmitAll(std::move(task));  // if full, the next load does it
+  });
 }
 
 absl::Status ModelManager::LoadAtStartup(const std::vector<std::string>& names) {

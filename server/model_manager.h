@@ -192,7 +192,8 @@ class ModelManager {
   // its router. InvalidArgument / the scheduler's errors naming the variant.
   absl::Status AddVariants(LoadedModel& model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(add_mu_);
   // Removes from the scheduler the boards of unloaded loads made for them
-  // alone (boards_to_remove_). On the loader's thread.
+  // alone (boards_to_remove_). On the loader's thread. Those still
+  // finishing runs stay listed, and a timer tries again.
   void RemoveUnloadedBoards();
   void DoLoad(const std::string& name, const ConfigEdit& edit,
               absl::AnyInvocable<void(absl::Status)> done);
@@ -207,6 +208,10 @@ class ModelManager {
   std::vector<std::pair<int, std::string>> boards_to_remove_ ABSL_GUARDED_BY(mu_);
   // False once the destructor starts: loader_ takes no more tasks.
   bool loader_open_ ABSL_GUARDED_BY(mu_) = true;
+  // Boards refused because their last runs were still finishing are tried
+  // again this much later, from the loader's thread (retry_timer_).
+  static constexpr absl::Duration kBoardRemovalRetry = absl::Milliseconds(50);
+  Clock::TimerId retry_timer_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Runs loads, one at a time; reset first by the destructor.
   std::unique_ptr<WorkerPool> loader_;

@@ -21,6 +21,7 @@ namespace {
 using clients::InferenceClient;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // "name version state[ reason]" per model of the index.
 std::vector<std::string> Index(InferenceClient& c, bool ready_only = false) {
@@ -122,6 +123,42 @@ TEST(RepositoryTest, ExplicitModeLoadsReloadsAndUnloads) {
   EXPECT_THAT(r.log, HasSubstr("model a: unloaded"));
   EXPECT_THAT(r.log, HasSubstr("board sim0: removed with the load it was made for"));
   EXPECT_THAT(r.log, HasSubstr("board sim1: removed with the load it was made for"));
+}
+
+// Unloaded right after its load, a model's new board is still running the
+// canary that proves it: the removal is retried until the canary is done
+// (it used to keep the board, and its slots, for good, so each quick
+// unload and load grew the server by a board's memory).
+TEST(RepositoryTest, BoardsOfAModelUnloadedRightAfterItsLoadAreRemoved) {
+  auto server =
+      ServerProcess::Start({"--model-repository=" + TwoVerifyModels(),
+                            "--model-control-mode=explicit", "--load-model=a", "--boards=sim:1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto c = *InferenceClient::Create((*server)->grpc_target());
+  for (int i = 0; i < 4; ++i) {  // sim1 .. sim4
+    ASSERT_TRUE(c->UnloadModel("a").ok());
+    ASSERT_TRUE(c->LoadModel("a").ok());
+  }
+  std::atomic<uint64_t> stamps{0};
+  EXPECT_TRUE(Infer(*c, "a", stamps).ok());
+  // Only the last load's board is left, serving.
+  auto only_last = WaitForMetric(
+      (*server)->metrics_url(), "hgpipe_board_phase", R"(board="sim4",phase="serving")",
+      [&](double serving) {
+        auto now = HttpGet((*server)->metrics_url());
+        if (serving != 1 || !now.ok()) return false;
+        for (int i = 0; i < 4; ++i) {
+          if (absl::StrContains(*now, absl::StrCat("board=\"sim", i, "\""))) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(60));
+  EXPECT_TRUE(only_last.ok()) << only_last.status();
+  const ExitResult r = (*server)->Stop(SIGTERM);
+  EXPECT_TRUE(r.exited && r.code == 0) << r.log;
+  EXPECT_THAT(r.log, Not(HasSubstr(": kept: ")));
 }
 
 TEST(RepositoryTest, UnloadAnswersTheRequestsItAccepted) {

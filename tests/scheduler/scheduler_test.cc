@@ -952,6 +952,31 @@ TEST_F(SchedulerTest, DeadlineIsKeptWhileTheRequestIsOnASlowBoard) {
   EXPECT_EQ(observer_.late_images, 1u);
 }
 
+// A model unloaded right after its load: the board still computes the
+// canary that proves a new board at once. It is idle but not yet quiet, so
+// RemoveBoard says to try again (Unavailable) rather than that the board is
+// in use, and removes it once the canary is done. The model manager retries
+// on Unavailable; it used to keep such boards, and their slots, for good:
+// each unload and load of a model grew the server by its boards' memory.
+TEST_F(SchedulerTest, RemoveBoardAsksForARetryWhileAnUnloadedModelsCanaryRuns) {
+  ModelOptions mo;
+  mo.canary =
+      std::make_shared<const accel::Canary>(accel::MakeVerifyCanary(accel::DeviceGeometry{}));
+  mo.bitstream = VerifyBitstream();
+  Build(1, std::move(mo));
+  clock_.Advance(absl::Microseconds(10));  // the canary is on the board
+  bool removed = false;
+  ASSERT_TRUE(scheduler_->RemoveModel(H("verify"), [&] { removed = true; }).ok());
+  clock_.Advance(absl::Microseconds(10));
+  ASSERT_TRUE(removed);
+  const absl::Status busy = scheduler_->RemoveBoard(0);
+  EXPECT_EQ(busy.code(), absl::StatusCode::kUnavailable) << busy;
+  EXPECT_NE(busy.message().find("try again"), absl::string_view::npos) << busy;
+  clock_.RunUntilIdle();  // the canary completes
+  EXPECT_TRUE(scheduler_->RemoveBoard(0).ok());
+  EXPECT_EQ(scheduler_->Boards()[0].phase, BoardPhase::kRemoved);
+}
+
 // Under load, with one slow board of two: every request is answered by its
 // deadline, either with its own outputs or DEADLINE_EXCEEDED, exactly once.
 TEST_F(SchedulerTest, EveryAnswerComesByItsDeadlineUnderASlowBoard) {

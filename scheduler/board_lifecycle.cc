@@ -44,6 +44,9 @@ absl::StatusOr<std::unique_ptr<accel::Board>> BoardLifecycle::Remove(BoardState&
                      b.life.resetting ? " and a reset" : "", "; try again"));
   }
   SetPhase(b, BoardPhase::kRemoved, nullptr, absl::OkStatus(), p);
+  // The state stays (ids are not reused); the bitstream it last held (a
+  // model's weights, megabytes for DeiT-tiny) goes with the board.
+  b.loaded = nullptr;
   return std::move(b.board);
 }
 

@@ -409,8 +409,10 @@ absl::Status ParseRestInferRequest(std::string& json, std::string binary, const 
     DataReader reader(t->name(), t->datatype(), t->mutable_contents());
     if (absl::Status s = reader.Read(data->value, 0); !s.ok()) return s;
     if (reader.count() != elements) {
+      // INT64_MAX: the product may have saturated (it is at least that).
       return Bad(absl::StrCat(where, "data holds ", reader.count(), " elements; shape [",
-                              absl::StrJoin(t->shape(), ", "), "] needs ", elements));
+                              absl::StrJoin(t->shape(), ", "), "] needs ",
+                              elements == INT64_MAX ? "at least " : "", elements));
     }
   }
   if (binary_used != binary.size()) {

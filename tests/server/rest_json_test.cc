@@ -64,6 +64,9 @@ TEST(RestJsonTest, BadRequestsSayWhatIsWrong) {
       {"[]", "", "must be a JSON object"},
       {R"({"inputs":[{"name":"X","datatype":"INT8","shape":[3],"data":[1,2]}]})", "",
        "data holds 2 elements; shape [3] needs 3"},
+      // More elements than int64 counts: not printed as an exact number.
+      {R"({"inputs":[{"name":"X","datatype":"INT8","shape":[9223372036854775807,2],"data":[1]}]})",
+       "", "shape [9223372036854775807, 2] needs at least 9223372036854775807"},
       {R"({"inputs":[{"name":"X","datatype":"UINT8","shape":[1],"data":[-1]}]})", "",
        "data[0] = -1 is not UINT8"},
       {R"({"inputs":[{"name":"X","datatype":"INT8","shape":[-1],"data":[]}]})", "",

